@@ -1,0 +1,23 @@
+//! Publish/subscribe by channel, the way gateway replicas reach each other.
+//!
+//! - [`Broker`]: the engine interface (`broker.rs`).
+//! - [`memory::MemoryBus`]: the in-process engine, for `chatd` and tests. Its
+//!   limit is one process: nodes on one bus see each other, nothing else does.
+//! - [`redis::RedisBroker`]: Redis pub/sub, one multiplexed subscriber
+//!   connection per process plus a small command pool, so any number of
+//!   gateway replicas can share one Redis.
+//!
+//! A node receives what is published on the channels it subscribed to
+//! through the [`Handler`] it was built with. Reference counting of local
+//! interest lives with the caller (the gateway's hub): it subscribes a
+//! channel when its first local connection wants it and unsubscribes when
+//! the last one goes. Subscribe and unsubscribe calls take effect in the
+//! order they are made, so such transitions never race.
+//!
+//! The same contract suite (`tests/contract.rs`) runs against both engines.
+
+mod broker;
+pub mod memory;
+pub mod redis;
+
+pub use broker::{Broker, BrokerError, Handler};

@@ -1,0 +1,119 @@
+//! `chatd`: the whole chat backend in one process on one port — the gateway
+//! with the in-process broker (or Redis when `REDIS_URL` is set), local
+//! storage under `CHAT_DATA_DIR`, and the health and metrics endpoints of
+//! every service. The same service libraries, given `REDIS_URL`, are the
+//! distributed deployment.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use chat_gateway::{Engine, Gateway, GatewaySettings};
+use chat_runtime::observe::Observability;
+use chat_runtime::settings::{self, ServerSettings, SettingsError};
+use serde::Deserialize;
+use tracing::info;
+
+/// Settings only `chatd` has.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ChatdSettings {
+    /// `CHAT_DATA_DIR`: where the embedded services keep their files.
+    pub data_dir: PathBuf,
+}
+
+impl Default for ChatdSettings {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("./data") }
+    }
+}
+
+/// The settings table for `--help`.
+pub const HELP: &str = "\
+chatd settings:
+  CHAT_DATA_DIR           where embedded services keep their files  [default: ./data]";
+
+/// Every setting `chatd` reads.
+pub struct Settings {
+    /// The HTTP server.
+    pub server: ServerSettings,
+    /// The gateway.
+    pub gateway: GatewaySettings,
+    /// chatd's own.
+    pub chatd: ChatdSettings,
+}
+
+impl Settings {
+    /// Loads defaults → `config_file` → environment.
+    pub fn load(config_file: Option<&std::path::Path>) -> Result<Self, SettingsError> {
+        let layers = settings::layers(config_file)?;
+        let this = Self {
+            server: settings::extract(&layers)?,
+            gateway: settings::extract(&layers)?,
+            chatd: settings::extract(&layers)?,
+        };
+        this.gateway.validate()?;
+        Ok(this)
+    }
+}
+
+/// All services composed on one listener.
+pub struct Application {
+    server: actix_web::dev::Server,
+    addr: SocketAddr,
+    gateway: Gateway,
+    grace: Duration,
+}
+
+impl Application {
+    /// Prepares the data folder, builds every service and binds the listener.
+    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&settings.chatd.data_dir).map_err(|e| {
+            SettingsError::new(format!(
+                "invalid setting CHAT_DATA_DIR: cannot create {}: {e}",
+                settings.chatd.data_dir.display()
+            ))
+        })?;
+        let mut obs = Observability::new();
+        let engine = Engine::from_settings(&settings.gateway);
+        let gateway = Gateway::build(settings.gateway, engine, &mut obs)?;
+        let listener = TcpListener::bind(settings.server.listen)?;
+        let addr = listener.local_addr()?;
+        let routes = gateway.clone();
+        let server = chat_gateway::http_server(listener, &settings.server, move |cfg| {
+            routes.configure(cfg);
+            obs.configure(cfg);
+            cfg.route("/", web::get().to(index));
+        })?;
+        Ok(Self { server, addr, gateway, grace: settings.server.shutdown_grace })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` resolves, then closes every WebSocket with
+    /// 1001 and stops.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        info!("listening on http://{}", self.addr);
+        info!("open http://{}/ in a browser; WebSocket lobby at ws://{}/ws/", self.addr, self.addr);
+        let gateway = self.gateway;
+        let grace = self.grace;
+        chat_runtime::server::run_until_stopped(self.server, shutdown, || async move {
+            gateway.drain(grace).await;
+        })
+        .await
+    }
+}
+
+/// The demo page (the full web client comes with its own crate).
+async fn index() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("../assets/index.html"))
+}

@@ -1,0 +1,219 @@
+//! The WebSocket gateway: terminates client connections and fans messages
+//! out through the broker, so any number of replicas serve one chat.
+//!
+//! - [`settings`]: limits and intervals ([`GatewaySettings`]).
+//! - `ws/`: the endpoints — `upgrade.rs` (handshake, checks), `session.rs`
+//!   (one task per connection), `frames.rs` (the typed and seed protocol).
+//! - [`hub`]: which local connections want which channel; delivery.
+//! - [`envelope`]: the bytes that travel through the broker.
+//! - [`metrics`]: Prometheus series.
+//!
+//! [`Gateway`] is the composable piece (`configure` mounts its routes);
+//! [`Application`] runs it alone, as the `gateway` binary and tests do.
+
+pub mod envelope;
+pub mod hub;
+pub mod metrics;
+pub mod settings;
+mod ws;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use chat_broker::memory::MemoryBus;
+use chat_broker::redis::{RedisBroker, RedisOptions};
+use chat_broker::{Broker, BrokerError};
+use chat_runtime::observe::Observability;
+use chat_runtime::settings::ServerSettings;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+pub use hub::Hub;
+pub use metrics::GatewayMetrics;
+pub use settings::{AuthMode, GatewaySettings};
+
+/// Which broker engine the gateway uses.
+#[derive(Clone)]
+pub enum Engine {
+    /// In-process: nodes on this bus reach each other, nothing else.
+    Memory(Arc<MemoryBus>),
+    /// Redis pub/sub: every replica on the same Redis and prefix.
+    Redis(RedisOptions),
+}
+
+impl Engine {
+    /// The engine the settings ask for: Redis when `REDIS_URL` is set,
+    /// otherwise a fresh in-process bus.
+    pub fn from_settings(settings: &GatewaySettings) -> Self {
+        match &settings.redis_url {
+            Some(url) => Engine::Redis(RedisOptions {
+                url: url.clone(),
+                prefix: settings.redis_prefix.clone(),
+                errors: None,
+            }),
+            None => Engine::Memory(MemoryBus::new()),
+        }
+    }
+}
+
+/// State shared by every connection of one gateway.
+pub(crate) struct Inner {
+    pub(crate) settings: GatewaySettings,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) metrics: GatewayMetrics,
+    /// Cancelled when the process stops: sessions close with 1001.
+    pub(crate) shutdown: CancellationToken,
+    /// Every session task, to wait for them while draining.
+    pub(crate) sessions: TaskTracker,
+    /// Connections currently admitted, against `max_connections`.
+    pub(crate) open: AtomicUsize,
+}
+
+/// The gateway service, ready to be mounted in an actix-web app.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl Gateway {
+    /// Builds the gateway and its broker, registering its metrics and its
+    /// readiness check in `obs`. Must be called inside a tokio runtime.
+    pub fn build(
+        settings: GatewaySettings,
+        engine: Engine,
+        obs: &mut Observability,
+    ) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let metrics = GatewayMetrics::register(&obs.registry)?;
+        let hub = Hub::new(metrics.clone());
+        let broker: Arc<dyn Broker> = match engine {
+            Engine::Memory(bus) => Arc::new(bus.node(hub.handler())),
+            Engine::Redis(mut options) => {
+                options.errors = Some(metrics.redis_errors.clone());
+                Arc::new(RedisBroker::start(options, hub.handler())?)
+            }
+        };
+        hub.attach(broker);
+        let check_hub = Arc::clone(&hub);
+        obs.add_check(
+            "broker",
+            Arc::new(move || {
+                let hub = Arc::clone(&check_hub);
+                Box::pin(async move { hub.check().await.map_err(|e: BrokerError| e.to_string()) })
+            }),
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                settings,
+                hub,
+                metrics,
+                shutdown: CancellationToken::new(),
+                sessions: TaskTracker::new(),
+                open: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// Mounts `/ws/` and `/ws/{user}/`.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(web::Data::new(Arc::clone(&self.inner)))
+            .route("/ws/", web::get().to(ws::upgrade::lobby))
+            .route("/ws/{user}/", web::get().to(ws::upgrade::user))
+            .route("/ws/{user}", web::get().to(ws::upgrade::user));
+    }
+
+    /// The local registry (tests check it is cleaned).
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
+    }
+
+    /// Connections currently open.
+    pub fn open_connections(&self) -> usize {
+        self.inner.open.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Closes every connection with 1001 (going away) and waits up to
+    /// `grace` for the sessions to finish; refuses new upgrades from now on.
+    pub async fn drain(&self, grace: Duration) {
+        self.inner.shutdown.cancel();
+        self.inner.sessions.close();
+        if tokio::time::timeout(grace, self.inner.sessions.wait()).await.is_err() {
+            warn!(left = self.inner.sessions.len(), "sessions still open after the grace period");
+        }
+    }
+}
+
+/// Builds an actix-web server from a route configuration, with the worker
+/// count and stop timeout of `server`.
+pub fn http_server<F>(
+    listener: TcpListener,
+    server: &ServerSettings,
+    configure: F,
+) -> std::io::Result<actix_web::dev::Server>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    let mut http = HttpServer::new(move || App::new().configure(configure.clone()))
+        .disable_signals()
+        .shutdown_timeout(server.shutdown_grace.as_secs().max(1));
+    if server.workers > 0 {
+        http = http.workers(server.workers);
+    }
+    Ok(http.listen(listener)?.run())
+}
+
+/// The gateway alone on a listener: what the `gateway` binary and tests run.
+pub struct Application {
+    server: actix_web::dev::Server,
+    addr: SocketAddr,
+    gateway: Gateway,
+    grace: Duration,
+}
+
+impl Application {
+    /// Binds `server.listen` (port 0 picks a free port) and builds the gateway.
+    pub fn build(
+        server: &ServerSettings,
+        settings: GatewaySettings,
+        engine: Engine,
+    ) -> anyhow::Result<Self> {
+        let mut obs = Observability::new();
+        let gateway = Gateway::build(settings, engine, &mut obs)?;
+        let listener = TcpListener::bind(server.listen)?;
+        let addr = listener.local_addr()?;
+        let routes = gateway.clone();
+        let http = http_server(listener, server, move |cfg| {
+            routes.configure(cfg);
+            obs.configure(cfg);
+        })?;
+        Ok(Self { server: http, addr, gateway, grace: server.shutdown_grace })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The gateway, for tests.
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    /// Serves until `shutdown` resolves, then drains and stops.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        info!("listening on http://{}", self.addr);
+        let gateway = self.gateway;
+        let grace = self.grace;
+        chat_runtime::server::run_until_stopped(self.server, shutdown, || async move {
+            gateway.drain(grace).await;
+        })
+        .await
+    }
+}

@@ -1,0 +1,46 @@
+//! WebSocket endpoints.
+//!
+//! - `upgrade.rs`: the HTTP side — path checks, the connection cap, the
+//!   handshake, registering the connection before the client sees `101`.
+//! - `session.rs`: one task per connection, a `select!` over client frames,
+//!   hub deliveries, the heartbeat and shutdown.
+//! - `frames.rs`: what a text frame on a user connection means.
+
+mod frames;
+mod session;
+pub(crate) mod upgrade;
+
+/// Which endpoint a connection came in on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// `/ws/`: the public lobby.
+    Lobby,
+    /// `/ws/{user}/`: a user's personal connection.
+    User(String),
+}
+
+impl Endpoint {
+    /// Metric label.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Endpoint::Lobby => "lobby",
+            Endpoint::User(_) => "user",
+        }
+    }
+}
+
+/// Broker channel names.
+pub(crate) mod channel {
+    /// The public lobby.
+    pub const LOBBY: &str = "lobby";
+
+    /// Every connection of one user.
+    pub fn user(name: &str) -> String {
+        format!("user:{name}")
+    }
+
+    /// Every connection that joined a room.
+    pub fn room(name: &str) -> String {
+        format!("room:{name}")
+    }
+}

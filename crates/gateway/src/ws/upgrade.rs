@@ -1,0 +1,136 @@
+//! The HTTP side of a WebSocket connection.
+//!
+//! Everything that can refuse a connection happens before `101 Switching
+//! Protocols`: name checks (400), the connection cap and shutdown (503), and
+//! registering on the broker (503 if it is unreachable). So a client whose
+//! handshake succeeded is already subscribed: nothing published after that
+//! moment can miss it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use chat_protocol::{ErrorCode, NameError, validate_user};
+use serde_json::json;
+
+use super::Endpoint;
+use super::channel;
+use super::session::{Registration, Session};
+use crate::Inner;
+use crate::hub::Conn;
+
+/// Why an upgrade was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    /// The user name in the path breaks the naming rules.
+    #[error("invalid user name: {0}")]
+    InvalidName(NameError),
+    /// The connection cap is reached.
+    #[error("this gateway holds its maximum of {0} connections; try again or another replica")]
+    OverCapacity(usize),
+    /// The gateway is stopping.
+    #[error("this gateway is shutting down")]
+    ShuttingDown,
+    /// The broker could not register the connection.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Not a valid WebSocket handshake.
+    #[error(transparent)]
+    Handshake(actix_web::Error),
+}
+
+impl UpgradeError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            UpgradeError::InvalidName(_) => ErrorCode::InvalidName,
+            UpgradeError::OverCapacity(_) => ErrorCode::OverCapacity,
+            UpgradeError::ShuttingDown | UpgradeError::Unavailable(_) => ErrorCode::Unavailable,
+            UpgradeError::Handshake(_) => ErrorCode::InvalidFrame,
+        }
+    }
+}
+
+impl ResponseError for UpgradeError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            UpgradeError::InvalidName(_) => StatusCode::BAD_REQUEST,
+            UpgradeError::Handshake(e) => e.as_response_error().status_code(),
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .json(json!({"error": self.code().as_str(), "message": self.to_string()}))
+    }
+}
+
+/// `GET /ws/`: the public lobby.
+pub(crate) async fn lobby(
+    req: HttpRequest,
+    body: web::Payload,
+    gw: web::Data<Arc<Inner>>,
+) -> Result<HttpResponse, UpgradeError> {
+    upgrade(req, body, gw.get_ref(), Endpoint::Lobby).await
+}
+
+/// `GET /ws/{user}/`: a user's personal connection.
+pub(crate) async fn user(
+    req: HttpRequest,
+    body: web::Payload,
+    path: web::Path<String>,
+    gw: web::Data<Arc<Inner>>,
+) -> Result<HttpResponse, UpgradeError> {
+    let user = path.into_inner();
+    validate_user(&user).map_err(UpgradeError::InvalidName)?;
+    upgrade(req, body, gw.get_ref(), Endpoint::User(user)).await
+}
+
+/// Holds one place under the connection cap until dropped.
+struct Slot(Arc<Inner>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn admit(gw: &Arc<Inner>) -> Result<Slot, UpgradeError> {
+    if gw.shutdown.is_cancelled() {
+        return Err(UpgradeError::ShuttingDown);
+    }
+    let cap = gw.settings.max_connections;
+    if gw.open.fetch_add(1, Ordering::AcqRel) >= cap {
+        gw.open.fetch_sub(1, Ordering::AcqRel);
+        gw.metrics.refused_over_capacity.inc();
+        return Err(UpgradeError::OverCapacity(cap));
+    }
+    Ok(Slot(Arc::clone(gw)))
+}
+
+async fn upgrade(
+    req: HttpRequest,
+    body: web::Payload,
+    gw: &Arc<Inner>,
+    endpoint: Endpoint,
+) -> Result<HttpResponse, UpgradeError> {
+    let slot = admit(gw)?;
+    let (response, ws, stream) = actix_ws::handle(&req, body).map_err(UpgradeError::Handshake)?;
+    let (conn, outbound, overflow) = Conn::new(gw.settings.outbound_queue);
+    let mut registration = Registration::new(Arc::clone(&gw.hub), conn);
+    let home = match &endpoint {
+        Endpoint::Lobby => channel::LOBBY.to_owned(),
+        Endpoint::User(user) => channel::user(user),
+    };
+    registration.join(home).await.map_err(|e| UpgradeError::Unavailable(e.to_string()))?;
+
+    let max = gw.settings.max_frame_bytes;
+    let stream = stream.max_frame_size(max).aggregate_continuations().max_continuation_size(max);
+    let session = Session::new(Arc::clone(gw), ws, endpoint, registration);
+    actix_web::rt::spawn(gw.sessions.track_future(async move {
+        session.run(stream, outbound, overflow).await;
+        drop(slot);
+    }));
+    Ok(response)
+}

@@ -1,0 +1,198 @@
+//! The typed protocol: JSON text frames tagged by `"type"`.
+//!
+//! Every frame a client sends that answers something carries the client's
+//! `id`, and the server's `ack` or `error` echoes it, so a client can match
+//! replies to requests without ordering assumptions.
+
+use serde::{Deserialize, Serialize};
+
+/// A frame from client to server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// Send a text message to a user (`to`) or to a room (`room`): exactly one
+    /// of the two. Answered by `ack` (or `error`) carrying the same `id`.
+    Send {
+        /// Client-chosen id (1–64 characters), echoed in the answer.
+        id: String,
+        /// The receiving user, for a direct message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        /// The receiving room; the sending connection must have joined it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// The text of the message.
+        body: String,
+    },
+    /// Join a room: from now on this connection receives its messages.
+    /// Answered by `joined`.
+    Join {
+        /// Optional client id, echoed in the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The room to join.
+        room: String,
+    },
+    /// Leave a room. Answered by `left`.
+    Leave {
+        /// Optional client id, echoed in the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The room to leave.
+        room: String,
+    },
+}
+
+impl ClientFrame {
+    /// Every `type` a client may send, to tell an unknown type from a
+    /// malformed frame of a known type.
+    pub const TYPES: &'static [&'static str] = &["send", "join", "leave"];
+
+    /// The client id the frame carries, if any, for error replies.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            ClientFrame::Send { id, .. } => Some(id),
+            ClientFrame::Join { id, .. } | ClientFrame::Leave { id, .. } => id.as_deref(),
+        }
+    }
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// Every connection of one user.
+    User(&'a str),
+    /// Every connection that joined a room.
+    Room(&'a str),
+}
+
+/// A message as the server stored and delivers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ChatMessage {
+    /// Server id: a ULID, unique and sortable by time. Clients drop duplicates by it.
+    pub id: String,
+    /// The sending user, decided by the server from the connection.
+    pub from: String,
+    /// The receiving user, for a direct message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The room, for a room message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// The text of the message.
+    pub body: String,
+    /// When the server accepted it, in milliseconds since the Unix epoch.
+    pub ts: u64,
+}
+
+/// A frame from server to client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServerFrame {
+    /// The server accepted a `send`: `id` is the client's, `message` is what
+    /// receivers get.
+    Ack {
+        /// The client id of the `send` this answers.
+        id: String,
+        /// The message as delivered, with its server id and timestamp.
+        message: ChatMessage,
+    },
+    /// A message for this connection (a direct message or a room message; a
+    /// room message reaches the sender's own connections too).
+    Message(ChatMessage),
+    /// This connection joined a room.
+    Joined {
+        /// The client id of the `join`, if it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The room joined.
+        room: String,
+    },
+    /// This connection left a room.
+    Left {
+        /// The client id of the `leave`, if it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The room left.
+        room: String,
+    },
+    /// A frame was refused. The connection stays open unless a close follows.
+    Error {
+        /// The client id of the refused frame, when it had a readable one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// Stable, machine-readable reason.
+        code: ErrorCode,
+        /// Human-readable explanation.
+        message: String,
+    },
+}
+
+impl ServerFrame {
+    /// An `error` frame.
+    pub fn error(id: Option<&str>, code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error { id: id.map(str::to_owned), code, message: message.into() }
+    }
+
+    /// The frame as JSON text.
+    pub fn to_json(&self) -> String {
+        // unwrap: these types hold only strings, integers and enums; serialising them cannot fail.
+        #[allow(clippy::unwrap_used)]
+        serde_json::to_string(self).unwrap()
+    }
+}
+
+/// Stable error codes, shared by WebSocket `error` frames and HTTP error bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not JSON, or not a JSON object.
+    BadJson,
+    /// The frame's `type` is not one the server knows.
+    UnknownType,
+    /// The frame is JSON of a known shape but a field is missing, extra or wrong.
+    InvalidFrame,
+    /// A user or room name breaks the naming rules.
+    InvalidName,
+    /// A seed frame's `sender` is not the connection's user.
+    SenderMismatch,
+    /// A room `send` from a connection that has not joined the room.
+    NotMember,
+    /// The connection already holds as many rooms as allowed.
+    TooManyRooms,
+    /// The connection sends faster than its rate limit; the frame was dropped.
+    RateLimited,
+    /// A dependency (broker or store) is unreachable; nothing was accepted.
+    Unavailable,
+    /// This endpoint does not accept this kind of frame.
+    Unsupported,
+    /// The server holds as many connections as it may; try another replica.
+    OverCapacity,
+    /// An unexpected server fault.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidFrame => "invalid_frame",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::SenderMismatch => "sender_mismatch",
+            ErrorCode::NotMember => "not_member",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Unsupported => "unsupported",
+            ErrorCode::OverCapacity => "over_capacity",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}

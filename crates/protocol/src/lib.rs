@@ -1,0 +1,22 @@
+//! The chat backend's wire protocol, shared by every service and client.
+//!
+//! - [`seed`]: the frame of the Django Channels design we re-implement,
+//!   `{"sender", "receiver", "message"}`, accepted and delivered unchanged.
+//! - [`frames`]: the typed protocol — JSON text frames tagged by `"type"`,
+//!   client → server ([`ClientFrame`]) and server → client ([`ServerFrame`]).
+//! - [`decode`]: turns one text frame into an [`Inbound`] frame or a precise
+//!   [`DecodeError`] that maps onto a stable [`ErrorCode`].
+//! - [`names`]: the rules for user and room names.
+//!
+//! The JSON Schema of every frame lives in `proto/schema/`, generated from
+//! these types (feature `schema`) and checked by a test so it cannot drift.
+
+pub mod decode;
+pub mod frames;
+pub mod names;
+pub mod seed;
+
+pub use decode::{DecodeError, Inbound, decode};
+pub use frames::{ChatMessage, ClientFrame, ErrorCode, ServerFrame, Target};
+pub use names::{NameError, validate_room, validate_user};
+pub use seed::SeedFrame;

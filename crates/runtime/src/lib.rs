@@ -1,0 +1,14 @@
+//! What every chat service binary shares, so each `main.rs` stays a few lines.
+//!
+//! - [`settings`]: layered settings — defaults, then an optional TOML file,
+//!   then the environment — with one-line errors that name the setting.
+//! - [`telemetry`]: `tracing` logs, pretty or JSON.
+//! - [`observe`]: `/healthz`, `/readyz` and `/metrics`, assembled from the
+//!   readiness checks and Prometheus registry the services contribute.
+//! - [`server`]: running an actix-web server until a shutdown signal, with a
+//!   drain step (closing WebSockets) before the listener stops.
+
+pub mod observe;
+pub mod server;
+pub mod settings;
+pub mod telemetry;
