@@ -47,8 +47,8 @@ where
     }
     info!("shutting down: draining connections");
     drain().await;
-    handle.stop(true).await;
-    server.await?;
+    // The server future processes the stop command, so poll both together.
+    let ((), result) = tokio::join!(handle.stop(true), server);
     info!("stopped");
-    Ok(())
+    result
 }

@@ -1,0 +1,194 @@
+//! The broker contract, run against every engine: the in-process bus and
+//! Redis pub/sub (a real Redis — `REDIS_URL`, or a private `redis-server`).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chat_broker::memory::MemoryBus;
+use chat_broker::redis::{RedisBroker, RedisOptions};
+use chat_broker::{Broker, Handler};
+use chat_testkit::WAIT;
+use chat_testkit::redis::TestRedis;
+use tokio::sync::mpsc;
+
+/// A node and what it receives.
+struct Node {
+    broker: Box<dyn Broker>,
+    inbox: mpsc::UnboundedReceiver<(String, Bytes)>,
+}
+
+impl Node {
+    async fn next(&mut self) -> (String, String) {
+        let (channel, payload) = tokio::time::timeout(WAIT, self.inbox.recv())
+            .await
+            .expect("a message arrives in time")
+            .expect("broker alive");
+        (channel, String::from_utf8(payload.to_vec()).expect("utf-8"))
+    }
+}
+
+fn handler() -> (Handler, mpsc::UnboundedReceiver<(String, Bytes)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handler: Handler = Arc::new(move |channel: &str, payload: Bytes| {
+        let _ = tx.send((channel.to_owned(), payload));
+    });
+    (handler, rx)
+}
+
+/// Two nodes that can hear each other, and whatever keeps them alive.
+struct Pair {
+    a: Node,
+    b: Node,
+    _redis: Option<TestRedis>,
+}
+
+fn memory() -> Pair {
+    let bus = MemoryBus::new();
+    let (ha, ia) = handler();
+    let (hb, ib) = handler();
+    Pair {
+        a: Node { broker: Box::new(bus.node(ha)), inbox: ia },
+        b: Node { broker: Box::new(bus.node(hb)), inbox: ib },
+        _redis: None,
+    }
+}
+
+fn redis_node(redis: &TestRedis) -> Node {
+    let (h, inbox) = handler();
+    let options =
+        RedisOptions { url: redis.url().into(), prefix: redis.prefix().into(), errors: None };
+    Node { broker: Box::new(RedisBroker::start(options, h).expect("valid URL")), inbox }
+}
+
+fn redis() -> Pair {
+    let redis = TestRedis::start().expect("a Redis for the test");
+    Pair { a: redis_node(&redis), b: redis_node(&redis), _redis: Some(redis) }
+}
+
+async fn publish(node: &Node, channel: &str, text: &str) {
+    node.broker.publish(channel, Bytes::from(text.to_owned())).await.expect("publish");
+}
+
+async fn a_subscriber_receives_what_any_node_publishes(mut p: Pair) {
+    p.a.broker.subscribe("room:x").await.expect("subscribe");
+    publish(&p.b, "room:x", "from b").await;
+    publish(&p.a, "room:x", "from a").await;
+    assert_eq!(p.a.next().await, ("room:x".into(), "from b".into()));
+    assert_eq!(p.a.next().await, ("room:x".into(), "from a".into()));
+}
+
+async fn messages_arrive_in_publish_order(mut p: Pair) {
+    p.a.broker.subscribe("c").await.expect("subscribe");
+    for i in 0..200 {
+        publish(&p.b, "c", &i.to_string()).await;
+    }
+    for i in 0..200 {
+        assert_eq!(p.a.next().await.1, i.to_string());
+    }
+}
+
+async fn a_node_hears_only_its_channels(mut p: Pair) {
+    p.a.broker.subscribe("mine").await.expect("subscribe");
+    p.b.broker.subscribe("theirs").await.expect("subscribe");
+    publish(&p.b, "theirs", "not for a").await;
+    publish(&p.b, "mine", "for a").await;
+    assert_eq!(p.a.next().await, ("mine".into(), "for a".into()));
+    assert_eq!(p.b.next().await, ("theirs".into(), "not for a".into()));
+}
+
+async fn nothing_arrives_after_unsubscribe(mut p: Pair) {
+    p.a.broker.subscribe("gone").await.expect("subscribe");
+    p.a.broker.subscribe("marker").await.expect("subscribe");
+    p.a.broker.unsubscribe("gone");
+    // Make sure the unsubscribe has been applied: a later subscribe resolves after it.
+    p.a.broker.subscribe("barrier").await.expect("subscribe");
+    publish(&p.b, "gone", "must not arrive").await;
+    publish(&p.b, "marker", "arrives").await;
+    // Same publisher, so order is kept: had "gone" arrived, it would come first.
+    assert_eq!(p.a.next().await, ("marker".into(), "arrives".into()));
+}
+
+async fn subscription_changes_apply_in_call_order(mut p: Pair) {
+    // Neither future is awaited before the next call: order comes from the calls.
+    let first = p.a.broker.subscribe("flip");
+    p.a.broker.unsubscribe("flip");
+    let last = p.a.broker.subscribe("flip");
+    first.await.expect("subscribe");
+    last.await.expect("subscribe");
+    publish(&p.b, "flip", "still subscribed").await;
+    assert_eq!(p.a.next().await, ("flip".into(), "still subscribed".into()));
+}
+
+async fn the_check_passes_on_a_working_engine(p: Pair) {
+    // A subscribe resolves once the node is connected, like any real use.
+    p.a.broker.subscribe("any").await.expect("subscribe");
+    p.b.broker.subscribe("any").await.expect("subscribe");
+    p.a.broker.check().await.expect("ready");
+    p.b.broker.check().await.expect("ready");
+}
+
+macro_rules! contract {
+    ($engine:ident) => {
+        mod $engine {
+            #[tokio::test]
+            async fn a_subscriber_receives_what_any_node_publishes() {
+                super::a_subscriber_receives_what_any_node_publishes(super::$engine()).await;
+            }
+            #[tokio::test]
+            async fn messages_arrive_in_publish_order() {
+                super::messages_arrive_in_publish_order(super::$engine()).await;
+            }
+            #[tokio::test]
+            async fn a_node_hears_only_its_channels() {
+                super::a_node_hears_only_its_channels(super::$engine()).await;
+            }
+            #[tokio::test]
+            async fn nothing_arrives_after_unsubscribe() {
+                super::nothing_arrives_after_unsubscribe(super::$engine()).await;
+            }
+            #[tokio::test]
+            async fn subscription_changes_apply_in_call_order() {
+                super::subscription_changes_apply_in_call_order(super::$engine()).await;
+            }
+            #[tokio::test]
+            async fn the_check_passes_on_a_working_engine() {
+                super::the_check_passes_on_a_working_engine(super::$engine()).await;
+            }
+        }
+    };
+}
+
+contract!(memory);
+contract!(redis);
+
+/// Redis only: losing Redis is reported, and the node heals by itself.
+#[tokio::test]
+async fn a_redis_node_recovers_its_subscriptions_after_redis_restarts() {
+    let mut redis = TestRedis::private().expect("private redis-server");
+    let mut a = redis_node(&redis);
+    let b = redis_node(&redis);
+    a.broker.subscribe("survivor").await.expect("subscribe");
+
+    redis.stop().expect("stop redis");
+    let down = tokio::time::timeout(WAIT, async {
+        loop {
+            if a.broker.check().await.is_err() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    down.await.expect("the check notices Redis is gone");
+    assert!(b.broker.publish("survivor", Bytes::from_static(b"x")).await.is_err());
+
+    redis.resume().expect("restart redis");
+    tokio::time::timeout(WAIT, async {
+        while a.broker.check().await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the node reconnects by itself");
+    publish(&b, "survivor", "after restart").await;
+    assert_eq!(a.next().await, ("survivor".into(), "after restart".into()));
+}
