@@ -27,3 +27,26 @@ pub fn unique(stem: &str) -> String {
 pub fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+/// Waits until `condition` holds, checking every 10 ms, for at most [`WAIT`].
+/// For state that changes without an event the test can subscribe to
+/// (a registry emptied by a background task): never a fixed sleep.
+pub async fn eventually<F: FnMut() -> bool>(what: &str, mut condition: F) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition() {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// `GET http://{addr}{path}`: status and body.
+pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    let response = reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .timeout(WAIT)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    Ok((status, response.text().await?))
+}

@@ -5,7 +5,7 @@ use anyhow::{Context, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
+pub use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -38,6 +38,11 @@ impl WsClient {
                 .with_context(|| format!("connecting to {url} timed out"))?
                 .with_context(|| format!("connecting to {url}"))?;
         Ok(Self { stream, check_schema: path != "/ws/" })
+    }
+
+    /// Wraps a stream taken with [`WsClient::into_silent`] to read it again.
+    pub fn from_stream(stream: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+        Self { stream, check_schema: true }
     }
 
     /// Connects to the lobby, `/ws/`.
@@ -117,6 +122,28 @@ impl WsClient {
         let frame = self.recv_json().await?;
         anyhow::ensure!(frame["type"] == kind, "expected a '{kind}' frame, got {frame}");
         Ok(frame)
+    }
+
+    /// The next JSON frame, or how the connection ended if it ended first.
+    pub async fn recv_json_or_end(&mut self) -> anyhow::Result<Result<Value, Ended>> {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .context("neither a frame nor the end arrived in time")?;
+            let text = match next {
+                Some(Ok(Message::Text(text))) => text,
+                Some(Ok(Message::Close(frame))) => {
+                    return Ok(Err(Ended::Closed(frame.map_or(1005, |f| u16::from(f.code)))));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Ok(Err(Ended::Dropped)),
+            };
+            let value: Value = serde_json::from_str(text.as_str())?;
+            if self.check_schema {
+                Schemas::get().check_server_frame(&value)?;
+            }
+            return Ok(Ok(value));
+        }
     }
 
     /// Reads until the server ends the connection; returns how it ended.

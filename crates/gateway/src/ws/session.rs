@@ -183,7 +183,22 @@ impl Session {
         gauge.dec();
         drop(self.registration);
         if let Some(close) = close {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close(Some(close))).await;
+            let mut ws = self.ws;
+            let flush_and_close = async move {
+                // What was queued before the close (an `error` explaining a
+                // rate-limit close, say) goes out first — unless the queue
+                // overflowed, which means this client is not reading anyway.
+                if close.code != CloseCode::Again {
+                    outbound.close();
+                    while let Some(frame) = outbound.recv().await {
+                        if write(&mut ws, frame).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                let _ = ws.close(Some(close)).await;
+            };
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, flush_and_close).await;
         }
     }
 

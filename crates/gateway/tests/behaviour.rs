@@ -1,0 +1,348 @@
+//! The gateway's behaviour, run twice: on the in-process broker (one
+//! gateway) and on two replicas sharing a real Redis, in every direction.
+
+mod support;
+
+use std::time::Duration;
+
+use chat_testkit::ws::{Ended, Message, WsClient};
+use chat_testkit::{WAIT, eventually, http_get};
+use serde_json::{Value, json};
+use support::{Cluster, Make, settings};
+
+fn send(id: &str, to: &str, body: &str) -> Value {
+    json!({"type": "send", "id": id, "to": to, "body": body})
+}
+
+async fn the_lobby_reaches_every_connection_sender_included(make: Make) {
+    let cluster = make(settings());
+    for (a, b) in cluster.directions() {
+        let mut sender = WsClient::lobby(cluster.addr(a)).await.unwrap();
+        let mut other = WsClient::lobby(cluster.addr(b)).await.unwrap();
+        sender.send_text(format!("hello from {a}")).await.unwrap();
+        assert_eq!(sender.recv_text().await.unwrap(), format!("hello from {a}"));
+        assert_eq!(other.recv_text().await.unwrap(), format!("hello from {a}"));
+
+        sender.send_binary(vec![0, 1, 2, 255]).await.unwrap();
+        for client in [&mut sender, &mut other] {
+            assert_eq!(client.recv().await.unwrap(), Message::binary(vec![0, 1, 2, 255]));
+        }
+    }
+}
+
+async fn a_direct_message_reaches_every_connection_of_the_receiver(make: Make) {
+    let cluster = make(settings());
+    let mut bob_0 = WsClient::user(cluster.addr(0), "bob").await.unwrap();
+    let mut bob_1 = WsClient::user(cluster.addr(1), "bob").await.unwrap();
+    for from in 0..cluster.nodes.len() {
+        let mut alice = WsClient::user(cluster.addr(from), "alice").await.unwrap();
+        alice.send_json(&send("c1", "bob", &format!("hi from node {from}"))).await.unwrap();
+        let ack = alice.recv_type("ack").await.unwrap();
+        assert_eq!(ack["id"], "c1");
+        let message = &ack["message"];
+        assert_eq!(message["from"], "alice");
+        assert_eq!(message["to"], "bob");
+        assert_eq!(message["body"], format!("hi from node {from}"));
+        assert_eq!(message["id"].as_str().unwrap().len(), 26, "a ULID");
+        for bob in [&mut bob_0, &mut bob_1] {
+            let got = bob.recv_type("message").await.unwrap();
+            assert_eq!(got["id"], message["id"], "the same message, same server id");
+            assert_eq!(got["body"], message["body"]);
+            assert_eq!(got["ts"], message["ts"]);
+        }
+    }
+}
+
+async fn seed_frames_reach_the_receiver_unchanged(make: Make) {
+    let cluster = make(settings());
+    for (a, b) in cluster.directions() {
+        let mut alice = WsClient::user(cluster.addr(a), "alice").await.unwrap();
+        let mut bob = WsClient::user(cluster.addr(b), "bob").await.unwrap();
+        let frame = r#"{"sender": "alice", "receiver": "bob", "message": {"url": "/media/1", "kind": "image"}}"#;
+        alice.send_text(frame).await.unwrap();
+        assert_eq!(bob.recv_text().await.unwrap(), frame, "byte for byte");
+        alice.send_text(r#"{"sender":"alice","receiver":"bob","message":"plain"}"#).await.unwrap();
+        assert_eq!(bob.recv_json().await.unwrap()["message"], "plain");
+    }
+}
+
+async fn a_spoofed_sender_is_refused_and_not_delivered(make: Make) {
+    let cluster = make(settings());
+    let mut mallory = WsClient::user(cluster.addr(0), "mallory").await.unwrap();
+    let mut bob = WsClient::user(cluster.addr(1), "bob").await.unwrap();
+    mallory.send_text(r#"{"sender":"alice","receiver":"bob","message":"I am alice"}"#).await.unwrap();
+    let error = mallory.recv_type("error").await.unwrap();
+    assert_eq!(error["code"], "sender_mismatch");
+    mallory.send_text(r#"{"sender":"mallory","receiver":"bob","message":"honest"}"#).await.unwrap();
+    // Same sender, same channel: had the spoofed frame been delivered, it would come first.
+    assert_eq!(bob.recv_json().await.unwrap()["message"], "honest");
+}
+
+async fn an_unknown_or_offline_receiver_is_harmless(make: Make) {
+    let cluster = make(settings());
+    let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
+    alice.send_text(r#"{"sender":"alice","receiver":"nobody","message":"hello?"}"#).await.unwrap();
+    alice.send_json(&send("c1", "nobody", "anyone?")).await.unwrap();
+    assert_eq!(alice.recv_type("ack").await.unwrap()["id"], "c1");
+    let mut bob = WsClient::user(cluster.addr(1), "bob").await.unwrap();
+    alice.send_json(&send("c2", "bob", "still here")).await.unwrap();
+    assert_eq!(alice.recv_type("ack").await.unwrap()["id"], "c2");
+    assert_eq!(bob.recv_type("message").await.unwrap()["body"], "still here");
+}
+
+async fn bad_frames_are_answered_and_the_connection_lives_on(make: Make) {
+    let cluster = make(settings());
+    let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
+    let cases = [
+        ("{oops", "bad_json", Value::Null),
+        (r#"{"type":"dance","id":"d1"}"#, "unknown_type", json!("d1")),
+        (r#"{"type":"send","id":"s1","to":"bob"}"#, "invalid_frame", json!("s1")),
+        (r#"{"type":"send","id":"s2","to":"bob","room":"r","body":"x"}"#, "invalid_frame", json!("s2")),
+        (r#"{"type":"send","id":"s3","to":"no spaces","body":"x"}"#, "invalid_name", json!("s3")),
+        (r#"{"type":"send","id":"s4","room":"general","body":"x"}"#, "not_member", json!("s4")),
+        (r#"{"hello":"world"}"#, "invalid_frame", Value::Null),
+    ];
+    for (frame, code, id) in cases {
+        alice.send_text(frame).await.unwrap();
+        let error = alice.recv_type("error").await.unwrap();
+        assert_eq!(error["code"], code, "{frame}");
+        assert_eq!(error.get("id").cloned().unwrap_or(Value::Null), id, "{frame}");
+        assert!(!error["message"].as_str().unwrap().is_empty());
+    }
+    alice.send_binary(vec![1, 2, 3]).await.unwrap();
+    assert_eq!(alice.recv_type("error").await.unwrap()["code"], "unsupported");
+    alice.send_json(&send("ok", "alice", "to myself")).await.unwrap();
+    let first = alice.recv_json().await.unwrap();
+    let second = alice.recv_json().await.unwrap();
+    let mut types = [first["type"].as_str().unwrap(), second["type"].as_str().unwrap()];
+    types.sort_unstable();
+    assert_eq!(types, ["ack", "message"], "still served after seven bad frames");
+}
+
+async fn an_oversized_frame_closes_with_1009(make: Make) {
+    let cluster = make(settings());
+    for addr in [cluster.addr(0), cluster.addr(1)] {
+        let mut lobby = WsClient::lobby(addr).await.unwrap();
+        lobby.send_text("x".repeat(64 * 1024 + 1)).await.unwrap();
+        assert_eq!(lobby.ended().await.unwrap(), Ended::Closed(1009));
+        let mut alice = WsClient::user(addr, "alice").await.unwrap();
+        let body = "y".repeat(64 * 1024);
+        alice.send_json(&send("big", "bob", &body)).await.unwrap();
+        assert_eq!(alice.ended().await.unwrap(), Ended::Closed(1009));
+    }
+}
+
+async fn a_flood_is_rate_limited_then_closed_with_1008(make: Make) {
+    let mut s = settings();
+    s.rate_per_sec = 5.try_into().unwrap();
+    s.rate_burst = 5.try_into().unwrap();
+    s.rate_strikes = 10;
+    let cluster = make(s);
+    let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
+    for i in 0..40 {
+        // The server may close mid-flood; later sends may then fail.
+        if alice.send_json(&send(&format!("f{i}"), "bob", "flood")).await.is_err() {
+            break;
+        }
+    }
+    let mut rate_limited = 0;
+    let ended = loop {
+        match alice.recv_json_or_end().await.unwrap() {
+            Ok(frame) if frame["code"] == "rate_limited" => rate_limited += 1,
+            Ok(frame) => assert_eq!(frame["type"], "ack", "{frame}"),
+            Err(ended) => break ended,
+        }
+    };
+    assert!(rate_limited >= 1, "the flood was answered with rate_limited");
+    assert_eq!(ended, Ended::Closed(1008));
+}
+
+async fn a_slow_reader_is_disconnected_while_others_keep_receiving(make: Make) {
+    const MESSAGES: usize = 400;
+    let mut s = settings();
+    s.outbound_queue = 16;
+    s.rate_per_sec = 10_000.try_into().unwrap();
+    s.rate_burst = 10_000.try_into().unwrap();
+    let cluster = make(s);
+    let slow = WsClient::user(cluster.addr(1), "bob").await.unwrap();
+    let mut fast = WsClient::user(cluster.addr(1), "bob").await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut bodies = Vec::new();
+        while bodies.len() < MESSAGES {
+            let frame = fast.recv_type("message").await.expect("the fast reader keeps receiving");
+            bodies.push(frame["body"].as_str().unwrap()[..8].to_owned());
+        }
+        bodies
+    });
+    let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
+    let padding = "p".repeat(30 * 1024);
+    for i in 0..MESSAGES {
+        alice.send_json(&send(&format!("m{i}"), "bob", &format!("{i:08}{padding}"))).await.unwrap();
+        alice.recv_type("ack").await.unwrap();
+    }
+    let bodies = tokio::time::timeout(WAIT, reader).await.expect("in time").unwrap();
+    let expected: Vec<String> = (0..MESSAGES).map(|i| format!("{i:08}")).collect();
+    assert_eq!(bodies, expected, "every message, in order, to the reader that keeps up");
+
+    let mut slow = WsClient::from_stream(slow.into_silent());
+    let ended = slow.ended().await.unwrap();
+    assert!(matches!(ended, Ended::Closed(1013) | Ended::Dropped), "slow reader: {ended:?}");
+    let (_, metrics) = http_get(cluster.addr(1), "/metrics").await.unwrap();
+    assert!(metrics.contains("chat_gateway_slow_consumer_disconnects_total 1"), "{metrics}");
+}
+
+async fn room_messages_reach_members_on_every_replica(make: Make) {
+    let cluster = make(settings());
+    let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
+    let mut bob = WsClient::user(cluster.addr(1), "bob").await.unwrap();
+    let mut carol = WsClient::user(cluster.addr(1), "carol").await.unwrap();
+    for (client, id) in [(&mut alice, "j-a"), (&mut bob, "j-b")] {
+        client.send_json(&json!({"type": "join", "id": id, "room": "general"})).await.unwrap();
+        let joined = client.recv_type("joined").await.unwrap();
+        assert_eq!((joined["id"].as_str(), joined["room"].as_str()), (Some(id), Some("general")));
+    }
+    alice.send_json(&json!({"type":"send","id":"r1","room":"general","body":"hi room"})).await.unwrap();
+    let mut alice_frames = [alice.recv_json().await.unwrap(), alice.recv_json().await.unwrap()];
+    alice_frames.sort_by_key(|f| f["type"].as_str().unwrap().to_owned());
+    assert_eq!(alice_frames[0]["type"], "ack");
+    assert_eq!(alice_frames[1]["type"], "message", "the sender's own connection gets it too");
+    let got = bob.recv_type("message").await.unwrap();
+    assert_eq!((got["room"].as_str(), got["from"].as_str()), (Some("general"), Some("alice")));
+
+    bob.send_json(&json!({"type":"send","id":"r2","room":"general","body":"hi alice"})).await.unwrap();
+    assert_eq!(alice.recv_type("message").await.unwrap()["body"], "hi alice");
+
+    // bob's ack and bob's own copy of r2 may come in either order.
+    let mut bob_frames = [bob.recv_json().await.unwrap(), bob.recv_json().await.unwrap()];
+    bob_frames.sort_by_key(|f| f["type"].as_str().unwrap().to_owned());
+    assert_eq!((bob_frames[0]["type"].as_str(), bob_frames[0]["id"].as_str()), (Some("ack"), Some("r2")));
+    assert_eq!(bob_frames[1]["body"], "hi alice");
+    bob.send_json(&json!({"type": "leave", "room": "general"})).await.unwrap();
+    assert_eq!(bob.recv_type("left").await.unwrap()["room"], "general");
+    alice.send_json(&json!({"type":"send","id":"r3","room":"general","body":"bob left"})).await.unwrap();
+    alice.send_json(&send("d1", "bob", "direct")).await.unwrap();
+    alice.send_json(&send("d2", "carol", "direct")).await.unwrap();
+    // Order per publisher is kept, so the first thing bob and carol see
+    // after leaving / never joining is the direct message.
+    let to_bob = bob.recv_type("message").await.unwrap();
+    assert_eq!((to_bob["to"].as_str(), to_bob["body"].as_str()), (Some("bob"), Some("direct")));
+    let to_carol = carol.recv_type("message").await.unwrap();
+    assert_eq!((to_carol["to"].as_str(), to_carol["body"].as_str()), (Some("carol"), Some("direct")));
+}
+
+async fn too_many_rooms_are_refused(make: Make) {
+    let mut s = settings();
+    s.max_rooms = 3;
+    let cluster = make(s);
+    let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
+    for i in 0..3 {
+        alice.send_json(&json!({"type": "join", "room": format!("r{i}")})).await.unwrap();
+        alice.recv_type("joined").await.unwrap();
+    }
+    alice.send_json(&json!({"type": "join", "id": "j4", "room": "r4"})).await.unwrap();
+    let error = alice.recv_type("error").await.unwrap();
+    assert_eq!((error["code"].as_str(), error["id"].as_str()), (Some("too_many_rooms"), Some("j4")));
+}
+
+async fn a_dead_peer_is_cleaned_up_by_the_heartbeat(make: Make) {
+    let mut s = settings();
+    s.ping_interval = Duration::from_millis(100);
+    s.idle_timeout = Duration::from_millis(300);
+    let cluster = make(s);
+    let silent = WsClient::user(cluster.addr(1), "bob").await.unwrap().into_silent();
+    let node = &cluster.nodes[1 % cluster.nodes.len()];
+    assert_eq!(node.gateway.open_connections(), 1);
+    eventually("the silent connection is closed", || node.gateway.open_connections() == 0)
+        .await
+        .unwrap();
+    eventually("every registry is empty", || cluster.registries_empty()).await.unwrap();
+    let mut silent = WsClient::from_stream(silent);
+    assert!(matches!(silent.ended().await.unwrap(), Ended::Closed(4408) | Ended::Dropped));
+    let (_, metrics) = http_get(cluster.addr(1), "/metrics").await.unwrap();
+    assert!(metrics.contains("chat_gateway_idle_disconnects_total 1"), "{metrics}");
+}
+
+async fn every_registry_is_cleaned_however_connections_end(make: Make) {
+    let cluster = make(settings());
+    let mut polite = WsClient::user(cluster.addr(0), "alice").await.unwrap();
+    polite.send_json(&json!({"type": "join", "room": "general"})).await.unwrap();
+    polite.recv_type("joined").await.unwrap();
+    let mut rude = WsClient::user(cluster.addr(1), "bob").await.unwrap();
+    rude.send_json(&json!({"type": "join", "room": "general"})).await.unwrap();
+    rude.recv_type("joined").await.unwrap();
+    let lobby = WsClient::lobby(cluster.addr(1)).await.unwrap();
+    assert!(!cluster.registries_empty());
+
+    polite.close().await.unwrap();
+    drop(rude); // TCP gone, no close frame
+    drop(lobby);
+    eventually("every registry is empty", || cluster.registries_empty()).await.unwrap();
+}
+
+async fn names_outside_the_rules_are_refused_before_the_upgrade(make: Make) {
+    let cluster = make(settings());
+    let long = format!("/ws/{}/", "a".repeat(33));
+    for path in ["/ws/bad%20name/", "/ws/.hidden/", "/ws/%E2%80%8Bzw/", long.as_str()] {
+        assert_eq!(WsClient::refused_status(cluster.addr(0), path).await.unwrap(), 400, "{path}");
+    }
+    let (status, body) = http_get(cluster.addr(0), "/ws/bad%20name/").await.unwrap();
+    assert_eq!(status, 400);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"], "invalid_name");
+}
+
+async fn health_readiness_and_metrics_are_served(make: Make) {
+    let cluster = make(settings());
+    let _bob = WsClient::user(cluster.addr(0), "bob").await.unwrap();
+    let (status, _) = http_get(cluster.addr(0), "/healthz").await.unwrap();
+    assert_eq!(status, 200);
+    let (status, body) = http_get(cluster.addr(0), "/readyz").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""broker":"ok""#), "{body}");
+    let (status, metrics) = http_get(cluster.addr(0), "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(metrics.contains(r#"chat_gateway_connections{endpoint="user"} 1"#), "{metrics}");
+}
+
+async fn shutdown_closes_every_connection_with_1001(make: Make) {
+    let mut cluster = make(settings());
+    let mut lobby = WsClient::lobby(cluster.addr(0)).await.unwrap();
+    let mut bob = WsClient::user(cluster.addr(0), "bob").await.unwrap();
+    cluster.nodes[0].shutdown().await.expect("a clean stop");
+    assert_eq!(lobby.ended().await.unwrap(), Ended::Closed(1001));
+    assert_eq!(bob.ended().await.unwrap(), Ended::Closed(1001));
+}
+
+macro_rules! suite {
+    ($($scenario:ident),* $(,)?) => {
+        /// On the in-process broker, as `chatd` runs.
+        mod memory {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $scenario() { super::$scenario(super::Cluster::memory).await } )*
+        }
+        /// On two gateway replicas sharing a real Redis.
+        mod redis {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $scenario() { super::$scenario(super::Cluster::redis).await } )*
+        }
+    };
+}
+
+suite!(
+    the_lobby_reaches_every_connection_sender_included,
+    a_direct_message_reaches_every_connection_of_the_receiver,
+    seed_frames_reach_the_receiver_unchanged,
+    a_spoofed_sender_is_refused_and_not_delivered,
+    an_unknown_or_offline_receiver_is_harmless,
+    bad_frames_are_answered_and_the_connection_lives_on,
+    an_oversized_frame_closes_with_1009,
+    a_flood_is_rate_limited_then_closed_with_1008,
+    a_slow_reader_is_disconnected_while_others_keep_receiving,
+    room_messages_reach_members_on_every_replica,
+    too_many_rooms_are_refused,
+    a_dead_peer_is_cleaned_up_by_the_heartbeat,
+    every_registry_is_cleaned_however_connections_end,
+    names_outside_the_rules_are_refused_before_the_upgrade,
+    health_readiness_and_metrics_are_served,
+    shutdown_closes_every_connection_with_1001,
+);

@@ -1,0 +1,131 @@
+//! Starting gateways for the behavioural suite: one process-local gateway on
+//! the in-process broker, or two replicas sharing a real Redis.
+
+use std::time::Duration;
+
+use chat_gateway::{Application, Engine, Gateway, GatewaySettings};
+use chat_broker::redis::RedisOptions;
+use chat_runtime::settings::ServerSettings;
+use chat_testkit::redis::TestRedis;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// One running gateway.
+pub struct Node {
+    /// `host:port` it listens on.
+    pub addr: String,
+    /// Its gateway, to inspect registries.
+    pub gateway: Gateway,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Node {
+    fn start(settings: GatewaySettings, engine: Engine) -> Self {
+        let server = ServerSettings {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            workers: 2,
+            shutdown_grace: Duration::from_secs(5),
+            ..ServerSettings::default()
+        };
+        let app = Application::build(&server, settings, engine).expect("gateway builds");
+        let addr = app.addr().to_string();
+        let gateway = app.gateway().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        Self { addr, gateway, stop: Some(stop), done: Some(done) }
+    }
+
+    /// Stops the node as SIGTERM would, and waits for it to exit.
+    pub async fn shutdown(&mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.done.take() {
+            Some(done) => done.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The gateways of one test and the Redis they share, if any.
+pub struct Cluster {
+    /// The gateways.
+    pub nodes: Vec<Node>,
+    /// The Redis they share, for replicated clusters.
+    pub redis: Option<TestRedis>,
+}
+
+/// Builds a cluster from settings: [`Cluster::memory`] or [`Cluster::redis`].
+pub type Make = fn(GatewaySettings) -> Cluster;
+
+impl Cluster {
+    /// One gateway on the in-process broker (`chatd`'s engine).
+    pub fn memory(settings: GatewaySettings) -> Self {
+        let bus = chat_broker::memory::MemoryBus::new();
+        Self { nodes: vec![Node::start(settings, Engine::Memory(bus))], redis: None }
+    }
+
+    /// Two gateway replicas sharing a real Redis.
+    pub fn redis(settings: GatewaySettings) -> Self {
+        let redis = TestRedis::start().expect("a Redis for the test");
+        let nodes = (0..2)
+            .map(|_| {
+                let options = RedisOptions {
+                    url: redis.url().into(),
+                    prefix: redis.prefix().into(),
+                    errors: None,
+                };
+                Node::start(settings.clone(), Engine::Redis(options))
+            })
+            .collect();
+        Self { nodes, redis: Some(redis) }
+    }
+
+    /// Address of node `i`; with one node every index is that node.
+    pub fn addr(&self, i: usize) -> &str {
+        &self.nodes[i % self.nodes.len()].addr
+    }
+
+    /// Every `(from, to)` pair of node indexes: with two replicas both
+    /// directions and both same-node cases.
+    pub fn directions(&self) -> Vec<(usize, usize)> {
+        let n = self.nodes.len();
+        (0..n).flat_map(|a| (0..n).map(move |b| (a, b))).collect()
+    }
+
+    /// True when no node holds a local channel and Redis has no subscriber
+    /// left on any channel but the nodes' own health channels.
+    pub fn registries_empty(&self) -> bool {
+        if self.nodes.iter().any(|n| n.gateway.hub().channel_count() > 0) {
+            return false;
+        }
+        match &self.redis {
+            None => true,
+            Some(redis) => {
+                let Ok(mut conn) = redis.connection() else { return false };
+                let channels: Vec<String> = redis::cmd("PUBSUB")
+                    .arg("CHANNELS")
+                    .arg(format!("{}*", redis.prefix()))
+                    .query(&mut conn)
+                    .unwrap_or_else(|_| vec!["<error>".into()]);
+                channels.iter().all(|c| c.starts_with(&format!("{}health:", redis.prefix())))
+            }
+        }
+    }
+}
+
+/// Default settings for tests: production defaults.
+pub fn settings() -> GatewaySettings {
+    GatewaySettings::default()
+}
