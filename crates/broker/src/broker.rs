@@ -28,7 +28,8 @@ pub enum BrokerError {
 ///   the futures they return are awaited later or not at all.
 pub trait Broker: Send + Sync + 'static {
     /// Publishes `payload` on `channel` to every subscribed node.
-    fn publish(&self, channel: &str, payload: Bytes) -> BoxFuture<'static, Result<(), BrokerError>>;
+    fn publish(&self, channel: &str, payload: Bytes)
+    -> BoxFuture<'static, Result<(), BrokerError>>;
 
     /// Starts receiving `channel`. The request is queued before this returns
     /// (fixing its order); the future resolves once it is active.

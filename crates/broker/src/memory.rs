@@ -30,11 +30,17 @@ impl MemoryBus {
 
     /// Attaches a node that delivers to `handler`.
     pub fn node(self: &Arc<Self>, handler: Handler) -> MemoryBroker {
-        let node = Arc::new(Node { channels: RwLock::default(), handler });
+        let node = Arc::new(Node {
+            channels: RwLock::default(),
+            handler,
+        });
         let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
         nodes.retain(|n| n.strong_count() > 0);
         nodes.push(Arc::downgrade(&node));
-        MemoryBroker { bus: Arc::clone(self), node }
+        MemoryBroker {
+            bus: Arc::clone(self),
+            node,
+        }
     }
 
     fn deliver(&self, channel: &str, payload: Bytes) {
@@ -44,7 +50,12 @@ impl MemoryBus {
             nodes
                 .iter()
                 .filter_map(Weak::upgrade)
-                .filter(|n| n.channels.read().unwrap_or_else(|e| e.into_inner()).contains(channel))
+                .filter(|n| {
+                    n.channels
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .contains(channel)
+                })
                 .map(|n| Arc::clone(&n.handler))
                 .collect()
         };
@@ -67,12 +78,19 @@ impl MemoryBroker {
     }
 
     fn channels(&self) -> std::sync::RwLockWriteGuard<'_, HashSet<String>> {
-        self.node.channels.write().unwrap_or_else(|e| e.into_inner())
+        self.node
+            .channels
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Broker for MemoryBroker {
-    fn publish(&self, channel: &str, payload: Bytes) -> BoxFuture<'static, Result<(), BrokerError>> {
+    fn publish(
+        &self,
+        channel: &str,
+        payload: Bytes,
+    ) -> BoxFuture<'static, Result<(), BrokerError>> {
         self.bus.deliver(channel, payload);
         ready(Ok(())).boxed()
     }

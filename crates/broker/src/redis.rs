@@ -104,7 +104,11 @@ impl RedisBroker {
         });
         let (commands, rx) = mpsc::unbounded_channel();
         tokio::spawn(subscriber_task(client, rx, handler, Arc::clone(&shared)));
-        Ok(Self { pool, commands, shared })
+        Ok(Self {
+            pool,
+            commands,
+            shared,
+        })
     }
 
     /// The command pool, for callers that need other Redis commands.
@@ -120,7 +124,10 @@ async fn publish_raw(
     payload: &[u8],
 ) -> Result<(), BrokerError> {
     let attempt = async {
-        let mut conn = pool.get().await.map_err(|e| shared.failed("Redis pool", &e))?;
+        let mut conn = pool
+            .get()
+            .await
+            .map_err(|e| shared.failed("Redis pool", &e))?;
         redis::cmd("PUBLISH")
             .arg(channel)
             .arg(payload)
@@ -135,7 +142,11 @@ async fn publish_raw(
 }
 
 impl Broker for RedisBroker {
-    fn publish(&self, channel: &str, payload: Bytes) -> BoxFuture<'static, Result<(), BrokerError>> {
+    fn publish(
+        &self,
+        channel: &str,
+        payload: Bytes,
+    ) -> BoxFuture<'static, Result<(), BrokerError>> {
         let pool = self.pool.clone();
         let shared = Arc::clone(&self.shared);
         let channel = format!("{}{channel}", self.shared.prefix);
@@ -144,10 +155,13 @@ impl Broker for RedisBroker {
 
     fn subscribe(&self, channel: &str) -> BoxFuture<'static, Result<(), BrokerError>> {
         let (tx, rx) = oneshot::channel();
-        let queued = self.commands.send(Command::Subscribe(channel.to_owned(), tx));
+        let queued = self
+            .commands
+            .send(Command::Subscribe(channel.to_owned(), tx));
         async move {
             queued.map_err(|_| BrokerError::Unavailable("broker stopped".into()))?;
-            rx.await.unwrap_or_else(|_| Err(BrokerError::Unavailable("broker stopped".into())))
+            rx.await
+                .unwrap_or_else(|_| Err(BrokerError::Unavailable("broker stopped".into())))
         }
         .boxed()
     }
@@ -162,7 +176,9 @@ impl Broker for RedisBroker {
         let shared = Arc::clone(&self.shared);
         async move {
             if !shared.connected.load(Ordering::Acquire) {
-                return Err(BrokerError::Unavailable("subscriber connection is down".into()));
+                return Err(BrokerError::Unavailable(
+                    "subscriber connection is down".into(),
+                ));
             }
             // A round trip through pub/sub itself: a subscriber connection can
             // stall silently while plain commands still work.
@@ -204,7 +220,15 @@ async fn subscriber_task(
                 backoff = BACKOFF_MIN;
                 shared.connected.store(true, Ordering::Release);
                 info!(channels = wanted.len(), "Redis subscriber connected");
-                let open = serve(&mut sink, &mut stream, &mut commands, &handler, &shared, &mut wanted).await;
+                let open = serve(
+                    &mut sink,
+                    &mut stream,
+                    &mut commands,
+                    &handler,
+                    &shared,
+                    &mut wanted,
+                )
+                .await;
                 shared.connected.store(false, Ordering::Release);
                 if !open {
                     return;
@@ -246,7 +270,10 @@ async fn connect(
         .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;
     let (mut sink, stream) = pubsub.split();
     sink.subscribe(&shared.health_channel).await?;
-    let full: Vec<String> = wanted.iter().map(|c| format!("{}{c}", shared.prefix)).collect();
+    let full: Vec<String> = wanted
+        .iter()
+        .map(|c| format!("{}{c}", shared.prefix))
+        .collect();
     for chunk in full.chunks(RESUBSCRIBE_CHUNK) {
         sink.subscribe(chunk).await?;
     }

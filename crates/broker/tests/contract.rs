@@ -1,6 +1,8 @@
 //! The broker contract, run against every engine: the in-process bus and
 //! Redis pub/sub (a real Redis — `REDIS_URL`, or a private `redis-server`).
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -47,26 +49,45 @@ fn memory() -> Pair {
     let (ha, ia) = handler();
     let (hb, ib) = handler();
     Pair {
-        a: Node { broker: Box::new(bus.node(ha)), inbox: ia },
-        b: Node { broker: Box::new(bus.node(hb)), inbox: ib },
+        a: Node {
+            broker: Box::new(bus.node(ha)),
+            inbox: ia,
+        },
+        b: Node {
+            broker: Box::new(bus.node(hb)),
+            inbox: ib,
+        },
         _redis: None,
     }
 }
 
 fn redis_node(redis: &TestRedis) -> Node {
     let (h, inbox) = handler();
-    let options =
-        RedisOptions { url: redis.url().into(), prefix: redis.prefix().into(), errors: None };
-    Node { broker: Box::new(RedisBroker::start(options, h).expect("valid URL")), inbox }
+    let options = RedisOptions {
+        url: redis.url().into(),
+        prefix: redis.prefix().into(),
+        errors: None,
+    };
+    Node {
+        broker: Box::new(RedisBroker::start(options, h).expect("valid URL")),
+        inbox,
+    }
 }
 
 fn redis() -> Pair {
     let redis = TestRedis::start().expect("a Redis for the test");
-    Pair { a: redis_node(&redis), b: redis_node(&redis), _redis: Some(redis) }
+    Pair {
+        a: redis_node(&redis),
+        b: redis_node(&redis),
+        _redis: Some(redis),
+    }
 }
 
 async fn publish(node: &Node, channel: &str, text: &str) {
-    node.broker.publish(channel, Bytes::from(text.to_owned())).await.expect("publish");
+    node.broker
+        .publish(channel, Bytes::from(text.to_owned()))
+        .await
+        .expect("publish");
 }
 
 async fn a_subscriber_receives_what_any_node_publishes(mut p: Pair) {
@@ -179,7 +200,12 @@ async fn a_redis_node_recovers_its_subscriptions_after_redis_restarts() {
         }
     });
     down.await.expect("the check notices Redis is gone");
-    assert!(b.broker.publish("survivor", Bytes::from_static(b"x")).await.is_err());
+    assert!(
+        b.broker
+            .publish("survivor", Bytes::from_static(b"x"))
+            .await
+            .is_err()
+    );
 
     redis.resume().expect("restart redis");
     tokio::time::timeout(WAIT, async {

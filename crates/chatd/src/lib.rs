@@ -25,7 +25,9 @@ pub struct ChatdSettings {
 
 impl Default for ChatdSettings {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("./data") }
+        Self {
+            data_dir: PathBuf::from("./data"),
+        }
     }
 }
 
@@ -86,7 +88,12 @@ impl Application {
             obs.configure(cfg);
             cfg.route("/", web::get().to(index));
         })?;
-        Ok(Self { server, addr, gateway, grace: settings.server.shutdown_grace })
+        Ok(Self {
+            server,
+            addr,
+            gateway,
+            grace: settings.server.shutdown_grace,
+        })
     }
 
     /// The bound address.
@@ -101,7 +108,10 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
         info!("listening on http://{}", self.addr);
-        info!("open http://{}/ in a browser; WebSocket lobby at ws://{}/ws/", self.addr, self.addr);
+        info!(
+            "open http://{}/ in a browser; WebSocket lobby at ws://{}/ws/",
+            self.addr, self.addr
+        );
         let gateway = self.gateway;
         let grace = self.grace;
         chat_runtime::server::run_until_stopped(self.server, shutdown, || async move {

@@ -34,7 +34,8 @@ fn main() -> ExitCode {
     chat_runtime::telemetry::init(settings.server.log_format);
     let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings)?;
-        app.run_until_stopped(chat_runtime::server::shutdown_signal()).await?;
+        app.run_until_stopped(chat_runtime::server::shutdown_signal())
+            .await?;
         anyhow::Ok(())
     });
     match result {

@@ -25,7 +25,9 @@ pub enum Outbound {
 
 /// Microseconds since the Unix epoch.
 pub fn now_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Wraps a text frame for publishing.
@@ -73,7 +75,10 @@ mod tests {
         assert_eq!(out, Outbound::Text("héllo".into()));
         assert!(at > 0);
         let (out, _) = decode(binary(&[0, 159, 146, 150])).expect("decodes");
-        assert_eq!(out, Outbound::Binary(Bytes::from_static(&[0, 159, 146, 150])));
+        assert_eq!(
+            out,
+            Outbound::Binary(Bytes::from_static(&[0, 159, 146, 150]))
+        );
     }
 
     #[test]

@@ -39,8 +39,11 @@ impl Conn {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let (tx, rx) = mpsc::channel(capacity);
         let overflow = Arc::new(Notify::new());
-        let conn =
-            Self { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), tx, overflow: Arc::clone(&overflow) };
+        let conn = Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            tx,
+            overflow: Arc::clone(&overflow),
+        };
         (conn, rx, overflow)
     }
 
@@ -80,7 +83,11 @@ pub struct Hub {
 impl Hub {
     /// A hub with no broker yet: see [`Hub::attach`].
     pub fn new(metrics: GatewayMetrics) -> Arc<Self> {
-        Arc::new(Self { broker: OnceLock::new(), channels: RwLock::default(), metrics })
+        Arc::new(Self {
+            broker: OnceLock::new(),
+            channels: RwLock::default(),
+            metrics,
+        })
     }
 
     /// The callback a broker delivers to. It holds the hub weakly, so the
@@ -100,7 +107,9 @@ impl Hub {
     }
 
     fn broker(&self) -> Result<&Arc<dyn Broker>, BrokerError> {
-        self.broker.get().ok_or_else(|| BrokerError::Unavailable("no broker attached".into()))
+        self.broker
+            .get()
+            .ok_or_else(|| BrokerError::Unavailable("no broker attached".into()))
     }
 
     /// Checks the broker end to end.
@@ -114,10 +123,12 @@ impl Hub {
         let broker = Arc::clone(self.broker()?);
         let ready = {
             let mut channels = self.write();
-            let entry = channels.entry(channel.to_owned()).or_insert_with(|| Channel {
-                conns: Vec::new(),
-                ready: broker.subscribe(channel).shared(),
-            });
+            let entry = channels
+                .entry(channel.to_owned())
+                .or_insert_with(|| Channel {
+                    conns: Vec::new(),
+                    ready: broker.subscribe(channel).shared(),
+                });
             if !entry.conns.iter().any(|c| c.id == conn.id) {
                 entry.conns.push(conn.clone());
             }
@@ -133,7 +144,9 @@ impl Hub {
     /// Removes a connection from `channel`; the last one out unsubscribes it.
     pub fn leave(&self, channel: &str, conn_id: u64) {
         let mut channels = self.write();
-        let Some(entry) = channels.get_mut(channel) else { return };
+        let Some(entry) = channels.get_mut(channel) else {
+            return;
+        };
         entry.conns.retain(|c| c.id != conn_id);
         if entry.conns.is_empty() {
             channels.remove(channel);
@@ -150,7 +163,10 @@ impl Hub {
 
     /// Channels with at least one local connection (for tests and metrics).
     pub fn channel_count(&self) -> usize {
-        self.channels.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.channels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Local connections on `channel`.
@@ -173,7 +189,9 @@ impl Hub {
             return;
         };
         let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
-        let Some(entry) = channels.get(channel) else { return };
+        let Some(entry) = channels.get(channel) else {
+            return;
+        };
         for conn in &entry.conns {
             conn.push(frame.clone(), &self.metrics);
         }

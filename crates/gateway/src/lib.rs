@@ -141,8 +141,14 @@ impl Gateway {
     pub async fn drain(&self, grace: Duration) {
         self.inner.shutdown.cancel();
         self.inner.sessions.close();
-        if tokio::time::timeout(grace, self.inner.sessions.wait()).await.is_err() {
-            warn!(left = self.inner.sessions.len(), "sessions still open after the grace period");
+        if tokio::time::timeout(grace, self.inner.sessions.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                left = self.inner.sessions.len(),
+                "sessions still open after the grace period"
+            );
         }
     }
 }
@@ -190,7 +196,12 @@ impl Application {
             routes.configure(cfg);
             obs.configure(cfg);
         })?;
-        Ok(Self { server: http, addr, gateway, grace: server.shutdown_grace })
+        Ok(Self {
+            server: http,
+            addr,
+            gateway,
+            grace: server.shutdown_grace,
+        })
     }
 
     /// The bound address.

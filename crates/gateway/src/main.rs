@@ -42,7 +42,8 @@ fn main() -> ExitCode {
     let result = actix_web::rt::System::new().block_on(async move {
         let engine = Engine::from_settings(&gateway);
         let app = Application::build(&server, gateway, engine)?;
-        app.run_until_stopped(chat_runtime::server::shutdown_signal()).await?;
+        app.run_until_stopped(chat_runtime::server::shutdown_signal())
+            .await?;
         anyhow::Ok(())
     });
     match result {

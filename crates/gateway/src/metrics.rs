@@ -42,7 +42,10 @@ impl GatewayMetrics {
                 &["endpoint"],
             )?,
             frames_in: IntCounterVec::new(
-                Opts::new("chat_gateway_frames_in_total", "Frames received from clients"),
+                Opts::new(
+                    "chat_gateway_frames_in_total",
+                    "Frames received from clients",
+                ),
                 &["endpoint"],
             )?,
             frames_out: IntCounterVec::new(
@@ -50,7 +53,10 @@ impl GatewayMetrics {
                 &["endpoint"],
             )?,
             frame_errors: IntCounterVec::new(
-                Opts::new("chat_gateway_frame_errors_total", "Error frames sent, by code"),
+                Opts::new(
+                    "chat_gateway_frame_errors_total",
+                    "Error frames sent, by code",
+                ),
                 &["code"],
             )?,
             fanout_latency: Histogram::with_opts(

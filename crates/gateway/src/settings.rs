@@ -72,12 +72,17 @@ impl Default for GatewaySettings {
 impl GatewaySettings {
     /// Checks relations a type cannot express; the error names the setting.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let fail = |name: &str, why: &str| Err(SettingsError::new(format!("invalid setting {name}: {why}")));
+        let fail = |name: &str, why: &str| {
+            Err(SettingsError::new(format!("invalid setting {name}: {why}")))
+        };
         if self.ping_interval.is_zero() {
             return fail("CHAT_PING_INTERVAL", "must be greater than zero");
         }
         if self.idle_timeout <= self.ping_interval {
-            return fail("CHAT_IDLE_TIMEOUT", "must be longer than CHAT_PING_INTERVAL");
+            return fail(
+                "CHAT_IDLE_TIMEOUT",
+                "must be longer than CHAT_PING_INTERVAL",
+            );
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.max_frame_bytes) {
             return fail("CHAT_MAX_FRAME_BYTES", "must be between 1024 and 16777216");

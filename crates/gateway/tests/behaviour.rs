@@ -1,6 +1,8 @@
 //! The gateway's behaviour, run twice: on the in-process broker (one
 //! gateway) and on two replicas sharing a real Redis, in every direction.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
+
 mod support;
 
 use std::time::Duration;
@@ -25,7 +27,10 @@ async fn the_lobby_reaches_every_connection_sender_included(make: Make) {
 
         sender.send_binary(vec![0, 1, 2, 255]).await.unwrap();
         for client in [&mut sender, &mut other] {
-            assert_eq!(client.recv().await.unwrap(), Message::binary(vec![0, 1, 2, 255]));
+            assert_eq!(
+                client.recv().await.unwrap(),
+                Message::binary(vec![0, 1, 2, 255])
+            );
         }
     }
 }
@@ -36,7 +41,10 @@ async fn a_direct_message_reaches_every_connection_of_the_receiver(make: Make) {
     let mut bob_1 = WsClient::user(cluster.addr(1), "bob").await.unwrap();
     for from in 0..cluster.nodes.len() {
         let mut alice = WsClient::user(cluster.addr(from), "alice").await.unwrap();
-        alice.send_json(&send("c1", "bob", &format!("hi from node {from}"))).await.unwrap();
+        alice
+            .send_json(&send("c1", "bob", &format!("hi from node {from}")))
+            .await
+            .unwrap();
         let ack = alice.recv_type("ack").await.unwrap();
         assert_eq!(ack["id"], "c1");
         let message = &ack["message"];
@@ -61,7 +69,10 @@ async fn seed_frames_reach_the_receiver_unchanged(make: Make) {
         let frame = r#"{"sender": "alice", "receiver": "bob", "message": {"url": "/media/1", "kind": "image"}}"#;
         alice.send_text(frame).await.unwrap();
         assert_eq!(bob.recv_text().await.unwrap(), frame, "byte for byte");
-        alice.send_text(r#"{"sender":"alice","receiver":"bob","message":"plain"}"#).await.unwrap();
+        alice
+            .send_text(r#"{"sender":"alice","receiver":"bob","message":"plain"}"#)
+            .await
+            .unwrap();
         assert_eq!(bob.recv_json().await.unwrap()["message"], "plain");
     }
 }
@@ -70,10 +81,16 @@ async fn a_spoofed_sender_is_refused_and_not_delivered(make: Make) {
     let cluster = make(settings());
     let mut mallory = WsClient::user(cluster.addr(0), "mallory").await.unwrap();
     let mut bob = WsClient::user(cluster.addr(1), "bob").await.unwrap();
-    mallory.send_text(r#"{"sender":"alice","receiver":"bob","message":"I am alice"}"#).await.unwrap();
+    mallory
+        .send_text(r#"{"sender":"alice","receiver":"bob","message":"I am alice"}"#)
+        .await
+        .unwrap();
     let error = mallory.recv_type("error").await.unwrap();
     assert_eq!(error["code"], "sender_mismatch");
-    mallory.send_text(r#"{"sender":"mallory","receiver":"bob","message":"honest"}"#).await.unwrap();
+    mallory
+        .send_text(r#"{"sender":"mallory","receiver":"bob","message":"honest"}"#)
+        .await
+        .unwrap();
     // Same sender, same channel: had the spoofed frame been delivered, it would come first.
     assert_eq!(bob.recv_json().await.unwrap()["message"], "honest");
 }
@@ -81,13 +98,25 @@ async fn a_spoofed_sender_is_refused_and_not_delivered(make: Make) {
 async fn an_unknown_or_offline_receiver_is_harmless(make: Make) {
     let cluster = make(settings());
     let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
-    alice.send_text(r#"{"sender":"alice","receiver":"nobody","message":"hello?"}"#).await.unwrap();
-    alice.send_json(&send("c1", "nobody", "anyone?")).await.unwrap();
+    alice
+        .send_text(r#"{"sender":"alice","receiver":"nobody","message":"hello?"}"#)
+        .await
+        .unwrap();
+    alice
+        .send_json(&send("c1", "nobody", "anyone?"))
+        .await
+        .unwrap();
     assert_eq!(alice.recv_type("ack").await.unwrap()["id"], "c1");
     let mut bob = WsClient::user(cluster.addr(1), "bob").await.unwrap();
-    alice.send_json(&send("c2", "bob", "still here")).await.unwrap();
+    alice
+        .send_json(&send("c2", "bob", "still here"))
+        .await
+        .unwrap();
     assert_eq!(alice.recv_type("ack").await.unwrap()["id"], "c2");
-    assert_eq!(bob.recv_type("message").await.unwrap()["body"], "still here");
+    assert_eq!(
+        bob.recv_type("message").await.unwrap()["body"],
+        "still here"
+    );
 }
 
 async fn bad_frames_are_answered_and_the_connection_lives_on(make: Make) {
@@ -96,27 +125,60 @@ async fn bad_frames_are_answered_and_the_connection_lives_on(make: Make) {
     let cases = [
         ("{oops", "bad_json", Value::Null),
         (r#"{"type":"dance","id":"d1"}"#, "unknown_type", json!("d1")),
-        (r#"{"type":"send","id":"s1","to":"bob"}"#, "invalid_frame", json!("s1")),
-        (r#"{"type":"send","id":"s2","to":"bob","room":"r","body":"x"}"#, "invalid_frame", json!("s2")),
-        (r#"{"type":"send","id":"s3","to":"no spaces","body":"x"}"#, "invalid_name", json!("s3")),
-        (r#"{"type":"send","id":"s4","room":"general","body":"x"}"#, "not_member", json!("s4")),
+        (
+            r#"{"type":"send","id":"s1","to":"bob"}"#,
+            "invalid_frame",
+            json!("s1"),
+        ),
+        (
+            r#"{"type":"send","id":"s2","to":"bob","room":"r","body":"x"}"#,
+            "invalid_frame",
+            json!("s2"),
+        ),
+        (
+            r#"{"type":"send","id":"s3","to":"no spaces","body":"x"}"#,
+            "invalid_name",
+            json!("s3"),
+        ),
+        (
+            r#"{"type":"send","id":"s4","room":"general","body":"x"}"#,
+            "not_member",
+            json!("s4"),
+        ),
         (r#"{"hello":"world"}"#, "invalid_frame", Value::Null),
     ];
     for (frame, code, id) in cases {
         alice.send_text(frame).await.unwrap();
         let error = alice.recv_type("error").await.unwrap();
         assert_eq!(error["code"], code, "{frame}");
-        assert_eq!(error.get("id").cloned().unwrap_or(Value::Null), id, "{frame}");
+        assert_eq!(
+            error.get("id").cloned().unwrap_or(Value::Null),
+            id,
+            "{frame}"
+        );
         assert!(!error["message"].as_str().unwrap().is_empty());
     }
     alice.send_binary(vec![1, 2, 3]).await.unwrap();
-    assert_eq!(alice.recv_type("error").await.unwrap()["code"], "unsupported");
-    alice.send_json(&send("ok", "alice", "to myself")).await.unwrap();
+    assert_eq!(
+        alice.recv_type("error").await.unwrap()["code"],
+        "unsupported"
+    );
+    alice
+        .send_json(&send("ok", "alice", "to myself"))
+        .await
+        .unwrap();
     let first = alice.recv_json().await.unwrap();
     let second = alice.recv_json().await.unwrap();
-    let mut types = [first["type"].as_str().unwrap(), second["type"].as_str().unwrap()];
+    let mut types = [
+        first["type"].as_str().unwrap(),
+        second["type"].as_str().unwrap(),
+    ];
     types.sort_unstable();
-    assert_eq!(types, ["ack", "message"], "still served after seven bad frames");
+    assert_eq!(
+        types,
+        ["ack", "message"],
+        "still served after seven bad frames"
+    );
 }
 
 async fn an_oversized_frame_closes_with_1009(make: Make) {
@@ -141,7 +203,11 @@ async fn a_flood_is_rate_limited_then_closed_with_1008(make: Make) {
     let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
     for i in 0..40 {
         // The server may close mid-flood; later sends may then fail.
-        if alice.send_json(&send(&format!("f{i}"), "bob", "flood")).await.is_err() {
+        if alice
+            .send_json(&send(&format!("f{i}"), "bob", "flood"))
+            .await
+            .is_err()
+        {
             break;
         }
     }
@@ -153,7 +219,10 @@ async fn a_flood_is_rate_limited_then_closed_with_1008(make: Make) {
             Err(ended) => break ended,
         }
     };
-    assert!(rate_limited >= 1, "the flood was answered with rate_limited");
+    assert!(
+        rate_limited >= 1,
+        "the flood was answered with rate_limited"
+    );
     assert_eq!(ended, Ended::Closed(1008));
 }
 
@@ -169,7 +238,10 @@ async fn a_slow_reader_is_disconnected_while_others_keep_receiving(make: Make) {
     let reader = tokio::spawn(async move {
         let mut bodies = Vec::new();
         while bodies.len() < MESSAGES {
-            let frame = fast.recv_type("message").await.expect("the fast reader keeps receiving");
+            let frame = fast
+                .recv_type("message")
+                .await
+                .expect("the fast reader keeps receiving");
             bodies.push(frame["body"].as_str().unwrap()[..8].to_owned());
         }
         bodies
@@ -177,18 +249,33 @@ async fn a_slow_reader_is_disconnected_while_others_keep_receiving(make: Make) {
     let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
     let padding = "p".repeat(30 * 1024);
     for i in 0..MESSAGES {
-        alice.send_json(&send(&format!("m{i}"), "bob", &format!("{i:08}{padding}"))).await.unwrap();
+        alice
+            .send_json(&send(&format!("m{i}"), "bob", &format!("{i:08}{padding}")))
+            .await
+            .unwrap();
         alice.recv_type("ack").await.unwrap();
     }
-    let bodies = tokio::time::timeout(WAIT, reader).await.expect("in time").unwrap();
+    let bodies = tokio::time::timeout(WAIT, reader)
+        .await
+        .expect("in time")
+        .unwrap();
     let expected: Vec<String> = (0..MESSAGES).map(|i| format!("{i:08}")).collect();
-    assert_eq!(bodies, expected, "every message, in order, to the reader that keeps up");
+    assert_eq!(
+        bodies, expected,
+        "every message, in order, to the reader that keeps up"
+    );
 
     let mut slow = WsClient::from_stream(slow.into_silent());
     let ended = slow.ended().await.unwrap();
-    assert!(matches!(ended, Ended::Closed(1013) | Ended::Dropped), "slow reader: {ended:?}");
+    assert!(
+        matches!(ended, Ended::Closed(1013) | Ended::Dropped),
+        "slow reader: {ended:?}"
+    );
     let (_, metrics) = http_get(cluster.addr(1), "/metrics").await.unwrap();
-    assert!(metrics.contains("chat_gateway_slow_consumer_disconnects_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("chat_gateway_slow_consumer_disconnects_total 1"),
+        "{metrics}"
+    );
 }
 
 async fn room_messages_reach_members_on_every_replica(make: Make) {
@@ -197,37 +284,80 @@ async fn room_messages_reach_members_on_every_replica(make: Make) {
     let mut bob = WsClient::user(cluster.addr(1), "bob").await.unwrap();
     let mut carol = WsClient::user(cluster.addr(1), "carol").await.unwrap();
     for (client, id) in [(&mut alice, "j-a"), (&mut bob, "j-b")] {
-        client.send_json(&json!({"type": "join", "id": id, "room": "general"})).await.unwrap();
+        client
+            .send_json(&json!({"type": "join", "id": id, "room": "general"}))
+            .await
+            .unwrap();
         let joined = client.recv_type("joined").await.unwrap();
-        assert_eq!((joined["id"].as_str(), joined["room"].as_str()), (Some(id), Some("general")));
+        assert_eq!(
+            (joined["id"].as_str(), joined["room"].as_str()),
+            (Some(id), Some("general"))
+        );
     }
-    alice.send_json(&json!({"type":"send","id":"r1","room":"general","body":"hi room"})).await.unwrap();
-    let mut alice_frames = [alice.recv_json().await.unwrap(), alice.recv_json().await.unwrap()];
+    alice
+        .send_json(&json!({"type":"send","id":"r1","room":"general","body":"hi room"}))
+        .await
+        .unwrap();
+    let mut alice_frames = [
+        alice.recv_json().await.unwrap(),
+        alice.recv_json().await.unwrap(),
+    ];
     alice_frames.sort_by_key(|f| f["type"].as_str().unwrap().to_owned());
     assert_eq!(alice_frames[0]["type"], "ack");
-    assert_eq!(alice_frames[1]["type"], "message", "the sender's own connection gets it too");
+    assert_eq!(
+        alice_frames[1]["type"], "message",
+        "the sender's own connection gets it too"
+    );
     let got = bob.recv_type("message").await.unwrap();
-    assert_eq!((got["room"].as_str(), got["from"].as_str()), (Some("general"), Some("alice")));
+    assert_eq!(
+        (got["room"].as_str(), got["from"].as_str()),
+        (Some("general"), Some("alice"))
+    );
 
-    bob.send_json(&json!({"type":"send","id":"r2","room":"general","body":"hi alice"})).await.unwrap();
-    assert_eq!(alice.recv_type("message").await.unwrap()["body"], "hi alice");
+    bob.send_json(&json!({"type":"send","id":"r2","room":"general","body":"hi alice"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.recv_type("message").await.unwrap()["body"],
+        "hi alice"
+    );
 
     // bob's ack and bob's own copy of r2 may come in either order.
-    let mut bob_frames = [bob.recv_json().await.unwrap(), bob.recv_json().await.unwrap()];
+    let mut bob_frames = [
+        bob.recv_json().await.unwrap(),
+        bob.recv_json().await.unwrap(),
+    ];
     bob_frames.sort_by_key(|f| f["type"].as_str().unwrap().to_owned());
-    assert_eq!((bob_frames[0]["type"].as_str(), bob_frames[0]["id"].as_str()), (Some("ack"), Some("r2")));
+    assert_eq!(
+        (bob_frames[0]["type"].as_str(), bob_frames[0]["id"].as_str()),
+        (Some("ack"), Some("r2"))
+    );
     assert_eq!(bob_frames[1]["body"], "hi alice");
-    bob.send_json(&json!({"type": "leave", "room": "general"})).await.unwrap();
+    bob.send_json(&json!({"type": "leave", "room": "general"}))
+        .await
+        .unwrap();
     assert_eq!(bob.recv_type("left").await.unwrap()["room"], "general");
-    alice.send_json(&json!({"type":"send","id":"r3","room":"general","body":"bob left"})).await.unwrap();
+    alice
+        .send_json(&json!({"type":"send","id":"r3","room":"general","body":"bob left"}))
+        .await
+        .unwrap();
     alice.send_json(&send("d1", "bob", "direct")).await.unwrap();
-    alice.send_json(&send("d2", "carol", "direct")).await.unwrap();
+    alice
+        .send_json(&send("d2", "carol", "direct"))
+        .await
+        .unwrap();
     // Order per publisher is kept, so the first thing bob and carol see
     // after leaving / never joining is the direct message.
     let to_bob = bob.recv_type("message").await.unwrap();
-    assert_eq!((to_bob["to"].as_str(), to_bob["body"].as_str()), (Some("bob"), Some("direct")));
+    assert_eq!(
+        (to_bob["to"].as_str(), to_bob["body"].as_str()),
+        (Some("bob"), Some("direct"))
+    );
     let to_carol = carol.recv_type("message").await.unwrap();
-    assert_eq!((to_carol["to"].as_str(), to_carol["body"].as_str()), (Some("carol"), Some("direct")));
+    assert_eq!(
+        (to_carol["to"].as_str(), to_carol["body"].as_str()),
+        (Some("carol"), Some("direct"))
+    );
 }
 
 async fn too_many_rooms_are_refused(make: Make) {
@@ -236,12 +366,21 @@ async fn too_many_rooms_are_refused(make: Make) {
     let cluster = make(s);
     let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
     for i in 0..3 {
-        alice.send_json(&json!({"type": "join", "room": format!("r{i}")})).await.unwrap();
+        alice
+            .send_json(&json!({"type": "join", "room": format!("r{i}")}))
+            .await
+            .unwrap();
         alice.recv_type("joined").await.unwrap();
     }
-    alice.send_json(&json!({"type": "join", "id": "j4", "room": "r4"})).await.unwrap();
+    alice
+        .send_json(&json!({"type": "join", "id": "j4", "room": "r4"}))
+        .await
+        .unwrap();
     let error = alice.recv_type("error").await.unwrap();
-    assert_eq!((error["code"].as_str(), error["id"].as_str()), (Some("too_many_rooms"), Some("j4")));
+    assert_eq!(
+        (error["code"].as_str(), error["id"].as_str()),
+        (Some("too_many_rooms"), Some("j4"))
+    );
 }
 
 async fn a_dead_peer_is_cleaned_up_by_the_heartbeat(make: Make) {
@@ -249,26 +388,44 @@ async fn a_dead_peer_is_cleaned_up_by_the_heartbeat(make: Make) {
     s.ping_interval = Duration::from_millis(100);
     s.idle_timeout = Duration::from_millis(300);
     let cluster = make(s);
-    let silent = WsClient::user(cluster.addr(1), "bob").await.unwrap().into_silent();
+    let silent = WsClient::user(cluster.addr(1), "bob")
+        .await
+        .unwrap()
+        .into_silent();
     let node = &cluster.nodes[1 % cluster.nodes.len()];
     assert_eq!(node.gateway.open_connections(), 1);
-    eventually("the silent connection is closed", || node.gateway.open_connections() == 0)
+    eventually("the silent connection is closed", || {
+        node.gateway.open_connections() == 0
+    })
+    .await
+    .unwrap();
+    eventually("every registry is empty", || cluster.registries_empty())
         .await
         .unwrap();
-    eventually("every registry is empty", || cluster.registries_empty()).await.unwrap();
     let mut silent = WsClient::from_stream(silent);
-    assert!(matches!(silent.ended().await.unwrap(), Ended::Closed(4408) | Ended::Dropped));
+    assert!(matches!(
+        silent.ended().await.unwrap(),
+        Ended::Closed(4408) | Ended::Dropped
+    ));
     let (_, metrics) = http_get(cluster.addr(1), "/metrics").await.unwrap();
-    assert!(metrics.contains("chat_gateway_idle_disconnects_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("chat_gateway_idle_disconnects_total 1"),
+        "{metrics}"
+    );
 }
 
 async fn every_registry_is_cleaned_however_connections_end(make: Make) {
     let cluster = make(settings());
     let mut polite = WsClient::user(cluster.addr(0), "alice").await.unwrap();
-    polite.send_json(&json!({"type": "join", "room": "general"})).await.unwrap();
+    polite
+        .send_json(&json!({"type": "join", "room": "general"}))
+        .await
+        .unwrap();
     polite.recv_type("joined").await.unwrap();
     let mut rude = WsClient::user(cluster.addr(1), "bob").await.unwrap();
-    rude.send_json(&json!({"type": "join", "room": "general"})).await.unwrap();
+    rude.send_json(&json!({"type": "join", "room": "general"}))
+        .await
+        .unwrap();
     rude.recv_type("joined").await.unwrap();
     let lobby = WsClient::lobby(cluster.addr(1)).await.unwrap();
     assert!(!cluster.registries_empty());
@@ -276,14 +433,27 @@ async fn every_registry_is_cleaned_however_connections_end(make: Make) {
     polite.close().await.unwrap();
     drop(rude); // TCP gone, no close frame
     drop(lobby);
-    eventually("every registry is empty", || cluster.registries_empty()).await.unwrap();
+    eventually("every registry is empty", || cluster.registries_empty())
+        .await
+        .unwrap();
 }
 
 async fn names_outside_the_rules_are_refused_before_the_upgrade(make: Make) {
     let cluster = make(settings());
     let long = format!("/ws/{}/", "a".repeat(33));
-    for path in ["/ws/bad%20name/", "/ws/.hidden/", "/ws/%E2%80%8Bzw/", long.as_str()] {
-        assert_eq!(WsClient::refused_status(cluster.addr(0), path).await.unwrap(), 400, "{path}");
+    for path in [
+        "/ws/bad%20name/",
+        "/ws/.hidden/",
+        "/ws/%E2%80%8Bzw/",
+        long.as_str(),
+    ] {
+        assert_eq!(
+            WsClient::refused_status(cluster.addr(0), path)
+                .await
+                .unwrap(),
+            400,
+            "{path}"
+        );
     }
     let (status, body) = http_get(cluster.addr(0), "/ws/bad%20name/").await.unwrap();
     assert_eq!(status, 400);
@@ -301,7 +471,10 @@ async fn health_readiness_and_metrics_are_served(make: Make) {
     assert!(body.contains(r#""broker":"ok""#), "{body}");
     let (status, metrics) = http_get(cluster.addr(0), "/metrics").await.unwrap();
     assert_eq!(status, 200);
-    assert!(metrics.contains(r#"chat_gateway_connections{endpoint="user"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"chat_gateway_connections{endpoint="user"} 1"#),
+        "{metrics}"
+    );
 }
 
 async fn shutdown_closes_every_connection_with_1001(make: Make) {

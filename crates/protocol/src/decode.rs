@@ -69,11 +69,13 @@ pub fn decode(text: &str) -> Result<Inbound, DecodeError> {
             id,
         }),
         None if probe.sender.is_some() || probe.receiver.is_some() => {
-            serde_json::from_str::<SeedFrame>(text).map(Inbound::Seed).map_err(|e| DecodeError {
-                code: ErrorCode::InvalidFrame,
-                message: format!("invalid seed frame: {e}"),
-                id: None,
-            })
+            serde_json::from_str::<SeedFrame>(text)
+                .map(Inbound::Seed)
+                .map_err(|e| DecodeError {
+                    code: ErrorCode::InvalidFrame,
+                    message: format!("invalid seed frame: {e}"),
+                    id: None,
+                })
         }
         None => Err(DecodeError {
             code: ErrorCode::InvalidFrame,
@@ -93,15 +95,20 @@ mod tests {
         let frame = decode(r#"{"type":"join","room":"general"}"#).expect("decodes");
         assert_eq!(
             frame,
-            Inbound::Typed(ClientFrame::Join { id: None, room: "general".into() })
+            Inbound::Typed(ClientFrame::Join {
+                id: None,
+                room: "general".into()
+            })
         );
     }
 
     #[test]
     fn a_seed_frame_decodes_with_any_json_message() {
-        let frame = decode(r#"{"sender":"a","receiver":"b","message":{"url":"/x"}}"#)
-            .expect("decodes");
-        let Inbound::Seed(seed) = frame else { panic!("not a seed frame: {frame:?}") };
+        let frame =
+            decode(r#"{"sender":"a","receiver":"b","message":{"url":"/x"}}"#).expect("decodes");
+        let Inbound::Seed(seed) = frame else {
+            panic!("not a seed frame: {frame:?}")
+        };
         assert_eq!(seed.message["url"], "/x");
     }
 

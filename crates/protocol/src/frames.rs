@@ -135,7 +135,11 @@ pub enum ServerFrame {
 impl ServerFrame {
     /// An `error` frame.
     pub fn error(id: Option<&str>, code: ErrorCode, message: impl Into<String>) -> Self {
-        ServerFrame::Error { id: id.map(str::to_owned), code, message: message.into() }
+        ServerFrame::Error {
+            id: id.map(str::to_owned),
+            code,
+            message: message.into(),
+        }
     }
 
     /// The frame as JSON text.

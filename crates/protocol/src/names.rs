@@ -50,7 +50,10 @@ fn validate(name: &str, max: usize) -> Result<(), NameError> {
     if !first.is_ascii_alphanumeric() {
         return Err(NameError::BadStart);
     }
-    if !bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
+    if !bytes
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
         return Err(NameError::BadChar);
     }
     Ok(())
@@ -86,7 +89,11 @@ mod tests {
         assert_eq!(validate_user(".hidden"), Err(NameError::BadStart));
         assert_eq!(validate_user("al ice"), Err(NameError::BadChar));
         assert_eq!(validate_user("al\u{200b}ice"), Err(NameError::BadChar));
-        assert_eq!(validate_user("аlice"), Err(NameError::BadStart), "Cyrillic a");
+        assert_eq!(
+            validate_user("аlice"),
+            Err(NameError::BadStart),
+            "Cyrillic a"
+        );
         assert_eq!(validate_user("../etc"), Err(NameError::BadStart));
         assert_eq!(validate_room(&"r".repeat(64)), Ok(()));
         assert_eq!(validate_room(&"r".repeat(65)), Err(NameError::TooLong(64)));

@@ -2,6 +2,8 @@
 //!
 //! Regenerate after changing a frame: `UPDATE_PROTO=1 cargo test -p chat-protocol --test schema`.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
+
 use std::path::{Path, PathBuf};
 
 use chat_protocol::{ClientFrame, SeedFrame, ServerFrame};
@@ -44,7 +46,11 @@ fn the_committed_schemas_match_the_types() {
 /// Every example is valid against its schema and survives a decode/encode
 /// round trip unchanged.
 fn check_examples<T: Serialize + DeserializeOwned>(folder: &str, schema_name: &str) -> usize {
-    let schema = schemas().into_iter().find(|(n, _)| *n == schema_name).expect("schema").1;
+    let schema = schemas()
+        .into_iter()
+        .find(|(n, _)| *n == schema_name)
+        .expect("schema")
+        .1;
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
     let dir = proto().join("examples").join(folder);
     let mut seen = 0;
@@ -52,11 +58,19 @@ fn check_examples<T: Serialize + DeserializeOwned>(folder: &str, schema_name: &s
         let path = entry.expect("entry").path();
         let text = std::fs::read_to_string(&path).expect("read");
         let example: Value = serde_json::from_str(&text).expect("example is JSON");
-        let errors: Vec<String> = validator.iter_errors(&example).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&example)
+            .map(|e| e.to_string())
+            .collect();
         assert!(errors.is_empty(), "{}: {errors:?}", path.display());
         let typed: T = serde_json::from_value(example.clone())
             .unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()));
-        assert_eq!(serde_json::to_value(&typed).expect("encodes"), example, "{}", path.display());
+        assert_eq!(
+            serde_json::to_value(&typed).expect("encodes"),
+            example,
+            "{}",
+            path.display()
+        );
         seen += 1;
     }
     seen
@@ -79,7 +93,10 @@ fn every_seed_example_is_valid_and_round_trips() {
 
 #[test]
 fn the_schema_refuses_what_the_decoder_refuses() {
-    let (_, schema) = schemas().into_iter().find(|(n, _)| *n == "client-frame").expect("schema");
+    let (_, schema) = schemas()
+        .into_iter()
+        .find(|(n, _)| *n == "client-frame")
+        .expect("schema");
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
     for bad in [
         r#"{"type":"send","id":"1","to":"bob"}"#,

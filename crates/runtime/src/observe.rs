@@ -43,7 +43,9 @@ impl Observability {
     }
 
     /// Runs every check; `Err` carries the per-check results when any failed.
-    pub async fn readiness(&self) -> Result<BTreeMap<&'static str, String>, BTreeMap<&'static str, String>> {
+    pub async fn readiness(
+        &self,
+    ) -> Result<BTreeMap<&'static str, String>, BTreeMap<&'static str, String>> {
         let results = join_all(self.checks.iter().map(|(_, check)| check())).await;
         let mut report = BTreeMap::new();
         let mut ready = true;
@@ -77,7 +79,9 @@ async fn metrics(obs: web::Data<Observability>) -> HttpResponse {
     let mut body = Vec::new();
     let encoder = TextEncoder::new();
     match encoder.encode(&obs.registry.gather(), &mut body) {
-        Ok(()) => HttpResponse::Ok().content_type(encoder.format_type()).body(body),
+        Ok(()) => HttpResponse::Ok()
+            .content_type(encoder.format_type())
+            .body(body),
         Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
     }
 }

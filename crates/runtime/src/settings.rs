@@ -35,7 +35,10 @@ pub fn layers(config_file: Option<&Path>) -> Result<Figment, SettingsError> {
     let mut figment = Figment::new();
     if let Some(path) = config_file {
         if !path.is_file() {
-            return Err(SettingsError(format!("config file {} does not exist", path.display())));
+            return Err(SettingsError(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
         }
         figment = figment.merge(Toml::file_exact(path));
     }
@@ -49,9 +52,15 @@ pub fn extract<T: DeserializeOwned>(figment: &Figment) -> Result<T, SettingsErro
     figment.extract().map_err(|error| {
         // figment may collect several errors; the first one is the one to fix.
         let e = error.into_iter().next();
-        let Some(e) = e else { return SettingsError("invalid settings".into()) };
+        let Some(e) = e else {
+            return SettingsError("invalid settings".into());
+        };
         let name = env_name(&e.path.join("."));
-        let origin = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+        let origin = e
+            .metadata
+            .as_ref()
+            .map(|m| format!(" (from {})", m.name))
+            .unwrap_or_default();
         SettingsError(format!("invalid setting {name}: {}{origin}", e.kind))
     })
 }
@@ -59,7 +68,11 @@ pub fn extract<T: DeserializeOwned>(figment: &Figment) -> Result<T, SettingsErro
 /// The environment variable that sets a file key.
 pub fn env_name(key: &str) -> String {
     let upper = key.to_ascii_uppercase();
-    if UNPREFIXED.contains(&upper.as_str()) { upper } else { format!("CHAT_{upper}") }
+    if UNPREFIXED.contains(&upper.as_str()) {
+        upper
+    } else {
+        format!("CHAT_{upper}")
+    }
 }
 
 /// Log output format.
@@ -109,6 +122,7 @@ impl Default for ServerSettings {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail fixes the closure's error type
 mod tests {
     use super::*;
     use figment::Jail;
@@ -116,8 +130,8 @@ mod tests {
     #[test]
     fn defaults_apply_when_nothing_is_set() {
         Jail::expect_with(|_| {
-            let s: ServerSettings = extract(&layers(None).map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
+            let s: ServerSettings =
+                extract(&layers(None).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
             assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
             assert_eq!(s.log_format, LogFormat::Pretty);
             Ok(())
@@ -127,7 +141,10 @@ mod tests {
     #[test]
     fn the_environment_overrides_the_file() {
         Jail::expect_with(|jail| {
-            jail.create_file("chat.toml", "listen = \"127.0.0.1:9000\"\nshutdown_grace = \"3s\"")?;
+            jail.create_file(
+                "chat.toml",
+                "listen = \"127.0.0.1:9000\"\nshutdown_grace = \"3s\"",
+            )?;
             jail.set_env("CHAT_LISTEN", "127.0.0.1:9100");
             let figment = layers(Some(Path::new("chat.toml"))).map_err(|e| e.to_string())?;
             let s: ServerSettings = extract(&figment).map_err(|e| e.to_string())?;

@@ -34,7 +34,10 @@ pub fn workspace_root() -> std::path::PathBuf {
 pub async fn eventually<F: FnMut() -> bool>(what: &str, mut condition: F) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !condition() {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())

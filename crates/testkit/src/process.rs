@@ -12,12 +12,17 @@ use tokio::process::{Child, Command};
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     // Test executables live in target/<profile>/deps; binaries one level up.
     let exe = std::env::current_exe()?;
-    let dir = exe.parent().and_then(|p| p.parent()).context("test executable has no parent")?;
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .context("test executable has no parent")?;
     let path = dir.join(name);
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = std::process::Command::new(cargo);
-        build.args(["build", "--bin", name]).current_dir(crate::workspace_root());
+        build
+            .args(["build", "--bin", name])
+            .current_dir(crate::workspace_root());
         if dir.ends_with("release") {
             build.arg("--release");
         }
@@ -50,7 +55,9 @@ impl Service {
         for (key, value) in envs {
             command.env(key, value);
         }
-        let mut child = command.spawn().with_context(|| format!("starting {name}"))?;
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let deadline = Instant::now() + crate::WAIT;
@@ -59,7 +66,9 @@ impl Service {
             let line = tokio::time::timeout(remaining, lines.next_line())
                 .await
                 .with_context(|| format!("{name} did not report its address in time"))??;
-            let Some(line) = line else { bail!("{name} exited before listening") };
+            let Some(line) = line else {
+                bail!("{name} exited before listening")
+            };
             if let Some(addr) = listening_addr(&line) {
                 break addr;
             }
@@ -82,7 +91,9 @@ impl Service {
     /// Sends SIGTERM and waits for the exit status code.
     pub async fn terminate(mut self) -> anyhow::Result<Option<i32>> {
         let pid = self.child.id().context("already exited")?;
-        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
         anyhow::ensure!(status.success(), "kill -TERM {pid} failed");
         let status = tokio::time::timeout(crate::WAIT, self.child.wait()).await??;
         Ok(status.code())

@@ -41,7 +41,11 @@ impl TestRedis {
         let mut this = Self {
             url: format!("redis://127.0.0.1:{port}/"),
             prefix: crate::unique("test:"),
-            private: Some(Private { port, dir, child: None }),
+            private: Some(Private {
+                port,
+                dir,
+                child: None,
+            }),
         };
         this.resume()?;
         Ok(this)
@@ -65,7 +69,10 @@ impl TestRedis {
 
     /// Stops a private server (kill -9: no chance to save or say goodbye).
     pub fn stop(&mut self) -> anyhow::Result<()> {
-        let private = self.private.as_mut().context("only a private Redis can be stopped")?;
+        let private = self
+            .private
+            .as_mut()
+            .context("only a private Redis can be stopped")?;
         if let Some(mut child) = private.child.take() {
             child.kill()?;
             child.wait()?;
@@ -75,7 +82,10 @@ impl TestRedis {
 
     /// (Re)starts a private server on the same port.
     pub fn resume(&mut self) -> anyhow::Result<()> {
-        let private = self.private.as_mut().context("only a private Redis can be started")?;
+        let private = self
+            .private
+            .as_mut()
+            .context("only a private Redis can be started")?;
         let child = Command::new("redis-server")
             .args(["--port", &private.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -84,7 +94,9 @@ impl TestRedis {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .context("cannot start redis-server: install it (Debian: redis-server) or set REDIS_URL")?;
+            .context(
+                "cannot start redis-server: install it (Debian: redis-server) or set REDIS_URL",
+            )?;
         private.child = Some(child);
         let deadline = Instant::now() + crate::WAIT;
         loop {

@@ -34,9 +34,19 @@ impl Schemas {
     /// Checks a frame the server sent on a user connection: a typed frame
     /// against the server-frame schema, anything else against the seed frame.
     pub fn check_server_frame(&self, frame: &Value) -> anyhow::Result<()> {
-        let validator = if frame.get("type").is_some() { &self.server } else { &self.seed };
-        let errors: Vec<String> = validator.iter_errors(frame).map(|e| e.to_string()).collect();
-        anyhow::ensure!(errors.is_empty(), "frame {frame} breaks the schema: {errors:?}");
+        let validator = if frame.get("type").is_some() {
+            &self.server
+        } else {
+            &self.seed
+        };
+        let errors: Vec<String> = validator
+            .iter_errors(frame)
+            .map(|e| e.to_string())
+            .collect();
+        anyhow::ensure!(
+            errors.is_empty(),
+            "frame {frame} breaks the schema: {errors:?}"
+        );
         Ok(())
     }
 }

@@ -37,12 +37,18 @@ impl WsClient {
                 .await
                 .with_context(|| format!("connecting to {url} timed out"))?
                 .with_context(|| format!("connecting to {url}"))?;
-        Ok(Self { stream, check_schema: path != "/ws/" })
+        Ok(Self {
+            stream,
+            check_schema: path != "/ws/",
+        })
     }
 
     /// Wraps a stream taken with [`WsClient::into_silent`] to read it again.
     pub fn from_stream(stream: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
-        Self { stream, check_schema: true }
+        Self {
+            stream,
+            check_schema: true,
+        }
     }
 
     /// Connects to the lobby, `/ws/`.
@@ -120,7 +126,10 @@ impl WsClient {
     /// The next JSON frame, which must have `"type": kind`.
     pub async fn recv_type(&mut self, kind: &str) -> anyhow::Result<Value> {
         let frame = self.recv_json().await?;
-        anyhow::ensure!(frame["type"] == kind, "expected a '{kind}' frame, got {frame}");
+        anyhow::ensure!(
+            frame["type"] == kind,
+            "expected a '{kind}' frame, got {frame}"
+        );
         Ok(frame)
     }
 
@@ -133,7 +142,9 @@ impl WsClient {
             let text = match next {
                 Some(Ok(Message::Text(text))) => text,
                 Some(Ok(Message::Close(frame))) => {
-                    return Ok(Err(Ended::Closed(frame.map_or(1005, |f| u16::from(f.code)))));
+                    return Ok(Err(Ended::Closed(
+                        frame.map_or(1005, |f| u16::from(f.code)),
+                    )));
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return Ok(Err(Ended::Dropped)),

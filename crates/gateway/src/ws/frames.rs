@@ -16,7 +16,9 @@ const MAX_CLIENT_ID: usize = 64;
 impl Session {
     /// Handles one text frame on `/ws/{user}/`.
     pub(crate) async fn on_user_text(&mut self, text: &str) -> Flow {
-        let Endpoint::User(user) = &self.endpoint else { return Flow::Continue };
+        let Endpoint::User(user) = &self.endpoint else {
+            return Flow::Continue;
+        };
         let user = user.clone();
         match chat_protocol::decode(text) {
             Err(e) => self.reply_error(e.id.as_deref(), e.code, &e.message),
@@ -41,7 +43,8 @@ impl Session {
         if let Err(e) = validate_user(&seed.receiver) {
             return self.reply_error(None, ErrorCode::InvalidName, &format!("receiver: {e}"));
         }
-        self.publish(&channel::user(&seed.receiver), envelope::text(text)).await
+        self.publish(&channel::user(&seed.receiver), envelope::text(text))
+            .await
     }
 
     async fn on_send(
@@ -53,16 +56,30 @@ impl Session {
         body: String,
     ) -> Flow {
         if id.is_empty() || id.len() > MAX_CLIENT_ID {
-            return self.reply_error(None, ErrorCode::InvalidFrame, "id must be 1 to 64 characters");
+            return self.reply_error(
+                None,
+                ErrorCode::InvalidFrame,
+                "id must be 1 to 64 characters",
+            );
         }
         let channel = match (&to, &room) {
             (Some(to), None) => match validate_user(to) {
                 Ok(()) => channel::user(to),
-                Err(e) => return self.reply_error(Some(&id), ErrorCode::InvalidName, &format!("to: {e}")),
+                Err(e) => {
+                    return self.reply_error(
+                        Some(&id),
+                        ErrorCode::InvalidName,
+                        &format!("to: {e}"),
+                    );
+                }
             },
             (None, Some(room)) => {
                 if let Err(e) = validate_room(room) {
-                    return self.reply_error(Some(&id), ErrorCode::InvalidName, &format!("room: {e}"));
+                    return self.reply_error(
+                        Some(&id),
+                        ErrorCode::InvalidName,
+                        &format!("room: {e}"),
+                    );
                 }
                 if !self.rooms.contains(room) {
                     return self.reply_error(
@@ -94,7 +111,12 @@ impl Session {
         };
         // Serialised once here; every receiver gets these same bytes.
         let frame = ServerFrame::Message(message.clone()).to_json();
-        match self.registration.hub().publish(&channel, envelope::text(&frame)).await {
+        match self
+            .registration
+            .hub()
+            .publish(&channel, envelope::text(&frame))
+            .await
+        {
             Ok(()) => self.reply(&ServerFrame::Ack { id, message }),
             Err(e) => self.reply_error(Some(&id), ErrorCode::Unavailable, &e.to_string()),
         }
@@ -109,7 +131,10 @@ impl Session {
                 return self.reply_error(
                     id.as_deref(),
                     ErrorCode::TooManyRooms,
-                    &format!("a connection may join at most {} rooms", self.gw.settings.max_rooms),
+                    &format!(
+                        "a connection may join at most {} rooms",
+                        self.gw.settings.max_rooms
+                    ),
                 );
             }
             if let Err(e) = self.registration.join(channel::room(&room)).await {

@@ -34,7 +34,11 @@ pub(crate) struct Registration {
 
 impl Registration {
     pub(crate) fn new(hub: Arc<Hub>, conn: Conn) -> Self {
-        Self { hub, conn, channels: HashSet::new() }
+        Self {
+            hub,
+            conn,
+            channels: HashSet::new(),
+        }
     }
 
     pub(crate) fn conn(&self) -> &Conn {
@@ -122,12 +126,17 @@ impl Session {
         mut outbound: mpsc::Receiver<Outbound>,
         overflow: Arc<Notify>,
     ) {
-        let gauge = self.gw.metrics.connections.with_label_values(&[self.endpoint.label()]);
+        let gauge = self
+            .gw
+            .metrics
+            .connections
+            .with_label_values(&[self.endpoint.label()]);
         gauge.inc();
         let shutdown = self.gw.shutdown.clone();
         let ping_every = self.gw.settings.ping_interval;
         let idle_timeout = self.gw.settings.idle_timeout;
-        let mut heartbeat = tokio::time::interval_at((Instant::now() + ping_every).into(), ping_every);
+        let mut heartbeat =
+            tokio::time::interval_at((Instant::now() + ping_every).into(), ping_every);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
 
@@ -179,7 +188,11 @@ impl Session {
             }
         };
 
-        debug!(endpoint = self.endpoint.label(), ?close, "connection ending");
+        debug!(
+            endpoint = self.endpoint.label(),
+            ?close,
+            "connection ending"
+        );
         gauge.dec();
         drop(self.registration);
         if let Some(close) = close {
@@ -204,7 +217,10 @@ impl Session {
 
     fn slow_consumer(&self) -> CloseReason {
         self.gw.metrics.slow_consumer_disconnects.inc();
-        reason(CloseCode::Again, "outbound queue full: the client reads too slowly")
+        reason(
+            CloseCode::Again,
+            "outbound queue full: the client reads too slowly",
+        )
     }
 
     async fn on_message(&mut self, message: AggregatedMessage) -> Flow {
@@ -226,16 +242,24 @@ impl Session {
                 }
                 match &self.endpoint {
                     Endpoint::Lobby => self.publish(channel::LOBBY, envelope::binary(&bytes)).await,
-                    Endpoint::User(_) => {
-                        self.reply_error(None, ErrorCode::Unsupported, "user connections take JSON text frames")
-                    }
+                    Endpoint::User(_) => self.reply_error(
+                        None,
+                        ErrorCode::Unsupported,
+                        "user connections take JSON text frames",
+                    ),
                 }
             }
             AggregatedMessage::Ping(bytes) => {
-                if self.ws.pong(&bytes).await.is_err() { Flow::Gone } else { Flow::Continue }
+                if self.ws.pong(&bytes).await.is_err() {
+                    Flow::Gone
+                } else {
+                    Flow::Continue
+                }
             }
             AggregatedMessage::Pong(_) => Flow::Continue,
-            AggregatedMessage::Close(reason) => Flow::Close(reason.unwrap_or_else(|| CloseCode::Normal.into())),
+            AggregatedMessage::Close(reason) => {
+                Flow::Close(reason.unwrap_or_else(|| CloseCode::Normal.into()))
+            }
         }
     }
 
@@ -248,12 +272,21 @@ impl Session {
         self.strikes += 1;
         self.gw.metrics.rate_limited_frames.inc();
         if self.strikes > self.gw.settings.rate_strikes {
-            return Some(Flow::Close(reason(CloseCode::Policy, "rate limit exceeded")));
+            return Some(Flow::Close(reason(
+                CloseCode::Policy,
+                "rate limit exceeded",
+            )));
         }
         let frame = ServerFrame::error(None, ErrorCode::RateLimited, "too many frames; slow down");
-        self.gw.metrics.frame_errors.with_label_values(&[ErrorCode::RateLimited.as_str()]).inc();
+        self.gw
+            .metrics
+            .frame_errors
+            .with_label_values(&[ErrorCode::RateLimited.as_str()])
+            .inc();
         // Queued like any delivery: a flooder that does not read closes itself.
-        self.registration.conn().push(Outbound::Text(frame.to_json().into()), &self.gw.metrics);
+        self.registration
+            .conn()
+            .push(Outbound::Text(frame.to_json().into()), &self.gw.metrics);
         Some(Flow::Continue)
     }
 
@@ -273,12 +306,18 @@ impl Session {
     /// Sends a frame to this connection only, through its queue (so it keeps
     /// its place among deliveries).
     pub(crate) fn reply(&self, frame: &ServerFrame) -> Flow {
-        self.registration.conn().push(Outbound::Text(frame.to_json().into()), &self.gw.metrics);
+        self.registration
+            .conn()
+            .push(Outbound::Text(frame.to_json().into()), &self.gw.metrics);
         Flow::Continue
     }
 
     pub(crate) fn reply_error(&self, id: Option<&str>, code: ErrorCode, message: &str) -> Flow {
-        self.gw.metrics.frame_errors.with_label_values(&[code.as_str()]).inc();
+        self.gw
+            .metrics
+            .frame_errors
+            .with_label_values(&[code.as_str()])
+            .inc();
         self.reply(&ServerFrame::error(id, code, message))
     }
 }
@@ -291,5 +330,8 @@ async fn write(ws: &mut actix_ws::Session, frame: Outbound) -> Result<(), actix_
 }
 
 fn reason(code: CloseCode, description: &str) -> CloseReason {
-    CloseReason { code, description: Some(description.to_owned()) }
+    CloseReason {
+        code,
+        description: Some(description.to_owned()),
+    }
 }

@@ -123,10 +123,16 @@ async fn upgrade(
         Endpoint::Lobby => channel::LOBBY.to_owned(),
         Endpoint::User(user) => channel::user(user),
     };
-    registration.join(home).await.map_err(|e| UpgradeError::Unavailable(e.to_string()))?;
+    registration
+        .join(home)
+        .await
+        .map_err(|e| UpgradeError::Unavailable(e.to_string()))?;
 
     let max = gw.settings.max_frame_bytes;
-    let stream = stream.max_frame_size(max).aggregate_continuations().max_continuation_size(max);
+    let stream = stream
+        .max_frame_size(max)
+        .aggregate_continuations()
+        .max_continuation_size(max);
     let session = Session::new(Arc::clone(gw), ws, endpoint, registration);
     actix_web::rt::spawn(gw.sessions.track_future(async move {
         session.run(stream, outbound, overflow).await;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use chat_gateway::{Application, Engine, Gateway, GatewaySettings};
 use chat_broker::redis::RedisOptions;
+use chat_gateway::{Application, Engine, Gateway, GatewaySettings};
 use chat_runtime::settings::ServerSettings;
 use chat_testkit::redis::TestRedis;
 use tokio::sync::oneshot;
@@ -35,7 +35,12 @@ impl Node {
         let done = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
-        Self { addr, gateway, stop: Some(stop), done: Some(done) }
+        Self {
+            addr,
+            gateway,
+            stop: Some(stop),
+            done: Some(done),
+        }
     }
 
     /// Stops the node as SIGTERM would, and waits for it to exit.
@@ -73,7 +78,10 @@ impl Cluster {
     /// One gateway on the in-process broker (`chatd`'s engine).
     pub fn memory(settings: GatewaySettings) -> Self {
         let bus = chat_broker::memory::MemoryBus::new();
-        Self { nodes: vec![Node::start(settings, Engine::Memory(bus))], redis: None }
+        Self {
+            nodes: vec![Node::start(settings, Engine::Memory(bus))],
+            redis: None,
+        }
     }
 
     /// Two gateway replicas sharing a real Redis.
@@ -89,7 +97,10 @@ impl Cluster {
                 Node::start(settings.clone(), Engine::Redis(options))
             })
             .collect();
-        Self { nodes, redis: Some(redis) }
+        Self {
+            nodes,
+            redis: Some(redis),
+        }
     }
 
     /// Address of node `i`; with one node every index is that node.
@@ -107,19 +118,27 @@ impl Cluster {
     /// True when no node holds a local channel and Redis has no subscriber
     /// left on any channel but the nodes' own health channels.
     pub fn registries_empty(&self) -> bool {
-        if self.nodes.iter().any(|n| n.gateway.hub().channel_count() > 0) {
+        if self
+            .nodes
+            .iter()
+            .any(|n| n.gateway.hub().channel_count() > 0)
+        {
             return false;
         }
         match &self.redis {
             None => true,
             Some(redis) => {
-                let Ok(mut conn) = redis.connection() else { return false };
+                let Ok(mut conn) = redis.connection() else {
+                    return false;
+                };
                 let channels: Vec<String> = redis::cmd("PUBSUB")
                     .arg("CHANNELS")
                     .arg(format!("{}*", redis.prefix()))
                     .query(&mut conn)
                     .unwrap_or_else(|_| vec!["<error>".into()]);
-                channels.iter().all(|c| c.starts_with(&format!("{}health:", redis.prefix())))
+                channels
+                    .iter()
+                    .all(|c| c.starts_with(&format!("{}health:", redis.prefix())))
             }
         }
     }
