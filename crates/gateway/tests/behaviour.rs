@@ -224,6 +224,26 @@ async fn a_flood_is_rate_limited_then_closed_with_1008(make: Make) {
         "the flood was answered with rate_limited"
     );
     assert_eq!(ended, Ended::Closed(1008));
+
+    // The lobby speaks raw text: a flooder there is closed the same way, but
+    // never sent a JSON error it did not ask for.
+    let mut lobby = WsClient::lobby(cluster.addr(0)).await.unwrap();
+    for _ in 0..40 {
+        if lobby.send_text("flood").await.is_err() {
+            break;
+        }
+    }
+    let mut echoes = 0;
+    let ended = loop {
+        match lobby.recv_json_or_end().await {
+            Ok(Err(ended)) => break ended,
+            Ok(Ok(frame)) => panic!("the lobby got a JSON frame: {frame}"),
+            // "flood" is not JSON: our own echo (at most one per frame sent).
+            Err(_) => echoes += 1,
+        }
+        assert!(echoes <= 40, "more echoes than frames sent");
+    };
+    assert_eq!(ended, Ended::Closed(1008));
 }
 
 async fn a_slow_reader_is_disconnected_while_others_keep_receiving(make: Make) {
@@ -484,6 +504,68 @@ async fn shutdown_closes_every_connection_with_1001(make: Make) {
     cluster.nodes[0].shutdown().await.expect("a clean stop");
     assert_eq!(lobby.ended().await.unwrap(), Ended::Closed(1001));
     assert_eq!(bob.ended().await.unwrap(), Ended::Closed(1001));
+}
+
+/// Redis only: losing Redis degrades the gateway, it does not kill it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_the_gateway_stays_up_refuses_honestly_and_recovers() {
+    let mut redis = chat_testkit::redis::TestRedis::private().unwrap();
+    let options = chat_broker::redis::RedisOptions {
+        url: redis.url().into(),
+        prefix: redis.prefix().into(),
+        errors: None,
+    };
+    let node = support::Node::start(settings(), chat_gateway::Engine::Redis(options));
+    let mut alice = WsClient::user(&node.addr, "alice").await.unwrap();
+    let mut lobby = WsClient::lobby(&node.addr).await.unwrap();
+
+    redis.stop().unwrap();
+    alice
+        .send_json(&send("lost", "bob", "while Redis is down"))
+        .await
+        .unwrap();
+    let error = alice.recv_type("error").await.unwrap();
+    assert_eq!(
+        (error["code"].as_str(), error["id"].as_str()),
+        (Some("unavailable"), Some("lost"))
+    );
+    let (status, body) = http_get(&node.addr, "/readyz").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        WsClient::refused_status(&node.addr, "/ws/bob/")
+            .await
+            .unwrap(),
+        503
+    );
+    assert_eq!(
+        http_get(&node.addr, "/healthz").await.unwrap().0,
+        200,
+        "alive all along"
+    );
+
+    redis.resume().unwrap();
+    let mut ready = false;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !ready && tokio::time::Instant::now() < deadline {
+        ready = http_get(&node.addr, "/readyz").await.unwrap().0 == 200;
+    }
+    assert!(ready, "ready again without a restart");
+    let mut bob = WsClient::user(&node.addr, "bob").await.unwrap();
+    alice
+        .send_json(&send("back", "bob", "Redis is back"))
+        .await
+        .unwrap();
+    assert_eq!(alice.recv_type("ack").await.unwrap()["id"], "back");
+    assert_eq!(
+        bob.recv_type("message").await.unwrap()["body"],
+        "Redis is back"
+    );
+    lobby.send_text("lobby too").await.unwrap();
+    assert_eq!(
+        lobby.recv_text().await.unwrap(),
+        "lobby too",
+        "old subscriptions were restored"
+    );
 }
 
 macro_rules! suite {

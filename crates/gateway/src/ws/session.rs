@@ -277,17 +277,12 @@ impl Session {
                 "rate limit exceeded",
             )));
         }
-        let frame = ServerFrame::error(None, ErrorCode::RateLimited, "too many frames; slow down");
-        self.gw
-            .metrics
-            .frame_errors
-            .with_label_values(&[ErrorCode::RateLimited.as_str()])
-            .inc();
+        if self.endpoint == Endpoint::Lobby {
+            // The lobby speaks the seed's raw protocol: no JSON error frames.
+            return Some(Flow::Continue);
+        }
         // Queued like any delivery: a flooder that does not read closes itself.
-        self.registration
-            .conn()
-            .push(Outbound::Text(frame.to_json().into()), &self.gw.metrics);
-        Some(Flow::Continue)
+        Some(self.reply_error(None, ErrorCode::RateLimited, "too many frames; slow down"))
     }
 
     /// Publishes to every replica; a broker failure is reported on user

@@ -21,7 +21,8 @@ pub struct Node {
 }
 
 impl Node {
-    fn start(settings: GatewaySettings, engine: Engine) -> Self {
+    /// Starts a gateway on a free port.
+    pub fn start(settings: GatewaySettings, engine: Engine) -> Self {
         let server = ServerSettings {
             listen: "127.0.0.1:0".parse().expect("address"),
             workers: 2,
