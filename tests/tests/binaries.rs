@@ -59,23 +59,28 @@ async fn sigterm_closes_connections_with_1001_and_exits_cleanly() {
 #[tokio::test]
 async fn two_gateway_processes_sharing_redis_deliver_both_ways() {
     let redis = TestRedis::start().unwrap();
+    let secret = "an-e2e-secret-of-at-least-32-bytes";
     let env = [
         ("REDIS_URL", redis.url()),
         ("CHAT_REDIS_PREFIX", redis.prefix()),
+        ("CHAT_JWT_SECRET", secret),
     ];
     let one = Service::start("gateway", &[], &env).await.unwrap();
     let two = Service::start("gateway", &[], &env).await.unwrap();
 
     for (a, b) in [(&one, &two), (&two, &one)] {
-        let mut lobby_a = WsClient::lobby(a.addr()).await.unwrap();
-        let mut lobby_b = WsClient::lobby(b.addr()).await.unwrap();
+        let lobby_path = format!("/ws/?token={}", token(secret, "carol"));
+        let mut lobby_a = WsClient::connect(a.addr(), &lobby_path).await.unwrap();
+        let mut lobby_b = WsClient::connect(b.addr(), &lobby_path).await.unwrap();
         let text = unique("lobby-");
         lobby_a.send_text(text.clone()).await.unwrap();
         assert_eq!(lobby_b.recv_text().await.unwrap(), text);
         assert_eq!(lobby_a.recv_text().await.unwrap(), text);
 
-        let mut alice = WsClient::user(a.addr(), "alice").await.unwrap();
-        let mut bob = WsClient::user(b.addr(), "bob").await.unwrap();
+        let alice_path = format!("/ws/alice/?token={}", token(secret, "alice"));
+        let bob_path = format!("/ws/bob/?token={}", token(secret, "bob"));
+        let mut alice = WsClient::connect(a.addr(), &alice_path).await.unwrap();
+        let mut bob = WsClient::connect(b.addr(), &bob_path).await.unwrap();
         alice
             .send_json(&json!({"type":"send","id":"x","to":"bob","body":text}))
             .await
@@ -89,6 +94,94 @@ async fn two_gateway_processes_sharing_redis_deliver_both_ways() {
         .unwrap();
         assert_eq!(alice.recv_json().await.unwrap()["message"], text);
     }
+}
+
+/// A token minted by `chatd token`, as a script would get one.
+fn token(secret: &str, user: &str) -> String {
+    let output = std::process::Command::new(binary("chatd").unwrap())
+        .args(["token", user, "--ttl", "10m"])
+        .env("CHAT_JWT_SECRET", secret)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn chatd_in_jwt_mode_takes_the_tokens_it_mints_and_refuses_others() {
+    let data = tempfile::tempdir().unwrap();
+    let secret = "chatd-jwt-secret-with-32-or-more-bytes";
+    let env = [
+        ("CHAT_AUTH", "jwt"),
+        ("CHAT_JWT_SECRET", secret),
+        ("CHAT_DATA_DIR", data.path().to_str().unwrap()),
+    ];
+    let chatd = Service::start("chatd", &[], &env).await.unwrap();
+    let path = format!("/ws/alice/?token={}", token(secret, "alice"));
+    WsClient::connect(chatd.addr(), &path).await.unwrap();
+    assert_eq!(
+        WsClient::refused_status(chatd.addr(), "/ws/alice/")
+            .await
+            .unwrap(),
+        401
+    );
+    let other = format!("/ws/bob/?token={}", token(secret, "alice"));
+    assert_eq!(
+        WsClient::refused_status(chatd.addr(), &other)
+            .await
+            .unwrap(),
+        403
+    );
+    let forged = format!(
+        "/ws/alice/?token={}",
+        token("another-secret-that-is-32-bytes-long", "alice")
+    );
+    assert_eq!(
+        WsClient::refused_status(chatd.addr(), &forged)
+            .await
+            .unwrap(),
+        401
+    );
+}
+
+#[test]
+fn unsafe_identity_settings_refuse_to_start() {
+    let run = |name: &str, env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(binary(name).unwrap());
+        command
+            .env_remove("REDIS_URL")
+            .env("CHAT_LISTEN", "127.0.0.1:0");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let output = command.output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    };
+    let (code, err) = run("gateway", &[("REDIS_URL", "redis://127.0.0.1:1/")]);
+    assert_eq!(code, Some(2), "the gateway defaults to jwt: {err}");
+    assert!(err.contains("CHAT_JWT_SECRET"), "{err}");
+    let (code, err) = run(
+        "chatd",
+        &[("CHAT_AUTH", "jwt"), ("CHAT_JWT_SECRET", "too-short")],
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("CHAT_JWT_SECRET") && err.contains("32 bytes"),
+        "{err}"
+    );
+    let (code, err) = run("chatd", &[("CHAT_LISTEN", "0.0.0.0:0")]);
+    assert_eq!(code, Some(2), "open mode on a public address: {err}");
+    assert!(err.contains("CHAT_AUTH"), "{err}");
+    let (code, err) = run("chatd", &[("CHAT_ALLOWED_ORIGINS", "not an origin")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("CHAT_ALLOWED_ORIGINS"), "{err}");
 }
 
 #[test]
@@ -112,6 +205,8 @@ fn help_lists_every_setting() {
             "CHAT_RATE_PER_SEC",
             "CHAT_OUTBOUND_QUEUE",
             "--config",
+            "CHAT_JWT_SECRET",
+            "CHAT_ALLOWED_ORIGINS",
         ] {
             assert!(
                 help.contains(setting),

@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use chat_gateway::{Engine, Gateway, GatewaySettings};
+use std::sync::Arc;
+
+use chat_auth::settings::{AuthMode, AuthSettings};
+use chat_gateway::{Access, Engine, Gateway, GatewaySettings};
 use chat_runtime::observe::Observability;
 use chat_runtime::settings::{self, ServerSettings, SettingsError};
 use serde::Deserialize;
@@ -44,9 +47,21 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     /// chatd's own.
     pub chatd: ChatdSettings,
+    /// Identity.
+    pub auth: AuthSettings,
 }
 
 impl Settings {
+    /// Who may connect. chatd defaults to open mode (the seed's behaviour);
+    /// call after telemetry is up, so open mode's warning is logged.
+    pub fn access(&self) -> Result<Access, SettingsError> {
+        let (auth, origins) = self.auth.build(AuthMode::Open, self.server.listen)?;
+        Ok(Access {
+            auth: Arc::new(auth),
+            origins,
+        })
+    }
+
     /// Loads defaults → `config_file` → environment.
     pub fn load(config_file: Option<&std::path::Path>) -> Result<Self, SettingsError> {
         let layers = settings::layers(config_file)?;
@@ -54,6 +69,7 @@ impl Settings {
             server: settings::extract(&layers)?,
             gateway: settings::extract(&layers)?,
             chatd: settings::extract(&layers)?,
+            auth: settings::extract(&layers)?,
         };
         this.gateway.validate()?;
         Ok(this)
@@ -70,16 +86,17 @@ pub struct Application {
 
 impl Application {
     /// Prepares the data folder, builds every service and binds the listener.
-    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+    pub fn build(settings: Settings, access: Access) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&settings.chatd.data_dir).map_err(|e| {
             SettingsError::new(format!(
                 "invalid setting CHAT_DATA_DIR: cannot create {}: {e}",
                 settings.chatd.data_dir.display()
             ))
         })?;
+
         let mut obs = Observability::new();
         let engine = Engine::from_settings(&settings.gateway);
-        let gateway = Gateway::build(settings.gateway, engine, &mut obs)?;
+        let gateway = Gateway::build(settings.gateway, engine, access, &mut obs)?;
         let listener = TcpListener::bind(settings.server.listen)?;
         let addr = listener.local_addr()?;
         let routes = gateway.clone();
@@ -126,4 +143,12 @@ async fn index() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(include_str!("../assets/index.html"))
+}
+
+/// A token for `user`, valid for `ttl`, signed with `CHAT_JWT_SECRET`.
+pub fn mint_token(settings: &Settings, user: &str, ttl: Duration) -> anyhow::Result<String> {
+    let mut auth = settings.auth.clone();
+    auth.auth = Some(AuthMode::Jwt);
+    let (authenticator, _) = auth.build(AuthMode::Jwt, settings.server.listen)?;
+    Ok(authenticator.mint(user, ttl)?)
 }

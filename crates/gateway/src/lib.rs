@@ -23,6 +23,7 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
+use chat_auth::{Authenticator, OriginPolicy};
 use chat_broker::memory::MemoryBus;
 use chat_broker::redis::{RedisBroker, RedisOptions};
 use chat_broker::{Broker, BrokerError};
@@ -34,7 +35,7 @@ use tracing::{info, warn};
 
 pub use hub::Hub;
 pub use metrics::GatewayMetrics;
-pub use settings::{AuthMode, GatewaySettings};
+pub use settings::GatewaySettings;
 
 /// Which broker engine the gateway uses.
 #[derive(Clone)]
@@ -71,6 +72,29 @@ pub(crate) struct Inner {
     pub(crate) sessions: TaskTracker,
     /// Connections currently admitted, against `max_connections`.
     pub(crate) open: AtomicUsize,
+    /// Who may open which connection.
+    pub(crate) auth: Arc<Authenticator>,
+    /// Which browser pages may open connections.
+    pub(crate) origins: OriginPolicy,
+}
+
+/// Who may connect: the identity mode and the allowed browser origins.
+#[derive(Clone)]
+pub struct Access {
+    /// Checks tokens or names.
+    pub auth: Arc<Authenticator>,
+    /// Checks the `Origin` of WebSocket handshakes.
+    pub origins: OriginPolicy,
+}
+
+impl Access {
+    /// Open mode, same-origin pages only: the seed's behaviour, for tests and demos.
+    pub fn open() -> Self {
+        Self {
+            auth: Arc::new(Authenticator::open()),
+            origins: OriginPolicy::default(),
+        }
+    }
 }
 
 /// The gateway service, ready to be mounted in an actix-web app.
@@ -85,6 +109,7 @@ impl Gateway {
     pub fn build(
         settings: GatewaySettings,
         engine: Engine,
+        access: Access,
         obs: &mut Observability,
     ) -> anyhow::Result<Self> {
         settings.validate()?;
@@ -114,6 +139,8 @@ impl Gateway {
                 shutdown: CancellationToken::new(),
                 sessions: TaskTracker::new(),
                 open: AtomicUsize::new(0),
+                auth: access.auth,
+                origins: access.origins,
             }),
         })
     }
@@ -186,9 +213,10 @@ impl Application {
         server: &ServerSettings,
         settings: GatewaySettings,
         engine: Engine,
+        access: Access,
     ) -> anyhow::Result<Self> {
         let mut obs = Observability::new();
-        let gateway = Gateway::build(settings, engine, &mut obs)?;
+        let gateway = Gateway::build(settings, engine, access, &mut obs)?;
         let listener = TcpListener::bind(server.listen)?;
         let addr = listener.local_addr()?;
         let routes = gateway.clone();

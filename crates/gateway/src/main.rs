@@ -4,14 +4,22 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chat_gateway::{Application, Engine, GatewaySettings};
+use std::sync::Arc;
+
+use chat_auth::settings::{AuthMode, AuthSettings};
+use chat_gateway::{Access, Application, Engine, GatewaySettings};
 use chat_runtime::settings::{self, ServerSettings};
 use clap::Parser;
 
 /// WebSocket gateway of the chat backend: terminates client connections and
 /// fans messages out through Redis, so any number of replicas serve one chat.
 #[derive(Parser)]
-#[command(version, after_help = format!("{}\n\n{}", settings::HELP, chat_gateway::settings::HELP))]
+#[command(version, after_help = format!(
+    "{}\n\n{}\n\n{}",
+    settings::HELP,
+    chat_auth::settings::HELP,
+    chat_gateway::settings::HELP
+))]
 struct Cli {
     /// TOML file with settings; the environment overrides it.
     #[arg(long, value_name = "FILE")]
@@ -24,14 +32,15 @@ fn main() -> ExitCode {
         let server: ServerSettings = settings::extract(&layers)?;
         let gateway: GatewaySettings = settings::extract(&layers)?;
         gateway.validate()?;
+        let auth: AuthSettings = settings::extract(&layers)?;
         if gateway.redis_url.is_none() {
             return Err(settings::SettingsError::new(
                 "invalid setting REDIS_URL: required by the gateway (run chatd for the all-in-one without Redis)",
             ));
         }
-        Ok((server, gateway))
+        Ok((server, gateway, auth))
     });
-    let (server, gateway) = match loaded {
+    let (server, gateway, auth) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("gateway: {e}");
@@ -39,9 +48,20 @@ fn main() -> ExitCode {
         }
     };
     chat_runtime::telemetry::init(server.log_format);
+    // After telemetry, so open mode's warning is logged.
+    let access = match auth.build(AuthMode::Jwt, server.listen) {
+        Ok((auth, origins)) => Access {
+            auth: Arc::new(auth),
+            origins,
+        },
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let result = actix_web::rt::System::new().block_on(async move {
         let engine = Engine::from_settings(&gateway);
-        let app = Application::build(&server, gateway, engine)?;
+        let app = Application::build(&server, gateway, engine, access)?;
         app.run_until_stopped(chat_runtime::server::shutdown_signal())
             .await?;
         anyhow::Ok(())

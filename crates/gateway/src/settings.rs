@@ -7,15 +7,6 @@ use std::time::Duration;
 use chat_runtime::settings::SettingsError;
 use serde::Deserialize;
 
-/// How users prove who they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMode {
-    /// The seed's behaviour: the name in the URL is the identity. For local demos.
-    #[default]
-    Open,
-}
-
 /// Gateway settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -25,8 +16,6 @@ pub struct GatewaySettings {
     pub redis_url: Option<String>,
     /// `CHAT_REDIS_PREFIX`: prefix of every Redis key and channel.
     pub redis_prefix: String,
-    /// `CHAT_AUTH`: identity mode.
-    pub auth: AuthMode,
     /// `CHAT_PING_INTERVAL`: how often the server pings each connection.
     #[serde(with = "humantime_serde")]
     pub ping_interval: Duration,
@@ -54,7 +43,6 @@ impl Default for GatewaySettings {
         Self {
             redis_url: None,
             redis_prefix: "chat:".into(),
-            auth: AuthMode::Open,
             ping_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
             max_frame_bytes: 64 * 1024,
@@ -106,7 +94,6 @@ Gateway settings (environment, or the same name lowercased without CHAT_ in the 
   REDIS_URL               Redis for pub/sub between replicas (required by `gateway`;
                           absent in `chatd` means the in-process broker)
   CHAT_REDIS_PREFIX       prefix of Redis keys and channels        [default: chat:]
-  CHAT_AUTH               identity mode: open                        [default: open]
   CHAT_PING_INTERVAL      server ping interval                       [default: 15s]
   CHAT_IDLE_TIMEOUT       close a connection silent this long        [default: 45s]
   CHAT_MAX_FRAME_BYTES    largest frame; larger closes with 1009     [default: 65536]

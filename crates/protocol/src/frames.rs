@@ -177,6 +177,10 @@ pub enum ErrorCode {
     Unsupported,
     /// The server holds as many connections as it may; try another replica.
     OverCapacity,
+    /// (HTTP 401) No valid credentials: a missing, malformed, wrongly signed or expired token.
+    Unauthorized,
+    /// (HTTP 403) Valid credentials, but not for this user or resource (or a foreign Origin).
+    Forbidden,
     /// An unexpected server fault.
     Internal,
 }
@@ -196,6 +200,8 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Unsupported => "unsupported",
             ErrorCode::OverCapacity => "over_capacity",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::Internal => "internal",
         }
     }

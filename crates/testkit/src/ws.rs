@@ -31,15 +31,26 @@ pub enum Ended {
 impl WsClient {
     /// Connects to `ws://addr/path`, answering pings automatically.
     pub async fn connect(addr: &str, path: &str) -> anyhow::Result<Self> {
+        Self::connect_with(addr, path, &[]).await
+    }
+
+    /// Connects with extra handshake headers (`Authorization`, `Origin`).
+    pub async fn connect_with(
+        addr: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let url = format!("ws://{addr}{path}");
+        let request = request(&url, headers)?;
         let (stream, _response) =
-            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url.as_str()))
+            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
                 .await
                 .with_context(|| format!("connecting to {url} timed out"))?
                 .with_context(|| format!("connecting to {url}"))?;
+        let lobby = path == "/ws/" || path.starts_with("/ws/?");
         Ok(Self {
             stream,
-            check_schema: path != "/ws/",
+            check_schema: !lobby,
         })
     }
 
@@ -63,8 +74,17 @@ impl WsClient {
 
     /// Tries to connect and returns the HTTP status of a refused handshake.
     pub async fn refused_status(addr: &str, path: &str) -> anyhow::Result<u16> {
+        Self::refused_status_with(addr, path, &[]).await
+    }
+
+    /// Like [`WsClient::refused_status`], with extra handshake headers.
+    pub async fn refused_status_with(
+        addr: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<u16> {
         let url = format!("ws://{addr}{path}");
-        match tokio_tungstenite::connect_async(url.as_str()).await {
+        match tokio_tungstenite::connect_async(request(&url, headers)?).await {
             Ok(_) => bail!("{url} was accepted"),
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 Ok(response.status().as_u16())
@@ -196,4 +216,19 @@ impl WsClient {
 /// The close code the server used, as a number (for readable assertions).
 pub fn code(c: CloseCode) -> u16 {
     u16::from(c)
+}
+
+fn request(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+    let mut request = url.into_client_request()?;
+    for (name, value) in headers {
+        request
+            .headers_mut()
+            .insert(HeaderName::try_from(*name)?, HeaderValue::try_from(*value)?);
+    }
+    Ok(request)
 }

@@ -38,6 +38,9 @@ pub enum UpgradeError {
     /// Not a valid WebSocket handshake.
     #[error(transparent)]
     Handshake(actix_web::Error),
+    /// Missing or wrong credentials, or a foreign page.
+    #[error(transparent)]
+    Auth(#[from] chat_auth::AuthError),
 }
 
 impl UpgradeError {
@@ -47,6 +50,7 @@ impl UpgradeError {
             UpgradeError::OverCapacity(_) => ErrorCode::OverCapacity,
             UpgradeError::ShuttingDown | UpgradeError::Unavailable(_) => ErrorCode::Unavailable,
             UpgradeError::Handshake(_) => ErrorCode::InvalidFrame,
+            UpgradeError::Auth(e) => e.code(),
         }
     }
 }
@@ -56,11 +60,15 @@ impl ResponseError for UpgradeError {
         match self {
             UpgradeError::InvalidName(_) => StatusCode::BAD_REQUEST,
             UpgradeError::Handshake(e) => e.as_response_error().status_code(),
+            UpgradeError::Auth(e) => e.status_code(),
             _ => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let UpgradeError::Auth(e) = self {
+            return e.error_response();
+        }
         HttpResponse::build(self.status_code())
             .json(json!({"error": self.code().as_str(), "message": self.to_string()}))
     }
@@ -72,6 +80,8 @@ pub(crate) async fn lobby(
     body: web::Payload,
     gw: web::Data<Arc<Inner>>,
 ) -> Result<HttpResponse, UpgradeError> {
+    gw.origins.check(&req)?;
+    gw.auth.anyone(&req)?;
     upgrade(req, body, gw.get_ref(), Endpoint::Lobby).await
 }
 
@@ -84,6 +94,8 @@ pub(crate) async fn user(
 ) -> Result<HttpResponse, UpgradeError> {
     let user = path.into_inner();
     validate_user(&user).map_err(UpgradeError::InvalidName)?;
+    gw.origins.check(&req)?;
+    gw.auth.authorize(&req, &user)?;
     upgrade(req, body, gw.get_ref(), Endpoint::User(user)).await
 }
 

@@ -1,10 +1,12 @@
 //! Starting gateways for the behavioural suite: one process-local gateway on
 //! the in-process broker, or two replicas sharing a real Redis.
 
+#![allow(dead_code)] // each test binary uses its own part of the support
+
 use std::time::Duration;
 
 use chat_broker::redis::RedisOptions;
-use chat_gateway::{Application, Engine, Gateway, GatewaySettings};
+use chat_gateway::{Access, Application, Engine, Gateway, GatewaySettings};
 use chat_runtime::settings::ServerSettings;
 use chat_testkit::redis::TestRedis;
 use tokio::sync::oneshot;
@@ -23,13 +25,18 @@ pub struct Node {
 impl Node {
     /// Starts a gateway on a free port.
     pub fn start(settings: GatewaySettings, engine: Engine) -> Self {
+        Self::start_with(settings, engine, Access::open())
+    }
+
+    /// Starts a gateway with the given identity mode.
+    pub fn start_with(settings: GatewaySettings, engine: Engine, access: Access) -> Self {
         let server = ServerSettings {
             listen: "127.0.0.1:0".parse().expect("address"),
             workers: 2,
             shutdown_grace: Duration::from_secs(5),
             ..ServerSettings::default()
         };
-        let app = Application::build(&server, settings, engine).expect("gateway builds");
+        let app = Application::build(&server, settings, engine, access).expect("gateway builds");
         let addr = app.addr().to_string();
         let gateway = app.gateway().clone();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -1,0 +1,147 @@
+//! Who may open which connection: the jwt matrix and the Origin check.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_auth::{Authenticator, OriginPolicy};
+use chat_gateway::{Access, Engine};
+use chat_testkit::ws::WsClient;
+use serde_json::json;
+use support::{Node, settings};
+
+const SECRET: &[u8] = b"a-test-secret-that-is-long-enough!";
+
+fn jwt_node(origins: &str) -> Node {
+    let access = Access {
+        auth: Arc::new(Authenticator::jwt(SECRET)),
+        origins: OriginPolicy::parse(origins).unwrap(),
+    };
+    Node::start_with(
+        settings(),
+        Engine::Memory(chat_broker::memory::MemoryBus::new()),
+        access,
+    )
+}
+
+fn token(user: &str) -> String {
+    Authenticator::jwt(SECRET)
+        .mint(user, Duration::from_secs(300))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_token_opens_its_user_by_header_or_query() {
+    let node = jwt_node("");
+    let bearer = format!("Bearer {}", token("alice"));
+    let mut alice = WsClient::connect_with(&node.addr, "/ws/alice/", &[("Authorization", &bearer)])
+        .await
+        .unwrap();
+    let mut bob = WsClient::connect(&node.addr, &format!("/ws/bob/?token={}", token("bob")))
+        .await
+        .unwrap();
+    alice
+        .send_json(&json!({"type":"send","id":"1","to":"bob","body":"signed"}))
+        .await
+        .unwrap();
+    assert_eq!(bob.recv_type("message").await.unwrap()["from"], "alice");
+    let mut lobby = WsClient::connect(&node.addr, &format!("/ws/?token={}", token("carol")))
+        .await
+        .unwrap();
+    lobby
+        .send_text("any valid user may use the lobby")
+        .await
+        .unwrap();
+    assert_eq!(
+        lobby.recv_text().await.unwrap(),
+        "any valid user may use the lobby"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_bad_expired_or_unsigned_tokens_are_refused_before_the_upgrade() {
+    let node = jwt_node("");
+    let foreign = Authenticator::jwt(b"some-other-secret-also-32-bytes-long")
+        .mint("alice", Duration::from_secs(300))
+        .unwrap();
+    // {"alg":"none"} with sub alice and a far exp, no signature.
+    let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.";
+    let cases = [
+        ("/ws/alice/".to_owned(), 401, "no token"),
+        (
+            format!("/ws/alice/?token={foreign}"),
+            401,
+            "wrong signature",
+        ),
+        (format!("/ws/alice/?token={none}"), 401, "alg none"),
+        ("/ws/alice/?token=garbage".to_owned(), 401, "malformed"),
+        (
+            format!("/ws/bob/?token={}", token("alice")),
+            403,
+            "alice's token on bob's path",
+        ),
+        ("/ws/".to_owned(), 401, "lobby without a token"),
+    ];
+    for (path, status, why) in cases {
+        assert_eq!(
+            WsClient::refused_status(&node.addr, &path).await.unwrap(),
+            status,
+            "{why}"
+        );
+    }
+    // The expiry check has a few seconds of leeway for clock skew; a token
+    // that expired well before that is refused.
+    let long_expired = expired_by(3600);
+    let path = format!("/ws/alice/?token={long_expired}");
+    assert_eq!(
+        WsClient::refused_status(&node.addr, &path).await.unwrap(),
+        401,
+        "expired"
+    );
+}
+
+/// A properly signed token for alice that expired `seconds` ago.
+fn expired_by(seconds: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "alice", "iat": now - seconds - 60, "exp": now - seconds}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_from_another_origin_cannot_open_a_connection() {
+    let node = jwt_node("");
+    let path = format!("/ws/alice/?token={}", token("alice"));
+    let evil = [("Origin", "https://evil.example")];
+    assert_eq!(
+        WsClient::refused_status_with(&node.addr, &path, &evil)
+            .await
+            .unwrap(),
+        403
+    );
+    let same = format!("http://{}", node.addr);
+    WsClient::connect_with(&node.addr, &path, &[("Origin", &same)])
+        .await
+        .unwrap();
+
+    let listed = jwt_node("https://app.example.com");
+    let ok = [("Origin", "https://app.example.com")];
+    WsClient::connect_with(&listed.addr, &path, &ok)
+        .await
+        .unwrap();
+    assert_eq!(
+        WsClient::refused_status_with(&listed.addr, &path, &evil)
+            .await
+            .unwrap(),
+        403
+    );
+}
