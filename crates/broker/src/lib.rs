@@ -17,6 +17,8 @@
 //! The same contract suite (`tests/contract.rs`) runs against both engines.
 
 mod broker;
+pub mod channel;
+pub mod envelope;
 pub mod memory;
 pub mod redis;
 

@@ -18,8 +18,8 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use tokio::sync::{Notify, mpsc};
 
-use crate::envelope::{self, Outbound};
 use crate::metrics::GatewayMetrics;
+use chat_broker::envelope::{self, Outbound};
 
 type Ready = Shared<BoxFuture<'static, Result<(), BrokerError>>>;
 

@@ -5,13 +5,11 @@
 //! - `ws/`: the endpoints — `upgrade.rs` (handshake, checks), `session.rs`
 //!   (one task per connection), `frames.rs` (the typed and seed protocol).
 //! - [`hub`]: which local connections want which channel; delivery.
-//! - [`envelope`]: the bytes that travel through the broker.
 //! - [`metrics`]: Prometheus series.
 //!
 //! [`Gateway`] is the composable piece (`configure` mounts its routes);
 //! [`Application`] runs it alone, as the `gateway` binary and tests do.
 
-pub mod envelope;
 pub mod hub;
 pub mod metrics;
 pub mod settings;

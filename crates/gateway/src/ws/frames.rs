@@ -6,9 +6,9 @@ use chat_protocol::{
 };
 
 use super::Endpoint;
-use super::channel;
 use super::session::{Flow, Session};
-use crate::envelope;
+use chat_broker::channel;
+use chat_broker::envelope;
 
 /// Longest client-chosen frame id.
 const MAX_CLIENT_ID: usize = 64;

@@ -28,19 +28,3 @@ impl Endpoint {
         }
     }
 }
-
-/// Broker channel names.
-pub(crate) mod channel {
-    /// The public lobby.
-    pub const LOBBY: &str = "lobby";
-
-    /// Every connection of one user.
-    pub fn user(name: &str) -> String {
-        format!("user:{name}")
-    }
-
-    /// Every connection that joined a room.
-    pub fn room(name: &str) -> String {
-        format!("room:{name}")
-    }
-}

@@ -13,10 +13,10 @@ use tokio::sync::{Notify, mpsc};
 use tracing::debug;
 
 use super::Endpoint;
-use super::channel;
 use crate::Inner;
-use crate::envelope::{self, Outbound};
 use crate::hub::{Conn, Hub};
+use chat_broker::channel;
+use chat_broker::envelope::{self, Outbound};
 
 /// Application close code for a peer that stopped answering pings
 /// (4000–4999 is the application range; 408 as in HTTP's Request Timeout).

@@ -15,10 +15,10 @@ use chat_protocol::{ErrorCode, NameError, validate_user};
 use serde_json::json;
 
 use super::Endpoint;
-use super::channel;
 use super::session::{Registration, Session};
 use crate::Inner;
 use crate::hub::Conn;
+use chat_broker::channel;
 
 /// Why an upgrade was refused.
 #[derive(Debug, thiserror::Error)]

@@ -30,6 +30,15 @@ pub fn now_micros() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+/// The header of a text envelope published now: what a store puts in front
+/// of a frame it publishes itself.
+pub fn text_header() -> Vec<u8> {
+    let mut header = Vec::with_capacity(HEADER);
+    header.push(TEXT);
+    header.extend_from_slice(&now_micros().to_be_bytes());
+    header
+}
+
 /// Wraps a text frame for publishing.
 pub fn text(frame: &str) -> Bytes {
     encode(TEXT, frame.as_bytes())

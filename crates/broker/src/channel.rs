@@ -1,0 +1,14 @@
+//! Channel names, shared by everything that publishes or subscribes.
+
+/// The public lobby.
+pub const LOBBY: &str = "lobby";
+
+/// Every connection of one user.
+pub fn user(name: &str) -> String {
+    format!("user:{name}")
+}
+
+/// Every connection that joined a room.
+pub fn room(name: &str) -> String {
+    format!("room:{name}")
+}

@@ -1,0 +1,457 @@
+//! The Redis engine.
+//!
+//! Keys, after the configured prefix:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `seq:{user}` | string | the user's last inbox sequence number |
+//! | `inbox:{user}` | stream, ids `0-{seq}` | frames as delivered (`f`) |
+//! | `offline:{user}` | list | `"{seq} {frame}"` that arrived while the user had no connection |
+//! | `conv:{a}:{b}` | stream (a ≤ b) | the conversation's messages as JSON (`m`) |
+//! | `unread:{user}` | hash | sender → unread count (the seed's shape; part of the contract) |
+//! | `read:{user}` | hash | peer → id of the last message read |
+//! | `presence:{user}` | hash | gateway node id → open connections |
+//! | `node:{id}` | string with TTL | a gateway's lease, renewed while it lives |
+//!
+//! The scripts touch keys they compute (a node's lease), so they need a
+//! single Redis (or one hash slot), not a cluster.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_redis::{PoolConfig, Runtime, Timeouts};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use redis::Script;
+use tracing::warn;
+
+use crate::store::{
+    Appended, Direct, FrameText, HistoryEntry, InboxEntry, MessageStore, StoreError, Unread,
+    conversation,
+};
+
+/// How long one store call may take before it counts as unavailable.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// A gateway's presence lease; renewed every third of it.
+const LEASE: Duration = Duration::from_secs(30);
+
+const APPEND: &str = r#"
+-- KEYS: seq_r inbox_r offline_r unread_r conv presence_r chan_r seq_s inbox_s chan_s
+-- ARGV: sender maxlen envelope head tail typed history node_prefix copy offline_max self
+local function render(seq)
+  if ARGV[6] == '1' then return ARGV[4] .. seq .. ARGV[5] end
+  return ARGV[4]
+end
+local seq_r = redis.call('INCR', KEYS[1])
+local frame_r = render(seq_r)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '0-' .. seq_r, 'f', frame_r)
+if ARGV[11] ~= '1' then redis.call('HINCRBY', KEYS[4], ARGV[1], 1) end
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[7])
+local online = false
+local presence = redis.call('HGETALL', KEYS[6])
+for i = 1, #presence, 2 do
+  if tonumber(presence[i + 1]) > 0 and redis.call('EXISTS', ARGV[8] .. presence[i]) == 1 then
+    online = true
+    break
+  end
+end
+if not online then
+  redis.call('RPUSH', KEYS[3], seq_r .. ' ' .. frame_r)
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[10]), -1)
+end
+redis.call('PUBLISH', KEYS[7], ARGV[3] .. frame_r)
+local seq_s = 0
+if ARGV[9] == '1' then
+  seq_s = redis.call('INCR', KEYS[8])
+  local frame_s = render(seq_s)
+  redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[2], '0-' .. seq_s, 'f', frame_s)
+  redis.call('PUBLISH', KEYS[10], ARGV[3] .. frame_s)
+end
+if online then return {seq_r, seq_s, 0} end
+return {seq_r, seq_s, 1}
+"#;
+
+const TAKE_OFFLINE: &str = r#"
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1])
+return items
+"#;
+
+const MARK_READ: &str = r#"
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return redis.call('HGETALL', KEYS[1])
+"#;
+
+const DISCONNECTED: &str = r#"
+local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return left
+"#;
+
+/// How the Redis store is set up.
+#[derive(Clone, Debug)]
+pub struct RedisStoreOptions {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Prepended to every key and channel.
+    pub prefix: String,
+    /// Entries an inbox or conversation keeps (approximately; older ones are trimmed).
+    pub max_len: u64,
+    /// Entries an offline list keeps.
+    pub offline_max: u64,
+}
+
+struct Inner {
+    pool: deadpool_redis::Pool,
+    prefix: String,
+    node: String,
+    max_len: u64,
+    offline_max: u64,
+    append: Script,
+    take_offline: Script,
+    mark_read: Script,
+    disconnected: Script,
+}
+
+/// The Redis message store of one gateway node. Dropping it stops renewing
+/// the node's presence lease.
+pub struct RedisStore {
+    inner: Arc<Inner>,
+    lease: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.lease.abort();
+    }
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("{what}: {e}"))
+}
+
+impl RedisStore {
+    /// A store for the node `node` (unique per gateway process). Connects
+    /// lazily; must be called inside a tokio runtime.
+    pub fn start(options: RedisStoreOptions) -> Result<Self, StoreError> {
+        let mut config = deadpool_redis::Config::from_url(options.url.as_str());
+        config.pool = Some(PoolConfig {
+            max_size: 32,
+            timeouts: Timeouts {
+                wait: Some(COMMAND_TIMEOUT),
+                create: Some(COMMAND_TIMEOUT),
+                recycle: Some(COMMAND_TIMEOUT),
+            },
+            ..PoolConfig::default()
+        });
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|e| unavailable("cannot build Redis pool", e))?;
+        let inner = Arc::new(Inner {
+            pool,
+            prefix: options.prefix,
+            node: ulid::Ulid::new().to_string(),
+            max_len: options.max_len,
+            offline_max: options.offline_max,
+            append: Script::new(APPEND),
+            take_offline: Script::new(TAKE_OFFLINE),
+            mark_read: Script::new(MARK_READ),
+            disconnected: Script::new(DISCONNECTED),
+        });
+        let lease = tokio::spawn(renew_lease(Arc::clone(&inner)));
+        Ok(Self { inner, lease })
+    }
+
+    /// This node's id in presence hashes.
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+}
+
+impl Inner {
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}{kind}:{name}", self.prefix)
+    }
+
+    async fn conn(&self) -> Result<deadpool_redis::Connection, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| unavailable("Redis pool", e))
+    }
+}
+
+/// Keeps `node:{id}` alive while the node runs; a crashed node's users then
+/// count as offline once the lease lapses.
+async fn renew_lease(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(LEASE / 3);
+    loop {
+        tick.tick().await;
+        let key = inner.key("node", &inner.node);
+        let renewed = async {
+            let mut conn = inner.conn().await?;
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("EX")
+                .arg(LEASE.as_secs())
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| unavailable("SET lease", e))
+        };
+        if let Err(e) = tokio::time::timeout(COMMAND_TIMEOUT, renewed)
+            .await
+            .unwrap_or_else(|e| Err(unavailable("lease", e)))
+        {
+            warn!(error = %e, "cannot renew the presence lease");
+        }
+    }
+}
+
+/// Runs `f` with a connection, bounded by [`COMMAND_TIMEOUT`].
+fn with_conn<T, F, Fut>(
+    inner: &Arc<Inner>,
+    what: &'static str,
+    f: F,
+) -> BoxFuture<'static, Result<T, StoreError>>
+where
+    T: Send + 'static,
+    F: FnOnce(Arc<Inner>, deadpool_redis::Connection) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = redis::RedisResult<T>> + Send,
+{
+    let inner = Arc::clone(inner);
+    async move {
+        let attempt = async {
+            let conn = inner.conn().await?;
+            f(Arc::clone(&inner), conn)
+                .await
+                .map_err(|e| unavailable(what, e))
+        };
+        tokio::time::timeout(COMMAND_TIMEOUT, attempt)
+            .await
+            .unwrap_or_else(|e| Err(unavailable(what, e)))
+    }
+    .boxed()
+}
+
+fn inbox_entries(raw: Vec<(String, Vec<(String, String)>)>) -> Vec<InboxEntry> {
+    raw.into_iter()
+        .filter_map(|(id, fields)| {
+            let seq = id.strip_prefix("0-")?.parse().ok()?;
+            let frame = fields.into_iter().find(|(k, _)| k == "f")?.1;
+            Some(InboxEntry { seq, frame })
+        })
+        .collect()
+}
+
+fn unread_map(flat: Vec<(String, u64)>) -> Unread {
+    flat.into_iter().filter(|(_, n)| *n > 0).collect()
+}
+
+impl MessageStore for RedisStore {
+    fn append_direct(&self, message: Direct) -> BoxFuture<'static, Result<Appended, StoreError>> {
+        with_conn(&self.inner, "append", move |inner, mut conn| async move {
+            let (a, b) = conversation(&message.from, &message.to);
+            let (head, tail, typed) = match &message.frame {
+                FrameText::Seed(text) => (text.as_str(), "", "0"),
+                FrameText::Typed { head, tail } => (head.as_str(), tail.as_str(), "1"),
+            };
+            let to_self = message.from == message.to;
+            let copy = message.copy_to_sender && !to_self;
+            let (seq_r, seq_s, offline): (u64, u64, u64) = inner
+                .append
+                .key(inner.key("seq", &message.to))
+                .key(inner.key("inbox", &message.to))
+                .key(inner.key("offline", &message.to))
+                .key(inner.key("unread", &message.to))
+                .key(inner.key("conv", &format!("{a}:{b}")))
+                .key(inner.key("presence", &message.to))
+                .key(format!(
+                    "{}{}",
+                    inner.prefix,
+                    chat_broker::channel::user(&message.to)
+                ))
+                .key(inner.key("seq", &message.from))
+                .key(inner.key("inbox", &message.from))
+                .key(format!(
+                    "{}{}",
+                    inner.prefix,
+                    chat_broker::channel::user(&message.from)
+                ))
+                .arg(&message.from)
+                .arg(inner.max_len)
+                .arg(&message.envelope_header[..])
+                .arg(head)
+                .arg(tail)
+                .arg(typed)
+                .arg(&message.history)
+                .arg(format!("{}node:", inner.prefix))
+                .arg(if copy { "1" } else { "0" })
+                .arg(inner.offline_max)
+                .arg(if to_self { "1" } else { "0" })
+                .invoke_async(&mut conn)
+                .await?;
+            Ok(Appended {
+                receiver_seq: seq_r,
+                sender_seq: copy.then_some(seq_s),
+                offline: offline == 1,
+            })
+        })
+    }
+
+    fn inbox_since(
+        &self,
+        user: &str,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<InboxEntry>, StoreError>> {
+        let key = self.inner.key("inbox", user);
+        with_conn(&self.inner, "XRANGE", move |_, mut conn| async move {
+            let raw: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+                .arg(&key)
+                .arg(format!("(0-{after}"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(limit)
+                .query_async(&mut conn)
+                .await?;
+            Ok(inbox_entries(raw))
+        })
+    }
+
+    fn take_offline(&self, user: &str) -> BoxFuture<'static, Result<Vec<InboxEntry>, StoreError>> {
+        let key = self.inner.key("offline", user);
+        with_conn(
+            &self.inner,
+            "take offline",
+            move |inner, mut conn| async move {
+                let items: Vec<String> =
+                    inner.take_offline.key(&key).invoke_async(&mut conn).await?;
+                Ok(items
+                    .into_iter()
+                    .filter_map(|item| {
+                        let (seq, frame) = item.split_once(' ')?;
+                        Some(InboxEntry {
+                            seq: seq.parse().ok()?,
+                            frame: frame.to_owned(),
+                        })
+                    })
+                    .collect())
+            },
+        )
+    }
+
+    fn unread(&self, user: &str) -> BoxFuture<'static, Result<Unread, StoreError>> {
+        let key = self.inner.key("unread", user);
+        with_conn(&self.inner, "HGETALL", move |_, mut conn| async move {
+            let flat: Vec<(String, u64)> = redis::cmd("HGETALL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await?;
+            Ok(unread_map(flat))
+        })
+    }
+
+    fn mark_read(
+        &self,
+        reader: &str,
+        peer: &str,
+        up_to: &str,
+    ) -> BoxFuture<'static, Result<Unread, StoreError>> {
+        let unread = self.inner.key("unread", reader);
+        let read = self.inner.key("read", reader);
+        let (peer, up_to) = (peer.to_owned(), up_to.to_owned());
+        with_conn(
+            &self.inner,
+            "mark read",
+            move |inner, mut conn| async move {
+                let flat: Vec<(String, u64)> = inner
+                    .mark_read
+                    .key(&unread)
+                    .key(&read)
+                    .arg(&peer)
+                    .arg(&up_to)
+                    .invoke_async(&mut conn)
+                    .await?;
+                Ok(unread_map(flat))
+            },
+        )
+    }
+
+    fn history(
+        &self,
+        a: &str,
+        b: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<HistoryEntry>, StoreError>> {
+        let (a, b) = conversation(a, b);
+        let key = self.inner.key("conv", &format!("{a}:{b}"));
+        let end = before.map_or_else(|| "+".to_owned(), |c| format!("({c}"));
+        with_conn(&self.inner, "XREVRANGE", move |_, mut conn| async move {
+            let raw: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+                .arg(&key)
+                .arg(&end)
+                .arg("-")
+                .arg("COUNT")
+                .arg(limit)
+                .query_async(&mut conn)
+                .await?;
+            Ok(raw
+                .into_iter()
+                .filter_map(|(cursor, fields)| {
+                    let message = fields.into_iter().find(|(k, _)| k == "m")?.1;
+                    Some(HistoryEntry { cursor, message })
+                })
+                .collect())
+        })
+    }
+
+    fn connected(&self, user: &str) -> BoxFuture<'static, Result<(), StoreError>> {
+        let key = self.inner.key("presence", user);
+        with_conn(
+            &self.inner,
+            "HINCRBY presence",
+            move |inner, mut conn| async move {
+                // The lease first, so a fresh node counts as alive at once.
+                redis::pipe()
+                    .cmd("SET")
+                    .arg(inner.key("node", &inner.node))
+                    .arg(1)
+                    .arg("EX")
+                    .arg(LEASE.as_secs())
+                    .ignore()
+                    .cmd("HINCRBY")
+                    .arg(&key)
+                    .arg(&inner.node)
+                    .arg(1)
+                    .ignore()
+                    .query_async::<()>(&mut conn)
+                    .await
+            },
+        )
+    }
+
+    fn disconnected(&self, user: &str) -> BoxFuture<'static, Result<(), StoreError>> {
+        let key = self.inner.key("presence", user);
+        with_conn(&self.inner, "presence", move |inner, mut conn| async move {
+            inner
+                .disconnected
+                .key(&key)
+                .arg(&inner.node)
+                .invoke_async::<i64>(&mut conn)
+                .await
+                .map(drop)
+        })
+    }
+
+    fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        with_conn(&self.inner, "PING", move |_, mut conn| async move {
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .map(drop)
+        })
+    }
+}

@@ -1,0 +1,383 @@
+//! The embedded engine: SQLite through sea-orm, for `chatd`.
+//!
+//! One process holds every connection, so "online" is a local count, and
+//! publishing goes through the in-process broker after the transaction
+//! commits: a crash between the two loses no message (it is stored, and the
+//! receiver gets it by sync or from the offline list), it only skips the
+//! live push. Writes are serialised by a lock: SQLite has one writer anyway,
+//! and waiting here beats retrying on `SQLITE_BUSY`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chat_broker::Broker;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+    TransactionTrait, Value,
+};
+
+use crate::store::{
+    Appended, Direct, HistoryEntry, InboxEntry, MessageStore, StoreError, Unread, conversation,
+};
+
+const SCHEMA: &[&str] = &[
+    "PRAGMA journal_mode = WAL",
+    "CREATE TABLE IF NOT EXISTS inbox (
+        user TEXT NOT NULL, seq INTEGER NOT NULL, frame TEXT NOT NULL,
+        offline INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (user, seq))",
+    "CREATE TABLE IF NOT EXISTS history (
+        pos INTEGER PRIMARY KEY AUTOINCREMENT, a TEXT NOT NULL, b TEXT NOT NULL,
+        message TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS history_conversation ON history (a, b, pos)",
+    "CREATE TABLE IF NOT EXISTS unread (
+        receiver TEXT NOT NULL, sender TEXT NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (receiver, sender))",
+    "CREATE TABLE IF NOT EXISTS read_marker (
+        reader TEXT NOT NULL, peer TEXT NOT NULL, up_to TEXT NOT NULL,
+        PRIMARY KEY (reader, peer))",
+];
+
+struct Inner {
+    db: DatabaseConnection,
+    broker: Arc<dyn Broker>,
+    /// Open connections per user, in this process.
+    online: Mutex<HashMap<String, usize>>,
+    /// One writer at a time.
+    write: tokio::sync::Mutex<()>,
+}
+
+/// The embedded message store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("{what}: {e}"))
+}
+
+fn stmt(sql: &str, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database file at `path`; published
+    /// frames go to `broker`.
+    pub async fn open(path: &Path, broker: Arc<dyn Broker>) -> Result<Self, StoreError> {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let mut options = ConnectOptions::new(url);
+        options.sqlx_logging(false);
+        let db = Database::connect(options)
+            .await
+            .map_err(|e| failed("opening SQLite", e))?;
+        for sql in SCHEMA {
+            db.execute_unprepared(sql)
+                .await
+                .map_err(|e| failed("creating the schema", e))?;
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                broker,
+                online: Mutex::default(),
+                write: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    fn is_online(&self, user: &str) -> bool {
+        self.inner
+            .online
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(user)
+            .is_some_and(|n| *n > 0)
+    }
+}
+
+async fn next_seq(db: &impl ConnectionTrait, user: &str) -> Result<u64, sea_orm::DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            "SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM inbox WHERE user = ?",
+            vec![user.into()],
+        ))
+        .await?;
+    let next: i64 = row.map_or(Ok(1), |r| r.try_get("", "next"))?;
+    Ok(next as u64)
+}
+
+async fn unread_of(db: &impl ConnectionTrait, user: &str) -> Result<Unread, sea_orm::DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT sender, count FROM unread WHERE receiver = ? AND count > 0",
+            vec![user.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String>("", "sender")?,
+                r.try_get::<i64>("", "count")? as u64,
+            ))
+        })
+        .collect()
+}
+
+impl MessageStore for SqliteStore {
+    fn append_direct(&self, message: Direct) -> BoxFuture<'static, Result<Appended, StoreError>> {
+        let this = self.clone();
+        async move {
+            let offline = !this.is_online(&message.to);
+            let to_self = message.from == message.to;
+            let copy = message.copy_to_sender && !to_self;
+            let (a, b) = conversation(&message.from, &message.to);
+            let (appended, frames) = {
+                let _writer = this.inner.write.lock().await;
+                let run = async {
+                    let txn = this.inner.db.begin().await?;
+                    let seq_r = next_seq(&txn, &message.to).await?;
+                    let frame_r = message.frame.render(seq_r);
+                    txn.execute_raw(stmt(
+                        "INSERT INTO inbox (user, seq, frame, offline) VALUES (?, ?, ?, ?)",
+                        vec![
+                            message.to.clone().into(),
+                            (seq_r as i64).into(),
+                            frame_r.clone().into(),
+                            i32::from(offline).into(),
+                        ],
+                    ))
+                    .await?;
+                    if !to_self {
+                        txn.execute_raw(stmt(
+                            "INSERT INTO unread (receiver, sender, count) VALUES (?, ?, 1)
+                             ON CONFLICT (receiver, sender) DO UPDATE SET count = count + 1",
+                            vec![message.to.clone().into(), message.from.clone().into()],
+                        ))
+                        .await?;
+                    }
+                    txn.execute_raw(stmt(
+                        "INSERT INTO history (a, b, message) VALUES (?, ?, ?)",
+                        vec![a.into(), b.into(), message.history.clone().into()],
+                    ))
+                    .await?;
+                    let mut frames = vec![(message.to.clone(), frame_r)];
+                    let mut seq_s = None;
+                    if copy {
+                        let seq = next_seq(&txn, &message.from).await?;
+                        let frame_s = message.frame.render(seq);
+                        txn.execute_raw(stmt(
+                            "INSERT INTO inbox (user, seq, frame, offline) VALUES (?, ?, ?, 0)",
+                            vec![
+                                message.from.clone().into(),
+                                (seq as i64).into(),
+                                frame_s.clone().into(),
+                            ],
+                        ))
+                        .await?;
+                        frames.push((message.from.clone(), frame_s));
+                        seq_s = Some(seq);
+                    }
+                    txn.commit().await?;
+                    Ok::<_, sea_orm::DbErr>((
+                        Appended {
+                            receiver_seq: seq_r,
+                            sender_seq: seq_s,
+                            offline,
+                        },
+                        frames,
+                    ))
+                };
+                run.await.map_err(|e| failed("storing a message", e))?
+            };
+            for (user, frame) in frames {
+                let mut payload = message.envelope_header.clone();
+                payload.extend_from_slice(frame.as_bytes());
+                // Stored already: a failed live push is recovered by sync.
+                let _ = this
+                    .inner
+                    .broker
+                    .publish(&chat_broker::channel::user(&user), Bytes::from(payload))
+                    .await;
+            }
+            Ok(appended)
+        }
+        .boxed()
+    }
+
+    fn inbox_since(
+        &self,
+        user: &str,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<InboxEntry>, StoreError>> {
+        let (this, user) = (self.clone(), user.to_owned());
+        async move {
+            let rows = this
+                .inner
+                .db
+                .query_all_raw(stmt(
+                    "SELECT seq, frame FROM inbox WHERE user = ? AND seq > ? ORDER BY seq LIMIT ?",
+                    vec![user.into(), (after as i64).into(), (limit as i64).into()],
+                ))
+                .await
+                .map_err(|e| failed("reading an inbox", e))?;
+            rows.iter()
+                .map(|r| {
+                    Ok(InboxEntry {
+                        seq: r.try_get::<i64>("", "seq")? as u64,
+                        frame: r.try_get("", "frame")?,
+                    })
+                })
+                .collect::<Result<_, sea_orm::DbErr>>()
+                .map_err(|e| failed("reading an inbox", e))
+        }
+        .boxed()
+    }
+
+    fn take_offline(&self, user: &str) -> BoxFuture<'static, Result<Vec<InboxEntry>, StoreError>> {
+        let (this, user) = (self.clone(), user.to_owned());
+        async move {
+            let _writer = this.inner.write.lock().await;
+            let run = async {
+                let txn = this.inner.db.begin().await?;
+                let rows = txn
+                    .query_all_raw(stmt(
+                        "SELECT seq, frame FROM inbox WHERE user = ? AND offline = 1 ORDER BY seq",
+                        vec![user.clone().into()],
+                    ))
+                    .await?;
+                txn.execute_raw(stmt(
+                    "UPDATE inbox SET offline = 0 WHERE user = ? AND offline = 1",
+                    vec![user.into()],
+                ))
+                .await?;
+                txn.commit().await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(InboxEntry {
+                            seq: r.try_get::<i64>("", "seq")? as u64,
+                            frame: r.try_get("", "frame")?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, sea_orm::DbErr>>()
+            };
+            run.await.map_err(|e| failed("taking offline messages", e))
+        }
+        .boxed()
+    }
+
+    fn unread(&self, user: &str) -> BoxFuture<'static, Result<Unread, StoreError>> {
+        let (this, user) = (self.clone(), user.to_owned());
+        async move {
+            unread_of(&this.inner.db, &user)
+                .await
+                .map_err(|e| failed("reading unread", e))
+        }
+        .boxed()
+    }
+
+    fn mark_read(
+        &self,
+        reader: &str,
+        peer: &str,
+        up_to: &str,
+    ) -> BoxFuture<'static, Result<Unread, StoreError>> {
+        let this = self.clone();
+        let (reader, peer, up_to) = (reader.to_owned(), peer.to_owned(), up_to.to_owned());
+        async move {
+            let _writer = this.inner.write.lock().await;
+            let run = async {
+                let txn = this.inner.db.begin().await?;
+                txn.execute_raw(stmt(
+                    "DELETE FROM unread WHERE receiver = ? AND sender = ?",
+                    vec![reader.clone().into(), peer.clone().into()],
+                ))
+                .await?;
+                txn.execute_raw(stmt(
+                    "INSERT INTO read_marker (reader, peer, up_to) VALUES (?, ?, ?)
+                     ON CONFLICT (reader, peer) DO UPDATE SET up_to = excluded.up_to",
+                    vec![reader.clone().into(), peer.into(), up_to.into()],
+                ))
+                .await?;
+                let unread = unread_of(&txn, &reader).await?;
+                txn.commit().await?;
+                Ok::<_, sea_orm::DbErr>(unread)
+            };
+            run.await.map_err(|e| failed("marking read", e))
+        }
+        .boxed()
+    }
+
+    fn history(
+        &self,
+        a: &str,
+        b: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<HistoryEntry>, StoreError>> {
+        let this = self.clone();
+        let (a, b) = conversation(a, b);
+        let before: i64 = before.and_then(|c| c.parse().ok()).unwrap_or(i64::MAX);
+        async move {
+            let rows = this
+                .inner
+                .db
+                .query_all_raw(stmt(
+                    "SELECT pos, message FROM history WHERE a = ? AND b = ? AND pos < ?
+                     ORDER BY pos DESC LIMIT ?",
+                    vec![a.into(), b.into(), before.into(), (limit as i64).into()],
+                ))
+                .await
+                .map_err(|e| failed("reading history", e))?;
+            rows.iter()
+                .map(|r| {
+                    Ok(HistoryEntry {
+                        cursor: r.try_get::<i64>("", "pos")?.to_string(),
+                        message: r.try_get("", "message")?,
+                    })
+                })
+                .collect::<Result<_, sea_orm::DbErr>>()
+                .map_err(|e| failed("reading history", e))
+        }
+        .boxed()
+    }
+
+    fn connected(&self, user: &str) -> BoxFuture<'static, Result<(), StoreError>> {
+        *self
+            .inner
+            .online
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(user.to_owned())
+            .or_default() += 1;
+        futures_util::future::ready(Ok(())).boxed()
+    }
+
+    fn disconnected(&self, user: &str) -> BoxFuture<'static, Result<(), StoreError>> {
+        let mut online = self.inner.online.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = online.get_mut(user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                online.remove(user);
+            }
+        }
+        futures_util::future::ready(Ok(())).boxed()
+    }
+
+    fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        let this = self.clone();
+        async move {
+            this.inner
+                .db
+                .execute_unprepared("SELECT 1")
+                .await
+                .map(drop)
+                .map_err(|e| failed("SQLite", e))
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,356 @@
+//! The message store contract, run against both engines: Redis (a real
+//! Redis) and embedded SQLite (a real file).
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chat_broker::envelope::{self, Outbound};
+use chat_broker::memory::MemoryBus;
+use chat_broker::redis::{RedisBroker, RedisOptions};
+use chat_broker::{Broker, Handler, channel};
+use chat_store::redis::{RedisStore, RedisStoreOptions};
+use chat_store::sqlite::SqliteStore;
+use chat_store::{Direct, FrameText, MessageStore};
+use chat_testkit::WAIT;
+use chat_testkit::redis::TestRedis;
+use tokio::sync::mpsc;
+
+/// A store, and a broker node that hears what it publishes.
+struct Fixture {
+    store: Box<dyn MessageStore>,
+    observer: Box<dyn Broker>,
+    heard: mpsc::UnboundedReceiver<(String, String)>,
+    redis: Option<TestRedis>,
+    _dir: tempfile::TempDir,
+}
+
+fn observer_handler() -> (Handler, mpsc::UnboundedReceiver<(String, String)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handler: Handler = Arc::new(move |channel: &str, payload: Bytes| {
+        if let Some((Outbound::Text(text), _)) = envelope::decode(payload) {
+            let _ = tx.send((channel.to_owned(), text.to_string()));
+        }
+    });
+    (handler, rx)
+}
+
+async fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = MemoryBus::new();
+    let (handler, heard) = observer_handler();
+    let observer = Box::new(bus.node(handler));
+    let publisher: Arc<dyn Broker> = Arc::new(bus.node(Arc::new(|_: &str, _: Bytes| {})));
+    let store = SqliteStore::open(&dir.path().join("store.db"), publisher)
+        .await
+        .unwrap();
+    Fixture {
+        store: Box::new(store),
+        observer,
+        heard,
+        redis: None,
+        _dir: dir,
+    }
+}
+
+async fn redis() -> Fixture {
+    let redis = TestRedis::start().unwrap();
+    let (handler, heard) = observer_handler();
+    let options = RedisOptions {
+        url: redis.url().into(),
+        prefix: redis.prefix().into(),
+        errors: None,
+    };
+    let observer = Box::new(RedisBroker::start(options, handler).unwrap());
+    let store = RedisStore::start(RedisStoreOptions {
+        url: redis.url().into(),
+        prefix: redis.prefix().into(),
+        max_len: 10_000,
+        offline_max: 1_000,
+    })
+    .unwrap();
+    Fixture {
+        store: Box::new(store),
+        observer,
+        heard,
+        redis: Some(redis),
+        _dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+fn typed(from: &str, to: &str, body: &str) -> Direct {
+    let id = ulid::Ulid::new().to_string();
+    Direct {
+        id: id.clone(),
+        from: from.into(),
+        to: to.into(),
+        frame: FrameText::Typed {
+            head: r#"{"type":"message","seq":"#.into(),
+            tail: format!(r#","id":"{id}","from":"{from}","to":"{to}","body":"{body}","ts":1}}"#),
+        },
+        history: format!(r#"{{"id":"{id}","body":"{body}"}}"#),
+        copy_to_sender: true,
+        envelope_header: envelope::text_header(),
+    }
+}
+
+impl Fixture {
+    async fn heard(&mut self) -> (String, String) {
+        tokio::time::timeout(WAIT, self.heard.recv())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+}
+
+async fn messages_get_consecutive_sequence_numbers_and_are_published(mut f: Fixture) {
+    f.observer.subscribe(&channel::user("bob")).await.unwrap();
+    f.observer.subscribe(&channel::user("alice")).await.unwrap();
+    for i in 1..=3u64 {
+        let appended = f
+            .store
+            .append_direct(typed("alice", "bob", &format!("m{i}")))
+            .await
+            .unwrap();
+        assert_eq!((appended.receiver_seq, appended.sender_seq), (i, Some(i)));
+        let (channel, frame) = f.heard().await;
+        assert_eq!(channel, "user:bob");
+        assert!(
+            frame.starts_with(&format!(r#"{{"type":"message","seq":{i},"#)),
+            "{frame}"
+        );
+        let (channel, _) = f.heard().await;
+        assert_eq!(
+            channel, "user:alice",
+            "the sender's other devices hear it too"
+        );
+    }
+    let all = f.store.inbox_since("bob", 0, 100).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(all[2].frame.contains(r#""body":"m3""#));
+    let after_two = f.store.inbox_since("bob", 2, 100).await.unwrap();
+    assert_eq!(after_two.len(), 1);
+    assert_eq!(
+        f.store.inbox_since("alice", 0, 2).await.unwrap().len(),
+        2,
+        "limit holds"
+    );
+}
+
+async fn seed_frames_are_kept_byte_for_byte_for_the_receiver_only(f: Fixture) {
+    let frame = r#"{"sender": "alice", "receiver": "bob", "message": {"url": "/m/1"}}"#;
+    let mut seed = typed("alice", "bob", "x");
+    seed.frame = FrameText::Seed(frame.into());
+    seed.copy_to_sender = false;
+    let appended = f.store.append_direct(seed).await.unwrap();
+    assert_eq!(appended.sender_seq, None);
+    assert_eq!(
+        f.store.inbox_since("bob", 0, 10).await.unwrap()[0].frame,
+        frame
+    );
+    assert!(
+        f.store
+            .inbox_since("alice", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn unread_counts_per_sender_and_reading_clears_one(f: Fixture) {
+    f.store
+        .append_direct(typed("alice", "bob", "1"))
+        .await
+        .unwrap();
+    let last = typed("alice", "bob", "2");
+    let last_id = last.id.clone();
+    f.store.append_direct(last).await.unwrap();
+    f.store
+        .append_direct(typed("carol", "bob", "3"))
+        .await
+        .unwrap();
+    f.store
+        .append_direct(typed("bob", "bob", "note to self"))
+        .await
+        .unwrap();
+    let unread = f.store.unread("bob").await.unwrap();
+    assert_eq!(
+        unread.into_iter().collect::<Vec<_>>(),
+        [("alice".into(), 2), ("carol".into(), 1)]
+    );
+    assert!(
+        f.store.unread("alice").await.unwrap().is_empty(),
+        "sending counts nothing for the sender"
+    );
+    let after = f.store.mark_read("bob", "alice", &last_id).await.unwrap();
+    assert_eq!(after.into_iter().collect::<Vec<_>>(), [("carol".into(), 1)]);
+    assert_eq!(f.store.unread("bob").await.unwrap().len(), 1);
+}
+
+async fn offline_messages_are_handed_over_once_in_order(f: Fixture) {
+    assert!(
+        f.store
+            .append_direct(typed("alice", "bob", "while away 1"))
+            .await
+            .unwrap()
+            .offline
+    );
+    assert!(
+        f.store
+            .append_direct(typed("alice", "bob", "while away 2"))
+            .await
+            .unwrap()
+            .offline
+    );
+    let offline = f.store.take_offline("bob").await.unwrap();
+    assert_eq!(offline.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    assert!(offline[1].frame.contains("while away 2"));
+    assert!(
+        f.store.take_offline("bob").await.unwrap().is_empty(),
+        "once"
+    );
+
+    f.store.connected("bob").await.unwrap();
+    assert!(
+        !f.store
+            .append_direct(typed("alice", "bob", "live"))
+            .await
+            .unwrap()
+            .offline
+    );
+    f.store.connected("bob").await.unwrap();
+    f.store.disconnected("bob").await.unwrap();
+    assert!(
+        !f.store
+            .append_direct(typed("alice", "bob", "one tab left"))
+            .await
+            .unwrap()
+            .offline
+    );
+    f.store.disconnected("bob").await.unwrap();
+    assert!(
+        f.store
+            .append_direct(typed("alice", "bob", "gone"))
+            .await
+            .unwrap()
+            .offline
+    );
+    let offline = f.store.take_offline("bob").await.unwrap();
+    assert_eq!(offline.iter().map(|e| e.seq).collect::<Vec<_>>(), [5]);
+}
+
+async fn history_pages_newest_first_for_both_sides(f: Fixture) {
+    for i in 1..=5 {
+        let (from, to) = if i % 2 == 0 {
+            ("bob", "alice")
+        } else {
+            ("alice", "bob")
+        };
+        f.store
+            .append_direct(typed(from, to, &format!("h{i}")))
+            .await
+            .unwrap();
+    }
+    let page = f.store.history("alice", "bob", None, 2).await.unwrap();
+    assert!(page[0].message.contains("h5") && page[1].message.contains("h4"));
+    let next = f
+        .store
+        .history("bob", "alice", Some(&page[1].cursor), 2)
+        .await
+        .unwrap();
+    assert!(next[0].message.contains("h3") && next[1].message.contains("h2"));
+    let last = f
+        .store
+        .history("alice", "bob", Some(&next[1].cursor), 10)
+        .await
+        .unwrap();
+    assert_eq!(last.len(), 1);
+    assert!(
+        f.store
+            .history("alice", "carol", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn the_check_passes_on_a_working_engine(f: Fixture) {
+    f.store.check().await.unwrap();
+}
+
+macro_rules! contract {
+    ($engine:ident: $($scenario:ident),* $(,)?) => {
+        mod $engine {
+            $( #[tokio::test]
+               async fn $scenario() { super::$scenario(super::$engine().await).await } )*
+        }
+    };
+}
+
+macro_rules! both {
+    ($($scenario:ident),* $(,)?) => {
+        contract!(sqlite: $($scenario),*);
+        contract!(redis: $($scenario),*);
+    };
+}
+
+both!(
+    messages_get_consecutive_sequence_numbers_and_are_published,
+    seed_frames_are_kept_byte_for_byte_for_the_receiver_only,
+    unread_counts_per_sender_and_reading_clears_one,
+    offline_messages_are_handed_over_once_in_order,
+    history_pages_newest_first_for_both_sides,
+    the_check_passes_on_a_working_engine,
+);
+
+#[tokio::test]
+async fn redis_keeps_unread_counters_in_the_seeds_hash_shape() {
+    let f = redis().await;
+    f.store
+        .append_direct(typed("alice", "bob", "1"))
+        .await
+        .unwrap();
+    f.store
+        .append_direct(typed("alice", "bob", "2"))
+        .await
+        .unwrap();
+    let redis = f.redis.as_ref().unwrap();
+    let mut conn = redis.connection().unwrap();
+    let count: u64 = ::redis::cmd("HGET")
+        .arg(format!("{}unread:bob", redis.prefix()))
+        .arg("alice")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(count, 2);
+}
+
+#[tokio::test]
+async fn the_embedded_store_keeps_everything_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let bus = MemoryBus::new();
+    let node = || -> Arc<dyn Broker> { Arc::new(bus.node(Arc::new(|_: &str, _: Bytes| {}))) };
+    let store = SqliteStore::open(&path, node()).await.unwrap();
+    store
+        .append_direct(typed("alice", "bob", "durable"))
+        .await
+        .unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path, node()).await.unwrap();
+    assert!(
+        store.inbox_since("bob", 0, 10).await.unwrap()[0]
+            .frame
+            .contains("durable")
+    );
+    assert_eq!(store.unread("bob").await.unwrap()["alice"], 1);
+    assert_eq!(store.take_offline("bob").await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .append_direct(typed("alice", "bob", "next"))
+            .await
+            .unwrap()
+            .receiver_seq,
+        2
+    );
+}
