@@ -29,13 +29,13 @@ async fn chatd_serves_the_lobby_and_direct_messages_with_nothing_else_running() 
         .send_json(&json!({"type":"send","id":"1","to":"bob","body":"hi"}))
         .await
         .unwrap();
-    assert_eq!(alice.recv_type("ack").await.unwrap()["id"], "1");
+    assert_eq!(alice.recv_ack("1").await.unwrap()["id"], "1");
     assert_eq!(bob.recv_type("message").await.unwrap()["body"], "hi");
     alice
         .send_text(r#"{"sender":"alice","receiver":"bob","message":"seed"}"#)
         .await
         .unwrap();
-    assert_eq!(bob.recv_json().await.unwrap()["message"], "seed");
+    assert_eq!(bob.recv_seed().await.unwrap()["message"], "seed");
 
     let (status, page) = http_get(chatd.addr(), "/").await.unwrap();
     assert_eq!(status, 200);
@@ -85,14 +85,14 @@ async fn two_gateway_processes_sharing_redis_deliver_both_ways() {
             .send_json(&json!({"type":"send","id":"x","to":"bob","body":text}))
             .await
             .unwrap();
-        alice.recv_type("ack").await.unwrap();
+        alice.recv_ack("x").await.unwrap();
         assert_eq!(bob.recv_type("message").await.unwrap()["body"], text);
         bob.send_text(format!(
             r#"{{"sender":"bob","receiver":"alice","message":"{text}"}}"#
         ))
         .await
         .unwrap();
-        assert_eq!(alice.recv_json().await.unwrap()["message"], text);
+        assert_eq!(alice.recv_seed().await.unwrap()["message"], text);
     }
 }
 

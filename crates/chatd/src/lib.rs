@@ -86,7 +86,7 @@ pub struct Application {
 
 impl Application {
     /// Prepares the data folder, builds every service and binds the listener.
-    pub fn build(settings: Settings, access: Access) -> anyhow::Result<Self> {
+    pub async fn build(settings: Settings, access: Access) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&settings.chatd.data_dir).map_err(|e| {
             SettingsError::new(format!(
                 "invalid setting CHAT_DATA_DIR: cannot create {}: {e}",
@@ -95,8 +95,8 @@ impl Application {
         })?;
 
         let mut obs = Observability::new();
-        let engine = Engine::from_settings(&settings.gateway);
-        let gateway = Gateway::build(settings.gateway, engine, access, &mut obs)?;
+        let engine = Engine::from_settings(&settings.gateway, &settings.chatd.data_dir);
+        let gateway = Gateway::build(settings.gateway, engine, access, &mut obs).await?;
         let listener = TcpListener::bind(settings.server.listen)?;
         let addr = listener.local_addr()?;
         let routes = gateway.clone();

@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         }
     };
     let result = actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(settings, access)?;
+        let app = Application::build(settings, access).await?;
         app.run_until_stopped(chat_runtime::server::shutdown_signal())
             .await?;
         anyhow::Ok(())

@@ -16,6 +16,7 @@ pub mod settings;
 mod ws;
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
@@ -27,6 +28,9 @@ use chat_broker::redis::{RedisBroker, RedisOptions};
 use chat_broker::{Broker, BrokerError};
 use chat_runtime::observe::Observability;
 use chat_runtime::settings::ServerSettings;
+use chat_store::MessageStore;
+use chat_store::redis::{RedisStore, RedisStoreOptions};
+use chat_store::sqlite::SqliteStore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -35,26 +39,36 @@ pub use hub::Hub;
 pub use metrics::GatewayMetrics;
 pub use settings::GatewaySettings;
 
-/// Which broker engine the gateway uses.
+/// Which engines (broker and message store) the gateway uses.
 #[derive(Clone)]
 pub enum Engine {
-    /// In-process: nodes on this bus reach each other, nothing else.
-    Memory(Arc<MemoryBus>),
-    /// Redis pub/sub: every replica on the same Redis and prefix.
+    /// Embedded: the in-process broker (nodes on this bus reach each other,
+    /// nothing else) and a SQLite message store in `data_dir`.
+    Embedded {
+        /// The in-process bus.
+        bus: Arc<MemoryBus>,
+        /// Where `messages.db` lives.
+        data_dir: PathBuf,
+    },
+    /// Redis pub/sub and the Redis message store: every replica on the same
+    /// Redis and prefix.
     Redis(RedisOptions),
 }
 
 impl Engine {
-    /// The engine the settings ask for: Redis when `REDIS_URL` is set,
-    /// otherwise a fresh in-process bus.
-    pub fn from_settings(settings: &GatewaySettings) -> Self {
+    /// The engines the settings ask for: Redis when `REDIS_URL` is set,
+    /// otherwise a fresh in-process bus and a store under `data_dir`.
+    pub fn from_settings(settings: &GatewaySettings, data_dir: &Path) -> Self {
         match &settings.redis_url {
             Some(url) => Engine::Redis(RedisOptions {
                 url: url.clone(),
                 prefix: settings.redis_prefix.clone(),
                 errors: None,
             }),
-            None => Engine::Memory(MemoryBus::new()),
+            None => Engine::Embedded {
+                bus: MemoryBus::new(),
+                data_dir: data_dir.to_owned(),
+            },
         }
     }
 }
@@ -74,6 +88,8 @@ pub(crate) struct Inner {
     pub(crate) auth: Arc<Authenticator>,
     /// Which browser pages may open connections.
     pub(crate) origins: OriginPolicy,
+    /// Direct messages, unread counters, offline delivery.
+    pub(crate) store: Arc<dyn MessageStore>,
 }
 
 /// Who may connect: the identity mode and the allowed browser origins.
@@ -104,7 +120,7 @@ pub struct Gateway {
 impl Gateway {
     /// Builds the gateway and its broker, registering its metrics and its
     /// readiness check in `obs`. Must be called inside a tokio runtime.
-    pub fn build(
+    pub async fn build(
         settings: GatewaySettings,
         engine: Engine,
         access: Access,
@@ -113,14 +129,36 @@ impl Gateway {
         settings.validate()?;
         let metrics = GatewayMetrics::register(&obs.registry)?;
         let hub = Hub::new(metrics.clone());
-        let broker: Arc<dyn Broker> = match engine {
-            Engine::Memory(bus) => Arc::new(bus.node(hub.handler())),
+        let (broker, store): (Arc<dyn Broker>, Arc<dyn MessageStore>) = match engine {
+            Engine::Embedded { bus, data_dir } => {
+                let broker: Arc<dyn Broker> = Arc::new(bus.node(hub.handler()));
+                let path = data_dir.join("messages.db");
+                let store = SqliteStore::open(&path, Arc::clone(&broker)).await?;
+                (broker, Arc::new(store))
+            }
             Engine::Redis(mut options) => {
+                let store = RedisStore::start(RedisStoreOptions {
+                    url: options.url.clone(),
+                    prefix: options.prefix.clone(),
+                    max_len: settings.history_max,
+                    offline_max: settings.offline_max,
+                })?;
                 options.errors = Some(metrics.redis_errors.clone());
-                Arc::new(RedisBroker::start(options, hub.handler())?)
+                (
+                    Arc::new(RedisBroker::start(options, hub.handler())?),
+                    Arc::new(store),
+                )
             }
         };
         hub.attach(broker);
+        let check_store = Arc::clone(&store);
+        obs.add_check(
+            "store",
+            Arc::new(move || {
+                let store = Arc::clone(&check_store);
+                Box::pin(async move { store.check().await.map_err(|e| e.to_string()) })
+            }),
+        );
         let check_hub = Arc::clone(&hub);
         obs.add_check(
             "broker",
@@ -139,6 +177,7 @@ impl Gateway {
                 open: AtomicUsize::new(0),
                 auth: access.auth,
                 origins: access.origins,
+                store,
             }),
         })
     }
@@ -207,14 +246,14 @@ pub struct Application {
 
 impl Application {
     /// Binds `server.listen` (port 0 picks a free port) and builds the gateway.
-    pub fn build(
+    pub async fn build(
         server: &ServerSettings,
         settings: GatewaySettings,
         engine: Engine,
         access: Access,
     ) -> anyhow::Result<Self> {
         let mut obs = Observability::new();
-        let gateway = Gateway::build(settings, engine, access, &mut obs)?;
+        let gateway = Gateway::build(settings, engine, access, &mut obs).await?;
         let listener = TcpListener::bind(server.listen)?;
         let addr = listener.local_addr()?;
         let routes = gateway.clone();

@@ -60,8 +60,9 @@ fn main() -> ExitCode {
         }
     };
     let result = actix_web::rt::System::new().block_on(async move {
-        let engine = Engine::from_settings(&gateway);
-        let app = Application::build(&server, gateway, engine, access)?;
+        // REDIS_URL is required here, so this is always the Redis engine.
+        let engine = Engine::from_settings(&gateway, std::path::Path::new("."));
+        let app = Application::build(&server, gateway, engine, access).await?;
         app.run_until_stopped(chat_runtime::server::shutdown_signal())
             .await?;
         anyhow::Ok(())

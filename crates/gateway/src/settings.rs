@@ -36,13 +36,18 @@ pub struct GatewaySettings {
     pub max_rooms: usize,
     /// `CHAT_MAX_CONNECTIONS`: connections this process accepts; more get 503.
     pub max_connections: usize,
+    /// `CHAT_HISTORY_MAX`: messages kept per inbox and per conversation in Redis.
+    pub history_max: u64,
+    /// `CHAT_OFFLINE_MAX`: messages kept per user while they have no connection.
+    pub offline_max: u64,
 }
 
 impl Default for GatewaySettings {
     fn default() -> Self {
         Self {
             redis_url: None,
-            redis_prefix: "chat:".into(),
+            // Empty: keys are exactly the documented `unread:{receiver}`.
+            redis_prefix: String::new(),
             ping_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
             max_frame_bytes: 64 * 1024,
@@ -53,6 +58,8 @@ impl Default for GatewaySettings {
             max_rooms: 100,
             // A process may hold 20 000 files here; leave room for the rest.
             max_connections: 19_000,
+            history_max: 10_000,
+            offline_max: 1_000,
         }
     }
 }
@@ -81,8 +88,14 @@ impl GatewaySettings {
         if self.max_connections == 0 {
             return fail("CHAT_MAX_CONNECTIONS", "must be at least 1");
         }
-        if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
-            return fail("CHAT_REDIS_PREFIX", "must be non-empty and without spaces");
+        if self.redis_prefix.contains(char::is_whitespace) {
+            return fail("CHAT_REDIS_PREFIX", "must not contain spaces");
+        }
+        if self.history_max == 0 || self.offline_max == 0 {
+            return fail(
+                "CHAT_HISTORY_MAX",
+                "CHAT_HISTORY_MAX and CHAT_OFFLINE_MAX must be at least 1",
+            );
         }
         Ok(())
     }
@@ -93,7 +106,7 @@ pub const HELP: &str = "\
 Gateway settings (environment, or the same name lowercased without CHAT_ in the --config file):
   REDIS_URL               Redis for pub/sub between replicas (required by `gateway`;
                           absent in `chatd` means the in-process broker)
-  CHAT_REDIS_PREFIX       prefix of Redis keys and channels        [default: chat:]
+    CHAT_REDIS_PREFIX       prefix of Redis keys and channels        [default: none]
   CHAT_PING_INTERVAL      server ping interval                       [default: 15s]
   CHAT_IDLE_TIMEOUT       close a connection silent this long        [default: 45s]
   CHAT_MAX_FRAME_BYTES    largest frame; larger closes with 1009     [default: 65536]
@@ -102,4 +115,6 @@ Gateway settings (environment, or the same name lowercased without CHAT_ in the 
   CHAT_RATE_STRIKES       refused frames in a row before close 1008  [default: 20]
   CHAT_OUTBOUND_QUEUE     frames queued for a slow client before 1013 [default: 256]
   CHAT_MAX_ROOMS          rooms one connection may join              [default: 100]
-  CHAT_MAX_CONNECTIONS    connections accepted; more get 503         [default: 19000]";
+    CHAT_MAX_CONNECTIONS    connections accepted; more get 503         [default: 19000]
+  CHAT_HISTORY_MAX        messages kept per inbox and conversation   [default: 10000]
+  CHAT_OFFLINE_MAX        messages kept for a user with no connection [default: 1000]";

@@ -10,14 +10,14 @@ use std::time::Duration;
 use chat_testkit::ws::{Ended, Message, WsClient};
 use chat_testkit::{WAIT, eventually, http_get};
 use serde_json::{Value, json};
-use support::{Cluster, Make, settings};
+use support::{Kind, settings};
 
 fn send(id: &str, to: &str, body: &str) -> Value {
     json!({"type": "send", "id": id, "to": to, "body": body})
 }
 
-async fn the_lobby_reaches_every_connection_sender_included(make: Make) {
-    let cluster = make(settings());
+async fn the_lobby_reaches_every_connection_sender_included(kind: Kind) {
+    let cluster = kind.start(settings()).await;
     for (a, b) in cluster.directions() {
         let mut sender = WsClient::lobby(cluster.addr(a)).await.unwrap();
         let mut other = WsClient::lobby(cluster.addr(b)).await.unwrap();
@@ -35,8 +35,8 @@ async fn the_lobby_reaches_every_connection_sender_included(make: Make) {
     }
 }
 
-async fn a_direct_message_reaches_every_connection_of_the_receiver(make: Make) {
-    let cluster = make(settings());
+async fn a_direct_message_reaches_every_connection_of_the_receiver(kind: Kind) {
+    let cluster = kind.start(settings()).await;
     let mut bob_0 = WsClient::user(cluster.addr(0), "bob").await.unwrap();
     let mut bob_1 = WsClient::user(cluster.addr(1), "bob").await.unwrap();
     for from in 0..cluster.nodes.len() {
@@ -45,8 +45,7 @@ async fn a_direct_message_reaches_every_connection_of_the_receiver(make: Make) {
             .send_json(&send("c1", "bob", &format!("hi from node {from}")))
             .await
             .unwrap();
-        let ack = alice.recv_type("ack").await.unwrap();
-        assert_eq!(ack["id"], "c1");
+        let ack = alice.recv_ack("c1").await.unwrap();
         let message = &ack["message"];
         assert_eq!(message["from"], "alice");
         assert_eq!(message["to"], "bob");
@@ -61,24 +60,24 @@ async fn a_direct_message_reaches_every_connection_of_the_receiver(make: Make) {
     }
 }
 
-async fn seed_frames_reach_the_receiver_unchanged(make: Make) {
-    let cluster = make(settings());
+async fn seed_frames_reach_the_receiver_unchanged(kind: Kind) {
+    let cluster = kind.start(settings()).await;
     for (a, b) in cluster.directions() {
         let mut alice = WsClient::user(cluster.addr(a), "alice").await.unwrap();
         let mut bob = WsClient::user(cluster.addr(b), "bob").await.unwrap();
         let frame = r#"{"sender": "alice", "receiver": "bob", "message": {"url": "/media/1", "kind": "image"}}"#;
         alice.send_text(frame).await.unwrap();
-        assert_eq!(bob.recv_text().await.unwrap(), frame, "byte for byte");
+        assert_eq!(bob.recv_seed_text().await.unwrap(), frame, "byte for byte");
         alice
             .send_text(r#"{"sender":"alice","receiver":"bob","message":"plain"}"#)
             .await
             .unwrap();
-        assert_eq!(bob.recv_json().await.unwrap()["message"], "plain");
+        assert_eq!(bob.recv_seed().await.unwrap()["message"], "plain");
     }
 }
 
-async fn a_spoofed_sender_is_refused_and_not_delivered(make: Make) {
-    let cluster = make(settings());
+async fn a_spoofed_sender_is_refused_and_not_delivered(kind: Kind) {
+    let cluster = kind.start(settings()).await;
     let mut mallory = WsClient::user(cluster.addr(0), "mallory").await.unwrap();
     let mut bob = WsClient::user(cluster.addr(1), "bob").await.unwrap();
     mallory
@@ -92,11 +91,11 @@ async fn a_spoofed_sender_is_refused_and_not_delivered(make: Make) {
         .await
         .unwrap();
     // Same sender, same channel: had the spoofed frame been delivered, it would come first.
-    assert_eq!(bob.recv_json().await.unwrap()["message"], "honest");
+    assert_eq!(bob.recv_seed().await.unwrap()["message"], "honest");
 }
 
-async fn an_unknown_or_offline_receiver_is_harmless(make: Make) {
-    let cluster = make(settings());
+async fn an_unknown_or_offline_receiver_is_harmless(kind: Kind) {
+    let cluster = kind.start(settings()).await;
     let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
     alice
         .send_text(r#"{"sender":"alice","receiver":"nobody","message":"hello?"}"#)
@@ -106,21 +105,21 @@ async fn an_unknown_or_offline_receiver_is_harmless(make: Make) {
         .send_json(&send("c1", "nobody", "anyone?"))
         .await
         .unwrap();
-    assert_eq!(alice.recv_type("ack").await.unwrap()["id"], "c1");
+    assert_eq!(alice.recv_ack("c1").await.unwrap()["id"], "c1");
     let mut bob = WsClient::user(cluster.addr(1), "bob").await.unwrap();
     alice
         .send_json(&send("c2", "bob", "still here"))
         .await
         .unwrap();
-    assert_eq!(alice.recv_type("ack").await.unwrap()["id"], "c2");
+    assert_eq!(alice.recv_ack("c2").await.unwrap()["id"], "c2");
     assert_eq!(
         bob.recv_type("message").await.unwrap()["body"],
         "still here"
     );
 }
 
-async fn bad_frames_are_answered_and_the_connection_lives_on(make: Make) {
-    let cluster = make(settings());
+async fn bad_frames_are_answered_and_the_connection_lives_on(kind: Kind) {
+    let cluster = kind.start(settings()).await;
     let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
     let cases = [
         ("{oops", "bad_json", Value::Null),
@@ -181,8 +180,8 @@ async fn bad_frames_are_answered_and_the_connection_lives_on(make: Make) {
     );
 }
 
-async fn an_oversized_frame_closes_with_1009(make: Make) {
-    let cluster = make(settings());
+async fn an_oversized_frame_closes_with_1009(kind: Kind) {
+    let cluster = kind.start(settings()).await;
     for addr in [cluster.addr(0), cluster.addr(1)] {
         let mut lobby = WsClient::lobby(addr).await.unwrap();
         lobby.send_text("x".repeat(64 * 1024 + 1)).await.unwrap();
@@ -194,12 +193,12 @@ async fn an_oversized_frame_closes_with_1009(make: Make) {
     }
 }
 
-async fn a_flood_is_rate_limited_then_closed_with_1008(make: Make) {
+async fn a_flood_is_rate_limited_then_closed_with_1008(kind: Kind) {
     let mut s = settings();
     s.rate_per_sec = 5.try_into().unwrap();
     s.rate_burst = 5.try_into().unwrap();
     s.rate_strikes = 10;
-    let cluster = make(s);
+    let cluster = kind.start(s).await;
     let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
     for i in 0..40 {
         // The server may close mid-flood; later sends may then fail.
@@ -215,7 +214,10 @@ async fn a_flood_is_rate_limited_then_closed_with_1008(make: Make) {
     let ended = loop {
         match alice.recv_json_or_end().await.unwrap() {
             Ok(frame) if frame["code"] == "rate_limited" => rate_limited += 1,
-            Ok(frame) => assert_eq!(frame["type"], "ack", "{frame}"),
+            Ok(frame) => assert!(
+                ["ack", "message", "unread"].contains(&frame["type"].as_str().unwrap()),
+                "{frame}"
+            ),
             Err(ended) => break ended,
         }
     };
@@ -246,13 +248,13 @@ async fn a_flood_is_rate_limited_then_closed_with_1008(make: Make) {
     assert_eq!(ended, Ended::Closed(1008));
 }
 
-async fn a_slow_reader_is_disconnected_while_others_keep_receiving(make: Make) {
+async fn a_slow_reader_is_disconnected_while_others_keep_receiving(kind: Kind) {
     const MESSAGES: usize = 400;
     let mut s = settings();
     s.outbound_queue = 16;
     s.rate_per_sec = 10_000.try_into().unwrap();
     s.rate_burst = 10_000.try_into().unwrap();
-    let cluster = make(s);
+    let cluster = kind.start(s).await;
     let slow = WsClient::user(cluster.addr(1), "bob").await.unwrap();
     let mut fast = WsClient::user(cluster.addr(1), "bob").await.unwrap();
     let reader = tokio::spawn(async move {
@@ -273,7 +275,7 @@ async fn a_slow_reader_is_disconnected_while_others_keep_receiving(make: Make) {
             .send_json(&send(&format!("m{i}"), "bob", &format!("{i:08}{padding}")))
             .await
             .unwrap();
-        alice.recv_type("ack").await.unwrap();
+        alice.recv_ack(&format!("m{i}")).await.unwrap();
     }
     let bodies = tokio::time::timeout(WAIT, reader)
         .await
@@ -298,8 +300,8 @@ async fn a_slow_reader_is_disconnected_while_others_keep_receiving(make: Make) {
     );
 }
 
-async fn room_messages_reach_members_on_every_replica(make: Make) {
-    let cluster = make(settings());
+async fn room_messages_reach_members_on_every_replica(kind: Kind) {
+    let cluster = kind.start(settings()).await;
     let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
     let mut bob = WsClient::user(cluster.addr(1), "bob").await.unwrap();
     let mut carol = WsClient::user(cluster.addr(1), "carol").await.unwrap();
@@ -380,10 +382,10 @@ async fn room_messages_reach_members_on_every_replica(make: Make) {
     );
 }
 
-async fn too_many_rooms_are_refused(make: Make) {
+async fn too_many_rooms_are_refused(kind: Kind) {
     let mut s = settings();
     s.max_rooms = 3;
-    let cluster = make(s);
+    let cluster = kind.start(s).await;
     let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
     for i in 0..3 {
         alice
@@ -403,11 +405,11 @@ async fn too_many_rooms_are_refused(make: Make) {
     );
 }
 
-async fn a_dead_peer_is_cleaned_up_by_the_heartbeat(make: Make) {
+async fn a_dead_peer_is_cleaned_up_by_the_heartbeat(kind: Kind) {
     let mut s = settings();
     s.ping_interval = Duration::from_millis(100);
     s.idle_timeout = Duration::from_millis(300);
-    let cluster = make(s);
+    let cluster = kind.start(s).await;
     let silent = WsClient::user(cluster.addr(1), "bob")
         .await
         .unwrap()
@@ -434,8 +436,8 @@ async fn a_dead_peer_is_cleaned_up_by_the_heartbeat(make: Make) {
     );
 }
 
-async fn every_registry_is_cleaned_however_connections_end(make: Make) {
-    let cluster = make(settings());
+async fn every_registry_is_cleaned_however_connections_end(kind: Kind) {
+    let cluster = kind.start(settings()).await;
     let mut polite = WsClient::user(cluster.addr(0), "alice").await.unwrap();
     polite
         .send_json(&json!({"type": "join", "room": "general"}))
@@ -458,8 +460,8 @@ async fn every_registry_is_cleaned_however_connections_end(make: Make) {
         .unwrap();
 }
 
-async fn names_outside_the_rules_are_refused_before_the_upgrade(make: Make) {
-    let cluster = make(settings());
+async fn names_outside_the_rules_are_refused_before_the_upgrade(kind: Kind) {
+    let cluster = kind.start(settings()).await;
     let long = format!("/ws/{}/", "a".repeat(33));
     for path in [
         "/ws/bad%20name/",
@@ -481,8 +483,8 @@ async fn names_outside_the_rules_are_refused_before_the_upgrade(make: Make) {
     assert_eq!(body["error"], "invalid_name");
 }
 
-async fn health_readiness_and_metrics_are_served(make: Make) {
-    let cluster = make(settings());
+async fn health_readiness_and_metrics_are_served(kind: Kind) {
+    let cluster = kind.start(settings()).await;
     let _bob = WsClient::user(cluster.addr(0), "bob").await.unwrap();
     let (status, _) = http_get(cluster.addr(0), "/healthz").await.unwrap();
     assert_eq!(status, 200);
@@ -497,8 +499,8 @@ async fn health_readiness_and_metrics_are_served(make: Make) {
     );
 }
 
-async fn shutdown_closes_every_connection_with_1001(make: Make) {
-    let mut cluster = make(settings());
+async fn shutdown_closes_every_connection_with_1001(kind: Kind) {
+    let mut cluster = kind.start(settings()).await;
     let mut lobby = WsClient::lobby(cluster.addr(0)).await.unwrap();
     let mut bob = WsClient::user(cluster.addr(0), "bob").await.unwrap();
     cluster.nodes[0].shutdown().await.expect("a clean stop");
@@ -515,9 +517,10 @@ async fn without_redis_the_gateway_stays_up_refuses_honestly_and_recovers() {
         prefix: redis.prefix().into(),
         errors: None,
     };
-    let node = support::Node::start(settings(), chat_gateway::Engine::Redis(options));
+    let node = support::Node::start(settings(), chat_gateway::Engine::Redis(options)).await;
     let mut alice = WsClient::user(&node.addr, "alice").await.unwrap();
     let mut lobby = WsClient::lobby(&node.addr).await.unwrap();
+    alice.recv_type("unread").await.unwrap(); // connected and caught up
 
     redis.stop().unwrap();
     alice
@@ -555,7 +558,7 @@ async fn without_redis_the_gateway_stays_up_refuses_honestly_and_recovers() {
         .send_json(&send("back", "bob", "Redis is back"))
         .await
         .unwrap();
-    assert_eq!(alice.recv_type("ack").await.unwrap()["id"], "back");
+    assert_eq!(alice.recv_ack("back").await.unwrap()["id"], "back");
     assert_eq!(
         bob.recv_type("message").await.unwrap()["body"],
         "Redis is back"
@@ -573,12 +576,12 @@ macro_rules! suite {
         /// On the in-process broker, as `chatd` runs.
         mod memory {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $scenario() { super::$scenario(super::Cluster::memory).await } )*
+               async fn $scenario() { super::$scenario(super::Kind::Memory).await } )*
         }
         /// On two gateway replicas sharing a real Redis.
         mod redis {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $scenario() { super::$scenario(super::Cluster::redis).await } )*
+               async fn $scenario() { super::$scenario(super::Kind::Redis).await } )*
         }
     };
 }

@@ -15,16 +15,17 @@ use support::{Node, settings};
 
 const SECRET: &[u8] = b"a-test-secret-that-is-long-enough!";
 
-fn jwt_node(origins: &str) -> Node {
+async fn jwt_node(origins: &str) -> (Node, tempfile::TempDir) {
     let access = Access {
         auth: Arc::new(Authenticator::jwt(SECRET)),
         origins: OriginPolicy::parse(origins).unwrap(),
     };
-    Node::start_with(
-        settings(),
-        Engine::Memory(chat_broker::memory::MemoryBus::new()),
-        access,
-    )
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::Embedded {
+        bus: chat_broker::memory::MemoryBus::new(),
+        data_dir: dir.path().to_owned(),
+    };
+    (Node::start_with(settings(), engine, access).await, dir)
 }
 
 fn token(user: &str) -> String {
@@ -35,7 +36,7 @@ fn token(user: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_token_opens_its_user_by_header_or_query() {
-    let node = jwt_node("");
+    let (node, _dir) = jwt_node("").await;
     let bearer = format!("Bearer {}", token("alice"));
     let mut alice = WsClient::connect_with(&node.addr, "/ws/alice/", &[("Authorization", &bearer)])
         .await
@@ -63,7 +64,7 @@ async fn a_valid_token_opens_its_user_by_header_or_query() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_bad_expired_or_unsigned_tokens_are_refused_before_the_upgrade() {
-    let node = jwt_node("");
+    let (node, _dir) = jwt_node("").await;
     let foreign = Authenticator::jwt(b"some-other-secret-also-32-bytes-long")
         .mint("alice", Duration::from_secs(300))
         .unwrap();
@@ -119,7 +120,7 @@ fn expired_by(seconds: u64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_from_another_origin_cannot_open_a_connection() {
-    let node = jwt_node("");
+    let (node, _dir) = jwt_node("").await;
     let path = format!("/ws/alice/?token={}", token("alice"));
     let evil = [("Origin", "https://evil.example")];
     assert_eq!(
@@ -133,7 +134,7 @@ async fn a_page_from_another_origin_cannot_open_a_connection() {
         .await
         .unwrap();
 
-    let listed = jwt_node("https://app.example.com");
+    let (listed, _dir2) = jwt_node("https://app.example.com").await;
     let ok = [("Origin", "https://app.example.com")];
     WsClient::connect_with(&listed.addr, &path, &ok)
         .await

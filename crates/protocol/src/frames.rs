@@ -42,18 +42,45 @@ pub enum ClientFrame {
         /// The room to leave.
         room: String,
     },
+    /// Fetch the direct messages of this user's inbox after `since` (a `seq`),
+    /// oldest first. Answered by those frames, then `synced`.
+    Sync {
+        /// Optional client id, echoed in `synced`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The last `seq` the client has; 0 for everything kept.
+        since: u64,
+        /// At most this many frames (default and maximum 500).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// Mark the conversation with `peer` read up to message `up_to` (a server
+    /// id). Every connection of this user gets the new `unread`; the peer gets
+    /// a `receipt`.
+    Read {
+        /// Optional client id, echoed in an `error` if refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The other user of the conversation.
+        peer: String,
+        /// The id of the last message read.
+        up_to: String,
+    },
 }
 
 impl ClientFrame {
     /// Every `type` a client may send, to tell an unknown type from a
     /// malformed frame of a known type.
-    pub const TYPES: &'static [&'static str] = &["send", "join", "leave"];
+    pub const TYPES: &'static [&'static str] = &["send", "join", "leave", "sync", "read"];
 
     /// The client id the frame carries, if any, for error replies.
     pub fn id(&self) -> Option<&str> {
         match self {
             ClientFrame::Send { id, .. } => Some(id),
-            ClientFrame::Join { id, .. } | ClientFrame::Leave { id, .. } => id.as_deref(),
+            ClientFrame::Join { id, .. }
+            | ClientFrame::Leave { id, .. }
+            | ClientFrame::Sync { id, .. }
+            | ClientFrame::Read { id, .. } => id.as_deref(),
         }
     }
 }
@@ -72,6 +99,10 @@ pub enum Target<'a> {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChatMessage {
+    /// Position in the inbox of the user this frame is for (direct messages
+    /// only): the cursor to `sync` from. The sender's copy has the sender's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     /// Server id: a ULID, unique and sortable by time. Clients drop duplicates by it.
     pub id: String,
     /// The sending user, decided by the server from the connection.
@@ -119,6 +150,30 @@ pub enum ServerFrame {
         id: Option<String>,
         /// The room left.
         room: String,
+    },
+    /// Unread counters, sender → count: all of them when a connection opens
+    /// or after a `read`; the changed ones when a message arrives. A count of
+    /// 0 means that conversation is read.
+    Unread {
+        /// Sender → number of unread messages.
+        counts: std::collections::BTreeMap<String, u64>,
+    },
+    /// The end of a `sync` (or of the replay after connecting).
+    Synced {
+        /// The client id of the `sync`, if it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The last `seq` delivered; the next `sync` starts here.
+        until: u64,
+        /// More messages are waiting: `sync` again from `until`.
+        more: bool,
+    },
+    /// The peer read the conversation up to a message.
+    Receipt {
+        /// Who read.
+        from: String,
+        /// The id of the last message they read.
+        up_to: String,
     },
     /// A frame was refused. The connection stays open unless a close follows.
     Error {
@@ -204,5 +259,50 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Internal => "internal",
         }
+    }
+}
+
+/// A `message` frame cut where each inbox writes its sequence number:
+/// `head` + seq + `tail` is the frame an inbox at that position delivers.
+/// Serialised once; every inbox only glues its number in.
+pub fn message_template(message: &ChatMessage) -> (String, String) {
+    const MARK: u64 = u64::MAX;
+    let with_mark = ServerFrame::Message(ChatMessage {
+        seq: Some(MARK),
+        ..message.clone()
+    })
+    .to_json();
+    let needle = format!("\"seq\":{MARK}");
+    match with_mark.split_once(&needle) {
+        Some((head, tail)) => (format!("{head}\"seq\":"), tail.to_owned()),
+        // unreachable in practice: `seq` is always serialised when set
+        None => (with_mark, String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_template_renders_the_frame_with_any_seq() {
+        let message = ChatMessage {
+            seq: None,
+            id: "01J".into(),
+            from: "alice".into(),
+            to: Some("bob".into()),
+            room: None,
+            body: "\"seq\":18446744073709551615 in a body".into(),
+            ts: 7,
+        };
+        let (head, tail) = message_template(&message);
+        let rendered: ServerFrame = serde_json::from_str(&format!("{head}42{tail}")).unwrap();
+        assert_eq!(
+            rendered,
+            ServerFrame::Message(ChatMessage {
+                seq: Some(42),
+                ..message
+            })
+        );
     }
 }

@@ -45,7 +45,8 @@ end
 local seq_r = redis.call('INCR', KEYS[1])
 local frame_r = render(seq_r)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '0-' .. seq_r, 'f', frame_r)
-if ARGV[11] ~= '1' then redis.call('HINCRBY', KEYS[4], ARGV[1], 1) end
+local unread = -1
+if ARGV[11] ~= '1' then unread = redis.call('HINCRBY', KEYS[4], ARGV[1], 1) end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[7])
 local online = false
 local presence = redis.call('HGETALL', KEYS[6])
@@ -60,6 +61,10 @@ if not online then
   redis.call('LTRIM', KEYS[3], -tonumber(ARGV[10]), -1)
 end
 redis.call('PUBLISH', KEYS[7], ARGV[3] .. frame_r)
+if unread >= 0 then
+  -- names are [A-Za-z0-9_.-]: safe inside a JSON string as they are
+  redis.call('PUBLISH', KEYS[7], ARGV[3] .. '{"type":"unread","counts":{"' .. ARGV[1] .. '":' .. unread .. '}}')
+end
 local seq_s = 0
 if ARGV[9] == '1' then
   seq_s = redis.call('INCR', KEYS[8])

@@ -151,20 +151,29 @@ impl MessageStore for SqliteStore {
                         ],
                     ))
                     .await?;
+                    let mut frames = vec![(message.to.clone(), frame_r)];
                     if !to_self {
-                        txn.execute_raw(stmt(
-                            "INSERT INTO unread (receiver, sender, count) VALUES (?, ?, 1)
-                             ON CONFLICT (receiver, sender) DO UPDATE SET count = count + 1",
-                            vec![message.to.clone().into(), message.from.clone().into()],
-                        ))
-                        .await?;
+                        let row = txn
+                            .query_one_raw(stmt(
+                                "INSERT INTO unread (receiver, sender, count) VALUES (?, ?, 1)
+                                 ON CONFLICT (receiver, sender) DO UPDATE SET count = count + 1
+                                 RETURNING count",
+                                vec![message.to.clone().into(), message.from.clone().into()],
+                            ))
+                            .await?;
+                        let count: i64 = row.map_or(Ok(1), |r| r.try_get("", "count"))?;
+                        // Names are [A-Za-z0-9_.-]: safe inside a JSON string as they are.
+                        let unread = format!(
+                            r#"{{"type":"unread","counts":{{"{}":{count}}}}}"#,
+                            message.from
+                        );
+                        frames.push((message.to.clone(), unread));
                     }
                     txn.execute_raw(stmt(
                         "INSERT INTO history (a, b, message) VALUES (?, ?, ?)",
                         vec![a.into(), b.into(), message.history.clone().into()],
                     ))
                     .await?;
-                    let mut frames = vec![(message.to.clone(), frame_r)];
                     let mut seq_s = None;
                     if copy {
                         let seq = next_seq(&txn, &message.from).await?;

@@ -95,8 +95,9 @@ pub type Unread = BTreeMap<String, u64>;
 /// - `append_direct` resolves only once the message is durable; then it is
 ///   in the receiver's inbox (and the sender's when copied), in the history,
 ///   counted unread for the receiver, published to the receiver's (and
-///   sender's) channel, and — if the receiver had no connection — on their
-///   offline list. Sequence numbers of one inbox start at 1 and grow by 1.
+///   sender's) channel followed, for the receiver, by an `unread` frame with
+///   the sender's new count, and — if the receiver had no connection — on
+///   their offline list. Sequence numbers of one inbox start at 1 and grow by 1.
 /// - `inbox_since(user, n)` returns the entries after `n`, in order.
 /// - `take_offline` hands the offline entries over once, in order.
 /// - `mark_read` zeroes one counter and returns all of them.

@@ -120,6 +120,14 @@ async fn messages_get_consecutive_sequence_numbers_and_are_published(mut f: Fixt
             frame.starts_with(&format!(r#"{{"type":"message","seq":{i},"#)),
             "{frame}"
         );
+        let unread = f.heard().await;
+        assert_eq!(
+            unread,
+            (
+                "user:bob".into(),
+                format!(r#"{{"type":"unread","counts":{{"alice":{i}}}}}"#)
+            )
+        );
         let (channel, _) = f.heard().await;
         assert_eq!(
             channel, "user:alice",

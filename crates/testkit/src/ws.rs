@@ -143,14 +143,56 @@ impl WsClient {
         Ok(value)
     }
 
-    /// The next JSON frame, which must have `"type": kind`.
+    /// The next JSON frame with `"type": kind`. `unread` frames before it
+    /// are skipped (the server announces counters on connect and with every
+    /// direct message; a test that cares asks for them by name).
     pub async fn recv_type(&mut self, kind: &str) -> anyhow::Result<Value> {
-        let frame = self.recv_json().await?;
-        anyhow::ensure!(
-            frame["type"] == kind,
-            "expected a '{kind}' frame, got {frame}"
-        );
-        Ok(frame)
+        loop {
+            let frame = self.recv_json().await?;
+            if frame["type"] == "unread" && kind != "unread" {
+                continue;
+            }
+            anyhow::ensure!(
+                frame["type"] == kind,
+                "expected a '{kind}' frame, got {frame}"
+            );
+            return Ok(frame);
+        }
+    }
+
+    /// The `ack` for the client id `id`, skipping `unread` frames and the
+    /// `message` copies a sender's own connections receive.
+    pub async fn recv_ack(&mut self, id: &str) -> anyhow::Result<Value> {
+        loop {
+            let frame = self.recv_json().await?;
+            match frame["type"].as_str() {
+                Some("unread" | "message") => continue,
+                Some("ack") if frame["id"] == id => return Ok(frame),
+                _ => anyhow::bail!("expected the ack of '{id}', got {frame}"),
+            }
+        }
+    }
+
+        /// The next seed frame's exact text, skipping typed frames (counters,
+    /// copies of the connection's own messages), each still schema-checked.
+    pub async fn recv_seed_text(&mut self) -> anyhow::Result<String> {
+        loop {
+            let text = self.recv_text().await?;
+            let value: Value =
+                serde_json::from_str(&text).with_context(|| format!("not JSON: {text}"))?;
+                        if self.check_schema {
+                Schemas::get().check_server_frame(&value)?;
+            }
+            if value.get("type").is_none() {
+                return Ok(text);
+            }
+        }
+    }
+
+        /// The next seed frame as JSON, skipping typed frames.
+    pub async fn recv_seed(&mut self) -> anyhow::Result<Value> {
+        let text = self.recv_seed_text().await?;
+        Ok(serde_json::from_str(&text)?)
     }
 
     /// The next JSON frame, or how the connection ended if it ended first.

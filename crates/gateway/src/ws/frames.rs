@@ -1,25 +1,32 @@
 //! What a text frame on a user connection means.
 
+use chat_broker::{channel, envelope};
 use chat_protocol::{
-    ChatMessage, ClientFrame, ErrorCode, Inbound, SeedFrame, ServerFrame, validate_room,
+    ChatMessage, ClientFrame, ErrorCode, Inbound, SeedFrame, ServerFrame, message_template,
     validate_user,
 };
+use chat_store::{Direct, FrameText, InboxEntry, Unread};
 
 use super::Endpoint;
 use super::session::{Flow, Session};
-use chat_broker::channel;
-use chat_broker::envelope;
+use super::upgrade::Replay;
 
 /// Longest client-chosen frame id.
 const MAX_CLIENT_ID: usize = 64;
+/// Most frames one `sync` (or the replay after connecting) delivers.
+const SYNC_MAX: usize = 500;
 
 impl Session {
+    fn user(&self) -> String {
+        match &self.endpoint {
+            Endpoint::User(user) => user.clone(),
+            Endpoint::Lobby => String::new(),
+        }
+    }
+
     /// Handles one text frame on `/ws/{user}/`.
     pub(crate) async fn on_user_text(&mut self, text: &str) -> Flow {
-        let Endpoint::User(user) = &self.endpoint else {
-            return Flow::Continue;
-        };
-        let user = user.clone();
+        let user = self.user();
         match chat_protocol::decode(text) {
             Err(e) => self.reply_error(e.id.as_deref(), e.code, &e.message),
             Ok(Inbound::Seed(seed)) => self.on_seed(&user, &seed, text).await,
@@ -28,10 +35,85 @@ impl Session {
             }
             Ok(Inbound::Typed(ClientFrame::Join { id, room })) => self.on_join(id, room).await,
             Ok(Inbound::Typed(ClientFrame::Leave { id, room })) => self.on_leave(id, room),
+            Ok(Inbound::Typed(ClientFrame::Sync { id, since, limit })) => {
+                let limit = limit.map_or(SYNC_MAX, |l| (l as usize).clamp(1, SYNC_MAX));
+                self.on_sync(&user, id, since, limit).await
+            }
+            Ok(Inbound::Typed(ClientFrame::Read { id, peer, up_to })) => {
+                self.on_read(&user, id, peer, up_to).await
+            }
         }
     }
 
-    /// A seed frame goes to every connection of its receiver, byte for byte.
+    /// When a user connection opens: the unread counters, then the messages
+    /// it missed — everything after `?since=`, or, for clients that do not
+    /// sync (the seed's), what arrived while the user had no connection.
+    /// Written straight to the socket, ahead of live deliveries queued meanwhile.
+    pub(crate) async fn catch_up(&mut self, replay: Replay) -> Flow {
+        let Endpoint::User(user) = &self.endpoint else {
+            return Flow::Continue;
+        };
+        let user = user.clone();
+        let store = &self.gw.store;
+        let (counts, entries, since) = match replay {
+            Replay::None => return Flow::Continue,
+            Replay::Offline => match (store.unread(&user).await, store.take_offline(&user).await) {
+                (Ok(counts), Ok(entries)) => (counts, entries, None),
+                (Err(e), _) | (_, Err(e)) => return self.unavailable(None, &e),
+            },
+            Replay::Since(since) => {
+                match (
+                    store.unread(&user).await,
+                    store.inbox_since(&user, since, SYNC_MAX + 1).await,
+                ) {
+                    (Ok(counts), Ok(entries)) => (counts, entries, Some(since)),
+                    (Err(e), _) | (_, Err(e)) => return self.unavailable(None, &e),
+                }
+            }
+        };
+        if self
+            .send_now(ServerFrame::Unread { counts }.to_json())
+            .await
+            .is_err()
+        {
+            return Flow::Gone;
+        }
+        let more = entries.len() > SYNC_MAX;
+        let mut until = since.unwrap_or(0);
+        for InboxEntry { seq, frame } in entries.into_iter().take(SYNC_MAX) {
+            until = seq;
+            if self.send_now(frame).await.is_err() {
+                return Flow::Gone;
+            }
+        }
+        if since.is_some()
+            && self
+                .send_now(
+                    ServerFrame::Synced {
+                        id: None,
+                        until,
+                        more,
+                    }
+                    .to_json(),
+                )
+                .await
+                .is_err()
+        {
+            return Flow::Gone;
+        }
+        Flow::Continue
+    }
+
+    async fn send_now(&mut self, text: String) -> Result<(), actix_ws::Closed> {
+        self.ws.text(text).await
+    }
+
+    pub(crate) fn unavailable(&self, id: Option<&str>, e: &dyn std::fmt::Display) -> Flow {
+        self.reply_error(id, ErrorCode::Unavailable, &e.to_string())
+    }
+
+    /// A seed frame is stored, counted unread and delivered to every
+    /// connection of its receiver, byte for byte.
     async fn on_seed(&mut self, user: &str, seed: &SeedFrame, text: &str) -> Flow {
         if seed.sender != user {
             return self.reply_error(
@@ -43,8 +125,32 @@ impl Session {
         if let Err(e) = validate_user(&seed.receiver) {
             return self.reply_error(None, ErrorCode::InvalidName, &format!("receiver: {e}"));
         }
-        self.publish(&channel::user(&seed.receiver), envelope::text(text))
-            .await
+        let body = match &seed.message {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let message = ChatMessage {
+            seq: None,
+            id: ulid::Ulid::new().to_string(),
+            from: user.to_owned(),
+            to: Some(seed.receiver.clone()),
+            room: None,
+            body,
+            ts: envelope::now_micros() / 1000,
+        };
+        let direct = Direct {
+            id: message.id.clone(),
+            from: message.from.clone(),
+            to: seed.receiver.clone(),
+            frame: FrameText::Seed(text.to_owned()),
+            history: json(&message),
+            copy_to_sender: false,
+            envelope_header: envelope::text_header(),
+        };
+        match self.gw.store.append_direct(direct).await {
+            Ok(_) => Flow::Continue,
+            Err(e) => self.unavailable(None, &e),
+        }
     }
 
     async fn on_send(
@@ -62,46 +168,18 @@ impl Session {
                 "id must be 1 to 64 characters",
             );
         }
-        let channel = match (&to, &room) {
-            (Some(to), None) => match validate_user(to) {
-                Ok(()) => channel::user(to),
-                Err(e) => {
-                    return self.reply_error(
-                        Some(&id),
-                        ErrorCode::InvalidName,
-                        &format!("to: {e}"),
-                    );
-                }
-            },
-            (None, Some(room)) => {
-                if let Err(e) = validate_room(room) {
-                    return self.reply_error(
-                        Some(&id),
-                        ErrorCode::InvalidName,
-                        &format!("room: {e}"),
-                    );
-                }
-                if !self.rooms.contains(room) {
-                    return self.reply_error(
-                        Some(&id),
-                        ErrorCode::NotMember,
-                        &format!("join room '{room}' before sending to it"),
-                    );
-                }
-                channel::room(room)
-            }
-            _ => {
-                return self.reply_error(
-                    Some(&id),
-                    ErrorCode::InvalidFrame,
-                    "a send needs exactly one of 'to' (a user) or 'room'",
-                );
-            }
-        };
+        if to.is_some() == room.is_some() {
+            return self.reply_error(
+                Some(&id),
+                ErrorCode::InvalidFrame,
+                "a send needs exactly one of 'to' (a user) or 'room'",
+            );
+        }
         if body.is_empty() {
             return self.reply_error(Some(&id), ErrorCode::InvalidFrame, "body is empty");
         }
         let message = ChatMessage {
+            seq: None,
             id: ulid::Ulid::new().to_string(),
             from,
             to,
@@ -109,49 +187,105 @@ impl Session {
             body,
             ts: envelope::now_micros() / 1000,
         };
-        // Serialised once here; every receiver gets these same bytes.
-        let frame = ServerFrame::Message(message.clone()).to_json();
-        match self
-            .registration
-            .hub()
-            .publish(&channel, envelope::text(&frame))
-            .await
-        {
-            Ok(()) => self.reply(&ServerFrame::Ack { id, message }),
-            Err(e) => self.reply_error(Some(&id), ErrorCode::Unavailable, &e.to_string()),
+        match (&message.to, &message.room) {
+            (Some(to), _) => {
+                let to = to.clone();
+                self.send_direct(id, to, message).await
+            }
+            (None, Some(room)) => {
+                let room = room.clone();
+                self.send_to_room(id, room, message).await
+            }
+            (None, None) => Flow::Continue,
         }
     }
 
-    async fn on_join(&mut self, id: Option<String>, room: String) -> Flow {
-        if let Err(e) = validate_room(&room) {
-            return self.reply_error(id.as_deref(), ErrorCode::InvalidName, &format!("room: {e}"));
+    /// A direct message: stored (durable, counted unread, published) before
+    /// the `ack`, which carries the sender's inbox position.
+    async fn send_direct(&mut self, id: String, to: String, message: ChatMessage) -> Flow {
+        if let Err(e) = validate_user(&to) {
+            return self.reply_error(Some(&id), ErrorCode::InvalidName, &format!("to: {e}"));
         }
-        if !self.rooms.contains(&room) {
-            if self.rooms.len() >= self.gw.settings.max_rooms {
-                return self.reply_error(
-                    id.as_deref(),
-                    ErrorCode::TooManyRooms,
-                    &format!(
-                        "a connection may join at most {} rooms",
-                        self.gw.settings.max_rooms
-                    ),
-                );
+        let (head, tail) = message_template(&message);
+        let direct = Direct {
+            id: message.id.clone(),
+            from: message.from.clone(),
+            to,
+            frame: FrameText::Typed { head, tail },
+            history: json(&message),
+            copy_to_sender: true,
+            envelope_header: envelope::text_header(),
+        };
+        match self.gw.store.append_direct(direct).await {
+            Ok(appended) => {
+                let message = ChatMessage {
+                    seq: appended.sender_seq,
+                    ..message
+                };
+                self.reply(&ServerFrame::Ack { id, message })
             }
-            if let Err(e) = self.registration.join(channel::room(&room)).await {
-                return self.reply_error(id.as_deref(), ErrorCode::Unavailable, &e.to_string());
-            }
-            self.rooms.insert(room.clone());
+            Err(e) => self.unavailable(Some(&id), &e),
         }
-        self.reply(&ServerFrame::Joined { id, room })
     }
 
-    fn on_leave(&mut self, id: Option<String>, room: String) -> Flow {
-        if let Err(e) = validate_room(&room) {
-            return self.reply_error(id.as_deref(), ErrorCode::InvalidName, &format!("room: {e}"));
+    async fn on_sync(&mut self, user: &str, id: Option<String>, since: u64, limit: usize) -> Flow {
+        let entries = match self.gw.store.inbox_since(user, since, limit + 1).await {
+            Ok(entries) => entries,
+            Err(e) => return self.unavailable(id.as_deref(), &e),
+        };
+        let more = entries.len() > limit;
+        let mut until = since;
+        for entry in entries.into_iter().take(limit) {
+            until = entry.seq;
+            self.reply_text(entry.frame);
         }
-        if self.rooms.remove(&room) {
-            self.registration.leave(&channel::room(&room));
-        }
-        self.reply(&ServerFrame::Left { id, room })
+        self.reply(&ServerFrame::Synced { id, until, more })
     }
+
+    async fn on_read(
+        &mut self,
+        user: &str,
+        id: Option<String>,
+        peer: String,
+        up_to: String,
+    ) -> Flow {
+        if let Err(e) = validate_user(&peer) {
+            return self.reply_error(id.as_deref(), ErrorCode::InvalidName, &format!("peer: {e}"));
+        }
+        if up_to.is_empty() || up_to.len() > MAX_CLIENT_ID {
+            return self.reply_error(
+                id.as_deref(),
+                ErrorCode::InvalidFrame,
+                "up_to must be a message id",
+            );
+        }
+        let counts: Unread = match self.gw.store.mark_read(user, &peer, &up_to).await {
+            Ok(counts) => counts,
+            Err(e) => return self.unavailable(id.as_deref(), &e),
+        };
+        let hub = self.registration.hub();
+        let unread = ServerFrame::Unread { counts }.to_json();
+        let receipt = ServerFrame::Receipt {
+            from: user.to_owned(),
+            up_to,
+        }
+        .to_json();
+        // The read is stored; these only tell the other connections sooner.
+        let mine = hub
+            .publish(&channel::user(user), envelope::text(&unread))
+            .await;
+        let theirs = hub
+            .publish(&channel::user(&peer), envelope::text(&receipt))
+            .await;
+        match mine.and(theirs) {
+            Ok(()) => Flow::Continue,
+            Err(e) => self.unavailable(id.as_deref(), &e),
+        }
+    }
+}
+
+fn json(message: &ChatMessage) -> String {
+    // unwrap: a ChatMessage holds only strings and integers.
+    #[allow(clippy::unwrap_used)]
+    serde_json::to_string(message).unwrap()
 }

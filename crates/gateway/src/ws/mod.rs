@@ -4,9 +4,12 @@
 //!   handshake, registering the connection before the client sees `101`.
 //! - `session.rs`: one task per connection, a `select!` over client frames,
 //!   hub deliveries, the heartbeat and shutdown.
-//! - `frames.rs`: what a text frame on a user connection means.
+//! - `frames.rs`: what a text frame on a user connection means: direct
+//!   messages through the store, sync, read receipts.
+//! - `rooms.rs`: join, leave, room messages.
 
 mod frames;
+mod rooms;
 mod session;
 pub(crate) mod upgrade;
 

@@ -13,6 +13,7 @@ use tokio::sync::{Notify, mpsc};
 use tracing::debug;
 
 use super::Endpoint;
+use super::upgrade::Replay;
 use crate::Inner;
 use crate::hub::{Conn, Hub};
 use chat_broker::channel;
@@ -125,6 +126,7 @@ impl Session {
         mut stream: AggregatedMessageStream,
         mut outbound: mpsc::Receiver<Outbound>,
         overflow: Arc<Notify>,
+        replay: Replay,
     ) {
         let gauge = self
             .gw
@@ -139,51 +141,62 @@ impl Session {
             tokio::time::interval_at((Instant::now() + ping_every).into(), ping_every);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
+        // Counters and missed messages go out before anything live queued
+        // meanwhile, so a client sees its inbox in order.
+        let early = match self.catch_up(replay).await {
+            Flow::Continue => None,
+            Flow::Close(reason) => Some(Some(reason)),
+            Flow::Gone => Some(None),
+        };
 
-        let close = loop {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break Some(reason(CloseCode::Away, "server shutting down")),
-                () = overflow.notified() => break Some(self.slow_consumer()),
-                message = stream.next() => {
-                    let flow = match message {
-                        None => Flow::Gone,
-                        Some(Ok(message)) => {
-                            last_heard = Instant::now();
-                            self.on_message(message).await
-                        }
-                        Some(Err(ProtocolError::Overflow)) => Flow::Close(reason(
-                            CloseCode::Size,
-                            &format!("frame larger than {} bytes", self.gw.settings.max_frame_bytes),
-                        )),
-                        Some(Err(e)) => Flow::Close(reason(CloseCode::Protocol, &e.to_string())),
-                    };
-                    match flow {
-                        Flow::Continue => {}
-                        Flow::Close(r) => break Some(r),
-                        Flow::Gone => break None,
-                    }
-                }
-                frame = outbound.recv() => {
-                    let Some(frame) = frame else { break None };
-                    // A client that does not read blocks this write; stay
-                    // responsive to overflow and shutdown meanwhile.
-                    tokio::select! {
-                        biased;
-                        () = shutdown.cancelled() => break Some(reason(CloseCode::Away, "server shutting down")),
-                        () = overflow.notified() => break Some(self.slow_consumer()),
-                        written = write(&mut self.ws, frame) => {
-                            if written.is_err() { break None }
-                            self.frames_out.inc();
+        let close = if let Some(early) = early {
+            early
+        } else {
+            loop {
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break Some(reason(CloseCode::Away, "server shutting down")),
+                    () = overflow.notified() => break Some(self.slow_consumer()),
+                    message = stream.next() => {
+                        let flow = match message {
+                            None => Flow::Gone,
+                            Some(Ok(message)) => {
+                                last_heard = Instant::now();
+                                self.on_message(message).await
+                            }
+                            Some(Err(ProtocolError::Overflow)) => Flow::Close(reason(
+                                CloseCode::Size,
+                                &format!("frame larger than {} bytes", self.gw.settings.max_frame_bytes),
+                            )),
+                            Some(Err(e)) => Flow::Close(reason(CloseCode::Protocol, &e.to_string())),
+                        };
+                        match flow {
+                            Flow::Continue => {}
+                            Flow::Close(r) => break Some(r),
+                            Flow::Gone => break None,
                         }
                     }
-                }
-                _ = heartbeat.tick() => {
-                    if last_heard.elapsed() > idle_timeout {
-                        self.gw.metrics.idle_disconnects.inc();
-                        break Some(reason(CloseCode::Other(CLOSE_IDLE), "no pong within the idle timeout"));
+                    frame = outbound.recv() => {
+                        let Some(frame) = frame else { break None };
+                        // A client that does not read blocks this write; stay
+                        // responsive to overflow and shutdown meanwhile.
+                        tokio::select! {
+                            biased;
+                            () = shutdown.cancelled() => break Some(reason(CloseCode::Away, "server shutting down")),
+                            () = overflow.notified() => break Some(self.slow_consumer()),
+                            written = write(&mut self.ws, frame) => {
+                                if written.is_err() { break None }
+                                self.frames_out.inc();
+                            }
+                        }
                     }
-                    if self.ws.ping(b"").await.is_err() { break None }
+                    _ = heartbeat.tick() => {
+                        if last_heard.elapsed() > idle_timeout {
+                            self.gw.metrics.idle_disconnects.inc();
+                            break Some(reason(CloseCode::Other(CLOSE_IDLE), "no pong within the idle timeout"));
+                        }
+                        if self.ws.ping(b"").await.is_err() { break None }
+                    }
                 }
             }
         };
@@ -305,6 +318,13 @@ impl Session {
             .conn()
             .push(Outbound::Text(frame.to_json().into()), &self.gw.metrics);
         Flow::Continue
+    }
+
+    /// Queues raw frame text for this connection only.
+    pub(crate) fn reply_text(&self, text: String) {
+        self.registration
+            .conn()
+            .push(Outbound::Text(text.into()), &self.gw.metrics);
     }
 
     pub(crate) fn reply_error(&self, id: Option<&str>, code: ErrorCode, message: &str) -> Flow {

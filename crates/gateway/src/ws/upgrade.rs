@@ -26,6 +26,9 @@ pub enum UpgradeError {
     /// The user name in the path breaks the naming rules.
     #[error("invalid user name: {0}")]
     InvalidName(NameError),
+    /// `?since=` is not a sequence number.
+    #[error("since must be a sequence number, got '{0}'")]
+    BadSince(String),
     /// The connection cap is reached.
     #[error("this gateway holds its maximum of {0} connections; try again or another replica")]
     OverCapacity(usize),
@@ -47,6 +50,7 @@ impl UpgradeError {
     fn code(&self) -> ErrorCode {
         match self {
             UpgradeError::InvalidName(_) => ErrorCode::InvalidName,
+            UpgradeError::BadSince(_) => ErrorCode::InvalidFrame,
             UpgradeError::OverCapacity(_) => ErrorCode::OverCapacity,
             UpgradeError::ShuttingDown | UpgradeError::Unavailable(_) => ErrorCode::Unavailable,
             UpgradeError::Handshake(_) => ErrorCode::InvalidFrame,
@@ -58,7 +62,7 @@ impl UpgradeError {
 impl ResponseError for UpgradeError {
     fn status_code(&self) -> StatusCode {
         match self {
-            UpgradeError::InvalidName(_) => StatusCode::BAD_REQUEST,
+            UpgradeError::InvalidName(_) | UpgradeError::BadSince(_) => StatusCode::BAD_REQUEST,
             UpgradeError::Handshake(e) => e.as_response_error().status_code(),
             UpgradeError::Auth(e) => e.status_code(),
             _ => StatusCode::SERVICE_UNAVAILABLE,
@@ -82,7 +86,7 @@ pub(crate) async fn lobby(
 ) -> Result<HttpResponse, UpgradeError> {
     gw.origins.check(&req)?;
     gw.auth.anyone(&req)?;
-    upgrade(req, body, gw.get_ref(), Endpoint::Lobby).await
+    upgrade(req, body, gw.get_ref(), Endpoint::Lobby, Replay::None).await
 }
 
 /// `GET /ws/{user}/`: a user's personal connection.
@@ -96,7 +100,11 @@ pub(crate) async fn user(
     validate_user(&user).map_err(UpgradeError::InvalidName)?;
     gw.origins.check(&req)?;
     gw.auth.authorize(&req, &user)?;
-    upgrade(req, body, gw.get_ref(), Endpoint::User(user)).await
+    let replay = match chat_auth::query_param(&req, "since") {
+        None => Replay::Offline,
+        Some(since) => Replay::Since(since.parse().map_err(|_| UpgradeError::BadSince(since))?),
+    };
+    upgrade(req, body, gw.get_ref(), Endpoint::User(user), replay).await
 }
 
 /// Holds one place under the connection cap until dropped.
@@ -121,11 +129,23 @@ fn admit(gw: &Arc<Inner>) -> Result<Slot, UpgradeError> {
     Ok(Slot(Arc::clone(gw)))
 }
 
+/// How a user connection catches up when it opens.
+pub(crate) enum Replay {
+    /// Nothing to replay (the lobby).
+    None,
+    /// Hand over what arrived while the user had no connection (the seed's
+    /// clients, which know nothing of sync).
+    Offline,
+    /// Everything in the inbox after this `seq` (`?since=`).
+    Since(u64),
+}
+
 async fn upgrade(
     req: HttpRequest,
     body: web::Payload,
     gw: &Arc<Inner>,
     endpoint: Endpoint,
+    replay: Replay,
 ) -> Result<HttpResponse, UpgradeError> {
     let slot = admit(gw)?;
     let (response, ws, stream) = actix_ws::handle(&req, body).map_err(UpgradeError::Handshake)?;
@@ -139,6 +159,13 @@ async fn upgrade(
         .join(home)
         .await
         .map_err(|e| UpgradeError::Unavailable(e.to_string()))?;
+    // Subscribed first, counted online second: a message in between is both
+    // delivered live and kept offline (a duplicate the client can drop by
+    // id), never neither.
+    let presence = match &endpoint {
+        Endpoint::Lobby => None,
+        Endpoint::User(user) => Some(Presence::enter(gw, user).await?),
+    };
 
     let max = gw.settings.max_frame_bytes;
     let stream = stream
@@ -147,8 +174,38 @@ async fn upgrade(
         .max_continuation_size(max);
     let session = Session::new(Arc::clone(gw), ws, endpoint, registration);
     actix_web::rt::spawn(gw.sessions.track_future(async move {
-        session.run(stream, outbound, overflow).await;
+        session.run(stream, outbound, overflow, replay).await;
+        drop(presence);
         drop(slot);
     }));
     Ok(response)
+}
+
+/// A user counted online by the store while this value lives.
+struct Presence {
+    gw: Arc<Inner>,
+    user: String,
+}
+
+impl Presence {
+    async fn enter(gw: &Arc<Inner>, user: &str) -> Result<Self, UpgradeError> {
+        gw.store
+            .connected(user)
+            .await
+            .map_err(|e| UpgradeError::Unavailable(e.to_string()))?;
+        Ok(Self {
+            gw: Arc::clone(gw),
+            user: user.to_owned(),
+        })
+    }
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        let left = self.gw.store.disconnected(&self.user);
+        // If this fails, the store's lease for this node still expires.
+        tokio::spawn(async move {
+            let _ = left.await;
+        });
+    }
 }

@@ -24,19 +24,21 @@ pub struct Node {
 
 impl Node {
     /// Starts a gateway on a free port.
-    pub fn start(settings: GatewaySettings, engine: Engine) -> Self {
-        Self::start_with(settings, engine, Access::open())
+    pub async fn start(settings: GatewaySettings, engine: Engine) -> Self {
+        Self::start_with(settings, engine, Access::open()).await
     }
 
     /// Starts a gateway with the given identity mode.
-    pub fn start_with(settings: GatewaySettings, engine: Engine, access: Access) -> Self {
+    pub async fn start_with(settings: GatewaySettings, engine: Engine, access: Access) -> Self {
         let server = ServerSettings {
             listen: "127.0.0.1:0".parse().expect("address"),
             workers: 2,
             shutdown_grace: Duration::from_secs(5),
             ..ServerSettings::default()
         };
-        let app = Application::build(&server, settings, engine, access).expect("gateway builds");
+        let app = Application::build(&server, settings, engine, access)
+            .await
+            .expect("gateway builds");
         let addr = app.addr().to_string();
         let gateway = app.gateway().clone();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -77,37 +79,64 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// The Redis they share, for replicated clusters.
     pub redis: Option<TestRedis>,
+    /// The embedded store's folder, for the in-process cluster.
+    _dir: Option<tempfile::TempDir>,
 }
 
-/// Builds a cluster from settings: [`Cluster::memory`] or [`Cluster::redis`].
-pub type Make = fn(GatewaySettings) -> Cluster;
+/// Options for a gateway on the test's Redis, with its unique prefix.
+pub fn redis_options(redis: &TestRedis) -> RedisOptions {
+    RedisOptions {
+        url: redis.url().into(),
+        prefix: redis.prefix().into(),
+        errors: None,
+    }
+}
+
+/// Which engines a scenario runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    /// One gateway, in-process broker, SQLite store ([`Cluster::memory`]).
+    Memory,
+    /// Two gateways sharing a real Redis ([`Cluster::redis`]).
+    Redis,
+}
+
+impl Kind {
+    /// Starts the cluster.
+    pub async fn start(self, settings: GatewaySettings) -> Cluster {
+        match self {
+            Kind::Memory => Cluster::memory(settings).await,
+            Kind::Redis => Cluster::redis(settings).await,
+        }
+    }
+}
 
 impl Cluster {
-    /// One gateway on the in-process broker (`chatd`'s engine).
-    pub fn memory(settings: GatewaySettings) -> Self {
-        let bus = chat_broker::memory::MemoryBus::new();
+    /// One gateway on the embedded engines (`chatd`'s).
+    pub async fn memory(settings: GatewaySettings) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = Engine::Embedded {
+            bus: chat_broker::memory::MemoryBus::new(),
+            data_dir: dir.path().to_owned(),
+        };
         Self {
-            nodes: vec![Node::start(settings, Engine::Memory(bus))],
+            nodes: vec![Node::start(settings, engine).await],
             redis: None,
+            _dir: Some(dir),
         }
     }
 
     /// Two gateway replicas sharing a real Redis.
-    pub fn redis(settings: GatewaySettings) -> Self {
+    pub async fn redis(settings: GatewaySettings) -> Self {
         let redis = TestRedis::start().expect("a Redis for the test");
-        let nodes = (0..2)
-            .map(|_| {
-                let options = RedisOptions {
-                    url: redis.url().into(),
-                    prefix: redis.prefix().into(),
-                    errors: None,
-                };
-                Node::start(settings.clone(), Engine::Redis(options))
-            })
-            .collect();
+        let mut nodes = Vec::new();
+        for _ in 0..2 {
+            nodes.push(Node::start(settings.clone(), Engine::Redis(redis_options(&redis))).await);
+        }
         Self {
             nodes,
             redis: Some(redis),
+            _dir: None,
         }
     }
 
