@@ -173,14 +173,14 @@ impl WsClient {
         }
     }
 
-        /// The next seed frame's exact text, skipping typed frames (counters,
+    /// The next seed frame's exact text, skipping typed frames (counters,
     /// copies of the connection's own messages), each still schema-checked.
     pub async fn recv_seed_text(&mut self) -> anyhow::Result<String> {
         loop {
             let text = self.recv_text().await?;
             let value: Value =
                 serde_json::from_str(&text).with_context(|| format!("not JSON: {text}"))?;
-                        if self.check_schema {
+            if self.check_schema {
                 Schemas::get().check_server_frame(&value)?;
             }
             if value.get("type").is_none() {
@@ -189,7 +189,7 @@ impl WsClient {
         }
     }
 
-        /// The next seed frame as JSON, skipping typed frames.
+    /// The next seed frame as JSON, skipping typed frames.
     pub async fn recv_seed(&mut self) -> anyhow::Result<Value> {
         let text = self.recv_seed_text().await?;
         Ok(serde_json::from_str(&text)?)
