@@ -160,6 +160,17 @@ impl WsClient {
         }
     }
 
+    /// The next frame of type `kind`, skipping frames of any other type (for
+    /// a test that does not care what else arrives meanwhile).
+    pub async fn recv_until(&mut self, kind: &str) -> anyhow::Result<Value> {
+        loop {
+            let frame = self.recv_json().await?;
+            if frame["type"] == kind {
+                return Ok(frame);
+            }
+        }
+    }
+
     /// The `ack` for the client id `id`, skipping `unread` frames and the
     /// `message` copies a sender's own connections receive.
     pub async fn recv_ack(&mut self, id: &str) -> anyhow::Result<Value> {

@@ -1,0 +1,199 @@
+//! Durable direct messages: offline delivery, unread counters, sync, read
+//! receipts — on the embedded engines and on two replicas sharing Redis.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
+
+mod support;
+
+use chat_testkit::ws::WsClient;
+use serde_json::{Value, json};
+use support::{Kind, settings};
+
+fn send(id: &str, to: &str, body: &str) -> Value {
+    json!({"type": "send", "id": id, "to": to, "body": body})
+}
+
+async fn a_message_to_an_offline_user_is_kept_counted_and_delivered_once_on_connect(kind: Kind) {
+    let cluster = kind.start(settings()).await;
+    let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
+    alice.send_json(&send("1", "bob", "first")).await.unwrap();
+    alice.recv_ack("1").await.unwrap();
+    alice.send_json(&send("2", "bob", "second")).await.unwrap();
+    alice.recv_ack("2").await.unwrap();
+    let seed = r#"{"sender":"alice","receiver":"bob","message":"third, the seed's way"}"#;
+    alice.send_text(seed).await.unwrap();
+    // A later typed send is acked after the seed frame was stored.
+    alice
+        .send_json(&send("4", "carol", "sync point"))
+        .await
+        .unwrap();
+    alice.recv_ack("4").await.unwrap();
+
+    if let Some(redis) = &cluster.redis {
+        let mut conn = redis.connection().unwrap();
+        let key = format!("{}unread:bob", redis.prefix());
+        let counted: u64 = ::redis::cmd("HGET")
+            .arg(&key)
+            .arg("alice")
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(counted, 3, "HGET unread:bob alice");
+    }
+
+    // bob connects to the other replica, as a seed client would (no sync).
+    let mut bob = WsClient::user(cluster.addr(1), "bob").await.unwrap();
+    let unread = bob.recv_type("unread").await.unwrap();
+    assert_eq!(unread["counts"], json!({"alice": 3}));
+    let first = bob.recv_type("message").await.unwrap();
+    assert_eq!(
+        (first["seq"].as_u64(), first["body"].as_str()),
+        (Some(1), Some("first"))
+    );
+    let second = bob.recv_type("message").await.unwrap();
+    assert_eq!(
+        (second["seq"].as_u64(), second["body"].as_str()),
+        (Some(2), Some("second"))
+    );
+    assert_eq!(bob.recv_seed_text().await.unwrap(), seed, "byte for byte");
+    bob.close().await.unwrap();
+
+    // Once: the next connection gets the counters, not the messages again.
+    let mut bob = WsClient::user(cluster.addr(0), "bob").await.unwrap();
+    assert_eq!(
+        bob.recv_type("unread").await.unwrap()["counts"],
+        json!({"alice": 3})
+    );
+    alice.send_json(&send("5", "bob", "live")).await.unwrap();
+    let next = bob.recv_type("message").await.unwrap();
+    assert_eq!(next["body"], "live", "nothing replayed before it");
+    assert_eq!(next["seq"], 4);
+}
+
+async fn a_client_that_syncs_gets_everything_after_its_cursor_in_order(kind: Kind) {
+    let cluster = kind.start(settings()).await;
+    let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
+    for i in 1..=3 {
+        alice
+            .send_json(&send(&i.to_string(), "bob", &format!("m{i}")))
+            .await
+            .unwrap();
+        alice.recv_ack(&i.to_string()).await.unwrap();
+    }
+    let mut bob = WsClient::connect(cluster.addr(1), "/ws/bob/?since=1")
+        .await
+        .unwrap();
+    assert_eq!(bob.recv_type("unread").await.unwrap()["counts"]["alice"], 3);
+    for seq in [2, 3] {
+        assert_eq!(bob.recv_type("message").await.unwrap()["seq"], seq);
+    }
+    let synced = bob.recv_type("synced").await.unwrap();
+    assert_eq!(
+        (synced["until"].as_u64(), synced["more"].as_bool()),
+        (Some(3), Some(false))
+    );
+
+    bob.send_json(&json!({"type": "sync", "id": "s", "since": 0, "limit": 2}))
+        .await
+        .unwrap();
+    for seq in [1, 2] {
+        assert_eq!(bob.recv_type("message").await.unwrap()["seq"], seq);
+    }
+    let synced = bob.recv_type("synced").await.unwrap();
+    assert_eq!(
+        synced,
+        json!({"type": "synced", "id": "s", "until": 2, "more": true})
+    );
+    assert_eq!(
+        WsClient::refused_status(cluster.addr(0), "/ws/bob/?since=x")
+            .await
+            .unwrap(),
+        400
+    );
+}
+
+async fn the_senders_other_connections_see_what_it_sent(kind: Kind) {
+    let cluster = kind.start(settings()).await;
+    let mut phone = WsClient::user(cluster.addr(0), "alice").await.unwrap();
+    let mut laptop = WsClient::user(cluster.addr(1), "alice").await.unwrap();
+    laptop.recv_type("unread").await.unwrap();
+    phone
+        .send_json(&send("p1", "bob", "sent from my phone"))
+        .await
+        .unwrap();
+    let ack = phone.recv_ack("p1").await.unwrap();
+    let copy = laptop.recv_type("message").await.unwrap();
+    assert_eq!(copy["id"], ack["message"]["id"]);
+    assert_eq!(
+        copy["seq"], ack["message"]["seq"],
+        "the sender's inbox position"
+    );
+    assert_eq!(
+        (copy["from"].as_str(), copy["to"].as_str()),
+        (Some("alice"), Some("bob"))
+    );
+}
+
+async fn reading_clears_the_counter_on_every_device_and_sends_a_receipt(kind: Kind) {
+    let cluster = kind.start(settings()).await;
+    let mut bob_phone = WsClient::user(cluster.addr(0), "bob").await.unwrap();
+    let mut bob_laptop = WsClient::user(cluster.addr(1), "bob").await.unwrap();
+    let mut alice = WsClient::user(cluster.addr(1), "alice").await.unwrap();
+    alice.send_json(&send("a", "bob", "one")).await.unwrap();
+    alice.send_json(&send("b", "bob", "two")).await.unwrap();
+    alice.recv_ack("a").await.unwrap();
+    alice.recv_ack("b").await.unwrap();
+    bob_phone.recv_type("message").await.unwrap();
+    let last = bob_phone.recv_type("message").await.unwrap();
+    let counts = bob_phone.recv_type("unread").await.unwrap();
+    assert_eq!(
+        counts["counts"],
+        json!({"alice": 2}),
+        "counted as they arrive"
+    );
+
+    let up_to = last["id"].as_str().unwrap();
+    bob_phone
+        .send_json(&json!({"type": "read", "peer": "alice", "up_to": up_to}))
+        .await
+        .unwrap();
+    // The laptop sees the counters change (after the per-message ones).
+    loop {
+        let unread = bob_laptop.recv_type("unread").await.unwrap();
+        if unread["counts"] == json!({}) {
+            break;
+        }
+    }
+    let receipt = alice.recv_until("receipt").await.unwrap(); // past copies of its own sends
+    assert_eq!(
+        receipt,
+        json!({"type": "receipt", "from": "bob", "up_to": up_to})
+    );
+    let mut later = WsClient::user(cluster.addr(0), "bob").await.unwrap();
+    assert_eq!(
+        later.recv_type("unread").await.unwrap()["counts"],
+        json!({}),
+        "stored"
+    );
+}
+
+macro_rules! suite {
+    ($($scenario:ident),* $(,)?) => {
+        /// On the embedded engines, as `chatd` runs.
+        mod embedded {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $scenario() { super::$scenario(super::Kind::Memory).await } )*
+        }
+        /// On two gateway replicas sharing a real Redis.
+        mod redis {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $scenario() { super::$scenario(super::Kind::Redis).await } )*
+        }
+    };
+}
+
+suite!(
+    a_message_to_an_offline_user_is_kept_counted_and_delivered_once_on_connect,
+    a_client_that_syncs_gets_everything_after_its_cursor_in_order,
+    the_senders_other_connections_see_what_it_sent,
+    reading_clears_the_counter_on_every_device_and_sends_a_receipt,
+);
