@@ -142,6 +142,7 @@ impl Gateway {
                     prefix: options.prefix.clone(),
                     max_len: settings.history_max,
                     offline_max: settings.offline_max,
+                    lease: settings.presence_lease,
                 })?;
                 options.errors = Some(metrics.redis_errors.clone());
                 (

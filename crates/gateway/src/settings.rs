@@ -40,6 +40,9 @@ pub struct GatewaySettings {
     pub history_max: u64,
     /// `CHAT_OFFLINE_MAX`: messages kept per user while they have no connection.
     pub offline_max: u64,
+    /// `CHAT_PRESENCE_LEASE`: a crashed gateway's users count as offline after this.
+    #[serde(with = "humantime_serde")]
+    pub presence_lease: Duration,
 }
 
 impl Default for GatewaySettings {
@@ -60,6 +63,7 @@ impl Default for GatewaySettings {
             max_connections: 19_000,
             history_max: 10_000,
             offline_max: 1_000,
+            presence_lease: Duration::from_secs(30),
         }
     }
 }
@@ -91,6 +95,9 @@ impl GatewaySettings {
         if self.redis_prefix.contains(char::is_whitespace) {
             return fail("CHAT_REDIS_PREFIX", "must not contain spaces");
         }
+        if self.presence_lease < Duration::from_millis(300) {
+            return fail("CHAT_PRESENCE_LEASE", "must be at least 300ms");
+        }
         if self.history_max == 0 || self.offline_max == 0 {
             return fail(
                 "CHAT_HISTORY_MAX",
@@ -117,4 +124,5 @@ Gateway settings (environment, or the same name lowercased without CHAT_ in the 
   CHAT_MAX_ROOMS          rooms one connection may join              [default: 100]
     CHAT_MAX_CONNECTIONS    connections accepted; more get 503         [default: 19000]
   CHAT_HISTORY_MAX        messages kept per inbox and conversation   [default: 10000]
-  CHAT_OFFLINE_MAX        messages kept for a user with no connection [default: 1000]";
+    CHAT_OFFLINE_MAX        messages kept for a user with no connection [default: 1000]
+  CHAT_PRESENCE_LEASE     a crashed gateway's users go offline after  [default: 30s]";

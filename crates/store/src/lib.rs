@@ -22,5 +22,6 @@ pub mod sqlite;
 mod store;
 
 pub use store::{
-    Appended, Direct, FrameText, HistoryEntry, InboxEntry, MessageStore, StoreError, Unread,
+    Appended, Direct, FrameText, HistoryEntry, InboxEntry, MessageStore, Presence, StoreError,
+    Unread, now_millis,
 };

@@ -12,6 +12,7 @@
 //! | `read:{user}` | hash | peer → id of the last message read |
 //! | `presence:{user}` | hash | gateway node id → open connections |
 //! | `node:{id}` | string with TTL | a gateway's lease, renewed while it lives |
+//! | `last_seen:{user}` | string | when the user's last connection on a node closed (ms) |
 //!
 //! The scripts touch keys they compute (a node's lease), so they need a
 //! single Redis (or one hash slot), not a cluster.
@@ -26,14 +27,12 @@ use redis::Script;
 use tracing::warn;
 
 use crate::store::{
-    Appended, Direct, FrameText, HistoryEntry, InboxEntry, MessageStore, StoreError, Unread,
-    conversation,
+    Appended, Direct, FrameText, HistoryEntry, InboxEntry, MessageStore, Presence, StoreError,
+    Unread, conversation, now_millis,
 };
 
 /// How long one store call may take before it counts as unavailable.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
-/// A gateway's presence lease; renewed every third of it.
-const LEASE: Duration = Duration::from_secs(30);
 
 const APPEND: &str = r#"
 -- KEYS: seq_r inbox_r offline_r unread_r conv presence_r chan_r seq_s inbox_s chan_s
@@ -90,8 +89,23 @@ return redis.call('HGETALL', KEYS[1])
 
 const DISCONNECTED: &str = r#"
 local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
-if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+if left <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[2], ARGV[2])
+end
 return left
+"#;
+
+const PRESENCE: &str = r#"
+local online = 0
+local presence = redis.call('HGETALL', KEYS[1])
+for i = 1, #presence, 2 do
+  if tonumber(presence[i + 1]) > 0 and redis.call('EXISTS', ARGV[1] .. presence[i]) == 1 then
+    online = 1
+    break
+  end
+end
+return {online, redis.call('GET', KEYS[2])}
 "#;
 
 /// How the Redis store is set up.
@@ -105,6 +119,9 @@ pub struct RedisStoreOptions {
     pub max_len: u64,
     /// Entries an offline list keeps.
     pub offline_max: u64,
+    /// How long this node's presence lease lasts without renewal (renewed
+    /// every third of it): a crashed node's users count as offline after it.
+    pub lease: Duration,
 }
 
 struct Inner {
@@ -113,10 +130,12 @@ struct Inner {
     node: String,
     max_len: u64,
     offline_max: u64,
+    lease: Duration,
     append: Script,
     take_offline: Script,
     mark_read: Script,
     disconnected: Script,
+    presence: Script,
 }
 
 /// The Redis message store of one gateway node. Dropping it stops renewing
@@ -159,10 +178,12 @@ impl RedisStore {
             node: ulid::Ulid::new().to_string(),
             max_len: options.max_len,
             offline_max: options.offline_max,
+            lease: options.lease,
             append: Script::new(APPEND),
             take_offline: Script::new(TAKE_OFFLINE),
             mark_read: Script::new(MARK_READ),
             disconnected: Script::new(DISCONNECTED),
+            presence: Script::new(PRESENCE),
         });
         let lease = tokio::spawn(renew_lease(Arc::clone(&inner)));
         Ok(Self { inner, lease })
@@ -190,7 +211,7 @@ impl Inner {
 /// Keeps `node:{id}` alive while the node runs; a crashed node's users then
 /// count as offline once the lease lapses.
 async fn renew_lease(inner: Arc<Inner>) {
-    let mut tick = tokio::time::interval(LEASE / 3);
+    let mut tick = tokio::time::interval(inner.lease / 3);
     loop {
         tick.tick().await;
         let key = inner.key("node", &inner.node);
@@ -199,8 +220,8 @@ async fn renew_lease(inner: Arc<Inner>) {
             redis::cmd("SET")
                 .arg(&key)
                 .arg(1)
-                .arg("EX")
-                .arg(LEASE.as_secs())
+                .arg("PX")
+                .arg(inner.lease.as_millis() as u64)
                 .query_async::<()>(&mut conn)
                 .await
                 .map_err(|e| unavailable("SET lease", e))
@@ -424,8 +445,8 @@ impl MessageStore for RedisStore {
                     .cmd("SET")
                     .arg(inner.key("node", &inner.node))
                     .arg(1)
-                    .arg("EX")
-                    .arg(LEASE.as_secs())
+                    .arg("PX")
+                    .arg(inner.lease.as_millis() as u64)
                     .ignore()
                     .cmd("HINCRBY")
                     .arg(&key)
@@ -440,14 +461,35 @@ impl MessageStore for RedisStore {
 
     fn disconnected(&self, user: &str) -> BoxFuture<'static, Result<(), StoreError>> {
         let key = self.inner.key("presence", user);
+        let seen = self.inner.key("last_seen", user);
         with_conn(&self.inner, "presence", move |inner, mut conn| async move {
             inner
                 .disconnected
                 .key(&key)
+                .key(&seen)
                 .arg(&inner.node)
+                .arg(now_millis())
                 .invoke_async::<i64>(&mut conn)
                 .await
                 .map(drop)
+        })
+    }
+
+    fn presence(&self, user: &str) -> BoxFuture<'static, Result<Presence, StoreError>> {
+        let key = self.inner.key("presence", user);
+        let seen = self.inner.key("last_seen", user);
+        with_conn(&self.inner, "presence", move |inner, mut conn| async move {
+            let (online, last_seen): (u8, Option<u64>) = inner
+                .presence
+                .key(&key)
+                .key(&seen)
+                .arg(format!("{}node:", inner.prefix))
+                .invoke_async(&mut conn)
+                .await?;
+            Ok(Presence {
+                online: online == 1,
+                last_seen,
+            })
         })
     }
 

@@ -21,7 +21,8 @@ use sea_orm::{
 };
 
 use crate::store::{
-    Appended, Direct, HistoryEntry, InboxEntry, MessageStore, StoreError, Unread, conversation,
+    Appended, Direct, HistoryEntry, InboxEntry, MessageStore, Presence, StoreError, Unread,
+    conversation, now_millis,
 };
 
 const SCHEMA: &[&str] = &[
@@ -46,6 +47,9 @@ struct Inner {
     broker: Arc<dyn Broker>,
     /// Open connections per user, in this process.
     online: Mutex<HashMap<String, usize>>,
+    /// When each user's last connection closed (ms); kept in memory: after a
+    /// restart nobody is online and "last seen" starts over.
+    last_seen: Mutex<HashMap<String, u64>>,
     /// One writer at a time.
     write: tokio::sync::Mutex<()>,
 }
@@ -84,6 +88,7 @@ impl SqliteStore {
                 db,
                 broker,
                 online: Mutex::default(),
+                last_seen: Mutex::default(),
                 write: tokio::sync::Mutex::new(()),
             }),
         })
@@ -372,9 +377,28 @@ impl MessageStore for SqliteStore {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 online.remove(user);
+                self.inner
+                    .last_seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(user.to_owned(), now_millis());
             }
         }
         futures_util::future::ready(Ok(())).boxed()
+    }
+
+    fn presence(&self, user: &str) -> BoxFuture<'static, Result<Presence, StoreError>> {
+        let presence = Presence {
+            online: self.is_online(user),
+            last_seen: self
+                .inner
+                .last_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(user)
+                .copied(),
+        };
+        futures_util::future::ready(Ok(presence)).boxed()
     }
 
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {

@@ -86,6 +86,15 @@ pub struct HistoryEntry {
     pub message: String,
 }
 
+/// Whether a user has a connection anywhere, and when they last had one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Presence {
+    /// At least one connection on a live gateway.
+    pub online: bool,
+    /// When their last connection closed (ms since the Unix epoch), if ever.
+    pub last_seen: Option<u64>,
+}
+
 /// Unread counters of one user: sender → count.
 pub type Unread = BTreeMap<String, u64>;
 
@@ -141,11 +150,22 @@ pub trait MessageStore: Send + Sync + 'static {
     /// A connection of `user` opened on this node.
     fn connected(&self, user: &str) -> BoxFuture<'static, Result<(), StoreError>>;
 
-    /// A connection of `user` closed on this node.
+    /// A connection of `user` closed on this node; the last one records
+    /// the time as the user's last-seen.
     fn disconnected(&self, user: &str) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// Whether `user` is online now (on any live gateway), and last seen.
+    fn presence(&self, user: &str) -> BoxFuture<'static, Result<Presence, StoreError>>;
 
     /// Checks the backend works (for readiness probes).
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The two users of a conversation in a fixed order, so both see one history.

@@ -12,7 +12,7 @@ use chat_broker::redis::{RedisBroker, RedisOptions};
 use chat_broker::{Broker, Handler, channel};
 use chat_store::redis::{RedisStore, RedisStoreOptions};
 use chat_store::sqlite::SqliteStore;
-use chat_store::{Direct, FrameText, MessageStore};
+use chat_store::{Direct, FrameText, MessageStore, Presence};
 use chat_testkit::WAIT;
 use chat_testkit::redis::TestRedis;
 use tokio::sync::mpsc;
@@ -68,6 +68,7 @@ async fn redis() -> Fixture {
         prefix: redis.prefix().into(),
         max_len: 10_000,
         offline_max: 1_000,
+        lease: std::time::Duration::from_secs(30),
     })
     .unwrap();
     Fixture {
@@ -283,6 +284,28 @@ async fn history_pages_newest_first_for_both_sides(f: Fixture) {
     );
 }
 
+async fn presence_follows_connections_and_remembers_the_last_one(f: Fixture) {
+    assert_eq!(
+        f.store.presence("bob").await.unwrap(),
+        Presence {
+            online: false,
+            last_seen: None
+        }
+    );
+    f.store.connected("bob").await.unwrap();
+    f.store.connected("bob").await.unwrap();
+    f.store.disconnected("bob").await.unwrap();
+    assert!(
+        f.store.presence("bob").await.unwrap().online,
+        "one connection left"
+    );
+    let before = chat_store::now_millis();
+    f.store.disconnected("bob").await.unwrap();
+    let presence = f.store.presence("bob").await.unwrap();
+    assert!(!presence.online);
+    assert!(presence.last_seen.unwrap() >= before);
+}
+
 async fn the_check_passes_on_a_working_engine(f: Fixture) {
     f.store.check().await.unwrap();
 }
@@ -309,8 +332,41 @@ both!(
     unread_counts_per_sender_and_reading_clears_one,
     offline_messages_are_handed_over_once_in_order,
     history_pages_newest_first_for_both_sides,
+    presence_follows_connections_and_remembers_the_last_one,
     the_check_passes_on_a_working_engine,
 );
+
+#[tokio::test]
+async fn a_crashed_nodes_users_go_offline_when_its_lease_lapses() {
+    let redis = TestRedis::start().unwrap();
+    let options = RedisStoreOptions {
+        url: redis.url().into(),
+        prefix: redis.prefix().into(),
+        max_len: 100,
+        offline_max: 100,
+        lease: std::time::Duration::from_millis(300),
+    };
+    let crashed = RedisStore::start(options.clone()).unwrap();
+    let watcher = RedisStore::start(options).unwrap();
+    crashed.connected("bob").await.unwrap();
+    assert!(watcher.presence("bob").await.unwrap().online);
+    drop(crashed); // stops renewing, as a killed process would, and says nothing
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while watcher.presence("bob").await.unwrap().online {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still online after the lease"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        watcher
+            .append_direct(typed("alice", "bob", "x"))
+            .await
+            .unwrap()
+            .offline
+    );
+}
 
 #[tokio::test]
 async fn redis_keeps_unread_counters_in_the_seeds_hash_shape() {
