@@ -1,7 +1,7 @@
 //! `chatd`: the whole chat backend in one process on one port — the gateway
-//! with the in-process broker (or Redis when `REDIS_URL` is set), local
-//! storage under `CHAT_DATA_DIR`, and the health and metrics endpoints of
-//! every service. The same service libraries, given `REDIS_URL`, are the
+//! with the in-process broker (or Redis when `REDIS_URL` is set), the
+//! presence API, local storage under `CHAT_DATA_DIR`, and the health and
+//! metrics endpoints of every service. The same service libraries, given `REDIS_URL`, are the
 //! distributed deployment.
 
 use std::net::{SocketAddr, TcpListener};
@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use chat_auth::settings::{AuthMode, AuthSettings};
 use chat_gateway::{Access, Engine, Gateway, GatewaySettings};
+use chat_presence::PresenceService;
 use chat_runtime::observe::Observability;
 use chat_runtime::settings::{self, ServerSettings, SettingsError};
 use serde::Deserialize;
@@ -96,12 +97,15 @@ impl Application {
 
         let mut obs = Observability::new();
         let engine = Engine::from_settings(&settings.gateway, &settings.chatd.data_dir);
+        let auth = Arc::clone(&access.auth);
         let gateway = Gateway::build(settings.gateway, engine, access, &mut obs).await?;
+        let presence = PresenceService::new(Arc::clone(gateway.store()), gateway.broker(), auth);
         let listener = TcpListener::bind(settings.server.listen)?;
         let addr = listener.local_addr()?;
         let routes = gateway.clone();
-        let server = chat_gateway::http_server(listener, &settings.server, move |cfg| {
+        let server = chat_runtime::server::http_server(listener, &settings.server, move |cfg| {
             routes.configure(cfg);
+            presence.configure(cfg);
             obs.configure(cfg);
             cfg.route("/", web::get().to(index));
         })?;

@@ -106,7 +106,8 @@ impl Hub {
         let _ = self.broker.set(broker);
     }
 
-    fn broker(&self) -> Result<&Arc<dyn Broker>, BrokerError> {
+    /// The attached broker.
+    pub fn broker(&self) -> Result<&Arc<dyn Broker>, BrokerError> {
         self.broker
             .get()
             .ok_or_else(|| BrokerError::Unavailable("no broker attached".into()))

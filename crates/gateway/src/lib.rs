@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use chat_auth::{Authenticator, OriginPolicy};
 use chat_broker::memory::MemoryBus;
 use chat_broker::redis::{RedisBroker, RedisOptions};
@@ -191,6 +191,18 @@ impl Gateway {
             .route("/ws/{user}", web::get().to(ws::upgrade::user));
     }
 
+    /// The message store, to share with services composed in one process.
+    pub fn store(&self) -> &Arc<dyn MessageStore> {
+        &self.inner.store
+    }
+
+    /// The broker node, to share with services composed in one process.
+    pub fn broker(&self) -> Arc<dyn Broker> {
+        // unwrap: `build` attaches the broker before returning the gateway.
+        #[allow(clippy::unwrap_used)]
+        Arc::clone(self.inner.hub.broker().unwrap())
+    }
+
     /// The local registry (tests check it is cleaned).
     pub fn hub(&self) -> &Arc<Hub> {
         &self.inner.hub
@@ -218,25 +230,6 @@ impl Gateway {
     }
 }
 
-/// Builds an actix-web server from a route configuration, with the worker
-/// count and stop timeout of `server`.
-pub fn http_server<F>(
-    listener: TcpListener,
-    server: &ServerSettings,
-    configure: F,
-) -> std::io::Result<actix_web::dev::Server>
-where
-    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
-{
-    let mut http = HttpServer::new(move || App::new().configure(configure.clone()))
-        .disable_signals()
-        .shutdown_timeout(server.shutdown_grace.as_secs().max(1));
-    if server.workers > 0 {
-        http = http.workers(server.workers);
-    }
-    Ok(http.listen(listener)?.run())
-}
-
 /// The gateway alone on a listener: what the `gateway` binary and tests run.
 pub struct Application {
     server: actix_web::dev::Server,
@@ -258,7 +251,7 @@ impl Application {
         let listener = TcpListener::bind(server.listen)?;
         let addr = listener.local_addr()?;
         let routes = gateway.clone();
-        let http = http_server(listener, server, move |cfg| {
+        let http = chat_runtime::server::http_server(listener, server, move |cfg| {
             routes.configure(cfg);
             obs.configure(cfg);
         })?;

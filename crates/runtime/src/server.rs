@@ -1,8 +1,12 @@
 //! Running a server until it is told to stop.
 
 use std::future::Future;
+use std::net::TcpListener;
 
 use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+
+use crate::settings::ServerSettings;
 use tracing::info;
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
@@ -52,4 +56,23 @@ where
     let ((), result) = tokio::join!(handle.stop(true), server);
     info!("stopped");
     result
+}
+
+/// Builds an actix-web server from a route configuration, with the worker
+/// count and stop timeout of `server`.
+pub fn http_server<F>(
+    listener: TcpListener,
+    server: &ServerSettings,
+    configure: F,
+) -> std::io::Result<actix_web::dev::Server>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    let mut http = HttpServer::new(move || App::new().configure(configure.clone()))
+        .disable_signals()
+        .shutdown_timeout(server.shutdown_grace.as_secs().max(1));
+    if server.workers > 0 {
+        http = http.workers(server.workers);
+    }
+    Ok(http.listen(listener)?.run())
 }

@@ -17,6 +17,7 @@
 //! not sync by itself (the seed's clients). Each conversation has a
 //! **history** for paging. The same contract suite runs against both engines.
 
+pub mod read;
 pub mod redis;
 pub mod sqlite;
 mod store;

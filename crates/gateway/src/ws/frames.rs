@@ -1,11 +1,11 @@
 //! What a text frame on a user connection means.
 
-use chat_broker::{channel, envelope};
+use chat_broker::envelope;
 use chat_protocol::{
     ChatMessage, ClientFrame, ErrorCode, Inbound, SeedFrame, ServerFrame, message_template,
     validate_user,
 };
-use chat_store::{Direct, FrameText, InboxEntry, Unread};
+use chat_store::{Direct, FrameText, InboxEntry};
 
 use super::Endpoint;
 use super::session::{Flow, Session};
@@ -259,26 +259,12 @@ impl Session {
                 "up_to must be a message id",
             );
         }
-        let counts: Unread = match self.gw.store.mark_read(user, &peer, &up_to).await {
-            Ok(counts) => counts,
+        let broker = match self.registration.hub().broker() {
+            Ok(broker) => std::sync::Arc::clone(broker),
             Err(e) => return self.unavailable(id.as_deref(), &e),
         };
-        let hub = self.registration.hub();
-        let unread = ServerFrame::Unread { counts }.to_json();
-        let receipt = ServerFrame::Receipt {
-            from: user.to_owned(),
-            up_to,
-        }
-        .to_json();
-        // The read is stored; these only tell the other connections sooner.
-        let mine = hub
-            .publish(&channel::user(user), envelope::text(&unread))
-            .await;
-        let theirs = hub
-            .publish(&channel::user(&peer), envelope::text(&receipt))
-            .await;
-        match mine.and(theirs) {
-            Ok(()) => Flow::Continue,
+        match chat_store::read::mark_read(&*self.gw.store, &broker, user, &peer, &up_to).await {
+            Ok(_) => Flow::Continue,
             Err(e) => self.unavailable(id.as_deref(), &e),
         }
     }

@@ -1,0 +1,183 @@
+//! The HTTP handlers.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chat_protocol::{ErrorCode, validate_user};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{ApiError, PresenceService};
+
+/// Largest page of history.
+const MAX_PAGE: usize = 200;
+
+fn checked_user(name: &str, what: &str) -> Result<(), ApiError> {
+    validate_user(name)
+        .map_err(|e| ApiError::BadRequest(ErrorCode::InvalidName, format!("{what}: {e}")))
+}
+
+/// The caller's unread counters: sender → count.
+#[utoipa::path(
+    get,
+    path = "/api/v1/unread",
+    responses(
+        (status = 200, description = "sender → unread count", body = std::collections::BTreeMap<String, u64>,
+         example = json!({"alice": 3, "carol": 1})),
+        (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
+        (status = 503, description = "the store is unreachable", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn unread(
+    req: HttpRequest,
+    svc: web::Data<PresenceService>,
+) -> Result<HttpResponse, ApiError> {
+    let user = svc.auth.caller(&req)?;
+    Ok(HttpResponse::Ok().json(svc.store.unread(&user).await?))
+}
+
+/// Marks the caller's conversation with `peer` read up to a message.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReadRequest {
+    /// The other user of the conversation.
+    peer: String,
+    /// The id of the last message read.
+    up_to: String,
+}
+
+/// Marks a conversation read: the counter for `peer` goes to zero, every
+/// connection of the caller gets the new counters, `peer` gets a receipt.
+#[utoipa::path(
+    post,
+    path = "/api/v1/read",
+    request_body = ReadRequest,
+    responses(
+        (status = 200, description = "the caller's counters afterwards", body = std::collections::BTreeMap<String, u64>),
+        (status = 400, description = "a malformed request", body = crate::error::ErrorBody),
+        (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
+        (status = 503, description = "the store is unreachable", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn read(
+    req: HttpRequest,
+    body: web::Json<ReadRequest>,
+    svc: web::Data<PresenceService>,
+) -> Result<HttpResponse, ApiError> {
+    let user = svc.auth.caller(&req)?;
+    checked_user(&body.peer, "peer")?;
+    if body.up_to.is_empty() || body.up_to.len() > 64 {
+        return Err(ApiError::BadRequest(
+            ErrorCode::InvalidFrame,
+            "up_to must be a message id".into(),
+        ));
+    }
+    let counts =
+        chat_store::read::mark_read(&*svc.store, &svc.broker, &user, &body.peer, &body.up_to)
+            .await?;
+    Ok(HttpResponse::Ok().json(counts))
+}
+
+/// A user's online state.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PresenceView {
+    /// The user asked about.
+    user: String,
+    /// At least one connection on a live gateway.
+    online: bool,
+    /// When their last connection closed, ms since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_seen: Option<u64>,
+}
+
+/// Whether a user is online, and when they were last seen.
+#[utoipa::path(
+    get,
+    path = "/api/v1/presence/{user}",
+    params(("user" = String, Path, description = "the user asked about")),
+    responses(
+        (status = 200, description = "online state", body = PresenceView),
+        (status = 400, description = "an invalid user name", body = crate::error::ErrorBody),
+        (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
+        (status = 503, description = "the store is unreachable", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn presence(
+    req: HttpRequest,
+    path: web::Path<String>,
+    svc: web::Data<PresenceService>,
+) -> Result<HttpResponse, ApiError> {
+    svc.auth.caller(&req)?;
+    let user = path.into_inner();
+    checked_user(&user, "user")?;
+    let presence = svc.store.presence(&user).await?;
+    Ok(HttpResponse::Ok().json(PresenceView {
+        user,
+        online: presence.online,
+        last_seen: presence.last_seen,
+    }))
+}
+
+/// Paging through history.
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct Page {
+    /// Continue after this cursor (`next_before` of the previous page).
+    before: Option<String>,
+    /// At most this many messages (default 50, at most 200).
+    limit: Option<usize>,
+}
+
+/// A page of a conversation, newest first.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct HistoryPage {
+    /// Messages, newest first: `{id, from, to, body, ts}`.
+    #[schema(value_type = Vec<Object>)]
+    messages: Vec<serde_json::Value>,
+    /// Pass as `before` for the next (older) page; absent at the start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_before: Option<String>,
+}
+
+/// The caller's conversation with `peer`, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{peer}/messages",
+    params(("peer" = String, Path, description = "the other user"), Page),
+    responses(
+        (status = 200, description = "a page of messages", body = HistoryPage),
+        (status = 400, description = "an invalid user name", body = crate::error::ErrorBody),
+        (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
+        (status = 503, description = "the store is unreachable", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn history(
+    req: HttpRequest,
+    path: web::Path<String>,
+    page: web::Query<Page>,
+    svc: web::Data<PresenceService>,
+) -> Result<HttpResponse, ApiError> {
+    let user = svc.auth.caller(&req)?;
+    let peer = path.into_inner();
+    checked_user(&peer, "peer")?;
+    let limit = page.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let entries = svc
+        .store
+        .history(&user, &peer, page.before.as_deref(), limit)
+        .await?;
+    let next_before = (entries.len() == limit)
+        .then(|| entries.last().map(|e| e.cursor.clone()))
+        .flatten();
+    let messages = entries
+        .iter()
+        .filter_map(|e| serde_json::from_str(&e.message).ok())
+        .collect();
+    Ok(HttpResponse::Ok().json(HistoryPage {
+        messages,
+        next_before,
+    }))
+}
+
+/// This service's OpenAPI document.
+pub(crate) async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(crate::openapi_json())
+}

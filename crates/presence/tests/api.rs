@@ -1,0 +1,371 @@
+//! The presence API over real HTTP, on both store engines.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chat_auth::Authenticator;
+use chat_broker::memory::MemoryBus;
+use chat_broker::redis::{RedisBroker, RedisOptions};
+use chat_broker::{Broker, Handler, channel, envelope};
+use chat_presence::PresenceService;
+use chat_runtime::settings::ServerSettings;
+use chat_store::redis::{RedisStore, RedisStoreOptions};
+use chat_store::sqlite::SqliteStore;
+use chat_store::{Direct, FrameText, MessageStore};
+use chat_testkit::WAIT;
+use chat_testkit::redis::TestRedis;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+const SECRET: &[u8] = b"presence-tests-secret-32-bytes-long!";
+
+struct Api {
+    addr: String,
+    store: Arc<dyn MessageStore>,
+    observer: Box<dyn Broker>,
+    heard: mpsc::UnboundedReceiver<(String, String)>,
+    jwt: bool,
+    _keep: (Option<TestRedis>, tempfile::TempDir),
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Sqlite,
+    Redis,
+}
+
+fn observer_handler() -> (Handler, mpsc::UnboundedReceiver<(String, String)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handler: Handler = Arc::new(move |channel: &str, payload: Bytes| {
+        if let Some((envelope::Outbound::Text(text), _)) = envelope::decode(payload) {
+            let _ = tx.send((channel.to_owned(), text.to_string()));
+        }
+    });
+    (handler, rx)
+}
+
+/// A store, the broker it publishes on, an observer node, and the Redis if any.
+type Engines = (
+    Arc<dyn MessageStore>,
+    Arc<dyn Broker>,
+    Box<dyn Broker>,
+    Option<TestRedis>,
+);
+
+async fn start(kind: Kind, jwt: bool) -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let (handler, heard) = observer_handler();
+    let (store, broker, observer, redis): Engines = match kind {
+        Kind::Sqlite => {
+            let bus = MemoryBus::new();
+            let broker: Arc<dyn Broker> = Arc::new(bus.node(Arc::new(|_: &str, _| {})));
+            let store = SqliteStore::open(&dir.path().join("m.db"), Arc::clone(&broker))
+                .await
+                .unwrap();
+            (Arc::new(store), broker, Box::new(bus.node(handler)), None)
+        }
+        Kind::Redis => {
+            let redis = TestRedis::start().unwrap();
+            let options = RedisOptions {
+                url: redis.url().into(),
+                prefix: redis.prefix().into(),
+                errors: None,
+            };
+            let store = RedisStore::start(RedisStoreOptions {
+                url: redis.url().into(),
+                prefix: redis.prefix().into(),
+                max_len: 1000,
+                offline_max: 1000,
+                lease: Duration::from_secs(30),
+            })
+            .unwrap();
+            let broker: Arc<dyn Broker> =
+                Arc::new(RedisBroker::start(options.clone(), Arc::new(|_: &str, _| {})).unwrap());
+            let observer = Box::new(RedisBroker::start(options, handler).unwrap());
+            (Arc::new(store), broker, observer, Some(redis))
+        }
+    };
+    let auth = Arc::new(if jwt {
+        Authenticator::jwt(SECRET)
+    } else {
+        Authenticator::open()
+    });
+    let service = PresenceService::new(Arc::clone(&store), broker, auth);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = ServerSettings {
+        workers: 1,
+        ..ServerSettings::default()
+    };
+    let http =
+        chat_runtime::server::http_server(listener, &server, move |cfg| service.configure(cfg))
+            .unwrap();
+    tokio::spawn(http);
+    Api {
+        addr,
+        store,
+        observer,
+        heard,
+        jwt,
+        _keep: (redis, dir),
+    }
+}
+
+impl Api {
+    fn url(&self, path: &str, user: &str) -> String {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        if self.jwt {
+            let token = Authenticator::jwt(SECRET)
+                .mint(user, Duration::from_secs(60))
+                .unwrap();
+            format!("http://{}{path}{sep}token={token}", self.addr)
+        } else {
+            format!("http://{}{path}{sep}user={user}", self.addr)
+        }
+    }
+
+    async fn get(&self, path: &str, user: &str) -> (u16, Value) {
+        let response = reqwest::get(self.url(path, user)).await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, user: &str, body: &str) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(self.url(path, user))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn message(&self, from: &str, to: &str, body: &str) -> String {
+        let id = ulid::Ulid::new().to_string();
+        let message = json!({"id": id, "from": from, "to": to, "body": body, "ts": 1});
+        let direct = Direct {
+            id: id.clone(),
+            from: from.into(),
+            to: to.into(),
+            frame: FrameText::Seed(
+                json!({"sender": from, "receiver": to, "message": body}).to_string(),
+            ),
+            history: message.to_string(),
+            copy_to_sender: false,
+            envelope_header: envelope::text_header(),
+        };
+        self.store.append_direct(direct).await.unwrap();
+        id
+    }
+}
+
+async fn unread_answers_for_the_caller_only(kind: Kind) {
+    for jwt in [false, true] {
+        let api = start(kind, jwt).await;
+        api.message("alice", "bob", "1").await;
+        api.message("alice", "bob", "2").await;
+        api.message("carol", "bob", "3").await;
+        assert_eq!(
+            api.get("/api/v1/unread", "bob").await,
+            (200, json!({"alice": 2, "carol": 1}))
+        );
+        assert_eq!(api.get("/api/v1/unread", "alice").await, (200, json!({})));
+        let bare = reqwest::get(format!("http://{}/api/v1/unread", api.addr))
+            .await
+            .unwrap();
+        assert_eq!(bare.status().as_u16(), 401, "no credentials");
+    }
+}
+
+async fn reading_clears_the_counter_and_tells_both_sides(kind: Kind) {
+    let mut api = start(kind, true).await;
+    let id = api.message("alice", "bob", "read me").await;
+    api.message("carol", "bob", "later").await;
+    // Listening from now on: only what the read publishes is heard.
+    api.observer.subscribe(&channel::user("bob")).await.unwrap();
+    api.observer
+        .subscribe(&channel::user("alice"))
+        .await
+        .unwrap();
+
+    let body = json!({"peer": "alice", "up_to": id}).to_string();
+    assert_eq!(
+        api.post("/api/v1/read", "bob", &body).await,
+        (200, json!({"carol": 1}))
+    );
+    let mut heard = Vec::new();
+    for _ in 0..2 {
+        heard.push(
+            tokio::time::timeout(WAIT, api.heard.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    heard.sort();
+    assert_eq!(heard[0].0, "user:alice");
+    assert_eq!(
+        serde_json::from_str::<Value>(&heard[0].1).unwrap(),
+        json!({"type": "receipt", "from": "bob", "up_to": id})
+    );
+    assert_eq!(heard[1].0, "user:bob");
+    assert_eq!(
+        serde_json::from_str::<Value>(&heard[1].1).unwrap(),
+        json!({"type": "unread", "counts": {"carol": 1}})
+    );
+    assert_eq!(
+        api.get("/api/v1/unread", "bob").await,
+        (200, json!({"carol": 1}))
+    );
+}
+
+async fn presence_reports_online_and_last_seen(kind: Kind) {
+    let api = start(kind, false).await;
+    assert_eq!(
+        api.get("/api/v1/presence/bob", "alice").await,
+        (200, json!({"user": "bob", "online": false}))
+    );
+    api.store.connected("bob").await.unwrap();
+    assert_eq!(
+        api.get("/api/v1/presence/bob", "alice").await,
+        (200, json!({"user": "bob", "online": true}))
+    );
+    api.store.disconnected("bob").await.unwrap();
+    let (status, view) = api.get("/api/v1/presence/bob", "alice").await;
+    assert_eq!((status, view["online"].as_bool()), (200, Some(false)));
+    assert!(view["last_seen"].as_u64().unwrap() > 0);
+}
+
+async fn history_pages_through_the_callers_conversation(kind: Kind) {
+    let api = start(kind, true).await;
+    for i in 1..=5 {
+        let (from, to) = if i % 2 == 1 {
+            ("alice", "bob")
+        } else {
+            ("bob", "alice")
+        };
+        api.message(from, to, &format!("h{i}")).await;
+    }
+    let (status, page) = api
+        .get("/api/v1/conversations/alice/messages?limit=2", "bob")
+        .await;
+    assert_eq!(status, 200);
+    let bodies = |page: &Value| {
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["body"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bodies(&page), ["h5", "h4"]);
+    let next = page["next_before"].as_str().unwrap().to_owned();
+    let (_, page) = api
+        .get(
+            &format!("/api/v1/conversations/alice/messages?limit=2&before={next}"),
+            "bob",
+        )
+        .await;
+    assert_eq!(bodies(&page), ["h3", "h2"]);
+    let next = page["next_before"].as_str().unwrap().to_owned();
+    let (_, page) = api
+        .get(
+            &format!("/api/v1/conversations/bob/messages?limit=2&before={next}"),
+            "alice",
+        )
+        .await;
+    assert_eq!(bodies(&page), ["h1"]);
+    assert!(
+        page.get("next_before").is_none(),
+        "the start of the conversation"
+    );
+    let (_, theirs) = api
+        .get("/api/v1/conversations/alice/messages", "carol")
+        .await;
+    assert_eq!(
+        theirs["messages"],
+        json!([]),
+        "carol sees only her own conversations"
+    );
+}
+
+async fn bad_requests_get_precise_errors(kind: Kind) {
+    let api = start(kind, false).await;
+    let (status, body) = api
+        .get("/api/v1/conversations/no%20spaces/messages", "bob")
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_name"))
+    );
+    let (status, _) = api.post("/api/v1/read", "bob", "{not json").await;
+    assert_eq!(status, 400);
+    let (status, _) = api
+        .post(
+            "/api/v1/read",
+            "bob",
+            r#"{"peer":"alice","up_to":"x","extra":1}"#,
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, body) = api.get("/api/v1/unread", "bad%20name").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_name"))
+    );
+}
+
+macro_rules! suite {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $scenario() { super::$scenario(super::Kind::Sqlite).await } )*
+        }
+        mod redis {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $scenario() { super::$scenario(super::Kind::Redis).await } )*
+        }
+    };
+}
+
+suite!(
+    unread_answers_for_the_caller_only,
+    reading_clears_the_counter_and_tells_both_sides,
+    presence_reports_online_and_last_seen,
+    history_pages_through_the_callers_conversation,
+    bad_requests_get_precise_errors,
+);
+
+#[test]
+fn the_committed_openapi_document_matches_the_code() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto/openapi/presence.json");
+    let generated = chat_presence::openapi_json() + "\n";
+    if std::env::var_os("UPDATE_PROTO").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{} is out of date; run UPDATE_PROTO=1 cargo test -p chat-presence",
+        path.display()
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served() {
+    let api = start(Kind::Sqlite, false).await;
+    let doc: Value = reqwest::get(format!("http://{}/api/v1/presence/openapi.json", api.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/api/v1/unread"]["get"].is_object());
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+}
