@@ -8,6 +8,11 @@ pub fn user(name: &str) -> String {
     format!("user:{name}")
 }
 
+/// Every connection watching a user's online state.
+pub fn watch(name: &str) -> String {
+    format!("watch:{name}")
+}
+
 /// Every connection that joined a room.
 pub fn room(name: &str) -> String {
     format!("room:{name}")

@@ -176,6 +176,54 @@ async fn reading_clears_the_counter_on_every_device_and_sends_a_receipt(kind: Ki
     );
 }
 
+async fn watchers_learn_when_a_user_comes_and_goes(kind: Kind) {
+    let cluster = kind.start(settings()).await;
+    let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
+    alice
+        .send_json(&json!({"type": "watch", "users": ["bob"]}))
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.recv_type("presence").await.unwrap(),
+        json!({"type": "presence", "user": "bob", "online": false})
+    );
+    let bob = WsClient::user(cluster.addr(1), "bob").await.unwrap();
+    let online = alice.recv_type("presence").await.unwrap();
+    assert_eq!(
+        (online["user"].as_str(), online["online"].as_bool()),
+        (Some("bob"), Some(true))
+    );
+    // A second tab is not news; the last one closing is.
+    let tab = WsClient::user(cluster.addr(0), "bob").await.unwrap();
+    tab.close().await.unwrap();
+    bob.close().await.unwrap();
+    let offline = alice.recv_type("presence").await.unwrap();
+    assert_eq!(offline["online"], false, "{offline}");
+    assert!(offline["last_seen"].as_u64().unwrap() > 0);
+}
+
+async fn typing_reaches_the_peer_without_an_answer(kind: Kind) {
+    let cluster = kind.start(settings()).await;
+    let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
+    let mut bob = WsClient::user(cluster.addr(1), "bob").await.unwrap();
+    alice
+        .send_json(&json!({"type": "typing", "to": "bob"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        bob.recv_type("typing").await.unwrap(),
+        json!({"type": "typing", "from": "alice"})
+    );
+    alice
+        .send_json(&json!({"type": "typing", "to": "not valid"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.recv_type("error").await.unwrap()["code"],
+        "invalid_name"
+    );
+}
+
 macro_rules! suite {
     ($($scenario:ident),* $(,)?) => {
         /// On the embedded engines, as `chatd` runs.
@@ -196,4 +244,6 @@ suite!(
     a_client_that_syncs_gets_everything_after_its_cursor_in_order,
     the_senders_other_connections_see_what_it_sent,
     reading_clears_the_counter_on_every_device_and_sends_a_receipt,
+    watchers_learn_when_a_user_comes_and_goes,
+    typing_reaches_the_peer_without_an_answer,
 );

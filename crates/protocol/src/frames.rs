@@ -54,6 +54,26 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// Tell `to` that this user is typing (not stored; send it every few
+    /// seconds while typing). Nothing is answered.
+    Typing {
+        /// The user being written to.
+        to: String,
+    },
+    /// Follow users' online state: answered by one `presence` frame per user
+    /// now, then another each time one of them comes or goes.
+    Watch {
+        /// Optional client id, echoed in an `error` if refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The users to follow.
+        users: Vec<String>,
+    },
+    /// Stop following users' online state. Nothing is answered.
+    Unwatch {
+        /// The users to stop following.
+        users: Vec<String>,
+    },
     /// Mark the conversation with `peer` read up to message `up_to` (a server
     /// id). Every connection of this user gets the new `unread`; the peer gets
     /// a `receipt`.
@@ -71,7 +91,9 @@ pub enum ClientFrame {
 impl ClientFrame {
     /// Every `type` a client may send, to tell an unknown type from a
     /// malformed frame of a known type.
-    pub const TYPES: &'static [&'static str] = &["send", "join", "leave", "sync", "read"];
+    pub const TYPES: &'static [&'static str] = &[
+        "send", "join", "leave", "sync", "read", "typing", "watch", "unwatch",
+    ];
 
     /// The client id the frame carries, if any, for error replies.
     pub fn id(&self) -> Option<&str> {
@@ -80,7 +102,9 @@ impl ClientFrame {
             ClientFrame::Join { id, .. }
             | ClientFrame::Leave { id, .. }
             | ClientFrame::Sync { id, .. }
-            | ClientFrame::Read { id, .. } => id.as_deref(),
+            | ClientFrame::Read { id, .. }
+            | ClientFrame::Watch { id, .. } => id.as_deref(),
+            ClientFrame::Typing { .. } | ClientFrame::Unwatch { .. } => None,
         }
     }
 }
@@ -167,6 +191,21 @@ pub enum ServerFrame {
         until: u64,
         /// More messages are waiting: `sync` again from `until`.
         more: bool,
+    },
+    /// A user is typing to this one.
+    Typing {
+        /// Who is typing.
+        from: String,
+    },
+    /// A watched user's online state: now (after `watch`) or as it changes.
+    Presence {
+        /// The user.
+        user: String,
+        /// Connected anywhere.
+        online: bool,
+        /// When their last connection closed, ms since the Unix epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_seen: Option<u64>,
     },
     /// The peer read the conversation up to a message.
     Receipt {

@@ -87,13 +87,33 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
 "#;
 
-const DISCONNECTED: &str = r#"
-local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
-if left <= 0 then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('SET', KEYS[2], ARGV[2])
+/// Sums a user's connections on live nodes (`node_prefix` .. id has a lease).
+const LIVE_TOTAL: &str = r#"
+local function live_total(presence_key, node_prefix)
+  local total = 0
+  local presence = redis.call('HGETALL', presence_key)
+  for i = 1, #presence, 2 do
+    local n = tonumber(presence[i + 1])
+    if n > 0 and redis.call('EXISTS', node_prefix .. presence[i]) == 1 then total = total + n end
+  end
+  return total
 end
-return left
+"#;
+
+const CONNECTED: &str = r#"
+-- KEYS: presence lease ; ARGV: node lease_ms node_prefix
+redis.call('SET', KEYS[2], 1, 'PX', ARGV[2])
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+return live_total(KEYS[1], ARGV[3])
+"#;
+
+const DISCONNECTED: &str = r#"
+-- KEYS: presence last_seen ; ARGV: node now node_prefix
+local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+local total = live_total(KEYS[1], ARGV[3])
+if total == 0 then redis.call('SET', KEYS[2], ARGV[2]) end
+return total
 "#;
 
 const PRESENCE: &str = r#"
@@ -134,6 +154,7 @@ struct Inner {
     append: Script,
     take_offline: Script,
     mark_read: Script,
+    connected: Script,
     disconnected: Script,
     presence: Script,
 }
@@ -182,7 +203,8 @@ impl RedisStore {
             append: Script::new(APPEND),
             take_offline: Script::new(TAKE_OFFLINE),
             mark_read: Script::new(MARK_READ),
-            disconnected: Script::new(DISCONNECTED),
+            connected: Script::new(&format!("{LIVE_TOTAL}{CONNECTED}")),
+            disconnected: Script::new(&format!("{LIVE_TOTAL}{DISCONNECTED}")),
             presence: Script::new(PRESENCE),
         });
         let lease = tokio::spawn(renew_lease(Arc::clone(&inner)));
@@ -434,44 +456,37 @@ impl MessageStore for RedisStore {
         })
     }
 
-    fn connected(&self, user: &str) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn connected(&self, user: &str) -> BoxFuture<'static, Result<bool, StoreError>> {
         let key = self.inner.key("presence", user);
-        with_conn(
-            &self.inner,
-            "HINCRBY presence",
-            move |inner, mut conn| async move {
-                // The lease first, so a fresh node counts as alive at once.
-                redis::pipe()
-                    .cmd("SET")
-                    .arg(inner.key("node", &inner.node))
-                    .arg(1)
-                    .arg("PX")
-                    .arg(inner.lease.as_millis() as u64)
-                    .ignore()
-                    .cmd("HINCRBY")
-                    .arg(&key)
-                    .arg(&inner.node)
-                    .arg(1)
-                    .ignore()
-                    .query_async::<()>(&mut conn)
-                    .await
-            },
-        )
+        with_conn(&self.inner, "presence", move |inner, mut conn| async move {
+            // The lease is set too, so a fresh node counts as alive at once.
+            let total: i64 = inner
+                .connected
+                .key(&key)
+                .key(inner.key("node", &inner.node))
+                .arg(&inner.node)
+                .arg(inner.lease.as_millis() as u64)
+                .arg(format!("{}node:", inner.prefix))
+                .invoke_async(&mut conn)
+                .await?;
+            Ok(total == 1)
+        })
     }
 
-    fn disconnected(&self, user: &str) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn disconnected(&self, user: &str) -> BoxFuture<'static, Result<bool, StoreError>> {
         let key = self.inner.key("presence", user);
         let seen = self.inner.key("last_seen", user);
         with_conn(&self.inner, "presence", move |inner, mut conn| async move {
-            inner
+            let total: i64 = inner
                 .disconnected
                 .key(&key)
                 .key(&seen)
                 .arg(&inner.node)
                 .arg(now_millis())
-                .invoke_async::<i64>(&mut conn)
-                .await
-                .map(drop)
+                .arg(format!("{}node:", inner.prefix))
+                .invoke_async(&mut conn)
+                .await?;
+            Ok(total == 0)
         })
     }
 

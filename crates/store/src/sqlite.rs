@@ -360,31 +360,32 @@ impl MessageStore for SqliteStore {
         .boxed()
     }
 
-    fn connected(&self, user: &str) -> BoxFuture<'static, Result<(), StoreError>> {
-        *self
-            .inner
-            .online
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(user.to_owned())
-            .or_default() += 1;
-        futures_util::future::ready(Ok(())).boxed()
+    fn connected(&self, user: &str) -> BoxFuture<'static, Result<bool, StoreError>> {
+        let mut online = self.inner.online.lock().unwrap_or_else(|e| e.into_inner());
+        let count = online.entry(user.to_owned()).or_default();
+        *count += 1;
+        futures_util::future::ready(Ok(*count == 1)).boxed()
     }
 
-    fn disconnected(&self, user: &str) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn disconnected(&self, user: &str) -> BoxFuture<'static, Result<bool, StoreError>> {
         let mut online = self.inner.online.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = online.get_mut(user) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+        let gone = match online.get_mut(user) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
                 online.remove(user);
                 self.inner
                     .last_seen
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(user.to_owned(), now_millis());
+                true
             }
-        }
-        futures_util::future::ready(Ok(())).boxed()
+            None => false,
+        };
+        futures_util::future::ready(Ok(gone)).boxed()
     }
 
     fn presence(&self, user: &str) -> BoxFuture<'static, Result<Presence, StoreError>> {

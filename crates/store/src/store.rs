@@ -147,12 +147,14 @@ pub trait MessageStore: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'static, Result<Vec<HistoryEntry>, StoreError>>;
 
-    /// A connection of `user` opened on this node.
-    fn connected(&self, user: &str) -> BoxFuture<'static, Result<(), StoreError>>;
+    /// A connection of `user` opened on this node; `true` when it is the
+    /// user's only connection on any live node (they just came online).
+    fn connected(&self, user: &str) -> BoxFuture<'static, Result<bool, StoreError>>;
 
     /// A connection of `user` closed on this node; the last one records
-    /// the time as the user's last-seen.
-    fn disconnected(&self, user: &str) -> BoxFuture<'static, Result<(), StoreError>>;
+    /// the time as the user's last-seen. `true` when the user has no
+    /// connection left on any live node (they just went offline).
+    fn disconnected(&self, user: &str) -> BoxFuture<'static, Result<bool, StoreError>>;
 
     /// Whether `user` is online now (on any live gateway), and last seen.
     fn presence(&self, user: &str) -> BoxFuture<'static, Result<Presence, StoreError>>;

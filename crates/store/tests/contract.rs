@@ -292,15 +292,15 @@ async fn presence_follows_connections_and_remembers_the_last_one(f: Fixture) {
             last_seen: None
         }
     );
-    f.store.connected("bob").await.unwrap();
-    f.store.connected("bob").await.unwrap();
-    f.store.disconnected("bob").await.unwrap();
+    assert!(f.store.connected("bob").await.unwrap(), "came online");
+    assert!(!f.store.connected("bob").await.unwrap(), "already online");
     assert!(
-        f.store.presence("bob").await.unwrap().online,
+        !f.store.disconnected("bob").await.unwrap(),
         "one connection left"
     );
+    assert!(f.store.presence("bob").await.unwrap().online);
     let before = chat_store::now_millis();
-    f.store.disconnected("bob").await.unwrap();
+    assert!(f.store.disconnected("bob").await.unwrap(), "went offline");
     let presence = f.store.presence("bob").await.unwrap();
     assert!(!presence.online);
     assert!(presence.last_seen.unwrap() >= before);

@@ -42,6 +42,9 @@ impl Session {
             Ok(Inbound::Typed(ClientFrame::Read { id, peer, up_to })) => {
                 self.on_read(&user, id, peer, up_to).await
             }
+            Ok(Inbound::Typed(ClientFrame::Typing { to })) => self.on_typing(&user, &to).await,
+            Ok(Inbound::Typed(ClientFrame::Watch { id, users })) => self.on_watch(id, users).await,
+            Ok(Inbound::Typed(ClientFrame::Unwatch { users })) => self.on_unwatch(users),
         }
     }
 

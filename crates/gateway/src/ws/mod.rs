@@ -7,9 +7,12 @@
 //! - `frames.rs`: what a text frame on a user connection means: direct
 //!   messages through the store, sync, read receipts.
 //! - `rooms.rs`: join, leave, room messages.
+//! - `watch.rs`: who is online (`watch`), who is typing.
 
 mod frames;
 mod rooms;
+mod watch;
+
 mod session;
 pub(crate) mod upgrade;
 

@@ -83,6 +83,8 @@ pub(crate) struct Session {
     pub(crate) registration: Registration,
     /// Rooms joined, counted separately from the user's own channel.
     pub(crate) rooms: HashSet<String>,
+    /// Users whose online state this connection follows.
+    pub(crate) watching: HashSet<String>,
     limiter: DefaultDirectRateLimiter,
     /// Frames refused by the rate limit since the last accepted one.
     strikes: u32,
@@ -113,6 +115,7 @@ impl Session {
             limiter: RateLimiter::direct(quota),
             strikes: 0,
             rooms: HashSet::new(),
+            watching: HashSet::new(),
             gw,
             ws,
             endpoint,

@@ -181,7 +181,9 @@ async fn upgrade(
     Ok(response)
 }
 
-/// A user counted online by the store while this value lives.
+/// A user counted online by the store while this value lives. Coming
+/// online (a first connection anywhere) and going offline (the last one
+/// closing) are announced to the user's watchers.
 struct Presence {
     gw: Arc<Inner>,
     user: String,
@@ -189,10 +191,14 @@ struct Presence {
 
 impl Presence {
     async fn enter(gw: &Arc<Inner>, user: &str) -> Result<Self, UpgradeError> {
-        gw.store
+        let came_online = gw
+            .store
             .connected(user)
             .await
             .map_err(|e| UpgradeError::Unavailable(e.to_string()))?;
+        if came_online {
+            announce(Arc::clone(gw), user.to_owned(), true).await;
+        }
         Ok(Self {
             gw: Arc::clone(gw),
             user: user.to_owned(),
@@ -203,9 +209,30 @@ impl Presence {
 impl Drop for Presence {
     fn drop(&mut self) {
         let left = self.gw.store.disconnected(&self.user);
+        let (gw, user) = (Arc::clone(&self.gw), std::mem::take(&mut self.user));
         // If this fails, the store's lease for this node still expires.
         tokio::spawn(async move {
-            let _ = left.await;
+            if let Ok(true) = left.await {
+                announce(gw, user, false).await;
+            }
         });
     }
+}
+
+/// Publishes a `presence` frame to everyone watching `user`.
+async fn announce(gw: Arc<Inner>, user: String, online: bool) {
+    let last_seen = (!online).then(chat_store::now_millis);
+    let frame = chat_protocol::ServerFrame::Presence {
+        user: user.clone(),
+        online,
+        last_seen,
+    };
+    // Best effort: watchers also get the current state when they (re)watch.
+    let _ = gw
+        .hub
+        .publish(
+            &channel::watch(&user),
+            chat_broker::envelope::text(&frame.to_json()),
+        )
+        .await;
 }

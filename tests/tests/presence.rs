@@ -1,0 +1,58 @@
+//! The presence service as its own process, beside real gateways.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
+
+use std::time::Duration;
+
+use chat_testkit::process::Service;
+use chat_testkit::redis::TestRedis;
+use chat_testkit::ws::WsClient;
+use chat_testkit::{WAIT, http_get};
+use serde_json::{Value, json};
+
+async fn presence_of(service: &Service, user: &str) -> Value {
+    let (status, body) = http_get(
+        service.addr(),
+        &format!("/api/v1/presence/{user}?user=alice"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn a_killed_gateways_users_go_offline_when_its_lease_lapses() {
+    let redis = TestRedis::start().unwrap();
+    let env = [
+        ("REDIS_URL", redis.url()),
+        ("CHAT_REDIS_PREFIX", redis.prefix()),
+        ("CHAT_AUTH", "open"),
+        ("CHAT_PRESENCE_LEASE", "1s"),
+    ];
+    let gateway = Service::start("gateway", &[], &env).await.unwrap();
+    let presence = Service::start("presence", &[], &env).await.unwrap();
+
+    let mut bob = WsClient::user(gateway.addr(), "bob").await.unwrap();
+    bob.recv_type("unread").await.unwrap();
+    assert_eq!(presence_of(&presence, "bob").await["online"], true);
+    let (status, body) = http_get(presence.addr(), "/api/v1/unread?user=bob")
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&body).unwrap()),
+        (200, json!({}))
+    );
+
+    gateway.kill().await.unwrap(); // no goodbye: only the lease tells
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while presence_of(&presence, "bob").await["online"] == true {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bob still online long after the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = http_get(presence.addr(), "/readyz").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+}
