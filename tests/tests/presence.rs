@@ -55,4 +55,9 @@ async fn a_killed_gateways_users_go_offline_when_its_lease_lapses() {
     }
     let (status, body) = http_get(presence.addr(), "/readyz").await.unwrap();
     assert_eq!(status, 200, "{body}");
+    let (_, metrics) = http_get(presence.addr(), "/metrics").await.unwrap();
+    assert!(
+        metrics.contains(r#"chat_http_requests_total{status="2xx"}"#),
+        "{metrics}"
+    );
 }

@@ -103,12 +103,17 @@ impl Application {
         let listener = TcpListener::bind(settings.server.listen)?;
         let addr = listener.local_addr()?;
         let routes = gateway.clone();
-        let server = chat_runtime::server::http_server(listener, &settings.server, move |cfg| {
-            routes.configure(cfg);
-            presence.configure(cfg);
-            obs.configure(cfg);
-            cfg.route("/", web::get().to(index));
-        })?;
+        let server = chat_runtime::server::http_server(
+            listener,
+            &settings.server,
+            chat_runtime::server::HttpMetrics::register(&obs.registry)?,
+            move |cfg| {
+                routes.configure(cfg);
+                presence.configure(cfg);
+                obs.configure(cfg);
+                cfg.route("/", web::get().to(index));
+            },
+        )?;
         Ok(Self {
             server,
             addr,

@@ -251,10 +251,15 @@ impl Application {
         let listener = TcpListener::bind(server.listen)?;
         let addr = listener.local_addr()?;
         let routes = gateway.clone();
-        let http = chat_runtime::server::http_server(listener, server, move |cfg| {
-            routes.configure(cfg);
-            obs.configure(cfg);
-        })?;
+        let http = chat_runtime::server::http_server(
+            listener,
+            server,
+            chat_runtime::server::HttpMetrics::register(&obs.registry)?,
+            move |cfg| {
+                routes.configure(cfg);
+                obs.configure(cfg);
+            },
+        )?;
         Ok(Self {
             server: http,
             addr,

@@ -100,9 +100,13 @@ async fn start(kind: Kind, jwt: bool) -> Api {
         workers: 1,
         ..ServerSettings::default()
     };
-    let http =
-        chat_runtime::server::http_server(listener, &server, move |cfg| service.configure(cfg))
-            .unwrap();
+    let http = chat_runtime::server::http_server(
+        listener,
+        &server,
+        chat_runtime::server::HttpMetrics::register(&prometheus::Registry::new()).unwrap(),
+        move |cfg| service.configure(cfg),
+    )
+    .unwrap();
     tokio::spawn(http);
     Api {
         addr,
@@ -340,6 +344,52 @@ suite!(
     history_pages_through_the_callers_conversation,
     bad_requests_get_precise_errors,
 );
+
+#[tokio::test]
+async fn every_endpoint_refuses_tokens_that_do_not_verify() {
+    let api = start(Kind::Sqlite, true).await;
+    let foreign = Authenticator::jwt(b"not-the-service-secret-but-32-bytes")
+        .mint("bob", Duration::from_secs(60))
+        .unwrap();
+    let now = chat_store::now_millis() / 1000;
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "bob", "iat": now - 7200, "exp": now - 3600}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET),
+    )
+    .unwrap();
+    let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJib2IiLCJleHAiOjQxMDI0NDQ4MDB9.";
+    let client = reqwest::Client::new();
+    for path in [
+        "/api/v1/unread",
+        "/api/v1/presence/alice",
+        "/api/v1/conversations/alice/messages",
+    ] {
+        for token in [
+            None,
+            Some(foreign.as_str()),
+            Some(expired.as_str()),
+            Some(none),
+        ] {
+            let mut request = client.get(format!("http://{}{path}", api.addr));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 401, "{path} with {token:?}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"], "unauthorized");
+        }
+    }
+    let read = client
+        .post(format!("http://{}/api/v1/read", api.addr))
+        .bearer_auth(&foreign)
+        .json(&json!({"peer": "alice", "up_to": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status().as_u16(), 401);
+}
 
 #[test]
 fn the_committed_openapi_document_matches_the_code() {
