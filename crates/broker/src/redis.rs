@@ -74,6 +74,25 @@ pub struct RedisBroker {
     shared: Arc<Shared>,
 }
 
+/// A pool for Redis commands whose every step (wait, connect, recycle) gives
+/// up after [`COMMAND_TIMEOUT`], so callers fail fast while Redis is away.
+/// Shared by every Redis engine of the workspace.
+pub fn command_pool(url: &str) -> Result<deadpool_redis::Pool, String> {
+    let mut config = deadpool_redis::Config::from_url(url);
+    config.pool = Some(PoolConfig {
+        max_size: 32,
+        timeouts: Timeouts {
+            wait: Some(COMMAND_TIMEOUT),
+            create: Some(COMMAND_TIMEOUT),
+            recycle: Some(COMMAND_TIMEOUT),
+        },
+        ..PoolConfig::default()
+    });
+    config
+        .create_pool(Some(Runtime::Tokio1))
+        .map_err(|e| format!("cannot build Redis pool: {e}"))
+}
+
 impl RedisBroker {
     /// Starts a node delivering to `handler`. Only the URL is checked here;
     /// the connection is made in the background and retried until it works,
@@ -82,19 +101,7 @@ impl RedisBroker {
     pub fn start(options: RedisOptions, handler: Handler) -> Result<Self, BrokerError> {
         let client = redis::Client::open(options.url.as_str())
             .map_err(|e| BrokerError::Unavailable(format!("invalid Redis URL: {e}")))?;
-        let mut config = deadpool_redis::Config::from_url(options.url.as_str());
-        config.pool = Some(PoolConfig {
-            max_size: 32,
-            timeouts: Timeouts {
-                wait: Some(COMMAND_TIMEOUT),
-                create: Some(COMMAND_TIMEOUT),
-                recycle: Some(COMMAND_TIMEOUT),
-            },
-            ..PoolConfig::default()
-        });
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| BrokerError::Unavailable(format!("cannot build Redis pool: {e}")))?;
+        let pool = command_pool(&options.url).map_err(BrokerError::Unavailable)?;
         let shared = Arc::new(Shared {
             connected: AtomicBool::new(false),
             health_waiters: Mutex::default(),

@@ -275,6 +275,10 @@ pub enum ErrorCode {
     Unauthorized,
     /// (HTTP 403) Valid credentials, but not for this user or resource (or a foreign Origin).
     Forbidden,
+    /// (HTTP 404) No such resource (a media id, say).
+    NotFound,
+    /// (HTTP 413) An upload over the size limit.
+    TooLarge,
     /// An unexpected server fault.
     Internal,
 }
@@ -296,6 +300,8 @@ impl ErrorCode {
             ErrorCode::OverCapacity => "over_capacity",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::TooLarge => "too_large",
             ErrorCode::Internal => "internal",
         }
     }

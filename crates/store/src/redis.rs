@@ -20,7 +20,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_redis::{PoolConfig, Runtime, Timeouts};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use redis::Script;
@@ -180,19 +179,8 @@ impl RedisStore {
     /// A store for the node `node` (unique per gateway process). Connects
     /// lazily; must be called inside a tokio runtime.
     pub fn start(options: RedisStoreOptions) -> Result<Self, StoreError> {
-        let mut config = deadpool_redis::Config::from_url(options.url.as_str());
-        config.pool = Some(PoolConfig {
-            max_size: 32,
-            timeouts: Timeouts {
-                wait: Some(COMMAND_TIMEOUT),
-                create: Some(COMMAND_TIMEOUT),
-                recycle: Some(COMMAND_TIMEOUT),
-            },
-            ..PoolConfig::default()
-        });
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| unavailable("cannot build Redis pool", e))?;
+        let pool =
+            chat_broker::redis::command_pool(&options.url).map_err(StoreError::Unavailable)?;
         let inner = Arc::new(Inner {
             pool,
             prefix: options.prefix,

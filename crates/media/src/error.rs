@@ -1,0 +1,80 @@
+//! The service's errors, as HTTP answers `{"error": code, "message": …}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use chat_auth::AuthError;
+use chat_protocol::ErrorCode;
+
+/// Why a media request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// Missing or wrong credentials.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The upload is over the size limit; nothing was kept.
+    #[error("the file is larger than {0} bytes")]
+    TooLarge(u64),
+    /// A malformed request.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such file.
+    #[error("no such media")]
+    NotFound,
+    /// A missing, tampered or expired link, or someone else's file.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The database or the storage folder is unreachable.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl MediaError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            MediaError::Auth(e) => e.code(),
+            MediaError::TooLarge(_) => ErrorCode::TooLarge,
+            MediaError::BadRequest(_) => ErrorCode::InvalidFrame,
+            MediaError::NotFound => ErrorCode::NotFound,
+            MediaError::Forbidden(_) => ErrorCode::Forbidden,
+            MediaError::Unavailable(_) => ErrorCode::Unavailable,
+        }
+    }
+
+    /// The reason label for the rejections metric.
+    pub(crate) fn reason(&self) -> &'static str {
+        self.code().as_str()
+    }
+}
+
+impl From<sea_orm::DbErr> for MediaError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        MediaError::Unavailable(format!("database: {e}"))
+    }
+}
+
+impl From<std::io::Error> for MediaError {
+    fn from(e: std::io::Error) -> Self {
+        MediaError::Unavailable(format!("storage: {e}"))
+    }
+}
+
+impl ResponseError for MediaError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            MediaError::Auth(e) => e.status_code(),
+            MediaError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            MediaError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            MediaError::NotFound => StatusCode::NOT_FOUND,
+            MediaError::Forbidden(_) => StatusCode::FORBIDDEN,
+            MediaError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let MediaError::Auth(e) = self {
+            return e.error_response();
+        }
+        HttpResponse::build(self.status_code())
+            .json(serde_json::json!({"error": self.code().as_str(), "message": self.to_string()}))
+    }
+}

@@ -1,0 +1,117 @@
+//! The media service: files go up over HTTP, apart from messaging; a message
+//! then carries the upload's reference.
+//!
+//! - `upload.rs`: `POST /api/v1/media` — the body is streamed to a temporary
+//!   file while its SHA-256 is computed (never held in memory), refused past
+//!   the size limit, sniffed from its content, then renamed into place.
+//! - `sniff.rs`: the type from the bytes (`infer`), never from the client.
+//! - `serve.rs`: `GET /media/{id}?exp=&sig=` — signed, expiring links that
+//!   `<img>`/`<audio>`/`<video>` can use, with ranges and ETags; anything
+//!   that is not image/audio/video is a sandboxed attachment.
+//! - `link.rs`: the HMAC that signs links.
+//! - `api.rs`: metadata (`GET /api/v1/media/{id}`) and `DELETE` by the owner.
+//! - `db.rs`: metadata through sea-orm (SQLite by default, PostgreSQL when
+//!   `DATABASE_URL` says so), migrated at start.
+
+mod api;
+pub mod db;
+mod error;
+pub mod link;
+mod metrics;
+mod serve;
+pub mod settings;
+pub mod sniff;
+mod upload;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix_web::web;
+use chat_auth::Authenticator;
+use chat_runtime::observe::Observability;
+use sea_orm::DatabaseConnection;
+
+pub use error::MediaError;
+pub use settings::MediaSettings;
+
+/// Everything a request handler needs.
+pub(crate) struct Inner {
+    pub(crate) db: DatabaseConnection,
+    /// Where files live: `{dir}/{id}`, and uploads in progress in `{dir}/tmp`.
+    pub(crate) dir: PathBuf,
+    pub(crate) max_bytes: u64,
+    pub(crate) links: link::Signer,
+    pub(crate) auth: Arc<Authenticator>,
+    pub(crate) metrics: metrics::MediaMetrics,
+}
+
+/// The media service, ready to be mounted.
+#[derive(Clone)]
+pub struct MediaService {
+    inner: Arc<Inner>,
+}
+
+impl MediaService {
+    /// Opens the database (migrating it) and the storage folder under
+    /// `data_dir`; registers metrics and readiness checks in `obs`.
+    pub async fn build(
+        settings: &MediaSettings,
+        data_dir: &Path,
+        auth: Arc<Authenticator>,
+        obs: &mut Observability,
+    ) -> anyhow::Result<Self> {
+        let dir = data_dir.join("media");
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        let url = settings.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}?mode=rwc", data_dir.join("media.db").display())
+        });
+        let db = db::connect(&url).await?;
+        let secret = settings.signing_secret(data_dir)?;
+        let metrics = metrics::MediaMetrics::register(&obs.registry)?;
+        let inner = Arc::new(Inner {
+            db,
+            dir,
+            max_bytes: settings.media_max_bytes,
+            links: link::Signer::new(secret, settings.media_link_ttl),
+            auth,
+            metrics,
+        });
+        let check = Arc::clone(&inner);
+        obs.add_check(
+            "media",
+            Arc::new(move || {
+                let inner = Arc::clone(&check);
+                Box::pin(async move { inner.ready().await })
+            }),
+        );
+        Ok(Self { inner })
+    }
+
+    /// Mounts the upload, file and metadata routes.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(web::Data::new(Arc::clone(&self.inner)))
+            .app_data(web::PayloadConfig::new(usize::MAX))
+            .route("/api/v1/media", web::post().to(upload::upload))
+            .route("/api/v1/media/{id}", web::get().to(api::metadata))
+            .route("/api/v1/media/{id}", web::delete().to(api::delete))
+            .route("/media/{id}", web::get().to(serve::file));
+    }
+}
+
+impl Inner {
+    /// The database answers and the storage folder is writable.
+    async fn ready(&self) -> Result<(), String> {
+        db::ping(&self.db)
+            .await
+            .map_err(|e| format!("database: {e}"))?;
+        let probe = self
+            .dir
+            .join("tmp")
+            .join(format!(".probe-{}", ulid::Ulid::new()));
+        tokio::fs::write(&probe, b"ok")
+            .await
+            .map_err(|e| format!("storage not writable: {e}"))?;
+        let _ = tokio::fs::remove_file(&probe).await;
+        Ok(())
+    }
+}

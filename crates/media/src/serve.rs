@@ -1,0 +1,85 @@
+//! `GET /media/{id}?exp=&sig=`: the file itself.
+
+use std::sync::Arc;
+
+use actix_files::NamedFile;
+use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::link::LinkError;
+use crate::sniff::Kind;
+use crate::{Inner, MediaError, api, db};
+
+/// Forbids everything to a document opened from an attachment, should a
+/// browser render it anyway: no script, no plugin, no same-origin access.
+const SANDBOX: &str = "sandbox; default-src 'none'";
+
+pub(crate) async fn file(
+    req: HttpRequest,
+    path: web::Path<String>,
+    media: web::Data<Arc<Inner>>,
+) -> Result<HttpResponse, MediaError> {
+    let id = path.into_inner();
+    let exp = chat_auth::query_param(&req, "exp");
+    let sig = chat_auth::query_param(&req, "sig");
+    media
+        .links
+        .verify(&id, exp.as_deref(), sig.as_deref())
+        .map_err(|e| {
+            MediaError::Forbidden(match e {
+                LinkError::Missing => "a signed link is required",
+                LinkError::BadSignature => "the link's signature does not match",
+                LinkError::Expired => "the link has expired; ask for a fresh one",
+            })
+        })?;
+    if !api::valid_id(&id) {
+        return Err(MediaError::NotFound);
+    }
+    let record = db::find(&media.db, &id)
+        .await?
+        .ok_or(MediaError::NotFound)?;
+    let kind = match record.kind.as_str() {
+        "image" => Kind::Image,
+        "audio" => Kind::Audio,
+        "video" => Kind::Video,
+        _ => Kind::File,
+    };
+    let mime = record.mime.parse().unwrap_or(mime_octet());
+    let disposition = ContentDisposition {
+        disposition: if kind.inline() {
+            DispositionType::Inline
+        } else {
+            DispositionType::Attachment
+        },
+        parameters: vec![DispositionParam::Filename(record.id.clone())],
+    };
+    let path = media.dir.join(&record.id);
+    // Opening is a quick syscall; the body itself is streamed without blocking.
+    let named = NamedFile::open(path)
+        .map_err(|_| MediaError::NotFound)?
+        .set_content_type(mime)
+        .set_content_disposition(disposition)
+        .use_etag(true)
+        .use_last_modified(true);
+    let mut response = named.into_response(&req);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("private, max-age=3600"),
+    );
+    if !kind.inline() {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            header::HeaderValue::from_static(SANDBOX),
+        );
+    }
+    Ok(response)
+}
+
+fn mime_octet() -> actix_web::mime::Mime {
+    actix_web::mime::APPLICATION_OCTET_STREAM
+}

@@ -1,0 +1,86 @@
+//! The media service's settings.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chat_auth::Secret;
+use chat_runtime::settings::SettingsError;
+use serde::Deserialize;
+
+/// Media settings: `CHAT_<NAME>` in the environment, `<name>` in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct MediaSettings {
+    /// `CHAT_MEDIA_MAX_BYTES`: the largest upload; larger is refused with 413.
+    pub media_max_bytes: u64,
+    /// `CHAT_MEDIA_LINK_TTL`: how long a signed file link works.
+    #[serde(with = "humantime_serde")]
+    pub media_link_ttl: Duration,
+    /// `CHAT_MEDIA_SECRET`: signs file links (at least 32 bytes). When absent,
+    /// one is generated once and kept in the data folder.
+    pub media_secret: Option<Secret>,
+    /// `DATABASE_URL`: metadata database; absent means SQLite in the data folder.
+    pub database_url: Option<String>,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        Self {
+            media_max_bytes: 100 * 1024 * 1024,
+            media_link_ttl: Duration::from_secs(3600),
+            media_secret: None,
+            database_url: None,
+        }
+    }
+}
+
+/// The settings table for `--help`.
+pub const HELP: &str = "\
+Media settings:
+  CHAT_MEDIA_MAX_BYTES    largest upload; larger gets 413        [default: 104857600]
+  CHAT_MEDIA_LINK_TTL     how long a signed file link works      [default: 1h]
+  CHAT_MEDIA_SECRET       signs file links, at least 32 bytes    [default: generated, kept in CHAT_DATA_DIR]
+  DATABASE_URL            metadata database (sqlite://… or postgres://…)
+                                                                 [default: SQLite in CHAT_DATA_DIR]";
+
+impl MediaSettings {
+    /// Checks values a type cannot.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.media_max_bytes == 0 {
+            return Err(SettingsError::new(
+                "invalid setting CHAT_MEDIA_MAX_BYTES: must be at least 1",
+            ));
+        }
+        if self.media_link_ttl.is_zero() {
+            return Err(SettingsError::new(
+                "invalid setting CHAT_MEDIA_LINK_TTL: must be longer than 0s",
+            ));
+        }
+        if let Some(secret) = &self.media_secret
+            && secret.expose().len() < 32
+        {
+            return Err(SettingsError::new(
+                "invalid setting CHAT_MEDIA_SECRET: must be at least 32 bytes",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The link-signing secret: the setting, or one generated once and kept
+    /// in `data_dir` so links survive restarts.
+    pub fn signing_secret(&self, data_dir: &Path) -> std::io::Result<Vec<u8>> {
+        if let Some(secret) = &self.media_secret {
+            return Ok(secret.expose().to_vec());
+        }
+        let path = data_dir.join("media.secret");
+        match std::fs::read(&path) {
+            Ok(secret) if secret.len() >= 32 => Ok(secret),
+            _ => {
+                // Two ULIDs: 32 characters with 160 random bits.
+                let secret = format!("{}{}", ulid::Ulid::new(), ulid::Ulid::new()).into_bytes();
+                std::fs::write(&path, &secret)?;
+                Ok(secret)
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! `POST /api/v1/media`: a streamed upload.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_multipart::Multipart;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::TryStreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::db::{self, MediaRecord};
+use crate::sniff::{self, Kind};
+use crate::{Inner, MediaError, api};
+
+/// How much past the limit is read (and dropped) so the client, still
+/// sending, can read a clean 413 instead of a reset connection.
+const DRAIN_PAST_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// A file being written: removed when dropped unless kept.
+struct Partial {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// What the stream held.
+struct Received {
+    partial: Partial,
+    size: u64,
+    sha256: String,
+    head: Vec<u8>,
+}
+
+pub(crate) async fn upload(
+    req: HttpRequest,
+    payload: Multipart,
+    media: web::Data<Arc<Inner>>,
+) -> Result<HttpResponse, MediaError> {
+    let result = store(&req, payload, &media).await;
+    if let Err(e) = &result {
+        media
+            .metrics
+            .rejections
+            .with_label_values(&[e.reason()])
+            .inc();
+    }
+    result
+}
+
+async fn store(
+    req: &HttpRequest,
+    mut payload: Multipart,
+    media: &Inner,
+) -> Result<HttpResponse, MediaError> {
+    let owner = media.auth.caller(req)?;
+    let started = Instant::now();
+    while let Some(field) = payload
+        .try_next()
+        .await
+        .map_err(|e| MediaError::BadRequest(format!("multipart: {e}")))?
+    {
+        if field.name() != Some("file") {
+            // Other fields are ignored, but read, so the stream moves on.
+            drain(field).await?;
+            continue;
+        }
+        let id = ulid::Ulid::new().to_string();
+        let received = receive(media, &id, field).await?;
+        let (kind, mime) = sniff::sniff(&received.head);
+        let dimensions = if kind == Kind::Image {
+            dimensions(received.partial.path.clone()).await
+        } else {
+            None
+        };
+        let final_path = media.dir.join(&id);
+        let mut partial = received.partial;
+        tokio::fs::rename(&partial.path, &final_path).await?;
+        partial.path = final_path;
+        let record = MediaRecord {
+            id: id.clone(),
+            owner: owner.clone(),
+            kind: kind.as_str().to_owned(),
+            mime,
+            size: received.size,
+            sha256: received.sha256,
+            width: dimensions.map(|d| d.0),
+            height: dimensions.map(|d| d.1),
+            created_at: ulid::Ulid::from_string(&id).map_or(0, |u| u.timestamp_ms()),
+        };
+        // If the metadata cannot be stored, the file goes too: no orphans.
+        db::insert(&media.db, &record).await?;
+        partial.kept = true;
+        media
+            .metrics
+            .uploads
+            .with_label_values(&[kind.as_str()])
+            .inc();
+        media.metrics.bytes.inc_by(record.size);
+        media
+            .metrics
+            .duration
+            .observe(started.elapsed().as_secs_f64());
+        return Ok(HttpResponse::Created().json(api::view(media, &record)));
+    }
+    Err(MediaError::BadRequest(
+        "the multipart field 'file' is missing".into(),
+    ))
+}
+
+/// Streams one field to a temporary file, hashing as it goes.
+async fn receive(
+    media: &Inner,
+    id: &str,
+    mut field: actix_multipart::Field,
+) -> Result<Received, MediaError> {
+    let partial = Partial {
+        path: media.dir.join("tmp").join(id),
+        kept: false,
+    };
+    let mut file = tokio::fs::File::create(&partial.path).await?;
+    let mut hasher = Sha256::new();
+    let mut head = Vec::with_capacity(sniff::HEAD);
+    let mut size: u64 = 0;
+    while let Some(chunk) = field
+        .try_next()
+        .await
+        .map_err(|e| MediaError::BadRequest(format!("upload: {e}")))?
+    {
+        size += chunk.len() as u64;
+        if size > media.max_bytes {
+            drop(file);
+            drop(partial); // removes what was written
+            drain_up_to(field, DRAIN_PAST_LIMIT).await;
+            return Err(MediaError::TooLarge(media.max_bytes));
+        }
+        if head.len() < sniff::HEAD {
+            let take = (sniff::HEAD - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await?;
+    }
+    file.sync_data().await?;
+    Ok(Received {
+        partial,
+        size,
+        sha256: hex::encode(hasher.finalize()),
+        head,
+    })
+}
+
+async fn drain(mut field: actix_multipart::Field) -> Result<(), MediaError> {
+    while field
+        .try_next()
+        .await
+        .map_err(|e| MediaError::BadRequest(format!("multipart: {e}")))?
+        .is_some()
+    {}
+    Ok(())
+}
+
+async fn drain_up_to(mut field: actix_multipart::Field, limit: u64) {
+    let mut read = 0u64;
+    while let Ok(Some(chunk)) = field.try_next().await {
+        read += chunk.len() as u64;
+        if read > limit {
+            break;
+        }
+    }
+}
+
+/// An image's pixel size, read from its header off the async threads.
+async fn dimensions(path: PathBuf) -> Option<(u32, u32)> {
+    let read = move || {
+        // The file has no extension: the format comes from its bytes.
+        image::ImageReader::open(&path)
+            .ok()?
+            .with_guessed_format()
+            .ok()?
+            .into_dimensions()
+            .ok()
+    };
+    tokio::task::spawn_blocking(read).await.ok().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn dimensions_come_from_the_bytes_not_the_name() {
+        let image = image::RgbImage::new(5, 3);
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        image.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("NOEXTENSION");
+        std::fs::write(&path, bytes.into_inner()).unwrap();
+        assert_eq!(super::dimensions(path).await, Some((5, 3)));
+    }
+}

@@ -1,0 +1,466 @@
+//! The media service over real HTTP, with real files on disk and SQLite.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chat_auth::Authenticator;
+use chat_media::{MediaService, MediaSettings};
+use chat_runtime::observe::Observability;
+use chat_runtime::settings::ServerSettings;
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+struct Media {
+    addr: String,
+    dir: tempfile::TempDir,
+}
+
+async fn start_in(dir: tempfile::TempDir, settings: MediaSettings) -> Media {
+    let mut obs = Observability::new();
+    let service = MediaService::build(
+        &settings,
+        dir.path(),
+        Arc::new(Authenticator::open()),
+        &mut obs,
+    )
+    .await
+    .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = ServerSettings {
+        workers: 2,
+        ..ServerSettings::default()
+    };
+    let metrics = chat_runtime::server::HttpMetrics::register(&obs.registry).unwrap();
+    let http = chat_runtime::server::http_server(listener, &server, metrics, move |cfg| {
+        service.configure(cfg);
+        obs.configure(cfg);
+    })
+    .unwrap();
+    tokio::spawn(http);
+    Media { addr, dir }
+}
+
+async fn start() -> Media {
+    start_in(tempfile::tempdir().unwrap(), MediaSettings::default()).await
+}
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 128]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+fn jpeg() -> Vec<u8> {
+    let image = image::RgbImage::from_fn(40, 30, |x, _| image::Rgb([x as u8 * 4, 90, 200]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+/// One second of 8 kHz, 8-bit mono PCM silence: a real, playable WAV.
+fn wav() -> Vec<u8> {
+    let samples = 8000u32;
+    let mut out = Vec::new();
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + samples).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&8000u32.to_le_bytes());
+    out.extend_from_slice(&8000u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&8u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&samples.to_le_bytes());
+    out.extend(std::iter::repeat_n(128u8, samples as usize));
+    out
+}
+
+impl Media {
+    async fn upload_as(
+        &self,
+        user: &str,
+        bytes: Vec<u8>,
+        name: &str,
+        claimed: &str,
+    ) -> reqwest::Response {
+        let part = Part::bytes(bytes)
+            .file_name(name.to_owned())
+            .mime_str(claimed)
+            .unwrap();
+        reqwest::Client::new()
+            .post(format!("http://{}/api/v1/media?user={user}", self.addr))
+            .multipart(Form::new().text("caption", "ignored").part("file", part))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn upload(&self, bytes: Vec<u8>, name: &str, claimed: &str) -> Value {
+        let response = self.upload_as("alice", bytes, name, claimed).await;
+        assert_eq!(response.status().as_u16(), 201);
+        response.json().await.unwrap()
+    }
+
+    async fn get(&self, url: &str) -> reqwest::Response {
+        reqwest::get(format!("http://{}{url}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    fn stored_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.dir.path().join("media"))
+            .unwrap()
+            .chain(std::fs::read_dir(self.dir.path().join("media/tmp")).unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "tmp")
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_image_comes_back_byte_identical_with_its_metadata() {
+    let media = start().await;
+    let bytes = png(64, 48);
+    let meta = media.upload(bytes.clone(), "cat.png", "image/png").await;
+    assert_eq!(meta["kind"], "image");
+    assert_eq!(meta["mime"], "image/png");
+    assert_eq!(meta["size"], bytes.len());
+    assert_eq!(meta["sha256"], sha256(&bytes));
+    assert_eq!(
+        (meta["width"].as_u64(), meta["height"].as_u64()),
+        (Some(64), Some(48))
+    );
+    assert_eq!(meta["owner"], "alice");
+
+    let response = media.get(meta["url"].as_str().unwrap()).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "image/png");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert!(
+        headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("inline")
+    );
+    assert_eq!(response.bytes().await.unwrap().to_vec(), bytes);
+
+    let jpeg = jpeg();
+    let meta = media
+        .upload(jpeg.clone(), "photo", "application/octet-stream")
+        .await;
+    assert_eq!(
+        (meta["kind"].as_str(), meta["mime"].as_str()),
+        (Some("image"), Some("image/jpeg"))
+    );
+    assert_eq!(
+        media
+            .get(meta["url"].as_str().unwrap())
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec(),
+        jpeg
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_is_served_with_ranges_and_etags_for_seeking() {
+    let media = start().await;
+    let bytes = wav();
+    let meta = media.upload(bytes.clone(), "voice.wav", "text/plain").await;
+    assert_eq!(meta["kind"], "audio", "sniffed, whatever the client claims");
+    let url = format!("http://{}{}", media.addr, meta["url"].as_str().unwrap());
+    let client = reqwest::Client::new();
+    let part = client
+        .get(&url)
+        .header("Range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status().as_u16(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 100-199/{}", bytes.len())
+    );
+    assert_eq!(
+        part.bytes().await.unwrap().to_vec(),
+        bytes[100..200].to_vec()
+    );
+
+    let full = client.get(&url).send().await.unwrap();
+    let etag = full.headers()["etag"].clone();
+    let again = client
+        .get(&url)
+        .header("If-None-Match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 304);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disguised_upload_is_never_served_inline() {
+    let media = start().await;
+    let html = b"<!doctype html><html><body><script>alert(document.cookie)</script></body></html>"
+        .to_vec();
+    let meta = media
+        .upload(html.clone(), "innocent.png", "image/png")
+        .await;
+    assert_eq!(meta["kind"], "file");
+    assert_ne!(meta["mime"], "image/png");
+    let response = media.get(meta["url"].as_str().unwrap()).await;
+    let headers = response.headers().clone();
+    assert!(
+        headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert_eq!(
+        headers["content-security-policy"],
+        "sandbox; default-src 'none'"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(
+        response.bytes().await.unwrap().to_vec(),
+        html,
+        "still the same bytes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_upload_gets_413_and_leaves_nothing_behind() {
+    let settings = MediaSettings {
+        media_max_bytes: 64 * 1024,
+        ..MediaSettings::default()
+    };
+    let media = start_in(tempfile::tempdir().unwrap(), settings).await;
+    let response = media
+        .upload_as(
+            "alice",
+            vec![7u8; 200 * 1024],
+            "big.bin",
+            "application/octet-stream",
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "too_large");
+    assert!(
+        media.stored_files().is_empty(),
+        "left behind: {:?}",
+        media.stored_files()
+    );
+    // Right at the limit is fine.
+    media
+        .upload(vec![7u8; 64 * 1024], "edge.bin", "application/octet-stream")
+        .await;
+    assert_eq!(media.stored_files().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_uploads_all_land_intact() {
+    let media = Arc::new(start().await);
+    let uploads = (0..20u8).map(|i| {
+        let media = Arc::clone(&media);
+        tokio::spawn(async move {
+            let bytes: Vec<u8> = (0..100_000u32)
+                .map(|n| (n as u8).wrapping_mul(i + 1))
+                .collect();
+            let meta = media
+                .upload(bytes.clone(), "f.bin", "application/octet-stream")
+                .await;
+            assert_eq!(meta["sha256"], sha256(&bytes));
+            let back = media
+                .get(meta["url"].as_str().unwrap())
+                .await
+                .bytes()
+                .await
+                .unwrap();
+            assert_eq!(back.to_vec(), bytes);
+            meta["id"].as_str().unwrap().to_owned()
+        })
+    });
+    let mut ids = Vec::new();
+    for upload in uploads {
+        ids.push(upload.await.unwrap());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_expired_or_missing_links_are_refused() {
+    let media = start().await;
+    let meta = media.upload(png(8, 8), "a.png", "image/png").await;
+    let other = media.upload(png(9, 9), "b.png", "image/png").await;
+    let url = meta["url"].as_str().unwrap();
+    let (path, query) = url.split_once('?').unwrap();
+    let (exp, sig) = query.split_once('&').unwrap();
+    let exp: u64 = exp.trim_start_matches("exp=").parse().unwrap();
+    let other_path = other["url"].as_str().unwrap().split_once('?').unwrap().0;
+    let flipped = match sig.strip_suffix('0') {
+        Some(rest) => format!("{rest}1"),
+        None => format!("{}0", &sig[..sig.len() - 1]),
+    };
+    for bad in [
+        format!("{path}?exp={exp}&{flipped}"),
+        format!("{path}?exp={}&{sig}", exp + 3600),
+        format!("{path}?exp=1&{sig}"),
+        format!("{other_path}?{query}"),
+        path.to_owned(),
+    ] {
+        let response = media.get(&bad).await;
+        assert_eq!(response.status().as_u16(), 403, "{bad}");
+    }
+    assert_eq!(media.get(url).await.status().as_u16(), 200);
+    assert_eq!(
+        media
+            .get("/media/..%2F..%2Fetc%2Fpasswd?exp=1&sig=00")
+            .await
+            .status()
+            .as_u16(),
+        403
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_for_signed_in_users_and_deletion_by_the_owner_only() {
+    let media = start().await;
+    let meta = media.upload(png(10, 10), "a.png", "image/png").await;
+    let id = meta["id"].as_str().unwrap();
+    let client = reqwest::Client::new();
+    let api = |user: &str| format!("http://{}/api/v1/media/{id}?user={user}", media.addr);
+    let fetched: Value = client
+        .get(api("bob"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (fetched["id"].as_str(), fetched["sha256"].as_str()),
+        (Some(id), meta["sha256"].as_str())
+    );
+    assert_eq!(
+        media
+            .get(fetched["url"].as_str().unwrap())
+            .await
+            .status()
+            .as_u16(),
+        200,
+        "a fresh link"
+    );
+    let anonymous = client
+        .get(format!("http://{}/api/v1/media/{id}", media.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+
+    assert_eq!(
+        client
+            .delete(api("bob"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(
+        client
+            .delete(api("alice"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        204
+    );
+    assert_eq!(
+        client
+            .get(api("alice"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+    assert_eq!(
+        media
+            .get(meta["url"].as_str().unwrap())
+            .await
+            .status()
+            .as_u16(),
+        404
+    );
+    assert!(media.stored_files().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_and_links_survive_a_restart() {
+    let media = start().await;
+    let bytes = png(20, 20);
+    let meta = media.upload(bytes.clone(), "a.png", "image/png").await;
+    let url = meta["url"].as_str().unwrap().to_owned();
+    // A new service on the same data folder: what a restart finds
+    // (the database, the files, and the link-signing secret).
+    let restarted = reopen(media.dir.path()).await;
+    assert_eq!(
+        restarted.get(&url).await.bytes().await.unwrap().to_vec(),
+        bytes,
+        "old links still work"
+    );
+    let id = meta["id"].as_str().unwrap();
+    let api = format!("http://{}/api/v1/media/{id}?user=bob", restarted.addr);
+    let fetched: Value = reqwest::get(api).await.unwrap().json().await.unwrap();
+    assert_eq!(fetched["sha256"], meta["sha256"]);
+}
+
+async fn reopen(dir: &Path) -> Media {
+    let mut obs = Observability::new();
+    let service = MediaService::build(
+        &MediaSettings::default(),
+        dir,
+        Arc::new(Authenticator::open()),
+        &mut obs,
+    )
+    .await
+    .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let metrics = chat_runtime::server::HttpMetrics::register(&obs.registry).unwrap();
+    let server = ServerSettings {
+        workers: 1,
+        ..ServerSettings::default()
+    };
+    let http = chat_runtime::server::http_server(listener, &server, metrics, move |cfg| {
+        service.configure(cfg)
+    })
+    .unwrap();
+    tokio::spawn(http);
+    // The folder belongs to the first service; this one only borrows it.
+    Media {
+        addr,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
