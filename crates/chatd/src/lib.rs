@@ -12,10 +12,15 @@ use actix_web::{HttpResponse, web};
 use std::sync::Arc;
 
 use chat_auth::settings::{AuthMode, AuthSettings};
+use chat_gateway::media::{MediaDirectory, MediaLookupError};
 use chat_gateway::{Access, Engine, Gateway, GatewaySettings};
+use chat_media::{MediaService, MediaSettings};
 use chat_presence::PresenceService;
+use chat_protocol::MediaInfo;
 use chat_runtime::observe::Observability;
 use chat_runtime::settings::{self, ServerSettings, SettingsError};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use tracing::info;
 
@@ -50,6 +55,8 @@ pub struct Settings {
     pub chatd: ChatdSettings,
     /// Identity.
     pub auth: AuthSettings,
+    /// The media service.
+    pub media: MediaSettings,
 }
 
 impl Settings {
@@ -71,8 +78,10 @@ impl Settings {
             gateway: settings::extract(&layers)?,
             chatd: settings::extract(&layers)?,
             auth: settings::extract(&layers)?,
+            media: settings::extract(&layers)?,
         };
         this.gateway.validate()?;
+        this.media.validate()?;
         Ok(this)
     }
 }
@@ -99,7 +108,14 @@ impl Application {
         let engine = Engine::from_settings(&settings.gateway, &settings.chatd.data_dir);
         let auth = Arc::clone(&access.auth);
         let gateway = Gateway::build(settings.gateway, engine, access, &mut obs).await?;
-        let presence = PresenceService::new(Arc::clone(gateway.store()), gateway.broker(), auth);
+        let presence = PresenceService::new(
+            Arc::clone(gateway.store()),
+            gateway.broker(),
+            Arc::clone(&auth),
+        );
+        let media =
+            MediaService::build(&settings.media, &settings.chatd.data_dir, auth, &mut obs).await?;
+        gateway.set_media(Arc::new(InProcessMedia(media.clone())));
         let listener = TcpListener::bind(settings.server.listen)?;
         let addr = listener.local_addr()?;
         let routes = gateway.clone();
@@ -110,6 +126,7 @@ impl Application {
             move |cfg| {
                 routes.configure(cfg);
                 presence.configure(cfg);
+                media.configure(cfg);
                 obs.configure(cfg);
                 cfg.route("/", web::get().to(index));
             },
@@ -160,4 +177,26 @@ pub fn mint_token(settings: &Settings, user: &str, ttl: Duration) -> anyhow::Res
     auth.auth = Some(AuthMode::Jwt);
     let (authenticator, _) = auth.build(AuthMode::Jwt, settings.server.listen)?;
     Ok(authenticator.mint(user, ttl)?)
+}
+
+/// The gateway's view of the in-process media service.
+struct InProcessMedia(MediaService);
+
+impl MediaDirectory for InProcessMedia {
+    fn lookup(
+        &self,
+        owner: &str,
+        id: &str,
+    ) -> BoxFuture<'static, Result<MediaInfo, MediaLookupError>> {
+        let (service, owner, id) = (self.0.clone(), owner.to_owned(), id.to_owned());
+        async move {
+            match service.describe(&id).await {
+                Ok(Some((uploader, info))) if uploader == owner => Ok(info),
+                Ok(Some(_)) => Err(MediaLookupError::NotOwner(id)),
+                Ok(None) => Err(MediaLookupError::NotFound(id)),
+                Err(e) => Err(MediaLookupError::Unavailable(e.to_string())),
+            }
+        }
+        .boxed()
+    }
 }

@@ -12,10 +12,11 @@ use clap::{Parser, Subcommand};
 /// REDIS_URL to join gateways sharing a Redis instead.
 #[derive(Parser)]
 #[command(version, after_help = format!(
-    "{}\n\n{}\n\n{}\n\n{}",
+        "{}\n\n{}\n\n{}\n\n{}\n\n{}",
     chat_runtime::settings::HELP,
     chat_auth::settings::HELP,
     chat_gateway::settings::HELP,
+    chat_media::settings::HELP,
     chatd::HELP
 ))]
 struct Cli {

@@ -6,11 +6,14 @@
 //!   (one task per connection), `frames.rs` (the typed and seed protocol).
 //! - [`hub`]: which local connections want which channel; delivery.
 //! - [`metrics`]: Prometheus series.
+//! - [`media`]: checking the files messages refer to.
 //!
 //! [`Gateway`] is the composable piece (`configure` mounts its routes);
 //! [`Application`] runs it alone, as the `gateway` binary and tests do.
 
 pub mod hub;
+pub mod media;
+
 pub mod metrics;
 pub mod settings;
 mod ws;
@@ -18,6 +21,7 @@ mod ws;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
@@ -90,6 +94,8 @@ pub(crate) struct Inner {
     pub(crate) origins: OriginPolicy,
     /// Direct messages, unread counters, offline delivery.
     pub(crate) store: Arc<dyn MessageStore>,
+    /// Resolves media references; unset means messages cannot carry files.
+    pub(crate) media: OnceLock<Arc<dyn media::MediaDirectory>>,
 }
 
 /// Who may connect: the identity mode and the allowed browser origins.
@@ -168,6 +174,12 @@ impl Gateway {
                 Box::pin(async move { hub.check().await.map_err(|e: BrokerError| e.to_string()) })
             }),
         );
+        let media = OnceLock::new();
+        if let Some(url) = &settings.media_url {
+            let directory = media::HttpMediaDirectory::new(url, Arc::clone(&access.auth))
+                .map_err(anyhow::Error::msg)?;
+            let _ = media.set(Arc::new(directory) as Arc<dyn media::MediaDirectory>);
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
@@ -179,6 +191,7 @@ impl Gateway {
                 auth: access.auth,
                 origins: access.origins,
                 store,
+                media,
             }),
         })
     }
@@ -201,6 +214,11 @@ impl Gateway {
         // unwrap: `build` attaches the broker before returning the gateway.
         #[allow(clippy::unwrap_used)]
         Arc::clone(self.inner.hub.broker().unwrap())
+    }
+
+    /// Lets messages carry files, resolved by `directory`. Only the first call counts.
+    pub fn set_media(&self, directory: Arc<dyn media::MediaDirectory>) {
+        let _ = self.inner.media.set(directory);
     }
 
     /// The local registry (tests check it is cleaned).

@@ -40,6 +40,10 @@ pub struct GatewaySettings {
     pub history_max: u64,
     /// `CHAT_OFFLINE_MAX`: messages kept per user while they have no connection.
     pub offline_max: u64,
+    /// `CHAT_MEDIA_URL`: the media service (`http://host:port`) that checks
+    /// files attached to messages; absent means messages carry no files
+    /// (`chatd` answers in process instead).
+    pub media_url: Option<String>,
     /// `CHAT_PRESENCE_LEASE`: a crashed gateway's users count as offline after this.
     #[serde(with = "humantime_serde")]
     pub presence_lease: Duration,
@@ -64,6 +68,7 @@ impl Default for GatewaySettings {
             history_max: 10_000,
             offline_max: 1_000,
             presence_lease: Duration::from_secs(30),
+            media_url: None,
         }
     }
 }
@@ -125,4 +130,5 @@ Gateway settings (environment, or the same name lowercased without CHAT_ in the 
     CHAT_MAX_CONNECTIONS    connections accepted; more get 503         [default: 19000]
   CHAT_HISTORY_MAX        messages kept per inbox and conversation   [default: 10000]
     CHAT_OFFLINE_MAX        messages kept for a user with no connection [default: 1000]
-  CHAT_PRESENCE_LEASE     a crashed gateway's users go offline after  [default: 30s]";
+    CHAT_PRESENCE_LEASE     a crashed gateway's users go offline after  [default: 30s]
+  CHAT_MEDIA_URL          media service checking attached files, http://host:port";

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use actix_web::web;
 use chat_auth::Authenticator;
+use chat_protocol::MediaInfo;
 use chat_runtime::observe::Observability;
 use sea_orm::DatabaseConnection;
 
@@ -95,6 +96,28 @@ impl MediaService {
             .route("/api/v1/media/{id}", web::get().to(api::metadata))
             .route("/api/v1/media/{id}", web::delete().to(api::delete))
             .route("/media/{id}", web::get().to(serve::file));
+    }
+}
+
+impl MediaService {
+    /// The file `id` with a fresh link, and who uploaded it; `None` if unknown.
+    pub async fn describe(&self, id: &str) -> Result<Option<(String, MediaInfo)>, MediaError> {
+        if !api::valid_id(id) {
+            return Ok(None);
+        }
+        let Some(r) = db::find(&self.inner.db, id).await? else {
+            return Ok(None);
+        };
+        let info = MediaInfo {
+            url: self.inner.links.url(&r.id),
+            id: r.id,
+            kind: r.kind,
+            mime: r.mime,
+            size: r.size,
+            width: r.width,
+            height: r.height,
+        };
+        Ok(Some((r.owner, info)))
     }
 }
 

@@ -118,14 +118,18 @@ mod tests {
         assert_eq!(code("{not json"), ErrorCode::BadJson);
         assert_eq!(code("[1,2]"), ErrorCode::BadJson);
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
-        assert_eq!(code(r#"{"type":"send","id":"1"}"#), ErrorCode::InvalidFrame);
+        assert_eq!(
+            code(r#"{"type":"send","to":"bob"}"#),
+            ErrorCode::InvalidFrame
+        );
         assert_eq!(code(r#"{"sender":"a"}"#), ErrorCode::InvalidFrame);
         assert_eq!(code(r#"{"hello":1}"#), ErrorCode::InvalidFrame);
     }
 
     #[test]
     fn a_refused_frame_keeps_its_id_for_the_reply() {
-        let err = decode(r#"{"type":"send","id":"c7","to":"bob"}"#).expect_err("no body");
+        let err =
+            decode(r#"{"type":"send","id":"c7","to":"bob","body":1}"#).expect_err("body not text");
         assert_eq!(err.id.as_deref(), Some("c7"));
     }
 }

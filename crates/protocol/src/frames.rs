@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientFrame {
-    /// Send a text message to a user (`to`) or to a room (`room`): exactly one
-    /// of the two. Answered by `ack` (or `error`) carrying the same `id`.
+    /// Send a message to a user (`to`) or to a room (`room`): exactly one of
+    /// the two; a text `body`, an uploaded `media` file, or both. Answered by
+    /// `ack` (or `error`) carrying the same `id`.
     Send {
         /// Client-chosen id (1–64 characters), echoed in the answer.
         id: String,
@@ -22,8 +23,12 @@ pub enum ClientFrame {
         /// The receiving room; the sending connection must have joined it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<String>,
-        /// The text of the message.
+        /// The text of the message (may be empty when `media` is given).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         body: String,
+        /// A file the sender uploaded to the media service.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        media: Option<MediaRef>,
     },
     /// Join a room: from now on this connection receives its messages.
     /// Answered by `joined`.
@@ -109,6 +114,38 @@ impl ClientFrame {
     }
 }
 
+/// A reference to an uploaded file, as a client sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MediaRef {
+    /// The id the upload answered with.
+    pub id: String,
+}
+
+/// An uploaded file, as receivers get it: enough to render it at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MediaInfo {
+    /// The media id.
+    pub id: String,
+    /// `image`, `audio`, `video` or `file`: how to show it.
+    pub kind: String,
+    /// The type sniffed from the content.
+    pub mime: String,
+    /// Bytes.
+    pub size: u64,
+    /// A signed link, valid for a while; `GET /api/v1/media/{id}` gives a fresh one.
+    pub url: String,
+    /// Pixels, for images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Pixels, for images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+}
+
 /// Where a message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target<'a> {
@@ -137,8 +174,12 @@ pub struct ChatMessage {
     /// The room, for a room message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<String>,
-    /// The text of the message.
+    /// The text of the message (empty for a file without a caption).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub body: String,
+    /// The attached file, with its metadata and a link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaInfo>,
     /// When the server accepted it, in milliseconds since the Unix epoch.
     pub ts: u64,
 }
@@ -338,6 +379,7 @@ mod tests {
             to: Some("bob".into()),
             room: None,
             body: "\"seq\":18446744073709551615 in a body".into(),
+            media: None,
             ts: 7,
         };
         let (head, tail) = message_template(&message);

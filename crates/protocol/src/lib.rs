@@ -17,6 +17,8 @@ pub mod names;
 pub mod seed;
 
 pub use decode::{DecodeError, Inbound, decode};
-pub use frames::{ChatMessage, ClientFrame, ErrorCode, ServerFrame, Target, message_template};
+pub use frames::{
+    ChatMessage, ClientFrame, ErrorCode, MediaInfo, MediaRef, ServerFrame, Target, message_template,
+};
 pub use names::{NameError, validate_room, validate_user};
 pub use seed::SeedFrame;

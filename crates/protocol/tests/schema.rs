@@ -99,7 +99,7 @@ fn the_schema_refuses_what_the_decoder_refuses() {
         .expect("schema");
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
     for bad in [
-        r#"{"type":"send","id":"1","to":"bob"}"#,
+        r#"{"type":"send","id":"1","to":"bob","body":5}"#,
         r#"{"type":"dance"}"#,
         r#"{"type":"join"}"#,
         r#"{"type":"join","room":"x","extra":1}"#,

@@ -1,9 +1,10 @@
 //! What a text frame on a user connection means.
 
+use crate::media::MediaLookupError;
 use chat_broker::envelope;
 use chat_protocol::{
-    ChatMessage, ClientFrame, ErrorCode, Inbound, SeedFrame, ServerFrame, message_template,
-    validate_user,
+    ChatMessage, ClientFrame, ErrorCode, Inbound, MediaInfo, MediaRef, SeedFrame, ServerFrame,
+    message_template, validate_user,
 };
 use chat_store::{Direct, FrameText, InboxEntry};
 
@@ -30,9 +31,13 @@ impl Session {
         match chat_protocol::decode(text) {
             Err(e) => self.reply_error(e.id.as_deref(), e.code, &e.message),
             Ok(Inbound::Seed(seed)) => self.on_seed(&user, &seed, text).await,
-            Ok(Inbound::Typed(ClientFrame::Send { id, to, room, body })) => {
-                self.on_send(user, id, to, room, body).await
-            }
+            Ok(Inbound::Typed(ClientFrame::Send {
+                id,
+                to,
+                room,
+                body,
+                media,
+            })) => self.on_send(user, id, to, room, body, media).await,
             Ok(Inbound::Typed(ClientFrame::Join { id, room })) => self.on_join(id, room).await,
             Ok(Inbound::Typed(ClientFrame::Leave { id, room })) => self.on_leave(id, room),
             Ok(Inbound::Typed(ClientFrame::Sync { id, since, limit })) => {
@@ -139,6 +144,7 @@ impl Session {
             to: Some(seed.receiver.clone()),
             room: None,
             body,
+            media: None,
             ts: envelope::now_micros() / 1000,
         };
         let direct = Direct {
@@ -163,6 +169,7 @@ impl Session {
         to: Option<String>,
         room: Option<String>,
         body: String,
+        media: Option<MediaRef>,
     ) -> Flow {
         if id.is_empty() || id.len() > MAX_CLIENT_ID {
             return self.reply_error(
@@ -178,9 +185,20 @@ impl Session {
                 "a send needs exactly one of 'to' (a user) or 'room'",
             );
         }
-        if body.is_empty() {
-            return self.reply_error(Some(&id), ErrorCode::InvalidFrame, "body is empty");
+        if body.is_empty() && media.is_none() {
+            return self.reply_error(
+                Some(&id),
+                ErrorCode::InvalidFrame,
+                "a send needs a body, a media, or both",
+            );
         }
+        let media = match media {
+            None => None,
+            Some(reference) => match self.resolve_media(&from, &reference.id).await {
+                Ok(info) => Some(info),
+                Err((code, why)) => return self.reply_error(Some(&id), code, &why),
+            },
+        };
         let message = ChatMessage {
             seq: None,
             id: ulid::Ulid::new().to_string(),
@@ -188,6 +206,7 @@ impl Session {
             to,
             room,
             body,
+            media,
             ts: envelope::now_micros() / 1000,
         };
         match (&message.to, &message.room) {
@@ -201,6 +220,24 @@ impl Session {
             }
             (None, None) => Flow::Continue,
         }
+    }
+
+    /// The sender's file, with its metadata and a fresh link, or why not.
+    async fn resolve_media(&self, owner: &str, id: &str) -> Result<MediaInfo, (ErrorCode, String)> {
+        let Some(directory) = self.gw.media.get() else {
+            return Err((
+                ErrorCode::Unsupported,
+                "this gateway has no media service configured".into(),
+            ));
+        };
+        directory.lookup(owner, id).await.map_err(|e| {
+            let code = match e {
+                MediaLookupError::NotFound(_) => ErrorCode::NotFound,
+                MediaLookupError::NotOwner(_) => ErrorCode::Forbidden,
+                MediaLookupError::Unavailable(_) => ErrorCode::Unavailable,
+            };
+            (code, e.to_string())
+        })
     }
 
     /// A direct message: stored (durable, counted unread, published) before

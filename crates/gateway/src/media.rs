@@ -1,0 +1,139 @@
+//! Checking the files messages refer to: the media must exist and belong to
+//! the sender. In `chatd` the media service answers in process; replicas ask
+//! it over HTTP (`CHAT_MEDIA_URL`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_auth::Authenticator;
+use chat_protocol::MediaInfo;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+
+/// How long the gateway waits for the media service.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a media reference was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MediaLookupError {
+    /// No such media.
+    #[error("no media with id '{0}'")]
+    NotFound(String),
+    /// It exists but someone else uploaded it.
+    #[error("media '{0}' belongs to someone else")]
+    NotOwner(String),
+    /// The media service did not answer.
+    #[error("media service unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Resolves a media id for a sender.
+pub trait MediaDirectory: Send + Sync + 'static {
+    /// The media `id`, if `owner` uploaded it, with a fresh link.
+    fn lookup(
+        &self,
+        owner: &str,
+        id: &str,
+    ) -> BoxFuture<'static, Result<MediaInfo, MediaLookupError>>;
+}
+
+/// Asks a media service over HTTP, as the sender (a short token it mints
+/// in jwt mode, `?user=` in open mode).
+pub struct HttpMediaDirectory {
+    base: String,
+    client: reqwest::Client,
+    auth: Arc<Authenticator>,
+}
+
+impl HttpMediaDirectory {
+    /// A directory for the media service at `base` (`http://host:port`).
+    pub fn new(base: &str, auth: Arc<Authenticator>) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(LOOKUP_TIMEOUT)
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            client,
+            auth,
+        })
+    }
+}
+
+/// The part of the media service's metadata the gateway uses.
+#[derive(Deserialize)]
+struct Metadata {
+    owner: String,
+    #[serde(flatten)]
+    info: MediaInfoWire,
+}
+
+#[derive(Deserialize)]
+struct MediaInfoWire {
+    id: String,
+    kind: String,
+    mime: String,
+    size: u64,
+    url: String,
+    width: Option<u32>,
+    height: Option<u32>,
+}
+
+impl MediaDirectory for HttpMediaDirectory {
+    fn lookup(
+        &self,
+        owner: &str,
+        id: &str,
+    ) -> BoxFuture<'static, Result<MediaInfo, MediaLookupError>> {
+        let (owner, id) = (owner.to_owned(), id.to_owned());
+        let url = format!("{}/api/v1/media/{id}", self.base);
+        let request = if self.auth.is_open() {
+            // Names are [A-Za-z0-9_.-]: nothing to escape.
+            self.client.get(format!("{url}?user={owner}"))
+        } else {
+            match self.auth.mint(&owner, Duration::from_secs(60)) {
+                Ok(token) => self.client.get(url).bearer_auth(token),
+                Err(e) => {
+                    return futures_util::future::ready(Err(MediaLookupError::Unavailable(
+                        e.to_string(),
+                    )))
+                    .boxed();
+                }
+            }
+        };
+        async move {
+            let response = request
+                .send()
+                .await
+                .map_err(|e| MediaLookupError::Unavailable(e.to_string()))?;
+            match response.status().as_u16() {
+                200 => {}
+                404 | 400 => return Err(MediaLookupError::NotFound(id)),
+                status => {
+                    return Err(MediaLookupError::Unavailable(format!(
+                        "media service answered {status}"
+                    )));
+                }
+            }
+            let meta: Metadata = response
+                .json()
+                .await
+                .map_err(|e| MediaLookupError::Unavailable(e.to_string()))?;
+            if meta.owner != owner {
+                return Err(MediaLookupError::NotOwner(id));
+            }
+            let w = meta.info;
+            Ok(MediaInfo {
+                id: w.id,
+                kind: w.kind,
+                mime: w.mime,
+                size: w.size,
+                url: w.url,
+                width: w.width,
+                height: w.height,
+            })
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,133 @@
+//! Media messages end to end: upload over HTTP, send the reference over the
+//! WebSocket, the receiver gets everything it needs to render the file.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
+
+use chat_testkit::process::Service;
+use chat_testkit::redis::TestRedis;
+use chat_testkit::ws::WsClient;
+use serde_json::{Value, json};
+
+/// A 1×1 transparent PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4,
+    0x89, 0x00, 0x00, 0x00, 0x0A, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00,
+    0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE,
+    0x42, 0x60, 0x82,
+];
+
+async fn upload(addr: &str, auth: &str) -> Value {
+    let part = reqwest::multipart::Part::bytes(PNG.to_vec()).file_name("dot.png");
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/api/v1/media?{auth}"))
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    response.json().await.unwrap()
+}
+
+/// alice sends her upload to bob; bob gets it ready to render; a foreign or
+/// unknown id is refused and nothing is delivered.
+async fn exchange(gateway: &str, media: &str, auth: impl Fn(&str) -> String) {
+    let mine = upload(media, &auth("alice")).await;
+    let theirs = upload(media, &auth("carol")).await;
+    let mut alice = WsClient::connect(gateway, &format!("/ws/alice/?{}", auth("alice")))
+        .await
+        .unwrap();
+    let mut bob = WsClient::connect(gateway, &format!("/ws/bob/?{}", auth("bob")))
+        .await
+        .unwrap();
+
+    alice
+        .send_json(&json!({"type": "send", "id": "x", "to": "bob", "media": {"id": theirs["id"]}}))
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.recv_until("error").await.unwrap()["code"],
+        "forbidden"
+    );
+    alice
+        .send_json(&json!({"type": "send", "id": "y", "to": "bob", "media": {"id": "01JDQZ7V8Y3M5T2K9W4XN6B1CE"}}))
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.recv_until("error").await.unwrap()["code"],
+        "not_found"
+    );
+
+    let send = json!({"type": "send", "id": "z", "to": "bob", "body": "look", "media": {"id": mine["id"]}});
+    alice.send_json(&send).await.unwrap();
+    alice.recv_ack("z").await.unwrap();
+    let got = bob.recv_type("message").await.unwrap();
+    assert_eq!(
+        got["body"], "look",
+        "the refused sends delivered nothing before it"
+    );
+    let media_info = &got["media"];
+    assert_eq!(
+        (media_info["kind"].as_str(), media_info["mime"].as_str()),
+        (Some("image"), Some("image/png"))
+    );
+    assert_eq!(
+        (media_info["width"].as_u64(), media_info["height"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let url = format!("http://{media}{}", media_info["url"].as_str().unwrap());
+    let bytes = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+    assert_eq!(bytes.as_ref(), PNG);
+}
+
+#[tokio::test]
+async fn chatd_delivers_a_media_message_ready_to_render() {
+    let data = tempfile::tempdir().unwrap();
+    let chatd = Service::start(
+        "chatd",
+        &[],
+        &[("CHAT_DATA_DIR", data.path().to_str().unwrap())],
+    )
+    .await
+    .unwrap();
+    exchange(chatd.addr(), chatd.addr(), |user| format!("user={user}")).await;
+}
+
+#[tokio::test]
+async fn a_gateway_checks_media_with_the_media_service_over_http() {
+    let redis = TestRedis::start().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let secret = "media-e2e-secret-at-least-32-bytes!";
+    let media = Service::start(
+        "media",
+        &[],
+        &[
+            ("CHAT_JWT_SECRET", secret),
+            ("CHAT_DATA_DIR", data.path().to_str().unwrap()),
+        ],
+    )
+    .await
+    .unwrap();
+    let media_url = format!("http://{}", media.addr());
+    let gateway = Service::start(
+        "gateway",
+        &[],
+        &[
+            ("REDIS_URL", redis.url()),
+            ("CHAT_REDIS_PREFIX", redis.prefix()),
+            ("CHAT_JWT_SECRET", secret),
+            ("CHAT_MEDIA_URL", &media_url),
+        ],
+    )
+    .await
+    .unwrap();
+    let token = |user: &str| {
+        let output = std::process::Command::new(chat_testkit::process::binary("chatd").unwrap())
+            .args(["token", user])
+            .env("CHAT_JWT_SECRET", secret)
+            .output()
+            .unwrap();
+        format!("token={}", String::from_utf8(output.stdout).unwrap().trim())
+    };
+    exchange(gateway.addr(), media.addr(), token).await;
+}
