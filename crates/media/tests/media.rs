@@ -9,6 +9,7 @@ use chat_auth::Authenticator;
 use chat_media::{MediaService, MediaSettings};
 use chat_runtime::observe::Observability;
 use chat_runtime::settings::ServerSettings;
+use chat_testkit::postgres::TestPostgres;
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -16,18 +17,22 @@ use sha2::{Digest, Sha256};
 struct Media {
     addr: String,
     dir: tempfile::TempDir,
+    settings: MediaSettings,
+    _postgres: Option<TestPostgres>,
 }
 
-async fn start_in(dir: tempfile::TempDir, settings: MediaSettings) -> Media {
+/// Which metadata database a scenario runs on.
+#[derive(Clone, Copy)]
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+async fn serve(dir: &Path, settings: &MediaSettings) -> String {
     let mut obs = Observability::new();
-    let service = MediaService::build(
-        &settings,
-        dir.path(),
-        Arc::new(Authenticator::open()),
-        &mut obs,
-    )
-    .await
-    .unwrap();
+    let service = MediaService::build(settings, dir, Arc::new(Authenticator::open()), &mut obs)
+        .await
+        .unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let server = ServerSettings {
@@ -41,11 +46,27 @@ async fn start_in(dir: tempfile::TempDir, settings: MediaSettings) -> Media {
     })
     .unwrap();
     tokio::spawn(http);
-    Media { addr, dir }
+    addr
 }
 
-async fn start() -> Media {
-    start_in(tempfile::tempdir().unwrap(), MediaSettings::default()).await
+async fn start_with(db: Db, mut settings: MediaSettings) -> Media {
+    let dir = tempfile::tempdir().unwrap();
+    let postgres = match db {
+        Db::Sqlite => None,
+        Db::Postgres => Some(TestPostgres::start().unwrap()),
+    };
+    settings.database_url = postgres.as_ref().map(TestPostgres::url);
+    let addr = serve(dir.path(), &settings).await;
+    Media {
+        addr,
+        dir,
+        settings,
+        _postgres: postgres,
+    }
+}
+
+async fn start(db: Db) -> Media {
+    start_with(db, MediaSettings::default()).await
 }
 
 fn png(width: u32, height: u32) -> Vec<u8> {
@@ -130,9 +151,8 @@ fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_uploaded_image_comes_back_byte_identical_with_its_metadata() {
-    let media = start().await;
+async fn an_uploaded_image_comes_back_byte_identical_with_its_metadata(db: Db) {
+    let media = start(db).await;
     let bytes = png(64, 48);
     let meta = media.upload(bytes.clone(), "cat.png", "image/png").await;
     assert_eq!(meta["kind"], "image");
@@ -178,9 +198,8 @@ async fn an_uploaded_image_comes_back_byte_identical_with_its_metadata() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audio_is_served_with_ranges_and_etags_for_seeking() {
-    let media = start().await;
+async fn audio_is_served_with_ranges_and_etags_for_seeking(db: Db) {
+    let media = start(db).await;
     let bytes = wav();
     let meta = media.upload(bytes.clone(), "voice.wav", "text/plain").await;
     assert_eq!(meta["kind"], "audio", "sniffed, whatever the client claims");
@@ -213,9 +232,8 @@ async fn audio_is_served_with_ranges_and_etags_for_seeking() {
     assert_eq!(again.status().as_u16(), 304);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_disguised_upload_is_never_served_inline() {
-    let media = start().await;
+async fn a_disguised_upload_is_never_served_inline(db: Db) {
+    let media = start(db).await;
     let html = b"<!doctype html><html><body><script>alert(document.cookie)</script></body></html>"
         .to_vec();
     let meta = media
@@ -243,13 +261,12 @@ async fn a_disguised_upload_is_never_served_inline() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_oversized_upload_gets_413_and_leaves_nothing_behind() {
+async fn an_oversized_upload_gets_413_and_leaves_nothing_behind(db: Db) {
     let settings = MediaSettings {
         media_max_bytes: 64 * 1024,
         ..MediaSettings::default()
     };
-    let media = start_in(tempfile::tempdir().unwrap(), settings).await;
+    let media = start_with(db, settings).await;
     let response = media
         .upload_as(
             "alice",
@@ -273,9 +290,8 @@ async fn an_oversized_upload_gets_413_and_leaves_nothing_behind() {
     assert_eq!(media.stored_files().len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_concurrent_uploads_all_land_intact() {
-    let media = Arc::new(start().await);
+async fn twenty_concurrent_uploads_all_land_intact(db: Db) {
+    let media = Arc::new(start(db).await);
     let uploads = (0..20u8).map(|i| {
         let media = Arc::clone(&media);
         tokio::spawn(async move {
@@ -305,9 +321,8 @@ async fn twenty_concurrent_uploads_all_land_intact() {
     assert_eq!(ids.len(), 20);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tampered_expired_or_missing_links_are_refused() {
-    let media = start().await;
+async fn tampered_expired_or_missing_links_are_refused(db: Db) {
+    let media = start(db).await;
     let meta = media.upload(png(8, 8), "a.png", "image/png").await;
     let other = media.upload(png(9, 9), "b.png", "image/png").await;
     let url = meta["url"].as_str().unwrap();
@@ -340,9 +355,8 @@ async fn tampered_expired_or_missing_links_are_refused() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metadata_for_signed_in_users_and_deletion_by_the_owner_only() {
-    let media = start().await;
+async fn metadata_for_signed_in_users_and_deletion_by_the_owner_only(db: Db) {
+    let media = start(db).await;
     let meta = media.upload(png(10, 10), "a.png", "image/png").await;
     let id = meta["id"].as_str().unwrap();
     let client = reqwest::Client::new();
@@ -416,51 +430,53 @@ async fn metadata_for_signed_in_users_and_deletion_by_the_owner_only() {
     assert!(media.stored_files().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn files_and_links_survive_a_restart() {
-    let media = start().await;
+async fn files_and_links_survive_a_restart(db: Db) {
+    let media = start(db).await;
     let bytes = png(20, 20);
     let meta = media.upload(bytes.clone(), "a.png", "image/png").await;
     let url = meta["url"].as_str().unwrap().to_owned();
     // A new service on the same data folder: what a restart finds
     // (the database, the files, and the link-signing secret).
-    let restarted = reopen(media.dir.path()).await;
+    let restarted = serve(media.dir.path(), &media.settings).await;
     assert_eq!(
-        restarted.get(&url).await.bytes().await.unwrap().to_vec(),
+        reqwest::get(format!("http://{restarted}{url}"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec(),
         bytes,
         "old links still work"
     );
     let id = meta["id"].as_str().unwrap();
-    let api = format!("http://{}/api/v1/media/{id}?user=bob", restarted.addr);
+    let api = format!("http://{restarted}/api/v1/media/{id}?user=bob");
     let fetched: Value = reqwest::get(api).await.unwrap().json().await.unwrap();
     assert_eq!(fetched["sha256"], meta["sha256"]);
 }
 
-async fn reopen(dir: &Path) -> Media {
-    let mut obs = Observability::new();
-    let service = MediaService::build(
-        &MediaSettings::default(),
-        dir,
-        Arc::new(Authenticator::open()),
-        &mut obs,
-    )
-    .await
-    .unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let metrics = chat_runtime::server::HttpMetrics::register(&obs.registry).unwrap();
-    let server = ServerSettings {
-        workers: 1,
-        ..ServerSettings::default()
+macro_rules! suite {
+    ($($scenario:ident),* $(,)?) => {
+        /// Metadata in SQLite, the default.
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $scenario() { super::$scenario(super::Db::Sqlite).await } )*
+        }
+        /// Metadata in PostgreSQL (`DATABASE_URL`).
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $scenario() { super::$scenario(super::Db::Postgres).await } )*
+        }
     };
-    let http = chat_runtime::server::http_server(listener, &server, metrics, move |cfg| {
-        service.configure(cfg)
-    })
-    .unwrap();
-    tokio::spawn(http);
-    // The folder belongs to the first service; this one only borrows it.
-    Media {
-        addr,
-        dir: tempfile::tempdir().unwrap(),
-    }
 }
+
+suite!(
+    an_uploaded_image_comes_back_byte_identical_with_its_metadata,
+    audio_is_served_with_ranges_and_etags_for_seeking,
+    a_disguised_upload_is_never_served_inline,
+    an_oversized_upload_gets_413_and_leaves_nothing_behind,
+    twenty_concurrent_uploads_all_land_intact,
+    tampered_expired_or_missing_links_are_refused,
+    metadata_for_signed_in_users_and_deletion_by_the_owner_only,
+    files_and_links_survive_a_restart,
+);

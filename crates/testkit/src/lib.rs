@@ -6,8 +6,10 @@
 //! - [`ws`]: a WebSocket client whose every wait is an event with a deadline,
 //!   and whose every received typed frame is checked against `proto/schema`.
 //! - [`schema`]: the committed JSON Schemas of the protocol.
+//! - [`postgres`]: a fresh PostgreSQL database per test.
 //! - [`process`]: the workspace's real binaries, started as child processes.
 
+pub mod postgres;
 pub mod process;
 pub mod redis;
 pub mod schema;
