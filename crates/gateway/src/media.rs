@@ -78,6 +78,7 @@ struct MediaInfoWire {
     url: String,
     width: Option<u32>,
     height: Option<u32>,
+    thumbnail_url: Option<String>,
 }
 
 impl MediaDirectory for HttpMediaDirectory {
@@ -132,6 +133,7 @@ impl MediaDirectory for HttpMediaDirectory {
                 url: w.url,
                 width: w.width,
                 height: w.height,
+                thumbnail_url: w.thumbnail_url,
             })
         }
         .boxed()

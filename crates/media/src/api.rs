@@ -21,6 +21,8 @@ pub(crate) struct MediaView<'a> {
     width: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thumbnail_url: Option<String>,
     owner: &'a str,
     created_at: u64,
 }
@@ -35,6 +37,9 @@ pub(crate) fn view<'a>(media: &Inner, r: &'a MediaRecord) -> MediaView<'a> {
         sha256: &r.sha256,
         width: r.width,
         height: r.height,
+        thumbnail_url: r
+            .thumbnail
+            .then(|| media.links.url(&format!("{}/thumbnail", r.id))),
         owner: &r.owner,
         created_at: r.created_at,
     }
@@ -76,5 +81,6 @@ pub(crate) async fn delete(
     }
     db::delete(&media.db, &record.id).await?;
     let _ = tokio::fs::remove_file(media.dir.join(&record.id)).await;
+    let _ = tokio::fs::remove_file(media.dir.join(format!("{}.thumb", record.id))).await;
     Ok(HttpResponse::NoContent().finish())
 }

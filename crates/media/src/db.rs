@@ -27,6 +27,8 @@ pub struct MediaRecord {
     pub height: Option<u32>,
     /// Upload time, ms since the Unix epoch.
     pub created_at: u64,
+    /// A thumbnail is stored beside the file (`{id}.thumb`).
+    pub thumbnail: bool,
 }
 
 fn t() -> Alias {
@@ -37,7 +39,7 @@ fn c(name: &str) -> Alias {
     Alias::new(name)
 }
 
-const COLUMNS: [&str; 9] = [
+const COLUMNS: [&str; 10] = [
     "id",
     "owner",
     "kind",
@@ -47,6 +49,7 @@ const COLUMNS: [&str; 9] = [
     "width",
     "height",
     "created_at",
+    "thumbnail",
 ];
 
 struct CreateMedia;
@@ -80,12 +83,39 @@ impl MigrationTrait for CreateMedia {
     }
 }
 
+struct AddThumbnail;
+
+impl MigrationName for AddThumbnail {
+    fn name(&self) -> &str {
+        "m20261128_000002_add_thumbnail"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddThumbnail {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(t())
+                    .add_column(
+                        ColumnDef::new(c("thumbnail"))
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
 /// The schema's history, applied in order at start.
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateMedia)]
+        vec![Box::new(CreateMedia), Box::new(AddThumbnail)]
     }
 }
 
@@ -118,6 +148,7 @@ pub async fn insert(db: &DatabaseConnection, r: &MediaRecord) -> Result<(), DbEr
             r.width.map(|w| w as i32).into(),
             r.height.map(|h| h as i32).into(),
             (r.created_at as i64).into(),
+            r.thumbnail.into(),
         ])
         .to_owned();
     db.execute(&insert).await.map(drop)
@@ -143,6 +174,7 @@ pub async fn find(db: &DatabaseConnection, id: &str) -> Result<Option<MediaRecor
         width: row.try_get::<Option<i32>>("", "width")?.map(|w| w as u32),
         height: row.try_get::<Option<i32>>("", "height")?.map(|h| h as u32),
         created_at: row.try_get::<i64>("", "created_at")? as u64,
+        thumbnail: row.try_get("", "thumbnail")?,
     }))
 }
 

@@ -5,6 +5,7 @@
 //!   file while its SHA-256 is computed (never held in memory), refused past
 //!   the size limit, sniffed from its content, then renamed into place.
 //! - `sniff.rs`: the type from the bytes (`infer`), never from the client.
+//! - `thumbnail.rs`: image dimensions and 320-pixel thumbnails.
 //! - `serve.rs`: `GET /media/{id}?exp=&sig=` — signed, expiring links that
 //!   `<img>`/`<audio>`/`<video>` can use, with ranges and ETags; anything
 //!   that is not image/audio/video is a sandboxed attachment.
@@ -21,6 +22,7 @@ mod metrics;
 mod serve;
 pub mod settings;
 pub mod sniff;
+pub mod thumbnail;
 mod upload;
 
 use std::path::{Path, PathBuf};
@@ -95,7 +97,8 @@ impl MediaService {
             .route("/api/v1/media", web::post().to(upload::upload))
             .route("/api/v1/media/{id}", web::get().to(api::metadata))
             .route("/api/v1/media/{id}", web::delete().to(api::delete))
-            .route("/media/{id}", web::get().to(serve::file));
+            .route("/media/{id}", web::get().to(serve::file))
+            .route("/media/{id}/thumbnail", web::get().to(serve::thumbnail));
     }
 }
 
@@ -108,6 +111,9 @@ impl MediaService {
         let Some(r) = db::find(&self.inner.db, id).await? else {
             return Ok(None);
         };
+        let thumbnail_url = r
+            .thumbnail
+            .then(|| self.inner.links.url(&format!("{}/thumbnail", r.id)));
         let info = MediaInfo {
             url: self.inner.links.url(&r.id),
             id: r.id,
@@ -116,6 +122,7 @@ impl MediaService {
             size: r.size,
             width: r.width,
             height: r.height,
+            thumbnail_url,
         };
         Ok(Some((r.owner, info)))
     }

@@ -46,14 +46,15 @@ impl Signer {
         mac
     }
 
-    /// A fresh link to file `id`.
+    /// A fresh link to `path`: a file id, or `{id}/thumbnail`.
     pub fn url(&self, id: &str) -> String {
         let exp = now() + self.ttl.as_secs();
         let sig = hex::encode(self.mac(id, exp).finalize().into_bytes());
         format!("/media/{id}?exp={exp}&sig={sig}")
     }
 
-    /// Checks a link's `exp` and `sig` for file `id` (in constant time).
+    /// Checks a link's `exp` and `sig` for `id` (a path as given to
+    /// [`Signer::url`]), in constant time.
     pub fn verify(&self, id: &str, exp: Option<&str>, sig: Option<&str>) -> Result<(), LinkError> {
         let exp: u64 = exp.and_then(|e| e.parse().ok()).ok_or(LinkError::Missing)?;
         let sig = sig

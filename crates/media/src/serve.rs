@@ -1,4 +1,4 @@
-//! `GET /media/{id}?exp=&sig=`: the file itself.
+//! `GET /media/{id}?exp=&sig=` (the file) and `GET /media/{id}/thumbnail?…`.
 
 use std::sync::Arc;
 
@@ -19,12 +19,33 @@ pub(crate) async fn file(
     path: web::Path<String>,
     media: web::Data<Arc<Inner>>,
 ) -> Result<HttpResponse, MediaError> {
-    let id = path.into_inner();
-    let exp = chat_auth::query_param(&req, "exp");
-    let sig = chat_auth::query_param(&req, "sig");
+    send(&req, &media, &path, false).await
+}
+
+pub(crate) async fn thumbnail(
+    req: HttpRequest,
+    path: web::Path<String>,
+    media: web::Data<Arc<Inner>>,
+) -> Result<HttpResponse, MediaError> {
+    send(&req, &media, &path, true).await
+}
+
+async fn send(
+    req: &HttpRequest,
+    media: &Inner,
+    id: &str,
+    thumbnail: bool,
+) -> Result<HttpResponse, MediaError> {
+    let signed = if thumbnail {
+        format!("{id}/thumbnail")
+    } else {
+        id.to_owned()
+    };
+    let exp = chat_auth::query_param(req, "exp");
+    let sig = chat_auth::query_param(req, "sig");
     media
         .links
-        .verify(&id, exp.as_deref(), sig.as_deref())
+        .verify(&signed, exp.as_deref(), sig.as_deref())
         .map_err(|e| {
             MediaError::Forbidden(match e {
                 LinkError::Missing => "a signed link is required",
@@ -32,19 +53,32 @@ pub(crate) async fn file(
                 LinkError::Expired => "the link has expired; ask for a fresh one",
             })
         })?;
-    if !api::valid_id(&id) {
+    if !api::valid_id(id) {
         return Err(MediaError::NotFound);
     }
-    let record = db::find(&media.db, &id)
-        .await?
-        .ok_or(MediaError::NotFound)?;
+    let record = db::find(&media.db, id).await?.ok_or(MediaError::NotFound)?;
+    if thumbnail && !record.thumbnail {
+        return Err(MediaError::NotFound);
+    }
     let kind = match record.kind.as_str() {
         "image" => Kind::Image,
         "audio" => Kind::Audio,
         "video" => Kind::Video,
         _ => Kind::File,
     };
-    let mime = record.mime.parse().unwrap_or(mime_octet());
+    let (file, mime) = if thumbnail {
+        let mime = if record.mime == "image/jpeg" {
+            "image/jpeg"
+        } else {
+            "image/png"
+        };
+        (
+            media.dir.join(format!("{}.thumb", record.id)),
+            mime.to_owned(),
+        )
+    } else {
+        (media.dir.join(&record.id), record.mime.clone())
+    };
     let disposition = ContentDisposition {
         disposition: if kind.inline() {
             DispositionType::Inline
@@ -53,15 +87,17 @@ pub(crate) async fn file(
         },
         parameters: vec![DispositionParam::Filename(record.id.clone())],
     };
-    let path = media.dir.join(&record.id);
     // Opening is a quick syscall; the body itself is streamed without blocking.
-    let named = NamedFile::open(path)
+    let named = NamedFile::open(file)
         .map_err(|_| MediaError::NotFound)?
-        .set_content_type(mime)
+        .set_content_type(
+            mime.parse()
+                .unwrap_or(actix_web::mime::APPLICATION_OCTET_STREAM),
+        )
         .set_content_disposition(disposition)
         .use_etag(true)
         .use_last_modified(true);
-    let mut response = named.into_response(&req);
+    let mut response = named.into_response(req);
     let headers = response.headers_mut();
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -78,8 +114,4 @@ pub(crate) async fn file(
         );
     }
     Ok(response)
-}
-
-fn mime_octet() -> actix_web::mime::Mime {
-    actix_web::mime::APPLICATION_OCTET_STREAM
 }

@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::db::{self, MediaRecord};
 use crate::sniff::{self, Kind};
-use crate::{Inner, MediaError, api};
+use crate::{Inner, MediaError, api, thumbnail};
 
 /// How much past the limit is read (and dropped) so the client, still
 /// sending, can read a clean 413 instead of a reset connection.
@@ -76,8 +76,9 @@ async fn store(
         let id = ulid::Ulid::new().to_string();
         let received = receive(media, &id, field).await?;
         let (kind, mime) = sniff::sniff(&received.head);
-        let dimensions = if kind == Kind::Image {
-            dimensions(received.partial.path.clone()).await
+        let picture = if kind == Kind::Image {
+            let thumb_path = media.dir.join(format!("{id}.thumb"));
+            thumbnail::make(received.partial.path.clone(), thumb_path).await
         } else {
             None
         };
@@ -92,12 +93,16 @@ async fn store(
             mime,
             size: received.size,
             sha256: received.sha256,
-            width: dimensions.map(|d| d.0),
-            height: dimensions.map(|d| d.1),
+            width: picture.map(|p| p.width),
+            height: picture.map(|p| p.height),
+            thumbnail: picture.is_some_and(|p| p.thumbnail),
             created_at: ulid::Ulid::from_string(&id).map_or(0, |u| u.timestamp_ms()),
         };
-        // If the metadata cannot be stored, the file goes too: no orphans.
-        db::insert(&media.db, &record).await?;
+        // If the metadata cannot be stored, the files go too: no orphans.
+        if let Err(e) = db::insert(&media.db, &record).await {
+            let _ = tokio::fs::remove_file(media.dir.join(format!("{id}.thumb"))).await;
+            return Err(e.into());
+        }
         partial.kept = true;
         media
             .metrics
@@ -175,33 +180,5 @@ async fn drain_up_to(mut field: actix_multipart::Field, limit: u64) {
         if read > limit {
             break;
         }
-    }
-}
-
-/// An image's pixel size, read from its header off the async threads.
-async fn dimensions(path: PathBuf) -> Option<(u32, u32)> {
-    let read = move || {
-        // The file has no extension: the format comes from its bytes.
-        image::ImageReader::open(&path)
-            .ok()?
-            .with_guessed_format()
-            .ok()?
-            .into_dimensions()
-            .ok()
-    };
-    tokio::task::spawn_blocking(read).await.ok().flatten()
-}
-
-#[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn dimensions_come_from_the_bytes_not_the_name() {
-        let image = image::RgbImage::new(5, 3);
-        let mut bytes = std::io::Cursor::new(Vec::new());
-        image.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("NOEXTENSION");
-        std::fs::write(&path, bytes.into_inner()).unwrap();
-        assert_eq!(super::dimensions(path).await, Some((5, 3)));
     }
 }

@@ -455,6 +455,30 @@ async fn files_and_links_survive_a_restart(db: Db) {
     assert_eq!(fetched["sha256"], meta["sha256"]);
 }
 
+async fn large_images_get_a_signed_thumbnail(db: Db) {
+    let media = start(db).await;
+    let big = media.upload(png(800, 400), "wide.png", "image/png").await;
+    let thumb_url = big["thumbnail_url"].as_str().unwrap();
+    let response = media.get(thumb_url).await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    let bytes = response.bytes().await.unwrap();
+    let thumb = image::load_from_memory(&bytes).unwrap();
+    assert_eq!((thumb.width(), thumb.height()), (320, 160));
+    // The file's signature does not open its thumbnail, nor the reverse.
+    let (path, query) = big["url"].as_str().unwrap().split_once('?').unwrap();
+    assert_eq!(
+        media
+            .get(&format!("{path}/thumbnail?{query}"))
+            .await
+            .status()
+            .as_u16(),
+        403
+    );
+    let small = media.upload(png(16, 16), "icon.png", "image/png").await;
+    assert!(small.get("thumbnail_url").is_none(), "small enough already");
+}
+
 macro_rules! suite {
     ($($scenario:ident),* $(,)?) => {
         /// Metadata in SQLite, the default.
@@ -479,4 +503,5 @@ suite!(
     tampered_expired_or_missing_links_are_refused,
     metadata_for_signed_in_users_and_deletion_by_the_owner_only,
     files_and_links_survive_a_restart,
+    large_images_get_a_signed_thumbnail,
 );

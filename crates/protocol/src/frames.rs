@@ -144,6 +144,10 @@ pub struct MediaInfo {
     /// Pixels, for images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
+    /// A signed link to a thumbnail at most 320 pixels wide and high, for
+    /// images larger than that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_url: Option<String>,
 }
 
 /// Where a message goes.
