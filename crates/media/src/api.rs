@@ -4,43 +4,55 @@ use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::db::{self, MediaRecord};
 use crate::{Inner, MediaError};
 
 /// What clients get for a file: its metadata and a fresh signed link.
-#[derive(Serialize)]
-pub(crate) struct MediaView<'a> {
-    id: &'a str,
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MediaView {
+    /// The media id (a ULID).
+    id: String,
+    /// A signed link to the file, valid for `CHAT_MEDIA_LINK_TTL`.
     url: String,
-    kind: &'a str,
-    mime: &'a str,
+    /// `image`, `audio`, `video` or `file`: how a client shows it.
+    kind: String,
+    /// The type sniffed from the content.
+    mime: String,
+    /// Bytes.
     size: u64,
-    sha256: &'a str,
+    /// Hex SHA-256 of the content.
+    sha256: String,
+    /// Pixels, for images.
     #[serde(skip_serializing_if = "Option::is_none")]
     width: Option<u32>,
+    /// Pixels, for images.
     #[serde(skip_serializing_if = "Option::is_none")]
     height: Option<u32>,
+    /// A signed link to a thumbnail (images larger than 320 pixels).
     #[serde(skip_serializing_if = "Option::is_none")]
     thumbnail_url: Option<String>,
-    owner: &'a str,
+    /// Who uploaded it.
+    owner: String,
+    /// Upload time, ms since the Unix epoch.
     created_at: u64,
 }
 
-pub(crate) fn view<'a>(media: &Inner, r: &'a MediaRecord) -> MediaView<'a> {
+pub(crate) fn view(media: &Inner, r: &MediaRecord) -> MediaView {
     MediaView {
-        id: &r.id,
+        id: r.id.clone(),
         url: media.links.url(&r.id),
-        kind: &r.kind,
-        mime: &r.mime,
+        kind: r.kind.clone(),
+        mime: r.mime.clone(),
         size: r.size,
-        sha256: &r.sha256,
+        sha256: r.sha256.clone(),
         width: r.width,
         height: r.height,
         thumbnail_url: r
             .thumbnail
             .then(|| media.links.url(&format!("{}/thumbnail", r.id))),
-        owner: &r.owner,
+        owner: r.owner.clone(),
         created_at: r.created_at,
     }
 }
@@ -57,7 +69,18 @@ async fn record(media: &Inner, id: &str) -> Result<MediaRecord, MediaError> {
     db::find(&media.db, id).await?.ok_or(MediaError::NotFound)
 }
 
-/// `GET /api/v1/media/{id}`: metadata with a fresh link, for any signed-in user.
+/// Metadata of a file with a fresh signed link, for any signed-in user.
+#[utoipa::path(
+    get,
+    path = "/api/v1/media/{id}",
+    params(("id" = String, Path, description = "the media id")),
+    responses(
+        (status = 200, description = "the file's metadata", body = MediaView),
+        (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
+        (status = 404, description = "no such media", body = crate::error::ErrorBody),
+        (status = 503, description = "the database is unreachable", body = crate::error::ErrorBody),
+    )
+)]
 pub(crate) async fn metadata(
     req: HttpRequest,
     path: web::Path<String>,
@@ -68,7 +91,18 @@ pub(crate) async fn metadata(
     Ok(HttpResponse::Ok().json(view(&media, &record)))
 }
 
-/// `DELETE /api/v1/media/{id}`: the owner removes a file.
+/// The owner removes a file (and its thumbnail).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/media/{id}",
+    params(("id" = String, Path, description = "the media id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "not the owner", body = crate::error::ErrorBody),
+        (status = 404, description = "no such media", body = crate::error::ErrorBody),
+    )
+)]
 pub(crate) async fn delete(
     req: HttpRequest,
     path: web::Path<String>,

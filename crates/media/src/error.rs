@@ -58,6 +58,15 @@ impl From<std::io::Error> for MediaError {
     }
 }
 
+/// The body of every error answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable code: `unauthorized`, `forbidden`, `not_found`, `too_large`, `invalid_frame`, `unavailable`.
+    pub error: String,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
 impl ResponseError for MediaError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -74,7 +83,9 @@ impl ResponseError for MediaError {
         if let MediaError::Auth(e) = self {
             return e.error_response();
         }
-        HttpResponse::build(self.status_code())
-            .json(serde_json::json!({"error": self.code().as_str(), "message": self.to_string()}))
+        HttpResponse::build(self.status_code()).json(ErrorBody {
+            error: self.code().as_str().to_owned(),
+            message: self.to_string(),
+        })
     }
 }

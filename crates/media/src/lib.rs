@@ -95,11 +95,44 @@ impl MediaService {
         cfg.app_data(web::Data::new(Arc::clone(&self.inner)))
             .app_data(web::PayloadConfig::new(usize::MAX))
             .route("/api/v1/media", web::post().to(upload::upload))
+            .route("/api/v1/media/openapi.json", web::get().to(openapi))
             .route("/api/v1/media/{id}", web::get().to(api::metadata))
             .route("/api/v1/media/{id}", web::delete().to(api::delete))
             .route("/media/{id}", web::get().to(serve::file))
             .route("/media/{id}/thumbnail", web::get().to(serve::thumbnail));
     }
+}
+
+/// The OpenAPI document of this service.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "chat media service",
+        description = "Uploads, signed file links, metadata"
+    ),
+    paths(
+        upload::upload,
+        api::metadata,
+        api::delete,
+        serve::file,
+        serve::thumbnail
+    ),
+    components(schemas(api::MediaView, upload::UploadForm, error::ErrorBody))
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document as pretty JSON.
+pub fn openapi_json() -> String {
+    use utoipa::OpenApi;
+    // unwrap: the document is built from static types and always serialises.
+    #[allow(clippy::unwrap_used)]
+    ApiDoc::openapi().to_pretty_json().unwrap()
+}
+
+async fn openapi() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("application/json")
+        .body(openapi_json())
 }
 
 impl MediaService {

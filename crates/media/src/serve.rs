@@ -14,6 +14,23 @@ use crate::{Inner, MediaError, api, db};
 /// browser render it anyway: no script, no plugin, no same-origin access.
 const SANDBOX: &str = "sandbox; default-src 'none'";
 
+/// The file itself, through a signed link; ranges and ETags supported.
+#[utoipa::path(
+    get,
+    path = "/media/{id}",
+    params(
+        ("id" = String, Path, description = "the media id"),
+        ("exp" = u64, Query, description = "link expiry, Unix seconds"),
+        ("sig" = String, Query, description = "hex HMAC-SHA256 of `{id}.{exp}`"),
+    ),
+    responses(
+        (status = 200, description = "the file (inline for image/audio/video, a sandboxed attachment otherwise)"),
+        (status = 206, description = "the requested range"),
+        (status = 304, description = "unchanged (If-None-Match)"),
+        (status = 403, description = "a missing, tampered or expired link", body = crate::error::ErrorBody),
+        (status = 404, description = "no such media", body = crate::error::ErrorBody),
+    )
+)]
 pub(crate) async fn file(
     req: HttpRequest,
     path: web::Path<String>,
@@ -22,6 +39,21 @@ pub(crate) async fn file(
     send(&req, &media, &path, false).await
 }
 
+/// A thumbnail at most 320 pixels wide and high, through its own signed link.
+#[utoipa::path(
+    get,
+    path = "/media/{id}/thumbnail",
+    params(
+        ("id" = String, Path, description = "the media id"),
+        ("exp" = u64, Query, description = "link expiry, Unix seconds"),
+        ("sig" = String, Query, description = "hex HMAC-SHA256 of `{id}/thumbnail.{exp}`"),
+    ),
+    responses(
+        (status = 200, description = "the thumbnail"),
+        (status = 403, description = "a missing, tampered or expired link", body = crate::error::ErrorBody),
+        (status = 404, description = "no such media, or no thumbnail", body = crate::error::ErrorBody),
+    )
+)]
 pub(crate) async fn thumbnail(
     req: HttpRequest,
     path: web::Path<String>,

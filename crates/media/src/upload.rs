@@ -40,6 +40,28 @@ struct Received {
     head: Vec<u8>,
 }
 
+/// The upload form: one field, `file`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the request body; the handler streams it instead
+pub(crate) struct UploadForm {
+    /// The file's bytes. Its type is sniffed from them; a client-given type or name is ignored.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// Uploads a file, streamed to disk while hashed; answers its metadata.
+#[utoipa::path(
+    post,
+    path = "/api/v1/media",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "stored", body = crate::api::MediaView),
+        (status = 400, description = "no `file` field, or a broken body", body = crate::error::ErrorBody),
+        (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
+        (status = 413, description = "over CHAT_MEDIA_MAX_BYTES; nothing kept", body = crate::error::ErrorBody),
+        (status = 503, description = "database or storage unavailable; nothing kept", body = crate::error::ErrorBody),
+    )
+)]
 pub(crate) async fn upload(
     req: HttpRequest,
     payload: Multipart,

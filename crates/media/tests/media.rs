@@ -505,3 +505,55 @@ suite!(
     files_and_links_survive_a_restart,
     large_images_get_a_signed_thumbnail,
 );
+
+#[test]
+fn the_committed_openapi_document_matches_the_code() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto/openapi/media.json");
+    let generated = chat_media::openapi_json() + "\n";
+    if std::env::var_os("UPDATE_PROTO").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{} is out of date; run UPDATE_PROTO=1 cargo test -p chat-media",
+        path.display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_metrics_and_the_openapi_document_are_served() {
+    let media = start(Db::Sqlite).await;
+    media.upload(png(4, 4), "a.png", "image/png").await;
+    let doc: Value = media
+        .get("/api/v1/media/openapi.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/api/v1/media"]["post"].is_object());
+    assert_eq!(media.get("/healthz").await.status().as_u16(), 200);
+    let ready = media.get("/readyz").await;
+    assert_eq!(ready.status().as_u16(), 200);
+    assert!(ready.text().await.unwrap().contains(r#""media":"ok""#));
+    let metrics = media.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"chat_media_uploads_total{kind="image"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("chat_media_upload_bytes_total"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_when_storage_is_not_writable() {
+    let media = start(Db::Sqlite).await;
+    let tmp = media.dir.path().join("media/tmp");
+    std::fs::remove_dir_all(&tmp).unwrap();
+    std::fs::write(&tmp, b"not a folder").unwrap();
+    let ready = media.get("/readyz").await;
+    assert_eq!(ready.status().as_u16(), 503);
+    assert!(ready.text().await.unwrap().contains("storage not writable"));
+}
