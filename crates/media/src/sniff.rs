@@ -84,4 +84,15 @@ mod tests {
         );
         assert_eq!(sniff(b"").1, "application/octet-stream");
     }
+
+    #[test]
+    fn video_containers_are_recognised() {
+        // An ISO base media `ftyp` box (MP4) and an EBML header declaring WebM.
+        let mp4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom";
+        assert_eq!(sniff(mp4), (Kind::Video, "video/mp4".to_owned()));
+        let webm = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81\x04\x42\xf3\x81\x08\x42\x82\x84webm\x42\x87\x81\x04";
+        let mut webm = webm.to_vec();
+        webm.resize(512, 0); // the clusters that follow in a real file
+        assert_eq!(sniff(&webm), (Kind::Video, "video/webm".to_owned()));
+    }
 }
