@@ -123,7 +123,7 @@ impl MigratorTrait for Migrator {
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
     options.sqlx_logging(false);
-        let db = Database::connect(options).await?;
+    let db = Database::connect(options).await?;
     if db.get_database_backend() == sea_orm::DbBackend::Sqlite {
         // One fsync per commit (of the log) instead of a rollback journal's
         // several; readers no longer wait for writers.

@@ -221,9 +221,13 @@ async fn audio_is_served_with_ranges_and_etags_for_seeking(db: Db) {
         bytes[100..200].to_vec()
     );
 
-        let full = client.get(&url).send().await.unwrap();
+    let full = client.get(&url).send().await.unwrap();
     let etag = full.headers()["etag"].clone();
-    assert_eq!(full.bytes().await.unwrap().to_vec(), bytes, "byte-identical");
+    assert_eq!(
+        full.bytes().await.unwrap().to_vec(),
+        bytes,
+        "byte-identical"
+    );
     let again = client
         .get(&url)
         .header("If-None-Match", etag)
@@ -487,8 +491,13 @@ async fn videos_are_recognised_and_come_back_intact(db: Db) {
     let mut webm = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81\x04\x42\xf3\x81\x08\x42\x82\x84webm\x42\x87\x81\x04".to_vec();
     webm.extend((0..50_000u32).map(|n| (n % 241) as u8));
     for (bytes, mime) in [(mp4, "video/mp4"), (webm, "video/webm")] {
-        let meta = media.upload(bytes.clone(), "clip", "application/octet-stream").await;
-        assert_eq!((meta["kind"].as_str(), meta["mime"].as_str()), (Some("video"), Some(mime)));
+        let meta = media
+            .upload(bytes.clone(), "clip", "application/octet-stream")
+            .await;
+        assert_eq!(
+            (meta["kind"].as_str(), meta["mime"].as_str()),
+            (Some("video"), Some(mime))
+        );
         let response = media.get(meta["url"].as_str().unwrap()).await;
         assert_eq!(response.headers()["content-type"], mime);
         assert_eq!(response.bytes().await.unwrap().to_vec(), bytes);
@@ -519,7 +528,7 @@ suite!(
     tampered_expired_or_missing_links_are_refused,
     metadata_for_signed_in_users_and_deletion_by_the_owner_only,
     files_and_links_survive_a_restart,
-        large_images_get_a_signed_thumbnail,
+    large_images_get_a_signed_thumbnail,
     videos_are_recognised_and_come_back_intact,
 );
 
