@@ -18,6 +18,9 @@ use crate::{Inner, MediaError, api, thumbnail};
 /// sending, can read a clean 413 instead of a reset connection.
 const DRAIN_PAST_LIMIT: u64 = 64 * 1024 * 1024;
 
+/// Bytes gathered before each write to disk.
+const WRITE_BUFFER: usize = 1024 * 1024;
+
 /// A file being written: removed when dropped unless kept.
 struct Partial {
     path: PathBuf,
@@ -153,7 +156,12 @@ async fn receive(
         path: media.dir.join("tmp").join(id),
         kept: false,
     };
-    let mut file = tokio::fs::File::create(&partial.path).await?;
+    // tokio runs each file write on the blocking pool; buffering turns the
+    // multipart's small chunks into few large writes (and few hops).
+    let mut file = tokio::io::BufWriter::with_capacity(
+        WRITE_BUFFER,
+        tokio::fs::File::create(&partial.path).await?,
+    );
     let mut hasher = Sha256::new();
     let mut head = Vec::with_capacity(sniff::HEAD);
     let mut size: u64 = 0;
@@ -176,7 +184,8 @@ async fn receive(
         hasher.update(&chunk);
         file.write_all(&chunk).await?;
     }
-    file.sync_data().await?;
+    file.flush().await?;
+    file.get_ref().sync_data().await?;
     Ok(Received {
         partial,
         size,
