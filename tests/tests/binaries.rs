@@ -39,7 +39,7 @@ async fn chatd_serves_the_lobby_and_direct_messages_with_nothing_else_running() 
 
     let (status, page) = http_get(chatd.addr(), "/").await.unwrap();
     assert_eq!(status, 200);
-    assert!(page.contains("<title>chatd</title>"));
+    assert!(page.contains("<title>chat</title>"));
     let (status, _) = http_get(chatd.addr(), "/readyz").await.unwrap();
     assert_eq!(status, 200);
 }

@@ -8,7 +8,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
 use std::sync::Arc;
 
 use chat_auth::settings::{AuthMode, AuthSettings};
@@ -127,8 +126,8 @@ impl Application {
                 routes.configure(cfg);
                 presence.configure(cfg);
                 media.configure(cfg);
+                chat_web::configure(cfg);
                 obs.configure(cfg);
-                cfg.route("/", web::get().to(index));
             },
         )?;
         Ok(Self {
@@ -162,13 +161,6 @@ impl Application {
         })
         .await
     }
-}
-
-/// The demo page (the full web client comes with its own crate).
-async fn index() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(include_str!("../assets/index.html"))
 }
 
 /// A token for `user`, valid for `ttl`, signed with `CHAT_JWT_SECRET`.

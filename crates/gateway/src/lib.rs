@@ -276,6 +276,7 @@ impl Application {
             move |cfg| {
                 routes.configure(cfg);
                 obs.configure(cfg);
+                chat_web::configure(cfg);
             },
         )?;
         Ok(Self {

@@ -1,0 +1,111 @@
+// Starts the real chatd and a real headless Chromium for the page's tests.
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const shots = join(root, "target", "web-screenshots");
+mkdirSync(shots, { recursive: true });
+
+/** A free port on loopback. */
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+    server.on("error", reject);
+  });
+}
+
+/** Runs chatd (the debug build the test script made) until stop(). */
+export async function startChatd({ port, dataDir } = {}) {
+  const dir = dataDir ?? mkdtempSync(join(tmpdir(), "chat-web-"));
+  const listen = `127.0.0.1:${port ?? 0}`;
+  const env = { ...process.env, CHAT_LISTEN: listen, CHAT_DATA_DIR: dir, CHAT_LOG_FORMAT: "json", RUST_LOG: "info" };
+  delete env.REDIS_URL; // the embedded engines: chatd as a person runs it
+  const child = spawn(join(root, "target", "debug", "chatd"), [], {
+    env,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const lines = createInterface({ input: child.stdout });
+  const address = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("chatd did not start in time")), 15_000);
+    child.on("exit", (code) => reject(new Error(`chatd exited with ${code}`)));
+    lines.on("line", (line) => {
+      try {
+        const message = JSON.parse(line)?.fields?.message ?? "";
+        if (message.startsWith("listening on http://")) {
+          clearTimeout(timer);
+          resolve(message.slice("listening on http://".length));
+        }
+      } catch {
+        // not a log line of ours
+      }
+    });
+  });
+  return {
+    url: `http://${address}`,
+    port: Number(address.split(":").pop()),
+    dataDir: dir,
+    async stop() {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+/** Debian's Chromium, headless, with nothing reaching out to the network. */
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--autoplay-policy=no-user-gesture-required",
+    ],
+  });
+}
+
+/** A signed-in page for `nick`, failing the test on any script dialog. */
+export async function signIn(browser, base, nick) {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+  const page = await context.newPage();
+  page.on("dialog", (dialog) => {
+    throw new Error(`a dialog opened: ${dialog.message()}`);
+  });
+  await page.goto(base);
+  await page.fill("#nick", nick);
+  await page.click("button[type=submit]");
+  await page.locator('#state[data-state="online"]').waitFor();
+  return page;
+}
+
+/** Opens (creating if needed) the conversation with `peer`. */
+export async function openConversation(page, peer) {
+  const existing = page.locator(`button.conversation[data-peer="${peer}"]`);
+  if (await existing.count()) {
+    await existing.click();
+  } else {
+    await page.fill("#peer", peer);
+    await page.press("#peer", "Enter");
+  }
+  await page.locator("#title", { hasText: peer }).waitFor();
+}
+
+export async function say(page, text) {
+  await page.fill("#text", text);
+  await page.press("#text", "Enter");
+}
