@@ -57,6 +57,17 @@ async fn exchange(gateway: &str, media: &str, auth: impl Fn(&str) -> String) {
         alice.recv_until("error").await.unwrap()["code"],
         "not_found"
     );
+    alice
+        .send_json(
+            &json!({"type": "send", "id": "w", "to": "bob", "media": {"id": "../../metrics?x"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.recv_until("error").await.unwrap()["code"],
+        "not_found",
+        "never reaches a URL"
+    );
 
     let send = json!({"type": "send", "id": "z", "to": "bob", "body": "look", "media": {"id": mine["id"]}});
     alice.send_json(&send).await.unwrap();

@@ -224,6 +224,41 @@ async fn typing_reaches_the_peer_without_an_answer(kind: Kind) {
     );
 }
 
+async fn a_sync_larger_than_the_outbound_queue_arrives_whole(kind: Kind) {
+    let mut s = settings();
+    s.rate_per_sec = 10_000.try_into().unwrap();
+    s.rate_burst = 10_000.try_into().unwrap();
+    let total = s.outbound_queue + 44;
+    let cluster = kind.start(s).await;
+    let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
+    for i in 0..total {
+        alice
+            .send_json(&send(&format!("m{i}"), "bob", "x"))
+            .await
+            .unwrap();
+        alice.recv_ack(&format!("m{i}")).await.unwrap();
+    }
+    let mut bob = WsClient::connect(cluster.addr(1), &format!("/ws/bob/?since={total}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        bob.recv_type("synced").await.unwrap()["until"],
+        total,
+        "nothing after the cursor"
+    );
+    bob.send_json(&json!({"type": "sync", "since": 0}))
+        .await
+        .unwrap();
+    for seq in 1..=total {
+        assert_eq!(bob.recv_type("message").await.unwrap()["seq"], seq);
+    }
+    let synced = bob.recv_type("synced").await.unwrap();
+    assert_eq!(
+        (synced["until"].as_u64(), synced["more"].as_bool()),
+        (Some(total as u64), Some(false))
+    );
+}
+
 macro_rules! suite {
     ($($scenario:ident),* $(,)?) => {
         /// On the embedded engines, as `chatd` runs.
@@ -246,4 +281,5 @@ suite!(
     reading_clears_the_counter_on_every_device_and_sends_a_receipt,
     watchers_learn_when_a_user_comes_and_goes,
     typing_reaches_the_peer_without_an_answer,
+    a_sync_larger_than_the_outbound_queue_arrives_whole,
 );

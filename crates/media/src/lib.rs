@@ -93,7 +93,6 @@ impl MediaService {
     /// Mounts the upload, file and metadata routes.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         cfg.app_data(web::Data::new(Arc::clone(&self.inner)))
-            .app_data(web::PayloadConfig::new(usize::MAX))
             .route("/api/v1/media", web::post().to(upload::upload))
             .route("/api/v1/media/openapi.json", web::get().to(openapi))
             .route("/api/v1/media/{id}", web::get().to(api::metadata))

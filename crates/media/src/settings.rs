@@ -17,7 +17,8 @@ pub struct MediaSettings {
     #[serde(with = "humantime_serde")]
     pub media_link_ttl: Duration,
     /// `CHAT_MEDIA_SECRET`: signs file links (at least 32 bytes). When absent,
-    /// one is generated once and kept in the data folder.
+    /// one is generated once and kept in the data folder — fine for one
+    /// process; replicas of the media service must share this setting.
     pub media_secret: Option<Secret>,
     /// `DATABASE_URL`: metadata database; absent means SQLite in the data folder.
     pub database_url: Option<String>,
@@ -76,9 +77,17 @@ impl MediaSettings {
         match std::fs::read(&path) {
             Ok(secret) if secret.len() >= 32 => Ok(secret),
             _ => {
-                // Two ULIDs: 32 characters with 160 random bits.
+                // Two ULIDs: 52 characters with 160 random bits. Readable by
+                // this user only; replicas must share CHAT_MEDIA_SECRET instead.
+                use std::io::Write;
+                #[cfg(unix)]
+                use std::os::unix::fs::OpenOptionsExt;
                 let secret = format!("{}{}", ulid::Ulid::new(), ulid::Ulid::new()).into_bytes();
-                std::fs::write(&path, &secret)?;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                options.mode(0o600);
+                options.open(&path)?.write_all(&secret)?;
                 Ok(secret)
             }
         }

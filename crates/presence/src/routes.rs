@@ -157,6 +157,22 @@ pub(crate) async fn history(
     let user = svc.auth.caller(&req)?;
     let peer = path.into_inner();
     checked_user(&peer, "peer")?;
+    if let Some(before) = &page.before {
+        // Cursors are what a page's `next_before` said: digits, maybe `-digits`.
+        let valid = before.split_once('-').map_or(before.as_str(), |(a, b)| {
+            if b.bytes().all(|c| c.is_ascii_digit()) {
+                a
+            } else {
+                ""
+            }
+        });
+        if valid.is_empty() || !valid.bytes().all(|c| c.is_ascii_digit()) || before.len() > 40 {
+            return Err(ApiError::BadRequest(
+                ErrorCode::InvalidFrame,
+                "before must be a next_before cursor".into(),
+            ));
+        }
+    }
     let limit = page.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let entries = svc
         .store

@@ -46,14 +46,7 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '0-' .. seq_r, 'f', frame_r)
 local unread = -1
 if ARGV[11] ~= '1' then unread = redis.call('HINCRBY', KEYS[4], ARGV[1], 1) end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[7])
-local online = false
-local presence = redis.call('HGETALL', KEYS[6])
-for i = 1, #presence, 2 do
-  if tonumber(presence[i + 1]) > 0 and redis.call('EXISTS', ARGV[8] .. presence[i]) == 1 then
-    online = true
-    break
-  end
-end
+local online = live_total(KEYS[6], ARGV[8]) > 0
 if not online then
   redis.call('RPUSH', KEYS[3], seq_r .. ' ' .. frame_r)
   redis.call('LTRIM', KEYS[3], -tonumber(ARGV[10]), -1)
@@ -117,13 +110,7 @@ return total
 
 const PRESENCE: &str = r#"
 local online = 0
-local presence = redis.call('HGETALL', KEYS[1])
-for i = 1, #presence, 2 do
-  if tonumber(presence[i + 1]) > 0 and redis.call('EXISTS', ARGV[1] .. presence[i]) == 1 then
-    online = 1
-    break
-  end
-end
+if live_total(KEYS[1], ARGV[1]) > 0 then online = 1 end
 return {online, redis.call('GET', KEYS[2])}
 "#;
 
@@ -188,12 +175,12 @@ impl RedisStore {
             max_len: options.max_len,
             offline_max: options.offline_max,
             lease: options.lease,
-            append: Script::new(APPEND),
+            append: Script::new(&format!("{LIVE_TOTAL}{APPEND}")),
             take_offline: Script::new(TAKE_OFFLINE),
             mark_read: Script::new(MARK_READ),
             connected: Script::new(&format!("{LIVE_TOTAL}{CONNECTED}")),
             disconnected: Script::new(&format!("{LIVE_TOTAL}{DISCONNECTED}")),
-            presence: Script::new(PRESENCE),
+            presence: Script::new(&format!("{LIVE_TOTAL}{PRESENCE}")),
         });
         let lease = tokio::spawn(renew_lease(Arc::clone(&inner)));
         Ok(Self { inner, lease })

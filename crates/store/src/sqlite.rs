@@ -136,12 +136,14 @@ impl MessageStore for SqliteStore {
     fn append_direct(&self, message: Direct) -> BoxFuture<'static, Result<Appended, StoreError>> {
         let this = self.clone();
         async move {
-            let offline = !this.is_online(&message.to);
             let to_self = message.from == message.to;
             let copy = message.copy_to_sender && !to_self;
             let (a, b) = conversation(&message.from, &message.to);
             let (appended, frames) = {
                 let _writer = this.inner.write.lock().await;
+                // Decided under the writer lock, like Redis decides inside its
+                // script: a connection closing now is seen before or after.
+                let offline = !this.is_online(&message.to);
                 let run = async {
                     let txn = this.inner.db.begin().await?;
                     let seq_r = next_seq(&txn, &message.to).await?;
@@ -235,7 +237,11 @@ impl MessageStore for SqliteStore {
                 .db
                 .query_all_raw(stmt(
                     "SELECT seq, frame FROM inbox WHERE user = ? AND seq > ? ORDER BY seq LIMIT ?",
-                    vec![user.into(), (after as i64).into(), (limit as i64).into()],
+                    vec![
+                        user.into(),
+                        (after.min(i64::MAX as u64) as i64).into(),
+                        (limit as i64).into(),
+                    ],
                 ))
                 .await
                 .map_err(|e| failed("reading an inbox", e))?;
@@ -361,31 +367,43 @@ impl MessageStore for SqliteStore {
     }
 
     fn connected(&self, user: &str) -> BoxFuture<'static, Result<bool, StoreError>> {
-        let mut online = self.inner.online.lock().unwrap_or_else(|e| e.into_inner());
-        let count = online.entry(user.to_owned()).or_default();
-        *count += 1;
-        futures_util::future::ready(Ok(*count == 1)).boxed()
+        let (this, user) = (self.clone(), user.to_owned());
+        async move {
+            // Under the writer lock: a message being stored sees the user
+            // either before or after this connection, never half-way.
+            let _writer = this.inner.write.lock().await;
+            let mut online = this.inner.online.lock().unwrap_or_else(|e| e.into_inner());
+            let count = online.entry(user).or_default();
+            *count += 1;
+            Ok(*count == 1)
+        }
+        .boxed()
     }
 
     fn disconnected(&self, user: &str) -> BoxFuture<'static, Result<bool, StoreError>> {
-        let mut online = self.inner.online.lock().unwrap_or_else(|e| e.into_inner());
-        let gone = match online.get_mut(user) {
-            Some(n) if *n > 1 => {
-                *n -= 1;
-                false
-            }
-            Some(_) => {
-                online.remove(user);
-                self.inner
-                    .last_seen
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(user.to_owned(), now_millis());
-                true
-            }
-            None => false,
-        };
-        futures_util::future::ready(Ok(gone)).boxed()
+        let (this, user) = (self.clone(), user.to_owned());
+        async move {
+            let _writer = this.inner.write.lock().await;
+            let mut online = this.inner.online.lock().unwrap_or_else(|e| e.into_inner());
+            let gone = match online.get_mut(&user) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    online.remove(&user);
+                    this.inner
+                        .last_seen
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(user, now_millis());
+                    true
+                }
+                None => false,
+            };
+            Ok(gone)
+        }
+        .boxed()
     }
 
     fn presence(&self, user: &str) -> BoxFuture<'static, Result<Presence, StoreError>> {

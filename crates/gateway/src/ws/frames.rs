@@ -42,7 +42,7 @@ impl Session {
             Ok(Inbound::Typed(ClientFrame::Leave { id, room })) => self.on_leave(id, room),
             Ok(Inbound::Typed(ClientFrame::Sync { id, since, limit })) => {
                 let limit = limit.map_or(SYNC_MAX, |l| (l as usize).clamp(1, SYNC_MAX));
-                self.on_sync(&user, id, since, limit).await
+                self.sync_page(&user, id, since, limit).await
             }
             Ok(Inbound::Typed(ClientFrame::Read { id, peer, up_to })) => {
                 self.on_read(&user, id, peer, up_to).await
@@ -62,22 +62,13 @@ impl Session {
             return Flow::Continue;
         };
         let user = user.clone();
-        let store = &self.gw.store;
-        let (counts, entries, since) = match replay {
-            Replay::None => return Flow::Continue,
-            Replay::Offline => match (store.unread(&user).await, store.take_offline(&user).await) {
-                (Ok(counts), Ok(entries)) => (counts, entries, None),
-                (Err(e), _) | (_, Err(e)) => return self.unavailable(None, &e),
-            },
-            Replay::Since(since) => {
-                match (
-                    store.unread(&user).await,
-                    store.inbox_since(&user, since, SYNC_MAX + 1).await,
-                ) {
-                    (Ok(counts), Ok(entries)) => (counts, entries, Some(since)),
-                    (Err(e), _) | (_, Err(e)) => return self.unavailable(None, &e),
-                }
-            }
+        if matches!(replay, Replay::None) {
+            return Flow::Continue;
+        }
+        // Counters first, and only then anything that consumes the offline list.
+        let counts = match self.gw.store.unread(&user).await {
+            Ok(counts) => counts,
+            Err(e) => return self.unavailable(None, &e),
         };
         if self
             .send_now(ServerFrame::Unread { counts }.to_json())
@@ -86,30 +77,52 @@ impl Session {
         {
             return Flow::Gone;
         }
-        let more = entries.len() > SYNC_MAX;
-        let mut until = since.unwrap_or(0);
-        for InboxEntry { seq, frame } in entries.into_iter().take(SYNC_MAX) {
+        match replay {
+            Replay::None => Flow::Continue,
+            Replay::Since(since) => self.sync_page(&user, None, since, SYNC_MAX).await,
+            Replay::Offline => {
+                let entries = match self.gw.store.take_offline(&user).await {
+                    Ok(entries) => entries,
+                    Err(e) => return self.unavailable(None, &e),
+                };
+                for InboxEntry { frame, .. } in entries {
+                    if self.send_now(frame).await.is_err() {
+                        return Flow::Gone;
+                    }
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Writes the inbox after `since` (at most `limit` frames) and `synced`,
+    /// straight to the socket: a page can be larger than the outbound queue.
+    async fn sync_page(
+        &mut self,
+        user: &str,
+        id: Option<String>,
+        since: u64,
+        limit: usize,
+    ) -> Flow {
+        let entries = match self.gw.store.inbox_since(user, since, limit + 1).await {
+            Ok(entries) => entries,
+            Err(e) => return self.unavailable(id.as_deref(), &e),
+        };
+        let more = entries.len() > limit;
+        let mut until = since;
+        for InboxEntry { seq, frame } in entries.into_iter().take(limit) {
             until = seq;
             if self.send_now(frame).await.is_err() {
                 return Flow::Gone;
             }
         }
-        if since.is_some()
-            && self
-                .send_now(
-                    ServerFrame::Synced {
-                        id: None,
-                        until,
-                        more,
-                    }
-                    .to_json(),
-                )
-                .await
-                .is_err()
+        match self
+            .send_now(ServerFrame::Synced { id, until, more }.to_json())
+            .await
         {
-            return Flow::Gone;
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Gone,
         }
-        Flow::Continue
     }
 
     async fn send_now(&mut self, text: String) -> Result<(), actix_ws::Closed> {
@@ -224,6 +237,17 @@ impl Session {
 
     /// The sender's file, with its metadata and a fresh link, or why not.
     async fn resolve_media(&self, owner: &str, id: &str) -> Result<MediaInfo, (ErrorCode, String)> {
+        // A media id is a ULID: anything else names nothing (and never
+        // reaches a URL).
+        if id.len() != 26 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err((
+                ErrorCode::NotFound,
+                format!(
+                    "'{}' is not a media id",
+                    id.chars().take(40).collect::<String>()
+                ),
+            ));
+        }
         let Some(directory) = self.gw.media.get() else {
             return Err((
                 ErrorCode::Unsupported,
@@ -266,20 +290,6 @@ impl Session {
             }
             Err(e) => self.unavailable(Some(&id), &e),
         }
-    }
-
-    async fn on_sync(&mut self, user: &str, id: Option<String>, since: u64, limit: usize) -> Flow {
-        let entries = match self.gw.store.inbox_since(user, since, limit + 1).await {
-            Ok(entries) => entries,
-            Err(e) => return self.unavailable(id.as_deref(), &e),
-        };
-        let more = entries.len() > limit;
-        let mut until = since;
-        for entry in entries.into_iter().take(limit) {
-            until = entry.seq;
-            self.reply_text(entry.frame);
-        }
-        self.reply(&ServerFrame::Synced { id, until, more })
     }
 
     async fn on_read(

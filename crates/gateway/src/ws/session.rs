@@ -13,7 +13,7 @@ use tokio::sync::{Notify, mpsc};
 use tracing::debug;
 
 use super::Endpoint;
-use super::upgrade::Replay;
+use super::upgrade::{Presence, Replay};
 use crate::Inner;
 use crate::hub::{Conn, Hub};
 use chat_broker::channel;
@@ -81,6 +81,8 @@ pub(crate) struct Session {
     pub(crate) ws: actix_ws::Session,
     pub(crate) endpoint: Endpoint,
     pub(crate) registration: Registration,
+    /// Counts a user connection online while the session lives.
+    presence: Option<Presence>,
     /// Rooms joined, counted separately from the user's own channel.
     pub(crate) rooms: HashSet<String>,
     /// Users whose online state this connection follows.
@@ -106,6 +108,7 @@ impl Session {
         ws: actix_ws::Session,
         endpoint: Endpoint,
         registration: Registration,
+        presence: Option<Presence>,
     ) -> Self {
         let quota = Quota::per_second(gw.settings.rate_per_sec).allow_burst(gw.settings.rate_burst);
         let label = endpoint.label();
@@ -120,6 +123,7 @@ impl Session {
             ws,
             endpoint,
             registration,
+            presence,
         }
     }
 
@@ -210,6 +214,9 @@ impl Session {
             "connection ending"
         );
         gauge.dec();
+        if let Some(presence) = self.presence.take() {
+            presence.leave().await;
+        }
         drop(self.registration);
         if let Some(close) = close {
             let mut ws = self.ws;
@@ -321,13 +328,6 @@ impl Session {
             .conn()
             .push(Outbound::Text(frame.to_json().into()), &self.gw.metrics);
         Flow::Continue
-    }
-
-    /// Queues raw frame text for this connection only.
-    pub(crate) fn reply_text(&self, text: String) {
-        self.registration
-            .conn()
-            .push(Outbound::Text(text.into()), &self.gw.metrics);
     }
 
     pub(crate) fn reply_error(&self, id: Option<&str>, code: ErrorCode, message: &str) -> Flow {

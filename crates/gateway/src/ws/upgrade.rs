@@ -172,10 +172,9 @@ async fn upgrade(
         .max_frame_size(max)
         .aggregate_continuations()
         .max_continuation_size(max);
-    let session = Session::new(Arc::clone(gw), ws, endpoint, registration);
+    let session = Session::new(Arc::clone(gw), ws, endpoint, registration, presence);
     actix_web::rt::spawn(gw.sessions.track_future(async move {
         session.run(stream, outbound, overflow, replay).await;
-        drop(presence);
         drop(slot);
     }));
     Ok(response)
@@ -184,9 +183,11 @@ async fn upgrade(
 /// A user counted online by the store while this value lives. Coming
 /// online (a first connection anywhere) and going offline (the last one
 /// closing) are announced to the user's watchers.
-struct Presence {
+pub(crate) struct Presence {
     gw: Arc<Inner>,
     user: String,
+    /// Set once [`Presence::leave`] ran, so `Drop` does not count twice.
+    left: bool,
 }
 
 impl Presence {
@@ -202,15 +203,30 @@ impl Presence {
         Ok(Self {
             gw: Arc::clone(gw),
             user: user.to_owned(),
+            left: false,
         })
+    }
+
+    /// Counts the connection out, before it unsubscribes (the mirror of
+    /// opening): a message in between is kept offline and also delivered, a
+    /// duplicate, never neither. Awaited inside the session's tracked task,
+    /// so a draining gateway has counted everyone out before it exits.
+    pub(crate) async fn leave(mut self) {
+        self.left = true;
+        if let Ok(true) = self.gw.store.disconnected(&self.user).await {
+            announce(Arc::clone(&self.gw), std::mem::take(&mut self.user), false).await;
+        }
     }
 }
 
 impl Drop for Presence {
     fn drop(&mut self) {
+        if self.left {
+            return;
+        }
+        // Only when the session ended without `leave` (a panic): best effort.
         let left = self.gw.store.disconnected(&self.user);
         let (gw, user) = (Arc::clone(&self.gw), std::mem::take(&mut self.user));
-        // If this fails, the store's lease for this node still expires.
         tokio::spawn(async move {
             if let Ok(true) = left.await {
                 announce(gw, user, false).await;

@@ -18,7 +18,11 @@ impl Session {
             );
         }
         let limit = self.gw.settings.max_rooms;
-        if self.watching.len() + users.len() > limit {
+        let new: std::collections::HashSet<&String> = users
+            .iter()
+            .filter(|u| !self.watching.contains(*u))
+            .collect();
+        if self.watching.len() + new.len() > limit {
             return self.reply_error(
                 id.as_deref(),
                 ErrorCode::TooManyRooms,
