@@ -115,3 +115,94 @@ test("after a server restart the page reconnects by itself and shows a message s
   await alice.context().close();
   await bob.context().close();
 });
+
+test("an attached WAV and WebM play in their players, with a known duration", async () => {
+  const alice = await signIn(browser, server.url, "alice5");
+  const bob = await signIn(browser, server.url, "bob5");
+  await openConversation(alice, "bob5");
+  // One second of 8 kHz mono silence, and a second of video recorded by the browser.
+  const { wav, webm } = await alice.evaluate(async () => {
+    const samples = 8000;
+    const wav = new DataView(new ArrayBuffer(44 + samples));
+    const text = (offset, s) => [...s].forEach((c, i) => wav.setUint8(offset + i, c.charCodeAt(0)));
+    text(0, "RIFF"); wav.setUint32(4, 36 + samples, true); text(8, "WAVEfmt ");
+    wav.setUint32(16, 16, true); wav.setUint16(20, 1, true); wav.setUint16(22, 1, true);
+    wav.setUint32(24, 8000, true); wav.setUint32(28, 8000, true); wav.setUint16(32, 1, true);
+    wav.setUint16(34, 8, true); text(36, "data"); wav.setUint32(40, samples, true);
+    for (let i = 0; i < samples; i++) wav.setUint8(44 + i, 128);
+
+    const canvas = document.createElement("canvas");
+    canvas.width = 160;
+    canvas.height = 120;
+    const g = canvas.getContext("2d");
+    let frame = 0;
+    const draw = setInterval(() => {
+      g.fillStyle = `hsl(${(frame++ * 12) % 360} 70% 50%)`;
+      g.fillRect(0, 0, 160, 120);
+    }, 40);
+    const recorder = new MediaRecorder(canvas.captureStream(25), { mimeType: "video/webm" });
+    const chunks = [];
+    recorder.ondataavailable = (e) => chunks.push(e.data);
+    const stopped = new Promise((resolve) => (recorder.onstop = resolve));
+    recorder.start(100);
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    recorder.stop();
+    await stopped;
+    clearInterval(draw);
+    const webm = new Uint8Array(await new Blob(chunks, { type: "video/webm" }).arrayBuffer());
+    return { wav: Array.from(new Uint8Array(wav.buffer)), webm: Array.from(webm) };
+  });
+  await alice.setInputFiles("#file", { name: "voice.wav", mimeType: "audio/wav", buffer: Buffer.from(wav) });
+  await alice.locator("#messages li.mine audio").waitFor();
+  await alice.setInputFiles("#file", { name: "clip.webm", mimeType: "video/webm", buffer: Buffer.from(webm) });
+  await alice.locator("#messages li.mine video").waitFor();
+
+  await bob.click('button.conversation[data-peer="alice5"]');
+  await bob.locator("#messages li audio").waitFor();
+  await bob.locator("#messages li video").waitFor();
+  const audio = await bob.locator("#messages li audio").evaluate(async (a) => {
+    if (a.readyState < 1) await new Promise((resolve) => a.addEventListener("loadedmetadata", resolve, { once: true }));
+    return a.duration;
+  });
+  assert.ok(Math.abs(audio - 1) < 0.01, `the WAV lasts one second, the player says ${audio}`);
+  const video = await bob.locator("#messages li video").evaluate(async (v) => {
+    if (v.readyState < 1) await new Promise((resolve) => v.addEventListener("loadedmetadata", resolve, { once: true }));
+    if (!Number.isFinite(v.duration)) {
+      // Recorded WebM carries no duration: seeking to the end (a range
+      // request) makes the player find it.
+      const known = new Promise((resolve) => v.addEventListener("durationchange", () => Number.isFinite(v.duration) && resolve(), { once: false }));
+      v.currentTime = 1e6;
+      await known;
+    }
+    return v.duration;
+  });
+  assert.ok(video > 0.5 && video < 5, `the WebM lasts about a second, the player says ${video}`);
+  await bob.screenshot({ path: join(shots, "audio-video.png") });
+  await alice.context().close();
+  await bob.context().close();
+});
+
+test("on a phone-sized screen the conversations open from the menu, and the keyboard alone can switch conversations", async () => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 740 }, isMobile: true, hasTouch: true });
+  const phone = await context.newPage();
+  await phone.goto(server.url);
+  await phone.fill("#nick", "carol6");
+  await phone.press("#nick", "Enter");
+  await phone.locator('#state[data-state="online"]').waitFor();
+  const sidebar = phone.locator("#sidebar");
+  assert.equal(await sidebar.isVisible(), false, "the list folds away on a narrow screen");
+  await phone.click("#menu");
+  await sidebar.waitFor({ state: "visible" });
+  await phone.fill("#peer", "dave6");
+  await phone.press("#peer", "Enter");
+  await phone.locator("#title", { hasText: "dave6" }).waitFor();
+  assert.equal(await sidebar.isVisible(), false, "choosing a conversation folds the list again");
+  await phone.screenshot({ path: join(shots, "phone.png") });
+
+  // Keyboard: focus the Lobby entry and press Enter.
+  await phone.click("#menu");
+  await phone.focus('button.conversation[data-peer=""]');
+  await phone.keyboard.press("Enter");
+  await phone.locator("#title", { hasText: "Lobby" }).waitFor();
+  await context.close();
+});

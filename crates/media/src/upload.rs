@@ -101,9 +101,13 @@ async fn store(
         let id = ulid::Ulid::new().to_string();
         let received = receive(media, &id, field).await?;
         let (kind, mime) = sniff::sniff(&received.head);
+        // Removed with the file unless the upload completes.
+        let mut thumb = Partial {
+            path: media.dir.join(format!("{id}.thumb")),
+            kept: false,
+        };
         let picture = if kind == Kind::Image {
-            let thumb_path = media.dir.join(format!("{id}.thumb"));
-            thumbnail::make(received.partial.path.clone(), thumb_path).await
+            thumbnail::make(received.partial.path.clone(), thumb.path.clone()).await
         } else {
             None
         };
@@ -124,11 +128,9 @@ async fn store(
             created_at: ulid::Ulid::from_string(&id).map_or(0, |u| u.timestamp_ms()),
         };
         // If the metadata cannot be stored, the files go too: no orphans.
-        if let Err(e) = db::insert(&media.db, &record).await {
-            let _ = tokio::fs::remove_file(media.dir.join(format!("{id}.thumb"))).await;
-            return Err(e.into());
-        }
+        db::insert(&media.db, &record).await?;
         partial.kept = true;
+        thumb.kept = true;
         media
             .metrics
             .uploads
