@@ -30,7 +30,9 @@ export async function startChatd({ port, dataDir } = {}) {
   const listen = `127.0.0.1:${port ?? 0}`;
   const env = { ...process.env, CHAT_LISTEN: listen, CHAT_DATA_DIR: dir, CHAT_LOG_FORMAT: "json", RUST_LOG: "info" };
   delete env.REDIS_URL; // the embedded engines: chatd as a person runs it
-  const child = spawn(join(root, "target", "debug", "chatd"), [], {
+  // The debug build scripts/test made (CARGO_TARGET_DIR moves it).
+  const target = process.env.CARGO_TARGET_DIR || join(root, "target");
+  const child = spawn(join(target, "debug", "chatd"), [], {
     env,
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -38,6 +40,7 @@ export async function startChatd({ port, dataDir } = {}) {
   const address = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("chatd did not start in time")), 15_000);
     child.on("exit", (code) => reject(new Error(`chatd exited with ${code}`)));
+    child.on("error", (e) => reject(new Error(`cannot start chatd: ${e.message} (run cargo build --bins first)`)));
     lines.on("line", (line) => {
       try {
         const message = JSON.parse(line)?.fields?.message ?? "";
