@@ -72,6 +72,7 @@ def main():
     lb = services["lb"]
     check(len(lb.get("ports", [])) == 1, "the load balancer is the one published port")
     check(any("chat.conf.template" in str(v) for v in lb.get("volumes", [])), "the load balancer uses deploy/nginx")
+    check("resolve" in lb["environment"].get("GATEWAY_SERVERS", ""), "the load balancer re-resolves the gateway replicas")
     for upstream in ["gateway", "media", "presence"]:
         check(lb.get("depends_on", {}).get(upstream, {}).get("condition") == "service_healthy",
               f"the load balancer waits for a healthy {upstream}")
