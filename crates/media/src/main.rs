@@ -76,20 +76,8 @@ fn main() -> ExitCode {
         std::fs::create_dir_all(&data_dir)?;
         let mut obs = Observability::new();
         let service = MediaService::build(&media, &data_dir, auth, &mut obs).await?;
-        let listener = std::net::TcpListener::bind(server.listen)?;
-        tracing::info!("listening on http://{}", listener.local_addr()?);
-        let metrics = chat_runtime::server::HttpMetrics::register(&obs.registry)?;
-        let http = chat_runtime::server::http_server(listener, &server, metrics, move |cfg| {
-            service.configure(cfg);
-            obs.configure(cfg);
-        })?;
-        chat_runtime::server::run_until_stopped(
-            http,
-            chat_runtime::server::shutdown_signal(),
-            || async {},
-        )
-        .await?;
-        anyhow::Ok(())
+        chat_runtime::server::serve_until_signal(&server, obs, move |cfg| service.configure(cfg))
+            .await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -94,24 +94,8 @@ fn main() -> ExitCode {
             }),
         );
         let service = PresenceService::new(store, broker, auth);
-        let listener = std::net::TcpListener::bind(server.listen)?;
-        tracing::info!("listening on http://{}", listener.local_addr()?);
-        let http = chat_runtime::server::http_server(
-            listener,
-            &server,
-            chat_runtime::server::HttpMetrics::register(&obs.registry)?,
-            move |cfg| {
-                service.configure(cfg);
-                obs.configure(cfg);
-            },
-        )?;
-        chat_runtime::server::run_until_stopped(
-            http,
-            chat_runtime::server::shutdown_signal(),
-            || async {},
-        )
-        .await?;
-        anyhow::Ok(())
+        chat_runtime::server::serve_until_signal(&server, obs, move |cfg| service.configure(cfg))
+            .await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
