@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
 
+#[macro_use]
 mod support;
 
 use chat_testkit::ws::WsClient;
@@ -257,21 +258,6 @@ async fn a_sync_larger_than_the_outbound_queue_arrives_whole(kind: Kind) {
         (synced["until"].as_u64(), synced["more"].as_bool()),
         (Some(total as u64), Some(false))
     );
-}
-
-macro_rules! suite {
-    ($($scenario:ident),* $(,)?) => {
-        /// On the embedded engines, as `chatd` runs.
-        mod embedded {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $scenario() { super::$scenario(super::Kind::Memory).await } )*
-        }
-        /// On two gateway replicas sharing a real Redis.
-        mod redis {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $scenario() { super::$scenario(super::Kind::Redis).await } )*
-        }
-    };
 }
 
 suite!(

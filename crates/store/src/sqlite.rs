@@ -169,11 +169,8 @@ impl MessageStore for SqliteStore {
                             ))
                             .await?;
                         let count: i64 = row.map_or(Ok(1), |r| r.try_get("", "count"))?;
-                        // Names are [A-Za-z0-9_.-]: safe inside a JSON string as they are.
-                        let unread = format!(
-                            r#"{{"type":"unread","counts":{{"{}":{count}}}}}"#,
-                            message.from
-                        );
+                        let counts = [(message.from.clone(), count as u64)].into_iter().collect();
+                        let unread = chat_protocol::ServerFrame::Unread { counts }.to_json();
                         frames.push((message.to.clone(), unread));
                     }
                     txn.execute_raw(stmt(

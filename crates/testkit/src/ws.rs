@@ -206,28 +206,34 @@ impl WsClient {
         Ok(serde_json::from_str(&text)?)
     }
 
-    /// The next JSON frame, or how the connection ended if it ended first.
-    pub async fn recv_json_or_end(&mut self) -> anyhow::Result<Result<Value, Ended>> {
+    /// The next text frame, or how the connection ended if it ended first.
+    pub async fn recv_text_or_end(&mut self) -> anyhow::Result<Result<String, Ended>> {
         loop {
             let next = tokio::time::timeout(WAIT, self.stream.next())
                 .await
                 .context("neither a frame nor the end arrived in time")?;
-            let text = match next {
-                Some(Ok(Message::Text(text))) => text,
+            return Ok(match next {
+                Some(Ok(Message::Text(text))) => Ok(text.as_str().to_owned()),
                 Some(Ok(Message::Close(frame))) => {
-                    return Ok(Err(Ended::Closed(
-                        frame.map_or(1005, |f| u16::from(f.code)),
-                    )));
+                    Err(Ended::Closed(frame.map_or(1005, |f| u16::from(f.code))))
                 }
                 Some(Ok(_)) => continue,
-                Some(Err(_)) | None => return Ok(Err(Ended::Dropped)),
-            };
-            let value: Value = serde_json::from_str(text.as_str())?;
-            if self.check_schema {
-                Schemas::get().check_server_frame(&value)?;
-            }
-            return Ok(Ok(value));
+                Some(Err(_)) | None => Err(Ended::Dropped),
+            });
         }
+    }
+
+    /// The next JSON frame, or how the connection ended if it ended first.
+    pub async fn recv_json_or_end(&mut self) -> anyhow::Result<Result<Value, Ended>> {
+        let text = match self.recv_text_or_end().await? {
+            Ok(text) => text,
+            Err(ended) => return Ok(Err(ended)),
+        };
+        let value: Value = serde_json::from_str(&text)?;
+        if self.check_schema {
+            Schemas::get().check_server_frame(&value)?;
+        }
+        Ok(Ok(value))
     }
 
     /// Reads until the server ends the connection; returns how it ended.

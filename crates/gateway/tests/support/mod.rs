@@ -3,6 +3,24 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the support
 
+/// Runs each scenario `fn(Kind)` twice: on the embedded engines (as `chatd`
+/// runs) and on two gateway replicas sharing a real Redis.
+#[allow(unused_macros)] // identity.rs runs one engine only
+macro_rules! suite {
+    ($($scenario:ident),* $(,)?) => {
+        /// On the embedded engines: in-process broker, SQLite store.
+        mod memory {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $scenario() { super::$scenario(super::Kind::Memory).await } )*
+        }
+        /// On two gateway replicas sharing a real Redis.
+        mod redis {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $scenario() { super::$scenario(super::Kind::Redis).await } )*
+        }
+    };
+}
+
 use std::time::Duration;
 
 use chat_broker::redis::RedisOptions;
