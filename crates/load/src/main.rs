@@ -1,256 +1,308 @@
-//! `chat-load`: the workspace's load generator. It speaks the product's own
-//! protocol against a server on this machine (loopback targets only), runs
-//! for a bounded time, stops by itself, and prints a table and one JSON line.
-//!
-//! Scenario `lobby`: N subscribers on `/ws/`, publishers sending timestamped
-//! frames at a total rate R; every subscriber receives every frame (the lobby
-//! includes the sender). Reports deliveries per second achieved against
-//! expected, loss, and delivery latency percentiles (HDR histogram).
+//! `chat-load`: see the library's documentation. This is its command line.
 
-use std::net::ToSocketAddrs;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
-use futures_util::{SinkExt, StreamExt};
-use hdrhistogram::Histogram;
-use tokio_tungstenite::tungstenite::Message;
+use anyhow::bail;
+use chat_load::target::{Target, raise_open_files};
+use chat_load::{direct, fanout, idle, mixed, parse_duration, upload};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "Load generator for the chat backend (loopback targets only)"
+    about = "Load generator for the chat backend (loopback targets only)",
+    long_about = "Load generator for the chat backend. Speaks the product's protocol to \
+servers on this machine only, runs for a bounded time, and prints a table and one JSON line.\n\n\
+Give --target once for chatd, or once per gateway replica: connections are spread over them."
 )]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
 }
 
+/// Where to connect, and as whom.
+#[derive(Args)]
+struct Targets {
+    /// `host:port` of chatd or of a gateway (loopback only); repeat for replicas.
+    #[arg(long = "target", default_value = "127.0.0.1:8080")]
+    targets: Vec<String>,
+    /// Extra loopback source addresses to spread connections over
+    /// (127.0.0.2, …), each with its own ephemeral ports.
+    #[arg(long, default_value_t = 0)]
+    sources: usize,
+    /// The servers' CHAT_JWT_SECRET, when they run CHAT_AUTH=jwt: tokens are minted with it.
+    #[arg(long, env = "CHAT_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+}
+
+impl Targets {
+    fn build(&self) -> anyhow::Result<Vec<Target>> {
+        if self.targets.is_empty() {
+            bail!("give at least one --target");
+        }
+        self.targets
+            .iter()
+            .map(|t| Target::new(t, self.sources, self.jwt_secret.as_deref()))
+            .collect()
+    }
+}
+
 #[derive(Subcommand)]
 enum Scenario {
-    /// N lobby subscribers, publishers at a total rate: fan-out throughput and latency.
-    Lobby {
-        /// `host:port` of a gateway or chatd (must be a loopback address).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        target: String,
-        /// Subscribing connections.
-        #[arg(long, default_value_t = 1000)]
-        subscribers: usize,
-        /// Publishing connections (each also subscribes, as the lobby includes the sender).
-        #[arg(long, default_value_t = 1)]
-        publishers: usize,
-        /// Total frames per second over all publishers.
-        #[arg(long, default_value_t = 100)]
+    /// Lobby fan-out: N subscribers on /ws/, publishers at a total rate.
+    Lobby(FanoutArgs),
+    /// Room fan-out: N members of one room (typed connections), publishers at a total rate.
+    Room(FanoutArgs),
+    /// Acked direct messages between P pairs at a total rate (senders on the first target, receivers on the last).
+    Direct {
+        #[command(flatten)]
+        targets: Targets,
+        /// Sender/receiver pairs.
+        #[arg(long, default_value_t = 500)]
+        pairs: usize,
+        /// Messages per second over all senders.
+        #[arg(long, default_value_t = 5000)]
         rate: u64,
-        /// How long to publish.
+        /// How long to send.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         duration: Duration,
-        /// Frame payload size in bytes (at least the 24-byte header).
+        /// Body bytes (at least 24).
         #[arg(long, default_value_t = 64)]
         size: usize,
     },
+    /// Open N connections at a rate, hold them; RSS per connection, optionally a probe.
+    Idle {
+        #[command(flatten)]
+        targets: Targets,
+        /// Connections to open.
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// Lobby or user connections.
+        #[arg(long, value_enum, default_value = "lobby")]
+        kind: idle::Kind,
+        /// New connections per second (0: as fast as --concurrency allows).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Handshakes in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// How long to hold the connections (a probe ends the hold early).
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        hold: Duration,
+        /// After connecting: nothing, send one lobby frame, or await one from `chat-load probe`.
+        #[arg(long, value_enum, default_value = "none")]
+        probe: idle::Probe,
+        /// Server PIDs, one per --target in the same order, for RSS per connection.
+        #[arg(long = "pid")]
+        pids: Vec<u32>,
+        /// A file written once every connection is open.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// Send one stamped lobby frame (the probe of `idle --probe await`).
+    Probe {
+        #[command(flatten)]
+        targets: Targets,
+    },
+    /// A day in miniature: idle users with reconnect churn, active users in rooms and DMs.
+    Mixed {
+        #[command(flatten)]
+        targets: Targets,
+        /// Idle users.
+        #[arg(long, default_value_t = 2000)]
+        idle: usize,
+        /// Active users (at most 999).
+        #[arg(long, default_value_t = 200)]
+        active: usize,
+        /// Members per room.
+        #[arg(long, default_value_t = 50)]
+        room_size: usize,
+        /// Room messages per second per active user.
+        #[arg(long, default_value_t = 1.0)]
+        room_rate: f64,
+        /// Direct messages per second per active user.
+        #[arg(long, default_value_t = 1.0)]
+        dm_rate: f64,
+        /// Idle users reconnecting per second.
+        #[arg(long, default_value_t = 20.0)]
+        churn: f64,
+        /// How long.
+        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        duration: Duration,
+    },
+    /// Concurrent uploads to the media service: MiB/s and the server's RSS growth.
+    Upload {
+        #[command(flatten)]
+        targets: Targets,
+        /// Bytes per file (suffixes k, m, g: powers of 1024).
+        #[arg(long, default_value = "1m", value_parser = parse_size)]
+        size: u64,
+        /// Files in all.
+        #[arg(long, default_value_t = 50)]
+        count: usize,
+        /// Uploads in flight at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// The server's PID, for its RSS growth.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (n, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration like 10s"))?;
-    match unit {
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "ms" => Ok(Duration::from_millis(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("'{text}': use ms, s or m")),
+#[derive(Args)]
+struct FanoutArgs {
+    #[command(flatten)]
+    targets: Targets,
+    /// Receiving connections.
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Sending connections (they receive too).
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Frames per second over all publishers.
+    #[arg(long, default_value_t = 100)]
+    rate: u64,
+    /// How long to publish.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Payload bytes (at least 24).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let lower = text.to_ascii_lowercase();
+    let (digits, shift) = match lower.strip_suffix(['k', 'm', 'g']) {
+        Some(d) => (
+            d,
+            match lower.as_bytes()[lower.len() - 1] {
+                b'k' => 10,
+                b'm' => 20,
+                _ => 30,
+            },
+        ),
+        None => (lower.as_str(), 0),
+    };
+    digits
+        .parse::<u64>()
+        .map(|n| n << shift)
+        .map_err(|_| format!("'{text}' is not a size like 1m or 200m"))
+}
+
+fn fanout_spec(args: &FanoutArgs, audience: fanout::Audience) -> fanout::Fanout {
+    fanout::Fanout {
+        audience,
+        subscribers: args.subscribers,
+        publishers: args.publishers,
+        rate: args.rate,
+        duration: args.duration,
+        size: args.size,
     }
-}
-
-fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
-/// Refuses anything but this machine: load goes to loopback only.
-fn loopback(target: &str) -> anyhow::Result<()> {
-    let addrs: Vec<_> = target
-        .to_socket_addrs()
-        .with_context(|| format!("resolving {target}"))?
-        .collect();
-    if addrs.is_empty() || !addrs.iter().all(|a| a.ip().is_loopback()) {
-        bail!("{target} is not a loopback address: chat-load only loads this machine");
-    }
-    Ok(())
-}
-
-struct Counters {
-    delivered: AtomicU64,
-    sent: AtomicU64,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().scenario {
-        Scenario::Lobby {
-            target,
-            subscribers,
-            publishers,
+    let limit = raise_open_files();
+    let report = match Cli::parse().scenario {
+        Scenario::Lobby(args) => {
+            let spec = fanout_spec(&args, fanout::Audience::Lobby);
+            fanout::check(&spec)?;
+            fanout::run(&args.targets.build()?, spec).await?
+        }
+        Scenario::Room(args) => {
+            let spec = fanout_spec(
+                &args,
+                fanout::Audience::Room(format!("{}bench", chat_load::run_prefix())),
+            );
+            fanout::check(&spec)?;
+            fanout::run(&args.targets.build()?, spec).await?
+        }
+        Scenario::Direct {
+            targets,
+            pairs,
             rate,
             duration,
             size,
         } => {
-            loopback(&target)?;
-            lobby(
-                &target,
-                subscribers,
-                publishers,
+            let spec = direct::Direct {
+                pairs,
                 rate,
                 duration,
-                size.max(24),
-            )
-            .await
+                size,
+            };
+            direct::run(&targets.build()?, spec).await?
         }
-    }
-}
-
-async fn lobby(
-    target: &str,
-    subscribers: usize,
-    publishers: usize,
-    rate: u64,
-    duration: Duration,
-    size: usize,
-) -> anyhow::Result<()> {
-    let url = format!("ws://{target}/ws/");
-    let counters = Arc::new(Counters {
-        delivered: AtomicU64::new(0),
-        sent: AtomicU64::new(0),
-    });
-    let bar = indicatif::ProgressBar::new((subscribers + publishers) as u64);
-    bar.set_message("connecting");
-    let mut streams = Vec::new();
-    let mut writers = Vec::new();
-    for i in 0..subscribers + publishers {
-        let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .with_context(|| format!("connection {i} to {url}"))?;
-        let (sink, stream) = socket.split();
-        if i >= subscribers {
-            writers.push(sink);
+        Scenario::Idle {
+            targets,
+            connections,
+            kind,
+            rate,
+            concurrency,
+            hold,
+            probe,
+            pids,
+            ready_file,
+        } => {
+            if connections as u64 + 100 > limit {
+                bail!(
+                    "{connections} connections need more descriptors than this process may open ({limit}): run several chat-load processes"
+                );
+            }
+            let spec = idle::Idle {
+                connections,
+                kind,
+                rate,
+                concurrency,
+                hold,
+                probe,
+                pids,
+                ready_file,
+            };
+            idle::run(&targets.build()?, spec).await?
         }
-        streams.push(stream);
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-
-    // Readers start once everyone is connected, and stop after a quiet spell
-    // longer than the gap between frames.
-    let quiet = Duration::from_secs_f64((3.0 / rate.max(1) as f64).max(2.0));
-    let mut readers = Vec::new();
-    for mut stream in streams {
-        let counters = Arc::clone(&counters);
-        readers.push(tokio::spawn(async move {
-            let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
-            while let Ok(Some(Ok(message))) = tokio::time::timeout(quiet, stream.next()).await {
-                match message {
-                    Message::Text(text) => {
-                        if let Some(sent) =
-                            text.as_str().get(..16).and_then(|t| t.parse::<u64>().ok())
-                        {
-                            let _ = latency.record(now_micros().saturating_sub(sent).max(1));
-                            counters.delivered.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Message::Close(_) => break,
-                    _ => {}
-                }
-            }
-            latency
-        }));
-    }
-
-    // Publish at the total rate, spread over the publishers, for `duration`.
-    let per_publisher = (rate as f64 / publishers as f64).max(1.0);
-    let interval = Duration::from_secs_f64(1.0 / per_publisher);
-    let started = Instant::now();
-    let progress = indicatif::ProgressBar::new(duration.as_secs().max(1));
-    let mut tasks = Vec::new();
-    for mut sink in writers {
-        let counters = Arc::clone(&counters);
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let mut n: u64 = 0;
-            while started.elapsed() < duration {
-                tick.tick().await;
-                let mut frame = format!("{:016}{:08}", now_micros(), n);
-                frame.extend(std::iter::repeat_n('x', size.saturating_sub(frame.len())));
-                if sink.send(Message::text(frame)).await.is_err() {
-                    break;
-                }
-                counters.sent.fetch_add(1, Ordering::Relaxed);
-                n += 1;
-            }
-            let _ = sink.close().await;
-        }));
-    }
-    while started.elapsed() < duration {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        progress.set_position(started.elapsed().as_secs());
-    }
-    for task in tasks {
-        let _ = task.await;
-    }
-    progress.finish_and_clear();
-    let elapsed = started.elapsed().as_secs_f64();
-
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    for reader in readers {
-        latency.add(reader.await?)?;
-    }
-    let sent = counters.sent.load(Ordering::Relaxed);
-    let expected = sent * (subscribers + publishers) as u64;
-    let delivered = counters.delivered.load(Ordering::Relaxed);
-    let loss = if expected == 0 {
-        0.0
-    } else {
-        1.0 - delivered as f64 / expected as f64
+        Scenario::Probe { targets } => {
+            idle::send_probe(&targets.build()?[0]).await?;
+            return Ok(());
+        }
+        Scenario::Mixed {
+            targets,
+            idle,
+            active,
+            room_size,
+            room_rate,
+            dm_rate,
+            churn,
+            duration,
+        } => {
+            let spec = mixed::Mixed {
+                idle,
+                active,
+                room_size,
+                room_rate,
+                dm_rate,
+                churn,
+                duration,
+            };
+            mixed::run(&targets.build()?, spec).await?
+        }
+        Scenario::Upload {
+            targets,
+            size,
+            count,
+            concurrency,
+            pid,
+        } => {
+            let spec = upload::Upload {
+                size,
+                count,
+                concurrency,
+                pid,
+            };
+            upload::run(&targets.build()?[0], spec).await?
+        }
     };
-    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
-    println!(
-        "scenario      lobby ({subscribers} subscribers + {publishers} publishers, {rate}/s for {:.0}s)",
-        duration.as_secs_f64()
-    );
-    println!("sent          {sent}");
-    println!(
-        "delivered     {delivered} of {expected} ({:.3} % lost)",
-        loss * 100.0
-    );
-    println!(
-        "deliveries/s  {:.0} (expected {:.0})",
-        delivered as f64 / elapsed,
-        expected as f64 / elapsed
-    );
-    println!(
-        "latency ms    p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
-        ms(0.5),
-        ms(0.99),
-        ms(0.999),
-        ms(1.0)
-    );
-    println!(
-        "{}",
-        serde_json::json!({
-            "scenario": "lobby", "subscribers": subscribers, "publishers": publishers, "rate": rate,
-            "seconds": elapsed, "sent": sent, "expected": expected, "delivered": delivered, "loss": loss,
-            "deliveries_per_sec": delivered as f64 / elapsed,
-            "latency_ms": {"p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999), "max": ms(1.0)},
-        })
-    );
+    println!("{}", report.render());
     Ok(())
 }
 
@@ -259,19 +311,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_loopback_targets_are_loaded() {
-        assert!(loopback("127.0.0.1:8080").is_ok());
-        assert!(loopback("[::1]:8080").is_ok());
-        assert!(loopback("localhost:8080").is_ok());
-        assert!(loopback("10.0.0.1:80").is_err());
-        assert!(loopback("192.168.1.1:80").is_err());
+    fn sizes_read_in_powers_of_1024() {
+        assert_eq!(parse_size("1m"), Ok(1 << 20));
+        assert_eq!(parse_size("200M"), Ok(200 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert!(parse_size("lots").is_err());
     }
 
     #[test]
-    fn durations_read_like_the_services_settings() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("soon").is_err());
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }

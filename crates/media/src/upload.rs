@@ -6,9 +6,11 @@ use std::time::Instant;
 
 use actix_multipart::Multipart;
 use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
 use futures_util::TryStreamExt;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use std::io::Write;
+use tokio::sync::mpsc;
 
 use crate::db::{self, MediaRecord};
 use crate::sniff::{self, Kind};
@@ -20,6 +22,9 @@ const DRAIN_PAST_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// Bytes gathered before each write to disk.
 const WRITE_BUFFER: usize = 1024 * 1024;
+
+/// Chunks in flight between the reading and the writing stage.
+const WRITE_QUEUE: usize = 64;
 
 /// A file being written: removed when dropped unless kept.
 struct Partial {
@@ -149,6 +154,11 @@ async fn store(
 }
 
 /// Streams one field to a temporary file, hashing as it goes.
+///
+/// Two stages run side by side: this task reads the multipart stream (on the
+/// server's async threads), a blocking-pool thread hashes and writes what it
+/// hands over. The channel between them is bounded, so a slow disk slows the
+/// upload instead of filling memory.
 async fn receive(
     media: &Inner,
     id: &str,
@@ -158,42 +168,69 @@ async fn receive(
         path: media.dir.join("tmp").join(id),
         kept: false,
     };
-    // tokio runs each file write on the blocking pool; buffering turns the
-    // multipart's small chunks into few large writes (and few hops).
-    let mut file = tokio::io::BufWriter::with_capacity(
-        WRITE_BUFFER,
-        tokio::fs::File::create(&partial.path).await?,
-    );
-    let mut hasher = Sha256::new();
+    let file = tokio::fs::File::create(&partial.path)
+        .await?
+        .into_std()
+        .await;
+    let (chunks, incoming) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let writer = tokio::task::spawn_blocking(move || write_and_hash(file, incoming));
     let mut head = Vec::with_capacity(sniff::HEAD);
     let mut size: u64 = 0;
-    while let Some(chunk) = field
-        .try_next()
-        .await
-        .map_err(|e| MediaError::BadRequest(format!("upload: {e}")))?
-    {
+    let mut outcome = Ok(());
+    loop {
+        let chunk = match field.try_next().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => {
+                outcome = Err(MediaError::BadRequest(format!("upload: {e}")));
+                break;
+            }
+        };
         size += chunk.len() as u64;
         if size > media.max_bytes {
-            drop(file);
-            drop(partial); // removes what was written
-            drain_up_to(field, DRAIN_PAST_LIMIT).await;
-            return Err(MediaError::TooLarge(media.max_bytes));
+            outcome = Err(MediaError::TooLarge(media.max_bytes));
+            break;
         }
         if head.len() < sniff::HEAD {
             let take = (sniff::HEAD - head.len()).min(chunk.len());
             head.extend_from_slice(&chunk[..take]);
         }
-        hasher.update(&chunk);
-        file.write_all(&chunk).await?;
+        if chunks.send(chunk).await.is_err() {
+            break; // the writer stopped: its error is read below
+        }
     }
-    file.flush().await?;
-    file.get_ref().sync_data().await?;
+    drop(chunks);
+    let written = writer.await.map_err(std::io::Error::other)?;
+    // `partial` removes the file if anything went wrong.
+    if let Err(MediaError::TooLarge(_)) = &outcome {
+        drop(partial);
+        drain_up_to(field, DRAIN_PAST_LIMIT).await;
+        return Err(MediaError::TooLarge(media.max_bytes));
+    }
+    outcome?;
+    let sha256 = written?;
     Ok(Received {
         partial,
         size,
-        sha256: hex::encode(hasher.finalize()),
+        sha256,
         head,
     })
+}
+
+/// The writer stage: hashes and writes every chunk, then flushes to disk.
+fn write_and_hash(
+    file: std::fs::File,
+    mut chunks: mpsc::Receiver<Bytes>,
+) -> std::io::Result<String> {
+    let mut file = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = chunks.blocking_recv() {
+        hasher.update(&chunk);
+        file.write_all(&chunk)?;
+    }
+    let file = file.into_inner().map_err(|e| e.into_error())?;
+    file.sync_data()?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 async fn drain(mut field: actix_multipart::Field) -> Result<(), MediaError> {

@@ -94,6 +94,16 @@ pub(crate) struct Session {
     frames_out: IntCounter,
 }
 
+/// What woke a connection's loop.
+enum Event {
+    /// A frame to write (`None`: the queue closed).
+    Out(Option<Outbound>),
+    /// A frame read (`None`: the client went away).
+    In(Option<Result<AggregatedMessage, ProtocolError>>),
+    /// Time to ping.
+    Tick,
+}
+
 /// What the session should do after handling a client frame.
 pub(crate) enum Flow {
     Continue,
@@ -160,30 +170,24 @@ impl Session {
             early
         } else {
             loop {
-                tokio::select! {
+                // Shutdown and overflow first; then, without bias, whichever
+                // of writing, reading or the heartbeat is ready: a client that
+                // sends fast still gets its acks in time, and a busy outbound
+                // queue cannot stop the reading of its pongs and frames.
+                let event = tokio::select! {
                     biased;
                     () = shutdown.cancelled() => break Some(reason(CloseCode::Away, "server shutting down")),
                     () = overflow.notified() => break Some(self.slow_consumer()),
-                    message = stream.next() => {
-                        let flow = match message {
-                            None => Flow::Gone,
-                            Some(Ok(message)) => {
-                                last_heard = Instant::now();
-                                self.on_message(message).await
-                            }
-                            Some(Err(ProtocolError::Overflow)) => Flow::Close(reason(
-                                CloseCode::Size,
-                                &format!("frame larger than {} bytes", self.gw.settings.max_frame_bytes),
-                            )),
-                            Some(Err(e)) => Flow::Close(reason(CloseCode::Protocol, &e.to_string())),
-                        };
-                        match flow {
-                            Flow::Continue => {}
-                            Flow::Close(r) => break Some(r),
-                            Flow::Gone => break None,
+                    event = async {
+                        tokio::select! {
+                            frame = outbound.recv() => Event::Out(frame),
+                            message = stream.next() => Event::In(message),
+                            _ = heartbeat.tick() => Event::Tick,
                         }
-                    }
-                    frame = outbound.recv() => {
+                    } => event,
+                };
+                match event {
+                    Event::Out(frame) => {
                         let Some(frame) = frame else { break None };
                         // A client that does not read blocks this write; stay
                         // responsive to overflow and shutdown meanwhile.
@@ -197,12 +201,41 @@ impl Session {
                             }
                         }
                     }
-                    _ = heartbeat.tick() => {
+                    Event::In(message) => {
+                        let flow = match message {
+                            None => Flow::Gone,
+                            Some(Ok(message)) => {
+                                last_heard = Instant::now();
+                                self.on_message(message).await
+                            }
+                            Some(Err(ProtocolError::Overflow)) => Flow::Close(reason(
+                                CloseCode::Size,
+                                &format!(
+                                    "frame larger than {} bytes",
+                                    self.gw.settings.max_frame_bytes
+                                ),
+                            )),
+                            Some(Err(e)) => {
+                                Flow::Close(reason(CloseCode::Protocol, &e.to_string()))
+                            }
+                        };
+                        match flow {
+                            Flow::Continue => {}
+                            Flow::Close(r) => break Some(r),
+                            Flow::Gone => break None,
+                        }
+                    }
+                    Event::Tick => {
                         if last_heard.elapsed() > idle_timeout {
                             self.gw.metrics.idle_disconnects.inc();
-                            break Some(reason(CloseCode::Other(CLOSE_IDLE), "no pong within the idle timeout"));
+                            break Some(reason(
+                                CloseCode::Other(CLOSE_IDLE),
+                                "no pong within the idle timeout",
+                            ));
                         }
-                        if self.ws.ping(b"").await.is_err() { break None }
+                        if self.ws.ping(b"").await.is_err() {
+                            break None;
+                        }
                     }
                 }
             }

@@ -1,0 +1,275 @@
+//! `idle`: open N connections at a given rate, hold them, and report how many
+//! opened, how fast, what the servers' memory grew by per connection, and —
+//! with a probe — how long one lobby frame took to reach the last of them.
+//!
+//! Several `chat-load idle` processes (each at most ~19 500 descriptors)
+//! against several gateways make the 100 000-connection run: each waits for
+//! a probe (`--probe await`) that `chat-load probe` sends once every process
+//! has written its `--ready-file`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::report::{Latency, Report, rss_kib};
+use crate::target::{Target, Ws};
+use crate::{body_stamp, frame_type, open_many, stamp, stamped};
+
+/// Which connections to open.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Kind {
+    /// `/ws/`, the lobby.
+    Lobby,
+    /// `/ws/{user}`, typed user connections (each registers presence).
+    Users,
+}
+
+/// What happens once everyone is connected.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Probe {
+    /// Nothing: hold, then report.
+    None,
+    /// Send one lobby frame and time its arrival at every connection.
+    Send,
+    /// Wait for a lobby frame sent by someone else (`chat-load probe`).
+    Await,
+}
+
+/// An idle run.
+pub struct Idle {
+    /// Connections to open.
+    pub connections: usize,
+    /// Lobby or user connections.
+    pub kind: Kind,
+    /// New connections per second (0: as fast as `concurrency` allows).
+    pub rate: u64,
+    /// Handshakes in flight at once.
+    pub concurrency: usize,
+    /// How long to hold them (the probe must arrive within it).
+    pub hold: Duration,
+    /// The probe.
+    pub probe: Probe,
+    /// The servers' PIDs, in the order of the targets, for RSS per connection.
+    pub pids: Vec<u32>,
+    /// Written once every connection is open.
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Runs it.
+pub async fn run(targets: &[Target], spec: Idle) -> anyhow::Result<Report> {
+    if !spec.pids.is_empty() && spec.pids.len() != targets.len() {
+        bail!("give one --pid per --target, in the same order");
+    }
+    if spec.probe != Probe::None && spec.kind != Kind::Lobby {
+        bail!("the probe is a lobby frame: use --kind lobby");
+    }
+    let rss_before: Vec<u64> = spec
+        .pids
+        .iter()
+        .map(|p| rss_kib(*p))
+        .collect::<Result<_, _>>()?;
+    let prefix = crate::run_prefix();
+    let kind = spec.kind;
+    let rate = (spec.rate > 0).then_some(spec.rate);
+    let opened = open_many(spec.connections, rate, spec.concurrency, |i| {
+        let target = &targets[i % targets.len()];
+        let user = format!("{prefix}i{i}");
+        async move {
+            match kind {
+                Kind::Lobby => target.lobby().await,
+                Kind::Users => target.user(&user).await,
+            }
+        }
+    })
+    .await;
+    let setup_seconds = opened.seconds;
+    let refusals = opened.refusals();
+    let refused: usize = opened.refused.values().sum();
+    let mut per_target = vec![0usize; targets.len()];
+    for (i, _) in &opened.ok {
+        per_target[i % targets.len()] += 1;
+    }
+    let sockets: Vec<Ws> = opened.ok.into_iter().map(|(_, ws)| ws).collect();
+    let open = sockets.len();
+    if let Some(path) = &spec.ready_file {
+        std::fs::write(path, format!("{open}\n"))?;
+    }
+
+    // Every connection keeps reading (which also answers the server's pings)
+    // until stopped; a probe frame is timed and counted.
+    let probed = Arc::new(AtomicU64::new(0));
+    let closed = Arc::new(AtomicU64::new(0));
+    let latency = Arc::new(Mutex::new(Latency::default()));
+    let (stop, stopped) = watch::channel(false);
+    let mut sockets = sockets.into_iter();
+    let sender = if spec.probe == Probe::Send {
+        sockets.next()
+    } else {
+        None
+    };
+    let mut readers = Vec::new();
+    for ws in sockets {
+        readers.push(tokio::spawn(hold(
+            ws,
+            Arc::clone(&probed),
+            Arc::clone(&closed),
+            Arc::clone(&latency),
+            stopped.clone(),
+        )));
+    }
+    let held_since = Instant::now();
+    let mut probe_sent = false;
+    if let Some(mut ws) = sender {
+        ws.send(Message::text(stamped(0, 64))).await?;
+        probe_sent = true;
+        readers.push(tokio::spawn(hold(
+            ws,
+            Arc::clone(&probed),
+            Arc::clone(&closed),
+            Arc::clone(&latency),
+            stopped.clone(),
+        )));
+    }
+    let progress = indicatif::ProgressBar::new(spec.hold.as_secs().max(1));
+    let expected = readers.len() as u64;
+    while held_since.elapsed() < spec.hold {
+        if spec.probe != Probe::None && probed.load(Ordering::Relaxed) >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        progress.set_position(held_since.elapsed().as_secs());
+    }
+    progress.finish_and_clear();
+    // Memory is read while every connection is still open (and, with a
+    // probe, after each has handled a frame).
+    let rss_after: Vec<u64> = spec
+        .pids
+        .iter()
+        .map(|p| rss_kib(*p))
+        .collect::<Result<_, _>>()?;
+    let _ = stop.send(true);
+    for reader in readers {
+        reader.await?;
+    }
+
+    let probed = probed.load(Ordering::Relaxed);
+    let closed = closed.load(Ordering::Relaxed);
+    let latency = latency.lock().map(|l| l.clone()).unwrap_or_default();
+    let mut report = Report::new("idle");
+    report
+        .row(
+            "opened",
+            format!(
+                "{open} of {} ({kind:?}) on {} target(s); refused: {refusals}",
+                spec.connections,
+                targets.len()
+            ),
+        )
+        .row(
+            "setup",
+            format!(
+                "{setup_seconds:.2}s, {:.0} connections/s ({} in flight{})",
+                open as f64 / setup_seconds,
+                spec.concurrency,
+                rate.map(|r| format!(", paced at {r}/s"))
+                    .unwrap_or_default()
+            ),
+        )
+        .row(
+            "held",
+            format!(
+                "{:.1}s; {closed} closed by the server meanwhile",
+                held_since.elapsed().as_secs_f64()
+            ),
+        )
+        .field("connections", spec.connections)
+        .field("opened", open)
+        .field("refused", refused)
+        .field("setup_seconds", setup_seconds)
+        .field("connections_per_sec", open as f64 / setup_seconds)
+        .field("closed_by_server", closed);
+    let mut per_conn = Vec::new();
+    for (t, (before, after)) in rss_before.iter().zip(&rss_after).enumerate() {
+        let kib = after.saturating_sub(*before) as f64 / per_target[t].max(1) as f64;
+        per_conn.push(kib);
+        report.row(
+            &format!("server {} RSS", spec.pids[t]),
+            format!(
+                "{before} → {after} KiB for {} connections: {kib:.2} KiB each",
+                per_target[t]
+            ),
+        );
+    }
+    report.field("rss_kib_per_connection", per_conn);
+    if spec.probe != Probe::None {
+        report
+            .row(
+                "probe",
+                format!(
+                    "{}reached {probed} of {expected} connections",
+                    if probe_sent { "sent; " } else { "" }
+                ),
+            )
+            .row(
+                "to the last",
+                format!(
+                    "{:.1} ms",
+                    latency.json()["max"].as_f64().unwrap_or(f64::NAN)
+                ),
+            )
+            .latency("probe", "probe_ms", &latency)
+            .field("probed", probed)
+            .field("probe_expected", expected);
+    }
+    Ok(report)
+}
+
+async fn hold(
+    mut ws: Ws,
+    probed: Arc<AtomicU64>,
+    closed: Arc<AtomicU64>,
+    latency: Arc<Mutex<Latency>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let message = tokio::select! {
+            _ = stop.changed() => break,
+            message = ws.next() => message,
+        };
+        match message {
+            Some(Ok(Message::Text(text))) => {
+                let stamp = stamp(&text).or_else(|| {
+                    (frame_type(&text) == Some("message"))
+                        .then(|| body_stamp(&text))
+                        .flatten()
+                });
+                if let Some((sent, _)) = stamp {
+                    if let Ok(mut l) = latency.lock() {
+                        l.since(sent);
+                    }
+                    probed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Some(Ok(_)) => {}
+            _ => {
+                closed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+    let _ = ws.close(None).await;
+}
+
+/// `chat-load probe`: one stamped lobby frame, for `idle --probe await`.
+pub async fn send_probe(target: &Target) -> anyhow::Result<()> {
+    let mut ws = target.lobby().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    ws.send(Message::text(stamped(0, 64))).await?;
+    ws.close(None).await?;
+    Ok(())
+}
