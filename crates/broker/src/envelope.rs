@@ -98,4 +98,15 @@ mod tests {
         invalid_utf8.put_slice(&[0xff, 0xfe]);
         assert_eq!(decode(invalid_utf8.freeze()), None);
     }
+
+    proptest::proptest! {
+        /// Whatever arrives on a channel (another program may publish there)
+        /// decodes or is dropped, never panics; what was encoded comes back.
+        #[test]
+        fn any_payload_decodes_or_is_dropped(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64), body in ".{0,64}") {
+            let _ = decode(Bytes::from(bytes));
+            let (out, _) = decode(text(&body)).expect("own envelopes decode");
+            proptest::prop_assert_eq!(out, Outbound::Text(body.as_str().into()));
+        }
+    }
 }

@@ -36,6 +36,37 @@ async fn the_lobby_reaches_every_connection_sender_included(kind: Kind) {
     }
 }
 
+/// A client that sends and hangs up at once (a seed client, a script) has
+/// its last frames delivered, on the lobby and on user connections.
+async fn frames_sent_just_before_hanging_up_are_not_lost(kind: Kind) {
+    let cluster = kind.start(settings()).await;
+    for (a, b) in cluster.directions() {
+        let mut listener = WsClient::lobby(cluster.addr(b)).await.unwrap();
+        let mut bob = WsClient::user(cluster.addr(b), "bob").await.unwrap();
+        bob.recv_type("unread").await.unwrap();
+        let mut lobby = WsClient::lobby(cluster.addr(a)).await.unwrap();
+        let mut alice = WsClient::user(cluster.addr(a), "alice").await.unwrap();
+        lobby.send_text(format!("last words {a}")).await.unwrap();
+        alice
+            .send_json(&send(&format!("c{a}"), "bob", &format!("bye {a}")))
+            .await
+            .unwrap();
+        // Close frame and TCP FIN straight after, without waiting for anything.
+        let mut lobby = lobby.into_silent();
+        lobby.close(None).await.unwrap();
+        drop(lobby);
+        let mut alice = alice.into_silent();
+        alice.close(None).await.unwrap();
+        drop(alice);
+        assert_eq!(
+            listener.recv_text().await.unwrap(),
+            format!("last words {a}")
+        );
+        let message = bob.recv_type("message").await.unwrap();
+        assert_eq!(message["body"], format!("bye {a}"));
+    }
+}
+
 async fn a_direct_message_reaches_every_connection_of_the_receiver(kind: Kind) {
     let cluster = kind.start(settings()).await;
     let mut bob_0 = WsClient::user(cluster.addr(0), "bob").await.unwrap();
@@ -570,6 +601,7 @@ async fn without_redis_the_gateway_stays_up_refuses_honestly_and_recovers() {
 
 suite!(
     the_lobby_reaches_every_connection_sender_included,
+    frames_sent_just_before_hanging_up_are_not_lost,
     a_direct_message_reaches_every_connection_of_the_receiver,
     seed_frames_reach_the_receiver_unchanged,
     a_spoofed_sender_is_refused_and_not_delivered,

@@ -270,6 +270,19 @@ async fn hold(
 pub async fn send_probe(target: &Target) -> anyhow::Result<()> {
     let mut ws = target.lobby().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     ws.send(Message::text(stamped(0, 64))).await?;
+    // The lobby echoes to the sender too: its return means it was published.
+    let echoed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(message)) = ws.next().await {
+            if matches!(&message, Message::Text(text) if stamp(text).is_some()) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    if echoed != Ok(true) {
+        bail!("the probe did not come back from the lobby within 10 s");
+    }
     ws.close(None).await?;
     Ok(())
 }

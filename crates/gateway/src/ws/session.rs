@@ -208,6 +208,15 @@ impl Session {
                                 last_heard = Instant::now();
                                 self.on_message(message).await
                             }
+                            // The connection ended under the stream (the peer
+                            // hung up right after its last frames): those frames
+                            // are still buffered and come out of the next reads,
+                            // then the stream ends. Keep reading, lose nothing.
+                            Some(Err(ProtocolError::Io(e)))
+                                if e.kind() != std::io::ErrorKind::InvalidData =>
+                            {
+                                Flow::Continue
+                            }
                             Some(Err(ProtocolError::Overflow)) => Flow::Close(reason(
                                 CloseCode::Size,
                                 &format!(
