@@ -77,14 +77,52 @@ pub async fn run(targets: &[Target], spec: Idle) -> anyhow::Result<Report> {
     let prefix = crate::run_prefix();
     let kind = spec.kind;
     let rate = (spec.rate > 0).then_some(spec.rate);
+    // Every connection starts reading as soon as it opens (which also
+    // answers the server's pings: a connection that waited for the others
+    // unread would meet the server's idle timeout); a probe frame is timed
+    // and counted.
+    let probed = Arc::new(AtomicU64::new(0));
+    let closed = Arc::new(AtomicU64::new(0));
+    let latency = Arc::new(Mutex::new(Latency::default()));
+    let (stop, stopped) = watch::channel(false);
+    let reader = |ws: Ws| {
+        tokio::spawn(hold(
+            ws,
+            Arc::clone(&probed),
+            Arc::clone(&closed),
+            Arc::clone(&latency),
+            stopped.clone(),
+        ))
+    };
+    // The probe's sender connects first, so a gateway at its cap still has
+    // room for it; it reads like the others and writes once everyone is in.
+    let mut probe_sender = None;
+    let mut first_readers = Vec::new();
+    if spec.probe == Probe::Send {
+        let ws = targets[0]
+            .lobby()
+            .await
+            .map_err(|e| anyhow::anyhow!("probe connection: {e}"))?;
+        let (sink, stream) = ws.split();
+        probe_sender = Some(sink);
+        first_readers.push(tokio::spawn(hold(
+            stream,
+            Arc::clone(&probed),
+            Arc::clone(&closed),
+            Arc::clone(&latency),
+            stopped.clone(),
+        )));
+    }
     let opened = open_many(spec.connections, rate, spec.concurrency, |i| {
         let target = &targets[i % targets.len()];
         let user = format!("{prefix}i{i}");
+        let reader = &reader;
         async move {
-            match kind {
+            let ws = match kind {
                 Kind::Lobby => target.lobby().await,
                 Kind::Users => target.user(&user).await,
-            }
+            }?;
+            Ok(reader(ws))
         }
     })
     .await;
@@ -95,46 +133,17 @@ pub async fn run(targets: &[Target], spec: Idle) -> anyhow::Result<Report> {
     for (i, _) in &opened.ok {
         per_target[i % targets.len()] += 1;
     }
-    let sockets: Vec<Ws> = opened.ok.into_iter().map(|(_, ws)| ws).collect();
-    let open = sockets.len();
+    let open = opened.ok.len();
+    let mut readers = first_readers;
+    readers.extend(opened.ok.into_iter().map(|(_, task)| task));
     if let Some(path) = &spec.ready_file {
         std::fs::write(path, format!("{open}\n"))?;
     }
-
-    // Every connection keeps reading (which also answers the server's pings)
-    // until stopped; a probe frame is timed and counted.
-    let probed = Arc::new(AtomicU64::new(0));
-    let closed = Arc::new(AtomicU64::new(0));
-    let latency = Arc::new(Mutex::new(Latency::default()));
-    let (stop, stopped) = watch::channel(false);
-    let mut sockets = sockets.into_iter();
-    let sender = if spec.probe == Probe::Send {
-        sockets.next()
-    } else {
-        None
-    };
-    let mut readers = Vec::new();
-    for ws in sockets {
-        readers.push(tokio::spawn(hold(
-            ws,
-            Arc::clone(&probed),
-            Arc::clone(&closed),
-            Arc::clone(&latency),
-            stopped.clone(),
-        )));
-    }
     let held_since = Instant::now();
     let mut probe_sent = false;
-    if let Some(mut ws) = sender {
-        ws.send(Message::text(stamped(0, 64))).await?;
+    if let Some(mut sink) = probe_sender {
+        sink.send(Message::text(stamped(0, 64))).await?;
         probe_sent = true;
-        readers.push(tokio::spawn(hold(
-            ws,
-            Arc::clone(&probed),
-            Arc::clone(&closed),
-            Arc::clone(&latency),
-            stopped.clone(),
-        )));
     }
     let progress = indicatif::ProgressBar::new(spec.hold.as_secs().max(1));
     let expected = readers.len() as u64;
@@ -191,6 +200,7 @@ pub async fn run(targets: &[Target], spec: Idle) -> anyhow::Result<Report> {
         .field("connections", spec.connections)
         .field("opened", open)
         .field("refused", refused)
+        .field("refusals", refusals)
         .field("setup_seconds", setup_seconds)
         .field("connections_per_sec", open as f64 / setup_seconds)
         .field("closed_by_server", closed);
@@ -230,13 +240,16 @@ pub async fn run(targets: &[Target], spec: Idle) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-async fn hold(
-    mut ws: Ws,
+/// Reads one connection until stopped; dropping it at the end ends it.
+async fn hold<S>(
+    mut ws: S,
     probed: Arc<AtomicU64>,
     closed: Arc<AtomicU64>,
     latency: Arc<Mutex<Latency>>,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
     loop {
         let message = tokio::select! {
             _ = stop.changed() => break,
@@ -263,7 +276,6 @@ async fn hold(
             }
         }
     }
-    let _ = ws.close(None).await;
 }
 
 /// `chat-load probe`: one stamped lobby frame, for `idle --probe await`.

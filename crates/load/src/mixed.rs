@@ -91,6 +91,7 @@ pub async fn run(targets: &[Target], spec: Mixed) -> anyhow::Result<Report> {
         let (sink, stream) = ws.split();
         readers.push(tokio::spawn(active_reader(
             stream,
+            format!("\"from\":\"{prefix}a{a}\""),
             members_of(a),
             Arc::clone(&counts),
             stopped.clone(),
@@ -293,10 +294,12 @@ async fn active_writer(
     sink
 }
 
-/// An active user's incoming side: acks of its own sends, room messages and
-/// direct messages (deduplicated by sequence number).
+/// An active user's incoming side: acks of its own sends, room messages
+/// (its own included, as rooms include the sender) and direct messages to it
+/// (deduplicated by sequence number).
 async fn active_reader(
     mut stream: futures_util::stream::SplitStream<Ws>,
+    from_me: String,
     room_members: u64,
     counts: Arc<Counts>,
     mut stop: watch::Receiver<bool>,
@@ -334,6 +337,9 @@ async fn active_reader(
                 if to_room {
                     room.since(sent);
                     counts.room_delivered.fetch_add(1, Ordering::Relaxed);
+                } else if text.contains(&from_me) {
+                    // The copy of its own message every connection of the
+                    // sender gets: not a delivery.
                 } else if seen.insert(n) {
                     direct.since(sent);
                     counts.dm_delivered.fetch_add(1, Ordering::Relaxed);

@@ -12,6 +12,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+/// How long one connection attempt (TCP and upgrade) may take.
+const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// A client WebSocket.
 pub type Ws = WebSocketStream<TcpStream>;
 
@@ -114,7 +117,15 @@ impl Target {
         self.user(&user).await
     }
 
+    /// Connects and upgrades, giving up after [`OPEN_TIMEOUT`]: a dropped
+    /// SYN is retried by the kernel for minutes, far past any useful run.
     async fn open(&self, path: &str) -> Result<Ws, Refusal> {
+        tokio::time::timeout(OPEN_TIMEOUT, self.open_now(path))
+            .await
+            .unwrap_or_else(|_| Err(Refusal::Other(format!("no upgrade within {OPEN_TIMEOUT:?}"))))
+    }
+
+    async fn open_now(&self, path: &str) -> Result<Ws, Refusal> {
         let other = |e: std::io::Error| Refusal::Other(e.to_string());
         let socket = if self.addr.is_ipv4() {
             TcpSocket::new_v4()
