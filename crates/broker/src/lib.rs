@@ -4,7 +4,7 @@
 //! - [`memory::MemoryBus`]: the in-process engine, for `chatd` and tests. Its
 //!   limit is one process: nodes on one bus see each other, nothing else does.
 //! - [`redis::RedisBroker`]: Redis pub/sub, one multiplexed subscriber
-//!   connection per process plus a small command pool, so any number of
+//!   connection per process plus one multiplexed command connection, so any number of
 //!   gateway replicas can share one Redis.
 //!
 //! A node receives what is published on the channels it subscribed to

@@ -2,8 +2,10 @@
 //!
 //! One subscriber connection per process carries every channel this node
 //! wants; a single task owns it, so subscribe/unsubscribe requests apply in
-//! the order they were made. Publishes and health checks go through a small
-//! `deadpool-redis` pool. When Redis goes away the task reconnects with
+//! the order they were made. Publishes and health checks go through one
+//! multiplexed command connection (redis-rs's `ConnectionManager`: concurrent
+//! commands are pipelined on it, and it reconnects by itself). When Redis
+//! goes away the task reconnects with
 //! backoff and subscribes again to everything still wanted; meanwhile calls
 //! fail fast with [`BrokerError::Unavailable`] instead of hanging.
 
@@ -13,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use deadpool_redis::{PoolConfig, Runtime, Timeouts};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -69,28 +71,29 @@ impl Shared {
 
 /// A node on Redis pub/sub. Dropping it stops its subscriber task.
 pub struct RedisBroker {
-    pool: deadpool_redis::Pool,
+    redis: ConnectionManager,
     commands: mpsc::UnboundedSender<Command>,
     shared: Arc<Shared>,
 }
 
-/// A pool for Redis commands whose every step (wait, connect, recycle) gives
-/// up after [`COMMAND_TIMEOUT`], so callers fail fast while Redis is away.
-/// Shared by every Redis engine of the workspace.
-pub fn command_pool(url: &str) -> Result<deadpool_redis::Pool, String> {
-    let mut config = deadpool_redis::Config::from_url(url);
-    config.pool = Some(PoolConfig {
-        max_size: 32,
-        timeouts: Timeouts {
-            wait: Some(COMMAND_TIMEOUT),
-            create: Some(COMMAND_TIMEOUT),
-            recycle: Some(COMMAND_TIMEOUT),
-        },
-        ..PoolConfig::default()
-    });
-    config
-        .create_pool(Some(Runtime::Tokio1))
-        .map_err(|e| format!("cannot build Redis pool: {e}"))
+/// The connection for Redis commands, shared by every Redis engine of the
+/// workspace: one multiplexed connection (cheap to clone; concurrent commands
+/// are pipelined on it, with no per-use health check as a pool would make),
+/// made on first use and remade after a failure. Connecting and each answer
+/// give up after [`COMMAND_TIMEOUT`], so callers fail fast while Redis is
+/// away. Must be called inside a tokio runtime.
+pub fn command_connection(url: &str) -> Result<ConnectionManager, String> {
+    let client = redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(COMMAND_TIMEOUT))
+        .set_response_timeout(Some(COMMAND_TIMEOUT))
+        // One quick retry; beyond that the caller reports `unavailable`
+        // and the next command tries again.
+        .set_number_of_retries(1)
+        .set_min_delay(BACKOFF_MIN)
+        .set_max_delay(BACKOFF_MAX);
+    ConnectionManager::new_lazy_with_config(client, config)
+        .map_err(|e| format!("cannot set up the Redis connection: {e}"))
 }
 
 impl RedisBroker {
@@ -101,7 +104,7 @@ impl RedisBroker {
     pub fn start(options: RedisOptions, handler: Handler) -> Result<Self, BrokerError> {
         let client = redis::Client::open(options.url.as_str())
             .map_err(|e| BrokerError::Unavailable(format!("invalid Redis URL: {e}")))?;
-        let pool = command_pool(&options.url).map_err(BrokerError::Unavailable)?;
+        let redis = command_connection(&options.url).map_err(BrokerError::Unavailable)?;
         let shared = Arc::new(Shared {
             connected: AtomicBool::new(false),
             health_waiters: Mutex::default(),
@@ -112,29 +115,25 @@ impl RedisBroker {
         let (commands, rx) = mpsc::unbounded_channel();
         tokio::spawn(subscriber_task(client, rx, handler, Arc::clone(&shared)));
         Ok(Self {
-            pool,
+            redis,
             commands,
             shared,
         })
     }
 
-    /// The command pool, for callers that need other Redis commands.
-    pub fn pool(&self) -> &deadpool_redis::Pool {
-        &self.pool
+    /// The command connection, for callers that need other Redis commands.
+    pub fn connection(&self) -> &ConnectionManager {
+        &self.redis
     }
 }
 
 async fn publish_raw(
-    pool: deadpool_redis::Pool,
+    mut conn: ConnectionManager,
     shared: &Shared,
     channel: &str,
     payload: &[u8],
 ) -> Result<(), BrokerError> {
     let attempt = async {
-        let mut conn = pool
-            .get()
-            .await
-            .map_err(|e| shared.failed("Redis pool", &e))?;
         redis::cmd("PUBLISH")
             .arg(channel)
             .arg(payload)
@@ -154,10 +153,10 @@ impl Broker for RedisBroker {
         channel: &str,
         payload: Bytes,
     ) -> BoxFuture<'static, Result<(), BrokerError>> {
-        let pool = self.pool.clone();
+        let conn = self.redis.clone();
         let shared = Arc::clone(&self.shared);
         let channel = format!("{}{channel}", self.shared.prefix);
-        async move { publish_raw(pool, &shared, &channel, &payload).await }.boxed()
+        async move { publish_raw(conn, &shared, &channel, &payload).await }.boxed()
     }
 
     fn subscribe(&self, channel: &str) -> BoxFuture<'static, Result<(), BrokerError>> {
@@ -179,7 +178,7 @@ impl Broker for RedisBroker {
     }
 
     fn check(&self) -> BoxFuture<'static, Result<(), BrokerError>> {
-        let pool = self.pool.clone();
+        let conn = self.redis.clone();
         let shared = Arc::clone(&self.shared);
         async move {
             if !shared.connected.load(Ordering::Acquire) {
@@ -193,7 +192,7 @@ impl Broker for RedisBroker {
             let (tx, rx) = oneshot::channel();
             lock(&shared.health_waiters).insert(nonce.clone(), tx);
             let result = async {
-                publish_raw(pool, &shared, &shared.health_channel, nonce.as_bytes()).await?;
+                publish_raw(conn, &shared, &shared.health_channel, nonce.as_bytes()).await?;
                 match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
                     Ok(Ok(())) => Ok(()),
                     _ => Err(shared.failed("pub/sub round trip", &"no echo within 2s")),

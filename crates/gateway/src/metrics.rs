@@ -17,6 +17,8 @@ pub struct GatewayMetrics {
     pub frame_errors: IntCounterVec,
     /// Publish → local enqueue time of fanned-out frames.
     pub fanout_latency: Histogram,
+    /// Time to handle one client frame (decode, store, publish, queue the answer).
+    pub frame_handling: Histogram,
     /// Failed Redis operations (publish, subscribe, connect, health).
     pub redis_errors: IntCounter,
     /// Connections closed with 1013 because their outbound queue was full.
@@ -69,6 +71,16 @@ impl GatewayMetrics {
                     0.5, 1.0,
                 ]),
             )?,
+            frame_handling: Histogram::with_opts(
+                HistogramOpts::new(
+                    "chat_gateway_frame_handling_seconds",
+                    "Time to handle one client frame, from reading it to queueing its answer",
+                )
+                .buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    0.5, 1.0,
+                ]),
+            )?,
             redis_errors: IntCounter::new("chat_redis_errors_total", "Failed Redis operations")?,
             slow_consumer_disconnects: IntCounter::new(
                 "chat_gateway_slow_consumer_disconnects_total",
@@ -100,6 +112,7 @@ impl GatewayMetrics {
         registry.register(Box::new(m.frames_out.clone()))?;
         registry.register(Box::new(m.frame_errors.clone()))?;
         registry.register(Box::new(m.fanout_latency.clone()))?;
+        registry.register(Box::new(m.frame_handling.clone()))?;
         registry.register(Box::new(m.redis_errors.clone()))?;
         registry.register(Box::new(m.slow_consumer_disconnects.clone()))?;
         registry.register(Box::new(m.queue_overflows.clone()))?;

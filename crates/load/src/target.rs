@@ -122,7 +122,11 @@ impl Target {
     async fn open(&self, path: &str) -> Result<Ws, Refusal> {
         tokio::time::timeout(OPEN_TIMEOUT, self.open_now(path))
             .await
-            .unwrap_or_else(|_| Err(Refusal::Other(format!("no upgrade within {OPEN_TIMEOUT:?}"))))
+            .unwrap_or_else(|_| {
+                Err(Refusal::Other(format!(
+                    "no upgrade within {OPEN_TIMEOUT:?}"
+                )))
+            })
     }
 
     async fn open_now(&self, path: &str) -> Result<Ws, Refusal> {

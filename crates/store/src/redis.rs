@@ -131,7 +131,7 @@ pub struct RedisStoreOptions {
 }
 
 struct Inner {
-    pool: deadpool_redis::Pool,
+    redis: redis::aio::ConnectionManager,
     prefix: String,
     node: String,
     max_len: u64,
@@ -166,10 +166,10 @@ impl RedisStore {
     /// A store for the node `node` (unique per gateway process). Connects
     /// lazily; must be called inside a tokio runtime.
     pub fn start(options: RedisStoreOptions) -> Result<Self, StoreError> {
-        let pool =
-            chat_broker::redis::command_pool(&options.url).map_err(StoreError::Unavailable)?;
+        let redis = chat_broker::redis::command_connection(&options.url)
+            .map_err(StoreError::Unavailable)?;
         let inner = Arc::new(Inner {
-            pool,
+            redis,
             prefix: options.prefix,
             node: ulid::Ulid::new().to_string(),
             max_len: options.max_len,
@@ -197,11 +197,8 @@ impl Inner {
         format!("{}{kind}:{name}", self.prefix)
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| unavailable("Redis pool", e))
+    fn conn(&self) -> redis::aio::ConnectionManager {
+        self.redis.clone()
     }
 }
 
@@ -213,7 +210,7 @@ async fn renew_lease(inner: Arc<Inner>) {
         tick.tick().await;
         let key = inner.key("node", &inner.node);
         let renewed = async {
-            let mut conn = inner.conn().await?;
+            let mut conn = inner.conn();
             redis::cmd("SET")
                 .arg(&key)
                 .arg(1)
@@ -240,13 +237,13 @@ fn with_conn<T, F, Fut>(
 ) -> BoxFuture<'static, Result<T, StoreError>>
 where
     T: Send + 'static,
-    F: FnOnce(Arc<Inner>, deadpool_redis::Connection) -> Fut + Send + 'static,
+    F: FnOnce(Arc<Inner>, redis::aio::ConnectionManager) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = redis::RedisResult<T>> + Send,
 {
     let inner = Arc::clone(inner);
     async move {
         let attempt = async {
-            let conn = inner.conn().await?;
+            let conn = inner.conn();
             f(Arc::clone(&inner), conn)
                 .await
                 .map_err(|e| unavailable(what, e))

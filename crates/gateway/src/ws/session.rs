@@ -206,7 +206,12 @@ impl Session {
                             None => Flow::Gone,
                             Some(Ok(message)) => {
                                 last_heard = Instant::now();
-                                self.on_message(message).await
+                                let flow = self.on_message(message).await;
+                                self.gw
+                                    .metrics
+                                    .frame_handling
+                                    .observe(last_heard.elapsed().as_secs_f64());
+                                flow
                             }
                             // The connection ended under the stream (the peer
                             // hung up right after its last frames): those frames
