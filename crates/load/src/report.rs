@@ -98,6 +98,11 @@ impl Report {
         self.field(key, latency.json())
     }
 
+    /// The figures as the JSON line holds them, for programs (the soak test).
+    pub fn fields(&self) -> &Map<String, Value> {
+        &self.json
+    }
+
     /// The table, then the JSON line.
     pub fn render(&self) -> String {
         let width = self.rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0) + 2;
