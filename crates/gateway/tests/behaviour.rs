@@ -8,6 +8,7 @@ mod support;
 
 use std::time::Duration;
 
+use chat_gateway::GatewaySettings;
 use chat_testkit::ws::{Ended, Message, WsClient};
 use chat_testkit::{WAIT, eventually, http_get};
 use serde_json::{Value, json};
@@ -488,6 +489,51 @@ async fn every_registry_is_cleaned_however_connections_end(kind: Kind) {
         .unwrap();
 }
 
+/// At its connection cap a gateway refuses new upgrades with 503 (before the
+/// upgrade, so no descriptor is held for them) and keeps serving the
+/// connections it has; a closed connection frees its place.
+async fn at_the_connection_cap_upgrades_get_503_and_the_others_carry_on(kind: Kind) {
+    let cluster = kind
+        .start(GatewaySettings {
+            max_connections: 3,
+            ..settings()
+        })
+        .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(WsClient::lobby(cluster.addr(0)).await.unwrap());
+    }
+    for path in ["/ws/", "/ws/alice/"] {
+        assert_eq!(
+            WsClient::refused_status(cluster.addr(0), path)
+                .await
+                .unwrap(),
+            503,
+            "{path}"
+        );
+    }
+    let (status, body) = http_get(cluster.addr(0), "/ws/").await.unwrap();
+    assert_eq!(status, 503);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"],
+        "over_capacity"
+    );
+    held[0].send_text("still here").await.unwrap();
+    for client in &mut held {
+        assert_eq!(client.recv_text().await.unwrap(), "still here");
+    }
+    held.pop().unwrap().close().await.unwrap();
+    // The place frees once the closed session has ended: try until then.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match WsClient::lobby(cluster.addr(0)).await {
+            Ok(_) => break,
+            Err(_) if tokio::time::Instant::now() < deadline => tokio::task::yield_now().await,
+            Err(e) => panic!("the freed place was not given again: {e}"),
+        }
+    }
+}
+
 async fn names_outside_the_rules_are_refused_before_the_upgrade(kind: Kind) {
     let cluster = kind.start(settings()).await;
     let long = format!("/ws/{}/", "a".repeat(33));
@@ -615,6 +661,7 @@ suite!(
     a_dead_peer_is_cleaned_up_by_the_heartbeat,
     every_registry_is_cleaned_however_connections_end,
     names_outside_the_rules_are_refused_before_the_upgrade,
+    at_the_connection_cap_upgrades_get_503_and_the_others_carry_on,
     health_readiness_and_metrics_are_served,
     shutdown_closes_every_connection_with_1001,
 );
