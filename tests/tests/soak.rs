@@ -5,6 +5,8 @@
 //! (default 10); the full soak is `CHAT_SOAK_SECONDS=60 cargo nextest run
 //! -p chat-e2e soak`.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
+
 use std::time::Duration;
 
 use chat_load::mixed::{self, Mixed};

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -36,6 +37,7 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
 pub struct Service {
     child: Child,
     addr: String,
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Service {
@@ -60,6 +62,7 @@ impl Service {
             .with_context(|| format!("starting {name}"))?;
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
+        let log = Arc::new(Mutex::new(Vec::new()));
         let deadline = Instant::now() + crate::WAIT;
         let addr = loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -69,18 +72,31 @@ impl Service {
             let Some(line) = line else {
                 bail!("{name} exited before listening")
             };
-            if let Some(addr) = listening_addr(&line) {
+            let addr = listening_addr(&line);
+            lock(&log).push(line);
+            if let Some(addr) = addr {
                 break addr;
             }
         };
-        // Keep draining the log so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { child, addr })
+        // Keep draining the log so the child never blocks on a full pipe,
+        // and keep it for tests that read it.
+        let kept = Arc::clone(&log);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                lock(&kept).push(line);
+            }
+        });
+        Ok(Self { child, addr, log })
     }
 
     /// `host:port` the service listens on.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// Everything the service has logged (stdout) so far.
+    pub fn log(&self) -> String {
+        lock(&self.log).join("\n")
     }
 
     /// The process id.
@@ -104,6 +120,10 @@ impl Service {
         self.child.kill().await?;
         Ok(())
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Finds `listening on http://ADDR` in a JSON log line.

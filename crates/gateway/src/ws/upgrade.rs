@@ -63,7 +63,9 @@ impl ResponseError for UpgradeError {
     fn status_code(&self) -> StatusCode {
         match self {
             UpgradeError::InvalidName(_) | UpgradeError::BadSince(_) => StatusCode::BAD_REQUEST,
-            UpgradeError::Handshake(e) => e.as_response_error().status_code(),
+            // actix-web gives a handshake error its status through its
+            // response only (`status_code` would say 500).
+            UpgradeError::Handshake(e) => e.as_response_error().error_response().status(),
             UpgradeError::Auth(e) => e.status_code(),
             _ => StatusCode::SERVICE_UNAVAILABLE,
         }
