@@ -17,6 +17,9 @@ pub enum MediaError {
     /// A malformed request.
     #[error("{0}")]
     BadRequest(String),
+    /// The body stopped arriving for longer than the idle timeout; nothing was kept.
+    #[error("the upload stalled for more than {0:?}")]
+    Stalled(std::time::Duration),
     /// No such file.
     #[error("no such media")]
     NotFound,
@@ -34,6 +37,7 @@ impl MediaError {
             MediaError::Auth(e) => e.code(),
             MediaError::TooLarge(_) => ErrorCode::TooLarge,
             MediaError::BadRequest(_) => ErrorCode::InvalidFrame,
+            MediaError::Stalled(_) => ErrorCode::Timeout,
             MediaError::NotFound => ErrorCode::NotFound,
             MediaError::Forbidden(_) => ErrorCode::Forbidden,
             MediaError::Unavailable(_) => ErrorCode::Unavailable,
@@ -61,7 +65,7 @@ impl From<std::io::Error> for MediaError {
 /// The body of every error answer.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// A stable code: `unauthorized`, `forbidden`, `not_found`, `too_large`, `invalid_frame`, `unavailable`.
+    /// A stable code: `unauthorized`, `forbidden`, `not_found`, `too_large`, `timeout`, `invalid_frame`, `unavailable`.
     pub error: String,
     /// What went wrong, for a person.
     pub message: String,
@@ -73,6 +77,7 @@ impl ResponseError for MediaError {
             MediaError::Auth(e) => e.status_code(),
             MediaError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             MediaError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            MediaError::Stalled(_) => StatusCode::REQUEST_TIMEOUT,
             MediaError::NotFound => StatusCode::NOT_FOUND,
             MediaError::Forbidden(_) => StatusCode::FORBIDDEN,
             MediaError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

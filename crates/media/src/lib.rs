@@ -43,6 +43,7 @@ pub(crate) struct Inner {
     /// Where files live: `{dir}/{id}`, and uploads in progress in `{dir}/tmp`.
     pub(crate) dir: PathBuf,
     pub(crate) max_bytes: u64,
+    pub(crate) idle_timeout: std::time::Duration,
     pub(crate) links: link::Signer,
     pub(crate) auth: Arc<Authenticator>,
     pub(crate) metrics: metrics::MediaMetrics,
@@ -75,6 +76,7 @@ impl MediaService {
             db,
             dir,
             max_bytes: settings.media_max_bytes,
+            idle_timeout: settings.media_idle_timeout,
             links: link::Signer::new(secret, settings.media_link_ttl),
             auth,
             metrics,

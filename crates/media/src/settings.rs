@@ -20,6 +20,11 @@ pub struct MediaSettings {
     /// one is generated once and kept in the data folder — fine for one
     /// process; replicas of the media service must share this setting.
     pub media_secret: Option<Secret>,
+    /// `CHAT_MEDIA_IDLE_TIMEOUT`: how long an upload's body may stall before
+    /// it is refused (408) and what arrived is removed: a client that sends a
+    /// byte now and then cannot hold a connection and a file open for ever.
+    #[serde(with = "humantime_serde")]
+    pub media_idle_timeout: Duration,
     /// `DATABASE_URL`: metadata database; absent means SQLite in the data folder.
     pub database_url: Option<String>,
 }
@@ -30,6 +35,7 @@ impl Default for MediaSettings {
             media_max_bytes: 100 * 1024 * 1024,
             media_link_ttl: Duration::from_secs(3600),
             media_secret: None,
+            media_idle_timeout: Duration::from_secs(30),
             database_url: None,
         }
     }
@@ -41,6 +47,7 @@ Media settings:
   CHAT_MEDIA_MAX_BYTES    largest upload; larger gets 413        [default: 104857600]
   CHAT_MEDIA_LINK_TTL     how long a signed file link works      [default: 1h]
   CHAT_MEDIA_SECRET       signs file links, at least 32 bytes    [default: generated, kept in CHAT_DATA_DIR]
+  CHAT_MEDIA_IDLE_TIMEOUT an upload stalled this long gets 408   [default: 30s]
   DATABASE_URL            metadata database (sqlite://… or postgres://…)
                                                                  [default: SQLite in CHAT_DATA_DIR]";
 
@@ -50,6 +57,11 @@ impl MediaSettings {
         if self.media_max_bytes == 0 {
             return Err(SettingsError::new(
                 "invalid setting CHAT_MEDIA_MAX_BYTES: must be at least 1",
+            ));
+        }
+        if self.media_idle_timeout.is_zero() {
+            return Err(SettingsError::new(
+                "invalid setting CHAT_MEDIA_IDLE_TIMEOUT: must be longer than 0s",
             ));
         }
         if self.media_link_ttl.is_zero() {

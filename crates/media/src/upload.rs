@@ -66,6 +66,7 @@ pub(crate) struct UploadForm {
         (status = 201, description = "stored", body = crate::api::MediaView),
         (status = 400, description = "no `file` field, or a broken body", body = crate::error::ErrorBody),
         (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
+        (status = 408, description = "the body stalled for longer than CHAT_MEDIA_IDLE_TIMEOUT; nothing kept", body = crate::error::ErrorBody),
         (status = 413, description = "over CHAT_MEDIA_MAX_BYTES; nothing kept", body = crate::error::ErrorBody),
         (status = 503, description = "database or storage unavailable; nothing kept", body = crate::error::ErrorBody),
     )
@@ -93,14 +94,13 @@ async fn store(
 ) -> Result<HttpResponse, MediaError> {
     let owner = media.auth.caller(req)?;
     let started = Instant::now();
-    while let Some(field) = payload
-        .try_next()
-        .await
+    while let Some(field) = within(media.idle_timeout, payload.try_next())
+        .await?
         .map_err(|e| MediaError::BadRequest(format!("multipart: {e}")))?
     {
         if field.name() != Some("file") {
             // Other fields are ignored, but read, so the stream moves on.
-            drain(field).await?;
+            drain(field, media.idle_timeout).await?;
             continue;
         }
         let id = ulid::Ulid::new().to_string();
@@ -178,11 +178,15 @@ async fn receive(
     let mut size: u64 = 0;
     let mut outcome = Ok(());
     loop {
-        let chunk = match field.try_next().await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            Err(e) => {
+        let chunk = match within(media.idle_timeout, field.try_next()).await {
+            Ok(Ok(Some(chunk))) => chunk,
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => {
                 outcome = Err(MediaError::BadRequest(format!("upload: {e}")));
+                break;
+            }
+            Err(stalled) => {
+                outcome = Err(stalled);
                 break;
             }
         };
@@ -233,14 +237,27 @@ fn write_and_hash(
     Ok(hex::encode(hasher.finalize()))
 }
 
-async fn drain(mut field: actix_multipart::Field) -> Result<(), MediaError> {
-    while field
-        .try_next()
-        .await
+async fn drain(
+    mut field: actix_multipart::Field,
+    idle_timeout: std::time::Duration,
+) -> Result<(), MediaError> {
+    while within(idle_timeout, field.try_next())
+        .await?
         .map_err(|e| MediaError::BadRequest(format!("multipart: {e}")))?
         .is_some()
     {}
     Ok(())
+}
+
+/// The next piece of a request body, or [`MediaError::Stalled`] when none
+/// arrives within `idle_timeout`.
+async fn within<T>(
+    idle_timeout: std::time::Duration,
+    next: impl std::future::Future<Output = T>,
+) -> Result<T, MediaError> {
+    tokio::time::timeout(idle_timeout, next)
+        .await
+        .map_err(|_| MediaError::Stalled(idle_timeout))
 }
 
 async fn drain_up_to(mut field: actix_multipart::Field, limit: u64) {

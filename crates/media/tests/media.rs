@@ -295,6 +295,57 @@ async fn an_oversized_upload_gets_413_and_leaves_nothing_behind(db: Db) {
     assert_eq!(media.stored_files().len(), 1);
 }
 
+/// A slow-loris upload: a body that trickles in and then stalls is refused
+/// with 408 once it has stalled for the idle timeout, and what arrived is
+/// removed. A header block over actix-http's 128 KiB is refused (431)
+/// before any handler runs.
+async fn a_stalled_upload_gets_408_and_leaves_nothing_behind(db: Db) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let settings = MediaSettings {
+        media_idle_timeout: std::time::Duration::from_millis(500),
+        ..MediaSettings::default()
+    };
+    let media = start_with(db, settings).await;
+    let mut socket = tokio::net::TcpStream::connect(&media.addr).await.unwrap();
+    let head = "POST /api/v1/media?user=alice HTTP/1.1\r\nHost: media\r\n\
+        Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 1000000\r\n\r\n\
+        --XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.bin\"\r\n\
+        Content-Type: application/octet-stream\r\n\r\n";
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(&[1u8; 4096]).await.unwrap();
+    // … and nothing more. The server must answer on its own.
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(chat_testkit::WAIT, socket.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "no answer to a stalled upload");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"timeout\""), "{answer}");
+    assert!(
+        media.stored_files().is_empty(),
+        "left behind: {:?}",
+        media.stored_files()
+    );
+
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nHost: media\r\nX-Padding: {}\r\n\r\n",
+        "a".repeat(256 * 1024)
+    );
+    let mut socket = tokio::net::TcpStream::connect(&media.addr).await.unwrap();
+    // The server may stop reading (and close) before the whole block is sent.
+    let _ = socket.write_all(huge.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(chat_testkit::WAIT, socket.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 431"),
+        "oversized headers: {answer:.80}"
+    );
+    // And the service carries on.
+    media
+        .upload(vec![3u8; 1000], "after.bin", "application/octet-stream")
+        .await;
+}
+
 async fn twenty_concurrent_uploads_all_land_intact(db: Db) {
     let media = Arc::new(start(db).await);
     let uploads = (0..20u8).map(|i| {
@@ -520,6 +571,7 @@ macro_rules! suite {
 }
 
 suite!(
+    a_stalled_upload_gets_408_and_leaves_nothing_behind,
     an_uploaded_image_comes_back_byte_identical_with_its_metadata,
     audio_is_served_with_ranges_and_etags_for_seeking,
     a_disguised_upload_is_never_served_inline,

@@ -324,6 +324,8 @@ pub enum ErrorCode {
     NotFound,
     /// (HTTP 413) An upload over the size limit.
     TooLarge,
+    /// (HTTP 408) A request body that stopped arriving (a stalled upload).
+    Timeout,
     /// An unexpected server fault.
     Internal,
 }
@@ -343,6 +345,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Unsupported => "unsupported",
             ErrorCode::OverCapacity => "over_capacity",
+            ErrorCode::Timeout => "timeout",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
