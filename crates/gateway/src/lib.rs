@@ -31,6 +31,7 @@ use chat_broker::memory::MemoryBus;
 use chat_broker::redis::{RedisBroker, RedisOptions};
 use chat_broker::{Broker, BrokerError};
 use chat_runtime::observe::Observability;
+use chat_runtime::per_ip::{PerIpLimit, TrustedProxies};
 use chat_runtime::settings::ServerSettings;
 use chat_store::MessageStore;
 use chat_store::redis::{RedisStore, RedisStoreOptions};
@@ -96,6 +97,10 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<dyn MessageStore>,
     /// Resolves media references; unset means messages cannot carry files.
     pub(crate) media: OnceLock<Arc<dyn media::MediaDirectory>>,
+    /// Upgrades each client address may start per minute.
+    pub(crate) connect_limit: PerIpLimit,
+    /// Whose `X-Forwarded-For` names the client.
+    pub(crate) proxies: TrustedProxies,
 }
 
 /// Who may connect: the identity mode and the allowed browser origins.
@@ -180,6 +185,9 @@ impl Gateway {
                 .map_err(anyhow::Error::msg)?;
             let _ = media.set(Arc::new(directory) as Arc<dyn media::MediaDirectory>);
         }
+        let proxies =
+            TrustedProxies::parse(&settings.trusted_proxies).map_err(anyhow::Error::msg)?;
+        let connect_limit = PerIpLimit::per_minute(settings.connects_per_ip_per_min);
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
@@ -192,6 +200,8 @@ impl Gateway {
                 origins: access.origins,
                 store,
                 media,
+                connect_limit,
+                proxies,
             }),
         })
     }

@@ -31,6 +31,8 @@ pub struct GatewayMetrics {
     pub idle_disconnects: IntCounter,
     /// Upgrades refused because the connection cap was reached.
     pub refused_over_capacity: IntCounter,
+    /// Upgrades refused because their client address started too many.
+    pub refused_per_ip: IntCounter,
     /// Broker payloads this version could not read.
     pub dropped_envelopes: IntCounter,
 }
@@ -102,6 +104,10 @@ impl GatewayMetrics {
                 "chat_gateway_refused_over_capacity_total",
                 "Upgrades refused at the connection cap",
             )?,
+            refused_per_ip: IntCounter::new(
+                "chat_gateway_refused_per_ip_total",
+                "Upgrades refused by the per-address limit (429)",
+            )?,
             dropped_envelopes: IntCounter::new(
                 "chat_gateway_dropped_envelopes_total",
                 "Broker payloads that could not be read",
@@ -119,6 +125,7 @@ impl GatewayMetrics {
         registry.register(Box::new(m.rate_limited_frames.clone()))?;
         registry.register(Box::new(m.idle_disconnects.clone()))?;
         registry.register(Box::new(m.refused_over_capacity.clone()))?;
+        registry.register(Box::new(m.refused_per_ip.clone()))?;
         registry.register(Box::new(m.dropped_envelopes.clone()))?;
         Ok(m)
     }

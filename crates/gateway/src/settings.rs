@@ -47,6 +47,13 @@ pub struct GatewaySettings {
     /// `CHAT_PRESENCE_LEASE`: a crashed gateway's users count as offline after this.
     #[serde(with = "humantime_serde")]
     pub presence_lease: Duration,
+    /// `CHAT_CONNECTS_PER_IP_PER_MIN`: WebSocket upgrades one client address
+    /// may start per minute (a burst of that many, then spread over the
+    /// minute); more get 429. 0 turns the limit off.
+    pub connects_per_ip_per_min: u32,
+    /// `CHAT_TRUSTED_PROXIES`: addresses or networks of the load balancers
+    /// whose `X-Forwarded-For` names the client (comma-separated).
+    pub trusted_proxies: String,
 }
 
 impl Default for GatewaySettings {
@@ -69,6 +76,8 @@ impl Default for GatewaySettings {
             offline_max: 1_000,
             presence_lease: Duration::from_secs(30),
             media_url: None,
+            connects_per_ip_per_min: 600,
+            trusted_proxies: String::new(),
         }
     }
 }
@@ -103,6 +112,9 @@ impl GatewaySettings {
         if self.presence_lease < Duration::from_millis(300) {
             return fail("CHAT_PRESENCE_LEASE", "must be at least 300ms");
         }
+        if let Err(e) = chat_runtime::per_ip::TrustedProxies::parse(&self.trusted_proxies) {
+            return fail("CHAT_TRUSTED_PROXIES", &e);
+        }
         if self.history_max == 0 || self.offline_max == 0 {
             return fail(
                 "CHAT_HISTORY_MAX",
@@ -131,4 +143,9 @@ Gateway settings (environment, or the same name lowercased without CHAT_ in the 
   CHAT_HISTORY_MAX        messages kept per inbox and conversation   [default: 10000]
     CHAT_OFFLINE_MAX        messages kept for a user with no connection [default: 1000]
     CHAT_PRESENCE_LEASE     a crashed gateway's users go offline after  [default: 30s]
-  CHAT_MEDIA_URL          media service checking attached files, http://host:port";
+  CHAT_MEDIA_URL          media service checking attached files, http://host:port
+  CHAT_CONNECTS_PER_IP_PER_MIN
+                          upgrades one client address may start per minute;
+                          more get 429                               [default: 600; 0 = off]
+  CHAT_TRUSTED_PROXIES    load balancers (addresses or networks) whose
+                          X-Forwarded-For names the client           [default: none]";

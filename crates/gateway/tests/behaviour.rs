@@ -534,6 +534,54 @@ async fn at_the_connection_cap_upgrades_get_503_and_the_others_carry_on(kind: Ki
     }
 }
 
+/// Upgrades are counted per client address: past the allowance a client
+/// gets 429 with Retry-After (before any token is looked at), others are
+/// not affected; behind a trusted proxy the address is the forwarded one.
+async fn too_many_connection_attempts_from_one_address_get_429(kind: Kind) {
+    let cluster = kind
+        .start(GatewaySettings {
+            connects_per_ip_per_min: 3,
+            trusted_proxies: "127.0.0.1".into(),
+            ..settings()
+        })
+        .await;
+    let addr = cluster.addr(0);
+    let from = |ip: &'static str| [("X-Forwarded-For", ip)];
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(
+            WsClient::connect_with(addr, "/ws/", &from("198.51.100.1"))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        WsClient::refused_status_with(addr, "/ws/alice/", &from("198.51.100.1"))
+            .await
+            .unwrap(),
+        429
+    );
+    // Another client (as the proxy names it) has its own allowance, and a
+    // client cannot borrow one by naming itself: only the last hop counts.
+    WsClient::connect_with(addr, "/ws/", &from("198.51.100.2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        WsClient::refused_status_with(addr, "/ws/", &from("203.0.113.7, 198.51.100.1"))
+            .await
+            .unwrap(),
+        429
+    );
+    let (status, body) = http_get(addr, "/ws/").await.unwrap();
+    assert_eq!(
+        status, 400,
+        "a plain GET from the proxy itself is counted apart: {body}"
+    );
+    // The connections already open carry on.
+    held[0].send_text("unaffected").await.unwrap();
+    assert_eq!(held[2].recv_text().await.unwrap(), "unaffected");
+}
+
 async fn names_outside_the_rules_are_refused_before_the_upgrade(kind: Kind) {
     let cluster = kind.start(settings()).await;
     let long = format!("/ws/{}/", "a".repeat(33));
@@ -662,6 +710,7 @@ suite!(
     every_registry_is_cleaned_however_connections_end,
     names_outside_the_rules_are_refused_before_the_upgrade,
     at_the_connection_cap_upgrades_get_503_and_the_others_carry_on,
+    too_many_connection_attempts_from_one_address_get_429,
     health_readiness_and_metrics_are_served,
     shutdown_closes_every_connection_with_1001,
 );

@@ -17,6 +17,9 @@ pub enum MediaError {
     /// A malformed request.
     #[error("{0}")]
     BadRequest(String),
+    /// This client address started too many uploads in the last minute.
+    #[error("too many uploads from this address; retry in {0} s")]
+    TooMany(u64),
     /// The body stopped arriving for longer than the idle timeout; nothing was kept.
     #[error("the upload stalled for more than {0:?}")]
     Stalled(std::time::Duration),
@@ -38,6 +41,7 @@ impl MediaError {
             MediaError::TooLarge(_) => ErrorCode::TooLarge,
             MediaError::BadRequest(_) => ErrorCode::InvalidFrame,
             MediaError::Stalled(_) => ErrorCode::Timeout,
+            MediaError::TooMany(_) => ErrorCode::RateLimited,
             MediaError::NotFound => ErrorCode::NotFound,
             MediaError::Forbidden(_) => ErrorCode::Forbidden,
             MediaError::Unavailable(_) => ErrorCode::Unavailable,
@@ -65,7 +69,7 @@ impl From<std::io::Error> for MediaError {
 /// The body of every error answer.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// A stable code: `unauthorized`, `forbidden`, `not_found`, `too_large`, `timeout`, `invalid_frame`, `unavailable`.
+    /// A stable code: `unauthorized`, `forbidden`, `not_found`, `too_large`, `timeout`, `rate_limited`, `invalid_frame`, `unavailable`.
     pub error: String,
     /// What went wrong, for a person.
     pub message: String,
@@ -78,6 +82,7 @@ impl ResponseError for MediaError {
             MediaError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             MediaError::BadRequest(_) => StatusCode::BAD_REQUEST,
             MediaError::Stalled(_) => StatusCode::REQUEST_TIMEOUT,
+            MediaError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             MediaError::NotFound => StatusCode::NOT_FOUND,
             MediaError::Forbidden(_) => StatusCode::FORBIDDEN,
             MediaError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -88,7 +93,11 @@ impl ResponseError for MediaError {
         if let MediaError::Auth(e) = self {
             return e.error_response();
         }
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status_code());
+        if let MediaError::TooMany(seconds) = self {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds.to_string()));
+        }
+        response.json(ErrorBody {
             error: self.code().as_str().to_owned(),
             message: self.to_string(),
         })

@@ -44,6 +44,8 @@ pub(crate) struct Inner {
     pub(crate) dir: PathBuf,
     pub(crate) max_bytes: u64,
     pub(crate) idle_timeout: std::time::Duration,
+    pub(crate) upload_limit: chat_runtime::per_ip::PerIpLimit,
+    pub(crate) proxies: chat_runtime::per_ip::TrustedProxies,
     pub(crate) links: link::Signer,
     pub(crate) auth: Arc<Authenticator>,
     pub(crate) metrics: metrics::MediaMetrics,
@@ -77,6 +79,11 @@ impl MediaService {
             dir,
             max_bytes: settings.media_max_bytes,
             idle_timeout: settings.media_idle_timeout,
+            upload_limit: chat_runtime::per_ip::PerIpLimit::per_minute(
+                settings.uploads_per_ip_per_min,
+            ),
+            proxies: chat_runtime::per_ip::TrustedProxies::parse(&settings.trusted_proxies)
+                .map_err(anyhow::Error::msg)?,
             links: link::Signer::new(secret, settings.media_link_ttl),
             auth,
             metrics,

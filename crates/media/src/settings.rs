@@ -27,6 +27,13 @@ pub struct MediaSettings {
     pub media_idle_timeout: Duration,
     /// `DATABASE_URL`: metadata database; absent means SQLite in the data folder.
     pub database_url: Option<String>,
+    /// `CHAT_UPLOADS_PER_IP_PER_MIN`: uploads one client address may start
+    /// per minute (a burst of that many, then spread over the minute); more
+    /// get 429. 0 turns the limit off.
+    pub uploads_per_ip_per_min: u32,
+    /// `CHAT_TRUSTED_PROXIES`: addresses or networks of the load balancers
+    /// whose `X-Forwarded-For` names the client (comma-separated).
+    pub trusted_proxies: String,
 }
 
 impl Default for MediaSettings {
@@ -37,6 +44,8 @@ impl Default for MediaSettings {
             media_secret: None,
             media_idle_timeout: Duration::from_secs(30),
             database_url: None,
+            uploads_per_ip_per_min: 120,
+            trusted_proxies: String::new(),
         }
     }
 }
@@ -48,6 +57,11 @@ Media settings:
   CHAT_MEDIA_LINK_TTL     how long a signed file link works      [default: 1h]
   CHAT_MEDIA_SECRET       signs file links, at least 32 bytes    [default: generated, kept in CHAT_DATA_DIR]
   CHAT_MEDIA_IDLE_TIMEOUT an upload stalled this long gets 408   [default: 30s]
+  CHAT_UPLOADS_PER_IP_PER_MIN
+                          uploads one client address may start per
+                          minute; more get 429                   [default: 120; 0 = off]
+  CHAT_TRUSTED_PROXIES    load balancers (addresses or networks) whose
+                          X-Forwarded-For names the client       [default: none]
   DATABASE_URL            metadata database (sqlite://… or postgres://…)
                                                                  [default: SQLite in CHAT_DATA_DIR]";
 
@@ -58,6 +72,11 @@ impl MediaSettings {
             return Err(SettingsError::new(
                 "invalid setting CHAT_MEDIA_MAX_BYTES: must be at least 1",
             ));
+        }
+        if let Err(e) = chat_runtime::per_ip::TrustedProxies::parse(&self.trusted_proxies) {
+            return Err(SettingsError::new(format!(
+                "invalid setting CHAT_TRUSTED_PROXIES: {e}"
+            )));
         }
         if self.media_idle_timeout.is_zero() {
             return Err(SettingsError::new(

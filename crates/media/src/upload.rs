@@ -68,6 +68,7 @@ pub(crate) struct UploadForm {
         (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
         (status = 408, description = "the body stalled for longer than CHAT_MEDIA_IDLE_TIMEOUT; nothing kept", body = crate::error::ErrorBody),
         (status = 413, description = "over CHAT_MEDIA_MAX_BYTES; nothing kept", body = crate::error::ErrorBody),
+        (status = 429, description = "over CHAT_UPLOADS_PER_IP_PER_MIN; see Retry-After", body = crate::error::ErrorBody),
         (status = 503, description = "database or storage unavailable; nothing kept", body = crate::error::ErrorBody),
     )
 )]
@@ -93,6 +94,9 @@ async fn store(
     media: &Inner,
 ) -> Result<HttpResponse, MediaError> {
     let owner = media.auth.caller(req)?;
+    if let Some(ip) = media.proxies.client_ip(req) {
+        media.upload_limit.check(ip).map_err(MediaError::TooMany)?;
+    }
     let started = Instant::now();
     while let Some(field) = within(media.idle_timeout, payload.try_next())
         .await?

@@ -346,6 +346,34 @@ async fn a_stalled_upload_gets_408_and_leaves_nothing_behind(db: Db) {
         .await;
 }
 
+/// Uploads are counted per client address: past the allowance, 429 with
+/// Retry-After and nothing stored.
+async fn too_many_uploads_from_one_address_get_429(db: Db) {
+    let settings = MediaSettings {
+        uploads_per_ip_per_min: 2,
+        ..MediaSettings::default()
+    };
+    let media = start_with(db, settings).await;
+    for n in 0..2u8 {
+        media
+            .upload(vec![n; 100], "ok.bin", "application/octet-stream")
+            .await;
+    }
+    let response = media
+        .upload_as(
+            "alice",
+            vec![9u8; 100],
+            "more.bin",
+            "application/octet-stream",
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(response.headers()["retry-after"], "30");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+    assert_eq!(media.stored_files().len(), 2, "{:?}", media.stored_files());
+}
+
 async fn twenty_concurrent_uploads_all_land_intact(db: Db) {
     let media = Arc::new(start(db).await);
     let uploads = (0..20u8).map(|i| {
@@ -572,6 +600,7 @@ macro_rules! suite {
 
 suite!(
     a_stalled_upload_gets_408_and_leaves_nothing_behind,
+    too_many_uploads_from_one_address_get_429,
     an_uploaded_image_comes_back_byte_identical_with_its_metadata,
     audio_is_served_with_ranges_and_etags_for_seeking,
     a_disguised_upload_is_never_served_inline,

@@ -9,6 +9,7 @@
 //!   drain step (closing WebSockets) before the listener stops.
 
 pub mod observe;
+pub mod per_ip;
 pub mod server;
 pub mod settings;
 pub mod telemetry;

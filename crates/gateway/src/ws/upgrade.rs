@@ -32,6 +32,9 @@ pub enum UpgradeError {
     /// The connection cap is reached.
     #[error("this gateway holds its maximum of {0} connections; try again or another replica")]
     OverCapacity(usize),
+    /// This client address opened too many connections in the last minute.
+    #[error("too many connection attempts from this address; retry in {0} s")]
+    TooManyAttempts(u64),
     /// The gateway is stopping.
     #[error("this gateway is shutting down")]
     ShuttingDown,
@@ -52,6 +55,7 @@ impl UpgradeError {
             UpgradeError::InvalidName(_) => ErrorCode::InvalidName,
             UpgradeError::BadSince(_) => ErrorCode::InvalidFrame,
             UpgradeError::OverCapacity(_) => ErrorCode::OverCapacity,
+            UpgradeError::TooManyAttempts(_) => ErrorCode::RateLimited,
             UpgradeError::ShuttingDown | UpgradeError::Unavailable(_) => ErrorCode::Unavailable,
             UpgradeError::Handshake(_) => ErrorCode::InvalidFrame,
             UpgradeError::Auth(e) => e.code(),
@@ -63,6 +67,7 @@ impl ResponseError for UpgradeError {
     fn status_code(&self) -> StatusCode {
         match self {
             UpgradeError::InvalidName(_) | UpgradeError::BadSince(_) => StatusCode::BAD_REQUEST,
+            UpgradeError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             // actix-web gives a handshake error its status through its
             // response only (`status_code` would say 500).
             UpgradeError::Handshake(e) => e.as_response_error().error_response().status(),
@@ -75,8 +80,11 @@ impl ResponseError for UpgradeError {
         if let UpgradeError::Auth(e) = self {
             return e.error_response();
         }
-        HttpResponse::build(self.status_code())
-            .json(json!({"error": self.code().as_str(), "message": self.to_string()}))
+        let mut response = HttpResponse::build(self.status_code());
+        if let UpgradeError::TooManyAttempts(seconds) = self {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds.to_string()));
+        }
+        response.json(json!({"error": self.code().as_str(), "message": self.to_string()}))
     }
 }
 
@@ -86,6 +94,7 @@ pub(crate) async fn lobby(
     body: web::Payload,
     gw: web::Data<Arc<Inner>>,
 ) -> Result<HttpResponse, UpgradeError> {
+    limit_attempts(&req, &gw)?;
     gw.origins.check(&req)?;
     gw.auth.anyone(&req)?;
     upgrade(req, body, gw.get_ref(), Endpoint::Lobby, Replay::None).await
@@ -98,6 +107,7 @@ pub(crate) async fn user(
     path: web::Path<String>,
     gw: web::Data<Arc<Inner>>,
 ) -> Result<HttpResponse, UpgradeError> {
+    limit_attempts(&req, &gw)?;
     let user = path.into_inner();
     validate_user(&user).map_err(UpgradeError::InvalidName)?;
     gw.origins.check(&req)?;
@@ -107,6 +117,18 @@ pub(crate) async fn user(
         Some(since) => Replay::Since(since.parse().map_err(|_| UpgradeError::BadSince(since))?),
     };
     upgrade(req, body, gw.get_ref(), Endpoint::User(user), replay).await
+}
+
+/// Counts an upgrade attempt against its client address, first of all (before
+/// any token is checked), so a flood of attempts costs the gateway little.
+fn limit_attempts(req: &HttpRequest, gw: &Inner) -> Result<(), UpgradeError> {
+    let Some(ip) = gw.proxies.client_ip(req) else {
+        return Ok(());
+    };
+    gw.connect_limit.check(ip).map_err(|wait| {
+        gw.metrics.refused_per_ip.inc();
+        UpgradeError::TooManyAttempts(wait)
+    })
 }
 
 /// Holds one place under the connection cap until dropped.
