@@ -13,6 +13,8 @@
 // once each (duplicates dropped by id).
 
 const BACKOFF_MIN_MS = 500;
+/** Lobby lines said while its socket is (re)connecting, sent once it opens. */
+const LOBBY_PENDING_MAX = 100;
 const BACKOFF_MAX_MS = 10_000;
 
 /** The user a JWT names (its `sub`), without verifying it: the server does. */
@@ -200,12 +202,16 @@ export class Lobby extends EventTarget {
     super();
     this.url = `${origin.replace(/^http/, "ws")}/ws/${token ? `?token=${encodeURIComponent(token)}` : ""}`;
     this.backoff = BACKOFF_MIN_MS;
+    this.pending = [];
   }
 
   connect() {
     const socket = new WebSocket(this.url);
     this.socket = socket;
-    socket.onopen = () => (this.backoff = BACKOFF_MIN_MS);
+    socket.onopen = () => {
+      this.backoff = BACKOFF_MIN_MS;
+      for (const text of this.pending.splice(0)) socket.send(text);
+    };
     socket.onmessage = (e) => this.dispatchEvent(new CustomEvent("text", { detail: e.data }));
     socket.onclose = () => {
       if (this.closed) return;
@@ -214,8 +220,11 @@ export class Lobby extends EventTarget {
     };
   }
 
+  /** Sends a line; while the socket is not open yet (or reconnecting) the
+   *  line waits and goes out when it opens, instead of being dropped. */
   say(text) {
-    this.socket?.readyState === WebSocket.OPEN && this.socket.send(text);
+    if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(text);
+    else if (this.pending.length < LOBBY_PENDING_MAX) this.pending.push(text);
   }
 
   close() {
