@@ -374,6 +374,40 @@ async fn too_many_uploads_from_one_address_get_429(db: Db) {
     assert_eq!(media.stored_files().len(), 2, "{:?}", media.stored_files());
 }
 
+/// Ids that try to walk out of the storage folder reach no file: every one
+/// is refused as not an id, with the secret and the database out of reach.
+async fn path_tricks_in_ids_reach_no_file(db: Db) {
+    let media = start(db).await;
+    media
+        .upload(vec![1u8; 10], "real.bin", "application/octet-stream")
+        .await;
+    let secret = std::fs::read(media.dir.path().join("media.secret")).unwrap_or_default();
+    for path in [
+        "/api/v1/media/..%2Fmedia.secret",
+        "/api/v1/media/..%2Fmedia.secret/file",
+        "/api/v1/media/..%2F..%2F..%2Fetc%2Fpasswd/file",
+        "/api/v1/media/%2e%2e/file",
+        "/api/v1/media/tmp/file",
+        "/api/v1/media/..%5Cmedia.db/thumbnail",
+        "/api/v1/media/01JDQZ7V8Y3M5T2K9W4XN6B1CE%00/file",
+    ] {
+        let response = reqwest::get(format!("http://{}{path}?user=alice", media.addr))
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap();
+        assert!(matches!(status, 400 | 403 | 404), "{path}: {status}");
+        assert!(
+            secret.is_empty() || !body.windows(secret.len()).any(|w| w == secret.as_slice()),
+            "{path} served the secret"
+        );
+        assert!(
+            !body.starts_with(b"SQLite format"),
+            "{path} served the database"
+        );
+    }
+}
+
 async fn twenty_concurrent_uploads_all_land_intact(db: Db) {
     let media = Arc::new(start(db).await);
     let uploads = (0..20u8).map(|i| {
@@ -601,6 +635,7 @@ macro_rules! suite {
 suite!(
     a_stalled_upload_gets_408_and_leaves_nothing_behind,
     too_many_uploads_from_one_address_get_429,
+    path_tricks_in_ids_reach_no_file,
     an_uploaded_image_comes_back_byte_identical_with_its_metadata,
     audio_is_served_with_ranges_and_etags_for_seeking,
     a_disguised_upload_is_never_served_inline,
