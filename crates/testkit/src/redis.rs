@@ -18,6 +18,9 @@ struct Private {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Append-only file, fsynced on every write (as deployed): what Redis
+    /// acknowledged survives a kill -9.
+    durable: bool,
 }
 
 impl TestRedis {
@@ -36,6 +39,16 @@ impl TestRedis {
 
     /// Always a private server, for tests that stop and restart Redis.
     pub fn private() -> anyhow::Result<Self> {
+        Self::private_with(false)
+    }
+
+    /// A private server that keeps what it acknowledged across a kill -9
+    /// (append-only file, `appendfsync always`), as the deployment runs it.
+    pub fn private_durable() -> anyhow::Result<Self> {
+        Self::private_with(true)
+    }
+
+    fn private_with(durable: bool) -> anyhow::Result<Self> {
         let port = free_port()?;
         let dir = tempfile::tempdir()?;
         let mut this = Self {
@@ -45,6 +58,7 @@ impl TestRedis {
                 port,
                 dir,
                 child: None,
+                durable,
             }),
         };
         this.resume()?;
@@ -88,7 +102,12 @@ impl TestRedis {
             .context("only a private Redis can be started")?;
         let child = Command::new("redis-server")
             .args(["--port", &private.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", ""])
+            .args(if private.durable {
+                ["--appendonly", "yes", "--appendfsync", "always"].as_slice()
+            } else {
+                ["--appendonly", "no"].as_slice()
+            })
             .arg("--dir")
             .arg(private.dir.path())
             .stdout(Stdio::null())
