@@ -73,7 +73,7 @@ async fn record(media: &Inner, id: &str) -> Result<MediaRecord, MediaError> {
 #[utoipa::path(
     get,
     path = "/api/v1/media/{id}",
-    params(("id" = String, Path, description = "the media id")),
+    params(("id" = String, Path, description = "the media id (a ULID)", pattern = "^[0-9A-Za-z]{26}$")),
     responses(
         (status = 200, description = "the file's metadata", body = MediaView),
         (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
@@ -95,7 +95,7 @@ pub(crate) async fn metadata(
 #[utoipa::path(
     delete,
     path = "/api/v1/media/{id}",
-    params(("id" = String, Path, description = "the media id")),
+    params(("id" = String, Path, description = "the media id (a ULID)", pattern = "^[0-9A-Za-z]{26}$")),
     responses(
         (status = 204, description = "deleted"),
         (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),

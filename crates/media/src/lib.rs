@@ -101,13 +101,19 @@ impl MediaService {
 
     /// Mounts the upload, file and metadata routes.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        use chat_runtime::api::resource;
         cfg.app_data(web::Data::new(Arc::clone(&self.inner)))
-            .route("/api/v1/media", web::post().to(upload::upload))
-            .route("/api/v1/media/openapi.json", web::get().to(openapi))
-            .route("/api/v1/media/{id}", web::get().to(api::metadata))
-            .route("/api/v1/media/{id}", web::delete().to(api::delete))
-            .route("/media/{id}", web::get().to(serve::file))
-            .route("/media/{id}/thumbnail", web::get().to(serve::thumbnail));
+            .service(resource("/api/v1/media", "POST").route(web::post().to(upload::upload)))
+            .service(resource("/api/v1/media/openapi.json", "GET").route(web::get().to(openapi)))
+            .service(
+                resource("/api/v1/media/{id}", "GET, DELETE")
+                    .route(web::get().to(api::metadata))
+                    .route(web::delete().to(api::delete)),
+            )
+            .service(resource("/media/{id}", "GET").route(web::get().to(serve::file)))
+            .service(
+                resource("/media/{id}/thumbnail", "GET").route(web::get().to(serve::thumbnail)),
+            );
     }
 }
 

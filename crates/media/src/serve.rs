@@ -19,9 +19,9 @@ const SANDBOX: &str = "sandbox; default-src 'none'";
     get,
     path = "/media/{id}",
     params(
-        ("id" = String, Path, description = "the media id"),
+        ("id" = String, Path, description = "the media id (a ULID)", pattern = "^[0-9A-Za-z]{26}$"),
         ("exp" = u64, Query, description = "link expiry, Unix seconds"),
-        ("sig" = String, Query, description = "hex HMAC-SHA256 of `{id}.{exp}`"),
+        ("sig" = String, Query, description = "hex HMAC-SHA256 of `{id}.{exp}`", pattern = "^[0-9a-f]{64}$"),
     ),
     responses(
         (status = 200, description = "the file (inline for image/audio/video, a sandboxed attachment otherwise)"),
@@ -44,9 +44,9 @@ pub(crate) async fn file(
     get,
     path = "/media/{id}/thumbnail",
     params(
-        ("id" = String, Path, description = "the media id"),
+        ("id" = String, Path, description = "the media id (a ULID)", pattern = "^[0-9A-Za-z]{26}$"),
         ("exp" = u64, Query, description = "link expiry, Unix seconds"),
-        ("sig" = String, Query, description = "hex HMAC-SHA256 of `{id}/thumbnail.{exp}`"),
+        ("sig" = String, Query, description = "hex HMAC-SHA256 of `{id}/thumbnail.{exp}`", pattern = "^[0-9a-f]{64}$"),
     ),
     responses(
         (status = 200, description = "the thumbnail"),

@@ -48,7 +48,7 @@ struct Received {
     head: Vec<u8>,
 }
 
-/// The upload form: one field, `file`.
+/// The upload form: one field, `file` (others are read and ignored).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // documents the request body; the handler streams it instead
 pub(crate) struct UploadForm {

@@ -49,17 +49,20 @@ impl PresenceService {
 
     /// Mounts the routes under `/api/v1`.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        use chat_runtime::api::resource;
         cfg.app_data(web::Data::new(self.clone()))
-            .route("/api/v1/unread", web::get().to(routes::unread))
-            .route("/api/v1/read", web::post().to(routes::read))
-            .route(
-                "/api/v1/presence/openapi.json",
-                web::get().to(routes::openapi),
+            .service(resource("/api/v1/unread", "GET").route(web::get().to(routes::unread)))
+            .service(resource("/api/v1/read", "POST").route(web::post().to(routes::read)))
+            .service(
+                resource("/api/v1/presence/openapi.json", "GET")
+                    .route(web::get().to(routes::openapi)),
             )
-            .route("/api/v1/presence/{user}", web::get().to(routes::presence))
-            .route(
-                "/api/v1/conversations/{peer}/messages",
-                web::get().to(routes::history),
+            .service(
+                resource("/api/v1/presence/{user}", "GET").route(web::get().to(routes::presence)),
+            )
+            .service(
+                resource("/api/v1/conversations/{peer}/messages", "GET")
+                    .route(web::get().to(routes::history)),
             );
     }
 }

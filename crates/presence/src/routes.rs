@@ -39,8 +39,10 @@ pub(crate) async fn unread(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReadRequest {
     /// The other user of the conversation.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")]
     peer: String,
     /// The id of the last message read.
+    #[schema(min_length = 1, max_length = 64)]
     up_to: String,
 }
 
@@ -92,7 +94,7 @@ pub(crate) struct PresenceView {
 #[utoipa::path(
     get,
     path = "/api/v1/presence/{user}",
-    params(("user" = String, Path, description = "the user asked about")),
+    params(("user" = String, Path, description = "the user asked about", pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")),
     responses(
         (status = 200, description = "online state", body = PresenceView),
         (status = 400, description = "an invalid user name", body = crate::error::ErrorBody),
@@ -120,8 +122,10 @@ pub(crate) async fn presence(
 #[derive(Deserialize, IntoParams)]
 pub(crate) struct Page {
     /// Continue after this cursor (`next_before` of the previous page).
+    #[param(pattern = "^[0-9]{1,19}(-[0-9]{1,19})?$")]
     before: Option<String>,
     /// At most this many messages (default 50, at most 200).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
 }
 
@@ -140,10 +144,10 @@ pub(crate) struct HistoryPage {
 #[utoipa::path(
     get,
     path = "/api/v1/conversations/{peer}/messages",
-    params(("peer" = String, Path, description = "the other user"), Page),
+    params(("peer" = String, Path, description = "the other user", pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"), Page),
     responses(
         (status = 200, description = "a page of messages", body = HistoryPage),
-        (status = 400, description = "an invalid user name", body = crate::error::ErrorBody),
+        (status = 400, description = "an invalid user name, cursor or limit", body = crate::error::ErrorBody),
         (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
         (status = 503, description = "the store is unreachable", body = crate::error::ErrorBody),
     )
@@ -158,22 +162,29 @@ pub(crate) async fn history(
     let peer = path.into_inner();
     checked_user(&peer, "peer")?;
     if let Some(before) = &page.before {
-        // Cursors are what a page's `next_before` said: digits, maybe `-digits`.
-        let valid = before.split_once('-').map_or(before.as_str(), |(a, b)| {
-            if b.bytes().all(|c| c.is_ascii_digit()) {
-                a
-            } else {
-                ""
-            }
-        });
-        if valid.is_empty() || !valid.bytes().all(|c| c.is_ascii_digit()) || before.len() > 40 {
+        // Cursors are what a page's `next_before` said: a number, maybe
+        // `-number`, each fitting 64 bits (the store would refuse more).
+        let number = |s: &str| {
+            !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) && s.parse::<u64>().is_ok()
+        };
+        let valid = match before.split_once('-') {
+            Some((ms, seq)) => number(ms) && number(seq),
+            None => number(before),
+        };
+        if !valid {
             return Err(ApiError::BadRequest(
                 ErrorCode::InvalidFrame,
                 "before must be a next_before cursor".into(),
             ));
         }
     }
-    let limit = page.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let limit = page.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            ErrorCode::InvalidFrame,
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
     let entries = svc
         .store
         .history(&user, &peer, page.before.as_deref(), limit)

@@ -322,6 +322,38 @@ async fn bad_requests_get_precise_errors(kind: Kind) {
         (status, body["error"].as_str()),
         (400, Some("invalid_name"))
     );
+    // Cursors and page sizes the store cannot take are refused here, as
+    // invalid requests, not passed on to fail there as 503 (schemathesis
+    // found a cursor over 64 bits doing that).
+    for query in [
+        "before=69719920967809587250",
+        "before=1-99999999999999999999",
+        "before=%2B5",
+        "before=1-",
+        "limit=0",
+        "limit=201",
+        "limit=-1",
+    ] {
+        let (status, body) = api
+            .get(
+                &format!("/api/v1/conversations/alice/messages?{query}"),
+                "bob",
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_frame")),
+            "{query}: {body}"
+        );
+    }
+    // Methods a path does not take: 405, with what it takes.
+    let response = reqwest::Client::new()
+        .put(format!("http://{}/api/v1/unread?user=bob", api.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "GET");
 }
 
 macro_rules! suite {

@@ -8,6 +8,7 @@
 //! - [`server`]: running an actix-web server until a shutdown signal, with a
 //!   drain step (closing WebSockets) before the listener stops.
 
+pub mod api;
 pub mod observe;
 pub mod per_ip;
 pub mod server;

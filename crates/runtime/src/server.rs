@@ -101,6 +101,7 @@ where
     let mut http = HttpServer::new(move || {
         let metrics = metrics.clone();
         App::new()
+            .configure(crate::api::configure)
             .configure(configure.clone())
             .wrap_fn(move |req, srv| {
                 let started = std::time::Instant::now();

@@ -1,0 +1,51 @@
+//! What every JSON API of the workspace answers the same way: errors of the
+//! request extractors (a malformed query, path or JSON body) as the usual
+//! `{"error", "message"}` body, and 405 for a method a path does not take.
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::{HttpRequest, HttpResponse, Resource, web};
+use serde_json::json;
+
+/// A resource taking `allowed` methods (e.g. `"GET"`, `"GET, DELETE"`) that
+/// answers 405 with `Allow` (and a JSON body) to any other, instead of
+/// falling through to the application's 404.
+pub fn resource(path: &str, allowed: &'static str) -> Resource {
+    web::resource(path).default_service(web::to(move |req: HttpRequest| async move {
+        HttpResponse::MethodNotAllowed()
+            .insert_header((actix_web::http::header::ALLOW, allowed))
+            .json(json!({
+                "error": "unsupported",
+                "message": format!("{} is not supported on {}; use {allowed}", req.method(), req.path()),
+            }))
+    }))
+}
+
+fn bad_request(message: String) -> actix_web::Error {
+    actix_web::error::InternalError::from_response(
+        message.clone(),
+        HttpResponse::BadRequest().json(json!({"error": "invalid_frame", "message": message})),
+    )
+    .into()
+}
+
+/// Installs JSON error answers for the query, path and JSON-body extractors.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::QueryConfig::default()
+            .error_handler(|e: QueryPayloadError, _| bad_request(format!("query: {e}"))),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|e: PathError, _| bad_request(format!("path: {e}"))),
+    )
+    .app_data(
+        web::JsonConfig::default().error_handler(|e: JsonPayloadError, _| {
+            bad_request(match e {
+                JsonPayloadError::ContentType => {
+                    "the body must be JSON (Content-Type: application/json)".into()
+                }
+                e => format!("body: {e}"),
+            })
+        }),
+    );
+}
