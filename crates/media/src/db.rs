@@ -119,10 +119,18 @@ impl MigratorTrait for Migrator {
     }
 }
 
+/// How long a request waits for the database before answering 503.
+const DB_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Connects and brings the schema up to date.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
-    options.sqlx_logging(false);
+    // While the database is away an upload waits this long for a connection,
+    // then answers 503 (and removes its file), rather than sqlx's 30 s.
+    options
+        .sqlx_logging(false)
+        .acquire_timeout(DB_WAIT)
+        .connect_timeout(DB_WAIT);
     let db = Database::connect(options).await?;
     if db.get_database_backend() == sea_orm::DbBackend::Sqlite {
         // One fsync per commit (of the log) instead of a rollback journal's

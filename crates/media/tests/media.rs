@@ -18,7 +18,7 @@ struct Media {
     addr: String,
     dir: tempfile::TempDir,
     settings: MediaSettings,
-    _postgres: Option<TestPostgres>,
+    postgres: Option<TestPostgres>,
 }
 
 /// Which metadata database a scenario runs on.
@@ -61,7 +61,7 @@ async fn start_with(db: Db, mut settings: MediaSettings) -> Media {
         addr,
         dir,
         settings,
-        _postgres: postgres,
+        postgres,
     }
 }
 
@@ -406,6 +406,59 @@ async fn path_tricks_in_ids_reach_no_file(db: Db) {
             "{path} served the database"
         );
     }
+}
+
+/// The metadata database goes away during uploads: each answers 503 and
+/// leaves no file behind, readiness says not ready, and once the database is
+/// back uploads work again without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_database_an_upload_gets_503_and_leaves_nothing_behind() {
+    let media = start(Db::Postgres).await;
+    media
+        .upload(vec![1u8; 1000], "before.bin", "application/octet-stream")
+        .await;
+    let before = media.stored_files();
+    let postgres = media.postgres.as_ref().expect("a PostgreSQL database");
+
+    postgres.cut_off().unwrap();
+    let response = media
+        .upload_as(
+            "alice",
+            vec![2u8; 200_000],
+            "during.bin",
+            "application/octet-stream",
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "unavailable");
+    assert_eq!(
+        media.stored_files(),
+        before,
+        "no file of the refused upload"
+    );
+    let (status, _) = chat_testkit::http_get(&media.addr, "/readyz")
+        .await
+        .unwrap();
+    assert_eq!(status, 503, "not ready without the database");
+
+    postgres.restore().unwrap();
+    let deadline = tokio::time::Instant::now() + chat_testkit::WAIT;
+    while chat_testkit::http_get(&media.addr, "/readyz")
+        .await
+        .unwrap()
+        .0
+        != 200
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not ready again in time"
+        );
+    }
+    media
+        .upload(vec![3u8; 1000], "after.bin", "application/octet-stream")
+        .await;
+    assert_eq!(media.stored_files().len(), before.len() + 1);
 }
 
 async fn twenty_concurrent_uploads_all_land_intact(db: Db) {

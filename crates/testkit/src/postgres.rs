@@ -48,6 +48,32 @@ impl TestPostgres {
     }
 }
 
+impl TestPostgres {
+    /// Takes the database away from its clients, as an outage would: no
+    /// new connections, and the open ones are ended.
+    pub fn cut_off(&self) -> anyhow::Result<()> {
+        psql(
+            &self.base,
+            &format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", self.name),
+        )?;
+        psql(
+            &self.base,
+            &format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+                self.name
+            ),
+        )
+    }
+
+    /// Ends an outage started by [`TestPostgres::cut_off`].
+    pub fn restore(&self) -> anyhow::Result<()> {
+        psql(
+            &self.base,
+            &format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", self.name),
+        )
+    }
+}
+
 impl Drop for TestPostgres {
     fn drop(&mut self) {
         let _ = psql(
