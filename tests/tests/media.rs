@@ -135,3 +135,61 @@ async fn a_gateway_checks_media_with_the_media_service_over_http() {
     };
     exchange(gateway.addr(), media.addr(), token).await;
 }
+
+/// The media service restarts while people send pictures through a gateway:
+/// sends while it is down are refused `unavailable` and nothing is
+/// delivered; once it is back (same data, same address) the same upload
+/// goes through — no gateway restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_service_restart_under_traffic_refuses_honestly_and_recovers() {
+    let redis = TestRedis::start().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", chat_testkit::redis::free_port().unwrap());
+    let media_env = [
+        ("CHAT_AUTH", "open"),
+        ("CHAT_LISTEN", listen.as_str()),
+        ("CHAT_DATA_DIR", data.path().to_str().unwrap()),
+    ];
+    let media = Service::start("media", &[], &media_env).await.unwrap();
+    let media_url = format!("http://{listen}");
+    let gateway = Service::start(
+        "gateway",
+        &[],
+        &[
+            ("REDIS_URL", redis.url()),
+            ("CHAT_REDIS_PREFIX", redis.prefix()),
+            ("CHAT_AUTH", "open"),
+            ("CHAT_MEDIA_URL", &media_url),
+        ],
+    )
+    .await
+    .unwrap();
+    let picture = upload(&listen, "user=alice").await;
+    let mut alice = WsClient::user(gateway.addr(), "alice").await.unwrap();
+    let mut bob = WsClient::user(gateway.addr(), "bob").await.unwrap();
+    bob.recv_type("unread").await.unwrap();
+    let send =
+        |id: &str| json!({"type": "send", "id": id, "to": "bob", "media": {"id": picture["id"]}});
+
+    alice.send_json(&send("before")).await.unwrap();
+    alice.recv_ack("before").await.unwrap();
+    assert_eq!(
+        bob.recv_type("message").await.unwrap()["media"]["id"],
+        picture["id"]
+    );
+
+    assert_eq!(media.terminate().await.unwrap(), Some(0));
+    alice.send_json(&send("down")).await.unwrap();
+    let error = alice.recv_until("error").await.unwrap();
+    assert_eq!(
+        (error["id"].as_str(), error["code"].as_str()),
+        (Some("down"), Some("unavailable"))
+    );
+
+    let _media = Service::start("media", &[], &media_env).await.unwrap();
+    alice.send_json(&send("back")).await.unwrap();
+    let ack = alice.recv_ack("back").await.unwrap();
+    // Bob gets the message sent after the restart, and none sent while down.
+    let got = bob.recv_type("message").await.unwrap();
+    assert_eq!(got["id"], ack["message"]["id"]);
+}

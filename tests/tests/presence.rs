@@ -61,3 +61,39 @@ async fn a_killed_gateways_users_go_offline_when_its_lease_lapses() {
         "{metrics}"
     );
 }
+
+/// The presence service keeps nothing of its own: killed while a
+/// conversation goes on and started again, it answers from Redis as before —
+/// the counters of messages sent while it was down included.
+#[tokio::test]
+async fn a_presence_restart_under_traffic_loses_nothing() {
+    let redis = TestRedis::start().unwrap();
+    let env = [
+        ("REDIS_URL", redis.url()),
+        ("CHAT_REDIS_PREFIX", redis.prefix()),
+        ("CHAT_AUTH", "open"),
+    ];
+    let gateway = Service::start("gateway", &[], &env).await.unwrap();
+    let presence = Service::start("presence", &[], &env).await.unwrap();
+    let mut alice = WsClient::user(gateway.addr(), "alice").await.unwrap();
+    let unread = |service: &Service| {
+        let addr = service.addr().to_owned();
+        async move {
+            let (status, body) = http_get(&addr, "/api/v1/unread?user=bob").await.unwrap();
+            assert_eq!(status, 200, "{body}");
+            serde_json::from_str::<Value>(&body).unwrap()
+        }
+    };
+    let send = |n: u32| json!({"type": "send", "id": format!("m{n}"), "to": "bob", "body": "hi"});
+    alice.send_json(&send(1)).await.unwrap();
+    alice.recv_ack("m1").await.unwrap();
+    assert_eq!(unread(&presence).await, json!({"alice": 1}));
+
+    presence.kill().await.unwrap();
+    for n in 2..=4 {
+        alice.send_json(&send(n)).await.unwrap();
+        alice.recv_ack(&format!("m{n}")).await.unwrap();
+    }
+    let presence = Service::start("presence", &[], &env).await.unwrap();
+    assert_eq!(unread(&presence).await, json!({"alice": 4}));
+}
