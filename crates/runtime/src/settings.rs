@@ -55,13 +55,25 @@ pub fn extract<T: DeserializeOwned>(figment: &Figment) -> Result<T, SettingsErro
         let Some(e) = e else {
             return SettingsError("invalid settings".into());
         };
-        let name = env_name(&e.path.join("."));
         let origin = e
             .metadata
             .as_ref()
             .map(|m| format!(" (from {})", m.name))
             .unwrap_or_default();
-        SettingsError(format!("invalid setting {name}: {}{origin}", e.kind))
+        // One line, whatever the parser said (TOML errors draw a caret
+        // under the line they quote).
+        let why = e
+            .kind
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if e.path.is_empty() {
+            // Not one setting's value: the file itself did not parse.
+            return SettingsError(format!("invalid settings{origin}: {why}"));
+        }
+        let name = env_name(&e.path.join("."));
+        SettingsError(format!("invalid setting {name}: {why}{origin}"))
     })
 }
 
