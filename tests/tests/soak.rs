@@ -42,6 +42,8 @@ async fn a_soak_through_two_gateways_loses_and_duplicates_nothing() {
         room_rate: 1.0,
         dm_rate: 2.0,
         churn: 20.0,
+        roaming: 20,
+        roam_churn: 5.0,
         duration: Duration::from_secs(seconds),
     };
     let report = mixed::run(&targets, spec).await.unwrap();

@@ -90,12 +90,14 @@ struct Claims {
     iat: u64,
 }
 
+#[derive(Clone)]
 enum Mode {
     Open,
     Jwt(Box<Keys>),
 }
 
 /// Everything jwt mode needs, built once.
+#[derive(Clone)]
 struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
@@ -103,6 +105,7 @@ struct Keys {
 }
 
 /// Checks requests against the configured identity mode.
+#[derive(Clone)]
 pub struct Authenticator {
     mode: Mode,
 }

@@ -127,6 +127,12 @@ enum Scenario {
         /// Idle users reconnecting per second.
         #[arg(long, default_value_t = 20.0)]
         churn: f64,
+        /// Users who only receive direct messages and keep reconnecting with `?since=`.
+        #[arg(long, default_value_t = 20)]
+        roaming: usize,
+        /// Roaming users reconnecting per second.
+        #[arg(long, default_value_t = 5.0)]
+        roam_churn: f64,
         /// How long.
         #[arg(long, default_value = "20s", value_parser = parse_duration)]
         duration: Duration,
@@ -273,6 +279,8 @@ async fn main() -> anyhow::Result<()> {
             room_rate,
             dm_rate,
             churn,
+            roaming,
+            roam_churn,
             duration,
         } => {
             let spec = mixed::Mixed {
@@ -282,6 +290,8 @@ async fn main() -> anyhow::Result<()> {
                 room_rate,
                 dm_rate,
                 churn,
+                roaming,
+                roam_churn,
                 duration,
             };
             mixed::run(&targets.build()?, spec).await?

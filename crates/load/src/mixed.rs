@@ -1,8 +1,10 @@
 //! `mixed`: a day in miniature. Many idle users hold typed connections and
 //! some of them reconnect all the time (churn); a few active users sit in
 //! rooms of 50 and send room messages and direct messages to each other.
-//! Reports room deliveries against expected, DMs acked against delivered,
-//! latencies, and how the reconnects went.
+//! Some receivers roam: they only get direct messages and keep reconnecting
+//! with `?since=`. Reports room deliveries against expected, DMs acked
+//! against delivered (roaming receivers apart), latencies, and how the
+//! reconnects went.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -34,6 +36,12 @@ pub struct Mixed {
     pub dm_rate: f64,
     /// Idle users reconnecting per second.
     pub churn: f64,
+    /// Users who only receive direct messages and keep reconnecting (to
+    /// any target, with `?since=` their last sequence number): the audit of
+    /// what reaches a receiver whose connection comes and goes.
+    pub roaming: usize,
+    /// Roaming users reconnecting per second.
+    pub roam_churn: f64,
     /// How long.
     pub duration: Duration,
 }
@@ -51,6 +59,11 @@ struct Counts {
     dm_duplicates: AtomicU64,
     refused: AtomicU64,
     sent: AtomicU64,
+    roam_acked: AtomicU64,
+    roam_delivered: AtomicU64,
+    roam_copies: AtomicU64,
+    roam_reconnects: AtomicU64,
+    roam_failures: AtomicU64,
 }
 
 /// Runs it.
@@ -92,6 +105,7 @@ pub async fn run(targets: &[Target], spec: Mixed) -> anyhow::Result<Report> {
         readers.push(tokio::spawn(active_reader(
             stream,
             format!("\"from\":\"{prefix}a{a}\""),
+            format!("\"to\":\"{prefix}w"),
             members_of(a),
             Arc::clone(&counts),
             stopped.clone(),
@@ -100,11 +114,28 @@ pub async fn run(targets: &[Target], spec: Mixed) -> anyhow::Result<Report> {
             sink,
             a,
             room_of(a),
-            format!("{prefix}a"),
+            prefix.clone(),
             spec,
             Arc::clone(&counts),
             started,
         )));
+    }
+
+    // Roaming receivers: each a task that reconnects whenever poked.
+    let shared: Arc<Vec<Target>> = Arc::new(targets.to_vec());
+    let mut roamers = Vec::new();
+    for r in 0..spec.roaming {
+        let (poke, poked) = tokio::sync::mpsc::channel::<()>(1);
+        roamers.push((
+            poke,
+            tokio::spawn(roam(
+                Arc::clone(&shared),
+                format!("{prefix}w{r}"),
+                poked,
+                Arc::clone(&counts),
+                stopped.clone(),
+            )),
+        ));
     }
 
     // Idle users: each held by a task that drains its socket until told to stop.
@@ -114,10 +145,17 @@ pub async fn run(targets: &[Target], spec: Mixed) -> anyhow::Result<Report> {
     let mut reconnect = Latency::default();
     let churn_every = Duration::from_secs_f64(1.0 / spec.churn.max(0.001));
     let mut next_churn = Instant::now() + churn_every;
+    let roam_every = Duration::from_secs_f64(1.0 / spec.roam_churn.max(0.001));
+    let mut next_roam = Instant::now() + roam_every;
     let progress = indicatif::ProgressBar::new(spec.duration.as_secs().max(1));
     while started.elapsed() < spec.duration {
         tokio::time::sleep(Duration::from_millis(20)).await;
         progress.set_position(started.elapsed().as_secs());
+        while spec.roam_churn > 0.0 && !roamers.is_empty() && Instant::now() >= next_roam {
+            next_roam += roam_every;
+            // A full channel means that roamer is already about to reconnect.
+            let _ = roamers[fastrand::usize(..roamers.len())].0.try_send(());
+        }
         while spec.churn > 0.0 && !holders.is_empty() && Instant::now() >= next_churn {
             next_churn += churn_every;
             let i = fastrand::usize(..holders.len());
@@ -150,9 +188,10 @@ pub async fn run(targets: &[Target], spec: Mixed) -> anyhow::Result<Report> {
         let acked = get(&counts.room_acked) + get(&counts.dm_acked) + get(&counts.refused);
         (
             room + dm + acked,
-            acked >= get(&counts.sent)
+            acked + get(&counts.roam_acked) >= get(&counts.sent)
                 && room >= get(&counts.room_expected)
-                && dm >= get(&counts.dm_acked),
+                && dm >= get(&counts.dm_acked)
+                && get(&counts.roam_delivered) >= get(&counts.roam_acked),
         )
     })
     .await;
@@ -170,10 +209,16 @@ pub async fn run(targets: &[Target], spec: Mixed) -> anyhow::Result<Report> {
         let _ = stop.send(true);
         let _ = task.await;
     }
+    let mut roam_latency = Latency::default();
+    for (_, task) in roamers {
+        roam_latency.merge(&task.await?);
+    }
 
     let (room_expected, room_delivered) = (get(&counts.room_expected), get(&counts.room_delivered));
     let (dm_acked, dm_delivered) = (get(&counts.dm_acked), get(&counts.dm_delivered));
     let dm_lost = dm_acked.saturating_sub(dm_delivered);
+    let (roam_acked, roam_delivered) = (get(&counts.roam_acked), get(&counts.roam_delivered));
+    let roam_lost = roam_acked.saturating_sub(roam_delivered);
     let mut report = Report::new("mixed");
     report
         .row(
@@ -210,6 +255,16 @@ pub async fn run(targets: &[Target], spec: Mixed) -> anyhow::Result<Report> {
                 get(&counts.dm_duplicates)
             ),
         )
+        .row(
+            "roaming",
+            format!(
+                "{} receivers, {} reconnects ({} failed): {roam_acked} acked to them, {roam_delivered} delivered, {roam_lost} lost, {} extra copies dropped by id",
+                spec.roaming,
+                get(&counts.roam_reconnects),
+                get(&counts.roam_failures),
+                get(&counts.roam_copies)
+            ),
+        )
         .row("refused", get(&counts.refused).to_string())
         .row(
             "reconnects",
@@ -225,6 +280,13 @@ pub async fn run(targets: &[Target], spec: Mixed) -> anyhow::Result<Report> {
         .latency("room delivery", "room_ms", &room_latency)
         .latency("direct delivery", "direct_ms", &dm_latency)
         .latency("reconnect", "reconnect_ms", &reconnect)
+        .latency("roaming delivery", "roam_ms", &roam_latency)
+        .field("roam_acked", roam_acked)
+        .field("roam_delivered", roam_delivered)
+        .field("roam_lost", roam_lost)
+        .field("roam_copies", get(&counts.roam_copies))
+        .field("roam_reconnects", get(&counts.roam_reconnects))
+        .field("roam_failures", get(&counts.roam_failures))
         .field("targets", targets.len())
         .field("seconds", seconds)
         .field("room_expected", room_expected)
@@ -257,7 +319,7 @@ async fn active_writer(
     mut sink: futures_util::stream::SplitSink<Ws, Message>,
     me: usize,
     room: String,
-    peers: String,
+    prefix: String,
     spec: Mixed,
     counts: Arc<Counts>,
     started: Instant,
@@ -276,14 +338,17 @@ async fn active_writer(
     while started.elapsed() < duration && n < SPAN {
         tick.tick().await;
         let body = stamped(me as u64 * SPAN + n, 48);
-        let frame = if active < 2 || fastrand::f64() < room_share {
+        let frame = if (active < 2 && spec.roaming == 0) || fastrand::f64() < room_share {
             serde_json::json!({"type": "send", "id": n.to_string(), "room": room, "body": body})
+        } else if spec.roaming > 0 && (active < 2 || fastrand::bool()) {
+            let to = format!("{prefix}w{}", fastrand::usize(..spec.roaming));
+            serde_json::json!({"type": "send", "id": n.to_string(), "to": to, "body": body})
         } else {
             let mut to = fastrand::usize(..active - 1);
             if to >= me {
                 to += 1;
             }
-            serde_json::json!({"type": "send", "id": n.to_string(), "to": format!("{peers}{to}"), "body": body})
+            serde_json::json!({"type": "send", "id": n.to_string(), "to": format!("{prefix}a{to}"), "body": body})
         };
         if sink.send(Message::text(frame.to_string())).await.is_err() {
             break;
@@ -300,6 +365,7 @@ async fn active_writer(
 async fn active_reader(
     mut stream: futures_util::stream::SplitStream<Ws>,
     from_me: String,
+    to_roaming: String,
     room_members: u64,
     counts: Arc<Counts>,
     mut stop: watch::Receiver<bool>,
@@ -323,6 +389,9 @@ async fn active_reader(
                 counts
                     .room_expected
                     .fetch_add(room_members, Ordering::Relaxed);
+            }
+            Some("ack") if text.contains(&to_roaming) => {
+                counts.roam_acked.fetch_add(1, Ordering::Relaxed);
             }
             Some("ack") => {
                 counts.dm_acked.fetch_add(1, Ordering::Relaxed);
@@ -351,4 +420,76 @@ async fn active_reader(
         }
     }
     (room, direct)
+}
+
+/// A roaming receiver: connects to a random target with `?since=` the last
+/// sequence number it saw, keeps every direct message it gets (dropping
+/// copies by their sequence number), and reconnects whenever poked, until
+/// stopped.
+async fn roam(
+    targets: Arc<Vec<Target>>,
+    user: String,
+    mut poked: tokio::sync::mpsc::Receiver<()>,
+    counts: Arc<Counts>,
+    mut stop: watch::Receiver<bool>,
+) -> Latency {
+    let mut latency = Latency::default();
+    let mut seen = HashSet::new();
+    let mut since = 0u64;
+    let mut first = true;
+    while !*stop.borrow() {
+        let target = &targets[fastrand::usize(..targets.len())];
+        let mut ws = match target.user_since(&user, since).await {
+            Ok(ws) => ws,
+            Err(_) => {
+                counts.roam_failures.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if !first {
+            counts.roam_reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        first = false;
+        loop {
+            let message = tokio::select! {
+                _ = stop.changed() => break,
+                Some(()) = poked.recv() => break,
+                message = ws.next() => message,
+            };
+            let text = match message {
+                Some(Ok(Message::Text(text))) => text,
+                Some(Ok(_)) => continue,
+                _ => break,
+            };
+            if frame_type(&text) != Some("message") {
+                continue;
+            }
+            if let Some(seq) = seq_of(&text) {
+                since = since.max(seq);
+            }
+            let Some((sent, n)) = body_stamp(&text) else {
+                continue;
+            };
+            if seen.insert(n) {
+                latency.since(sent);
+                counts.roam_delivered.fetch_add(1, Ordering::Relaxed);
+            } else {
+                counts.roam_copies.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let _ = ws.close(None).await;
+    }
+    latency
+}
+
+/// The `seq` of a typed message frame (`"seq":` then digits).
+fn seq_of(frame: &str) -> Option<u64> {
+    const SEQ: &str = "\"seq\":";
+    let at = frame.find(SEQ)? + SEQ.len();
+    let digits: String = frame[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }

@@ -45,6 +45,18 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+impl Clone for Target {
+    fn clone(&self) -> Self {
+        Self {
+            addr: self.addr,
+            host: self.host.clone(),
+            sources: self.sources.clone(),
+            next_source: AtomicUsize::new(self.next_source.load(Ordering::Relaxed)),
+            auth: self.auth.clone(),
+        }
+    }
+}
+
 impl Target {
     /// `host:port` of a server on this machine; `sources` extra loopback
     /// source addresses (127.0.0.2, 127.0.0.3, …) to spread connections
@@ -119,6 +131,19 @@ impl Target {
 
     /// Connects and upgrades, giving up after [`OPEN_TIMEOUT`]: a dropped
     /// SYN is retried by the kernel for minutes, far past any useful run.
+    /// Opens `/ws/{user}/?since={since}`: a user connection that catches up
+    /// from a sequence number.
+    pub async fn user_since(&self, user: &str, since: u64) -> Result<Ws, Refusal> {
+        let path = match self
+            .token(user)
+            .map_err(|e| Refusal::Other(e.to_string()))?
+        {
+            Some(token) => format!("/ws/{user}/?since={since}&token={token}"),
+            None => format!("/ws/{user}/?since={since}"),
+        };
+        self.open(&path).await
+    }
+
     async fn open(&self, path: &str) -> Result<Ws, Refusal> {
         tokio::time::timeout(OPEN_TIMEOUT, self.open_now(path))
             .await
