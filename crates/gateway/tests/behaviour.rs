@@ -432,6 +432,25 @@ async fn too_many_rooms_are_refused(kind: Kind) {
         (error["code"].as_str(), error["id"].as_str()),
         (Some("too_many_rooms"), Some("j4"))
     );
+
+    // 10 000 joins in a burst: bounded by the room limit, then by the rate
+    // limit, which ends the connection with 1008 — memory stays bounded.
+    let mut mallory = WsClient::user(cluster.addr(0), "mallory").await.unwrap();
+    for i in 0..10_000 {
+        let join = json!({"type": "join", "room": format!("spam{i}")});
+        if mallory.send_json(&join).await.is_err() {
+            break; // closed under us: that is the bound
+        }
+    }
+    loop {
+        match mallory.recv_json_or_end().await.unwrap() {
+            Ok(_) => continue,
+            Err(ended) => {
+                assert_eq!(ended, Ended::Closed(1008), "the flood ends the connection");
+                break;
+            }
+        }
+    }
 }
 
 async fn a_dead_peer_is_cleaned_up_by_the_heartbeat(kind: Kind) {

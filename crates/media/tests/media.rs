@@ -264,6 +264,28 @@ async fn a_disguised_upload_is_never_served_inline(db: Db) {
         html,
         "still the same bytes"
     );
+
+    // An SVG is an image that can carry script: never inline either, even
+    // when it says what it is.
+    let svg =
+        br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.cookie)</script></svg>"#
+            .to_vec();
+    let meta = media.upload(svg.clone(), "logo.svg", "image/svg+xml").await;
+    assert_ne!(meta["kind"], "image", "{meta}");
+    let response = media.get(meta["url"].as_str().unwrap()).await;
+    let headers = response.headers().clone();
+    assert!(
+        headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert_eq!(
+        headers["content-security-policy"],
+        "sandbox; default-src 'none'"
+    );
+    assert_ne!(headers["content-type"], "image/svg+xml");
+    assert_eq!(response.bytes().await.unwrap().to_vec(), svg);
 }
 
 async fn an_oversized_upload_gets_413_and_leaves_nothing_behind(db: Db) {
