@@ -186,18 +186,7 @@ async fn redis_killed_mid_traffic_loses_no_acked_message() {
         }
         if n == 65 {
             redis.resume().unwrap();
-            let deadline = tokio::time::Instant::now() + chat_testkit::WAIT;
-            while chat_testkit::http_get(gateway.addr(), "/readyz")
-                .await
-                .unwrap()
-                .0
-                != 200
-            {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "not ready again in time"
-                );
-            }
+            chat_testkit::until_ready(gateway.addr()).await.unwrap();
         }
         let id = format!("m{n}");
         alice

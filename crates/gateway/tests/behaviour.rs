@@ -688,12 +688,8 @@ async fn without_redis_the_gateway_stays_up_refuses_honestly_and_recovers() {
     );
 
     redis.resume().unwrap();
-    let mut ready = false;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !ready && tokio::time::Instant::now() < deadline {
-        ready = http_get(&node.addr, "/readyz").await.unwrap().0 == 200;
-    }
-    assert!(ready, "ready again without a restart");
+    // Ready again without a restart.
+    chat_testkit::until_ready(&node.addr).await.unwrap();
     let mut bob = WsClient::user(&node.addr, "bob").await.unwrap();
     alice
         .send_json(&send("back", "bob", "Redis is back"))

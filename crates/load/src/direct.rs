@@ -15,17 +15,23 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::report::{Latency, Report, loss};
 use crate::target::{Target, Ws};
-use crate::{body_stamp, frame_type, open_many, settle, stamped};
+use crate::{body_stamp, frame_type, open_many, send_phase, settle, stamped};
 
 /// A direct-message run.
+#[derive(clap::Args)]
+#[group(skip)] // the fields join the subcommand's own
 pub struct Direct {
     /// Sender/receiver pairs.
+    #[arg(long, default_value_t = 500)]
     pub pairs: usize,
     /// Messages per second over all senders.
+    #[arg(long, default_value_t = 5000)]
     pub rate: u64,
     /// How long to send.
+    #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
     pub duration: Duration,
     /// Body bytes (at least the 24-byte stamp).
+    #[arg(long, default_value_t = 64)]
     pub size: usize,
 }
 
@@ -103,16 +109,7 @@ pub async fn run(targets: &[Target], spec: Direct) -> anyhow::Result<Report> {
             sink
         }));
     }
-    let progress = indicatif::ProgressBar::new(spec.duration.as_secs().max(1));
-    while started.elapsed() < spec.duration {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        progress.set_position(started.elapsed().as_secs());
-    }
-    let mut sinks = Vec::new();
-    for writer in writers {
-        sinks.push(writer.await?);
-    }
-    progress.finish_and_clear();
+    let sinks = send_phase(started, spec.duration, writers).await?;
     let send_seconds = started.elapsed().as_secs_f64();
     settle(Duration::from_secs(3), || {
         let sent = counts.sent.load(Ordering::Relaxed);

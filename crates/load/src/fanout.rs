@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::report::{Latency, Report, loss};
 use crate::target::{Refusal, Target, Ws};
-use crate::{body_stamp, frame_type, open_many, settle, stamp, stamped};
+use crate::{body_stamp, frame_type, open_many, send_phase, settle, stamp, stamped};
 
 /// Where the frames go.
 #[derive(Clone)]
@@ -112,16 +112,7 @@ pub async fn run(targets: &[Target], spec: Fanout) -> anyhow::Result<Report> {
             sink
         }));
     }
-    let progress = indicatif::ProgressBar::new(spec.duration.as_secs().max(1));
-    while started.elapsed() < spec.duration {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        progress.set_position(started.elapsed().as_secs());
-    }
-    let mut sinks = Vec::new();
-    for task in tasks {
-        sinks.push(task.await?);
-    }
-    progress.finish_and_clear();
+    let sinks = send_phase(started, spec.duration, tasks).await?;
     let publish_seconds = started.elapsed().as_secs_f64();
     let expected = sent.load(Ordering::Relaxed) * members as u64;
     settle(Duration::from_secs(3), || {

@@ -42,22 +42,32 @@ pub enum Probe {
 }
 
 /// An idle run.
+#[derive(clap::Args)]
+#[group(skip)] // the fields join the subcommand's own
 pub struct Idle {
     /// Connections to open.
+    #[arg(long, default_value_t = 1000)]
     pub connections: usize,
     /// Lobby or user connections.
+    #[arg(long, value_enum, default_value = "lobby")]
     pub kind: Kind,
-    /// New connections per second (0: as fast as `concurrency` allows).
+    /// New connections per second (0: as fast as --concurrency allows).
+    #[arg(long, default_value_t = 0)]
     pub rate: u64,
     /// Handshakes in flight at once.
+    #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
-    /// How long to hold them (the probe must arrive within it).
+    /// How long to hold the connections (a probe ends the hold early).
+    #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
     pub hold: Duration,
-    /// The probe.
+    /// After connecting: nothing, send one lobby frame, or await one from `chat-load probe`.
+    #[arg(long, value_enum, default_value = "none")]
     pub probe: Probe,
-    /// The servers' PIDs, in the order of the targets, for RSS per connection.
+    /// Server PIDs, one per --target in the same order, for RSS per connection.
+    #[arg(long = "pid")]
     pub pids: Vec<u32>,
-    /// Written once every connection is open.
+    /// A file written once every connection is open.
+    #[arg(long)]
     pub ready_file: Option<PathBuf>,
 }
 

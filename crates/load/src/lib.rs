@@ -158,6 +158,26 @@ where
     }
 }
 
+/// Waits out a sending phase of `duration` from `started` (a progress bar on
+/// a terminal), then collects what each writer task hands back.
+pub async fn send_phase<T>(
+    started: Instant,
+    duration: Duration,
+    writers: Vec<tokio::task::JoinHandle<T>>,
+) -> anyhow::Result<Vec<T>> {
+    let progress = indicatif::ProgressBar::new(duration.as_secs().max(1));
+    while started.elapsed() < duration {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        progress.set_position(started.elapsed().as_secs());
+    }
+    let mut out = Vec::new();
+    for writer in writers {
+        out.push(writer.await?);
+    }
+    progress.finish_and_clear();
+    Ok(out)
+}
+
 /// Waits until `done()` or until it has not changed for `quiet`: the end of
 /// a run, once the last in-flight frames had their chance to arrive.
 pub async fn settle(quiet: Duration, mut progress: impl FnMut() -> (u64, bool)) {

@@ -22,27 +22,37 @@ use crate::target::{Target, Ws};
 use crate::{body_stamp, frame_type, open_many, settle, stamped};
 
 /// A mixed run.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, clap::Args)]
+#[group(skip)] // the fields join the subcommand's own
 pub struct Mixed {
-    /// Users connected and doing nothing.
+    /// Idle users: connected, doing nothing.
+    #[arg(long, default_value_t = 2000)]
     pub idle: usize,
-    /// Users sending (at most 999).
+    /// Active users (at most 999).
+    #[arg(long, default_value_t = 200)]
     pub active: usize,
     /// Members per room (active users only).
+    #[arg(long, default_value_t = 50)]
     pub room_size: usize,
     /// Room messages per second per active user.
+    #[arg(long, default_value_t = 1.0)]
     pub room_rate: f64,
     /// Direct messages per second per active user.
+    #[arg(long, default_value_t = 1.0)]
     pub dm_rate: f64,
     /// Idle users reconnecting per second.
+    #[arg(long, default_value_t = 20.0)]
     pub churn: f64,
     /// Users who only receive direct messages and keep reconnecting (to
     /// any target, with `?since=` their last sequence number): the audit of
     /// what reaches a receiver whose connection comes and goes.
+    #[arg(long, default_value_t = 20)]
     pub roaming: usize,
     /// Roaming users reconnecting per second.
+    #[arg(long, default_value_t = 5.0)]
     pub roam_churn: f64,
     /// How long.
+    #[arg(long, default_value = "20s", value_parser = crate::parse_duration)]
     pub duration: Duration,
 }
 

@@ -13,15 +13,41 @@ use crate::report::{Latency, Report, rss_kib};
 use crate::target::Target;
 
 /// An upload run.
+#[derive(clap::Args)]
+#[group(skip)] // the fields join the subcommand's own
 pub struct Upload {
-    /// Bytes per file.
+    /// Bytes per file (suffixes k, m, g: powers of 1024).
+    #[arg(long, default_value = "1m", value_parser = parse_size)]
     pub size: u64,
     /// Files in all.
+    #[arg(long, default_value_t = 50)]
     pub count: usize,
     /// Uploads in flight at once.
+    #[arg(long, default_value_t = 1)]
     pub concurrency: usize,
-    /// The server's PID, for its memory.
+    /// The server's PID, for its RSS growth.
+    #[arg(long)]
     pub pid: Option<u32>,
+}
+
+/// Parses `512`, `1m`, `200M`, `1g` (powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let lower = text.to_ascii_lowercase();
+    let (digits, shift) = match lower.strip_suffix(['k', 'm', 'g']) {
+        Some(d) => (
+            d,
+            match lower.as_bytes()[lower.len() - 1] {
+                b'k' => 10,
+                b'm' => 20,
+                _ => 30,
+            },
+        ),
+        None => (lower.as_str(), 0),
+    };
+    digits
+        .parse::<u64>()
+        .map(|n| n << shift)
+        .map_err(|_| format!("'{text}' is not a size like 1m or 200m"))
 }
 
 const BOUNDARY: &str = "chat-load-boundary-7f3a9c";
@@ -164,6 +190,15 @@ pub async fn run(target: &Target, spec: Upload) -> anyhow::Result<Report> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_in_powers_of_1024() {
+        assert_eq!(parse_size("1m"), Ok(1 << 20));
+        assert_eq!(parse_size("200M"), Ok(200 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert!(parse_size("lots").is_err());
+    }
 
     #[test]
     fn the_body_is_one_file_field_of_the_asked_size() {

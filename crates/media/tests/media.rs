@@ -465,18 +465,7 @@ async fn without_its_database_an_upload_gets_503_and_leaves_nothing_behind() {
     assert_eq!(status, 503, "not ready without the database");
 
     postgres.restore().unwrap();
-    let deadline = tokio::time::Instant::now() + chat_testkit::WAIT;
-    while chat_testkit::http_get(&media.addr, "/readyz")
-        .await
-        .unwrap()
-        .0
-        != 200
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not ready again in time"
-        );
-    }
+    chat_testkit::until_ready(&media.addr).await.unwrap();
     media
         .upload(vec![3u8; 1000], "after.bin", "application/octet-stream")
         .await;

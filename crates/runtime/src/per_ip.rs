@@ -95,11 +95,6 @@ impl PerIpLimit {
             .check_key(&ip)
             .map_err(|_| 60u64.div_ceil(u64::from(self.per_minute)).max(1))
     }
-
-    /// The configured limit (0 when off).
-    pub fn limit(&self) -> u32 {
-        self.per_minute
-    }
 }
 
 #[cfg(test)]

@@ -56,6 +56,20 @@ pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
     Ok((status, response.text().await?))
 }
 
+/// Waits until `GET /readyz` on `addr` answers 200, for at most [`WAIT`]:
+/// a service coming back after a dependency returned.
+pub async fn until_ready(addr: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while http_get(addr, "/readyz").await?.0 != 200 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{addr} not ready again in time"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
 /// A 1×1 transparent PNG: the smallest real image, for upload tests.
 pub const PNG_1X1: &[u8] = &[
     0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
