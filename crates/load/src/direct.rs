@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::report::{Latency, Report, loss};
 use crate::target::{Target, Ws};
-use crate::{body_stamp, frame_type, open_many, send_phase, settle, stamped};
+use crate::{body_stamp, frame_type, next_text, open_many, send_phase, settle, stamped};
 
 /// A direct-message run.
 #[derive(clap::Args)]
@@ -193,17 +193,7 @@ async fn acks(
     mut stop: watch::Receiver<bool>,
 ) -> Latency {
     let mut latency = Latency::default();
-    loop {
-        let message = tokio::select! {
-            _ = stop.changed() => break,
-            message = stream.next() => message,
-        };
-        let Some(Ok(Message::Text(text))) = message else {
-            if matches!(message, Some(Ok(_))) {
-                continue;
-            }
-            break;
-        };
+    while let Some(text) = next_text(&mut stream, &mut stop).await {
         match frame_type(&text) {
             Some("ack") => {
                 if let Some((sent, _)) = body_stamp(&text) {
@@ -228,17 +218,7 @@ async fn deliveries(
 ) -> Latency {
     let mut latency = Latency::default();
     let mut seen = HashSet::new();
-    loop {
-        let message = tokio::select! {
-            _ = stop.changed() => break,
-            message = socket.next() => message,
-        };
-        let Some(Ok(Message::Text(text))) = message else {
-            if matches!(message, Some(Ok(_))) {
-                continue;
-            }
-            break;
-        };
+    while let Some(text) = next_text(&mut socket, &mut stop).await {
         if frame_type(&text) != Some("message") {
             continue;
         }

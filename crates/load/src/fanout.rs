@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::report::{Latency, Report, loss};
 use crate::target::{Refusal, Target, Ws};
-use crate::{body_stamp, frame_type, open_many, send_phase, settle, stamp, stamped};
+use crate::{body_stamp, frame_type, next_text, open_many, send_phase, settle, stamp, stamped};
 
 /// Where the frames go.
 #[derive(Clone)]
@@ -219,15 +219,7 @@ async fn read(
     mut stop: watch::Receiver<bool>,
 ) -> Latency {
     let mut latency = Latency::default();
-    loop {
-        let message = tokio::select! {
-            _ = stop.changed() => break,
-            message = stream.next() => message,
-        };
-        let Some(Ok(message)) = message else { break };
-        let Message::Text(text) = message else {
-            continue;
-        };
+    while let Some(text) = next_text(&mut stream, &mut stop).await {
         let stamp = match audience {
             Audience::Lobby => stamp(&text),
             Audience::Room(_) if frame_type(&text) == Some("message") => body_stamp(&text),

@@ -158,6 +158,33 @@ where
     }
 }
 
+/// The next text frame a reader gets, or `None` once it is stopped or its
+/// connection ends; other frames (pings, binary) are skipped.
+pub async fn next_text<S>(
+    stream: &mut S,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio_tungstenite::tungstenite::Utf8Bytes>
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    loop {
+        let message = tokio::select! {
+            _ = stop.changed() => return None,
+            message = stream.next() => message,
+        };
+        match message {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => return Some(text),
+            Some(Ok(_)) => continue,
+            _ => return None,
+        }
+    }
+}
+
 /// Waits out a sending phase of `duration` from `started` (a progress bar on
 /// a terminal), then collects what each writer task hands back.
 pub async fn send_phase<T>(

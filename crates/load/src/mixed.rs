@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::report::{Latency, Report, loss};
 use crate::target::{Target, Ws};
-use crate::{body_stamp, frame_type, open_many, settle, stamped};
+use crate::{body_stamp, frame_type, next_text, open_many, settle, stamped};
 
 /// A mixed run.
 #[derive(Clone, Copy, clap::Args)]
@@ -382,16 +382,7 @@ async fn active_reader(
 ) -> (Latency, Latency) {
     let (mut room, mut direct) = (Latency::default(), Latency::default());
     let mut seen = HashSet::new();
-    loop {
-        let message = tokio::select! {
-            _ = stop.changed() => break,
-            message = stream.next() => message,
-        };
-        let text = match message {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(_)) => continue,
-            _ => break,
-        };
+    while let Some(text) = next_text(&mut stream, &mut stop).await {
         let to_room = text.contains("\"room\":");
         match frame_type(&text) {
             Some("ack") if to_room => {
