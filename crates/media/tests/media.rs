@@ -763,3 +763,60 @@ async fn readiness_fails_when_storage_is_not_writable() {
     assert_eq!(ready.status().as_u16(), 503);
     assert!(ready.text().await.unwrap().contains("storage not writable"));
 }
+
+/// Incompressible bytes (an xorshift stream), like real photos and videos.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Files of tens of MiB are flushed to disk while they still arrive (a
+/// helper thread, every 16 MiB): what lands must be exactly what was sent,
+/// and an upload refused midway must leave nothing, whatever that thread
+/// was doing when it was stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_files_flushed_while_they_arrive_land_intact_or_not_at_all() {
+    let settings = MediaSettings {
+        media_max_bytes: 48 * 1024 * 1024,
+        ..MediaSettings::default()
+    };
+    let media = start_with(Db::Sqlite, settings).await;
+
+    let bytes = noise(40 * 1024 * 1024 + 12_345, 1);
+    let meta = media
+        .upload(bytes.clone(), "clip.bin", "application/octet-stream")
+        .await;
+    assert_eq!(meta["size"], bytes.len());
+    assert_eq!(meta["sha256"], sha256(&bytes));
+    let back = media
+        .get(meta["url"].as_str().unwrap())
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert!(back == bytes, "the stored file differs from the upload");
+    assert_eq!(media.stored_files().len(), 1);
+
+    // Over the limit after two early flushes: 413, and no partial file.
+    let response = media
+        .upload_as(
+            "alice",
+            noise(60 * 1024 * 1024, 2),
+            "long.bin",
+            "application/octet-stream",
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 413);
+    assert_eq!(
+        media.stored_files(),
+        vec![meta["id"].as_str().unwrap().to_owned()]
+    );
+}
