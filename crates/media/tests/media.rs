@@ -135,6 +135,13 @@ impl Media {
             .unwrap()
     }
 
+    /// The stored bytes behind an upload answer's signed link.
+    async fn fetch(&self, meta: &Value) -> Vec<u8> {
+        let response = self.get(meta["url"].as_str().unwrap()).await;
+        assert_eq!(response.status().as_u16(), 200);
+        response.bytes().await.unwrap().to_vec()
+    }
+
     fn stored_files(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.dir.path().join("media"))
             .unwrap()
@@ -186,16 +193,7 @@ async fn an_uploaded_image_comes_back_byte_identical_with_its_metadata(db: Db) {
         (meta["kind"].as_str(), meta["mime"].as_str()),
         (Some("image"), Some("image/jpeg"))
     );
-    assert_eq!(
-        media
-            .get(meta["url"].as_str().unwrap())
-            .await
-            .bytes()
-            .await
-            .unwrap()
-            .to_vec(),
-        jpeg
-    );
+    assert_eq!(media.fetch(&meta).await, jpeg);
 }
 
 async fn audio_is_served_with_ranges_and_etags_for_seeking(db: Db) {
@@ -484,13 +482,7 @@ async fn twenty_concurrent_uploads_all_land_intact(db: Db) {
                 .upload(bytes.clone(), "f.bin", "application/octet-stream")
                 .await;
             assert_eq!(meta["sha256"], sha256(&bytes));
-            let back = media
-                .get(meta["url"].as_str().unwrap())
-                .await
-                .bytes()
-                .await
-                .unwrap();
-            assert_eq!(back.to_vec(), bytes);
+            assert_eq!(media.fetch(&meta).await, bytes);
             meta["id"].as_str().unwrap().to_owned()
         })
     });
@@ -796,13 +788,10 @@ async fn large_files_flushed_while_they_arrive_land_intact_or_not_at_all() {
         .await;
     assert_eq!(meta["size"], bytes.len());
     assert_eq!(meta["sha256"], sha256(&bytes));
-    let back = media
-        .get(meta["url"].as_str().unwrap())
-        .await
-        .bytes()
-        .await
-        .unwrap();
-    assert!(back == bytes, "the stored file differs from the upload");
+    assert!(
+        media.fetch(&meta).await == bytes,
+        "the stored file differs from the upload"
+    );
     assert_eq!(media.stored_files().len(), 1);
 
     // Over the limit after two early flushes: 413, and no partial file.
