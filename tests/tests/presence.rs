@@ -21,6 +21,8 @@ async fn presence_of(service: &Service, user: &str) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// A gateway killed with no goodbye: its users count as offline once its
+/// lease lapses, and watchers on other gateways are told so.
 #[tokio::test]
 async fn a_killed_gateways_users_go_offline_when_its_lease_lapses() {
     let redis = TestRedis::start().unwrap();
@@ -31,11 +33,23 @@ async fn a_killed_gateways_users_go_offline_when_its_lease_lapses() {
         ("CHAT_PRESENCE_LEASE", "1s"),
     ];
     let gateway = Service::start("gateway", &[], &env).await.unwrap();
+    let survivor = Service::start("gateway", &[], &env).await.unwrap();
     let presence = Service::start("presence", &[], &env).await.unwrap();
 
+    let mut alice = WsClient::user(survivor.addr(), "alice").await.unwrap();
+    alice
+        .send_json(&json!({"type": "watch", "users": ["bob"]}))
+        .await
+        .unwrap();
+    assert_eq!(alice.recv_type("presence").await.unwrap()["online"], false);
+    let connected_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     let mut bob = WsClient::user(gateway.addr(), "bob").await.unwrap();
     bob.recv_type("unread").await.unwrap();
     assert_eq!(presence_of(&presence, "bob").await["online"], true);
+    assert_eq!(alice.recv_type("presence").await.unwrap()["online"], true);
     let (status, body) = http_get(presence.addr(), "/api/v1/unread?user=bob")
         .await
         .unwrap();
@@ -53,6 +67,16 @@ async fn a_killed_gateways_users_go_offline_when_its_lease_lapses() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The surviving gateway's sweeper tells bob's watchers, once, with when
+    // his gateway was last alive.
+    let offline = alice.recv_type("presence").await.unwrap();
+    assert_eq!(
+        (offline["user"].as_str(), offline["online"].as_bool()),
+        (Some("bob"), Some(false))
+    );
+    let last_seen = offline["last_seen"].as_u64().unwrap();
+    assert!(last_seen >= connected_at, "{offline}");
+    assert_eq!(presence_of(&presence, "bob").await["last_seen"], last_seen);
     let (status, body) = http_get(presence.addr(), "/readyz").await.unwrap();
     assert_eq!(status, 200, "{body}");
     let (_, metrics) = http_get(presence.addr(), "/metrics").await.unwrap();

@@ -188,7 +188,7 @@ impl Gateway {
         let proxies =
             TrustedProxies::parse(&settings.trusted_proxies).map_err(anyhow::Error::msg)?;
         let connect_limit = PerIpLimit::per_minute(settings.connects_per_ip_per_min);
-        Ok(Self {
+        let gateway = Self {
             inner: Arc::new(Inner {
                 settings,
                 hub,
@@ -203,7 +203,12 @@ impl Gateway {
                 connect_limit,
                 proxies,
             }),
-        })
+        };
+        tokio::spawn(ws::presence::sweep_crashed(
+            Arc::downgrade(&gateway.inner),
+            gateway.inner.settings.presence_lease / 3,
+        ));
+        Ok(gateway)
     }
 
     /// Mounts `/ws/` and `/ws/{user}/`.

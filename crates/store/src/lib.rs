@@ -24,5 +24,5 @@ mod store;
 
 pub use store::{
     Appended, Direct, FrameText, HistoryEntry, InboxEntry, MessageStore, Presence, StoreError,
-    Unread, now_millis,
+    Swept, Unread, now_millis,
 };

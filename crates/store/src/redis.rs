@@ -12,6 +12,8 @@
 //! | `read:{user}` | hash | peer → id of the last message read |
 //! | `presence:{user}` | hash | gateway node id → open connections |
 //! | `node:{id}` | string with TTL | a gateway's lease, renewed while it lives |
+//! | `nodes` | hash | gateway node id → when it last renewed its lease (ms); swept when it lapses |
+//! | `node_users:{id}` | set | users with a connection counted on that node |
 //! | `last_seen:{user}` | string | when the user's last connection on a node closed (ms) |
 //!
 //! The scripts touch keys they compute (a node's lease), so they need a
@@ -27,7 +29,7 @@ use tracing::warn;
 
 use crate::store::{
     Appended, Direct, FrameText, HistoryEntry, InboxEntry, MessageStore, Presence, StoreError,
-    Unread, conversation, now_millis,
+    Swept, Unread, conversation, now_millis,
 };
 
 /// How long one store call may take before it counts as unavailable.
@@ -93,20 +95,64 @@ end
 "#;
 
 const CONNECTED: &str = r#"
--- KEYS: presence lease ; ARGV: node lease_ms node_prefix
+-- KEYS: presence lease nodes node_users ; ARGV: node lease_ms node_prefix user now
 redis.call('SET', KEYS[2], 1, 'PX', ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
+redis.call('SADD', KEYS[4], ARGV[4])
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 return live_total(KEYS[1], ARGV[3])
 "#;
 
 const DISCONNECTED: &str = r#"
--- KEYS: presence last_seen ; ARGV: node now node_prefix
+-- KEYS: presence last_seen node_users ; ARGV: node now node_prefix user
 local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
-if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+if left <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('SREM', KEYS[3], ARGV[4])
+end
 local total = live_total(KEYS[1], ARGV[3])
 if total == 0 then redis.call('SET', KEYS[2], ARGV[2]) end
 return total
 "#;
+
+/// Finds nodes whose lease lapsed and hands out their users, at most
+/// `batch` per node and call; a user counted nowhere else any more is
+/// offline now. Answers whether users are left for another call.
+/// `SPOP` hands each user to one caller only, so every gateway can sweep.
+const SWEEP: &str = r#"
+-- KEYS: nodes ; ARGV: node_prefix users_prefix presence_prefix last_seen_prefix batch
+local swept, more = {}, 0
+local nodes = redis.call('HGETALL', KEYS[1])
+for i = 1, #nodes, 2 do
+  local node, renewed = nodes[i], nodes[i + 1]
+  if redis.call('EXISTS', ARGV[1] .. node) == 0 then
+    local users_key = ARGV[2] .. node
+    local users = redis.call('SPOP', users_key, ARGV[5])
+    for _, user in ipairs(users) do
+      local presence_key = ARGV[3] .. user
+      local counted = redis.call('HDEL', presence_key, node) == 1
+      if counted and live_total(presence_key, ARGV[1]) == 0 then
+        local seen = tonumber(redis.call('GET', ARGV[4] .. user) or '0')
+        -- A clean goodbye elsewhere may already have said offline, later.
+        if seen < tonumber(renewed) then
+          redis.call('SET', ARGV[4] .. user, renewed)
+          table.insert(swept, user)
+          table.insert(swept, renewed)
+        end
+      end
+    end
+    if redis.call('SCARD', users_key) == 0 then
+      redis.call('HDEL', KEYS[1], node)
+    else
+      more = 1
+    end
+  end
+end
+return {more, swept}
+"#;
+
+/// Users handed out per sweep call: bounds how long one call holds Redis.
+const SWEEP_BATCH: usize = 500;
 
 const PRESENCE: &str = r#"
 local online = 0
@@ -142,6 +188,7 @@ struct Inner {
     mark_read: Script,
     connected: Script,
     disconnected: Script,
+    sweep: Script,
     presence: Script,
 }
 
@@ -180,6 +227,7 @@ impl RedisStore {
             mark_read: Script::new(MARK_READ),
             connected: Script::new(&format!("{LIVE_TOTAL}{CONNECTED}")),
             disconnected: Script::new(&format!("{LIVE_TOTAL}{DISCONNECTED}")),
+            sweep: Script::new(&format!("{LIVE_TOTAL}{SWEEP}")),
             presence: Script::new(&format!("{LIVE_TOTAL}{PRESENCE}")),
         });
         let lease = tokio::spawn(renew_lease(Arc::clone(&inner)));
@@ -211,11 +259,19 @@ async fn renew_lease(inner: Arc<Inner>) {
         let key = inner.key("node", &inner.node);
         let renewed = async {
             let mut conn = inner.conn();
-            redis::cmd("SET")
+            redis::pipe()
+                .atomic()
+                .cmd("SET")
                 .arg(&key)
                 .arg(1)
                 .arg("PX")
                 .arg(inner.lease.as_millis() as u64)
+                .ignore()
+                .cmd("HSET")
+                .arg(format!("{}nodes", inner.prefix))
+                .arg(&inner.node)
+                .arg(now_millis())
+                .ignore()
                 .query_async::<()>(&mut conn)
                 .await
                 .map_err(|e| unavailable("SET lease", e))
@@ -430,15 +486,20 @@ impl MessageStore for RedisStore {
 
     fn connected(&self, user: &str) -> BoxFuture<'static, Result<bool, StoreError>> {
         let key = self.inner.key("presence", user);
+        let user = user.to_owned();
         with_conn(&self.inner, "presence", move |inner, mut conn| async move {
             // The lease is set too, so a fresh node counts as alive at once.
             let total: i64 = inner
                 .connected
                 .key(&key)
                 .key(inner.key("node", &inner.node))
+                .key(format!("{}nodes", inner.prefix))
+                .key(inner.key("node_users", &inner.node))
                 .arg(&inner.node)
                 .arg(inner.lease.as_millis() as u64)
                 .arg(format!("{}node:", inner.prefix))
+                .arg(&user)
+                .arg(now_millis())
                 .invoke_async(&mut conn)
                 .await?;
             Ok(total == 1)
@@ -448,17 +509,46 @@ impl MessageStore for RedisStore {
     fn disconnected(&self, user: &str) -> BoxFuture<'static, Result<bool, StoreError>> {
         let key = self.inner.key("presence", user);
         let seen = self.inner.key("last_seen", user);
+        let user = user.to_owned();
         with_conn(&self.inner, "presence", move |inner, mut conn| async move {
             let total: i64 = inner
                 .disconnected
                 .key(&key)
                 .key(&seen)
+                .key(inner.key("node_users", &inner.node))
                 .arg(&inner.node)
                 .arg(now_millis())
                 .arg(format!("{}node:", inner.prefix))
+                .arg(&user)
                 .invoke_async(&mut conn)
                 .await?;
             Ok(total == 0)
+        })
+    }
+
+    fn sweep(&self) -> BoxFuture<'static, Result<Vec<Swept>, StoreError>> {
+        with_conn(&self.inner, "sweep", move |inner, mut conn| async move {
+            let mut swept = Vec::new();
+            loop {
+                let (more, batch): (u8, Vec<(String, u64)>) = inner
+                    .sweep
+                    .key(format!("{}nodes", inner.prefix))
+                    .arg(format!("{}node:", inner.prefix))
+                    .arg(format!("{}node_users:", inner.prefix))
+                    .arg(format!("{}presence:", inner.prefix))
+                    .arg(format!("{}last_seen:", inner.prefix))
+                    .arg(SWEEP_BATCH)
+                    .invoke_async(&mut conn)
+                    .await?;
+                swept.extend(
+                    batch
+                        .into_iter()
+                        .map(|(user, last_seen)| Swept { user, last_seen }),
+                );
+                if more == 0 {
+                    return Ok(swept);
+                }
+            }
         })
     }
 

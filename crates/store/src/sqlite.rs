@@ -21,7 +21,7 @@ use sea_orm::{
 };
 
 use crate::store::{
-    Appended, Direct, HistoryEntry, InboxEntry, MessageStore, Presence, StoreError, Unread,
+    Appended, Direct, HistoryEntry, InboxEntry, MessageStore, Presence, StoreError, Swept, Unread,
     conversation, now_millis,
 };
 
@@ -415,6 +415,11 @@ impl MessageStore for SqliteStore {
                 .copied(),
         };
         futures_util::future::ready(Ok(presence)).boxed()
+    }
+
+    fn sweep(&self) -> BoxFuture<'static, Result<Vec<Swept>, StoreError>> {
+        // One process: when it dies, so do all its users' connections.
+        futures_util::future::ready(Ok(Vec::new())).boxed()
     }
 
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {

@@ -95,6 +95,15 @@ pub struct Presence {
     pub last_seen: Option<u64>,
 }
 
+/// A user found offline by [`MessageStore::sweep`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Swept {
+    /// Who.
+    pub user: String,
+    /// Last seen (ms since the epoch): when their gateway last renewed its lease.
+    pub last_seen: u64,
+}
+
 /// Unread counters of one user: sender → count.
 pub type Unread = BTreeMap<String, u64>;
 
@@ -158,6 +167,12 @@ pub trait MessageStore: Send + Sync + 'static {
 
     /// Whether `user` is online now (on any live gateway), and last seen.
     fn presence(&self, user: &str) -> BoxFuture<'static, Result<Presence, StoreError>>;
+
+    /// Users who went offline because a gateway died without a word (its
+    /// lease lapsed), each with the time that gateway was last known alive
+    /// (now their last-seen). Every such user is reported once, to one of
+    /// the nodes that ask; an engine without other nodes reports none.
+    fn sweep(&self) -> BoxFuture<'static, Result<Vec<Swept>, StoreError>>;
 
     /// Checks the backend works (for readiness probes).
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>>;

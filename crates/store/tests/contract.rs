@@ -347,9 +347,20 @@ async fn a_crashed_nodes_users_go_offline_when_its_lease_lapses() {
         lease: std::time::Duration::from_millis(300),
     };
     let crashed = RedisStore::start(options.clone()).unwrap();
-    let watcher = RedisStore::start(options).unwrap();
+    let watcher = RedisStore::start(options.clone()).unwrap();
+    let other = RedisStore::start(options).unwrap();
+    let before = chat_store::now_millis();
     crashed.connected("bob").await.unwrap();
+    crashed.connected("bob").await.unwrap();
+    crashed.connected("carol").await.unwrap();
+    crashed.connected("dave").await.unwrap();
+    crashed.disconnected("dave").await.unwrap();
+    watcher.connected("carol").await.unwrap(); // carol also has a live tab
     assert!(watcher.presence("bob").await.unwrap().online);
+    assert!(
+        watcher.sweep().await.unwrap().is_empty(),
+        "nobody has crashed yet"
+    );
     drop(crashed); // stops renewing, as a killed process would, and says nothing
     let deadline = tokio::time::Instant::now() + WAIT;
     while watcher.presence("bob").await.unwrap().online {
@@ -366,6 +377,62 @@ async fn a_crashed_nodes_users_go_offline_when_its_lease_lapses() {
             .unwrap()
             .offline
     );
+    // Sweeping finds bob once (not carol, still online; not dave, who left
+    // cleanly), whichever node sweeps, with when his gateway was last alive.
+    let swept = watcher.sweep().await.unwrap();
+    assert!(other.sweep().await.unwrap().is_empty(), "swept twice");
+    assert!(watcher.sweep().await.unwrap().is_empty(), "swept twice");
+    assert_eq!(
+        swept.iter().map(|s| s.user.as_str()).collect::<Vec<_>>(),
+        ["bob"]
+    );
+    let last_seen = swept[0].last_seen;
+    assert!(last_seen >= before && last_seen <= chat_store::now_millis());
+    assert_eq!(
+        watcher.presence("bob").await.unwrap().last_seen,
+        Some(last_seen)
+    );
+    assert!(watcher.presence("carol").await.unwrap().online);
+}
+
+/// Many users on a crashed node are handed out over several sweep calls
+/// (bounded work per call) and all of them in the end, each once.
+#[tokio::test]
+async fn a_crashed_node_with_many_users_is_swept_completely() {
+    let redis = TestRedis::start().unwrap();
+    let options = RedisStoreOptions {
+        url: redis.url().into(),
+        prefix: redis.prefix().into(),
+        max_len: 100,
+        offline_max: 100,
+        lease: std::time::Duration::from_millis(300),
+    };
+    let crashed = RedisStore::start(options.clone()).unwrap();
+    let users: Vec<String> = (0..1_200).map(|i| format!("user{i}")).collect();
+    for user in &users {
+        crashed.connected(user).await.unwrap();
+    }
+    drop(crashed);
+    let sweepers = [
+        RedisStore::start(options.clone()).unwrap(),
+        RedisStore::start(options).unwrap(),
+    ];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sweepers[0].presence("user0").await.unwrap().online {
+        assert!(tokio::time::Instant::now() < deadline, "lease never lapsed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (a, b) = tokio::join!(sweepers[0].sweep(), sweepers[1].sweep());
+    let mut swept: Vec<String> = a
+        .unwrap()
+        .into_iter()
+        .chain(b.unwrap())
+        .map(|s| s.user)
+        .collect();
+    swept.sort();
+    let mut expected = users.clone();
+    expected.sort();
+    assert_eq!(swept, expected);
 }
 
 #[tokio::test]

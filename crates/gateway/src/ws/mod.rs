@@ -8,8 +8,11 @@
 //!   messages through the store, sync, read receipts.
 //! - `rooms.rs`: join, leave, room messages.
 //! - `watch.rs`: who is online (`watch`), who is typing.
+//! - `presence.rs`: counting a user's connections in and out, announcing
+//!   changes to watchers, sweeping up after gateways that died.
 
 mod frames;
+pub(crate) mod presence;
 mod rooms;
 mod watch;
 

@@ -13,7 +13,8 @@ use tokio::sync::{Notify, mpsc};
 use tracing::debug;
 
 use super::Endpoint;
-use super::upgrade::{Presence, Replay};
+use super::presence::Presence;
+use super::upgrade::Replay;
 use crate::Inner;
 use crate::hub::{Conn, Hub};
 use chat_broker::channel;

@@ -15,6 +15,7 @@ use chat_protocol::{ErrorCode, NameError, validate_user};
 use serde_json::json;
 
 use super::Endpoint;
+use super::presence::Presence;
 use super::session::{Registration, Session};
 use crate::Inner;
 use crate::hub::Conn;
@@ -202,77 +203,4 @@ async fn upgrade(
         drop(slot);
     }));
     Ok(response)
-}
-
-/// A user counted online by the store while this value lives. Coming
-/// online (a first connection anywhere) and going offline (the last one
-/// closing) are announced to the user's watchers.
-pub(crate) struct Presence {
-    gw: Arc<Inner>,
-    user: String,
-    /// Set once [`Presence::leave`] ran, so `Drop` does not count twice.
-    left: bool,
-}
-
-impl Presence {
-    async fn enter(gw: &Arc<Inner>, user: &str) -> Result<Self, UpgradeError> {
-        let came_online = gw
-            .store
-            .connected(user)
-            .await
-            .map_err(|e| UpgradeError::Unavailable(e.to_string()))?;
-        if came_online {
-            announce(Arc::clone(gw), user.to_owned(), true).await;
-        }
-        Ok(Self {
-            gw: Arc::clone(gw),
-            user: user.to_owned(),
-            left: false,
-        })
-    }
-
-    /// Counts the connection out, before it unsubscribes (the mirror of
-    /// opening): a message in between is kept offline and also delivered, a
-    /// duplicate, never neither. Awaited inside the session's tracked task,
-    /// so a draining gateway has counted everyone out before it exits.
-    pub(crate) async fn leave(mut self) {
-        self.left = true;
-        if let Ok(true) = self.gw.store.disconnected(&self.user).await {
-            announce(Arc::clone(&self.gw), std::mem::take(&mut self.user), false).await;
-        }
-    }
-}
-
-impl Drop for Presence {
-    fn drop(&mut self) {
-        if self.left {
-            return;
-        }
-        // Only when the session ended without `leave` (a panic): best effort.
-        let left = self.gw.store.disconnected(&self.user);
-        let (gw, user) = (Arc::clone(&self.gw), std::mem::take(&mut self.user));
-        tokio::spawn(async move {
-            if let Ok(true) = left.await {
-                announce(gw, user, false).await;
-            }
-        });
-    }
-}
-
-/// Publishes a `presence` frame to everyone watching `user`.
-async fn announce(gw: Arc<Inner>, user: String, online: bool) {
-    let last_seen = (!online).then(chat_store::now_millis);
-    let frame = chat_protocol::ServerFrame::Presence {
-        user: user.clone(),
-        online,
-        last_seen,
-    };
-    // Best effort: watchers also get the current state when they (re)watch.
-    let _ = gw
-        .hub
-        .publish(
-            &channel::watch(&user),
-            chat_broker::envelope::text(&frame.to_json()),
-        )
-        .await;
 }

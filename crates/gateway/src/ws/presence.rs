@@ -1,0 +1,120 @@
+//! Who is online, as watchers see it: a user's first connection anywhere
+//! and their last one closing are announced on `watch:{user}`; so is a user
+//! whose gateway died without a word, once its lease lapses (the sweeper).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use chat_broker::channel;
+use chat_protocol::ServerFrame;
+use tracing::{debug, warn};
+
+use super::upgrade::UpgradeError;
+use crate::Inner;
+
+/// A user counted online by the store while this value lives. Coming
+/// online (a first connection anywhere) and going offline (the last one
+/// closing) are announced to the user's watchers.
+pub(crate) struct Presence {
+    gw: Arc<Inner>,
+    user: String,
+    /// Set once [`Presence::leave`] ran, so `Drop` does not count twice.
+    left: bool,
+}
+
+impl Presence {
+    pub(super) async fn enter(gw: &Arc<Inner>, user: &str) -> Result<Self, UpgradeError> {
+        let came_online = gw
+            .store
+            .connected(user)
+            .await
+            .map_err(|e| UpgradeError::Unavailable(e.to_string()))?;
+        if came_online {
+            announce(Arc::clone(gw), user.to_owned(), true).await;
+        }
+        Ok(Self {
+            gw: Arc::clone(gw),
+            user: user.to_owned(),
+            left: false,
+        })
+    }
+
+    /// Counts the connection out, before it unsubscribes (the mirror of
+    /// opening): a message in between is kept offline and also delivered, a
+    /// duplicate, never neither. Awaited inside the session's tracked task,
+    /// so a draining gateway has counted everyone out before it exits.
+    pub(crate) async fn leave(mut self) {
+        self.left = true;
+        if let Ok(true) = self.gw.store.disconnected(&self.user).await {
+            announce(Arc::clone(&self.gw), std::mem::take(&mut self.user), false).await;
+        }
+    }
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        if self.left {
+            return;
+        }
+        // Only when the session ended without `leave` (a panic): best effort.
+        let left = self.gw.store.disconnected(&self.user);
+        let (gw, user) = (Arc::clone(&self.gw), std::mem::take(&mut self.user));
+        tokio::spawn(async move {
+            if let Ok(true) = left.await {
+                announce(gw, user, false).await;
+            }
+        });
+    }
+}
+
+/// Publishes a `presence` frame to everyone watching `user`: online, or
+/// offline since now.
+async fn announce(gw: Arc<Inner>, user: String, online: bool) {
+    let last_seen = (!online).then(chat_store::now_millis);
+    publish(&gw, user, online, last_seen).await;
+}
+
+async fn publish(gw: &Inner, user: String, online: bool, last_seen: Option<u64>) {
+    let frame = ServerFrame::Presence {
+        user: user.clone(),
+        online,
+        last_seen,
+    };
+    // Best effort: watchers also get the current state when they (re)watch.
+    let _ = gw
+        .hub
+        .publish(
+            &channel::watch(&user),
+            chat_broker::envelope::text(&frame.to_json()),
+        )
+        .await;
+}
+
+/// Announces the users of gateways that died without a word, every third
+/// of the presence lease, until the gateway stops or is dropped. Every
+/// gateway sweeps; the store hands each such user to one of them.
+pub(crate) async fn sweep_crashed(gw: Weak<Inner>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(gw) = gw.upgrade() else { return };
+        if gw.shutdown.is_cancelled() {
+            return;
+        }
+        match gw.store.sweep().await {
+            Ok(swept) => {
+                if !swept.is_empty() {
+                    debug!(
+                        users = swept.len(),
+                        "offline after their gateway's lease lapsed"
+                    );
+                }
+                for user in swept {
+                    publish(&gw, user.user, false, Some(user.last_seen)).await;
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot sweep the presence of crashed gateways"),
+        }
+    }
+}
