@@ -3,6 +3,7 @@
 use std::io::{self, IoSlice, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use actix_multipart::Multipart;
@@ -169,8 +170,8 @@ async fn store(
 /// the server's async threads) and hands every chunk (a shared, reference-
 /// counted buffer) to two blocking-pool threads, one hashing and one writing.
 /// Their channels are bounded, so a slow disk slows the upload instead of
-/// filling memory; on two cores, hashing beside the writing measured about
-/// 5 % faster than one thread doing both (docs/BENCHMARKS.md).
+/// filling memory; on two cores, hashing beside the writing measured faster
+/// than one thread doing both (docs/BENCHMARKS.md).
 async fn receive(
     media: &Inner,
     id: &str,
@@ -186,7 +187,13 @@ async fn receive(
         .await;
     let (to_writer, writer_chunks) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     let (to_hasher, hasher_chunks) = mpsc::channel::<Bytes>(WRITE_QUEUE);
-    let writer = tokio::task::spawn_blocking(move || write(file, writer_chunks));
+    // Set when the upload fails: the writer then drops what is left instead
+    // of writing and flushing a file that is about to be removed.
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let abandoned = Arc::clone(&abandoned);
+        tokio::task::spawn_blocking(move || write(file, writer_chunks, &abandoned))
+    };
     let hasher = tokio::task::spawn_blocking(move || hash(hasher_chunks));
     let mut head = Vec::with_capacity(sniff::HEAD);
     let mut size: u64 = 0;
@@ -216,6 +223,9 @@ async fn receive(
         if to_hasher.send(chunk.clone()).await.is_err() || to_writer.send(chunk).await.is_err() {
             break; // a stage stopped: its error is read below
         }
+    }
+    if outcome.is_err() {
+        abandoned.store(true, Ordering::Relaxed);
     }
     drop((to_writer, to_hasher));
     let written = writer.await.map_err(io::Error::other)?;
@@ -253,7 +263,11 @@ fn hash(mut chunks: mpsc::Receiver<Bytes>) -> String {
 /// [`WRITE_BACK_EVERY`] bytes a helper thread flushes what is written so
 /// far, so the final flush before the answer waits only for the tail
 /// instead of the whole file.
-fn write(file: std::fs::File, mut chunks: mpsc::Receiver<Bytes>) -> io::Result<()> {
+fn write(
+    file: std::fs::File,
+    mut chunks: mpsc::Receiver<Bytes>,
+    abandoned: &AtomicBool,
+) -> io::Result<()> {
     std::thread::scope(|scope| {
         let mut write_back = None;
         let mut batch: Vec<Bytes> = Vec::new();
@@ -262,6 +276,9 @@ fn write(file: std::fs::File, mut chunks: mpsc::Receiver<Bytes>) -> io::Result<(
         let mut flushed_at = 0u64;
         loop {
             let chunk = chunks.blocking_recv();
+            if abandoned.load(Ordering::Relaxed) {
+                return Ok(()); // the caller removes the file
+            }
             let end = chunk.is_none();
             if let Some(chunk) = chunk {
                 batched += chunk.len();

@@ -12,8 +12,9 @@
 //! | `read:{user}` | hash | peer → id of the last message read |
 //! | `presence:{user}` | hash | gateway node id → open connections |
 //! | `node:{id}` | string with TTL | a gateway's lease, renewed while it lives |
-//! | `nodes` | hash | gateway node id → when it last renewed its lease (ms); swept when it lapses |
+//! | `nodes` | hash | gateway node id → when it last renewed its lease (ms, Redis's clock) |
 //! | `node_users:{id}` | set | users with a connection counted on that node |
+//! | `node_swept:{id}` | set, 1 day TTL | users of a lapsed node already announced offline |
 //! | `last_seen:{user}` | string | when the user's last connection on a node closed (ms) |
 //!
 //! The scripts touch keys they compute (a node's lease), so they need a
@@ -81,6 +82,22 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
 "#;
 
+/// Presence frames for watchers, written by the scripts (user names are
+/// `[A-Za-z0-9_.-]`: safe inside a JSON string as they are; the store
+/// contract test pins them to `ServerFrame::Presence`), and Redis's clock.
+const PRESENCE_FRAMES: &str = r#"
+local function offline_frame(user, last_seen)
+  return '{"type":"presence","user":"' .. user .. '","online":false,"last_seen":' .. last_seen .. '}'
+end
+local function online_frame(user)
+  return '{"type":"presence","user":"' .. user .. '","online":true}'
+end
+local function now_ms()
+  local t = redis.call('TIME')
+  return t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+end
+"#;
+
 /// Sums a user's connections on live nodes (`node_prefix` .. id has a lease).
 const LIVE_TOTAL: &str = r#"
 local function live_total(presence_key, node_prefix)
@@ -95,9 +112,9 @@ end
 "#;
 
 const CONNECTED: &str = r#"
--- KEYS: presence lease nodes node_users ; ARGV: node lease_ms node_prefix user now
+-- KEYS: presence lease nodes node_users ; ARGV: node lease_ms node_prefix user
 redis.call('SET', KEYS[2], 1, 'PX', ARGV[2])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
+redis.call('HSET', KEYS[3], ARGV[1], now_ms())
 redis.call('SADD', KEYS[4], ARGV[4])
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 return live_total(KEYS[1], ARGV[3])
@@ -115,27 +132,40 @@ if total == 0 then redis.call('SET', KEYS[2], ARGV[2]) end
 return total
 "#;
 
-/// Finds nodes whose lease lapsed and hands out their users, at most
-/// `batch` per node and call; a user counted nowhere else any more is
-/// offline now. Answers whether users are left for another call.
-/// `SPOP` hands each user to one caller only, so every gateway can sweep.
+/// Finds other nodes whose lease lapsed and hands out their users, at most
+/// `batch` per call (`SPOP`: each user to one sweeper only); a
+/// user counted on no live node any more is announced offline, last seen
+/// when their node last renewed. Counts are left as they are and the users
+/// kept aside in `node_swept:{id}`, so a node that was only cut off from
+/// Redis takes them back when it renews (`RENEW`). Publishing here, in the
+/// same atomic step, keeps the announcement in order with a reconnect.
+/// Answers whether users are left for another call, and who was announced.
 const SWEEP: &str = r#"
--- KEYS: nodes ; ARGV: node_prefix users_prefix presence_prefix last_seen_prefix batch
-local swept, more = {}, 0
+-- KEYS: nodes ; ARGV: node_prefix users_prefix swept_prefix presence_prefix
+--   last_seen_prefix watch_prefix envelope batch self swept_ttl_s
+local swept, more, budget = {}, 0, tonumber(ARGV[8])
 local nodes = redis.call('HGETALL', KEYS[1])
 for i = 1, #nodes, 2 do
   local node, renewed = nodes[i], nodes[i + 1]
-  if redis.call('EXISTS', ARGV[1] .. node) == 0 then
+  if budget <= 0 then
+    more = 1
+    break
+  end
+  if node ~= ARGV[9] and redis.call('EXISTS', ARGV[1] .. node) == 0 then
     local users_key = ARGV[2] .. node
-    local users = redis.call('SPOP', users_key, ARGV[5])
+    local users = redis.call('SPOP', users_key, budget)
+    budget = budget - #users
+    if #users > 0 then
+      redis.call('SADD', ARGV[3] .. node, unpack(users))
+      redis.call('EXPIRE', ARGV[3] .. node, ARGV[10])
+    end
     for _, user in ipairs(users) do
-      local presence_key = ARGV[3] .. user
-      local counted = redis.call('HDEL', presence_key, node) == 1
-      if counted and live_total(presence_key, ARGV[1]) == 0 then
-        local seen = tonumber(redis.call('GET', ARGV[4] .. user) or '0')
+      if live_total(ARGV[4] .. user, ARGV[1]) == 0 then
+        local seen = tonumber(redis.call('GET', ARGV[5] .. user) or '0')
         -- A clean goodbye elsewhere may already have said offline, later.
         if seen < tonumber(renewed) then
-          redis.call('SET', ARGV[4] .. user, renewed)
+          redis.call('SET', ARGV[5] .. user, renewed)
+          redis.call('PUBLISH', ARGV[6] .. user, ARGV[7] .. offline_frame(user, renewed))
           table.insert(swept, user)
           table.insert(swept, renewed)
         end
@@ -150,6 +180,33 @@ for i = 1, #nodes, 2 do
 end
 return {more, swept}
 "#;
+
+/// Renews a node's lease. If it had lapsed and its users were swept, takes
+/// back those it still counts and announces online again the ones nobody
+/// else counted meanwhile. Answers how many users were taken back.
+const RENEW: &str = r#"
+-- KEYS: lease nodes node_users node_swept ; ARGV: node lease_ms node_prefix
+--   presence_prefix watch_prefix envelope
+redis.call('SET', KEYS[1], 1, 'PX', ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], now_ms())
+local back = redis.call('SMEMBERS', KEYS[4])
+if #back == 0 then return 0 end
+redis.call('DEL', KEYS[4])
+for _, user in ipairs(back) do
+  local presence_key = ARGV[4] .. user
+  local here = tonumber(redis.call('HGET', presence_key, ARGV[1]) or '0')
+  if here > 0 then
+    redis.call('SADD', KEYS[3], user)
+    if live_total(presence_key, ARGV[3]) == here then
+      redis.call('PUBLISH', ARGV[5] .. user, ARGV[6] .. online_frame(user))
+    end
+  end
+end
+return #back
+"#;
+
+/// How long a lapsed node's swept users are kept for it to take back.
+const SWEPT_TTL_SECS: u64 = 24 * 60 * 60;
 
 /// Users handed out per sweep call: bounds how long one call holds Redis.
 const SWEEP_BATCH: usize = 500;
@@ -189,6 +246,7 @@ struct Inner {
     connected: Script,
     disconnected: Script,
     sweep: Script,
+    renew: Script,
     presence: Script,
 }
 
@@ -225,9 +283,10 @@ impl RedisStore {
             append: Script::new(&format!("{LIVE_TOTAL}{APPEND}")),
             take_offline: Script::new(TAKE_OFFLINE),
             mark_read: Script::new(MARK_READ),
-            connected: Script::new(&format!("{LIVE_TOTAL}{CONNECTED}")),
+            connected: Script::new(&format!("{PRESENCE_FRAMES}{LIVE_TOTAL}{CONNECTED}")),
             disconnected: Script::new(&format!("{LIVE_TOTAL}{DISCONNECTED}")),
-            sweep: Script::new(&format!("{LIVE_TOTAL}{SWEEP}")),
+            sweep: Script::new(&format!("{PRESENCE_FRAMES}{LIVE_TOTAL}{SWEEP}")),
+            renew: Script::new(&format!("{PRESENCE_FRAMES}{LIVE_TOTAL}{RENEW}")),
             presence: Script::new(&format!("{LIVE_TOTAL}{PRESENCE}")),
         });
         let lease = tokio::spawn(renew_lease(Arc::clone(&inner)));
@@ -237,6 +296,14 @@ impl RedisStore {
     /// This node's id in presence hashes.
     pub fn node(&self) -> &str {
         &self.inner.node
+    }
+
+    /// Renews this node's presence lease now (a background task does it
+    /// every third of the lease). If the lease had lapsed and the node's
+    /// users were swept, takes them back and announces them online again;
+    /// answers how many it took back.
+    pub async fn renew(&self) -> Result<u64, StoreError> {
+        renew(&self.inner).await
     }
 }
 
@@ -248,41 +315,50 @@ impl Inner {
     fn conn(&self) -> redis::aio::ConnectionManager {
         self.redis.clone()
     }
+
+    /// `watch:` channels, prefixed as the broker publishes them.
+    fn watch_prefix(&self) -> String {
+        format!("{}{}", self.prefix, chat_broker::channel::watch(""))
+    }
 }
 
 /// Keeps `node:{id}` alive while the node runs; a crashed node's users then
-/// count as offline once the lease lapses.
+/// count as offline once the lease lapses (and are announced by a sweep).
 async fn renew_lease(inner: Arc<Inner>) {
     let mut tick = tokio::time::interval(inner.lease / 3);
     loop {
         tick.tick().await;
-        let key = inner.key("node", &inner.node);
-        let renewed = async {
-            let mut conn = inner.conn();
-            redis::pipe()
-                .atomic()
-                .cmd("SET")
-                .arg(&key)
-                .arg(1)
-                .arg("PX")
-                .arg(inner.lease.as_millis() as u64)
-                .ignore()
-                .cmd("HSET")
-                .arg(format!("{}nodes", inner.prefix))
-                .arg(&inner.node)
-                .arg(now_millis())
-                .ignore()
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(|e| unavailable("SET lease", e))
-        };
-        if let Err(e) = tokio::time::timeout(COMMAND_TIMEOUT, renewed)
-            .await
-            .unwrap_or_else(|e| Err(unavailable("lease", e)))
-        {
-            warn!(error = %e, "cannot renew the presence lease");
+        match renew(&inner).await {
+            Ok(0) => {}
+            Ok(back) => warn!(
+                users = back,
+                "this node's presence lease had lapsed (Redis out of reach for longer than the lease?) \
+                 and its users were announced offline; counted and announced again"
+            ),
+            Err(e) => warn!(error = %e, "cannot renew the presence lease"),
         }
     }
+}
+
+/// Renews the lease once; how many swept users the node took back.
+async fn renew(inner: &Arc<Inner>) -> Result<u64, StoreError> {
+    with_conn(inner, "lease", move |inner, mut conn| async move {
+        inner
+            .renew
+            .key(inner.key("node", &inner.node))
+            .key(format!("{}nodes", inner.prefix))
+            .key(inner.key("node_users", &inner.node))
+            .key(inner.key("node_swept", &inner.node))
+            .arg(&inner.node)
+            .arg(inner.lease.as_millis() as u64)
+            .arg(format!("{}node:", inner.prefix))
+            .arg(format!("{}presence:", inner.prefix))
+            .arg(inner.watch_prefix())
+            .arg(chat_broker::envelope::text_header())
+            .invoke_async(&mut conn)
+            .await
+    })
+    .await
 }
 
 /// Runs `f` with a connection, bounded by [`COMMAND_TIMEOUT`].
@@ -499,7 +575,6 @@ impl MessageStore for RedisStore {
                 .arg(inner.lease.as_millis() as u64)
                 .arg(format!("{}node:", inner.prefix))
                 .arg(&user)
-                .arg(now_millis())
                 .invoke_async(&mut conn)
                 .await?;
             Ok(total == 1)
@@ -527,18 +602,30 @@ impl MessageStore for RedisStore {
     }
 
     fn sweep(&self) -> BoxFuture<'static, Result<Vec<Swept>, StoreError>> {
-        with_conn(&self.inner, "sweep", move |inner, mut conn| async move {
+        let inner = Arc::clone(&self.inner);
+        async move {
             let mut swept = Vec::new();
+            // One bounded call at a time: what a call announced stays
+            // announced even if a later one fails.
             loop {
-                let (more, batch): (u8, Vec<(String, u64)>) = inner
-                    .sweep
-                    .key(format!("{}nodes", inner.prefix))
-                    .arg(format!("{}node:", inner.prefix))
-                    .arg(format!("{}node_users:", inner.prefix))
-                    .arg(format!("{}presence:", inner.prefix))
-                    .arg(format!("{}last_seen:", inner.prefix))
-                    .arg(SWEEP_BATCH)
-                    .invoke_async(&mut conn)
+                let (more, batch): (u8, Vec<(String, u64)>) =
+                    with_conn(&inner, "sweep", move |inner, mut conn| async move {
+                        inner
+                            .sweep
+                            .key(format!("{}nodes", inner.prefix))
+                            .arg(format!("{}node:", inner.prefix))
+                            .arg(format!("{}node_users:", inner.prefix))
+                            .arg(format!("{}node_swept:", inner.prefix))
+                            .arg(format!("{}presence:", inner.prefix))
+                            .arg(format!("{}last_seen:", inner.prefix))
+                            .arg(inner.watch_prefix())
+                            .arg(chat_broker::envelope::text_header())
+                            .arg(SWEEP_BATCH)
+                            .arg(&inner.node)
+                            .arg(SWEPT_TTL_SECS)
+                            .invoke_async(&mut conn)
+                            .await
+                    })
                     .await?;
                 swept.extend(
                     batch
@@ -549,7 +636,8 @@ impl MessageStore for RedisStore {
                     return Ok(swept);
                 }
             }
-        })
+        }
+        .boxed()
     }
 
     fn presence(&self, user: &str) -> BoxFuture<'static, Result<Presence, StoreError>> {

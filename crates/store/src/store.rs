@@ -168,10 +168,11 @@ pub trait MessageStore: Send + Sync + 'static {
     /// Whether `user` is online now (on any live gateway), and last seen.
     fn presence(&self, user: &str) -> BoxFuture<'static, Result<Presence, StoreError>>;
 
-    /// Users who went offline because a gateway died without a word (its
-    /// lease lapsed), each with the time that gateway was last known alive
-    /// (now their last-seen). Every such user is reported once, to one of
-    /// the nodes that ask; an engine without other nodes reports none.
+    /// Announces to their watchers (`watch:{user}`) the users who went
+    /// offline because a gateway died without a word (its lease lapsed),
+    /// last seen when that gateway was last known alive, and answers who
+    /// they were. Each such user is announced once, by whichever node sweeps
+    /// first; an engine without other nodes has none.
     fn sweep(&self) -> BoxFuture<'static, Result<Vec<Swept>, StoreError>>;
 
     /// Checks the backend works (for readiness probes).

@@ -10,6 +10,7 @@ use chat_broker::envelope::{self, Outbound};
 use chat_broker::memory::MemoryBus;
 use chat_broker::redis::{RedisBroker, RedisOptions};
 use chat_broker::{Broker, Handler, channel};
+use chat_protocol::ServerFrame;
 use chat_store::redis::{RedisStore, RedisStoreOptions};
 use chat_store::sqlite::SqliteStore;
 use chat_store::{Direct, FrameText, MessageStore, Presence};
@@ -346,6 +347,19 @@ async fn a_crashed_nodes_users_go_offline_when_its_lease_lapses() {
         offline_max: 100,
         lease: std::time::Duration::from_millis(300),
     };
+    let (handler, mut heard) = observer_handler();
+    let observer = RedisBroker::start(
+        RedisOptions {
+            url: redis.url().into(),
+            prefix: redis.prefix().into(),
+            errors: None,
+        },
+        handler,
+    )
+    .unwrap();
+    for user in ["bob", "carol", "dave"] {
+        observer.subscribe(&channel::watch(user)).await.unwrap();
+    }
     let crashed = RedisStore::start(options.clone()).unwrap();
     let watcher = RedisStore::start(options.clone()).unwrap();
     let other = RedisStore::start(options).unwrap();
@@ -393,6 +407,78 @@ async fn a_crashed_nodes_users_go_offline_when_its_lease_lapses() {
         Some(last_seen)
     );
     assert!(watcher.presence("carol").await.unwrap().online);
+    // Announced by the sweep itself, as the gateways would have said it.
+    let frame = ServerFrame::Presence {
+        user: "bob".into(),
+        online: false,
+        last_seen: Some(last_seen),
+    };
+    assert_eq!(
+        tokio::time::timeout(WAIT, heard.recv()).await.unwrap(),
+        Some((channel::watch("bob"), frame.to_json()))
+    );
+    assert!(heard.try_recv().is_err(), "announced more than bob");
+}
+
+/// A node that was only cut off from Redis for longer than its lease is
+/// swept like a dead one; when it renews, it takes its users back and they
+/// are announced online again, their counts intact.
+#[tokio::test]
+async fn a_node_swept_while_cut_off_takes_its_users_back() {
+    let redis = TestRedis::start().unwrap();
+    let options = RedisStoreOptions {
+        url: redis.url().into(),
+        prefix: redis.prefix().into(),
+        max_len: 100,
+        offline_max: 100,
+        lease: std::time::Duration::from_secs(60),
+    };
+    let (handler, mut heard) = observer_handler();
+    let observer = RedisBroker::start(
+        RedisOptions {
+            url: redis.url().into(),
+            prefix: redis.prefix().into(),
+            errors: None,
+        },
+        handler,
+    )
+    .unwrap();
+    observer.subscribe(&channel::watch("bob")).await.unwrap();
+    let cut_off = RedisStore::start(options.clone()).unwrap();
+    let sweeper = RedisStore::start(options).unwrap();
+    assert!(cut_off.connected("bob").await.unwrap());
+    assert!(!cut_off.connected("bob").await.unwrap(), "a second tab");
+    // The lease lapses as if Redis had been out of reach for a minute.
+    let mut conn = redis.connection().unwrap();
+    ::redis::cmd("DEL")
+        .arg(format!("{}node:{}", redis.prefix(), cut_off.node()))
+        .query::<()>(&mut conn)
+        .unwrap();
+    let swept = sweeper.sweep().await.unwrap();
+    assert_eq!(swept.len(), 1);
+    assert!(!sweeper.presence("bob").await.unwrap().online);
+    let (_, offline) = tokio::time::timeout(WAIT, heard.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(offline.contains(r#""online":false"#), "{offline}");
+
+    assert_eq!(cut_off.renew().await.unwrap(), 1, "bob taken back");
+    assert!(sweeper.presence("bob").await.unwrap().online);
+    let online = ServerFrame::Presence {
+        user: "bob".into(),
+        online: true,
+        last_seen: None,
+    };
+    assert_eq!(
+        tokio::time::timeout(WAIT, heard.recv()).await.unwrap(),
+        Some((channel::watch("bob"), online.to_json()))
+    );
+    assert_eq!(cut_off.renew().await.unwrap(), 0, "taken back once");
+    assert!(sweeper.sweep().await.unwrap().is_empty());
+    // Both tabs still count: the first to close is not a goodbye.
+    assert!(!cut_off.disconnected("bob").await.unwrap());
+    assert!(cut_off.disconnected("bob").await.unwrap());
 }
 
 /// Many users on a crashed node are handed out over several sweep calls

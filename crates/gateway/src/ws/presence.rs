@@ -71,10 +71,6 @@ impl Drop for Presence {
 /// offline since now.
 async fn announce(gw: Arc<Inner>, user: String, online: bool) {
     let last_seen = (!online).then(chat_store::now_millis);
-    publish(&gw, user, online, last_seen).await;
-}
-
-async fn publish(gw: &Inner, user: String, online: bool, last_seen: Option<u64>) {
     let frame = ServerFrame::Presence {
         user: user.clone(),
         online,
@@ -90,9 +86,9 @@ async fn publish(gw: &Inner, user: String, online: bool, last_seen: Option<u64>)
         .await;
 }
 
-/// Announces the users of gateways that died without a word, every third
-/// of the presence lease, until the gateway stops or is dropped. Every
-/// gateway sweeps; the store hands each such user to one of them.
+/// Has the store announce the users of gateways that died without a word,
+/// every third of the presence lease, until the gateway stops or is
+/// dropped. Every gateway sweeps; each such user is announced once.
 pub(crate) async fn sweep_crashed(gw: Weak<Inner>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -103,17 +99,13 @@ pub(crate) async fn sweep_crashed(gw: Weak<Inner>, every: Duration) {
             return;
         }
         match gw.store.sweep().await {
-            Ok(swept) => {
-                if !swept.is_empty() {
-                    debug!(
-                        users = swept.len(),
-                        "offline after their gateway's lease lapsed"
-                    );
-                }
-                for user in swept {
-                    publish(&gw, user.user, false, Some(user.last_seen)).await;
-                }
+            Ok(swept) if !swept.is_empty() => {
+                debug!(
+                    users = swept.len(),
+                    "announced offline: their gateway's lease lapsed"
+                );
             }
+            Ok(_) => {}
             Err(e) => warn!(error = %e, "cannot sweep the presence of crashed gateways"),
         }
     }
