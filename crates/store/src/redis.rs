@@ -30,7 +30,7 @@ use tracing::warn;
 
 use crate::store::{
     Appended, Direct, FrameText, HistoryEntry, InboxEntry, MessageStore, Presence, StoreError,
-    Swept, Unread, conversation, now_millis,
+    Swept, Unread, conversation,
 };
 
 /// How long one store call may take before it counts as unavailable.
@@ -111,24 +111,36 @@ local function live_total(presence_key, node_prefix)
 end
 "#;
 
+/// Counts a connection in; a user's first anywhere is announced in the
+/// same step, so watchers see announcements in the order of the counts.
 const CONNECTED: &str = r#"
--- KEYS: presence lease nodes node_users ; ARGV: node lease_ms node_prefix user
+-- KEYS: presence lease nodes node_users
+-- ARGV: node lease_ms node_prefix user watch_prefix envelope
 redis.call('SET', KEYS[2], 1, 'PX', ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[1], now_ms())
 redis.call('SADD', KEYS[4], ARGV[4])
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-return live_total(KEYS[1], ARGV[3])
+local total = live_total(KEYS[1], ARGV[3])
+if total == 1 then redis.call('PUBLISH', ARGV[5] .. ARGV[4], ARGV[6] .. online_frame(ARGV[4])) end
+return total
 "#;
 
+/// Counts a connection out; a user's last anywhere sets their last-seen and
+/// is announced in the same step.
 const DISCONNECTED: &str = r#"
--- KEYS: presence last_seen node_users ; ARGV: node now node_prefix user
+-- KEYS: presence last_seen node_users
+-- ARGV: node node_prefix user watch_prefix envelope
 local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
 if left <= 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('SREM', KEYS[3], ARGV[4])
+  redis.call('SREM', KEYS[3], ARGV[3])
 end
-local total = live_total(KEYS[1], ARGV[3])
-if total == 0 then redis.call('SET', KEYS[2], ARGV[2]) end
+local total = live_total(KEYS[1], ARGV[2])
+if total == 0 then
+  local now = now_ms()
+  redis.call('SET', KEYS[2], now)
+  redis.call('PUBLISH', ARGV[4] .. ARGV[3], ARGV[5] .. offline_frame(ARGV[3], now))
+end
 return total
 "#;
 
@@ -284,7 +296,7 @@ impl RedisStore {
             take_offline: Script::new(TAKE_OFFLINE),
             mark_read: Script::new(MARK_READ),
             connected: Script::new(&format!("{PRESENCE_FRAMES}{LIVE_TOTAL}{CONNECTED}")),
-            disconnected: Script::new(&format!("{LIVE_TOTAL}{DISCONNECTED}")),
+            disconnected: Script::new(&format!("{PRESENCE_FRAMES}{LIVE_TOTAL}{DISCONNECTED}")),
             sweep: Script::new(&format!("{PRESENCE_FRAMES}{LIVE_TOTAL}{SWEEP}")),
             renew: Script::new(&format!("{PRESENCE_FRAMES}{LIVE_TOTAL}{RENEW}")),
             presence: Script::new(&format!("{LIVE_TOTAL}{PRESENCE}")),
@@ -575,6 +587,8 @@ impl MessageStore for RedisStore {
                 .arg(inner.lease.as_millis() as u64)
                 .arg(format!("{}node:", inner.prefix))
                 .arg(&user)
+                .arg(inner.watch_prefix())
+                .arg(chat_broker::envelope::text_header())
                 .invoke_async(&mut conn)
                 .await?;
             Ok(total == 1)
@@ -592,9 +606,10 @@ impl MessageStore for RedisStore {
                 .key(&seen)
                 .key(inner.key("node_users", &inner.node))
                 .arg(&inner.node)
-                .arg(now_millis())
                 .arg(format!("{}node:", inner.prefix))
                 .arg(&user)
+                .arg(inner.watch_prefix())
+                .arg(chat_broker::envelope::text_header())
                 .invoke_async(&mut conn)
                 .await?;
             Ok(total == 0)

@@ -102,6 +102,25 @@ impl SqliteStore {
             .get(user)
             .is_some_and(|n| *n > 0)
     }
+
+    /// Tells `user`'s watchers they came online or went offline. Called
+    /// under the writer lock, so announcements keep the order of the counts.
+    async fn announce(&self, user: String, online: bool, last_seen: Option<u64>) {
+        let frame = chat_protocol::ServerFrame::Presence {
+            user: user.clone(),
+            online,
+            last_seen,
+        };
+        // Best effort: watchers also get the current state when they (re)watch.
+        let _ = self
+            .inner
+            .broker
+            .publish(
+                &chat_broker::channel::watch(&user),
+                chat_broker::envelope::text(&frame.to_json()),
+            )
+            .await;
+    }
 }
 
 async fn next_seq(db: &impl ConnectionTrait, user: &str) -> Result<u64, sea_orm::DbErr> {
@@ -369,10 +388,16 @@ impl MessageStore for SqliteStore {
             // Under the writer lock: a message being stored sees the user
             // either before or after this connection, never half-way.
             let _writer = this.inner.write.lock().await;
-            let mut online = this.inner.online.lock().unwrap_or_else(|e| e.into_inner());
-            let count = online.entry(user).or_default();
-            *count += 1;
-            Ok(*count == 1)
+            let came_online = {
+                let mut online = this.inner.online.lock().unwrap_or_else(|e| e.into_inner());
+                let count = online.entry(user.clone()).or_default();
+                *count += 1;
+                *count == 1
+            };
+            if came_online {
+                this.announce(user, true, None).await;
+            }
+            Ok(came_online)
         }
         .boxed()
     }
@@ -381,24 +406,30 @@ impl MessageStore for SqliteStore {
         let (this, user) = (self.clone(), user.to_owned());
         async move {
             let _writer = this.inner.write.lock().await;
-            let mut online = this.inner.online.lock().unwrap_or_else(|e| e.into_inner());
-            let gone = match online.get_mut(&user) {
-                Some(n) if *n > 1 => {
-                    *n -= 1;
-                    false
+            let gone = {
+                let mut online = this.inner.online.lock().unwrap_or_else(|e| e.into_inner());
+                match online.get_mut(&user) {
+                    Some(n) if *n > 1 => {
+                        *n -= 1;
+                        None
+                    }
+                    Some(_) => {
+                        online.remove(&user);
+                        let now = now_millis();
+                        this.inner
+                            .last_seen
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(user.clone(), now);
+                        Some(now)
+                    }
+                    None => None,
                 }
-                Some(_) => {
-                    online.remove(&user);
-                    this.inner
-                        .last_seen
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(user, now_millis());
-                    true
-                }
-                None => false,
             };
-            Ok(gone)
+            if let Some(now) = gone {
+                this.announce(user, false, Some(now)).await;
+            }
+            Ok(gone.is_some())
         }
         .boxed()
     }

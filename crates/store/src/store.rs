@@ -158,11 +158,15 @@ pub trait MessageStore: Send + Sync + 'static {
 
     /// A connection of `user` opened on this node; `true` when it is the
     /// user's only connection on any live node (they just came online).
+    /// Coming online is announced to the user's watchers (`watch:{user}`)
+    /// in the same step as the count, so announcements about one user
+    /// arrive in the order of the counts, whichever gateways they come from.
     fn connected(&self, user: &str) -> BoxFuture<'static, Result<bool, StoreError>>;
 
     /// A connection of `user` closed on this node; the last one records
     /// the time as the user's last-seen. `true` when the user has no
-    /// connection left on any live node (they just went offline).
+    /// connection left on any live node (they just went offline), which is
+    /// announced to their watchers in the same step.
     fn disconnected(&self, user: &str) -> BoxFuture<'static, Result<bool, StoreError>>;
 
     /// Whether `user` is online now (on any live gateway), and last seen.

@@ -285,7 +285,8 @@ async fn history_pages_newest_first_for_both_sides(f: Fixture) {
     );
 }
 
-async fn presence_follows_connections_and_remembers_the_last_one(f: Fixture) {
+async fn presence_follows_connections_and_remembers_the_last_one(mut f: Fixture) {
+    f.observer.subscribe(&channel::watch("bob")).await.unwrap();
     assert_eq!(
         f.store.presence("bob").await.unwrap(),
         Presence {
@@ -294,6 +295,12 @@ async fn presence_follows_connections_and_remembers_the_last_one(f: Fixture) {
         }
     );
     assert!(f.store.connected("bob").await.unwrap(), "came online");
+    let online = ServerFrame::Presence {
+        user: "bob".into(),
+        online: true,
+        last_seen: None,
+    };
+    assert_eq!(f.heard().await, (channel::watch("bob"), online.to_json()));
     assert!(!f.store.connected("bob").await.unwrap(), "already online");
     assert!(
         !f.store.disconnected("bob").await.unwrap(),
@@ -305,6 +312,14 @@ async fn presence_follows_connections_and_remembers_the_last_one(f: Fixture) {
     let presence = f.store.presence("bob").await.unwrap();
     assert!(!presence.online);
     assert!(presence.last_seen.unwrap() >= before);
+    // Only the two changes were announced, the second with that last-seen.
+    let offline = ServerFrame::Presence {
+        user: "bob".into(),
+        online: false,
+        last_seen: presence.last_seen,
+    };
+    assert_eq!(f.heard().await, (channel::watch("bob"), offline.to_json()));
+    assert!(f.heard.try_recv().is_err(), "a second tab is not news");
 }
 
 async fn the_check_passes_on_a_working_engine(f: Fixture) {
@@ -337,17 +352,23 @@ both!(
     the_check_passes_on_a_working_engine,
 );
 
-#[tokio::test]
-async fn a_crashed_nodes_users_go_offline_when_its_lease_lapses() {
-    let redis = TestRedis::start().unwrap();
-    let options = RedisStoreOptions {
+/// Options for one more gateway node on `redis`, with a lease of `lease`.
+fn node_options(redis: &TestRedis, lease: std::time::Duration) -> RedisStoreOptions {
+    RedisStoreOptions {
         url: redis.url().into(),
         prefix: redis.prefix().into(),
         max_len: 100,
         offline_max: 100,
-        lease: std::time::Duration::from_millis(300),
-    };
-    let (handler, mut heard) = observer_handler();
+        lease,
+    }
+}
+
+/// A broker node that hears what is published on `watch:{user}` for `users`.
+async fn watching(
+    redis: &TestRedis,
+    users: &[&str],
+) -> (RedisBroker, mpsc::UnboundedReceiver<(String, String)>) {
+    let (handler, heard) = observer_handler();
     let observer = RedisBroker::start(
         RedisOptions {
             url: redis.url().into(),
@@ -357,9 +378,17 @@ async fn a_crashed_nodes_users_go_offline_when_its_lease_lapses() {
         handler,
     )
     .unwrap();
-    for user in ["bob", "carol", "dave"] {
+    for user in users {
         observer.subscribe(&channel::watch(user)).await.unwrap();
     }
+    (observer, heard)
+}
+
+#[tokio::test]
+async fn a_crashed_nodes_users_go_offline_when_its_lease_lapses() {
+    let redis = TestRedis::start().unwrap();
+    let options = node_options(&redis, std::time::Duration::from_millis(300));
+    let (_observer, mut heard) = watching(&redis, &["bob", "carol", "dave"]).await;
     let crashed = RedisStore::start(options.clone()).unwrap();
     let watcher = RedisStore::start(options.clone()).unwrap();
     let other = RedisStore::start(options).unwrap();
@@ -370,6 +399,27 @@ async fn a_crashed_nodes_users_go_offline_when_its_lease_lapses() {
     crashed.connected("dave").await.unwrap();
     crashed.disconnected("dave").await.unwrap();
     watcher.connected("carol").await.unwrap(); // carol also has a live tab
+    // Clean changes are announced as they are counted.
+    let online = |user: &str| ServerFrame::Presence {
+        user: user.into(),
+        online: true,
+        last_seen: None,
+    };
+    for expected in [online("bob"), online("carol"), online("dave")] {
+        let (_, frame) = tokio::time::timeout(WAIT, heard.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame, expected.to_json());
+    }
+    let (_, frame) = tokio::time::timeout(WAIT, heard.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        frame.starts_with(r#"{"type":"presence","user":"dave","online":false,"last_seen":"#),
+        "{frame}"
+    );
     assert!(watcher.presence("bob").await.unwrap().online);
     assert!(
         watcher.sweep().await.unwrap().is_empty(),
@@ -426,28 +476,17 @@ async fn a_crashed_nodes_users_go_offline_when_its_lease_lapses() {
 #[tokio::test]
 async fn a_node_swept_while_cut_off_takes_its_users_back() {
     let redis = TestRedis::start().unwrap();
-    let options = RedisStoreOptions {
-        url: redis.url().into(),
-        prefix: redis.prefix().into(),
-        max_len: 100,
-        offline_max: 100,
-        lease: std::time::Duration::from_secs(60),
-    };
-    let (handler, mut heard) = observer_handler();
-    let observer = RedisBroker::start(
-        RedisOptions {
-            url: redis.url().into(),
-            prefix: redis.prefix().into(),
-            errors: None,
-        },
-        handler,
-    )
-    .unwrap();
-    observer.subscribe(&channel::watch("bob")).await.unwrap();
+    let options = node_options(&redis, std::time::Duration::from_secs(60));
+    let (_observer, mut heard) = watching(&redis, &["bob"]).await;
     let cut_off = RedisStore::start(options.clone()).unwrap();
     let sweeper = RedisStore::start(options).unwrap();
     assert!(cut_off.connected("bob").await.unwrap());
     assert!(!cut_off.connected("bob").await.unwrap(), "a second tab");
+    let (_, online) = tokio::time::timeout(WAIT, heard.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(online.contains(r#""online":true"#), "{online}");
     // The lease lapses as if Redis had been out of reach for a minute.
     let mut conn = redis.connection().unwrap();
     ::redis::cmd("DEL")
@@ -486,13 +525,7 @@ async fn a_node_swept_while_cut_off_takes_its_users_back() {
 #[tokio::test]
 async fn a_crashed_node_with_many_users_is_swept_completely() {
     let redis = TestRedis::start().unwrap();
-    let options = RedisStoreOptions {
-        url: redis.url().into(),
-        prefix: redis.prefix().into(),
-        max_len: 100,
-        offline_max: 100,
-        lease: std::time::Duration::from_millis(300),
-    };
+    let options = node_options(&redis, std::time::Duration::from_millis(300));
     let crashed = RedisStore::start(options.clone()).unwrap();
     let users: Vec<String> = (0..1_200).map(|i| format!("user{i}")).collect();
     for user in &users {

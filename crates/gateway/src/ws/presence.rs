@@ -1,20 +1,19 @@
-//! Who is online, as watchers see it: a user's first connection anywhere
-//! and their last one closing are announced on `watch:{user}`; so is a user
-//! whose gateway died without a word, once its lease lapses (the sweeper).
+//! Who is online: a user's connections are counted in and out through the
+//! store, which announces a first connection anywhere and the last one
+//! closing on `watch:{user}`; so is a user whose gateway died without a
+//! word, once its lease lapses (the sweeper here asks the store to look).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use chat_broker::channel;
-use chat_protocol::ServerFrame;
 use tracing::{debug, warn};
 
 use super::upgrade::UpgradeError;
 use crate::Inner;
 
-/// A user counted online by the store while this value lives. Coming
-/// online (a first connection anywhere) and going offline (the last one
-/// closing) are announced to the user's watchers.
+/// A user counted online by the store while this value lives. The store
+/// announces coming online (a first connection anywhere) and going offline
+/// (the last one closing) to the user's watchers.
 pub(crate) struct Presence {
     gw: Arc<Inner>,
     user: String,
@@ -24,14 +23,10 @@ pub(crate) struct Presence {
 
 impl Presence {
     pub(super) async fn enter(gw: &Arc<Inner>, user: &str) -> Result<Self, UpgradeError> {
-        let came_online = gw
-            .store
+        gw.store
             .connected(user)
             .await
             .map_err(|e| UpgradeError::Unavailable(e.to_string()))?;
-        if came_online {
-            announce(Arc::clone(gw), user.to_owned(), true).await;
-        }
         Ok(Self {
             gw: Arc::clone(gw),
             user: user.to_owned(),
@@ -45,9 +40,7 @@ impl Presence {
     /// so a draining gateway has counted everyone out before it exits.
     pub(crate) async fn leave(mut self) {
         self.left = true;
-        if let Ok(true) = self.gw.store.disconnected(&self.user).await {
-            announce(Arc::clone(&self.gw), std::mem::take(&mut self.user), false).await;
-        }
+        let _ = self.gw.store.disconnected(&self.user).await;
     }
 }
 
@@ -57,33 +50,8 @@ impl Drop for Presence {
             return;
         }
         // Only when the session ended without `leave` (a panic): best effort.
-        let left = self.gw.store.disconnected(&self.user);
-        let (gw, user) = (Arc::clone(&self.gw), std::mem::take(&mut self.user));
-        tokio::spawn(async move {
-            if let Ok(true) = left.await {
-                announce(gw, user, false).await;
-            }
-        });
+        tokio::spawn(self.gw.store.disconnected(&self.user));
     }
-}
-
-/// Publishes a `presence` frame to everyone watching `user`: online, or
-/// offline since now.
-async fn announce(gw: Arc<Inner>, user: String, online: bool) {
-    let last_seen = (!online).then(chat_store::now_millis);
-    let frame = ServerFrame::Presence {
-        user: user.clone(),
-        online,
-        last_seen,
-    };
-    // Best effort: watchers also get the current state when they (re)watch.
-    let _ = gw
-        .hub
-        .publish(
-            &channel::watch(&user),
-            chat_broker::envelope::text(&frame.to_json()),
-        )
-        .await;
 }
 
 /// Has the store announce the users of gateways that died without a word,
