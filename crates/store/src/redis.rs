@@ -14,7 +14,7 @@
 //! | `node:{id}` | string with TTL | a gateway's lease, renewed while it lives |
 //! | `nodes` | hash | gateway node id → when it last renewed its lease (ms, Redis's clock) |
 //! | `node_users:{id}` | set | users with a connection counted on that node |
-//! | `node_swept:{id}` | set, 1 day TTL | users of a lapsed node already announced offline |
+//! | `node_swept:{id}` | hash, 1 day TTL | user → their connections on a lapsed node, moved out of `presence:{user}` by a sweep |
 //! | `last_seen:{user}` | string | when the user's last connection on a node closed (ms) |
 //!
 //! The scripts touch keys they compute (a node's lease), so they need a
@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use redis::Script;
+use redis::{Script, ScriptInvocation};
 use tracing::warn;
 
 use crate::store::{
@@ -86,6 +86,8 @@ return redis.call('HGETALL', KEYS[1])
 /// `[A-Za-z0-9_.-]`: safe inside a JSON string as they are; the store
 /// contract test pins them to `ServerFrame::Presence`), and Redis's clock.
 const PRESENCE_FRAMES: &str = r#"
+-- TIME and SPOP come before writes: replicate effects (the default since Redis 5).
+redis.replicate_commands()
 local function offline_frame(user, last_seen)
   return '{"type":"presence","user":"' .. user .. '","online":false,"last_seen":' .. last_seen .. '}'
 end
@@ -111,35 +113,59 @@ local function live_total(presence_key, node_prefix)
 end
 "#;
 
+/// What every presence script does first, as this node: renew its lease,
+/// and if a sweep took its users while it was cut off from Redis, take them
+/// back (their counts on this node), announcing online again those nobody
+/// else counted meanwhile. Common keys: lease, nodes, node_users,
+/// node_swept; common arguments: node, lease_ms, node_prefix,
+/// presence_prefix, watch_prefix, envelope. Answers how many it took back.
+const REVIVE: &str = r#"
+local function revive()
+  redis.call('SET', KEYS[1], 1, 'PX', ARGV[2])
+  redis.call('HSET', KEYS[2], ARGV[1], now_ms())
+  local swept = redis.call('HGETALL', KEYS[4])
+  if #swept == 0 then return 0 end
+  redis.call('DEL', KEYS[4])
+  for i = 1, #swept, 2 do
+    local user, n = swept[i], tonumber(swept[i + 1])
+    local presence_key = ARGV[4] .. user
+    local here = redis.call('HINCRBY', presence_key, ARGV[1], n)
+    redis.call('SADD', KEYS[3], user)
+    if live_total(presence_key, ARGV[3]) == here then
+      redis.call('PUBLISH', ARGV[5] .. user, ARGV[6] .. online_frame(user))
+    end
+  end
+  return #swept / 2
+end
+"#;
+
 /// Counts a connection in; a user's first anywhere is announced in the
 /// same step, so watchers see announcements in the order of the counts.
 const CONNECTED: &str = r#"
--- KEYS: presence lease nodes node_users
--- ARGV: node lease_ms node_prefix user watch_prefix envelope
-redis.call('SET', KEYS[2], 1, 'PX', ARGV[2])
-redis.call('HSET', KEYS[3], ARGV[1], now_ms())
-redis.call('SADD', KEYS[4], ARGV[4])
-redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-local total = live_total(KEYS[1], ARGV[3])
-if total == 1 then redis.call('PUBLISH', ARGV[5] .. ARGV[4], ARGV[6] .. online_frame(ARGV[4])) end
+-- KEYS: (common) presence ; ARGV: (common) user
+revive()
+redis.call('SADD', KEYS[3], ARGV[7])
+redis.call('HINCRBY', KEYS[5], ARGV[1], 1)
+local total = live_total(KEYS[5], ARGV[3])
+if total == 1 then redis.call('PUBLISH', ARGV[5] .. ARGV[7], ARGV[6] .. online_frame(ARGV[7])) end
 return total
 "#;
 
 /// Counts a connection out; a user's last anywhere sets their last-seen and
 /// is announced in the same step.
 const DISCONNECTED: &str = r#"
--- KEYS: presence last_seen node_users
--- ARGV: node node_prefix user watch_prefix envelope
-local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+-- KEYS: (common) presence last_seen ; ARGV: (common) user
+revive()
+local left = redis.call('HINCRBY', KEYS[5], ARGV[1], -1)
 if left <= 0 then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('SREM', KEYS[3], ARGV[3])
+  redis.call('HDEL', KEYS[5], ARGV[1])
+  redis.call('SREM', KEYS[3], ARGV[7])
 end
-local total = live_total(KEYS[1], ARGV[2])
+local total = live_total(KEYS[5], ARGV[3])
 if total == 0 then
   local now = now_ms()
-  redis.call('SET', KEYS[2], now)
-  redis.call('PUBLISH', ARGV[4] .. ARGV[3], ARGV[5] .. offline_frame(ARGV[3], now))
+  redis.call('SET', KEYS[6], now)
+  redis.call('PUBLISH', ARGV[5] .. ARGV[7], ARGV[6] .. offline_frame(ARGV[7], now))
 end
 return total
 "#;
@@ -147,10 +173,11 @@ return total
 /// Finds other nodes whose lease lapsed and hands out their users, at most
 /// `batch` per call (`SPOP`: each user to one sweeper only); a
 /// user counted on no live node any more is announced offline, last seen
-/// when their node last renewed. Counts are left as they are and the users
-/// kept aside in `node_swept:{id}`, so a node that was only cut off from
-/// Redis takes them back when it renews (`RENEW`). Publishing here, in the
-/// same atomic step, keeps the announcement in order with a reconnect.
+/// when their node last renewed. Their counts on that node move to
+/// `node_swept:{id}` (one day), so a node that was only cut off from Redis
+/// takes them back the next time it touches Redis (`revive`), and a dead
+/// node leaves nothing behind in the presence hashes. Publishing here, in
+/// the same atomic step, keeps the announcement in order with a reconnect.
 /// Answers whether users are left for another call, and who was announced.
 const SWEEP: &str = r#"
 -- KEYS: nodes ; ARGV: node_prefix users_prefix swept_prefix presence_prefix
@@ -167,15 +194,18 @@ for i = 1, #nodes, 2 do
     local users_key = ARGV[2] .. node
     local users = redis.call('SPOP', users_key, budget)
     budget = budget - #users
-    if #users > 0 then
-      redis.call('SADD', ARGV[3] .. node, unpack(users))
-      redis.call('EXPIRE', ARGV[3] .. node, ARGV[10])
-    end
     for _, user in ipairs(users) do
-      if live_total(ARGV[4] .. user, ARGV[1]) == 0 then
+      local presence_key = ARGV[4] .. user
+      local n = tonumber(redis.call('HGET', presence_key, node) or '0')
+      if n > 0 then
+        redis.call('HDEL', presence_key, node)
+        redis.call('HSET', ARGV[3] .. node, user, n)
+        redis.call('EXPIRE', ARGV[3] .. node, ARGV[10])
+      end
+      if live_total(presence_key, ARGV[1]) == 0 then
         local seen = tonumber(redis.call('GET', ARGV[5] .. user) or '0')
         -- A clean goodbye elsewhere may already have said offline, later.
-        if seen < tonumber(renewed) then
+        if seen <= tonumber(renewed) then
           redis.call('SET', ARGV[5] .. user, renewed)
           redis.call('PUBLISH', ARGV[6] .. user, ARGV[7] .. offline_frame(user, renewed))
           table.insert(swept, user)
@@ -193,28 +223,10 @@ end
 return {more, swept}
 "#;
 
-/// Renews a node's lease. If it had lapsed and its users were swept, takes
-/// back those it still counts and announces online again the ones nobody
-/// else counted meanwhile. Answers how many users were taken back.
+/// Renews the node's lease (every third of it); see `revive`.
 const RENEW: &str = r#"
--- KEYS: lease nodes node_users node_swept ; ARGV: node lease_ms node_prefix
---   presence_prefix watch_prefix envelope
-redis.call('SET', KEYS[1], 1, 'PX', ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[1], now_ms())
-local back = redis.call('SMEMBERS', KEYS[4])
-if #back == 0 then return 0 end
-redis.call('DEL', KEYS[4])
-for _, user in ipairs(back) do
-  local presence_key = ARGV[4] .. user
-  local here = tonumber(redis.call('HGET', presence_key, ARGV[1]) or '0')
-  if here > 0 then
-    redis.call('SADD', KEYS[3], user)
-    if live_total(presence_key, ARGV[3]) == here then
-      redis.call('PUBLISH', ARGV[5] .. user, ARGV[6] .. online_frame(user))
-    end
-  end
-end
-return #back
+-- KEYS: (common) ; ARGV: (common)
+return revive()
 "#;
 
 /// How long a lapsed node's swept users are kept for it to take back.
@@ -295,10 +307,12 @@ impl RedisStore {
             append: Script::new(&format!("{LIVE_TOTAL}{APPEND}")),
             take_offline: Script::new(TAKE_OFFLINE),
             mark_read: Script::new(MARK_READ),
-            connected: Script::new(&format!("{PRESENCE_FRAMES}{LIVE_TOTAL}{CONNECTED}")),
-            disconnected: Script::new(&format!("{PRESENCE_FRAMES}{LIVE_TOTAL}{DISCONNECTED}")),
+            connected: Script::new(&format!("{PRESENCE_FRAMES}{LIVE_TOTAL}{REVIVE}{CONNECTED}")),
+            disconnected: Script::new(&format!(
+                "{PRESENCE_FRAMES}{LIVE_TOTAL}{REVIVE}{DISCONNECTED}"
+            )),
             sweep: Script::new(&format!("{PRESENCE_FRAMES}{LIVE_TOTAL}{SWEEP}")),
-            renew: Script::new(&format!("{PRESENCE_FRAMES}{LIVE_TOTAL}{RENEW}")),
+            renew: Script::new(&format!("{PRESENCE_FRAMES}{LIVE_TOTAL}{REVIVE}{RENEW}")),
             presence: Script::new(&format!("{LIVE_TOTAL}{PRESENCE}")),
         });
         let lease = tokio::spawn(renew_lease(Arc::clone(&inner)));
@@ -328,6 +342,21 @@ impl Inner {
         self.redis.clone()
     }
 
+    /// Adds the keys and arguments every presence script starts with (see
+    /// `REVIVE`); a script's own keys and arguments follow.
+    fn as_node<'s, 'c>(&self, call: &'c mut ScriptInvocation<'s>) -> &'c mut ScriptInvocation<'s> {
+        call.key(self.key("node", &self.node))
+            .key(format!("{}nodes", self.prefix))
+            .key(self.key("node_users", &self.node))
+            .key(self.key("node_swept", &self.node))
+            .arg(&self.node)
+            .arg(self.lease.as_millis() as u64)
+            .arg(format!("{}node:", self.prefix))
+            .arg(format!("{}presence:", self.prefix))
+            .arg(self.watch_prefix())
+            .arg(chat_broker::envelope::text_header())
+    }
+
     /// `watch:` channels, prefixed as the broker publishes them.
     fn watch_prefix(&self) -> String {
         format!("{}{}", self.prefix, chat_broker::channel::watch(""))
@@ -355,20 +384,9 @@ async fn renew_lease(inner: Arc<Inner>) {
 /// Renews the lease once; how many swept users the node took back.
 async fn renew(inner: &Arc<Inner>) -> Result<u64, StoreError> {
     with_conn(inner, "lease", move |inner, mut conn| async move {
-        inner
-            .renew
-            .key(inner.key("node", &inner.node))
-            .key(format!("{}nodes", inner.prefix))
-            .key(inner.key("node_users", &inner.node))
-            .key(inner.key("node_swept", &inner.node))
-            .arg(&inner.node)
-            .arg(inner.lease.as_millis() as u64)
-            .arg(format!("{}node:", inner.prefix))
-            .arg(format!("{}presence:", inner.prefix))
-            .arg(inner.watch_prefix())
-            .arg(chat_broker::envelope::text_header())
-            .invoke_async(&mut conn)
-            .await
+        let mut call = inner.renew.prepare_invoke();
+        inner.as_node(&mut call);
+        call.invoke_async(&mut conn).await
     })
     .await
 }
@@ -576,21 +594,10 @@ impl MessageStore for RedisStore {
         let key = self.inner.key("presence", user);
         let user = user.to_owned();
         with_conn(&self.inner, "presence", move |inner, mut conn| async move {
-            // The lease is set too, so a fresh node counts as alive at once.
-            let total: i64 = inner
-                .connected
-                .key(&key)
-                .key(inner.key("node", &inner.node))
-                .key(format!("{}nodes", inner.prefix))
-                .key(inner.key("node_users", &inner.node))
-                .arg(&inner.node)
-                .arg(inner.lease.as_millis() as u64)
-                .arg(format!("{}node:", inner.prefix))
-                .arg(&user)
-                .arg(inner.watch_prefix())
-                .arg(chat_broker::envelope::text_header())
-                .invoke_async(&mut conn)
-                .await?;
+            // The lease is renewed too, so a fresh node counts at once.
+            let mut call = inner.connected.prepare_invoke();
+            inner.as_node(&mut call).key(&key).arg(&user);
+            let total: i64 = call.invoke_async(&mut conn).await?;
             Ok(total == 1)
         })
     }
@@ -600,18 +607,9 @@ impl MessageStore for RedisStore {
         let seen = self.inner.key("last_seen", user);
         let user = user.to_owned();
         with_conn(&self.inner, "presence", move |inner, mut conn| async move {
-            let total: i64 = inner
-                .disconnected
-                .key(&key)
-                .key(&seen)
-                .key(inner.key("node_users", &inner.node))
-                .arg(&inner.node)
-                .arg(format!("{}node:", inner.prefix))
-                .arg(&user)
-                .arg(inner.watch_prefix())
-                .arg(chat_broker::envelope::text_header())
-                .invoke_async(&mut conn)
-                .await?;
+            let mut call = inner.disconnected.prepare_invoke();
+            inner.as_node(&mut call).key(&key).key(&seen).arg(&user);
+            let total: i64 = call.invoke_async(&mut conn).await?;
             Ok(total == 0)
         })
     }

@@ -457,6 +457,13 @@ async fn a_crashed_nodes_users_go_offline_when_its_lease_lapses() {
         Some(last_seen)
     );
     assert!(watcher.presence("carol").await.unwrap().online);
+    // The dead node's counts left the presence hashes.
+    let mut conn = redis.connection().unwrap();
+    let fields: Vec<String> = ::redis::cmd("HKEYS")
+        .arg(format!("{}presence:bob", redis.prefix()))
+        .query(&mut conn)
+        .unwrap();
+    assert!(fields.is_empty(), "{fields:?}");
     // Announced by the sweep itself, as the gateways would have said it.
     let frame = ServerFrame::Presence {
         user: "bob".into(),
@@ -518,6 +525,26 @@ async fn a_node_swept_while_cut_off_takes_its_users_back() {
     // Both tabs still count: the first to close is not a goodbye.
     assert!(!cut_off.disconnected("bob").await.unwrap());
     assert!(cut_off.disconnected("bob").await.unwrap());
+
+    // Lapsed again, and a tab closes before the node renews: whether or not
+    // a sweep came first, the node's other tab still counts.
+    for swept_first in [false, true] {
+        cut_off.connected("carol").await.unwrap();
+        cut_off.connected("carol").await.unwrap();
+        ::redis::cmd("DEL")
+            .arg(format!("{}node:{}", redis.prefix(), cut_off.node()))
+            .query::<()>(&mut conn)
+            .unwrap();
+        if swept_first {
+            assert_eq!(sweeper.sweep().await.unwrap().len(), 1);
+        }
+        assert!(
+            !cut_off.disconnected("carol").await.unwrap(),
+            "carol's other tab is open (swept first: {swept_first})"
+        );
+        assert!(sweeper.presence("carol").await.unwrap().online);
+        assert!(cut_off.disconnected("carol").await.unwrap());
+    }
 }
 
 /// Many users on a crashed node are handed out over several sweep calls
