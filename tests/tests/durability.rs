@@ -68,6 +68,18 @@ async fn restarting_chatd_between_send_and_receive_loses_nothing() {
     assert_eq!(bob.recv_seed_text().await.unwrap(), seed);
 }
 
+/// A gateway on `redis` (open identities) that lets a test send as fast
+/// as acks come back.
+fn unthrottled_gateway(redis: &TestRedis) -> [(&'static str, &str); 5] {
+    [
+        ("REDIS_URL", redis.url()),
+        ("CHAT_REDIS_PREFIX", redis.prefix()),
+        ("CHAT_AUTH", "open"),
+        ("CHAT_RATE_PER_SEC", "100000"),
+        ("CHAT_RATE_BURST", "100000"),
+    ]
+}
+
 /// Under traffic: alice keeps sending to bob while bob's gateway is killed
 /// with SIGKILL; bob reconnects to the other replica with `?since=` his last
 /// sequence number. Every message alice got an ack for reaches bob; nothing
@@ -77,14 +89,8 @@ async fn restarting_chatd_between_send_and_receive_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_receivers_gateway_under_traffic_loses_and_repeats_nothing() {
     let redis = TestRedis::start().unwrap();
-    let env = [
-        ("REDIS_URL", redis.url()),
-        ("CHAT_REDIS_PREFIX", redis.prefix()),
-        ("CHAT_AUTH", "open"),
-        // Alice sends 300 frames as fast as acks come back.
-        ("CHAT_RATE_PER_SEC", "100000"),
-        ("CHAT_RATE_BURST", "100000"),
-    ];
+    // Alice sends 300 frames as fast as acks come back.
+    let env = unthrottled_gateway(&redis);
     let survivor = Service::start("gateway", &[], &env).await.unwrap();
     let doomed = Service::start("gateway", &[], &env).await.unwrap();
     let mut bob = WsClient::user(doomed.addr(), "bob").await.unwrap();
@@ -168,13 +174,7 @@ async fn killing_the_receivers_gateway_under_traffic_loses_and_repeats_nothing()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_traffic_loses_no_acked_message() {
     let mut redis = TestRedis::private_durable().unwrap();
-    let env = [
-        ("REDIS_URL", redis.url()),
-        ("CHAT_REDIS_PREFIX", redis.prefix()),
-        ("CHAT_AUTH", "open"),
-        ("CHAT_RATE_PER_SEC", "100000"),
-        ("CHAT_RATE_BURST", "100000"),
-    ];
+    let env = unthrottled_gateway(&redis);
     let gateway = Service::start("gateway", &[], &env).await.unwrap();
     let mut alice = WsClient::user(gateway.addr(), "alice").await.unwrap();
     alice.recv_type("unread").await.unwrap();

@@ -2,12 +2,10 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
 
-use std::time::Duration;
-
 use chat_testkit::process::Service;
 use chat_testkit::redis::TestRedis;
 use chat_testkit::ws::WsClient;
-use chat_testkit::{WAIT, http_get};
+use chat_testkit::{eventually_async, http_get};
 use serde_json::{Value, json};
 
 async fn presence_of(service: &Service, user: &str) -> Value {
@@ -59,14 +57,11 @@ async fn a_killed_gateways_users_go_offline_when_its_lease_lapses() {
     );
 
     gateway.kill().await.unwrap(); // no goodbye: only the lease tells
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while presence_of(&presence, "bob").await["online"] == true {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "bob still online long after the lease"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually_async("bob is offline after the lease", || async {
+        presence_of(&presence, "bob").await["online"] == false
+    })
+    .await
+    .unwrap();
     // The surviving gateway's sweeper tells bob's watchers, once, with when
     // his gateway was last alive.
     let offline = alice.recv_type("presence").await.unwrap();

@@ -135,6 +135,26 @@ impl Media {
             .unwrap()
     }
 
+    /// Checks that an upload is served as a sandboxed attachment (never run
+    /// in the product's origin), byte for byte; the response's headers.
+    async fn assert_served_as_attachment(
+        &self,
+        meta: &Value,
+        bytes: &[u8],
+    ) -> reqwest::header::HeaderMap {
+        let response = self.get(meta["url"].as_str().unwrap()).await;
+        let headers = response.headers().clone();
+        let disposition = headers["content-disposition"].to_str().unwrap();
+        assert!(disposition.starts_with("attachment"), "{disposition}");
+        assert_eq!(
+            headers["content-security-policy"],
+            "sandbox; default-src 'none'"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(response.bytes().await.unwrap(), bytes, "the same bytes");
+        headers
+    }
+
     /// The stored bytes behind an upload answer's signed link.
     async fn fetch(&self, meta: &Value) -> Vec<u8> {
         let response = self.get(meta["url"].as_str().unwrap()).await;
@@ -244,24 +264,7 @@ async fn a_disguised_upload_is_never_served_inline(db: Db) {
         .await;
     assert_eq!(meta["kind"], "file");
     assert_ne!(meta["mime"], "image/png");
-    let response = media.get(meta["url"].as_str().unwrap()).await;
-    let headers = response.headers().clone();
-    assert!(
-        headers["content-disposition"]
-            .to_str()
-            .unwrap()
-            .starts_with("attachment")
-    );
-    assert_eq!(
-        headers["content-security-policy"],
-        "sandbox; default-src 'none'"
-    );
-    assert_eq!(headers["x-content-type-options"], "nosniff");
-    assert_eq!(
-        response.bytes().await.unwrap().to_vec(),
-        html,
-        "still the same bytes"
-    );
+    media.assert_served_as_attachment(&meta, &html).await;
 
     // An SVG is an image that can carry script: never inline either, even
     // when it says what it is.
@@ -270,20 +273,8 @@ async fn a_disguised_upload_is_never_served_inline(db: Db) {
             .to_vec();
     let meta = media.upload(svg.clone(), "logo.svg", "image/svg+xml").await;
     assert_ne!(meta["kind"], "image", "{meta}");
-    let response = media.get(meta["url"].as_str().unwrap()).await;
-    let headers = response.headers().clone();
-    assert!(
-        headers["content-disposition"]
-            .to_str()
-            .unwrap()
-            .starts_with("attachment")
-    );
-    assert_eq!(
-        headers["content-security-policy"],
-        "sandbox; default-src 'none'"
-    );
+    let headers = media.assert_served_as_attachment(&meta, &svg).await;
     assert_ne!(headers["content-type"], "image/svg+xml");
-    assert_eq!(response.bytes().await.unwrap().to_vec(), svg);
 }
 
 async fn an_oversized_upload_gets_413_and_leaves_nothing_behind(db: Db) {

@@ -14,8 +14,8 @@ use chat_protocol::ServerFrame;
 use chat_store::redis::{RedisStore, RedisStoreOptions};
 use chat_store::sqlite::SqliteStore;
 use chat_store::{Direct, FrameText, MessageStore, Presence};
-use chat_testkit::WAIT;
 use chat_testkit::redis::TestRedis;
+use chat_testkit::{WAIT, eventually_async};
 use tokio::sync::mpsc;
 
 /// A store, and a broker node that hears what it publishes.
@@ -426,14 +426,11 @@ async fn a_crashed_nodes_users_go_offline_when_its_lease_lapses() {
         "nobody has crashed yet"
     );
     drop(crashed); // stops renewing, as a killed process would, and says nothing
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while watcher.presence("bob").await.unwrap().online {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still online after the lease"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually_async("bob is offline after the lease", || async {
+        !watcher.presence("bob").await.unwrap().online
+    })
+    .await
+    .unwrap();
     assert!(
         watcher
             .append_direct(typed("alice", "bob", "x"))
@@ -563,11 +560,11 @@ async fn a_crashed_node_with_many_users_is_swept_completely() {
         RedisStore::start(options.clone()).unwrap(),
         RedisStore::start(options).unwrap(),
     ];
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while sweepers[0].presence("user0").await.unwrap().online {
-        assert!(tokio::time::Instant::now() < deadline, "lease never lapsed");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually_async("the crashed node's lease lapsed", || async {
+        !sweepers[0].presence("user0").await.unwrap().online
+    })
+    .await
+    .unwrap();
     let (a, b) = tokio::join!(sweepers[0].sweep(), sweepers[1].sweep());
     let mut swept: Vec<String> = a
         .unwrap()

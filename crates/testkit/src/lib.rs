@@ -45,6 +45,24 @@ pub async fn eventually<F: FnMut() -> bool>(what: &str, mut condition: F) -> any
     Ok(())
 }
 
+/// [`eventually`] for a condition that needs I/O to check (a store or an
+/// HTTP endpoint asked again every 10 ms, for at most [`WAIT`]).
+pub async fn eventually_async<F, Fut>(what: &str, mut condition: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition().await {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
 /// `GET http://{addr}{path}`: status and body.
 pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
     let response = reqwest::Client::new()
@@ -59,15 +77,10 @@ pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
 /// Waits until `GET /readyz` on `addr` answers 200, for at most [`WAIT`]:
 /// a service coming back after a dependency returned.
 pub async fn until_ready(addr: &str) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while http_get(addr, "/readyz").await?.0 != 200 {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "{addr} not ready again in time"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
+    eventually_async(&format!("{addr} is ready again"), || async {
+        matches!(http_get(addr, "/readyz").await, Ok((200, _)))
+    })
+    .await
 }
 
 /// A 1×1 transparent PNG: the smallest real image, for upload tests.
