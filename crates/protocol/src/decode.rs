@@ -5,6 +5,7 @@ use serde::de::IgnoredAny;
 
 use crate::frames::{ClientFrame, ErrorCode};
 use crate::seed::SeedFrame;
+use crate::text::replace_lone_surrogates;
 
 /// A decoded frame from a user connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,11 +40,40 @@ struct Probe {
 /// Decodes a text frame: a typed frame (an object with `"type"`) or a seed
 /// frame (an object with `"sender"` and `"receiver"`). Typed frames, the hot
 /// path, cost one parse; only refused frames are parsed again to explain why.
+///
+/// Text is taken as browsers write it (ECMA-262 `JSON.stringify`, RFC 8259
+/// §7): an escaped lone UTF-16 surrogate (`"\ud83d"`, half an emoji) is
+/// decoded as U+FFFD, in typed frames and in a seed frame's fields alike
+/// (see [`crate::text`]). A seed frame is still forwarded as the text that
+/// arrived, so its receiver gets the sender's bytes unchanged. Escaped NUL
+/// and noncharacters (U+FFFF, U+FDD0, …) are Unicode scalar values and are
+/// kept as they are.
+///
+/// Errors: [`ErrorCode::BadJson`] (not JSON, or not an object),
+/// [`ErrorCode::UnknownType`], [`ErrorCode::InvalidFrame`] (a known shape
+/// with a missing, extra or wrong field), each with a message for a person
+/// and the frame's string `id` when it has one.
 pub fn decode(text: &str) -> Result<Inbound, DecodeError> {
     let typed_error = match serde_json::from_str::<ClientFrame>(text) {
         Ok(frame) => return Ok(Inbound::Typed(frame)),
         Err(e) => e,
     };
+    // serde_json refuses a lone surrogate escape as a syntax error; only then
+    // is the text scanned, and decoded again with U+FFFD in its place.
+    if typed_error.is_syntax()
+        && let Some(well_formed) = replace_lone_surrogates(text)
+    {
+        return match serde_json::from_str::<ClientFrame>(&well_formed) {
+            Ok(frame) => Ok(Inbound::Typed(frame)),
+            Err(e) => explain(&well_formed, e),
+        };
+    }
+    explain(text, typed_error)
+}
+
+/// Why `text`, refused as a typed frame with `typed_error`, is a seed frame
+/// or which error it answers with.
+fn explain(text: &str, typed_error: serde_json::Error) -> Result<Inbound, DecodeError> {
     let probe: Probe = serde_json::from_str(text).map_err(|e| DecodeError {
         code: ErrorCode::BadJson,
         message: format!("frame is not a JSON object: {e}"),

@@ -7,6 +7,7 @@
 //! - [`decode`]: turns one text frame into an [`Inbound`] frame or a precise
 //!   [`DecodeError`] that maps onto a stable [`ErrorCode`].
 //! - [`names`]: the rules for user and room names.
+//! - [`text`]: JSON text as browsers write it (lone surrogates become U+FFFD).
 //!
 //! The JSON Schema of every frame lives in `proto/schema/`, generated from
 //! these types (feature `schema`) and checked by a test so it cannot drift.
@@ -15,6 +16,7 @@ pub mod decode;
 pub mod frames;
 pub mod names;
 pub mod seed;
+pub mod text;
 
 pub use decode::{DecodeError, Inbound, decode};
 pub use frames::{

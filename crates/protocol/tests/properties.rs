@@ -40,6 +40,41 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
     })
 }
 
+/// Any JavaScript string: UTF-16 code units, lone surrogates included, with
+/// whole characters (astral ones as pairs) and ASCII mixed in.
+fn js_string() -> impl Strategy<Value = Vec<u16>> {
+    let piece = prop_oneof![
+        any::<u16>().prop_map(|unit| vec![unit]),
+        (0xD800u16..=0xDFFF).prop_map(|unit| vec![unit]),
+        (0u16..0x80).prop_map(|unit| vec![unit]),
+        any::<char>().prop_map(|c| c.encode_utf16(&mut [0; 2]).to_vec()),
+    ];
+    prop::collection::vec(piece, 0..60).prop_map(|pieces| pieces.concat())
+}
+
+/// `JSON.stringify` of a string, as ECMA-262 (2019 and later) writes it
+/// (§25.5.2.3 QuoteJSONString): the short escapes, `\u00XX` for the other
+/// controls, `\uXXXX` (lower-case hex) for lone surrogates, everything else raw.
+fn json_stringify(units: &[u16]) -> String {
+    let mut out = String::from("\"");
+    for unit in char::decode_utf16(units.iter().copied()) {
+        match unit {
+            Ok('\u{8}') => out.push_str("\\b"),
+            Ok('\t') => out.push_str("\\t"),
+            Ok('\n') => out.push_str("\\n"),
+            Ok('\u{c}') => out.push_str("\\f"),
+            Ok('\r') => out.push_str("\\r"),
+            Ok('"') => out.push_str("\\\""),
+            Ok('\\') => out.push_str("\\\\"),
+            Ok(c) if c < ' ' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            Ok(c) => out.push(c),
+            Err(lone) => out.push_str(&format!("\\u{:04x}", lone.unpaired_surrogate())),
+        }
+    }
+    out.push('"');
+    out
+}
+
 fn check_answer(text: &str) {
     match decode(text) {
         Ok(_) => {}
@@ -96,6 +131,36 @@ proptest! {
         let frame = ClientFrame::Send { id, to: Some(to), room: None, body, media: None };
         let text = serde_json::to_string(&frame).expect("serialises");
         prop_assert_eq!(decode(&text), Ok(Inbound::Typed(frame)));
+    }
+
+    #[test]
+    fn any_string_json_stringify_writes_is_a_send_body_with_lone_surrogates_replaced(
+        units in js_string(),
+    ) {
+        let text = format!(
+            r#"{{"type":"send","id":"c1","to":"bob","body":{}}}"#,
+            json_stringify(&units)
+        );
+        let expected = ClientFrame::Send {
+            id: "c1".into(),
+            to: Some("bob".into()),
+            room: None,
+            body: String::from_utf16_lossy(&units),
+            media: None,
+        };
+        prop_assert_eq!(decode(&text), Ok(Inbound::Typed(expected)));
+    }
+
+    #[test]
+    fn any_string_json_stringify_writes_is_accepted_in_a_seed_frame(units in js_string()) {
+        let text = format!(
+            r#"{{"sender":"alice","receiver":"bob","message":{}}}"#,
+            json_stringify(&units)
+        );
+        let Ok(Inbound::Seed(seed)) = decode(&text) else {
+            return Err(TestCaseError::fail(format!("not a seed frame: {text}")));
+        };
+        prop_assert_eq!(seed.message, serde_json::Value::String(String::from_utf16_lossy(&units)));
     }
 
     #[test]
