@@ -23,7 +23,9 @@ pub enum ClientFrame {
         /// The receiving room; the sending connection must have joined it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<String>,
-        /// The text of the message (may be empty when `media` is given).
+        /// The text of the message (may be empty when `media` is given). As
+        /// in every text field, an escaped lone UTF-16 surrogate (`"\ud83d"`,
+        /// as `JSON.stringify` writes half an emoji) is read as U+FFFD.
         #[serde(default, skip_serializing_if = "String::is_empty")]
         body: String,
         /// A file the sender uploaded to the media service.
