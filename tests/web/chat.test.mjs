@@ -1,8 +1,18 @@
 // The chat page in a real browser: two people, alice and bob.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { after, afterEach, before, test } from "node:test";
 import { join } from "node:path";
-import { launchBrowser, openConversation, say, shots, signIn, startChatd, freePort } from "./harness.mjs";
+import {
+  assertNoProblems,
+  expectProblems,
+  freePort,
+  launchBrowser,
+  openConversation,
+  say,
+  shots,
+  signIn,
+  startChatd,
+} from "./harness.mjs";
 
 let server;
 let browser;
@@ -11,6 +21,9 @@ before(async () => {
   server = await startChatd({ port: await freePort() });
   browser = await launchBrowser();
 });
+
+// A clean session logs no console error or warning and has no failed request.
+afterEach(assertNoProblems);
 
 after(async () => {
   await browser?.close();
@@ -99,6 +112,9 @@ test("after a server restart the page reconnects by itself and shows a message s
   await bob.click('button.conversation[data-peer="alice4"]');
   await bob.locator("#messages li", { hasText: "before the restart" }).waitFor();
 
+  // While the server is down the pages' reconnection attempts are refused.
+  const refused = "Error in connection establishment: net::ERR_CONNECTION_REFUSED";
+  expectProblems(new RegExp(`^(console error: WebSocket connection to 'ws://[^']+' failed|WebSocket ws://\\S+): ${refused}`));
   await server.stop();
   await bob.locator('#state[data-state="online"]').waitFor({ state: "detached" });
   server = await startChatd({ port: server.port, dataDir: server.dataDir });
@@ -205,4 +221,37 @@ test("on a phone-sized screen the conversations open from the menu, and the keyb
   await phone.keyboard.press("Enter");
   await phone.locator("#title", { hasText: "Lobby" }).waitFor();
   await context.close();
+});
+
+test("a browser looking for /favicon.ico, unasked, gets the page's icon", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const response = await page.goto(`${server.url}/favicon.ico`);
+  assert.equal(response.status(), 200);
+  assert.equal(response.headers()["content-type"], "image/svg+xml");
+  const icon = await page.goto(`${server.url}/`).then(() => page.locator('link[rel="icon"]').getAttribute("href"));
+  assert.equal((await page.request.get(`${server.url}${icon}`)).status(), 200, `the icon the page names, ${icon}`);
+  await context.close();
+});
+
+test("the check after each test notices a console error, a missing file and an uncaught exception", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(server.url);
+  await Promise.all([
+    page.waitForEvent("console", (m) => m.text() === "probe"),
+    page.waitForEvent("pageerror"),
+    page.waitForEvent("response", (r) => r.status() === 404),
+    page.evaluate(() => {
+      console.error("probe");
+      setTimeout(() => {
+        throw new Error("uncaught probe");
+      });
+      return fetch("/no-such-file");
+    }),
+  ]);
+  await context.close();
+  assert.throws(assertNoProblems, (e) =>
+    ["console error: probe", "uncaught Error: uncaught probe", "HTTP 404: GET"].every((part) => e.message.includes(part)),
+  );
 });

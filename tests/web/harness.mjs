@@ -65,9 +65,69 @@ export async function startChatd({ port, dataDir } = {}) {
   };
 }
 
-/** Debian's Chromium, headless, with nothing reaching out to the network. */
-export function launchBrowser() {
-  return chromium.launch({
+/**
+ * What went wrong in any page since the last check: console errors and
+ * warnings, uncaught exceptions, failed requests, HTTP errors. A clean
+ * session has none; `assertNoProblems` (run after every test) fails the test
+ * on any that the test did not expect.
+ */
+const problems = [];
+/** Patterns of problems the running test expects (a server it stopped, say). */
+let expected = [];
+
+function noteProblem(problem) {
+  if (!expected.some((pattern) => pattern.test(problem))) problems.push(problem);
+}
+
+/**
+ * Watches one page for problems, from before its first navigation, until
+ * its context starts closing (what a test's own ending cuts short, such as
+ * a player's pending range request, is not the page's problem).
+ */
+function watch(page, closing) {
+  const note = (problem) => closing() || noteProblem(problem);
+  page.on("console", (message) => {
+    if (message.type() === "error" || message.type() === "warning") {
+      const { url, lineNumber } = message.location();
+      note(`console ${message.type()}: ${message.text()} (${url || page.url()}${url ? `:${lineNumber + 1}` : ""})`);
+    }
+  });
+  page.on("pageerror", (error) => note(`uncaught ${error.name}: ${error.message}`));
+  page.on("requestfailed", (request) => {
+    const error = request.failure()?.errorText;
+    // A player drops the rest of a response it no longer needs (it seeks,
+    // or has its metadata) and asks for another range: its own choice.
+    if (request.resourceType() === "media" && error === "net::ERR_ABORTED") return;
+    note(`request failed: ${request.method()} ${request.url()}: ${error}`);
+  });
+  page.on("response", (response) => {
+    if (response.status() >= 400) note(`HTTP ${response.status()}: ${response.request().method()} ${response.url()}`);
+  });
+  page.on("websocket", (socket) => socket.on("socketerror", (error) => note(`WebSocket ${socket.url()}: ${error}`)));
+}
+
+/**
+ * Lets the running test meet problems matching these patterns (only until
+ * the next check), e.g. the refused reconnections while it has stopped the
+ * server on purpose.
+ */
+export function expectProblems(...patterns) {
+  expected.push(...patterns);
+}
+
+/** Fails with every unexpected problem seen since the last check, then starts afresh. */
+export function assertNoProblems() {
+  const seen = problems.splice(0);
+  expected = [];
+  if (seen.length) throw new Error(`the pages had ${seen.length} problem(s):\n  ${seen.join("\n  ")}`);
+}
+
+/**
+ * Debian's Chromium, headless, with nothing reaching out to the network.
+ * Every page of every context it opens is watched for problems.
+ */
+export async function launchBrowser() {
+  const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     args: [
       "--no-sandbox",
@@ -80,6 +140,19 @@ export function launchBrowser() {
       "--autoplay-policy=no-user-gesture-required",
     ],
   });
+  const newContext = browser.newContext.bind(browser);
+  browser.newContext = async (options) => {
+    const context = await newContext(options);
+    let closing = false;
+    const close = context.close.bind(context);
+    context.close = (...args) => {
+      closing = true;
+      return close(...args);
+    };
+    context.on("page", (page) => watch(page, () => closing));
+    return context;
+  };
+  return browser;
 }
 
 /** A signed-in page for `nick`, failing the test on any script dialog. */
