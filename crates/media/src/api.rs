@@ -91,6 +91,27 @@ pub(crate) async fn metadata(
     Ok(HttpResponse::Ok().json(view(&media, &record)))
 }
 
+/// The headers `GET /api/v1/media/{id}` would answer, without the body (RFC 9110 §9.3.2).
+#[utoipa::path(
+    head,
+    path = "/api/v1/media/{id}",
+    operation_id = "metadata_head",
+    params(("id" = String, Path, description = "the media id (a ULID)", pattern = "^[0-9A-Za-z]{26}$")),
+    responses(
+        (status = 200, description = "the metadata's headers, no content"),
+        (status = 401, description = "no valid credentials"),
+        (status = 404, description = "no such media"),
+        (status = 503, description = "the database is unreachable"),
+    )
+)]
+pub(crate) async fn metadata_head(
+    req: HttpRequest,
+    path: web::Path<String>,
+    media: web::Data<Arc<Inner>>,
+) -> Result<HttpResponse, MediaError> {
+    metadata(req, path, media).await
+}
+
 /// The owner removes a file (and its thumbnail).
 #[utoipa::path(
     delete,

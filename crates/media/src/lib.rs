@@ -6,9 +6,10 @@
 //!   the size limit, sniffed from its content, then renamed into place.
 //! - `sniff.rs`: the type from the bytes (`infer`), never from the client.
 //! - `thumbnail.rs`: image dimensions and 320-pixel thumbnails.
-//! - `serve.rs`: `GET /media/{id}?exp=&sig=` — signed, expiring links that
-//!   `<img>`/`<audio>`/`<video>` can use, with ranges and ETags; anything
-//!   that is not image/audio/video is a sandboxed attachment.
+//! - `serve.rs`: `GET`/`HEAD /media/{id}?exp=&sig=` — signed, expiring links
+//!   that `<img>`/`<audio>`/`<video>` can use, with ranges and ETags as RFC
+//!   9110 has them; anything that is not image/audio/video is a sandboxed
+//!   attachment.
 //! - `link.rs`: the HMAC that signs links.
 //! - `api.rs`: metadata (`GET /api/v1/media/{id}`) and `DELETE` by the owner.
 //! - `db.rs`: metadata through sea-orm (SQLite by default, PostgreSQL when
@@ -99,20 +100,32 @@ impl MediaService {
         Ok(Self { inner })
     }
 
-    /// Mounts the upload, file and metadata routes.
+    /// Mounts the upload, file and metadata routes. Every `GET` also
+    /// answers `HEAD` (RFC 9110 §9.3.2: the same headers, no content).
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         use chat_runtime::api::resource;
         cfg.app_data(web::Data::new(Arc::clone(&self.inner)))
             .service(resource("/api/v1/media", "POST").route(web::post().to(upload::upload)))
-            .service(resource("/api/v1/media/openapi.json", "GET").route(web::get().to(openapi)))
             .service(
-                resource("/api/v1/media/{id}", "GET, DELETE")
+                resource("/api/v1/media/openapi.json", "GET, HEAD")
+                    .route(web::get().to(openapi))
+                    .route(web::head().to(openapi)),
+            )
+            .service(
+                resource("/api/v1/media/{id}", "GET, HEAD, DELETE")
                     .route(web::get().to(api::metadata))
+                    .route(web::head().to(api::metadata_head))
                     .route(web::delete().to(api::delete)),
             )
-            .service(resource("/media/{id}", "GET").route(web::get().to(serve::file)))
             .service(
-                resource("/media/{id}/thumbnail", "GET").route(web::get().to(serve::thumbnail)),
+                resource("/media/{id}", "GET, HEAD")
+                    .route(web::get().to(serve::file))
+                    .route(web::head().to(serve::file_head)),
+            )
+            .service(
+                resource("/media/{id}/thumbnail", "GET, HEAD")
+                    .route(web::get().to(serve::thumbnail))
+                    .route(web::head().to(serve::thumbnail_head)),
             );
     }
 }
@@ -127,9 +140,12 @@ impl MediaService {
     paths(
         upload::upload,
         api::metadata,
+        api::metadata_head,
         api::delete,
         serve::file,
-        serve::thumbnail
+        serve::file_head,
+        serve::thumbnail,
+        serve::thumbnail_head
     ),
     components(schemas(api::MediaView, upload::UploadForm, error::ErrorBody))
 )]

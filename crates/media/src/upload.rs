@@ -18,7 +18,9 @@ use crate::sniff::{self, Kind};
 use crate::{Inner, MediaError, api, thumbnail};
 
 /// How much past the limit is read (and dropped) so the client, still
-/// sending, can read a clean 413 instead of a reset connection.
+/// sending, can read a clean 413 instead of a reset connection; a client
+/// that stops sending meanwhile is waited for no longer than the idle
+/// timeout.
 const DRAIN_PAST_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// Bytes gathered before each write to disk.
@@ -233,7 +235,7 @@ async fn receive(
     // `partial` removes the file if anything went wrong.
     if let Err(MediaError::TooLarge(_)) = &outcome {
         drop(partial);
-        drain_up_to(field, DRAIN_PAST_LIMIT).await;
+        drain_up_to(field, DRAIN_PAST_LIMIT, media.idle_timeout).await;
         return Err(MediaError::TooLarge(media.max_bytes));
     }
     outcome?;
@@ -383,9 +385,15 @@ async fn within<T>(
         .map_err(|_| MediaError::Stalled(idle_timeout))
 }
 
-async fn drain_up_to(mut field: actix_multipart::Field, limit: u64) {
+/// Reads and drops the rest of a refused field: until its end, `limit`
+/// bytes, an error, or `idle_timeout` without a byte, whichever comes first.
+async fn drain_up_to(
+    mut field: actix_multipart::Field,
+    limit: u64,
+    idle_timeout: std::time::Duration,
+) {
     let mut read = 0u64;
-    while let Ok(Some(chunk)) = field.try_next().await {
+    while let Ok(Ok(Some(chunk))) = within(idle_timeout, field.try_next()).await {
         read += chunk.len() as u64;
         if read > limit {
             break;
