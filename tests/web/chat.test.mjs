@@ -74,6 +74,24 @@ test("a message that looks like HTML is shown as text", async () => {
   await bob.context().close();
 });
 
+test("a message cut in the middle of an emoji arrives with the replacement character in place of the half", async () => {
+  const alice = await signIn(browser, server.url, "alice7");
+  const bob = await signIn(browser, server.url, "bob7");
+  await openConversation(alice, "bob7");
+  // A text cut to a length in UTF-16 code units: its last code unit is half of 😀.
+  const text = alice.locator("#text");
+  await text.evaluate((input) => (input.value = "cut here 😀".slice(0, -1)));
+  assert.equal(await text.evaluate((input) => input.value.isWellFormed()), false, "a lone surrogate goes out");
+  await alice.press("#text", "Enter");
+  await bob.click('button.conversation[data-peer="alice7"]');
+  const body = bob.locator("#messages li .body", { hasText: "cut here" });
+  await body.waitFor();
+  assert.equal(await body.textContent(), "cut here \uFFFD");
+  await alice.locator("#messages li.mine .ticks", { hasText: "✓" }).waitFor();
+  await alice.context().close();
+  await bob.context().close();
+});
+
 test("an attached picture goes up with a progress bar and bob sees its thumbnail", async () => {
   const alice = await signIn(browser, server.url, "alice3");
   const bob = await signIn(browser, server.url, "bob3");
