@@ -24,15 +24,23 @@ pub(crate) struct MediaView {
     size: u64,
     /// Hex SHA-256 of the content.
     sha256: String,
-    /// Pixels, for images.
+    /// Pixels, for images whose header can be read: the width as displayed,
+    /// EXIF orientation applied (a portrait phone photo is taller than wide).
     #[serde(skip_serializing_if = "Option::is_none")]
     width: Option<u32>,
-    /// Pixels, for images.
+    /// Pixels, for images whose header can be read: the height as displayed.
     #[serde(skip_serializing_if = "Option::is_none")]
     height: Option<u32>,
-    /// A signed link to a thumbnail (images larger than 320 pixels).
+    /// A signed link to an upright, metadata-free thumbnail, at most 320
+    /// pixels on its long side and at least 1 on its short side (images
+    /// larger than 320 pixels that could be decoded).
     #[serde(skip_serializing_if = "Option::is_none")]
     thumbnail_url: Option<String>,
+    /// `true` for an image of more than 50 megapixels, the decoding limit:
+    /// its `width`/`height` come from its header and it has no thumbnail.
+    /// Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    over_pixel_limit: Option<bool>,
     /// Who uploaded it.
     owner: String,
     /// Upload time, ms since the Unix epoch.
@@ -52,6 +60,7 @@ pub(crate) fn view(media: &Inner, r: &MediaRecord) -> MediaView {
         thumbnail_url: r
             .thumbnail
             .then(|| media.links.url(&format!("{}/thumbnail", r.id))),
+        over_pixel_limit: r.over_pixel_limit.then_some(true),
         owner: r.owner.clone(),
         created_at: r.created_at,
     }

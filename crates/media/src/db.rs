@@ -21,14 +21,17 @@ pub struct MediaRecord {
     pub size: u64,
     /// Hex SHA-256 of the content.
     pub sha256: String,
-    /// Pixels, for images.
+    /// Pixels, for images: the displayed width (EXIF orientation applied).
     pub width: Option<u32>,
-    /// Pixels, for images.
+    /// Pixels, for images: the displayed height (EXIF orientation applied).
     pub height: Option<u32>,
     /// Upload time, ms since the Unix epoch.
     pub created_at: u64,
     /// A thumbnail is stored beside the file (`{id}.thumb`).
     pub thumbnail: bool,
+    /// An image past the decoding limit (`thumbnail::MAX_PIXELS`): measured
+    /// from its header, never decoded, no thumbnail.
+    pub over_pixel_limit: bool,
 }
 
 fn t() -> Alias {
@@ -39,7 +42,7 @@ fn c(name: &str) -> Alias {
     Alias::new(name)
 }
 
-const COLUMNS: [&str; 10] = [
+const COLUMNS: [&str; 11] = [
     "id",
     "owner",
     "kind",
@@ -50,6 +53,7 @@ const COLUMNS: [&str; 10] = [
     "height",
     "created_at",
     "thumbnail",
+    "over_pixel_limit",
 ];
 
 struct CreateMedia;
@@ -110,12 +114,43 @@ impl MigrationTrait for AddThumbnail {
     }
 }
 
+struct AddOverPixelLimit;
+
+impl MigrationName for AddOverPixelLimit {
+    fn name(&self) -> &str {
+        "m20261130_000003_add_over_pixel_limit"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddOverPixelLimit {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(t())
+                    .add_column(
+                        ColumnDef::new(c("over_pixel_limit"))
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
 /// The schema's history, applied in order at start.
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateMedia), Box::new(AddThumbnail)]
+        vec![
+            Box::new(CreateMedia),
+            Box::new(AddThumbnail),
+            Box::new(AddOverPixelLimit),
+        ]
     }
 }
 
@@ -162,6 +197,7 @@ pub async fn insert(db: &DatabaseConnection, r: &MediaRecord) -> Result<(), DbEr
             r.height.map(|h| h as i32).into(),
             (r.created_at as i64).into(),
             r.thumbnail.into(),
+            r.over_pixel_limit.into(),
         ])
         .to_owned();
     db.execute(&insert).await.map(drop)
@@ -188,6 +224,7 @@ pub async fn find(db: &DatabaseConnection, id: &str) -> Result<Option<MediaRecor
         height: row.try_get::<Option<i32>>("", "height")?.map(|h| h as u32),
         created_at: row.try_get::<i64>("", "created_at")? as u64,
         thumbnail: row.try_get("", "thumbnail")?,
+        over_pixel_limit: row.try_get("", "over_pixel_limit")?,
     }))
 }
 

@@ -5,7 +5,9 @@
 //!   file while its SHA-256 is computed (never held in memory), refused past
 //!   the size limit, sniffed from its content, then renamed into place.
 //! - `sniff.rs`: the type from the bytes (`infer`), never from the client.
-//! - `thumbnail.rs`: image dimensions and 320-pixel thumbnails.
+//! - `thumbnail.rs`: image dimensions as displayed (EXIF orientation
+//!   applied) and upright, metadata-free 320-pixel thumbnails, within a
+//!   pixel limit.
 //! - `serve.rs`: `GET`/`HEAD /media/{id}?exp=&sig=` — signed, expiring links
 //!   that `<img>`/`<audio>`/`<video>` can use, with ranges and ETags as RFC
 //!   9110 has them; anything that is not image/audio/video is a sandboxed

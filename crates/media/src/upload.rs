@@ -143,6 +143,7 @@ async fn store(
             width: picture.map(|p| p.width),
             height: picture.map(|p| p.height),
             thumbnail: picture.is_some_and(|p| p.thumbnail),
+            over_pixel_limit: picture.is_some_and(|p| p.over_pixel_limit),
             created_at: ulid::Ulid::from_string(&id).map_or(0, |u| u.timestamp_ms()),
         };
         // If the metadata cannot be stored, the files go too: no orphans.

@@ -1,6 +1,6 @@
 //! The media service over real HTTP, with real files on disk and SQLite or
 //! PostgreSQL. `media/rfc9110.rs` holds the HTTP semantics (ranges, `HEAD`,
-//! draining).
+//! draining), `media/images.rs` how images are measured and thumbnailed.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
 
@@ -697,7 +697,9 @@ suite!(
     videos_are_recognised_and_come_back_intact,
 );
 
-// In `media/`, beside this crate root, so cargo does not build it as a test of its own.
+// In `media/`, beside this crate root, so cargo does not build them as tests of their own.
+#[path = "media/images.rs"]
+mod images;
 #[path = "media/rfc9110.rs"]
 mod rfc9110;
 
