@@ -82,10 +82,10 @@ async fn two_gateway_processes_sharing_redis_deliver_both_ways() {
         let mut alice = WsClient::connect(a.addr(), &alice_path).await.unwrap();
         let mut bob = WsClient::connect(b.addr(), &bob_path).await.unwrap();
         alice
-            .send_json(&json!({"type":"send","id":"x","to":"bob","body":text}))
+            .send_json(&json!({"type":"send","id":text,"to":"bob","body":text}))
             .await
             .unwrap();
-        alice.recv_ack("x").await.unwrap();
+        alice.recv_ack(&text).await.unwrap();
         assert_eq!(bob.recv_type("message").await.unwrap()["body"], text);
         bob.send_text(format!(
             r#"{{"sender":"bob","receiver":"alice","message":"{text}"}}"#

@@ -109,6 +109,7 @@ impl Application {
         let gateway = Gateway::build(settings.gateway, engine, access, &mut obs).await?;
         let presence = PresenceService::new(
             Arc::clone(gateway.store()),
+            gateway.presence(),
             gateway.broker(),
             Arc::clone(&auth),
         );

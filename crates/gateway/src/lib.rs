@@ -33,9 +33,11 @@ use chat_broker::{Broker, BrokerError};
 use chat_runtime::observe::Observability;
 use chat_runtime::per_ip::{PerIpLimit, TrustedProxies};
 use chat_runtime::settings::ServerSettings;
-use chat_store::MessageStore;
-use chat_store::redis::{RedisStore, RedisStoreOptions};
+use chat_store::memory::MemoryPresence;
+use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
+use chat_store::redis::presence::RedisNode;
 use chat_store::sqlite::SqliteStore;
+use chat_store::{Limits, MessageStore, Presence, PresenceNode};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -95,6 +97,8 @@ pub(crate) struct Inner {
     pub(crate) origins: OriginPolicy,
     /// Direct messages, unread counters, offline delivery.
     pub(crate) store: Arc<dyn MessageStore>,
+    /// Who is online: this node's connections are counted here.
+    pub(crate) presence: Arc<dyn PresenceNode>,
     /// Resolves media references; unset means messages cannot carry files.
     pub(crate) media: OnceLock<Arc<dyn media::MediaDirectory>>,
     /// Upgrades each client address may start per minute.
@@ -140,25 +144,41 @@ impl Gateway {
         settings.validate()?;
         let metrics = GatewayMetrics::register(&obs.registry)?;
         let hub = Hub::new(metrics.clone());
-        let (broker, store): (Arc<dyn Broker>, Arc<dyn MessageStore>) = match engine {
+        let limits = Limits {
+            history_max: settings.history_max,
+            offline_max: settings.offline_max,
+        };
+        type Engines = (
+            Arc<dyn Broker>,
+            Arc<dyn MessageStore>,
+            Arc<dyn PresenceNode>,
+        );
+        let (broker, store, presence): Engines = match engine {
             Engine::Embedded { bus, data_dir } => {
                 let broker: Arc<dyn Broker> = Arc::new(bus.node(hub.handler()));
+                let presence = MemoryPresence::new(Arc::clone(&broker));
                 let path = data_dir.join("messages.db");
-                let store = SqliteStore::open(&path, Arc::clone(&broker)).await?;
-                (broker, Arc::new(store))
+                let store =
+                    SqliteStore::open(&path, Arc::clone(&broker), presence.clone(), limits).await?;
+                (broker, Arc::new(store), Arc::new(presence))
             }
             Engine::Redis(mut options) => {
                 let store = RedisStore::start(RedisStoreOptions {
                     url: options.url.clone(),
                     prefix: options.prefix.clone(),
-                    max_len: settings.history_max,
-                    offline_max: settings.offline_max,
-                    lease: settings.presence_lease,
+                    limits,
                 })?;
+                // One multiplexed command connection for messages and presence.
+                let presence = RedisNode::on(
+                    store.connection().clone(),
+                    &options.prefix,
+                    settings.presence_lease,
+                );
                 options.errors = Some(metrics.redis_errors.clone());
                 (
                     Arc::new(RedisBroker::start(options, hub.handler())?),
                     Arc::new(store),
+                    Arc::new(presence),
                 )
             }
         };
@@ -169,6 +189,14 @@ impl Gateway {
             Arc::new(move || {
                 let store = Arc::clone(&check_store);
                 Box::pin(async move { store.check().await.map_err(|e| e.to_string()) })
+            }),
+        );
+        let check_presence = Arc::clone(&presence);
+        obs.add_check(
+            "presence",
+            Arc::new(move || {
+                let presence = Arc::clone(&check_presence);
+                Box::pin(async move { presence.check().await.map_err(|e| e.to_string()) })
             }),
         );
         let check_hub = Arc::clone(&hub);
@@ -199,15 +227,12 @@ impl Gateway {
                 auth: access.auth,
                 origins: access.origins,
                 store,
+                presence,
                 media,
                 connect_limit,
                 proxies,
             }),
         };
-        tokio::spawn(ws::presence::sweep_crashed(
-            Arc::downgrade(&gateway.inner),
-            gateway.inner.settings.presence_lease / 3,
-        ));
         Ok(gateway)
     }
 
@@ -222,6 +247,11 @@ impl Gateway {
     /// The message store, to share with services composed in one process.
     pub fn store(&self) -> &Arc<dyn MessageStore> {
         &self.inner.store
+    }
+
+    /// Who is online, to share with services composed in one process.
+    pub fn presence(&self) -> Arc<dyn Presence> {
+        Arc::clone(&self.inner.presence) as Arc<dyn Presence>
     }
 
     /// The broker node, to share with services composed in one process.

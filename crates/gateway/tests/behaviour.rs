@@ -49,7 +49,7 @@ async fn frames_sent_just_before_hanging_up_are_not_lost(kind: Kind) {
         let mut alice = WsClient::user(cluster.addr(a), "alice").await.unwrap();
         lobby.send_text(format!("last words {a}")).await.unwrap();
         alice
-            .send_json(&send(&format!("c{a}"), "bob", &format!("bye {a}")))
+            .send_json(&send(&format!("c{a}{b}"), "bob", &format!("bye {a}")))
             .await
             .unwrap();
         // Close frame and TCP FIN straight after, without waiting for anything.
@@ -75,10 +75,14 @@ async fn a_direct_message_reaches_every_connection_of_the_receiver(kind: Kind) {
     for from in 0..cluster.nodes.len() {
         let mut alice = WsClient::user(cluster.addr(from), "alice").await.unwrap();
         alice
-            .send_json(&send("c1", "bob", &format!("hi from node {from}")))
+            .send_json(&send(
+                &format!("c{from}"),
+                "bob",
+                &format!("hi from node {from}"),
+            ))
             .await
             .unwrap();
-        let ack = alice.recv_ack("c1").await.unwrap();
+        let ack = alice.recv_ack(&format!("c{from}")).await.unwrap();
         let message = &ack["message"];
         assert_eq!(message["from"], "alice");
         assert_eq!(message["to"], "bob");

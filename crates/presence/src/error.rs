@@ -17,6 +17,9 @@ pub enum ApiError {
     /// The request is malformed.
     #[error("{1}")]
     BadRequest(ErrorCode, String),
+    /// What the request names does not exist.
+    #[error("{0}")]
+    NotFound(String),
     /// The store is unreachable.
     #[error(transparent)]
     Unavailable(#[from] StoreError),
@@ -25,7 +28,7 @@ pub enum ApiError {
 /// The body of every error answer.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// A stable code: `unauthorized`, `forbidden`, `invalid_name`, `invalid_frame`, `unavailable`.
+    /// A stable code: `unauthorized`, `forbidden`, `invalid_name`, `invalid_frame`, `not_found`, `unavailable`.
     error: String,
     /// What went wrong, for a person.
     message: String,
@@ -36,6 +39,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Auth(e) => e.status_code(),
             ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -46,6 +50,7 @@ impl ResponseError for ApiError {
         }
         let code = match self {
             ApiError::BadRequest(code, _) => *code,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
             _ => ErrorCode::Unavailable,
         };
         HttpResponse::build(self.status_code()).json(ErrorBody {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use actix_web::web;
 use chat_auth::Authenticator;
 use chat_broker::Broker;
-use chat_store::MessageStore;
+use chat_store::{MessageStore, Presence};
 use utoipa::OpenApi;
 
 pub use error::ApiError;
@@ -29,19 +29,22 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct PresenceService {
     store: Arc<dyn MessageStore>,
+    presence: Arc<dyn Presence>,
     broker: Arc<dyn Broker>,
     auth: Arc<Authenticator>,
 }
 
 impl PresenceService {
-    /// A service over `store`, publishing through `broker`.
+    /// A service over `store` and `presence`, publishing through `broker`.
     pub fn new(
         store: Arc<dyn MessageStore>,
+        presence: Arc<dyn Presence>,
         broker: Arc<dyn Broker>,
         auth: Arc<Authenticator>,
     ) -> Self {
         Self {
             store,
+            presence,
             broker,
             auth,
         }

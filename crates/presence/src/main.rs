@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chat_auth::settings::{AuthMode, AuthSettings};
 use chat_broker::Broker;
@@ -12,8 +11,9 @@ use chat_broker::redis::{RedisBroker, RedisOptions};
 use chat_presence::PresenceService;
 use chat_runtime::observe::Observability;
 use chat_runtime::settings::{self, ServerSettings, SettingsError};
-use chat_store::MessageStore;
-use chat_store::redis::{RedisStore, RedisStoreOptions};
+use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
+use chat_store::redis::presence::RedisPresence;
+use chat_store::{Limits, MessageStore, Presence};
 use clap::Parser;
 use serde::Deserialize;
 
@@ -68,13 +68,14 @@ fn main() -> ExitCode {
         }
     };
     let result = actix_web::rt::System::new().block_on(async move {
+        // Reads and read markers only: the limits bound writes, which the
+        // gateways make.
         let store: Arc<dyn MessageStore> = Arc::new(RedisStore::start(RedisStoreOptions {
             url: url.clone(),
             prefix: prefix.clone(),
-            max_len: 10_000,
-            offline_max: 1_000,
-            lease: Duration::from_secs(30),
+            limits: Limits::default(),
         })?);
+        let presence: Arc<dyn Presence> = Arc::new(RedisPresence::connect(&url, &prefix)?);
         // Publish-only: receipts and counters go out, nothing comes in.
         let broker: Arc<dyn Broker> = Arc::new(RedisBroker::start(
             RedisOptions {
@@ -93,7 +94,7 @@ fn main() -> ExitCode {
                 Box::pin(async move { store.check().await.map_err(|e| e.to_string()) })
             }),
         );
-        let service = PresenceService::new(store, broker, auth);
+        let service = PresenceService::new(store, presence, broker, auth);
         chat_runtime::server::serve_until_signal(&server, obs, move |cfg| service.configure(cfg))
             .await
     });

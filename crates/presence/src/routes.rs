@@ -2,6 +2,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_protocol::{ErrorCode, validate_user};
+use chat_store::ReadMarker;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -56,6 +57,7 @@ pub(crate) struct ReadRequest {
         (status = 200, description = "the caller's counters afterwards", body = std::collections::BTreeMap<String, u64>),
         (status = 400, description = "a malformed request", body = crate::error::ErrorBody),
         (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
+        (status = 404, description = "`up_to` is no message of the conversation with `peer` (`not_found`); nothing changed", body = crate::error::ErrorBody),
         (status = 503, description = "the store is unreachable", body = crate::error::ErrorBody),
     )
 )]
@@ -72,10 +74,18 @@ pub(crate) async fn read(
             "up_to must be a message id".into(),
         ));
     }
-    let counts =
+    let marker =
         chat_store::read::mark_read(&*svc.store, &svc.broker, &user, &body.peer, &body.up_to)
             .await?;
-    Ok(HttpResponse::Ok().json(counts))
+    match marker {
+        ReadMarker::Moved(counts) | ReadMarker::Stale(counts) => {
+            Ok(HttpResponse::Ok().json(counts))
+        }
+        ReadMarker::NotFound => Err(ApiError::NotFound(format!(
+            "no message '{}' in the conversation with '{}'",
+            body.up_to, body.peer
+        ))),
+    }
 }
 
 /// A user's online state.
@@ -110,7 +120,7 @@ pub(crate) async fn presence(
     svc.auth.caller(&req)?;
     let user = path.into_inner();
     checked_user(&user, "user")?;
-    let presence = svc.store.presence(&user).await?;
+    let presence = svc.presence.state(&user).await?;
     Ok(HttpResponse::Ok().json(PresenceView {
         user,
         online: presence.online,

@@ -12,9 +12,11 @@ use chat_broker::redis::{RedisBroker, RedisOptions};
 use chat_broker::{Broker, Handler, channel, envelope};
 use chat_presence::PresenceService;
 use chat_runtime::settings::ServerSettings;
-use chat_store::redis::{RedisStore, RedisStoreOptions};
+use chat_store::memory::MemoryPresence;
+use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
+use chat_store::redis::presence::{RedisNode, RedisNodeOptions, RedisPresence};
 use chat_store::sqlite::SqliteStore;
-use chat_store::{Direct, FrameText, MessageStore};
+use chat_store::{Direct, FrameText, Limits, MessageStore, Presence, PresenceNode};
 use chat_testkit::WAIT;
 use chat_testkit::redis::TestRedis;
 use serde_json::{Value, json};
@@ -25,6 +27,8 @@ const SECRET: &[u8] = b"presence-tests-secret-32-bytes-long!";
 struct Api {
     addr: String,
     store: Arc<dyn MessageStore>,
+    /// Counts connections, as a gateway would.
+    node: Box<dyn PresenceNode>,
     observer: Box<dyn Broker>,
     heard: mpsc::UnboundedReceiver<(String, String)>,
     jwt: bool,
@@ -47,9 +51,12 @@ fn observer_handler() -> (Handler, mpsc::UnboundedReceiver<(String, String)>) {
     (handler, rx)
 }
 
-/// A store, the broker it publishes on, an observer node, and the Redis if any.
+/// A store, a presence node and a reader of the same presence, the broker
+/// they publish on, an observer node, and the Redis if any.
 type Engines = (
     Arc<dyn MessageStore>,
+    Box<dyn PresenceNode>,
+    Arc<dyn Presence>,
     Arc<dyn Broker>,
     Box<dyn Broker>,
     Option<TestRedis>,
@@ -58,14 +65,27 @@ type Engines = (
 async fn start(kind: Kind, jwt: bool) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let (handler, heard) = observer_handler();
-    let (store, broker, observer, redis): Engines = match kind {
+    let (store, node, presence, broker, observer, redis): Engines = match kind {
         Kind::Sqlite => {
             let bus = MemoryBus::new();
             let broker: Arc<dyn Broker> = Arc::new(bus.node(Arc::new(|_: &str, _| {})));
-            let store = SqliteStore::open(&dir.path().join("m.db"), Arc::clone(&broker))
-                .await
-                .unwrap();
-            (Arc::new(store), broker, Box::new(bus.node(handler)), None)
+            let presence = MemoryPresence::new(Arc::clone(&broker));
+            let store = SqliteStore::open(
+                &dir.path().join("m.db"),
+                Arc::clone(&broker),
+                presence.clone(),
+                Limits::default(),
+            )
+            .await
+            .unwrap();
+            (
+                Arc::new(store),
+                Box::new(presence.clone()),
+                Arc::new(presence),
+                broker,
+                Box::new(bus.node(handler)),
+                None,
+            )
         }
         Kind::Redis => {
             let redis = TestRedis::start().unwrap();
@@ -77,15 +97,27 @@ async fn start(kind: Kind, jwt: bool) -> Api {
             let store = RedisStore::start(RedisStoreOptions {
                 url: redis.url().into(),
                 prefix: redis.prefix().into(),
-                max_len: 1000,
-                offline_max: 1000,
+                limits: Limits::default(),
+            })
+            .unwrap();
+            let node = RedisNode::start(RedisNodeOptions {
+                url: redis.url().into(),
+                prefix: redis.prefix().into(),
                 lease: Duration::from_secs(30),
             })
             .unwrap();
+            let presence = RedisPresence::connect(redis.url(), redis.prefix()).unwrap();
             let broker: Arc<dyn Broker> =
                 Arc::new(RedisBroker::start(options.clone(), Arc::new(|_: &str, _| {})).unwrap());
             let observer = Box::new(RedisBroker::start(options, handler).unwrap());
-            (Arc::new(store), broker, observer, Some(redis))
+            (
+                Arc::new(store),
+                Box::new(node),
+                Arc::new(presence),
+                broker,
+                observer,
+                Some(redis),
+            )
         }
     };
     let auth = Arc::new(if jwt {
@@ -93,7 +125,7 @@ async fn start(kind: Kind, jwt: bool) -> Api {
     } else {
         Authenticator::open()
     });
-    let service = PresenceService::new(Arc::clone(&store), broker, auth);
+    let service = PresenceService::new(Arc::clone(&store), presence, broker, auth);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let server = ServerSettings {
@@ -111,6 +143,7 @@ async fn start(kind: Kind, jwt: bool) -> Api {
     Api {
         addr,
         store,
+        node,
         observer,
         heard,
         jwt,
@@ -156,6 +189,7 @@ impl Api {
             id: id.clone(),
             from: from.into(),
             to: to.into(),
+            client_id: None,
             frame: FrameText::Seed(
                 json!({"sender": from, "receiver": to, "message": body}).to_string(),
             ),
@@ -226,6 +260,22 @@ async fn reading_clears_the_counter_and_tells_both_sides(kind: Kind) {
         api.get("/api/v1/unread", "bob").await,
         (200, json!({"carol": 1}))
     );
+    // Reading the same message again changes nothing and says so with the
+    // counters; a message that is not in the conversation is not found.
+    assert_eq!(
+        api.post("/api/v1/read", "bob", &body).await,
+        (200, json!({"carol": 1}))
+    );
+    let carols = api.message("carol", "dave", "elsewhere").await;
+    let (status, error) = api
+        .post(
+            "/api/v1/read",
+            "bob",
+            &json!({"peer": "alice", "up_to": carols}).to_string(),
+        )
+        .await;
+    assert_eq!((status, error["error"].as_str()), (404, Some("not_found")));
+    assert!(api.heard.try_recv().is_err(), "neither read was news");
 }
 
 async fn presence_reports_online_and_last_seen(kind: Kind) {
@@ -234,12 +284,12 @@ async fn presence_reports_online_and_last_seen(kind: Kind) {
         api.get("/api/v1/presence/bob", "alice").await,
         (200, json!({"user": "bob", "online": false}))
     );
-    api.store.connected("bob").await.unwrap();
+    api.node.connected("bob", 1).await.unwrap();
     assert_eq!(
         api.get("/api/v1/presence/bob", "alice").await,
         (200, json!({"user": "bob", "online": true}))
     );
-    api.store.disconnected("bob").await.unwrap();
+    api.node.disconnected("bob", 1).await.unwrap();
     let (status, view) = api.get("/api/v1/presence/bob", "alice").await;
     assert_eq!((status, view["online"].as_bool()), (200, Some(false)));
     assert!(view["last_seen"].as_u64().unwrap() > 0);

@@ -2,8 +2,8 @@
 //! (both inboxes, the conversation, the unread counter, the publishes).
 //! Needs Redis: `REDIS_URL`, or a private `redis-server` started for the run.
 
-use chat_store::redis::{RedisStore, RedisStoreOptions};
-use chat_store::{Direct, FrameText, MessageStore};
+use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
+use chat_store::{Direct, FrameText, Limits, MessageStore};
 use chat_testkit::redis::TestRedis;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -17,9 +17,7 @@ fn append(c: &mut Criterion) {
         RedisStore::start(RedisStoreOptions {
             url: redis.url().into(),
             prefix: redis.prefix().into(),
-            max_len: 10_000,
-            offline_max: 1_000,
-            lease: std::time::Duration::from_secs(30),
+            limits: Limits::default(),
         })
         .expect("store")
     });
@@ -27,6 +25,7 @@ fn append(c: &mut Criterion) {
         id: format!("01JBENCH{n:018}"),
         from: "alice".into(),
         to: "bob".into(),
+        client_id: Some(format!("c{n}")),
         frame: FrameText::Typed {
             head: r#"{"type":"message","seq":"#.into(),
             tail: r#","id":"x","from":"alice","to":"bob","body":"hi","ts":1}"#.into(),

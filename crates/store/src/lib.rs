@@ -1,28 +1,39 @@
-//! Durable direct messages: the seed's unread mechanism and offline storage,
-//! done so that nothing acknowledged is lost.
+//! Durable direct messages and who is online: the seed's unread mechanism
+//! and offline storage, done so that nothing acknowledged is lost.
 //!
-//! - [`MessageStore`] (`store.rs`): the interface and its contract.
-//! - [`redis::RedisStore`]: the distributed engine. Storing a message,
-//!   counting it unread (`HINCRBY unread:{receiver} {sender} 1`) and
-//!   publishing it happen in one Lua script — one atomic round trip — so
-//!   counters never drift from messages and nothing is published unstored.
-//! - [`sqlite::SqliteStore`]: the embedded engine for `chatd`, persisted in
-//!   SQLite (through sea-orm) under the data folder; it publishes on the
-//!   in-process broker after its transaction commits.
+//! - [`MessageStore`] (`messages.rs`): inboxes, histories, unread counters,
+//!   offline lists, read markers. Engines: [`redis::messages::RedisStore`]
+//!   (storing a message, counting it unread — `HINCRBY unread:{receiver}
+//!   {sender} 1` — and publishing it happen in one Lua script, so counters
+//!   never drift from messages and nothing is published unstored) and
+//!   [`sqlite::SqliteStore`] (the embedded engine for `chatd`).
+//! - [`Presence`] / [`PresenceNode`] (`presence.rs`): who is online,
+//!   counted by the nodes holding connections. Engines:
+//!   [`redis::presence::RedisNode`] (leases and sweeps across gateways) and
+//!   [`memory::MemoryPresence`] (one process).
+//! - [`read`]: marking a conversation read and telling both sides.
+//! - `frames.rs`: the frames stores publish, cut from the protocol's types.
 //!
 //! Every user has an **inbox**: the messages they received and sent, each
 //! with a per-user sequence number, the cursor clients sync from. A message
 //! that arrives while the receiver has no connection anywhere is also put on
 //! their **offline** list, handed over once to the next connection that does
 //! not sync by itself (the seed's clients). Each conversation has a
-//! **history** for paging. The same contract suite runs against both engines.
+//! **history** for paging. One contract suite per interface runs against
+//! every engine (`tests/contract.rs`, `tests/presence.rs`).
 
+mod error;
+mod frames;
+pub mod memory;
+mod messages;
+mod presence;
 pub mod read;
 pub mod redis;
 pub mod sqlite;
-mod store;
 
-pub use store::{
-    Appended, Direct, FrameText, HistoryEntry, InboxEntry, MessageStore, Presence, StoreError,
-    Swept, Unread, now_millis,
+pub use error::StoreError;
+pub use messages::{
+    Appended, Direct, FrameText, HistoryEntry, InboxEntry, Limits, MessageStore, ReadMarker,
+    SENT_IDS_KEPT, SENT_IDS_TTL, Unread, conversation, now_millis,
 };
+pub use presence::{ConnId, Presence, PresenceNode, PresenceState, Swept};

@@ -5,21 +5,31 @@ use std::sync::Arc;
 use chat_broker::{Broker, channel, envelope};
 use chat_protocol::ServerFrame;
 
-use crate::store::{MessageStore, StoreError, Unread};
+use crate::StoreError;
+use crate::messages::{MessageStore, ReadMarker};
 
-/// Marks `reader`'s conversation with `peer` read up to message `up_to`,
-/// then publishes the reader's new counters to all the reader's connections
-/// and a `receipt` to the peer's. The read is durable once the store has it;
-/// the publishes only make the other devices know sooner (they also get the
-/// counters when they next connect). Returns the reader's counters.
+/// Marks `reader`'s conversation with `peer` read up to message `up_to`.
+/// When the marker moved, publishes the reader's new counters to all the
+/// reader's connections and a `receipt` to the peer's; a stale read (at or
+/// before the marker) and an unknown message change and publish nothing.
+/// The read is durable once the store has it; the publishes only make the
+/// other devices know sooner (they also get the counters when they next
+/// connect).
+///
+/// Errors: [`StoreError::Unavailable`] when the store or the broker cannot
+/// be reached (a publish failure after a stored read is reported too: the
+/// caller may retry, which is then a stale read).
 pub async fn mark_read(
     store: &dyn MessageStore,
     broker: &Arc<dyn Broker>,
     reader: &str,
     peer: &str,
     up_to: &str,
-) -> Result<Unread, StoreError> {
-    let counts = store.mark_read(reader, peer, up_to).await?;
+) -> Result<ReadMarker, StoreError> {
+    let marker = store.mark_read(reader, peer, up_to).await?;
+    let ReadMarker::Moved(counts) = &marker else {
+        return Ok(marker);
+    };
     let unread = ServerFrame::Unread {
         counts: counts.clone(),
     }
@@ -37,5 +47,5 @@ pub async fn mark_read(
         .await;
     mine.and(theirs)
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    Ok(counts)
+    Ok(marker)
 }

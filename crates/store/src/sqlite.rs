@@ -1,15 +1,23 @@
-//! The embedded engine: SQLite through sea-orm, for `chatd`.
+//! The embedded message store: SQLite through sea-orm, for `chatd`.
 //!
-//! One process holds every connection, so "online" is a local count, and
-//! publishing goes through the in-process broker after the transaction
-//! commits: a crash between the two loses no message (it is stored, and the
-//! receiver gets it by sync or from the offline list), it only skips the
-//! live push. Writes are serialised by a lock: SQLite has one writer anyway,
-//! and waiting here beats retrying on `SQLITE_BUSY`.
+//! One process holds every connection, so whether a receiver is online is
+//! asked of the in-process presence ([`MemoryPresence`]), and publishing
+//! goes through the in-process broker after the transaction commits, while
+//! presence is held still: a connection closing meanwhile is seen before or
+//! after the message, so the message is delivered or kept offline, never
+//! neither. A crash between commit and publish loses no message (it is
+//! stored; the receiver gets it by sync or from the offline list), it only
+//! skips the live push. Writes are serialised by a lock: SQLite has one
+//! writer anyway, and waiting here beats retrying on `SQLITE_BUSY`.
+//!
+//! Bounds, as on Redis: an inbox keeps its last `history_max` entries
+//! exactly; a conversation's history its last `history_max`, trimmed every
+//! [`TRIM_EVERY`] messages (like Redis's approximate `MAXLEN ~`); an
+//! offline list its last `offline_max`; a sender's client ids their last
+//! [`SENT_IDS_KEPT`], pruned every [`TRIM_EVERY`] sends.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chat_broker::Broker;
@@ -20,41 +28,60 @@ use sea_orm::{
     TransactionTrait, Value,
 };
 
-use crate::store::{
-    Appended, Direct, HistoryEntry, InboxEntry, MessageStore, Presence, StoreError, Swept, Unread,
-    conversation, now_millis,
+use crate::StoreError;
+use crate::memory::MemoryPresence;
+use crate::messages::{
+    Appended, Direct, HistoryEntry, InboxEntry, Limits, MessageStore, ReadMarker, SENT_IDS_KEPT,
+    Unread, conversation,
 };
 
-const SCHEMA: &[&str] = &[
-    "PRAGMA journal_mode = WAL",
-    "CREATE TABLE IF NOT EXISTS inbox (
-        user TEXT NOT NULL, seq INTEGER NOT NULL, frame TEXT NOT NULL,
-        offline INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (user, seq))",
-    "CREATE TABLE IF NOT EXISTS history (
-        pos INTEGER PRIMARY KEY AUTOINCREMENT, a TEXT NOT NULL, b TEXT NOT NULL,
-        message TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS history_conversation ON history (a, b, pos)",
-    "CREATE TABLE IF NOT EXISTS unread (
-        receiver TEXT NOT NULL, sender TEXT NOT NULL, count INTEGER NOT NULL,
-        PRIMARY KEY (receiver, sender))",
-    "CREATE TABLE IF NOT EXISTS read_marker (
-        reader TEXT NOT NULL, peer TEXT NOT NULL, up_to TEXT NOT NULL,
-        PRIMARY KEY (reader, peer))",
+/// Histories and client ids are trimmed once every this many writes.
+pub const TRIM_EVERY: i64 = 32;
+
+/// The schema, one step per version (`PRAGMA user_version` says how many
+/// steps a database has had). Never edit a step: add one.
+const MIGRATIONS: &[&[&str]] = &[
+    // 1: inboxes, histories, counters, read markers.
+    &[
+        "CREATE TABLE IF NOT EXISTS inbox (
+            user TEXT NOT NULL, seq INTEGER NOT NULL, frame TEXT NOT NULL,
+            offline INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (user, seq))",
+        "CREATE TABLE IF NOT EXISTS history (
+            pos INTEGER PRIMARY KEY AUTOINCREMENT, a TEXT NOT NULL, b TEXT NOT NULL,
+            message TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS history_conversation ON history (a, b, pos)",
+        "CREATE TABLE IF NOT EXISTS unread (
+            receiver TEXT NOT NULL, sender TEXT NOT NULL, count INTEGER NOT NULL,
+            PRIMARY KEY (receiver, sender))",
+        "CREATE TABLE IF NOT EXISTS read_marker (
+            reader TEXT NOT NULL, peer TEXT NOT NULL, up_to TEXT NOT NULL,
+            PRIMARY KEY (reader, peer))",
+    ],
+    // 2: read markers point at a position ("up to", never back); sends are
+    // kept by client id (retries); offline entries are found by index.
+    &[
+        "ALTER TABLE history ADD COLUMN id TEXT",
+        "ALTER TABLE history ADD COLUMN sender TEXT",
+        "CREATE INDEX history_id ON history (a, b, id)",
+        "ALTER TABLE read_marker ADD COLUMN pos INTEGER NOT NULL DEFAULT 0",
+        "CREATE TABLE sent (
+            user TEXT NOT NULL, client_id TEXT NOT NULL, seq_r INTEGER NOT NULL,
+            seq_s INTEGER NOT NULL, offline INTEGER NOT NULL, message TEXT NOT NULL,
+            PRIMARY KEY (user, client_id))",
+        "CREATE INDEX inbox_offline ON inbox (user, seq) WHERE offline = 1",
+    ],
 ];
 
 struct Inner {
     db: DatabaseConnection,
     broker: Arc<dyn Broker>,
-    /// Open connections per user, in this process.
-    online: Mutex<HashMap<String, usize>>,
-    /// When each user's last connection closed (ms); kept in memory: after a
-    /// restart nobody is online and "last seen" starts over.
-    last_seen: Mutex<HashMap<String, u64>>,
+    presence: MemoryPresence,
+    limits: Limits,
     /// One writer at a time.
     write: tokio::sync::Mutex<()>,
 }
 
-/// The embedded message store.
+/// The embedded message store. Cloning shares it.
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -68,59 +95,65 @@ fn stmt(sql: &str, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
 }
 
+fn int(n: u64) -> Value {
+    (n.min(i64::MAX as u64) as i64).into()
+}
+
 impl SqliteStore {
-    /// Opens (creating when missing) the database file at `path`; published
-    /// frames go to `broker`.
-    pub async fn open(path: &Path, broker: Arc<dyn Broker>) -> Result<Self, StoreError> {
+    /// Opens (creating or upgrading when needed) the database file at
+    /// `path`. Whether receivers are online is asked of `presence`;
+    /// published frames go to `broker`.
+    pub async fn open(
+        path: &Path,
+        broker: Arc<dyn Broker>,
+        presence: MemoryPresence,
+        limits: Limits,
+    ) -> Result<Self, StoreError> {
         let url = format!("sqlite://{}?mode=rwc", path.display());
         let mut options = ConnectOptions::new(url);
         options.sqlx_logging(false);
         let db = Database::connect(options)
             .await
             .map_err(|e| failed("opening SQLite", e))?;
-        for sql in SCHEMA {
-            db.execute_unprepared(sql)
-                .await
-                .map_err(|e| failed("creating the schema", e))?;
-        }
+        migrate(&db).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
                 broker,
-                online: Mutex::default(),
-                last_seen: Mutex::default(),
+                presence,
+                limits,
                 write: tokio::sync::Mutex::new(()),
             }),
         })
     }
+}
 
-    fn is_online(&self, user: &str) -> bool {
-        self.inner
-            .online
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(user)
-            .is_some_and(|n| *n > 0)
-    }
-
-    /// Tells `user`'s watchers they came online or went offline. Called
-    /// under the writer lock, so announcements keep the order of the counts.
-    async fn announce(&self, user: String, online: bool, last_seen: Option<u64>) {
-        let frame = chat_protocol::ServerFrame::Presence {
-            user: user.clone(),
-            online,
-            last_seen,
+/// Brings the schema to the last version, one transaction per step.
+async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
+    db.execute_unprepared("PRAGMA journal_mode = WAL")
+        .await
+        .map_err(|e| failed("setting WAL mode", e))?;
+    let row = db
+        .query_one_raw(stmt("PRAGMA user_version", vec![]))
+        .await
+        .map_err(|e| failed("reading the schema version", e))?;
+    let version: i64 = row
+        .map_or(Ok(0), |r| r.try_get_by_index(0))
+        .map_err(|e| failed("reading the schema version", e))?;
+    for (step, statements) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        let run = async {
+            let txn = db.begin().await?;
+            for sql in *statements {
+                txn.execute_unprepared(sql).await?;
+            }
+            txn.execute_unprepared(&format!("PRAGMA user_version = {}", step + 1))
+                .await?;
+            txn.commit().await
         };
-        // Best effort: watchers also get the current state when they (re)watch.
-        let _ = self
-            .inner
-            .broker
-            .publish(
-                &chat_broker::channel::watch(&user),
-                chat_broker::envelope::text(&frame.to_json()),
-            )
-            .await;
+        run.await
+            .map_err(|e| failed(&format!("upgrading the schema to version {}", step + 1), e))?;
     }
+    Ok(())
 }
 
 async fn next_seq(db: &impl ConnectionTrait, user: &str) -> Result<u64, sea_orm::DbErr> {
@@ -151,80 +184,187 @@ async fn unread_of(db: &impl ConnectionTrait, user: &str) -> Result<Unread, sea_
         .collect()
 }
 
+/// The first send with this client id, if the sender made one.
+async fn first_send(
+    db: &impl ConnectionTrait,
+    user: &str,
+    client_id: &str,
+) -> Result<Option<Appended>, sea_orm::DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            "SELECT seq_r, seq_s, offline, message FROM sent WHERE user = ? AND client_id = ?",
+            vec![user.into(), client_id.into()],
+        ))
+        .await?;
+    row.map(|r| {
+        let seq_s = r.try_get::<i64>("", "seq_s")? as u64;
+        Ok(Appended {
+            receiver_seq: r.try_get::<i64>("", "seq_r")? as u64,
+            sender_seq: (seq_s > 0).then_some(seq_s),
+            offline: r.try_get::<i64>("", "offline")? == 1,
+            repeated: Some(r.try_get("", "message")?),
+        })
+    })
+    .transpose()
+}
+
+/// Inserts one inbox entry at `seq` and keeps the inbox to `limits`.
+async fn insert_inbox(
+    txn: &impl ConnectionTrait,
+    limits: Limits,
+    user: &str,
+    seq: u64,
+    frame: &str,
+    offline: bool,
+) -> Result<(), sea_orm::DbErr> {
+    txn.execute_raw(stmt(
+        "INSERT INTO inbox (user, seq, frame, offline) VALUES (?, ?, ?, ?)",
+        vec![
+            user.into(),
+            int(seq),
+            frame.into(),
+            i32::from(offline).into(),
+        ],
+    ))
+    .await?;
+    if seq > limits.history_max {
+        txn.execute_raw(stmt(
+            "DELETE FROM inbox WHERE user = ? AND seq <= ?",
+            vec![user.into(), int(seq - limits.history_max)],
+        ))
+        .await?;
+    }
+    if offline {
+        // Only the newest `offline_max` stay on the offline list (they stay
+        // in the inbox, for sync).
+        txn.execute_raw(stmt(
+            "UPDATE inbox SET offline = 0 WHERE user = ?1 AND offline = 1 AND seq <
+               (SELECT seq FROM inbox WHERE user = ?1 AND offline = 1
+                ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+            vec![user.into(), int(limits.offline_max.saturating_sub(1))],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    async fn store(
+        &self,
+        message: &Direct,
+    ) -> Result<(Appended, Vec<(String, String)>), sea_orm::DbErr> {
+        let limits = self.inner.limits;
+        let to_self = message.from == message.to;
+        let copy = message.copy_to_sender && !to_self;
+        let (a, b) = conversation(&message.from, &message.to);
+        let txn = self.inner.db.begin().await?;
+        if let Some(client_id) = &message.client_id
+            && let Some(first) = first_send(&txn, &message.from, client_id).await?
+        {
+            return Ok((first, Vec::new()));
+        }
+        let offline = !self.inner.presence.is_online(&message.to);
+        let seq_r = next_seq(&txn, &message.to).await?;
+        let frame_r = message.frame.render(seq_r);
+        insert_inbox(&txn, limits, &message.to, seq_r, &frame_r, offline).await?;
+        let mut frames = vec![(message.to.clone(), frame_r)];
+        if !to_self {
+            let row = txn
+                .query_one_raw(stmt(
+                    "INSERT INTO unread (receiver, sender, count) VALUES (?, ?, 1)
+                     ON CONFLICT (receiver, sender) DO UPDATE SET count = count + 1
+                     RETURNING count",
+                    vec![message.to.clone().into(), message.from.clone().into()],
+                ))
+                .await?;
+            let count: i64 = row.map_or(Ok(1), |r| r.try_get("", "count"))?;
+            let counts = [(message.from.clone(), count as u64)].into_iter().collect();
+            let unread = chat_protocol::ServerFrame::Unread { counts }.to_json();
+            frames.push((message.to.clone(), unread));
+        }
+        let row = txn
+            .query_one_raw(stmt(
+                "INSERT INTO history (a, b, message, id, sender) VALUES (?, ?, ?, ?, ?)
+                 RETURNING pos",
+                vec![
+                    a.clone().into(),
+                    b.clone().into(),
+                    message.history.clone().into(),
+                    message.id.clone().into(),
+                    message.from.clone().into(),
+                ],
+            ))
+            .await?;
+        let pos: i64 = row.map_or(Ok(0), |r| r.try_get("", "pos"))?;
+        if pos % TRIM_EVERY == 0 {
+            txn.execute_raw(stmt(
+                "DELETE FROM history WHERE a = ?1 AND b = ?2 AND pos <
+                   (SELECT pos FROM history WHERE a = ?1 AND b = ?2
+                    ORDER BY pos DESC LIMIT 1 OFFSET ?3)",
+                vec![
+                    a.into(),
+                    b.into(),
+                    int(limits.history_max.saturating_sub(1)),
+                ],
+            ))
+            .await?;
+        }
+        let mut seq_s = None;
+        if copy {
+            let seq = next_seq(&txn, &message.from).await?;
+            let frame_s = message.frame.render(seq);
+            insert_inbox(&txn, limits, &message.from, seq, &frame_s, false).await?;
+            frames.push((message.from.clone(), frame_s));
+            seq_s = Some(seq);
+        }
+        let appended = Appended {
+            receiver_seq: seq_r,
+            sender_seq: seq_s,
+            offline,
+            repeated: None,
+        };
+        if let Some(client_id) = &message.client_id {
+            let row = txn
+                .query_one_raw(stmt(
+                    "INSERT INTO sent (user, client_id, seq_r, seq_s, offline, message)
+                     VALUES (?, ?, ?, ?, ?, ?) RETURNING rowid",
+                    vec![
+                        message.from.clone().into(),
+                        client_id.clone().into(),
+                        int(seq_r),
+                        int(seq_s.unwrap_or(0)),
+                        i32::from(offline).into(),
+                        message.history.clone().into(),
+                    ],
+                ))
+                .await?;
+            let rowid: i64 = row.map_or(Ok(0), |r| r.try_get_by_index(0))?;
+            if rowid % TRIM_EVERY == 0 {
+                txn.execute_raw(stmt(
+                    "DELETE FROM sent WHERE user = ?1 AND rowid <
+                       (SELECT rowid FROM sent WHERE user = ?1
+                        ORDER BY rowid DESC LIMIT 1 OFFSET ?2)",
+                    vec![message.from.clone().into(), int(SENT_IDS_KEPT as u64 - 1)],
+                ))
+                .await?;
+            }
+        }
+        txn.commit().await?;
+        Ok((appended, frames))
+    }
+}
+
 impl MessageStore for SqliteStore {
     fn append_direct(&self, message: Direct) -> BoxFuture<'static, Result<Appended, StoreError>> {
         let this = self.clone();
         async move {
-            let to_self = message.from == message.to;
-            let copy = message.copy_to_sender && !to_self;
-            let (a, b) = conversation(&message.from, &message.to);
-            let (appended, frames) = {
-                let _writer = this.inner.write.lock().await;
-                // Decided under the writer lock, like Redis decides inside its
-                // script: a connection closing now is seen before or after.
-                let offline = !this.is_online(&message.to);
-                let run = async {
-                    let txn = this.inner.db.begin().await?;
-                    let seq_r = next_seq(&txn, &message.to).await?;
-                    let frame_r = message.frame.render(seq_r);
-                    txn.execute_raw(stmt(
-                        "INSERT INTO inbox (user, seq, frame, offline) VALUES (?, ?, ?, ?)",
-                        vec![
-                            message.to.clone().into(),
-                            (seq_r as i64).into(),
-                            frame_r.clone().into(),
-                            i32::from(offline).into(),
-                        ],
-                    ))
-                    .await?;
-                    let mut frames = vec![(message.to.clone(), frame_r)];
-                    if !to_self {
-                        let row = txn
-                            .query_one_raw(stmt(
-                                "INSERT INTO unread (receiver, sender, count) VALUES (?, ?, 1)
-                                 ON CONFLICT (receiver, sender) DO UPDATE SET count = count + 1
-                                 RETURNING count",
-                                vec![message.to.clone().into(), message.from.clone().into()],
-                            ))
-                            .await?;
-                        let count: i64 = row.map_or(Ok(1), |r| r.try_get("", "count"))?;
-                        let counts = [(message.from.clone(), count as u64)].into_iter().collect();
-                        let unread = chat_protocol::ServerFrame::Unread { counts }.to_json();
-                        frames.push((message.to.clone(), unread));
-                    }
-                    txn.execute_raw(stmt(
-                        "INSERT INTO history (a, b, message) VALUES (?, ?, ?)",
-                        vec![a.into(), b.into(), message.history.clone().into()],
-                    ))
-                    .await?;
-                    let mut seq_s = None;
-                    if copy {
-                        let seq = next_seq(&txn, &message.from).await?;
-                        let frame_s = message.frame.render(seq);
-                        txn.execute_raw(stmt(
-                            "INSERT INTO inbox (user, seq, frame, offline) VALUES (?, ?, ?, 0)",
-                            vec![
-                                message.from.clone().into(),
-                                (seq as i64).into(),
-                                frame_s.clone().into(),
-                            ],
-                        ))
-                        .await?;
-                        frames.push((message.from.clone(), frame_s));
-                        seq_s = Some(seq);
-                    }
-                    txn.commit().await?;
-                    Ok::<_, sea_orm::DbErr>((
-                        Appended {
-                            receiver_seq: seq_r,
-                            sender_seq: seq_s,
-                            offline,
-                        },
-                        frames,
-                    ))
-                };
-                run.await.map_err(|e| failed("storing a message", e))?
-            };
+            let _writer = this.inner.write.lock().await;
+            // Presence holds still from deciding "online" to publishing.
+            let _presence = this.inner.presence.hold().await;
+            let (appended, frames) = this
+                .store(&message)
+                .await
+                .map_err(|e| failed("storing a message", e))?;
             for (user, frame) in frames {
                 let mut payload = message.envelope_header.clone();
                 payload.extend_from_slice(frame.as_bytes());
@@ -253,11 +393,7 @@ impl MessageStore for SqliteStore {
                 .db
                 .query_all_raw(stmt(
                     "SELECT seq, frame FROM inbox WHERE user = ? AND seq > ? ORDER BY seq LIMIT ?",
-                    vec![
-                        user.into(),
-                        (after.min(i64::MAX as u64) as i64).into(),
-                        (limit as i64).into(),
-                    ],
+                    vec![user.into(), int(after), int(limit as u64)],
                 ))
                 .await
                 .map_err(|e| failed("reading an inbox", e))?;
@@ -321,27 +457,71 @@ impl MessageStore for SqliteStore {
         reader: &str,
         peer: &str,
         up_to: &str,
-    ) -> BoxFuture<'static, Result<Unread, StoreError>> {
+    ) -> BoxFuture<'static, Result<ReadMarker, StoreError>> {
         let this = self.clone();
         let (reader, peer, up_to) = (reader.to_owned(), peer.to_owned(), up_to.to_owned());
         async move {
             let _writer = this.inner.write.lock().await;
+            let (a, b) = conversation(&reader, &peer);
             let run = async {
                 let txn = this.inner.db.begin().await?;
+                let row = txn
+                    .query_one_raw(stmt(
+                        "SELECT pos FROM history WHERE a = ? AND b = ? AND id = ?",
+                        vec![a.clone().into(), b.clone().into(), up_to.clone().into()],
+                    ))
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(ReadMarker::NotFound);
+                };
+                let pos: i64 = row.try_get("", "pos")?;
+                let current: i64 = txn
+                    .query_one_raw(stmt(
+                        "SELECT pos FROM read_marker WHERE reader = ? AND peer = ?",
+                        vec![reader.clone().into(), peer.clone().into()],
+                    ))
+                    .await?
+                    .map_or(Ok(0), |r| r.try_get("", "pos"))?;
+                if pos <= current {
+                    return Ok(ReadMarker::Stale(unread_of(&txn, &reader).await?));
+                }
                 txn.execute_raw(stmt(
-                    "DELETE FROM unread WHERE receiver = ? AND sender = ?",
-                    vec![reader.clone().into(), peer.clone().into()],
+                    "INSERT INTO read_marker (reader, peer, up_to, pos) VALUES (?, ?, ?, ?)
+                     ON CONFLICT (reader, peer) DO UPDATE SET up_to = excluded.up_to,
+                       pos = excluded.pos",
+                    vec![
+                        reader.clone().into(),
+                        peer.clone().into(),
+                        up_to.into(),
+                        pos.into(),
+                    ],
                 ))
                 .await?;
-                txn.execute_raw(stmt(
-                    "INSERT INTO read_marker (reader, peer, up_to) VALUES (?, ?, ?)
-                     ON CONFLICT (reader, peer) DO UPDATE SET up_to = excluded.up_to",
-                    vec![reader.clone().into(), peer.into(), up_to.into()],
-                ))
-                .await?;
+                let left: i64 = txn
+                    .query_one_raw(stmt(
+                        "SELECT COUNT(*) AS left FROM history
+                         WHERE a = ? AND b = ? AND sender = ? AND pos > ?",
+                        vec![a.into(), b.into(), peer.clone().into(), pos.into()],
+                    ))
+                    .await?
+                    .map_or(Ok(0), |r| r.try_get("", "left"))?;
+                if left > 0 {
+                    txn.execute_raw(stmt(
+                        "INSERT INTO unread (receiver, sender, count) VALUES (?, ?, ?)
+                         ON CONFLICT (receiver, sender) DO UPDATE SET count = excluded.count",
+                        vec![reader.clone().into(), peer.into(), left.into()],
+                    ))
+                    .await?;
+                } else {
+                    txn.execute_raw(stmt(
+                        "DELETE FROM unread WHERE receiver = ? AND sender = ?",
+                        vec![reader.clone().into(), peer.into()],
+                    ))
+                    .await?;
+                }
                 let unread = unread_of(&txn, &reader).await?;
                 txn.commit().await?;
-                Ok::<_, sea_orm::DbErr>(unread)
+                Ok::<_, sea_orm::DbErr>(ReadMarker::Moved(unread))
             };
             run.await.map_err(|e| failed("marking read", e))
         }
@@ -365,7 +545,7 @@ impl MessageStore for SqliteStore {
                 .query_all_raw(stmt(
                     "SELECT pos, message FROM history WHERE a = ? AND b = ? AND pos < ?
                      ORDER BY pos DESC LIMIT ?",
-                    vec![a.into(), b.into(), before.into(), (limit as i64).into()],
+                    vec![a.into(), b.into(), before.into(), int(limit as u64)],
                 ))
                 .await
                 .map_err(|e| failed("reading history", e))?;
@@ -380,77 +560,6 @@ impl MessageStore for SqliteStore {
                 .map_err(|e| failed("reading history", e))
         }
         .boxed()
-    }
-
-    fn connected(&self, user: &str) -> BoxFuture<'static, Result<bool, StoreError>> {
-        let (this, user) = (self.clone(), user.to_owned());
-        async move {
-            // Under the writer lock: a message being stored sees the user
-            // either before or after this connection, never half-way.
-            let _writer = this.inner.write.lock().await;
-            let came_online = {
-                let mut online = this.inner.online.lock().unwrap_or_else(|e| e.into_inner());
-                let count = online.entry(user.clone()).or_default();
-                *count += 1;
-                *count == 1
-            };
-            if came_online {
-                this.announce(user, true, None).await;
-            }
-            Ok(came_online)
-        }
-        .boxed()
-    }
-
-    fn disconnected(&self, user: &str) -> BoxFuture<'static, Result<bool, StoreError>> {
-        let (this, user) = (self.clone(), user.to_owned());
-        async move {
-            let _writer = this.inner.write.lock().await;
-            let gone = {
-                let mut online = this.inner.online.lock().unwrap_or_else(|e| e.into_inner());
-                match online.get_mut(&user) {
-                    Some(n) if *n > 1 => {
-                        *n -= 1;
-                        None
-                    }
-                    Some(_) => {
-                        online.remove(&user);
-                        let now = now_millis();
-                        this.inner
-                            .last_seen
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(user.clone(), now);
-                        Some(now)
-                    }
-                    None => None,
-                }
-            };
-            if let Some(now) = gone {
-                this.announce(user, false, Some(now)).await;
-            }
-            Ok(gone.is_some())
-        }
-        .boxed()
-    }
-
-    fn presence(&self, user: &str) -> BoxFuture<'static, Result<Presence, StoreError>> {
-        let presence = Presence {
-            online: self.is_online(user),
-            last_seen: self
-                .inner
-                .last_seen
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(user)
-                .copied(),
-        };
-        futures_util::future::ready(Ok(presence)).boxed()
-    }
-
-    fn sweep(&self) -> BoxFuture<'static, Result<Vec<Swept>, StoreError>> {
-        // One process: when it dies, so do all its users' connections.
-        futures_util::future::ready(Ok(Vec::new())).boxed()
     }
 
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {

@@ -73,6 +73,21 @@ impl TestRedis {
         &self.url
     }
 
+    /// The server's TCP address (`redis://host:port/…` without the rest).
+    pub fn socket_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        let rest = self
+            .url
+            .strip_prefix("redis://")
+            .context("REDIS_URL must be redis://host:port/")?;
+        let host_port = rest.split(['/', '?']).next().unwrap_or(rest);
+        let host_port = host_port.rsplit('@').next().unwrap_or(host_port);
+        use std::net::ToSocketAddrs;
+        host_port
+            .to_socket_addrs()?
+            .next()
+            .with_context(|| format!("no address for {host_port}"))
+    }
+
     /// A key/channel prefix unique to this test, ending in `:`.
     pub fn prefix(&self) -> &str {
         &self.prefix

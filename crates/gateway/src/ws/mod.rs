@@ -1,23 +1,38 @@
-//! WebSocket endpoints.
+//! WebSocket endpoints. Each module depends only on those listed after it.
 //!
 //! - `upgrade.rs`: the HTTP side — path checks, the connection cap, the
-//!   handshake, registering the connection before the client sees `101`.
-//! - `session.rs`: one task per connection, a `select!` over client frames,
-//!   hub deliveries, the heartbeat and shutdown.
-//! - `frames.rs`: what a text frame on a user connection means: direct
-//!   messages through the store, sync, read receipts.
-//! - `rooms.rs`: join, leave, room messages.
-//! - `watch.rs`: who is online (`watch`), who is typing.
-//! - `presence.rs`: counting a user's connections in and out, announcing
-//!   changes to watchers, sweeping up after gateways that died.
+//!   handshake, registering the connection and counting it online before
+//!   the client sees `101`; then it starts the session.
+//! - `session.rs`: one task per connection: the loop that hands each client
+//!   frame to the connection and writes what comes back, and the ordered
+//!   goodbye (close, count out, unsubscribe).
+//! - `socket.rs`: the socket and its wait for the next event — a client
+//!   frame, an outbound frame (written at once, even while a frame is being
+//!   handled), the heartbeat, shutdown; WebSocket protocol errors become
+//!   close codes here.
+//! - `connection.rs`: what one connection holds (its subscriptions, rate
+//!   limit) and which handler a frame goes to.
+//! - `presence.rs`: counting a user's connection online while it lives, and
+//!   out again, retried until it lands.
+//! - the handlers, each taking only what it needs ([`handler::Ctx`] and, to
+//!   subscribe, [`registration::Subscriptions`]): `direct.rs` (direct and
+//!   seed messages, read markers), `sync.rs` (catch-up and `sync` pages),
+//!   `rooms.rs`, `watch.rs` (who is online, who is typing).
+//! - `handler.rs`: what handlers share — the context, the reply queue, the
+//!   outcome of a frame.
+//! - `registration.rs`: the channels a connection is subscribed to.
 
-mod frames;
-pub(crate) mod presence;
+mod connection;
+mod direct;
+mod handler;
+mod presence;
+mod registration;
 mod rooms;
-mod watch;
-
 mod session;
+mod socket;
+mod sync;
 pub(crate) mod upgrade;
+mod watch;
 
 /// Which endpoint a connection came in on.
 #[derive(Debug, Clone, PartialEq, Eq)]

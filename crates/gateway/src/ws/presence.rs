@@ -1,80 +1,88 @@
-//! Who is online: a user's connections are counted in and out through the
-//! store, which announces a first connection anywhere and the last one
-//! closing on `watch:{user}`; so is a user whose gateway died without a
-//! word, once its lease lapses (the sweeper here asks the store to look).
+//! Counting a user's connection online while it lives.
+//!
+//! The presence engine announces a user's first connection anywhere and
+//! their last one closing on `watch:{user}`, in the same step as the count.
+//! Counting is idempotent per connection, so both directions can be
+//! retried safely: a count-out that failed (Redis away, or slow to answer)
+//! is retried until it lands — otherwise the user would stay online for
+//! good and get no offline storage — and a count-in that failed is undone
+//! the same way in case it landed after all.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{debug, warn};
+use chat_store::{ConnId, PresenceNode, StoreError};
+use tracing::warn;
 
-use super::upgrade::UpgradeError;
-use crate::Inner;
+/// First and longest wait between attempts to count a connection out.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// A user counted online by the store while this value lives. The store
-/// announces coming online (a first connection anywhere) and going offline
-/// (the last one closing) to the user's watchers.
-pub(crate) struct Presence {
-    gw: Arc<Inner>,
+/// A user connection counted online while this value lives.
+pub(crate) struct Online {
+    presence: Arc<dyn PresenceNode>,
     user: String,
-    /// Set once [`Presence::leave`] ran, so `Drop` does not count twice.
+    conn: ConnId,
+    /// Set once [`Online::leave`] ran, so `Drop` does not count out twice.
     left: bool,
 }
 
-impl Presence {
-    pub(super) async fn enter(gw: &Arc<Inner>, user: &str) -> Result<Self, UpgradeError> {
-        gw.store
-            .connected(user)
-            .await
-            .map_err(|e| UpgradeError::Unavailable(e.to_string()))?;
-        Ok(Self {
-            gw: Arc::clone(gw),
-            user: user.to_owned(),
-            left: false,
-        })
+impl Online {
+    /// Counts connection `conn` of `user` in. On failure the connection is
+    /// refused, and counted out in the background in case the count landed.
+    pub(crate) async fn enter(
+        presence: &Arc<dyn PresenceNode>,
+        user: &str,
+        conn: ConnId,
+    ) -> Result<Self, StoreError> {
+        match presence.connected(user, conn).await {
+            Ok(_) => Ok(Self {
+                presence: Arc::clone(presence),
+                user: user.to_owned(),
+                conn,
+                left: false,
+            }),
+            Err(e) => {
+                tokio::spawn(count_out(Arc::clone(presence), user.to_owned(), conn));
+                Err(e)
+            }
+        }
     }
 
-    /// Counts the connection out, before it unsubscribes (the mirror of
-    /// opening): a message in between is kept offline and also delivered, a
-    /// duplicate, never neither. Awaited inside the session's tracked task,
-    /// so a draining gateway has counted everyone out before it exits.
+    /// Counts the connection out, retrying until it lands. Awaited inside
+    /// the session's tracked task, so a draining gateway waits for it (up
+    /// to its grace period; past it, the lease settles what is left).
     pub(crate) async fn leave(mut self) {
         self.left = true;
-        let _ = self.gw.store.disconnected(&self.user).await;
+        count_out(Arc::clone(&self.presence), self.user.clone(), self.conn).await;
     }
 }
 
-impl Drop for Presence {
+impl Drop for Online {
     fn drop(&mut self) {
         if self.left {
             return;
         }
-        // Only when the session ended without `leave` (a panic): best effort.
-        tokio::spawn(self.gw.store.disconnected(&self.user));
+        // Only when the session ended without `leave` (a panic).
+        tokio::spawn(count_out(
+            Arc::clone(&self.presence),
+            std::mem::take(&mut self.user),
+            self.conn,
+        ));
     }
 }
 
-/// Has the store announce the users of gateways that died without a word,
-/// every third of the presence lease, until the gateway stops or is
-/// dropped. Every gateway sweeps; each such user is announced once.
-pub(crate) async fn sweep_crashed(gw: Weak<Inner>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Counts `conn` of `user` out, retrying with backoff until it lands.
+async fn count_out(presence: Arc<dyn PresenceNode>, user: String, conn: ConnId) {
+    let mut wait = RETRY_MIN;
     loop {
-        tick.tick().await;
-        let Some(gw) = gw.upgrade() else { return };
-        if gw.shutdown.is_cancelled() {
-            return;
-        }
-        match gw.store.sweep().await {
-            Ok(swept) if !swept.is_empty() => {
-                debug!(
-                    users = swept.len(),
-                    "announced offline: their gateway's lease lapsed"
-                );
+        match presence.disconnected(&user, conn).await {
+            Ok(_) => return,
+            Err(e) => {
+                warn!(error = %e, ?wait, "cannot count a closed connection out yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RETRY_MAX);
             }
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "cannot sweep the presence of crashed gateways"),
         }
     }
 }

@@ -3,69 +3,85 @@
 use chat_broker::{channel, envelope};
 use chat_protocol::{ChatMessage, ErrorCode, ServerFrame, validate_room};
 
-use super::session::{Flow, Session};
+use super::handler::{Ctx, Outcome};
+use super::registration::Subscriptions;
 
-impl Session {
-    /// A room message: published to the members online now (rooms keep no history).
-    pub(crate) async fn send_to_room(
-        &mut self,
-        id: String,
-        room: String,
-        message: ChatMessage,
-    ) -> Flow {
-        if let Err(e) = validate_room(&room) {
-            return self.reply_error(Some(&id), ErrorCode::InvalidName, &format!("room: {e}"));
-        }
-        if !self.rooms.contains(&room) {
-            return self.reply_error(
-                Some(&id),
-                ErrorCode::NotMember,
-                &format!("join room '{room}' before sending to it"),
+/// A room message: published to the members online now (rooms keep no history).
+pub(crate) async fn send(
+    ctx: &Ctx<'_>,
+    subs: &Subscriptions,
+    id: String,
+    room: String,
+    message: ChatMessage,
+) -> Outcome {
+    if let Err(e) = validate_room(&room) {
+        return ctx
+            .replies
+            .error(Some(&id), ErrorCode::InvalidName, &format!("room: {e}"));
+    }
+    if !subs.rooms.contains(&room) {
+        return ctx.replies.error(
+            Some(&id),
+            ErrorCode::NotMember,
+            &format!("join room '{room}' before sending to it"),
+        );
+    }
+    // Serialised once here; every receiver gets these same bytes.
+    let frame = ServerFrame::Message(message.clone()).to_json();
+    match ctx
+        .gw
+        .hub
+        .publish(&channel::room(&room), envelope::text(&frame))
+        .await
+    {
+        Ok(()) => ctx.replies.send(&ServerFrame::Ack { id, message }),
+        Err(e) => ctx.replies.unavailable(Some(&id), &e),
+    }
+}
+
+/// `join {room}`.
+pub(crate) async fn join(
+    ctx: &Ctx<'_>,
+    subs: &mut Subscriptions,
+    id: Option<String>,
+    room: String,
+) -> Outcome {
+    if let Err(e) = validate_room(&room) {
+        return ctx
+            .replies
+            .error(id.as_deref(), ErrorCode::InvalidName, &format!("room: {e}"));
+    }
+    if !subs.rooms.contains(&room) {
+        let limit = ctx.gw.settings.max_rooms;
+        if subs.rooms.len() >= limit {
+            return ctx.replies.error(
+                id.as_deref(),
+                ErrorCode::TooManyRooms,
+                &format!("a connection may join at most {limit} rooms"),
             );
         }
-        // Serialised once here; every receiver gets these same bytes.
-        let frame = ServerFrame::Message(message.clone()).to_json();
-        match self
-            .registration
-            .hub()
-            .publish(&channel::room(&room), envelope::text(&frame))
-            .await
-        {
-            Ok(()) => self.reply(&ServerFrame::Ack { id, message }),
-            Err(e) => self.unavailable(Some(&id), &e),
+        if let Err(e) = subs.registration.join(channel::room(&room)).await {
+            return ctx.replies.unavailable(id.as_deref(), &e);
         }
+        subs.rooms.insert(room.clone());
     }
+    ctx.replies.send(&ServerFrame::Joined { id, room })
+}
 
-    pub(crate) async fn on_join(&mut self, id: Option<String>, room: String) -> Flow {
-        if let Err(e) = validate_room(&room) {
-            return self.reply_error(id.as_deref(), ErrorCode::InvalidName, &format!("room: {e}"));
-        }
-        if !self.rooms.contains(&room) {
-            if self.rooms.len() >= self.gw.settings.max_rooms {
-                return self.reply_error(
-                    id.as_deref(),
-                    ErrorCode::TooManyRooms,
-                    &format!(
-                        "a connection may join at most {} rooms",
-                        self.gw.settings.max_rooms
-                    ),
-                );
-            }
-            if let Err(e) = self.registration.join(channel::room(&room)).await {
-                return self.reply_error(id.as_deref(), ErrorCode::Unavailable, &e.to_string());
-            }
-            self.rooms.insert(room.clone());
-        }
-        self.reply(&ServerFrame::Joined { id, room })
+/// `leave {room}`.
+pub(crate) fn leave(
+    ctx: &Ctx<'_>,
+    subs: &mut Subscriptions,
+    id: Option<String>,
+    room: String,
+) -> Outcome {
+    if let Err(e) = validate_room(&room) {
+        return ctx
+            .replies
+            .error(id.as_deref(), ErrorCode::InvalidName, &format!("room: {e}"));
     }
-
-    pub(crate) fn on_leave(&mut self, id: Option<String>, room: String) -> Flow {
-        if let Err(e) = validate_room(&room) {
-            return self.reply_error(id.as_deref(), ErrorCode::InvalidName, &format!("room: {e}"));
-        }
-        if self.rooms.remove(&room) {
-            self.registration.leave(&channel::room(&room));
-        }
-        self.reply(&ServerFrame::Left { id, room })
+    if subs.rooms.remove(&room) {
+        subs.registration.leave(&channel::room(&room));
     }
+    ctx.replies.send(&ServerFrame::Left { id, room })
 }

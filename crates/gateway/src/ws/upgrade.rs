@@ -15,8 +15,13 @@ use chat_protocol::{ErrorCode, NameError, validate_user};
 use serde_json::json;
 
 use super::Endpoint;
-use super::presence::Presence;
-use super::session::{Registration, Session};
+use super::connection::Connection;
+use super::handler::Replies;
+use super::presence::Online;
+use super::registration::{Registration, Subscriptions};
+use super::session;
+use super::socket::{Socket, SocketSettings};
+use super::sync::Replay;
 use crate::Inner;
 use crate::hub::Conn;
 use chat_broker::channel;
@@ -154,17 +159,6 @@ fn admit(gw: &Arc<Inner>) -> Result<Slot, UpgradeError> {
     Ok(Slot(Arc::clone(gw)))
 }
 
-/// How a user connection catches up when it opens.
-pub(crate) enum Replay {
-    /// Nothing to replay (the lobby).
-    None,
-    /// Hand over what arrived while the user had no connection (the seed's
-    /// clients, which know nothing of sync).
-    Offline,
-    /// Everything in the inbox after this `seq` (`?since=`).
-    Since(u64),
-}
-
 async fn upgrade(
     req: HttpRequest,
     body: web::Payload,
@@ -175,7 +169,7 @@ async fn upgrade(
     let slot = admit(gw)?;
     let (response, ws, stream) = actix_ws::handle(&req, body).map_err(UpgradeError::Handshake)?;
     let (conn, outbound, overflow) = Conn::new(gw.settings.outbound_queue);
-    let mut registration = Registration::new(Arc::clone(&gw.hub), conn);
+    let mut registration = Registration::new(Arc::clone(&gw.hub), conn.clone());
     let home = match &endpoint {
         Endpoint::Lobby => channel::LOBBY.to_owned(),
         Endpoint::User(user) => channel::user(user),
@@ -187,19 +181,39 @@ async fn upgrade(
     // Subscribed first, counted online second: a message in between is both
     // delivered live and kept offline (a duplicate the client can drop by
     // id), never neither.
-    let presence = match &endpoint {
+    let online = match &endpoint {
         Endpoint::Lobby => None,
-        Endpoint::User(user) => Some(Presence::enter(gw, user).await?),
+        Endpoint::User(user) => Some(
+            Online::enter(&gw.presence, user, conn.id())
+                .await
+                .map_err(|e| UpgradeError::Unavailable(e.to_string()))?,
+        ),
     };
-
-    let max = gw.settings.max_frame_bytes;
-    let stream = stream
-        .max_frame_size(max)
-        .aggregate_continuations()
-        .max_continuation_size(max);
-    let session = Session::new(Arc::clone(gw), ws, endpoint, registration, presence);
+    let label = endpoint.label();
+    let socket = Socket::new(
+        ws,
+        stream,
+        outbound,
+        overflow,
+        gw.shutdown.clone(),
+        SocketSettings {
+            ping_interval: gw.settings.ping_interval,
+            idle_timeout: gw.settings.idle_timeout,
+            max_frame_bytes: gw.settings.max_frame_bytes,
+        },
+        gw.metrics.frames_out.with_label_values(&[label]),
+        gw.metrics.clone(),
+    );
+    let replies = Replies::new(conn, gw.metrics.clone());
+    let connection = Connection::new(
+        Arc::clone(gw),
+        endpoint,
+        Subscriptions::new(registration),
+        replies,
+    );
+    let metrics = gw.metrics.clone();
     actix_web::rt::spawn(gw.sessions.track_future(async move {
-        session.run(stream, outbound, overflow, replay).await;
+        session::run(socket, connection, replay, online, metrics, label).await;
         drop(slot);
     }));
     Ok(response)

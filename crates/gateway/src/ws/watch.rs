@@ -4,73 +4,85 @@
 use chat_broker::{channel, envelope};
 use chat_protocol::{ErrorCode, ServerFrame, validate_user};
 
-use super::session::{Flow, Session};
+use super::handler::{Ctx, Outcome};
+use super::registration::Subscriptions;
 
-impl Session {
-    /// Follows users' online state: their current state now, changes later.
-    pub(crate) async fn on_watch(&mut self, id: Option<String>, users: Vec<String>) -> Flow {
-        if let Some(bad) = users.iter().find(|u| validate_user(u).is_err()) {
-            let bad = bad.chars().take(40).collect::<String>();
-            return self.reply_error(
-                id.as_deref(),
-                ErrorCode::InvalidName,
-                &format!("cannot watch '{bad}'"),
-            );
-        }
-        let limit = self.gw.settings.max_rooms;
-        let new: std::collections::HashSet<&String> = users
-            .iter()
-            .filter(|u| !self.watching.contains(*u))
-            .collect();
-        if self.watching.len() + new.len() > limit {
-            return self.reply_error(
-                id.as_deref(),
-                ErrorCode::TooManyRooms,
-                &format!("a connection may watch at most {limit} users"),
-            );
-        }
-        for user in users {
-            if !self.watching.contains(&user) {
-                if let Err(e) = self.registration.join(channel::watch(&user)).await {
-                    return self.unavailable(id.as_deref(), &e);
-                }
-                self.watching.insert(user.clone());
-            }
-            // Subscribed first, then the state: a change in between is seen twice, never missed.
-            match self.gw.store.presence(&user).await {
-                Ok(p) => {
-                    self.reply(&ServerFrame::Presence {
-                        user,
-                        online: p.online,
-                        last_seen: p.last_seen,
-                    });
-                }
-                Err(e) => return self.unavailable(id.as_deref(), &e),
-            }
-        }
-        Flow::Continue
+/// Follows users' online state: their current state now, changes later.
+/// A name given twice counts once.
+pub(crate) async fn watch(
+    ctx: &Ctx<'_>,
+    subs: &mut Subscriptions,
+    id: Option<String>,
+    mut users: Vec<String>,
+) -> Outcome {
+    let id = id.as_deref();
+    if let Some(bad) = users.iter().find(|u| validate_user(u).is_err()) {
+        let bad = bad.chars().take(40).collect::<String>();
+        return ctx
+            .replies
+            .error(id, ErrorCode::InvalidName, &format!("cannot watch '{bad}'"));
     }
-
-    /// Stops following users.
-    pub(crate) fn on_unwatch(&mut self, users: Vec<String>) -> Flow {
-        for user in users {
-            if self.watching.remove(&user) {
-                self.registration.leave(&channel::watch(&user));
-            }
-        }
-        Flow::Continue
+    let mut seen = std::collections::HashSet::new();
+    users.retain(|u| seen.insert(u.clone()));
+    let limit = ctx.gw.settings.max_rooms;
+    let new = users.iter().filter(|u| !subs.watching.contains(*u)).count();
+    if subs.watching.len() + new > limit {
+        return ctx.replies.error(
+            id,
+            ErrorCode::TooManyRooms,
+            &format!("a connection may watch at most {limit} users"),
+        );
     }
+    for user in users {
+        if !subs.watching.contains(&user) {
+            if let Err(e) = subs.registration.join(channel::watch(&user)).await {
+                return ctx.replies.unavailable(id, &e);
+            }
+            subs.watching.insert(user.clone());
+        }
+        // Subscribed first, then the state: a change in between is seen twice, never missed.
+        match ctx.gw.presence.state(&user).await {
+            Ok(p) => {
+                ctx.replies.send(&ServerFrame::Presence {
+                    user,
+                    online: p.online,
+                    last_seen: p.last_seen,
+                });
+            }
+            Err(e) => return ctx.replies.unavailable(id, &e),
+        }
+    }
+    Outcome::Continue
+}
 
-    /// Tells `to` this user is typing: published, not stored, not answered.
-    pub(crate) async fn on_typing(&mut self, from: &str, to: &str) -> Flow {
-        if let Err(e) = validate_user(to) {
-            return self.reply_error(None, ErrorCode::InvalidName, &format!("to: {e}"));
+/// Stops following users.
+pub(crate) fn unwatch(subs: &mut Subscriptions, users: Vec<String>) -> Outcome {
+    for user in users {
+        if subs.watching.remove(&user) {
+            subs.registration.leave(&channel::watch(&user));
         }
-        let frame = ServerFrame::Typing {
-            from: from.to_owned(),
-        }
-        .to_json();
-        self.publish(&channel::user(to), envelope::text(&frame))
-            .await
+    }
+    Outcome::Continue
+}
+
+/// Tells `to` this user is typing: published, not stored, not answered.
+pub(crate) async fn typing(ctx: &Ctx<'_>, to: &str) -> Outcome {
+    if let Err(e) = validate_user(to) {
+        return ctx
+            .replies
+            .error(None, ErrorCode::InvalidName, &format!("to: {e}"));
+    }
+    let frame = ServerFrame::Typing {
+        from: ctx.user.to_owned(),
+    }
+    .to_json();
+    match ctx
+        .gw
+        .hub
+        .publish(&channel::user(to), envelope::text(&frame))
+        .await
+    {
+        Ok(()) => Outcome::Continue,
+        Err(e) => ctx.replies.unavailable(None, &e),
     }
 }

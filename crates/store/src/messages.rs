@@ -4,13 +4,7 @@ use std::collections::BTreeMap;
 
 use futures_util::future::BoxFuture;
 
-/// Why a store call failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    /// The backend cannot be reached; nothing was stored.
-    #[error("message store unavailable: {0}")]
-    Unavailable(String),
-}
+use crate::StoreError;
 
 /// The text each receiver gets for a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +38,10 @@ pub struct Direct {
     pub id: String,
     /// The sender.
     pub from: String,
+    /// The sender's id for this send (the typed `send`'s `id`): a send
+    /// repeating one the sender already made is stored once. `None` for
+    /// seed frames, which carry no id.
+    pub client_id: Option<String>,
     /// The receiver.
     pub to: String,
     /// What inboxes deliver.
@@ -58,7 +56,7 @@ pub struct Direct {
 }
 
 /// Where a stored message landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     /// Its sequence number in the receiver's inbox.
     pub receiver_seq: u64,
@@ -66,6 +64,22 @@ pub struct Appended {
     pub sender_seq: Option<u64>,
     /// The receiver had no connection: it is on their offline list too.
     pub offline: bool,
+    /// When this send repeats one the sender already made (same client
+    /// id), nothing new was stored: this is the first send's message as
+    /// the history keeps it, and the positions above are the first send's.
+    pub repeated: Option<String>,
+}
+
+/// What a read marker did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadMarker {
+    /// The marker moved forward; the reader's counters afterwards.
+    Moved(Unread),
+    /// The message is at or before the marker: nothing changed (a late or
+    /// repeated `read`); the reader's counters.
+    Stale(Unread),
+    /// No message of this conversation has that id.
+    NotFound,
 }
 
 /// One message in an inbox.
@@ -86,24 +100,6 @@ pub struct HistoryEntry {
     pub message: String,
 }
 
-/// Whether a user has a connection anywhere, and when they last had one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Presence {
-    /// At least one connection on a live gateway.
-    pub online: bool,
-    /// When their last connection closed (ms since the Unix epoch), if ever.
-    pub last_seen: Option<u64>,
-}
-
-/// A user found offline by [`MessageStore::sweep`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Swept {
-    /// Who.
-    pub user: String,
-    /// Last seen (ms since the epoch): when their gateway last renewed its lease.
-    pub last_seen: u64,
-}
-
 /// Unread counters of one user: sender → count.
 pub type Unread = BTreeMap<String, u64>;
 
@@ -117,9 +113,14 @@ pub type Unread = BTreeMap<String, u64>;
 ///   the sender's new count, and — if the receiver had no connection — on
 ///   their offline list. Sequence numbers of one inbox start at 1 and grow by 1.
 /// - `inbox_since(user, n)` returns the entries after `n`, in order.
+/// - A send with a `client_id` the sender already used (among their last
+///   [`SENT_IDS_KEPT`]) stores nothing and answers the first send's place.
 /// - `take_offline` hands the offline entries over once, in order.
-/// - `mark_read` zeroes one counter and returns all of them.
+/// - `mark_read` moves a read marker forward only, to a message of the
+///   conversation; the peer's messages after it stay unread.
 /// - `history` pages newest first; `before` continues where a page ended.
+/// - Inboxes and histories keep their last `history_max` entries, offline
+///   lists their last `offline_max`.
 pub trait MessageStore: Send + Sync + 'static {
     /// Stores, counts and publishes a direct message.
     fn append_direct(&self, message: Direct) -> BoxFuture<'static, Result<Appended, StoreError>>;
@@ -138,14 +139,15 @@ pub trait MessageStore: Send + Sync + 'static {
     /// The user's unread counters.
     fn unread(&self, user: &str) -> BoxFuture<'static, Result<Unread, StoreError>>;
 
-    /// Marks the conversation with `peer` read up to message `up_to`; returns
-    /// the reader's counters afterwards.
+    /// Marks the conversation with `peer` read up to message `up_to` (an id
+    /// of a message either of them sent): the marker moves forward only,
+    /// and the peer's messages after `up_to` stay counted unread.
     fn mark_read(
         &self,
         reader: &str,
         peer: &str,
         up_to: &str,
-    ) -> BoxFuture<'static, Result<Unread, StoreError>>;
+    ) -> BoxFuture<'static, Result<ReadMarker, StoreError>>;
 
     /// A page of the conversation between `a` and `b`, newest first.
     fn history(
@@ -156,31 +158,33 @@ pub trait MessageStore: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'static, Result<Vec<HistoryEntry>, StoreError>>;
 
-    /// A connection of `user` opened on this node; `true` when it is the
-    /// user's only connection on any live node (they just came online).
-    /// Coming online is announced to the user's watchers (`watch:{user}`)
-    /// in the same step as the count, so announcements about one user
-    /// arrive in the order of the counts, whichever gateways they come from.
-    fn connected(&self, user: &str) -> BoxFuture<'static, Result<bool, StoreError>>;
-
-    /// A connection of `user` closed on this node; the last one records
-    /// the time as the user's last-seen. `true` when the user has no
-    /// connection left on any live node (they just went offline), which is
-    /// announced to their watchers in the same step.
-    fn disconnected(&self, user: &str) -> BoxFuture<'static, Result<bool, StoreError>>;
-
-    /// Whether `user` is online now (on any live gateway), and last seen.
-    fn presence(&self, user: &str) -> BoxFuture<'static, Result<Presence, StoreError>>;
-
-    /// Announces to their watchers (`watch:{user}`) the users who went
-    /// offline because a gateway died without a word (its lease lapsed),
-    /// last seen when that gateway was last known alive, and answers who
-    /// they were. Each such user is announced once, by whichever node sweeps
-    /// first; an engine without other nodes has none.
-    fn sweep(&self) -> BoxFuture<'static, Result<Vec<Swept>, StoreError>>;
-
     /// Checks the backend works (for readiness probes).
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>>;
+}
+
+/// Client ids of a sender's sends kept to recognise a retry, at least.
+pub const SENT_IDS_KEPT: usize = 1_000;
+
+/// How long a sender's client ids outlive their last send, at least.
+pub const SENT_IDS_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 60 * 60);
+
+/// How many entries each kind of list keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Entries an inbox, a conversation's history (and its read index) keep;
+    /// older ones are trimmed (`CHAT_HISTORY_MAX`).
+    pub history_max: u64,
+    /// Entries an offline list keeps (`CHAT_OFFLINE_MAX`).
+    pub offline_max: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            history_max: 10_000,
+            offline_max: 1_000,
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch.

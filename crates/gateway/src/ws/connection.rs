@@ -1,0 +1,215 @@
+//! What one connection holds, and which handler each of its frames goes to.
+
+use std::sync::Arc;
+
+use actix_ws::CloseCode;
+use chat_broker::{channel, envelope};
+use chat_protocol::{ChatMessage, ClientFrame, ErrorCode, Inbound, MediaRef};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use prometheus::IntCounter;
+
+use super::Endpoint;
+use super::handler::{Ctx, Outcome, Replies, reason};
+use super::registration::Subscriptions;
+use super::socket::Message;
+use super::sync::Replay;
+use super::{direct, rooms, sync, watch};
+use crate::Inner;
+
+/// One connection's state between frames. Handling a frame takes it and
+/// gives it back ([`Connection::handle`]), so the session can keep writing
+/// to the socket while a handler waits.
+pub(crate) struct Connection {
+    gw: Arc<Inner>,
+    endpoint: Endpoint,
+    /// The user (empty on the lobby).
+    user: String,
+    subs: Subscriptions,
+    replies: Replies,
+    limiter: DefaultDirectRateLimiter,
+    /// Frames refused by the rate limit since the last accepted one.
+    strikes: u32,
+    frames_in: IntCounter,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        gw: Arc<Inner>,
+        endpoint: Endpoint,
+        subs: Subscriptions,
+        replies: Replies,
+    ) -> Self {
+        let quota = Quota::per_second(gw.settings.rate_per_sec).allow_burst(gw.settings.rate_burst);
+        let user = match &endpoint {
+            Endpoint::User(user) => user.clone(),
+            Endpoint::Lobby => String::new(),
+        };
+        Self {
+            frames_in: gw.metrics.frames_in.with_label_values(&[endpoint.label()]),
+            limiter: RateLimiter::direct(quota),
+            strikes: 0,
+            gw,
+            endpoint,
+            user,
+            subs,
+            replies,
+        }
+    }
+
+    /// The counters and missed messages a new connection gets first.
+    pub(crate) async fn catch_up(self, replay: Replay) -> (Self, Outcome) {
+        let outcome = {
+            let ctx = Ctx {
+                gw: &self.gw,
+                replies: &self.replies,
+                user: &self.user,
+            };
+            sync::catch_up(&ctx, replay).await
+        };
+        (self, outcome)
+    }
+
+    /// Handles one message from the client.
+    pub(crate) async fn handle(mut self, message: Message) -> (Self, Outcome) {
+        self.frames_in.inc();
+        if let Some(outcome) = self.rate_limit() {
+            return (self, outcome);
+        }
+        let outcome = match (&self.endpoint, message) {
+            // The lobby speaks the seed's raw protocol: no error frames.
+            (Endpoint::Lobby, Message::Text(text)) => {
+                let _ = self
+                    .gw
+                    .hub
+                    .publish(channel::LOBBY, envelope::text(&text))
+                    .await;
+                Outcome::Continue
+            }
+            (Endpoint::Lobby, Message::Binary(bytes)) => {
+                let _ = self
+                    .gw
+                    .hub
+                    .publish(channel::LOBBY, envelope::binary(&bytes))
+                    .await;
+                Outcome::Continue
+            }
+            (Endpoint::User(_), Message::Text(text)) => self.user_text(&text).await,
+            (Endpoint::User(_), Message::Binary(_)) => self.replies.error(
+                None,
+                ErrorCode::Unsupported,
+                "user connections take JSON text frames",
+            ),
+        };
+        (self, outcome)
+    }
+
+    /// `Some(outcome)` when the frame must be refused by the rate limit.
+    fn rate_limit(&mut self) -> Option<Outcome> {
+        if self.limiter.check().is_ok() {
+            self.strikes = 0;
+            return None;
+        }
+        self.strikes += 1;
+        self.gw.metrics.rate_limited_frames.inc();
+        if self.strikes > self.gw.settings.rate_strikes {
+            return Some(Outcome::Close(reason(
+                CloseCode::Policy,
+                "rate limit exceeded",
+            )));
+        }
+        if self.endpoint == Endpoint::Lobby {
+            // The lobby speaks the seed's raw protocol: no JSON error frames.
+            return Some(Outcome::Continue);
+        }
+        // Queued like any delivery: a flooder that does not read closes itself.
+        Some(
+            self.replies
+                .error(None, ErrorCode::RateLimited, "too many frames; slow down"),
+        )
+    }
+
+    /// One text frame on `/ws/{user}/`, to its handler.
+    async fn user_text(&mut self, text: &str) -> Outcome {
+        let ctx = Ctx {
+            gw: &self.gw,
+            replies: &self.replies,
+            user: &self.user,
+        };
+        let subs = &mut self.subs;
+        match chat_protocol::decode(text) {
+            Err(e) => ctx.replies.error(e.id.as_deref(), e.code, &e.message),
+            Ok(Inbound::Seed(seed)) => direct::seed(&ctx, &seed, text).await,
+            Ok(Inbound::Typed(frame)) => match frame {
+                ClientFrame::Send {
+                    id,
+                    to,
+                    room,
+                    body,
+                    media,
+                } => send(&ctx, subs, id, to, room, body, media).await,
+                ClientFrame::Join { id, room } => rooms::join(&ctx, subs, id, room).await,
+                ClientFrame::Leave { id, room } => rooms::leave(&ctx, subs, id, room),
+                ClientFrame::Sync { id, since, limit } => sync::sync(&ctx, id, since, limit).await,
+                ClientFrame::Read { id, peer, up_to } => direct::read(&ctx, id, peer, up_to).await,
+                ClientFrame::Typing { to } => watch::typing(&ctx, &to).await,
+                ClientFrame::Watch { id, users } => watch::watch(&ctx, subs, id, users).await,
+                ClientFrame::Unwatch { users } => watch::unwatch(subs, users),
+            },
+        }
+    }
+}
+
+/// `send`: checks what every send needs, then to a user or a room.
+async fn send(
+    ctx: &Ctx<'_>,
+    subs: &Subscriptions,
+    id: String,
+    to: Option<String>,
+    room: Option<String>,
+    body: String,
+    media: Option<MediaRef>,
+) -> Outcome {
+    if id.is_empty() || id.len() > direct::MAX_CLIENT_ID {
+        return ctx.replies.error(
+            None,
+            ErrorCode::InvalidFrame,
+            "id must be 1 to 64 characters",
+        );
+    }
+    if to.is_some() == room.is_some() {
+        return ctx.replies.error(
+            Some(&id),
+            ErrorCode::InvalidFrame,
+            "a send needs exactly one of 'to' (a user) or 'room'",
+        );
+    }
+    if body.is_empty() && media.is_none() {
+        return ctx.replies.error(
+            Some(&id),
+            ErrorCode::InvalidFrame,
+            "a send needs a body, a media, or both",
+        );
+    }
+    let media = match media {
+        None => None,
+        Some(reference) => match direct::resolve_media(ctx, &reference.id).await {
+            Ok(info) => Some(info),
+            Err((code, why)) => return ctx.replies.error(Some(&id), code, &why),
+        },
+    };
+    let message = ChatMessage {
+        seq: None,
+        id: ulid::Ulid::new().to_string(),
+        from: ctx.user.to_owned(),
+        to: to.clone(),
+        room: room.clone(),
+        body,
+        media,
+        ts: envelope::now_micros() / 1000,
+    };
+    match (to, room) {
+        (Some(to), _) => direct::send(ctx, id, to, message).await,
+        (None, Some(room)) => rooms::send(ctx, subs, id, room, message).await,
+        (None, None) => Outcome::Continue,
+    }
+}

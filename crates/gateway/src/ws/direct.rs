@@ -1,0 +1,172 @@
+//! Direct messages (typed and the seed's) and read markers.
+
+use chat_broker::envelope;
+use chat_protocol::{
+    ChatMessage, ErrorCode, MediaInfo, SeedFrame, ServerFrame, message_template, validate_user,
+};
+use chat_store::{Direct, FrameText, ReadMarker};
+
+use super::handler::{Ctx, Outcome};
+use crate::media::MediaLookupError;
+
+/// Longest client-chosen frame id.
+pub(crate) const MAX_CLIENT_ID: usize = 64;
+
+/// A seed frame is stored, counted unread and delivered to every
+/// connection of its receiver, byte for byte.
+pub(crate) async fn seed(ctx: &Ctx<'_>, seed: &SeedFrame, text: &str) -> Outcome {
+    let user = ctx.user;
+    if seed.sender != user {
+        return ctx.replies.error(
+            None,
+            ErrorCode::SenderMismatch,
+            &format!("this connection belongs to '{user}'; it cannot send as another user"),
+        );
+    }
+    if let Err(e) = validate_user(&seed.receiver) {
+        return ctx
+            .replies
+            .error(None, ErrorCode::InvalidName, &format!("receiver: {e}"));
+    }
+    let body = match &seed.message {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let message = ChatMessage {
+        seq: None,
+        id: ulid::Ulid::new().to_string(),
+        from: user.to_owned(),
+        to: Some(seed.receiver.clone()),
+        room: None,
+        body,
+        media: None,
+        ts: envelope::now_micros() / 1000,
+    };
+    let direct = Direct {
+        id: message.id.clone(),
+        from: message.from.clone(),
+        to: seed.receiver.clone(),
+        // The seed's frames carry no id: nothing to recognise a retry by.
+        client_id: None,
+        frame: FrameText::Seed(text.to_owned()),
+        history: json(&message),
+        copy_to_sender: false,
+        envelope_header: envelope::text_header(),
+    };
+    match ctx.gw.store.append_direct(direct).await {
+        Ok(_) => Outcome::Continue,
+        Err(e) => ctx.replies.unavailable(None, &e),
+    }
+}
+
+/// A direct message: stored (durable, counted unread, published) before
+/// the `ack`, which carries the sender's inbox position. A send repeating
+/// one the sender already made (same `id`) is answered with the first
+/// send's `ack` and stored nothing.
+pub(crate) async fn send(ctx: &Ctx<'_>, id: String, to: String, message: ChatMessage) -> Outcome {
+    if let Err(e) = validate_user(&to) {
+        return ctx
+            .replies
+            .error(Some(&id), ErrorCode::InvalidName, &format!("to: {e}"));
+    }
+    let (head, tail) = message_template(&message);
+    let direct = Direct {
+        id: message.id.clone(),
+        from: message.from.clone(),
+        to,
+        client_id: Some(id.clone()),
+        frame: FrameText::Typed { head, tail },
+        history: json(&message),
+        copy_to_sender: true,
+        envelope_header: envelope::text_header(),
+    };
+    match ctx.gw.store.append_direct(direct).await {
+        Ok(appended) => {
+            let stored = match appended.repeated {
+                None => message,
+                Some(first) => match serde_json::from_str::<ChatMessage>(&first) {
+                    Ok(first) => first,
+                    Err(e) => return ctx.replies.unavailable(Some(&id), &e),
+                },
+            };
+            let message = ChatMessage {
+                seq: appended.sender_seq,
+                ..stored
+            };
+            ctx.replies.send(&ServerFrame::Ack { id, message })
+        }
+        Err(e) => ctx.replies.unavailable(Some(&id), &e),
+    }
+}
+
+/// The sender's file, with its metadata and a fresh link, or why not.
+pub(crate) async fn resolve_media(
+    ctx: &Ctx<'_>,
+    id: &str,
+) -> Result<MediaInfo, (ErrorCode, String)> {
+    // A media id is a ULID: anything else names nothing (and never
+    // reaches a URL).
+    if id.len() != 26 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err((
+            ErrorCode::NotFound,
+            format!(
+                "'{}' is not a media id",
+                id.chars().take(40).collect::<String>()
+            ),
+        ));
+    }
+    let Some(directory) = ctx.gw.media.get() else {
+        return Err((
+            ErrorCode::Unsupported,
+            "this gateway has no media service configured".into(),
+        ));
+    };
+    directory.lookup(ctx.user, id).await.map_err(|e| {
+        let code = match e {
+            MediaLookupError::NotFound(_) => ErrorCode::NotFound,
+            MediaLookupError::NotOwner(_) => ErrorCode::Forbidden,
+            MediaLookupError::Unavailable(_) => ErrorCode::Unavailable,
+        };
+        (code, e.to_string())
+    })
+}
+
+/// `read {peer, up_to}`: moves the read marker forward, to a message of
+/// the conversation; a stale read changes nothing and tells no one.
+pub(crate) async fn read(
+    ctx: &Ctx<'_>,
+    id: Option<String>,
+    peer: String,
+    up_to: String,
+) -> Outcome {
+    let id = id.as_deref();
+    if let Err(e) = validate_user(&peer) {
+        return ctx
+            .replies
+            .error(id, ErrorCode::InvalidName, &format!("peer: {e}"));
+    }
+    if up_to.is_empty() || up_to.len() > MAX_CLIENT_ID {
+        return ctx
+            .replies
+            .error(id, ErrorCode::InvalidFrame, "up_to must be a message id");
+    }
+    let broker = match ctx.gw.hub.broker() {
+        Ok(broker) => std::sync::Arc::clone(broker),
+        Err(e) => return ctx.replies.unavailable(id, &e),
+    };
+    match chat_store::read::mark_read(&*ctx.gw.store, &broker, ctx.user, &peer, &up_to).await {
+        Ok(ReadMarker::Moved(_) | ReadMarker::Stale(_)) => Outcome::Continue,
+        Ok(ReadMarker::NotFound) => ctx.replies.error(
+            id,
+            ErrorCode::NotFound,
+            &format!("no message '{up_to}' in the conversation with '{peer}'"),
+        ),
+        Err(e) => ctx.replies.unavailable(id, &e),
+    }
+}
+
+fn json(message: &ChatMessage) -> String {
+    // unwrap: a ChatMessage holds only strings and integers.
+    #[allow(clippy::unwrap_used)]
+    serde_json::to_string(message).unwrap()
+}

@@ -1,0 +1,73 @@
+//! What frame handlers share: the context they run in, the connection's
+//! reply queue, and what a handled frame asks of the session.
+
+use actix_ws::{CloseCode, CloseReason};
+use chat_broker::envelope::Outbound;
+use chat_protocol::{ErrorCode, ServerFrame};
+
+use crate::Inner;
+use crate::hub::Conn;
+use crate::metrics::GatewayMetrics;
+
+/// What the session does after a frame was handled.
+pub(crate) enum Outcome {
+    /// Nothing more: any answer went through the reply queue.
+    Continue,
+    /// Write these frames straight to the socket, in order (a `sync` page,
+    /// which may be larger than the outbound queue).
+    Write(Vec<String>),
+    /// Close the connection with this reason.
+    Close(CloseReason),
+}
+
+/// Everything a handler of a user's frame may use.
+pub(crate) struct Ctx<'a> {
+    /// The gateway's services and settings.
+    pub(crate) gw: &'a Inner,
+    /// Where answers go.
+    pub(crate) replies: &'a Replies,
+    /// Whose connection this is.
+    pub(crate) user: &'a str,
+}
+
+/// A connection's answers go through its outbound queue, so they keep their
+/// place among deliveries and a client that does not read closes itself.
+pub(crate) struct Replies {
+    conn: Conn,
+    metrics: GatewayMetrics,
+}
+
+impl Replies {
+    pub(crate) fn new(conn: Conn, metrics: GatewayMetrics) -> Self {
+        Self { conn, metrics }
+    }
+
+    /// Queues `frame` for this connection only.
+    pub(crate) fn send(&self, frame: &ServerFrame) -> Outcome {
+        self.conn
+            .push(Outbound::Text(frame.to_json().into()), &self.metrics);
+        Outcome::Continue
+    }
+
+    /// Queues an `error` answering frame `id`, counted by code.
+    pub(crate) fn error(&self, id: Option<&str>, code: ErrorCode, message: &str) -> Outcome {
+        self.metrics
+            .frame_errors
+            .with_label_values(&[code.as_str()])
+            .inc();
+        self.send(&ServerFrame::error(id, code, message))
+    }
+
+    /// Queues `unavailable` for frame `id`: a store or broker failed.
+    pub(crate) fn unavailable(&self, id: Option<&str>, e: &dyn std::fmt::Display) -> Outcome {
+        self.error(id, ErrorCode::Unavailable, &e.to_string())
+    }
+}
+
+/// A close reason with a description.
+pub(crate) fn reason(code: CloseCode, description: &str) -> CloseReason {
+    CloseReason {
+        code,
+        description: Some(description.to_owned()),
+    }
+}

@@ -1,0 +1,56 @@
+-- connected: counts one connection of a user in, on this node. The user's
+-- first connection on any live node is announced to their watchers in the
+-- same step, so announcements keep the order of the counts whichever
+-- gateways they come from. Counting the same connection twice changes
+-- nothing (a retried call is safe).
+--
+-- KEYS[1]  lease            string with TTL: this node's lease (node:{id})
+-- KEYS[2]  nodes            hash: node id -> its last renewal (ms, Redis's clock)
+-- KEYS[3]  node_users       set: users counted on this node
+-- KEYS[4]  node_swept       hash: user -> connections a sweep took from this node
+-- KEYS[5]  node_conns       set: "{conn} {user}" for each connection counted here
+-- KEYS[6]  presence         hash: node id -> the user's connections there
+-- ARGV[1]  node_id          this node's id
+-- ARGV[2]  lease_ms         how long the lease lasts unrenewed (ms)
+-- ARGV[3]  node_prefix      key prefix of every node's lease ("node:")
+-- ARGV[4]  presence_prefix  key prefix of users' presence hashes
+-- ARGV[5]  watch_prefix     channel prefix of users' watchers
+-- ARGV[6]  envelope         broker envelope header for published frames
+-- ARGV[7]  user             who connected
+-- ARGV[8]  conn             the connection's id on this node
+-- ARGV[9]  online           the presence frame announcing the user online
+--
+-- Returns {the user's connections on live nodes, this one included,
+--          1 if this call counted it in}.
+local lease_key = KEYS[1]
+local nodes_key = KEYS[2]
+local node_users_key = KEYS[3]
+local node_swept_key = KEYS[4]
+local node_conns_key = KEYS[5]
+local presence_key = KEYS[6]
+local node_id = ARGV[1]
+local lease_ms = ARGV[2]
+local node_prefix = ARGV[3]
+local presence_prefix = ARGV[4]
+local watch_prefix = ARGV[5]
+local envelope = ARGV[6]
+local user = ARGV[7]
+local conn = ARGV[8]
+local online = ARGV[9]
+
+revive({
+  id = node_id, lease_key = lease_key, lease_ms = lease_ms, nodes_key = nodes_key,
+  users_key = node_users_key, swept_key = node_swept_key, conns_key = node_conns_key,
+  node_prefix = node_prefix,
+  presence_prefix = presence_prefix, watch_prefix = watch_prefix, envelope = envelope,
+})
+if redis.call('SADD', node_conns_key, conn .. ' ' .. user) == 0 then
+  return {live_total(presence_key, node_prefix), 0}
+end
+redis.call('SADD', node_users_key, user)
+redis.call('HINCRBY', presence_key, node_id, 1)
+local total = live_total(presence_key, node_prefix)
+if total == 1 then
+  redis.call('PUBLISH', watch_prefix .. user, envelope .. online)
+end
+return {total, 1}

@@ -1,0 +1,84 @@
+-- prelude: the helpers every script in this folder starts with. `lua!` in
+-- src/redis/script.rs puts this file in front of each script at compile
+-- time, so the helpers are written once and each script runs alone.
+--
+-- Nothing here reads KEYS or ARGV: each script binds its own names and
+-- passes them in.
+
+-- Scripts that call TIME or SPOP before writing need effects replication:
+-- the default since Redis 5, asked for explicitly for older servers.
+redis.replicate_commands()
+
+local JSON_ESCAPES = {
+  ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
+  ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
+}
+
+-- `s` as a JSON string literal, escaped exactly as serde_json escapes it
+-- (quote, backslash, control characters; every other byte as it is), so a
+-- frame written here has the bytes the protocol types would give it.
+local function json_string(s)
+  local escaped = string.gsub(s, '[%z\1-\31"\\]', function(c)
+    return JSON_ESCAPES[c] or string.format('\\u%04x', string.byte(c))
+  end)
+  return '"' .. escaped .. '"'
+end
+
+-- The `presence` frame saying `user` came online.
+local function online_frame(user)
+  return '{"type":"presence","user":' .. json_string(user) .. ',"online":true}'
+end
+
+-- The `presence` frame saying `user` went offline, last seen at `last_seen` (ms).
+local function offline_frame(user, last_seen)
+  return '{"type":"presence","user":' .. json_string(user)
+    .. ',"online":false,"last_seen":' .. last_seen .. '}'
+end
+
+-- Redis's clock in milliseconds since the Unix epoch, as a string.
+local function now_ms()
+  local t = redis.call('TIME')
+  return t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+end
+
+-- A user's open connections on live nodes: the per-node counts in the
+-- hash `presence_key` whose node still holds its lease (`node_prefix` .. id).
+local function live_total(presence_key, node_prefix)
+  local total = 0
+  local presence = redis.call('HGETALL', presence_key)
+  for i = 1, #presence, 2 do
+    local n = tonumber(presence[i + 1])
+    if n > 0 and redis.call('EXISTS', node_prefix .. presence[i]) == 1 then
+      total = total + n
+    end
+  end
+  return total
+end
+
+-- What every presence script does first, as `node` (a table: id, lease_key,
+-- lease_ms, nodes_key, users_key, swept_key, conns_key, node_prefix,
+-- presence_prefix, watch_prefix, envelope): renew the node's lease and note when (Redis's
+-- clock); and if a sweep took the node's users while it was cut off from
+-- Redis, take them back (their counts on this node), announcing online
+-- again those nobody else counted meanwhile. Answers how many it took back.
+local function revive(node)
+  redis.call('SET', node.lease_key, 1, 'PX', node.lease_ms)
+  redis.call('HSET', node.nodes_key, node.id, now_ms())
+  local swept = redis.call('HGETALL', node.swept_key)
+  if #swept == 0 then return 0 end
+  redis.call('DEL', node.swept_key)
+  -- The sweep gave the node's connection list a lifetime; it lives again.
+  redis.call('PERSIST', node.conns_key)
+  for i = 1, #swept, 2 do
+    local user, n = swept[i], tonumber(swept[i + 1])
+    local presence_key = node.presence_prefix .. user
+    local here = redis.call('HINCRBY', presence_key, node.id, n)
+    redis.call('SADD', node.users_key, user)
+    if live_total(presence_key, node.node_prefix) == here then
+      redis.call('PUBLISH', node.watch_prefix .. user, node.envelope .. online_frame(user))
+    end
+  end
+  return #swept / 2
+end
+
+-- The end of every script's prelude: its own text follows.

@@ -1,0 +1,15 @@
+//! The store's error.
+
+/// Why a store or presence call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached, or did not answer in time; nothing
+    /// was stored, or (after a timeout) it may have been: every write is
+    /// safe to retry (sends by their client id, presence by connection).
+    #[error("message store unavailable: {0}")]
+    Unavailable(String),
+    /// The call is not one this engine answers (e.g. counting connections
+    /// on a Redis presence reader that is not a gateway node).
+    #[error("{0}")]
+    Unsupported(&'static str),
+}

@@ -1,0 +1,175 @@
+//! The in-process presence engine, for `chatd`: one process holds every
+//! connection, so who is online is a map in memory, and announcements go
+//! through the in-process broker.
+//!
+//! Its limit: one node. When the process stops, all of its connections end
+//! with it; after a restart nobody is online and last-seen times start
+//! over. Last-seen times are kept for the most recent [`LAST_SEEN_KEPT`]
+//! users to go offline; older ones are forgotten (answered as never seen).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use chat_broker::{Broker, channel, envelope};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use tokio::sync::{Mutex as AsyncMutex, MutexGuard};
+
+use crate::presence::{ConnId, Presence, PresenceNode, PresenceState};
+use crate::{StoreError, frames, now_millis};
+
+/// Users whose last-seen time is remembered, at most.
+pub const LAST_SEEN_KEPT: usize = 100_000;
+
+#[derive(Default)]
+struct State {
+    /// Open connections per user.
+    online: HashMap<String, HashSet<ConnId>>,
+    /// When each user's last connection closed (ms).
+    last_seen: HashMap<String, u64>,
+    /// Users in the order they went offline, to forget the oldest.
+    seen_order: VecDeque<(String, u64)>,
+}
+
+/// Presence in one process. Cloning shares it.
+#[derive(Clone)]
+pub struct MemoryPresence {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    broker: Arc<dyn Broker>,
+    /// Held while a count changes and is announced, and by a store while it
+    /// decides whether a receiver is online and publishes: so a message is
+    /// seen by a connection or kept offline, never neither.
+    gate: AsyncMutex<()>,
+}
+
+impl MemoryPresence {
+    /// Presence announcing on `broker`.
+    pub fn new(broker: Arc<dyn Broker>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::default(),
+                broker,
+                gate: AsyncMutex::new(()),
+            }),
+        }
+    }
+
+    /// Holds every count still until dropped: a store takes it to decide
+    /// whether a receiver is online and publish the message as one step.
+    pub async fn hold(&self) -> MutexGuard<'_, ()> {
+        self.inner.gate.lock().await
+    }
+
+    /// Whether `user` has a connection now.
+    pub fn is_online(&self, user: &str) -> bool {
+        self.lock().online.get(user).is_some_and(|c| !c.is_empty())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tells `user`'s watchers. Best effort: watchers also get the current
+    /// state when they (re)watch.
+    async fn announce(&self, user: &str, frame: String) {
+        let _ = self
+            .inner
+            .broker
+            .publish(&channel::watch(user), envelope::text(&frame))
+            .await;
+    }
+}
+
+impl State {
+    fn remember_seen(&mut self, user: &str, at: u64) {
+        self.last_seen.insert(user.to_owned(), at);
+        self.seen_order.push_back((user.to_owned(), at));
+        while self.last_seen.len() > LAST_SEEN_KEPT {
+            let Some((oldest, when)) = self.seen_order.pop_front() else {
+                break;
+            };
+            // Only if that entry is still the user's latest.
+            if self.last_seen.get(&oldest) == Some(&when) {
+                self.last_seen.remove(&oldest);
+            }
+        }
+        // Stale order entries (users seen again since) are dropped as they
+        // reach the front; bound them too.
+        if self.seen_order.len() > 2 * LAST_SEEN_KEPT {
+            let last_seen = &self.last_seen;
+            self.seen_order
+                .retain(|(user, when)| last_seen.get(user) == Some(when));
+        }
+    }
+}
+
+impl Presence for MemoryPresence {
+    fn state(&self, user: &str) -> BoxFuture<'static, Result<PresenceState, StoreError>> {
+        let state = self.lock();
+        let answer = PresenceState {
+            online: state.online.get(user).is_some_and(|c| !c.is_empty()),
+            last_seen: state.last_seen.get(user).copied(),
+        };
+        futures_util::future::ready(Ok(answer)).boxed()
+    }
+
+    fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        futures_util::future::ready(Ok(())).boxed()
+    }
+}
+
+impl PresenceNode for MemoryPresence {
+    fn connected(&self, user: &str, conn: ConnId) -> BoxFuture<'static, Result<bool, StoreError>> {
+        let (this, user) = (self.clone(), user.to_owned());
+        async move {
+            let _gate = this.inner.gate.lock().await;
+            let came_online = {
+                let mut state = this.lock();
+                let conns = state.online.entry(user.clone()).or_default();
+                conns.insert(conn) && conns.len() == 1
+            };
+            if came_online {
+                this.announce(&user, frames::online_frame(&user)).await;
+            }
+            Ok(came_online)
+        }
+        .boxed()
+    }
+
+    fn disconnected(
+        &self,
+        user: &str,
+        conn: ConnId,
+    ) -> BoxFuture<'static, Result<bool, StoreError>> {
+        let (this, user) = (self.clone(), user.to_owned());
+        async move {
+            let _gate = this.inner.gate.lock().await;
+            let went_offline = {
+                let mut state = this.lock();
+                let left = state
+                    .online
+                    .get_mut(&user)
+                    .and_then(|conns| conns.remove(&conn).then_some(conns.len()));
+                match left {
+                    Some(0) => {
+                        state.online.remove(&user);
+                        let now = now_millis();
+                        state.remember_seen(&user, now);
+                        Some(now)
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(now) = went_offline {
+                let (head, tail) = frames::offline_template(&user);
+                this.announce(&user, format!("{head}{now}{tail}")).await;
+            }
+            Ok(went_offline.is_some())
+        }
+        .boxed()
+    }
+}

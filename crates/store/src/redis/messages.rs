@@ -1,0 +1,456 @@
+//! The Redis message store: inboxes, histories, unread counters, offline
+//! lists and read markers (key layout in [`crate::redis`]).
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use redis::aio::ConnectionManager;
+
+use super::script::{Call, Loaded, Lua, lua};
+use super::{Keys, with_conn};
+use crate::messages::{
+    Appended, Direct, FrameText, HistoryEntry, InboxEntry, Limits, MessageStore, ReadMarker,
+    SENT_IDS_KEPT, SENT_IDS_TTL, Unread, conversation,
+};
+use crate::{StoreError, frames};
+
+/// How the Redis message store is set up.
+#[derive(Clone, Debug)]
+pub struct RedisStoreOptions {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Prepended to every key and channel.
+    pub prefix: String,
+    /// How many entries each list keeps.
+    pub limits: Limits,
+}
+
+/// `append.lua`: stores, counts and publishes one direct message.
+struct Append {
+    seq_r: String,
+    inbox_r: String,
+    offline_r: String,
+    unread_r: String,
+    conv: String,
+    conv_seq: String,
+    posts: String,
+    presence_r: String,
+    seq_s: String,
+    inbox_s: String,
+    sent: String,
+    sent_order: String,
+    sender: String,
+    id: String,
+    client_id: String,
+    max_len: u64,
+    offline_max: u64,
+    sent_max: usize,
+    sent_ttl_s: u64,
+    envelope: Vec<u8>,
+    head: String,
+    tail: String,
+    typed: bool,
+    history: String,
+    node_prefix: String,
+    copy: bool,
+    to_self: bool,
+    unread_head: String,
+    unread_tail: String,
+    channel_r: String,
+    channel_s: String,
+}
+
+impl Lua for Append {
+    const NAME: &'static str = "append";
+    const SOURCE: &'static str = lua!("append");
+
+    fn push(&self, call: &mut Call) {
+        call.key("seq_r", &self.seq_r)
+            .key("inbox_r", &self.inbox_r)
+            .key("offline_r", &self.offline_r)
+            .key("unread_r", &self.unread_r)
+            .key("conv", &self.conv)
+            .key("conv_seq", &self.conv_seq)
+            .key("posts", &self.posts)
+            .key("presence_r", &self.presence_r)
+            .key("seq_s", &self.seq_s)
+            .key("inbox_s", &self.inbox_s)
+            .key("sent", &self.sent)
+            .key("sent_order", &self.sent_order)
+            .arg("sender", &self.sender)
+            .arg("id", &self.id)
+            .arg("client_id", &self.client_id)
+            .arg("max_len", self.max_len)
+            .arg("offline_max", self.offline_max)
+            .arg("sent_max", self.sent_max)
+            .arg("sent_ttl_s", self.sent_ttl_s)
+            .arg("envelope", &self.envelope[..])
+            .arg("head", &self.head)
+            .arg("tail", &self.tail)
+            .arg("typed", flag(self.typed))
+            .arg("history", &self.history)
+            .arg("node_prefix", &self.node_prefix)
+            .arg("copy", flag(self.copy))
+            .arg("to_self", flag(self.to_self))
+            .arg("unread_head", &self.unread_head)
+            .arg("unread_tail", &self.unread_tail)
+            .arg("channel_r", &self.channel_r)
+            .arg("channel_s", &self.channel_s);
+    }
+}
+
+/// `take_offline.lua`: hands over a user's offline entries once.
+struct TakeOffline {
+    offline: String,
+}
+
+impl Lua for TakeOffline {
+    const NAME: &'static str = "take_offline";
+    const SOURCE: &'static str = lua!("take_offline");
+
+    fn push(&self, call: &mut Call) {
+        call.key("offline", &self.offline);
+    }
+}
+
+/// `mark_read.lua`: moves a read marker forward.
+struct MarkRead {
+    unread: String,
+    read: String,
+    read_pos: String,
+    posts_in: String,
+    posts_out: String,
+    peer: String,
+    up_to: String,
+}
+
+impl Lua for MarkRead {
+    const NAME: &'static str = "mark_read";
+    const SOURCE: &'static str = lua!("mark_read");
+
+    fn push(&self, call: &mut Call) {
+        call.key("unread", &self.unread)
+            .key("read", &self.read)
+            .key("read_pos", &self.read_pos)
+            .key("posts_in", &self.posts_in)
+            .key("posts_out", &self.posts_out)
+            .arg("peer", &self.peer)
+            .arg("up_to", &self.up_to);
+    }
+}
+
+fn flag(on: bool) -> &'static str {
+    if on { "1" } else { "0" }
+}
+
+struct Inner {
+    redis: ConnectionManager,
+    keys: Keys,
+    limits: Limits,
+    append: Loaded<Append>,
+    take_offline: Loaded<TakeOffline>,
+    mark_read: Loaded<MarkRead>,
+}
+
+/// The Redis message store. Cloning shares it.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+impl RedisStore {
+    /// A store on `options.url`. Connects lazily (calls fail with
+    /// [`StoreError::Unavailable`] while Redis is away); must be called
+    /// inside a tokio runtime.
+    pub fn start(options: RedisStoreOptions) -> Result<Self, StoreError> {
+        let redis = chat_broker::redis::command_connection(&options.url)
+            .map_err(StoreError::Unavailable)?;
+        Ok(Self::on(redis, &options.prefix, options.limits))
+    }
+
+    /// A store on an existing command connection (shared with presence).
+    pub fn on(redis: ConnectionManager, prefix: &str, limits: Limits) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                redis,
+                keys: Keys::new(prefix),
+                limits,
+                append: Loaded::new(),
+                take_offline: Loaded::new(),
+                mark_read: Loaded::new(),
+            }),
+        }
+    }
+
+    /// The command connection, to share with presence.
+    pub fn connection(&self) -> &ConnectionManager {
+        &self.inner.redis
+    }
+}
+
+impl Inner {
+    fn append_call(&self, message: Direct) -> Append {
+        let keys = &self.keys;
+        let (a, b) = conversation(&message.from, &message.to);
+        let (head, tail, typed) = match message.frame {
+            FrameText::Seed(text) => (text, String::new(), false),
+            FrameText::Typed { head, tail } => (head, tail, true),
+        };
+        let to_self = message.from == message.to;
+        let (unread_head, unread_tail) = frames::unread_template(&message.from);
+        Append {
+            seq_r: keys.of("seq", &message.to),
+            inbox_r: keys.of("inbox", &message.to),
+            offline_r: keys.of("offline", &message.to),
+            unread_r: keys.of("unread", &message.to),
+            conv: keys.of("conv", &format!("{a}:{b}")),
+            conv_seq: keys.of("conv_seq", &format!("{a}:{b}")),
+            posts: keys.of("posts", &format!("{}:{}", message.from, message.to)),
+            presence_r: keys.of("presence", &message.to),
+            seq_s: keys.of("seq", &message.from),
+            inbox_s: keys.of("inbox", &message.from),
+            sent: keys.of("sent", &message.from),
+            sent_order: keys.of("sent_order", &message.from),
+            client_id: message.client_id.unwrap_or_default(),
+            max_len: self.limits.history_max,
+            offline_max: self.limits.offline_max,
+            sent_max: SENT_IDS_KEPT,
+            sent_ttl_s: SENT_IDS_TTL.as_secs(),
+            envelope: message.envelope_header,
+            head,
+            tail,
+            typed,
+            history: message.history,
+            node_prefix: keys.prefix_of("node"),
+            copy: message.copy_to_sender && !to_self,
+            to_self,
+            unread_head,
+            unread_tail,
+            channel_r: keys.channel(&chat_broker::channel::user(&message.to)),
+            channel_s: keys.channel(&chat_broker::channel::user(&message.from)),
+            sender: message.from,
+            id: message.id,
+        }
+    }
+}
+
+fn inbox_entries(raw: Vec<(String, Vec<(String, String)>)>) -> Vec<InboxEntry> {
+    raw.into_iter()
+        .filter_map(|(id, fields)| {
+            let seq = id.strip_prefix("0-")?.parse().ok()?;
+            let frame = fields.into_iter().find(|(k, _)| k == "f")?.1;
+            Some(InboxEntry { seq, frame })
+        })
+        .collect()
+}
+
+fn unread_map(flat: Vec<(String, u64)>) -> Unread {
+    flat.into_iter().filter(|(_, n)| *n > 0).collect()
+}
+
+impl MessageStore for RedisStore {
+    fn append_direct(&self, message: Direct) -> BoxFuture<'static, Result<Appended, StoreError>> {
+        let inner = &self.inner;
+        with_conn(
+            inner,
+            &inner.redis,
+            "append",
+            move |inner, mut conn| async move {
+                let call = inner.append_call(message);
+                let (seq_r, seq_s, offline, repeated): (u64, u64, u64, Option<String>) =
+                    inner.append.invoke(&call, &mut conn).await?;
+                Ok(Appended {
+                    receiver_seq: seq_r,
+                    sender_seq: (seq_s > 0).then_some(seq_s),
+                    offline: offline == 1,
+                    repeated,
+                })
+            },
+        )
+    }
+
+    fn inbox_since(
+        &self,
+        user: &str,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<InboxEntry>, StoreError>> {
+        let key = self.inner.keys.of("inbox", user);
+        with_conn(
+            &self.inner,
+            &self.inner.redis,
+            "XRANGE",
+            move |_, mut conn| async move {
+                let raw: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg(format!("(0-{after}"))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(limit)
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(inbox_entries(raw))
+            },
+        )
+    }
+
+    fn take_offline(&self, user: &str) -> BoxFuture<'static, Result<Vec<InboxEntry>, StoreError>> {
+        let call = TakeOffline {
+            offline: self.inner.keys.of("offline", user),
+        };
+        with_conn(
+            &self.inner,
+            &self.inner.redis,
+            "take offline",
+            move |inner, mut conn| async move {
+                let items: Vec<String> = inner.take_offline.invoke(&call, &mut conn).await?;
+                Ok(items
+                    .into_iter()
+                    .filter_map(|item| {
+                        let (seq, frame) = item.split_once(' ')?;
+                        Some(InboxEntry {
+                            seq: seq.parse().ok()?,
+                            frame: frame.to_owned(),
+                        })
+                    })
+                    .collect())
+            },
+        )
+    }
+
+    fn unread(&self, user: &str) -> BoxFuture<'static, Result<Unread, StoreError>> {
+        let key = self.inner.keys.of("unread", user);
+        with_conn(
+            &self.inner,
+            &self.inner.redis,
+            "HGETALL",
+            move |_, mut conn| async move {
+                let flat: Vec<(String, u64)> = redis::cmd("HGETALL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(unread_map(flat))
+            },
+        )
+    }
+
+    fn mark_read(
+        &self,
+        reader: &str,
+        peer: &str,
+        up_to: &str,
+    ) -> BoxFuture<'static, Result<ReadMarker, StoreError>> {
+        let keys = &self.inner.keys;
+        let (reader, peer, up_to) = (reader.to_owned(), peer.to_owned(), up_to.to_owned());
+        let (unread, read, read_pos) = (
+            keys.of("unread", &reader),
+            keys.of("read", &reader),
+            keys.of("read_pos", &reader),
+        );
+        let posts_in = keys.of("posts", &format!("{peer}:{reader}"));
+        let posts_out = keys.of("posts", &format!("{reader}:{peer}"));
+        with_conn(
+            &self.inner,
+            &self.inner.redis,
+            "mark read",
+            move |inner, mut conn| async move {
+                let call = MarkRead {
+                    unread,
+                    read,
+                    read_pos,
+                    posts_in,
+                    posts_out,
+                    peer,
+                    up_to,
+                };
+                let (outcome, flat): (String, Vec<(String, u64)>) =
+                    inner.mark_read.invoke(&call, &mut conn).await?;
+                Ok(match outcome.as_str() {
+                    "moved" => ReadMarker::Moved(unread_map(flat)),
+                    "stale" => ReadMarker::Stale(unread_map(flat)),
+                    _ => ReadMarker::NotFound,
+                })
+            },
+        )
+    }
+
+    fn history(
+        &self,
+        a: &str,
+        b: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<HistoryEntry>, StoreError>> {
+        let (a, b) = conversation(a, b);
+        let key = self.inner.keys.of("conv", &format!("{a}:{b}"));
+        let end = before.map_or_else(|| "+".to_owned(), |c| format!("({c}"));
+        with_conn(
+            &self.inner,
+            &self.inner.redis,
+            "XREVRANGE",
+            move |_, mut conn| async move {
+                let raw: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+                    .arg(&key)
+                    .arg(&end)
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(limit)
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(raw
+                    .into_iter()
+                    .filter_map(|(cursor, fields)| {
+                        let message = fields.into_iter().find(|(k, _)| k == "m")?.1;
+                        Some(HistoryEntry { cursor, message })
+                    })
+                    .collect())
+            },
+        )
+    }
+
+    fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        super::ping(&self.inner.redis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::script::legend;
+
+    #[tokio::test]
+    async fn every_message_script_is_called_as_its_legend_says() {
+        let direct = Direct {
+            id: "01J".into(),
+            from: "alice".into(),
+            to: "bob".into(),
+            client_id: Some("c1".into()),
+            frame: FrameText::Seed("{}".into()),
+            history: "{}".into(),
+            copy_to_sender: true,
+            envelope_header: vec![b'T'],
+        };
+        let inner = Inner {
+            redis: chat_broker::redis::command_connection("redis://127.0.0.1:1/")
+                .expect("a lazy connection"),
+            keys: Keys::new("p:"),
+            limits: Limits::default(),
+            append: Loaded::new(),
+            take_offline: Loaded::new(),
+            mark_read: Loaded::new(),
+        };
+        legend::check(&inner.append_call(direct));
+        legend::check(&TakeOffline {
+            offline: "o".into(),
+        });
+        legend::check(&MarkRead {
+            unread: "u".into(),
+            read: "r".into(),
+            read_pos: "rp".into(),
+            posts_in: "pi".into(),
+            posts_out: "po".into(),
+            peer: "bob".into(),
+            up_to: "01J".into(),
+        });
+    }
+}

@@ -1,0 +1,121 @@
+//! The Redis engines: messages ([`messages::RedisStore`]) and presence
+//! ([`presence::RedisNode`] for gateways, [`presence::RedisPresence`] for
+//! readers), on one multiplexed command connection each.
+//!
+//! Keys, after the configured prefix:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `seq:{user}` | string | the user's last inbox sequence number |
+//! | `inbox:{user}` | stream, ids `0-{seq}` | frames as delivered (`f`) |
+//! | `offline:{user}` | list | `"{seq} {frame}"` that arrived while the user had no connection |
+//! | `conv:{a}:{b}` | stream (a ≤ b) | the conversation's messages as JSON (`m`) |
+//! | `conv_seq:{a}:{b}` | string | the conversation's last position |
+//! | `posts:{from}:{to}` | sorted set | message id → conversation position, of `from`'s messages to `to` (where read markers point) |
+//! | `unread:{user}` | hash | sender → unread count (the seed's shape; part of the contract) |
+//! | `read:{user}` | hash | peer → id of the message read up to |
+//! | `read_pos:{user}` | hash | peer → conversation position of that message |
+//! | `sent:{user}` | hash | client id → `"{seq_r} {seq_s} {offline} {history}"` of the user's last sends |
+//! | `sent_order:{user}` | list | those client ids, oldest first |
+//! | `presence:{user}` | hash | gateway node id → open connections |
+//! | `last_seen:{user}` | string | when the user's last connection on a node closed (ms) |
+//! | `node:{id}` | string with TTL | a gateway's lease, renewed while it lives |
+//! | `nodes` | hash | gateway node id → when it last renewed its lease (ms, Redis's clock) |
+//! | `node_users:{id}` | set | users with a connection counted on that node |
+//! | `node_conns:{id}` | set | `"{conn} {user}"` of each connection counted on that node |
+//! | `node_swept:{id}` | hash, 1 day TTL | user → their connections on a lapsed node, moved out of `presence:{user}` by a sweep |
+//!
+//! The scripts (`crates/store/lua/`) touch keys they compute (a node's
+//! lease), so they need a single Redis (or one hash slot), not a cluster.
+
+pub mod messages;
+pub mod presence;
+mod script;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use redis::aio::ConnectionManager;
+
+use crate::StoreError;
+
+/// How long one store call may take before it counts as unavailable.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Key and channel names under one prefix.
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// `{prefix}{kind}:{name}`.
+    pub(crate) fn of(&self, kind: &str, name: &str) -> String {
+        format!("{}{kind}:{name}", self.prefix)
+    }
+
+    /// `{prefix}{kind}:`: what scripts put in front of names they compute.
+    pub(crate) fn prefix_of(&self, kind: &str) -> String {
+        format!("{}{kind}:", self.prefix)
+    }
+
+    /// A key without a name part (`nodes`).
+    pub(crate) fn single(&self, kind: &str) -> String {
+        format!("{}{kind}", self.prefix)
+    }
+
+    /// A broker channel, prefixed as the broker publishes it.
+    pub(crate) fn channel(&self, channel: &str) -> String {
+        format!("{}{channel}", self.prefix)
+    }
+}
+
+pub(crate) fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("{what}: {e}"))
+}
+
+/// Runs `f` with a clone of `conn`, bounded by [`COMMAND_TIMEOUT`].
+pub(crate) fn with_conn<S, T, F, Fut>(
+    state: &Arc<S>,
+    conn: &ConnectionManager,
+    what: &'static str,
+    f: F,
+) -> BoxFuture<'static, Result<T, StoreError>>
+where
+    S: Send + Sync + 'static,
+    T: Send + 'static,
+    F: FnOnce(Arc<S>, ConnectionManager) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = redis::RedisResult<T>> + Send,
+{
+    let state = Arc::clone(state);
+    let conn = conn.clone();
+    async move {
+        let attempt = async { f(state, conn).await.map_err(|e| unavailable(what, e)) };
+        tokio::time::timeout(COMMAND_TIMEOUT, attempt)
+            .await
+            .unwrap_or_else(|e| Err(unavailable(what, e)))
+    }
+    .boxed()
+}
+
+/// Answers a readiness check with `PING`.
+pub(crate) fn ping(conn: &ConnectionManager) -> BoxFuture<'static, Result<(), StoreError>> {
+    let mut conn = conn.clone();
+    async move {
+        let ping = redis::cmd("PING");
+        match tokio::time::timeout(COMMAND_TIMEOUT, ping.query_async::<String>(&mut conn)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(unavailable("PING", e)),
+            Err(e) => Err(unavailable("PING", e)),
+        }
+    }
+    .boxed()
+}
