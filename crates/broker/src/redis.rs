@@ -1,13 +1,18 @@
 //! The Redis engine: pub/sub across processes.
 //!
 //! One subscriber connection per process carries every channel this node
-//! wants; a single task owns it, so subscribe/unsubscribe requests apply in
-//! the order they were made. Publishes and health checks go through one
-//! multiplexed command connection (redis-rs's `ConnectionManager`: concurrent
-//! commands are pipelined on it, and it reconnects by itself). When Redis
-//! goes away the task reconnects with
-//! backoff and subscribes again to everything still wanted; meanwhile calls
-//! fail fast with [`BrokerError::Unavailable`] instead of hanging.
+//! wants. Subscribing is a wish, not a queued command: the handle records
+//! which channels are wanted (a set bounded by the channels in use, however
+//! fast they come and go), and the single task that owns the connection
+//! brings Redis in line, a batch of SUBSCRIBE/UNSUBSCRIBE at a time, while
+//! it keeps delivering — a subscription change never pauses the messages of
+//! other channels, and a channel that goes 0→1→0→1 quickly ends as last
+//! wished. Publishes and health checks go through one multiplexed command
+//! connection (redis-rs's `ConnectionManager`: concurrent commands are
+//! pipelined on it, and it reconnects by itself). When Redis goes away the
+//! task reconnects with backoff and subscribes again to everything still
+//! wanted; meanwhile calls fail fast with [`BrokerError::Unavailable`]
+//! instead of hanging.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,8 +22,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::{mpsc, oneshot};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
+use tokio::sync::{Notify, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::broker::{Broker, BrokerError, Handler};
@@ -28,8 +33,8 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// First and longest wait between reconnection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(3);
-/// Channels per SUBSCRIBE when re-subscribing after a reconnect.
-const RESUBSCRIBE_CHUNK: usize = 1000;
+/// Channels per SUBSCRIBE or UNSUBSCRIBE.
+const CHUNK: usize = 1000;
 
 /// How to reach Redis.
 #[derive(Clone, Debug)]
@@ -43,15 +48,32 @@ pub struct RedisOptions {
     pub errors: Option<prometheus::IntCounter>,
 }
 
-enum Command {
-    Subscribe(String, oneshot::Sender<Result<(), BrokerError>>),
-    Unsubscribe(String),
+/// A waiter for a channel's subscription to be confirmed.
+type Waiter = oneshot::Sender<Result<(), BrokerError>>;
+
+/// Which channels the node wants, and which the subscriber connection has:
+/// the handle writes wishes, the task brings Redis in line.
+#[derive(Default)]
+struct Wishes {
+    /// Channels wanted (unprefixed), with who waits for their confirmation.
+    wanted: HashMap<String, Vec<Waiter>>,
+    /// Channels confirmed subscribed on the current connection.
+    subscribed: HashSet<String>,
+    /// Channels whose wish changed since the task last looked.
+    changed: HashSet<String>,
 }
 
 /// State shared by the handle and the subscriber task.
 struct Shared {
-    /// The subscriber connection is up and subscribed to what is wanted.
+    /// The subscriber connection is up.
     connected: AtomicBool,
+    /// The last attempt to connect failed, or the connection was lost: new
+    /// subscriptions fail at once instead of waiting for Redis.
+    down: AtomicBool,
+    /// What is wanted and what is had.
+    wishes: Mutex<Wishes>,
+    /// Wakes the task when a wish changed.
+    wished: Notify,
     /// Health-check nonces awaiting their round trip through pub/sub.
     health_waiters: Mutex<HashMap<String, oneshot::Sender<()>>>,
     /// This node's private channel for health round trips (full name).
@@ -72,8 +94,14 @@ impl Shared {
 /// A node on Redis pub/sub. Dropping it stops its subscriber task.
 pub struct RedisBroker {
     redis: ConnectionManager,
-    commands: mpsc::UnboundedSender<Command>,
     shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RedisBroker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// The connection for Redis commands, shared by every Redis engine of the
@@ -107,17 +135,19 @@ impl RedisBroker {
         let redis = command_connection(&options.url).map_err(BrokerError::Unavailable)?;
         let shared = Arc::new(Shared {
             connected: AtomicBool::new(false),
+            down: AtomicBool::new(false),
+            wishes: Mutex::default(),
+            wished: Notify::new(),
             health_waiters: Mutex::default(),
             health_channel: format!("{}health:{}", options.prefix, ulid::Ulid::new()),
             prefix: options.prefix,
             errors: options.errors,
         });
-        let (commands, rx) = mpsc::unbounded_channel();
-        tokio::spawn(subscriber_task(client, rx, handler, Arc::clone(&shared)));
+        let task = tokio::spawn(subscriber_task(client, handler, Arc::clone(&shared)));
         Ok(Self {
             redis,
-            commands,
             shared,
+            task,
         })
     }
 
@@ -160,12 +190,26 @@ impl Broker for RedisBroker {
     }
 
     fn subscribe(&self, channel: &str) -> BoxFuture<'static, Result<(), BrokerError>> {
+        if self.shared.down.load(Ordering::Acquire) {
+            // Fail at once rather than hang until Redis returns.
+            let e = self.shared.failed("SUBSCRIBE", &"Redis is unreachable");
+            return futures_util::future::ready(Err(e)).boxed();
+        }
         let (tx, rx) = oneshot::channel();
-        let queued = self
-            .commands
-            .send(Command::Subscribe(channel.to_owned(), tx));
+        {
+            let mut wishes = lock(&self.shared.wishes);
+            let had = wishes.subscribed.contains(channel);
+            let waiters = wishes.wanted.entry(channel.to_owned()).or_default();
+            if had {
+                // Still subscribed (an unsubscribe not yet sent): wanted again.
+                let _ = tx.send(Ok(()));
+            } else {
+                waiters.push(tx);
+            }
+            wishes.changed.insert(channel.to_owned());
+        }
+        self.shared.wished.notify_one();
         async move {
-            queued.map_err(|_| BrokerError::Unavailable("broker stopped".into()))?;
             rx.await
                 .unwrap_or_else(|_| Err(BrokerError::Unavailable("broker stopped".into())))
         }
@@ -173,8 +217,17 @@ impl Broker for RedisBroker {
     }
 
     fn unsubscribe(&self, channel: &str) {
-        // A stopped task has no subscriptions left to drop.
-        let _ = self.commands.send(Command::Unsubscribe(channel.to_owned()));
+        let mut wishes = lock(&self.shared.wishes);
+        if let Some(waiters) = wishes.wanted.remove(channel) {
+            // In call order their subscribe came first and is now undone:
+            // answered as done, as it would be had it been confirmed.
+            for waiter in waiters {
+                let _ = waiter.send(Ok(()));
+            }
+        }
+        wishes.changed.insert(channel.to_owned());
+        drop(wishes);
+        self.shared.wished.notify_one();
     }
 
     fn check(&self) -> BoxFuture<'static, Result<(), BrokerError>> {
@@ -210,122 +263,180 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Owns the subscriber connection: applies commands in order, delivers
-/// messages, reconnects and re-subscribes when the connection is lost.
-async fn subscriber_task(
-    client: redis::Client,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-    handler: Handler,
-    shared: Arc<Shared>,
-) {
-    let mut wanted: HashSet<String> = HashSet::new();
+/// Owns the subscriber connection: brings its subscriptions in line with
+/// the wishes, delivers messages, reconnects and re-subscribes when the
+/// connection is lost. Ends when the broker is dropped (aborted).
+async fn subscriber_task(client: redis::Client, handler: Handler, shared: Arc<Shared>) {
     let mut backoff = BACKOFF_MIN;
     loop {
-        match connect(&client, &shared, &wanted).await {
-            Ok((mut sink, mut stream)) => {
+        match connect(&client, &shared).await {
+            Ok((sink, mut stream)) => {
                 backoff = BACKOFF_MIN;
-                shared.connected.store(true, Ordering::Release);
-                info!(channels = wanted.len(), "Redis subscriber connected");
-                let open = serve(
-                    &mut sink,
-                    &mut stream,
-                    &mut commands,
-                    &handler,
-                    &shared,
-                    &mut wanted,
-                )
-                .await;
-                shared.connected.store(false, Ordering::Release);
-                if !open {
-                    return;
+                {
+                    // A new connection has nothing: everything wanted is to do.
+                    let mut wishes = lock(&shared.wishes);
+                    wishes.subscribed.clear();
+                    let wanted: Vec<String> = wishes.wanted.keys().cloned().collect();
+                    info!(channels = wanted.len(), "Redis subscriber connected");
+                    wishes.changed.extend(wanted);
                 }
+                shared.down.store(false, Ordering::Release);
+                shared.connected.store(true, Ordering::Release);
+                serve(sink, &mut stream, &handler, &shared).await;
+                shared.connected.store(false, Ordering::Release);
+                shared.down.store(true, Ordering::Release);
+                fail_waiters(&shared, "Redis subscriber connection lost");
                 warn!("Redis subscriber connection lost; reconnecting");
             }
             Err(e) => {
                 debug!(error = %e, ?backoff, "Redis subscriber cannot connect");
+                shared.down.store(true, Ordering::Release);
+                fail_waiters(&shared, "Redis is unreachable");
                 let _ = shared.failed("subscriber connect", &e);
             }
         }
-        // Wait before the next attempt, answering requests meanwhile: a
-        // subscribe fails at once rather than hanging until Redis returns.
-        let deadline = tokio::time::sleep(backoff);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                () = &mut deadline => break,
-                command = commands.recv() => match command {
-                    None => return,
-                    Some(Command::Subscribe(_, reply)) => {
-                        let _ = reply.send(Err(BrokerError::Unavailable("Redis is unreachable".into())));
-                    }
-                    Some(Command::Unsubscribe(channel)) => { wanted.remove(&channel); }
-                },
-            }
-        }
+        tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Answers everyone still waiting for a subscription: it failed.
+fn fail_waiters(shared: &Shared, why: &str) {
+    let mut wishes = lock(&shared.wishes);
+    for waiters in wishes.wanted.values_mut() {
+        for waiter in waiters.drain(..) {
+            let _ = waiter.send(Err(BrokerError::Unavailable(why.to_owned())));
+        }
     }
 }
 
 async fn connect(
     client: &redis::Client,
     shared: &Shared,
-    wanted: &HashSet<String>,
-) -> redis::RedisResult<(redis::aio::PubSubSink, redis::aio::PubSubStream)> {
+) -> redis::RedisResult<(PubSubSink, redis::aio::PubSubStream)> {
     let pubsub = tokio::time::timeout(COMMAND_TIMEOUT, client.get_async_pubsub())
         .await
         .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;
     let (mut sink, stream) = pubsub.split();
     sink.subscribe(&shared.health_channel).await?;
-    let full: Vec<String> = wanted
-        .iter()
-        .map(|c| format!("{}{c}", shared.prefix))
-        .collect();
-    for chunk in full.chunks(RESUBSCRIBE_CHUNK) {
-        sink.subscribe(chunk).await?;
-    }
     Ok((sink, stream))
 }
 
-/// Runs one connection until it breaks (returns true) or the broker is
-/// dropped (returns false).
+/// One batch of subscription changes, sent while deliveries go on.
+struct Batch {
+    subscribe: Vec<String>,
+    unsubscribe: Vec<String>,
+}
+
+/// The changes the wishes call for now, at most [`CHUNK`] of each kind;
+/// `None` when Redis already has what is wanted.
+fn next_batch(shared: &Shared) -> Option<Batch> {
+    let mut wishes = lock(&shared.wishes);
+    let mut batch = Batch {
+        subscribe: Vec::new(),
+        unsubscribe: Vec::new(),
+    };
+    let mut looked = Vec::new();
+    for channel in wishes.changed.iter() {
+        if batch.subscribe.len() >= CHUNK || batch.unsubscribe.len() >= CHUNK {
+            break;
+        }
+        looked.push(channel.clone());
+        let wanted = wishes.wanted.contains_key(channel);
+        let had = wishes.subscribed.contains(channel);
+        if wanted && !had {
+            batch.subscribe.push(channel.clone());
+        } else if !wanted && had {
+            batch.unsubscribe.push(channel.clone());
+        }
+    }
+    for channel in &looked {
+        wishes.changed.remove(channel);
+    }
+    if batch.subscribe.is_empty() && batch.unsubscribe.is_empty() {
+        return if wishes.changed.is_empty() {
+            None
+        } else {
+            drop(wishes);
+            next_batch(shared)
+        };
+    }
+    Some(batch)
+}
+
+/// Sends `batch` on a clone of the sink; answers the batch and whether Redis took it.
+fn send_batch(
+    mut sink: PubSubSink,
+    prefix: String,
+    batch: Batch,
+) -> BoxFuture<'static, (Batch, Result<(), String>)> {
+    async move {
+        let full = |names: &[String]| -> Vec<String> {
+            names.iter().map(|c| format!("{prefix}{c}")).collect()
+        };
+        let attempt = async {
+            if !batch.subscribe.is_empty() {
+                sink.subscribe(full(&batch.subscribe)).await?;
+            }
+            if !batch.unsubscribe.is_empty() {
+                sink.unsubscribe(full(&batch.unsubscribe)).await?;
+            }
+            Ok::<(), redis::RedisError>(())
+        };
+        let result = match tokio::time::timeout(COMMAND_TIMEOUT, attempt).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".to_owned()),
+        };
+        (batch, result)
+    }
+    .boxed()
+}
+
+/// Runs one connection until it breaks.
 async fn serve(
-    sink: &mut redis::aio::PubSubSink,
+    sink: PubSubSink,
     stream: &mut redis::aio::PubSubStream,
-    commands: &mut mpsc::UnboundedReceiver<Command>,
     handler: &Handler,
     shared: &Shared,
-    wanted: &mut HashSet<String>,
-) -> bool {
+) {
+    let mut inflight: Option<BoxFuture<'static, (Batch, Result<(), String>)>> = None;
     loop {
+        if inflight.is_none() {
+            inflight = next_batch(shared)
+                .map(|batch| send_batch(sink.clone(), shared.prefix.clone(), batch));
+        }
+        let idle = inflight.is_none();
+        let done = async {
+            match inflight.as_mut() {
+                Some(batch) => batch.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            command = commands.recv() => match command {
-                None => return false,
-                Some(Command::Subscribe(channel, reply)) => {
-                    let full = format!("{}{channel}", shared.prefix);
-                    match tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(&full)).await {
-                        Ok(Ok(())) => {
-                            wanted.insert(channel);
-                            let _ = reply.send(Ok(()));
-                        }
-                        failed => {
-                            let why = match failed { Ok(Err(e)) => e.to_string(), _ => "timed out".into() };
-                            let _ = reply.send(Err(shared.failed("SUBSCRIBE", &why)));
-                            return true;
+            (batch, result) = done => {
+                inflight = None;
+                if let Err(why) = result {
+                    let _ = shared.failed("SUBSCRIBE", &why);
+                    // The reconnect subscribes everything wanted again.
+                    return;
+                }
+                let mut wishes = lock(&shared.wishes);
+                for channel in batch.unsubscribe {
+                    wishes.subscribed.remove(&channel);
+                }
+                for channel in batch.subscribe {
+                    wishes.subscribed.insert(channel.clone());
+                    if let Some(waiters) = wishes.wanted.get_mut(&channel) {
+                        for waiter in waiters.drain(..) {
+                            let _ = waiter.send(Ok(()));
                         }
                     }
                 }
-                Some(Command::Unsubscribe(channel)) => {
-                    let full = format!("{}{channel}", shared.prefix);
-                    wanted.remove(&channel);
-                    match tokio::time::timeout(COMMAND_TIMEOUT, sink.unsubscribe(&full)).await {
-                        Ok(Ok(())) => {}
-                        // The reconnect will not re-subscribe it, which is the same result.
-                        _ => return true,
-                    }
-                }
-            },
+            }
+            () = shared.wished.notified(), if idle => {}
             message = stream.next() => {
-                let Some(message) = message else { return true };
+                let Some(message) = message else { return };
                 let channel = message.get_channel_name();
                 if channel == shared.health_channel {
                     let nonce = String::from_utf8_lossy(message.get_payload_bytes()).into_owned();

@@ -45,5 +45,45 @@ fn fanout(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fanout);
+/// Every connection of a channel leaving at once (a lobby emptied by a
+/// restart or a network cut): the cost per connection must not grow with
+/// the channel's size.
+fn close_storm(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("leave, every connection of a channel");
+    group.sample_size(10);
+    for members in [1_000usize, 19_000] {
+        let metrics = GatewayMetrics::register(&prometheus::Registry::new()).expect("metrics");
+        let hub = Hub::new(metrics);
+        hub.attach(Arc::new(MemoryBroker::standalone(hub.handler())));
+        group.throughput(Throughput::Elements(members as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(members), &members, |b, &n| {
+            b.iter_batched(
+                || {
+                    runtime.block_on(async {
+                        let mut conns = Vec::with_capacity(n);
+                        for _ in 0..n {
+                            let (conn, queue, _overflow) = Conn::new(4);
+                            hub.join("lobby", &conn).await.expect("join");
+                            conns.push((conn, queue));
+                        }
+                        conns
+                    })
+                },
+                |conns| {
+                    for (conn, _) in &conns {
+                        hub.leave("lobby", conn.id());
+                    }
+                    conns
+                },
+                criterion::BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, fanout, close_storm);
 criterion_main!(benches);

@@ -175,19 +175,54 @@ async fn reading_clears_the_counter_on_every_device_and_sends_a_receipt(kind: Ki
         json!({}),
         "stored"
     );
+    // A message that is not of this conversation is not found; reading it
+    // again is no news; then a new message and an older read: nothing moves
+    // back, the new message stays unread.
+    for (id, up_to) in [("r1", "01JDQZ7V8Y3M5T2K9W4XN6B1CE"), ("r2", up_to)] {
+        later
+            .send_json(&json!({"type": "read", "id": id, "peer": "alice", "up_to": up_to}))
+            .await
+            .unwrap();
+    }
+    let error = later.recv_type("error").await.unwrap();
+    assert_eq!(
+        (error["id"].as_str(), error["code"].as_str()),
+        (Some("r1"), Some("not_found"))
+    );
+    alice.send_json(&send("c", "bob", "three")).await.unwrap();
+    let third = alice.recv_ack("c").await.unwrap()["message"]["id"].clone();
+    // The next frame bob gets is the message: the stale read sent no counters.
+    assert_eq!(later.recv_type("message").await.unwrap()["id"], third);
+    assert_eq!(
+        later.recv_type("unread").await.unwrap()["counts"],
+        json!({"alice": 1}),
+        "the new message is unread"
+    );
+    later
+        .send_json(&json!({"type": "read", "peer": "alice", "up_to": third}))
+        .await
+        .unwrap();
+    // Had the stale read sent a receipt, it would come first.
+    assert_eq!(
+        alice.recv_until("receipt").await.unwrap(),
+        json!({"type": "receipt", "from": "bob", "up_to": third})
+    );
 }
 
 async fn watchers_learn_when_a_user_comes_and_goes(kind: Kind) {
     let cluster = kind.start(settings()).await;
     let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
+    // A name given twice is watched (and answered) once.
     alice
-        .send_json(&json!({"type": "watch", "users": ["bob"]}))
+        .send_json(&json!({"type": "watch", "users": ["bob", "bob", "carol"]}))
         .await
         .unwrap();
-    assert_eq!(
-        alice.recv_type("presence").await.unwrap(),
-        json!({"type": "presence", "user": "bob", "online": false})
-    );
+    for user in ["bob", "carol"] {
+        assert_eq!(
+            alice.recv_type("presence").await.unwrap(),
+            json!({"type": "presence", "user": user, "online": false})
+        );
+    }
     let bob = WsClient::user(cluster.addr(1), "bob").await.unwrap();
     let online = alice.recv_type("presence").await.unwrap();
     assert_eq!(
@@ -260,7 +295,38 @@ async fn a_sync_larger_than_the_outbound_queue_arrives_whole(kind: Kind) {
     );
 }
 
+/// A client that sends again with the same `id` (it lost the ack, or it
+/// reconnected through another replica) gets the first `ack` back and the
+/// receiver gets the message once.
+async fn a_send_repeated_with_its_id_is_acked_as_the_first_and_delivered_once(kind: Kind) {
+    let cluster = kind.start(settings()).await;
+    let mut bob = WsClient::user(cluster.addr(1), "bob").await.unwrap();
+    bob.recv_type("unread").await.unwrap();
+    let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
+    alice
+        .send_json(&send("once", "bob", "hello"))
+        .await
+        .unwrap();
+    let first = alice.recv_ack("once").await.unwrap();
+    let mut again = WsClient::user(cluster.addr(1), "alice").await.unwrap();
+    again
+        .send_json(&send("once", "bob", "hello?"))
+        .await
+        .unwrap();
+    let second = again.recv_ack("once").await.unwrap();
+    assert_eq!(second["message"], first["message"], "the first ack, whole");
+    assert_eq!(bob.recv_type("message").await.unwrap()["body"], "hello");
+    bob.recv_type("unread").await.unwrap();
+    // The next thing bob gets is the next message, not a copy.
+    alice
+        .send_json(&send("twice", "bob", "next"))
+        .await
+        .unwrap();
+    assert_eq!(bob.recv_type("message").await.unwrap()["body"], "next");
+}
+
 suite!(
+    a_send_repeated_with_its_id_is_acked_as_the_first_and_delivered_once,
     a_message_to_an_offline_user_is_kept_counted_and_delivered_once_on_connect,
     a_client_that_syncs_gets_everything_after_its_cursor_in_order,
     the_senders_other_connections_see_what_it_sent,

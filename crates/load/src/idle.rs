@@ -2,6 +2,12 @@
 //! opened, how fast, what the servers' memory grew by per connection, and —
 //! with a probe — how long one lobby frame took to reach the last of them.
 //!
+//! With `--storm`, every held connection then closes at once (as when a
+//! load balancer restarts or a network cuts) while two users exchange room
+//! messages on the same gateway: the report gives their delivery latency
+//! before and during the storm, so a registry that stalls while thousands
+//! leave a channel shows.
+//!
 //! Several `chat-load idle` processes (each at most ~19 500 descriptors)
 //! against several gateways make the 100 000-connection run: each waits for
 //! a probe (`--probe await`) that `chat-load probe` sends once every process
@@ -69,7 +75,20 @@ pub struct Idle {
     /// A file written once every connection is open.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
+    /// Close every held connection at once, and time room messages between
+    /// two other users on the first target before and during it.
+    #[arg(long)]
+    pub storm: bool,
 }
+
+/// How often the storm's probe sends (within the default rate limit of
+/// 50 frames a second), and for how long before and after
+/// the connections close.
+const STORM_EVERY: Duration = Duration::from_millis(25);
+const STORM_BEFORE: Duration = Duration::from_secs(1);
+const STORM_AFTER: Duration = Duration::from_secs(3);
+/// The sequence number of the storm probe's closing message.
+const STORM_LAST: u64 = 99_999_999;
 
 /// Runs it.
 pub async fn run(targets: &[Target], spec: Idle) -> anyhow::Result<Report> {
@@ -149,6 +168,11 @@ pub async fn run(targets: &[Target], spec: Idle) -> anyhow::Result<Report> {
     if let Some(path) = &spec.ready_file {
         std::fs::write(path, format!("{open}\n"))?;
     }
+    let storm = if spec.storm {
+        Some(StormProbe::start(&targets[0], &prefix).await?)
+    } else {
+        None
+    };
     let held_since = Instant::now();
     let mut probe_sent = false;
     if let Some(mut sink) = probe_sender {
@@ -159,6 +183,9 @@ pub async fn run(targets: &[Target], spec: Idle) -> anyhow::Result<Report> {
     let expected = readers.len() as u64;
     while held_since.elapsed() < spec.hold {
         if spec.probe != Probe::None && probed.load(Ordering::Relaxed) >= expected {
+            break;
+        }
+        if storm.is_some() && held_since.elapsed() >= STORM_BEFORE {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -172,10 +199,16 @@ pub async fn run(targets: &[Target], spec: Idle) -> anyhow::Result<Report> {
         .iter()
         .map(|p| rss_kib(*p))
         .collect::<Result<_, _>>()?;
+    // Every reader drops its connection now: all close at once.
+    let stormed_at = crate::now_micros();
     let _ = stop.send(true);
     for reader in readers {
         reader.await?;
     }
+    let storm = match storm {
+        Some(probe) => Some(probe.finish(stormed_at).await?),
+        None => None,
+    };
 
     let probed = probed.load(Ordering::Relaxed);
     let closed = closed.load(Ordering::Relaxed);
@@ -247,7 +280,117 @@ pub async fn run(targets: &[Target], spec: Idle) -> anyhow::Result<Report> {
             .field("probed", probed)
             .field("probe_expected", expected);
     }
+    if let Some((before, during, lost)) = storm {
+        report
+            .row("probe before the storm", before.line())
+            .row(
+                "probe during the storm",
+                format!(
+                    "{} (the {STORM_AFTER:?} after {open} closed at once)",
+                    during.line()
+                ),
+            )
+            .row("probe messages lost", lost.to_string())
+            .latency("storm_before", "storm_before_ms", &before)
+            .latency("storm_during", "storm_during_ms", &during)
+            .field("storm_lost", lost);
+    }
     Ok(report)
+}
+
+/// Two users in a room of their own: one sends a stamped message every
+/// [`STORM_EVERY`], the other times each one's arrival.
+struct StormProbe {
+    sender: tokio::task::JoinHandle<anyhow::Result<u64>>,
+    receiver: tokio::task::JoinHandle<anyhow::Result<Vec<(u64, u64)>>>,
+    stop: watch::Sender<bool>,
+}
+
+impl StormProbe {
+    async fn start(target: &Target, prefix: &str) -> anyhow::Result<Self> {
+        let room = format!("{prefix}storm");
+        let room_ref = &room;
+        let open = |user: String| async move {
+            let mut ws = target
+                .user(&user)
+                .await
+                .map_err(|e| anyhow::anyhow!("storm probe: {e}"))?;
+            crate::fanout::join(&mut ws, room_ref)
+                .await
+                .map_err(|e| anyhow::anyhow!("storm probe: {e}"))?;
+            anyhow::Ok(ws)
+        };
+        let mut sender = open(format!("{prefix}storm-a")).await?;
+        let mut receiver = open(format!("{prefix}storm-b")).await?;
+        let (stop, stopped) = watch::channel(false);
+        let receiver = tokio::spawn(async move {
+            // (sent, arrived) of every probe message.
+            let mut arrivals = Vec::new();
+            while let Some(message) = receiver.next().await {
+                let Message::Text(text) = message? else {
+                    continue;
+                };
+                if frame_type(&text) == Some("message")
+                    && let Some((sent, n)) = body_stamp(&text)
+                {
+                    arrivals.push((sent, crate::now_micros()));
+                    if n == STORM_LAST {
+                        break;
+                    }
+                }
+            }
+            anyhow::Ok(arrivals)
+        });
+        let sender = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(STORM_EVERY);
+            let mut n = 0;
+            while !*stopped.borrow() {
+                tick.tick().await;
+                n += 1;
+                let frame = serde_json::json!({
+                    "type": "send", "id": n.to_string(), "room": room, "body": stamped(n, 32)
+                });
+                sender.send(Message::text(frame.to_string())).await?;
+            }
+            // The last one says so, so the receiver knows when to stop.
+            let last = serde_json::json!({
+                "type": "send", "id": "last", "room": room, "body": stamped(STORM_LAST, 32)
+            });
+            sender.send(Message::text(last.to_string())).await?;
+            // Keep the connection until the receiver has it.
+            let _ = tokio::time::timeout(Duration::from_secs(10), sender.next()).await;
+            anyhow::Ok(n)
+        });
+        Ok(Self {
+            sender,
+            receiver,
+            stop,
+        })
+    }
+
+    /// Probes for [`STORM_AFTER`] more, then answers the latency of the
+    /// messages sent before `stormed_at` (µs) and after, and how many of
+    /// the messages sent never arrived.
+    async fn finish(self, stormed_at: u64) -> anyhow::Result<(Latency, Latency, u64)> {
+        tokio::time::sleep(STORM_AFTER).await;
+        let _ = self.stop.send(true);
+        let sent = self.sender.await??;
+        let arrivals = tokio::time::timeout(Duration::from_secs(10), self.receiver)
+            .await
+            .map_err(|_| anyhow::anyhow!("the storm probe's last message never arrived"))???;
+        let (mut before, mut during) = (Latency::default(), Latency::default());
+        for (sent_at, arrived) in &arrivals {
+            let latency = if *sent_at < stormed_at {
+                &mut before
+            } else {
+                &mut during
+            };
+            latency.record(arrived.saturating_sub(*sent_at));
+        }
+        // `sent` counts the timed messages; the closing one is extra.
+        let lost = (sent + 1).saturating_sub(arrivals.len() as u64);
+        Ok((before, during, lost))
+    }
 }
 
 /// Reads one connection until stopped; dropping it at the end ends it.

@@ -8,12 +8,14 @@
 //! - [`schema`]: the committed JSON Schemas of the protocol.
 //! - [`postgres`]: a fresh PostgreSQL database per test.
 //! - [`process`]: the workspace's real binaries, started as child processes.
+//! - [`raw`]: a WebSocket client writing raw frames, for protocol errors.
 //! - [`proxy`]: a TCP proxy that holds back a server's answers (a slow
 //!   network), to show what a client does when it gives up waiting.
 
 pub mod postgres;
 pub mod process;
 pub mod proxy;
+pub mod raw;
 pub mod redis;
 pub mod schema;
 pub mod ws;
