@@ -15,9 +15,10 @@ pub mod settings;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use chat_protocol::ErrorCode;
+use chat_runtime::error::HttpError;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -49,35 +50,25 @@ pub enum AuthError {
     InvalidName(chat_protocol::NameError),
 }
 
-impl AuthError {
-    /// The stable code for the JSON body.
-    pub fn code(&self) -> ErrorCode {
+impl HttpError for AuthError {
+    fn code(&self) -> ErrorCode {
         match self {
             AuthError::Missing(_) | AuthError::Invalid(_) => ErrorCode::Unauthorized,
             AuthError::WrongUser { .. } | AuthError::Origin(_) => ErrorCode::Forbidden,
             AuthError::InvalidName(_) => ErrorCode::InvalidName,
         }
     }
-}
 
-impl ResponseError for AuthError {
-    fn status_code(&self) -> StatusCode {
+    fn status(&self) -> StatusCode {
         match self.code() {
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
     }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
-        if self.code() == ErrorCode::Unauthorized {
-            response.insert_header(("WWW-Authenticate", "Bearer"));
-        }
-        response
-            .json(serde_json::json!({"error": self.code().as_str(), "message": self.to_string()}))
-    }
 }
+
+chat_runtime::http_error!(AuthError);
 
 /// The claims of a chat token.
 #[derive(Debug, Serialize, Deserialize)]

@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use chat_runtime::settings::SettingsError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::{Authenticator, OriginPolicy};
@@ -13,7 +13,7 @@ use crate::{Authenticator, OriginPolicy};
 pub const MIN_SECRET_BYTES: usize = 32;
 
 /// How users prove who they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     /// The seed's behaviour: the name in the URL is the identity. Local demos only.
@@ -40,29 +40,30 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Identity settings.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct AuthSettings {
-    /// `CHAT_AUTH`: `open` or `jwt`; the default depends on the binary.
-    pub auth: Option<AuthMode>,
-    /// `CHAT_JWT_SECRET`: the HS256 secret, at least 32 bytes.
-    pub jwt_secret: Option<Secret>,
-    /// `CHAT_ALLOW_OPEN_PUBLIC`: let open mode listen on a non-loopback address.
-    pub allow_open_public: bool,
-    /// `CHAT_ALLOWED_ORIGINS`: comma-separated origins allowed to open
-    /// WebSockets from a browser (`*` for any); empty means same-origin only.
-    pub allowed_origins: Option<String>,
+/// A secret serialises as `[redacted]` (only defaults are ever serialised:
+/// for `--help`).
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("[redacted]")
+    }
 }
 
-/// The settings table for `--help`.
-pub const HELP: &str = "\
-Identity settings:
-  CHAT_AUTH               open (nickname in the URL) or jwt     [default: open in chatd, jwt elsewhere]
-  CHAT_JWT_SECRET         HS256 secret, at least 32 bytes (jwt mode)
-  CHAT_ALLOW_OPEN_PUBLIC  let open mode listen beyond loopback  [default: false]
-  CHAT_ALLOWED_ORIGINS    browser origins allowed to open WebSockets, comma-separated,
-                          * for any                             [default: same origin only]";
+chat_runtime::settings! {
+    /// Identity settings.
+    #[title = "Identity"]
+    pub struct AuthSettings {
+        /// `open` (the name in the URL is the identity: local demos) or
+        /// `jwt` (tokens from the app's identity provider).
+        pub auth: Option<AuthMode> = None => "open in chatd, jwt elsewhere",
+        /// The HS256 secret tokens are signed with, at least 32 bytes (jwt mode).
+        pub jwt_secret: Option<Secret> = None,
+        /// Let open mode listen on a non-loopback address.
+        pub allow_open_public: bool = false,
+        /// Browser origins allowed to open WebSockets, comma-separated
+        /// (`*` for any); unset means the page's own origin only.
+        pub allowed_origins: Option<String> = None => "same origin only",
+    }
+}
 
 impl AuthSettings {
     /// Builds the authenticator and origin policy, refusing unsafe

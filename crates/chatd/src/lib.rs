@@ -1,14 +1,11 @@
 //! `chatd`: the whole chat backend in one process on one port — the gateway
 //! with the in-process broker (or Redis when `REDIS_URL` is set), the
 //! presence API, local storage under `CHAT_DATA_DIR`, and the health and
-//! metrics endpoints of every service. The same service libraries, given `REDIS_URL`, are the
-//! distributed deployment.
-
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::time::Duration;
+//! metrics endpoints of every service. The same service libraries, given
+//! `REDIS_URL`, are the distributed deployment.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chat_auth::settings::{AuthMode, AuthSettings};
 use chat_gateway::media::{MediaDirectory, MediaLookupError};
@@ -16,151 +13,137 @@ use chat_gateway::{Access, Engine, Gateway, GatewaySettings};
 use chat_media::{MediaService, MediaSettings};
 use chat_presence::PresenceService;
 use chat_protocol::MediaInfo;
+use chat_runtime::app::{Application, BinarySettings};
 use chat_runtime::observe::Observability;
-use chat_runtime::settings::{self, ServerSettings, SettingsError};
+use chat_runtime::settings::{
+    self as layered, Described, Figment, ServerSettings, SettingsError, SharedSettings,
+};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use serde::Deserialize;
 use tracing::info;
-
-/// Settings only `chatd` has.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct ChatdSettings {
-    /// `CHAT_DATA_DIR`: where the embedded services keep their files.
-    pub data_dir: PathBuf,
-}
-
-impl Default for ChatdSettings {
-    fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from("./data"),
-        }
-    }
-}
-
-/// The settings table for `--help`.
-pub const HELP: &str = "\
-chatd settings:
-  CHAT_DATA_DIR           where embedded services keep their files  [default: ./data]";
 
 /// Every setting `chatd` reads.
 pub struct Settings {
     /// The HTTP server.
     pub server: ServerSettings,
+    /// Redis (optional here), the data folder, the trusted proxies.
+    pub shared: SharedSettings,
+    /// Identity (open unless `CHAT_AUTH` says otherwise).
+    pub auth: AuthSettings,
     /// The gateway.
     pub gateway: GatewaySettings,
-    /// chatd's own.
-    pub chatd: ChatdSettings,
-    /// Identity.
-    pub auth: AuthSettings,
     /// The media service.
     pub media: MediaSettings,
 }
 
 impl Settings {
-    /// Who may connect. chatd defaults to open mode (the seed's behaviour);
-    /// call after telemetry is up, so open mode's warning is logged.
-    pub fn access(&self) -> Result<Access, SettingsError> {
-        let (auth, origins) = self.auth.build(AuthMode::Open, self.server.listen)?;
-        Ok(Access {
-            auth: Arc::new(auth),
-            origins,
-        })
+    /// Every group, for `--help` and the README's settings table.
+    pub fn groups() -> Vec<(&'static str, Vec<layered::Setting>)> {
+        vec![
+            (ServerSettings::TITLE, ServerSettings::describe()),
+            (SharedSettings::TITLE, SharedSettings::describe()),
+            (AuthSettings::TITLE, AuthSettings::describe()),
+            (GatewaySettings::TITLE, GatewaySettings::describe()),
+            (MediaSettings::TITLE, MediaSettings::describe()),
+        ]
+    }
+
+    /// The settings table of `chatd --help`.
+    pub fn help() -> String {
+        layered::help(&Self::groups())
     }
 
     /// Loads defaults → `config_file` → environment.
-    pub fn load(config_file: Option<&std::path::Path>) -> Result<Self, SettingsError> {
-        let layers = settings::layers(config_file)?;
+    pub fn load_from(config_file: Option<&std::path::Path>) -> Result<Self, SettingsError> {
+        Self::load(&layered::layers(config_file)?)
+    }
+}
+
+impl BinarySettings for Settings {
+    fn load(layers: &Figment) -> Result<Self, SettingsError> {
         let this = Self {
-            server: settings::extract(&layers)?,
-            gateway: settings::extract(&layers)?,
-            chatd: settings::extract(&layers)?,
-            auth: settings::extract(&layers)?,
-            media: settings::extract(&layers)?,
+            server: layered::extract(layers)?,
+            shared: layered::extract(layers)?,
+            auth: layered::extract(layers)?,
+            gateway: layered::extract(layers)?,
+            media: layered::extract(layers)?,
         };
+        this.shared.validate()?;
         this.gateway.validate()?;
         this.media.validate()?;
         Ok(this)
     }
+
+    fn server(&self) -> &ServerSettings {
+        &self.server
+    }
 }
 
-/// All services composed on one listener.
-pub struct Application {
-    server: actix_web::dev::Server,
-    addr: SocketAddr,
-    gateway: Gateway,
-    grace: Duration,
+/// Every service composed on one listener: what `chatd` runs.
+pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
+    let data_dir = &settings.shared.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        SettingsError::new(format!(
+            "invalid setting CHAT_DATA_DIR: cannot create {}: {e}",
+            data_dir.display()
+        ))
+    })?;
+    // chatd keeps the seed's behaviour: open mode unless told otherwise.
+    let access = Access::from_settings(
+        &settings.auth,
+        AuthMode::Open,
+        &settings.server,
+        &settings.shared,
+    )?;
+    let mut obs = Observability::new();
+    let engine = Engine::from_settings(&settings.shared);
+    let auth = Arc::clone(&access.auth);
+    let proxies = access.proxies.clone();
+    let gateway = Gateway::build(settings.gateway, engine, access, &mut obs).await?;
+    let presence = PresenceService::new(
+        Arc::clone(gateway.store()),
+        gateway.presence(),
+        gateway.broker(),
+        Arc::clone(&auth),
+    );
+    let media = MediaService::build(&settings.media, data_dir, auth, proxies, &mut obs).await?;
+    gateway.set_media(Arc::new(InProcessMedia(media.clone())));
+    let routes = gateway.clone();
+    let app = Application::build(&settings.server, obs, move |cfg| {
+        routes.configure(cfg);
+        presence.configure(cfg);
+        media.configure(cfg);
+        chat_web::configure(cfg);
+    })?;
+    let addr = app.addr();
+    info!("open http://{addr}/ in a browser; WebSocket lobby at ws://{addr}/ws/");
+    let grace = settings.server.shutdown_grace;
+    Ok(app.on_stop(move || async move { gateway.drain(grace).await }))
 }
 
-impl Application {
-    /// Prepares the data folder, builds every service and binds the listener.
-    pub async fn build(settings: Settings, access: Access) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&settings.chatd.data_dir).map_err(|e| {
-            SettingsError::new(format!(
-                "invalid setting CHAT_DATA_DIR: cannot create {}: {e}",
-                settings.chatd.data_dir.display()
-            ))
-        })?;
-
-        let mut obs = Observability::new();
-        let engine = Engine::from_settings(&settings.gateway, &settings.chatd.data_dir);
-        let auth = Arc::clone(&access.auth);
-        let gateway = Gateway::build(settings.gateway, engine, access, &mut obs).await?;
-        let presence = PresenceService::new(
-            Arc::clone(gateway.store()),
-            gateway.presence(),
-            gateway.broker(),
-            Arc::clone(&auth),
-        );
-        let media =
-            MediaService::build(&settings.media, &settings.chatd.data_dir, auth, &mut obs).await?;
-        gateway.set_media(Arc::new(InProcessMedia(media.clone())));
-        let listener = TcpListener::bind(settings.server.listen)?;
-        let addr = listener.local_addr()?;
-        let routes = gateway.clone();
-        let server = chat_runtime::server::http_server(
-            listener,
-            &settings.server,
-            chat_runtime::server::HttpMetrics::register(&obs.registry)?,
-            move |cfg| {
-                routes.configure(cfg);
-                presence.configure(cfg);
-                media.configure(cfg);
-                chat_web::configure(cfg);
-                obs.configure(cfg);
-            },
-        )?;
-        Ok(Self {
-            server,
-            addr,
-            gateway,
-            grace: settings.server.shutdown_grace,
-        })
-    }
-
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Serves until `shutdown` resolves, then closes every WebSocket with
-    /// 1001 and stops.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) -> std::io::Result<()> {
-        info!("listening on http://{}", self.addr);
-        info!(
-            "open http://{}/ in a browser; WebSocket lobby at ws://{}/ws/",
-            self.addr, self.addr
-        );
-        let gateway = self.gateway;
-        let grace = self.grace;
-        chat_runtime::server::run_until_stopped(self.server, shutdown, || async move {
-            gateway.drain(grace).await;
-        })
-        .await
+/// `chatd token USER`: prints a token for `user`, valid for `ttl`; a
+/// settings error exits with 2 and one line.
+pub fn token_command(
+    config: Option<&std::path::Path>,
+    user: &str,
+    ttl: Duration,
+) -> std::process::ExitCode {
+    let token = Settings::load_from(config)
+        .map_err(anyhow::Error::from)
+        .and_then(|settings| mint_token(&settings, user, ttl));
+    match token {
+        Ok(token) => {
+            // The one thing this command prints.
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{token}");
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("chatd token: {e}");
+            std::process::ExitCode::from(2)
+        }
     }
 }
 

@@ -9,7 +9,8 @@
 //! - [`media`]: checking the files messages refer to.
 //!
 //! [`Gateway`] is the composable piece (`configure` mounts its routes);
-//! [`Application`] runs it alone, as the `gateway` binary and tests do.
+//! [`Gateway::alone`] runs it on its own listener, as the `gateway` binary
+//! ([`serve`]) and tests do.
 
 pub mod hub;
 pub mod media;
@@ -18,21 +19,24 @@ pub mod metrics;
 pub mod settings;
 mod ws;
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use actix_web::web;
+use chat_auth::settings::{AuthMode, AuthSettings};
 use chat_auth::{Authenticator, OriginPolicy};
+use chat_broker::Broker;
 use chat_broker::memory::MemoryBus;
 use chat_broker::redis::{RedisBroker, RedisOptions};
-use chat_broker::{Broker, BrokerError};
+use chat_runtime::app::{Application, BinarySettings};
 use chat_runtime::observe::Observability;
 use chat_runtime::per_ip::{PerIpLimit, TrustedProxies};
-use chat_runtime::settings::ServerSettings;
+use chat_runtime::settings::{
+    self as layered, Described, ServerSettings, SettingsError, SharedSettings,
+};
 use chat_store::memory::MemoryPresence;
 use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
 use chat_store::redis::presence::RedisNode;
@@ -40,7 +44,7 @@ use chat_store::sqlite::SqliteStore;
 use chat_store::{Limits, MessageStore, Presence, PresenceNode};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::warn;
 
 pub use hub::Hub;
 pub use metrics::GatewayMetrics;
@@ -64,17 +68,17 @@ pub enum Engine {
 
 impl Engine {
     /// The engines the settings ask for: Redis when `REDIS_URL` is set,
-    /// otherwise a fresh in-process bus and a store under `data_dir`.
-    pub fn from_settings(settings: &GatewaySettings, data_dir: &Path) -> Self {
-        match &settings.redis_url {
+    /// otherwise a fresh in-process bus and a store under `CHAT_DATA_DIR`.
+    pub fn from_settings(shared: &SharedSettings) -> Self {
+        match &shared.redis_url {
             Some(url) => Engine::Redis(RedisOptions {
                 url: url.clone(),
-                prefix: settings.redis_prefix.clone(),
+                prefix: shared.redis_prefix.clone(),
                 errors: None,
             }),
             None => Engine::Embedded {
                 bus: MemoryBus::new(),
-                data_dir: data_dir.to_owned(),
+                data_dir: shared.data_dir.clone(),
             },
         }
     }
@@ -107,22 +111,47 @@ pub(crate) struct Inner {
     pub(crate) proxies: TrustedProxies,
 }
 
-/// Who may connect: the identity mode and the allowed browser origins.
+/// Who may connect, and from where: the identity mode, the allowed browser
+/// origins, the proxies whose `X-Forwarded-For` names the client.
 #[derive(Clone)]
 pub struct Access {
     /// Checks tokens or names.
     pub auth: Arc<Authenticator>,
     /// Checks the `Origin` of WebSocket handshakes.
     pub origins: OriginPolicy,
+    /// Whose `X-Forwarded-For` names the client.
+    pub proxies: TrustedProxies,
 }
 
 impl Access {
-    /// Open mode, same-origin pages only: the seed's behaviour, for tests and demos.
+    /// Open mode, same-origin pages only, no proxies: the seed's behaviour,
+    /// for tests and demos.
     pub fn open() -> Self {
         Self {
             auth: Arc::new(Authenticator::open()),
             origins: OriginPolicy::default(),
+            proxies: TrustedProxies::default(),
         }
+    }
+
+    /// What the settings say, with `default` as the identity mode when
+    /// `CHAT_AUTH` is unset. Call after telemetry is up, so open mode's
+    /// warning is logged. Errors name the setting.
+    pub fn from_settings(
+        auth: &AuthSettings,
+        default: AuthMode,
+        server: &ServerSettings,
+        shared: &SharedSettings,
+    ) -> Result<Self, SettingsError> {
+        let (authenticator, origins) = auth.build(default, server.listen)?;
+        let proxies = TrustedProxies::parse(&shared.trusted_proxies).map_err(|e| {
+            SettingsError::new(format!("invalid setting CHAT_TRUSTED_PROXIES: {e}"))
+        })?;
+        Ok(Self {
+            auth: Arc::new(authenticator),
+            origins,
+            proxies,
+        })
     }
 }
 
@@ -183,38 +212,21 @@ impl Gateway {
             }
         };
         hub.attach(broker);
-        let check_store = Arc::clone(&store);
-        obs.add_check(
-            "store",
-            Arc::new(move || {
-                let store = Arc::clone(&check_store);
-                Box::pin(async move { store.check().await.map_err(|e| e.to_string()) })
-            }),
-        );
-        let check_presence = Arc::clone(&presence);
-        obs.add_check(
-            "presence",
-            Arc::new(move || {
-                let presence = Arc::clone(&check_presence);
-                Box::pin(async move { presence.check().await.map_err(|e| e.to_string()) })
-            }),
-        );
-        let check_hub = Arc::clone(&hub);
-        obs.add_check(
-            "broker",
-            Arc::new(move || {
-                let hub = Arc::clone(&check_hub);
-                Box::pin(async move { hub.check().await.map_err(|e: BrokerError| e.to_string()) })
-            }),
-        );
+        let checked = Arc::clone(&store);
+        obs.check("store", move || checked.check());
+        let checked = Arc::clone(&presence);
+        obs.check("presence", move || checked.check());
+        let checked = Arc::clone(&hub);
+        obs.check("broker", move || {
+            let hub = Arc::clone(&checked);
+            async move { hub.check().await }
+        });
         let media = OnceLock::new();
         if let Some(url) = &settings.media_url {
             let directory = media::HttpMediaDirectory::new(url, Arc::clone(&access.auth))
                 .map_err(anyhow::Error::msg)?;
             let _ = media.set(Arc::new(directory) as Arc<dyn media::MediaDirectory>);
         }
-        let proxies =
-            TrustedProxies::parse(&settings.trusted_proxies).map_err(anyhow::Error::msg)?;
         let connect_limit = PerIpLimit::per_minute(settings.connects_per_ip_per_min);
         let gateway = Self {
             inner: Arc::new(Inner {
@@ -230,7 +242,7 @@ impl Gateway {
                 presence,
                 media,
                 connect_limit,
-                proxies,
+                proxies: access.proxies,
             }),
         };
         Ok(gateway)
@@ -293,66 +305,84 @@ impl Gateway {
     }
 }
 
-/// The gateway alone on a listener: what the `gateway` binary and tests run.
-pub struct Application {
-    server: actix_web::dev::Server,
-    addr: SocketAddr,
-    gateway: Gateway,
-    grace: Duration,
-}
-
-impl Application {
-    /// Binds `server.listen` (port 0 picks a free port) and builds the gateway.
-    pub async fn build(
+impl Gateway {
+    /// The gateway alone on `server.listen` (port 0 picks a free port),
+    /// with the page and the observability endpoints: what the `gateway`
+    /// binary and the tests run. A stop closes every WebSocket with 1001
+    /// first, waiting up to `CHAT_SHUTDOWN_GRACE`.
+    pub async fn alone(
         server: &ServerSettings,
         settings: GatewaySettings,
         engine: Engine,
         access: Access,
-    ) -> anyhow::Result<Self> {
+    ) -> anyhow::Result<(Application, Gateway)> {
         let mut obs = Observability::new();
         let gateway = Gateway::build(settings, engine, access, &mut obs).await?;
-        let listener = TcpListener::bind(server.listen)?;
-        let addr = listener.local_addr()?;
         let routes = gateway.clone();
-        let http = chat_runtime::server::http_server(
-            listener,
-            server,
-            chat_runtime::server::HttpMetrics::register(&obs.registry)?,
-            move |cfg| {
-                routes.configure(cfg);
-                obs.configure(cfg);
-                chat_web::configure(cfg);
-            },
-        )?;
-        Ok(Self {
-            server: http,
-            addr,
-            gateway,
-            grace: server.shutdown_grace,
-        })
+        let app = Application::build(server, obs, move |cfg| {
+            routes.configure(cfg);
+            chat_web::configure(cfg);
+        })?;
+        let draining = gateway.clone();
+        let grace = server.shutdown_grace;
+        let app = app.on_stop(move || async move { draining.drain(grace).await });
+        Ok((app, gateway))
+    }
+}
+
+/// Everything the `gateway` binary reads.
+pub struct Settings {
+    /// The HTTP server.
+    pub server: ServerSettings,
+    /// Redis (required), its prefix, the trusted proxies.
+    pub shared: SharedSettings,
+    /// Identity (jwt unless `CHAT_AUTH` says otherwise).
+    pub auth: AuthSettings,
+    /// The gateway's own.
+    pub gateway: GatewaySettings,
+}
+
+impl Settings {
+    /// The settings table of `gateway --help`.
+    pub fn help() -> String {
+        layered::help(&[
+            (ServerSettings::TITLE, ServerSettings::describe()),
+            (SharedSettings::TITLE, SharedSettings::describe()),
+            (AuthSettings::TITLE, AuthSettings::describe()),
+            (GatewaySettings::TITLE, GatewaySettings::describe()),
+        ])
+    }
+}
+
+impl BinarySettings for Settings {
+    fn load(layers: &layered::Figment) -> Result<Self, SettingsError> {
+        let this = Self {
+            server: layered::extract(layers)?,
+            shared: layered::extract(layers)?,
+            auth: layered::extract(layers)?,
+            gateway: layered::extract(layers)?,
+        };
+        this.shared.validate()?;
+        this.shared.require_redis("the gateway")?;
+        this.gateway.validate()?;
+        Ok(this)
     }
 
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    fn server(&self) -> &ServerSettings {
+        &self.server
     }
+}
 
-    /// The gateway, for tests.
-    pub fn gateway(&self) -> &Gateway {
-        &self.gateway
-    }
-
-    /// Serves until `shutdown` resolves, then drains and stops.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) -> std::io::Result<()> {
-        info!("listening on http://{}", self.addr);
-        let gateway = self.gateway;
-        let grace = self.grace;
-        chat_runtime::server::run_until_stopped(self.server, shutdown, || async move {
-            gateway.drain(grace).await;
-        })
-        .await
-    }
+/// The `gateway` binary: one replica of many, sharing a Redis.
+pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
+    let access = Access::from_settings(
+        &settings.auth,
+        AuthMode::Jwt,
+        &settings.server,
+        &settings.shared,
+    )?;
+    let engine = Engine::from_settings(&settings.shared);
+    let (app, _gateway) =
+        Gateway::alone(&settings.server, settings.gateway, engine, access).await?;
+    Ok(app)
 }

@@ -561,12 +561,18 @@ async fn at_the_connection_cap_upgrades_get_503_and_the_others_carry_on(kind: Ki
 /// gets 429 with Retry-After (before any token is looked at), others are
 /// not affected; behind a trusted proxy the address is the forwarded one.
 async fn too_many_connection_attempts_from_one_address_get_429(kind: Kind) {
+    let behind_a_proxy = chat_gateway::Access {
+        proxies: chat_runtime::per_ip::TrustedProxies::parse("127.0.0.1").unwrap(),
+        ..chat_gateway::Access::open()
+    };
     let cluster = kind
-        .start(GatewaySettings {
-            connects_per_ip_per_min: 3,
-            trusted_proxies: "127.0.0.1".into(),
-            ..settings()
-        })
+        .start_with(
+            GatewaySettings {
+                connects_per_ip_per_min: 3,
+                ..settings()
+            },
+            behind_a_proxy,
+        )
         .await;
     let addr = cluster.addr(0);
     let from = |ip: &'static str| [("X-Forwarded-For", ip)];

@@ -19,6 +19,7 @@ async fn jwt_node(origins: &str) -> (Node, tempfile::TempDir) {
     let access = Access {
         auth: Arc::new(Authenticator::jwt(SECRET)),
         origins: OriginPolicy::parse(origins).unwrap(),
+        proxies: Default::default(),
     };
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::Embedded {

@@ -7,7 +7,7 @@
 
 use chat_gateway::GatewaySettings;
 use chat_runtime::per_ip::TrustedProxies;
-use chat_runtime::settings::{env_name, extract};
+use chat_runtime::settings::{SharedSettings, env_name, extract};
 use figment::Figment;
 use figment::providers::{Format, Toml};
 use proptest::prelude::*;
@@ -70,12 +70,19 @@ proptest! {
     fn any_setting_value_is_taken_or_refused_by_name(key in prop::sample::select(KEYS.to_vec()), value in value()) {
         let document = format!("{key} = {value}\n");
         let figment = Figment::new().merge(Toml::string(&document));
-        match extract::<GatewaySettings>(&figment).and_then(|s| s.validate().map(|()| s)) {
-            Ok(settings) => {
+        let loaded = extract::<GatewaySettings>(&figment)
+            .and_then(|g| g.validate().map(|()| g))
+            .and_then(|g| {
+                let shared = extract::<SharedSettings>(&figment)?;
+                shared.validate().map(|()| (g, shared))
+            });
+        match loaded {
+            Ok((settings, shared)) => {
                 // What was taken is usable.
                 prop_assert!(settings.idle_timeout > settings.ping_interval);
                 prop_assert!(settings.max_connections > 0 && settings.outbound_queue > 0);
-                prop_assert!(TrustedProxies::parse(&settings.trusted_proxies).is_ok());
+                prop_assert!(TrustedProxies::parse(&shared.trusted_proxies).is_ok());
+                prop_assert!(!shared.redis_prefix.contains(char::is_whitespace));
             }
             Err(e) => {
                 let message = e.to_string();
@@ -89,8 +96,7 @@ proptest! {
                 prop_assert!(message.starts_with("invalid setting CHAT_"), "{message}");
                 // The refusal names this setting, or the one it must relate to.
                 let named = message.contains(&env_name(key))
-                    || (key == "ping_interval" && message.contains("CHAT_IDLE_TIMEOUT"))
-                    || (key == "offline_max" && message.contains("CHAT_HISTORY_MAX"));
+                    || (key == "ping_interval" && message.contains("CHAT_IDLE_TIMEOUT"));
                 prop_assert!(named, "{key}: {message}");
             }
         }

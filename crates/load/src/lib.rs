@@ -7,6 +7,7 @@
 //! Frames carry their send time (wall clock, µs) in their first 16 digits, so
 //! latency is measured at the receiver without a second round trip.
 
+pub mod cli;
 pub mod direct;
 pub mod fanout;
 pub mod idle;

@@ -85,9 +85,9 @@ async fn record(media: &Inner, id: &str) -> Result<MediaRecord, MediaError> {
     params(("id" = String, Path, description = "the media id (a ULID)", pattern = "^[0-9A-Za-z]{26}$")),
     responses(
         (status = 200, description = "the file's metadata", body = MediaView),
-        (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
-        (status = 404, description = "no such media", body = crate::error::ErrorBody),
-        (status = 503, description = "the database is unreachable", body = crate::error::ErrorBody),
+        (status = 401, description = "no valid credentials", body = chat_runtime::error::ErrorBody),
+        (status = 404, description = "no such media", body = chat_runtime::error::ErrorBody),
+        (status = 503, description = "the database is unreachable", body = chat_runtime::error::ErrorBody),
     )
 )]
 pub(crate) async fn metadata(
@@ -128,9 +128,9 @@ pub(crate) async fn metadata_head(
     params(("id" = String, Path, description = "the media id (a ULID)", pattern = "^[0-9A-Za-z]{26}$")),
     responses(
         (status = 204, description = "deleted"),
-        (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
-        (status = 403, description = "not the owner", body = crate::error::ErrorBody),
-        (status = 404, description = "no such media", body = crate::error::ErrorBody),
+        (status = 401, description = "no valid credentials", body = chat_runtime::error::ErrorBody),
+        (status = 403, description = "not the owner", body = chat_runtime::error::ErrorBody),
+        (status = 404, description = "no such media", body = chat_runtime::error::ErrorBody),
     )
 )]
 pub(crate) async fn delete(

@@ -1,9 +1,9 @@
 //! The service's errors, as HTTP answers `{"error": code, "message": …}`.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
 use chat_auth::AuthError;
 use chat_protocol::ErrorCode;
+use chat_runtime::error::HttpError;
 
 /// Why a media request failed.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +34,7 @@ pub enum MediaError {
     Unavailable(String),
 }
 
-impl MediaError {
+impl HttpError for MediaError {
     fn code(&self) -> ErrorCode {
         match self {
             MediaError::Auth(e) => e.code(),
@@ -48,6 +48,30 @@ impl MediaError {
         }
     }
 
+    fn status(&self) -> StatusCode {
+        match self {
+            MediaError::Auth(e) => e.status(),
+            MediaError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            MediaError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            MediaError::Stalled(_) => StatusCode::REQUEST_TIMEOUT,
+            MediaError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            MediaError::NotFound => StatusCode::NOT_FOUND,
+            MediaError::Forbidden(_) => StatusCode::FORBIDDEN,
+            MediaError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            MediaError::TooMany(seconds) => Some(*seconds),
+            _ => None,
+        }
+    }
+}
+
+chat_runtime::http_error!(MediaError);
+
+impl MediaError {
     /// The reason label for the rejections metric.
     pub(crate) fn reason(&self) -> &'static str {
         self.code().as_str()
@@ -63,43 +87,5 @@ impl From<sea_orm::DbErr> for MediaError {
 impl From<std::io::Error> for MediaError {
     fn from(e: std::io::Error) -> Self {
         MediaError::Unavailable(format!("storage: {e}"))
-    }
-}
-
-/// The body of every error answer.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// A stable code: `unauthorized`, `forbidden`, `not_found`, `too_large`, `timeout`, `rate_limited`, `invalid_frame`, `unavailable`.
-    pub error: String,
-    /// What went wrong, for a person.
-    pub message: String,
-}
-
-impl ResponseError for MediaError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            MediaError::Auth(e) => e.status_code(),
-            MediaError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            MediaError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            MediaError::Stalled(_) => StatusCode::REQUEST_TIMEOUT,
-            MediaError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
-            MediaError::NotFound => StatusCode::NOT_FOUND,
-            MediaError::Forbidden(_) => StatusCode::FORBIDDEN,
-            MediaError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        if let MediaError::Auth(e) = self {
-            return e.error_response();
-        }
-        let mut response = HttpResponse::build(self.status_code());
-        if let MediaError::TooMany(seconds) = self {
-            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds.to_string()));
-        }
-        response.json(ErrorBody {
-            error: self.code().as_str().to_owned(),
-            message: self.to_string(),
-        })
     }
 }

@@ -33,8 +33,14 @@ use std::sync::Arc;
 
 use actix_web::web;
 use chat_auth::Authenticator;
+use chat_auth::settings::{AuthMode, AuthSettings};
 use chat_protocol::MediaInfo;
+use chat_runtime::app::{Application, BinarySettings};
 use chat_runtime::observe::Observability;
+use chat_runtime::per_ip::TrustedProxies;
+use chat_runtime::settings::{
+    self as layered, Described, ServerSettings, SettingsError, SharedSettings,
+};
 use sea_orm::DatabaseConnection;
 
 pub use error::MediaError;
@@ -62,11 +68,13 @@ pub struct MediaService {
 
 impl MediaService {
     /// Opens the database (migrating it) and the storage folder under
-    /// `data_dir`; registers metrics and readiness checks in `obs`.
+    /// `data_dir`; registers metrics and readiness checks in `obs`. Client
+    /// addresses come from `X-Forwarded-For` only behind `proxies`.
     pub async fn build(
         settings: &MediaSettings,
         data_dir: &Path,
         auth: Arc<Authenticator>,
+        proxies: TrustedProxies,
         obs: &mut Observability,
     ) -> anyhow::Result<Self> {
         let dir = data_dir.join("media");
@@ -85,20 +93,16 @@ impl MediaService {
             upload_limit: chat_runtime::per_ip::PerIpLimit::per_minute(
                 settings.uploads_per_ip_per_min,
             ),
-            proxies: chat_runtime::per_ip::TrustedProxies::parse(&settings.trusted_proxies)
-                .map_err(anyhow::Error::msg)?,
+            proxies,
             links: link::Signer::new(secret, settings.media_link_ttl),
             auth,
             metrics,
         });
-        let check = Arc::clone(&inner);
-        obs.add_check(
-            "media",
-            Arc::new(move || {
-                let inner = Arc::clone(&check);
-                Box::pin(async move { inner.ready().await })
-            }),
-        );
+        let checked = Arc::clone(&inner);
+        obs.check("media", move || {
+            let inner = Arc::clone(&checked);
+            async move { inner.ready().await }
+        });
         Ok(Self { inner })
     }
 
@@ -149,7 +153,7 @@ impl MediaService {
         serve::thumbnail,
         serve::thumbnail_head
     ),
-    components(schemas(api::MediaView, upload::UploadForm, error::ErrorBody))
+    components(schemas(api::MediaView, upload::UploadForm, chat_runtime::error::ErrorBody))
 )]
 pub struct ApiDoc;
 
@@ -209,4 +213,69 @@ impl Inner {
         let _ = tokio::fs::remove_file(&probe).await;
         Ok(())
     }
+}
+
+/// Everything the `media` binary reads.
+pub struct Settings {
+    /// The HTTP server.
+    pub server: ServerSettings,
+    /// The data folder, the trusted proxies.
+    pub shared: SharedSettings,
+    /// Identity (jwt unless `CHAT_AUTH` says otherwise).
+    pub auth: AuthSettings,
+    /// The media service's own.
+    pub media: MediaSettings,
+}
+
+impl Settings {
+    /// The settings table of `media --help`.
+    pub fn help() -> String {
+        layered::help(&[
+            (ServerSettings::TITLE, ServerSettings::describe()),
+            (SharedSettings::TITLE, SharedSettings::describe()),
+            (AuthSettings::TITLE, AuthSettings::describe()),
+            (MediaSettings::TITLE, MediaSettings::describe()),
+        ])
+    }
+}
+
+impl BinarySettings for Settings {
+    fn load(layers: &layered::Figment) -> Result<Self, SettingsError> {
+        let this = Self {
+            server: layered::extract(layers)?,
+            shared: layered::extract(layers)?,
+            auth: layered::extract(layers)?,
+            media: layered::extract(layers)?,
+        };
+        this.shared.validate()?;
+        this.media.validate()?;
+        Ok(this)
+    }
+
+    fn server(&self) -> &ServerSettings {
+        &self.server
+    }
+}
+
+/// The `media` binary: the media service alone on its listener.
+pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
+    let (auth, _origins) = settings.auth.build(AuthMode::Jwt, settings.server.listen)?;
+    let proxies = trusted_proxies(&settings.shared)?;
+    let data_dir = &settings.shared.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        SettingsError::new(format!(
+            "invalid setting CHAT_DATA_DIR: cannot create {}: {e}",
+            data_dir.display()
+        ))
+    })?;
+    let mut obs = Observability::new();
+    let service =
+        MediaService::build(&settings.media, data_dir, Arc::new(auth), proxies, &mut obs).await?;
+    Application::build(&settings.server, obs, move |cfg| service.configure(cfg))
+}
+
+/// `CHAT_TRUSTED_PROXIES`, parsed; the error names it.
+pub fn trusted_proxies(shared: &SharedSettings) -> Result<TrustedProxies, SettingsError> {
+    TrustedProxies::parse(&shared.trusted_proxies)
+        .map_err(|e| SettingsError::new(format!("invalid setting CHAT_TRUSTED_PROXIES: {e}")))
 }

@@ -52,9 +52,9 @@ const SANDBOX: &str = "sandbox; default-src 'none'";
         (status = 206, description = "the requested range (RFC 9110 §15.3.7)",
             headers(("Content-Range" = String, description = "`bytes {first}-{last}/{length}`"))),
         (status = 304, description = "unchanged (If-None-Match)"),
-        (status = 403, description = "a missing, tampered or expired link", body = crate::error::ErrorBody),
+        (status = 403, description = "a missing, tampered or expired link", body = chat_runtime::error::ErrorBody),
         (status = 412, description = "an `If-Match` or `If-Unmodified-Since` precondition failed (RFC 9110 §13.1.1, §13.1.4)"),
-        (status = 404, description = "no such media", body = crate::error::ErrorBody),
+        (status = 404, description = "no such media", body = chat_runtime::error::ErrorBody),
         (status = 416, description = "Range Not Satisfiable (RFC 9110 §15.5.17): no requested range starts inside the file, the ranges cannot be parsed, or the file is empty (every range of an empty file)",
             headers(("Content-Range" = String, description = "`bytes */{length}`"))),
     )
@@ -110,9 +110,9 @@ pub(crate) async fn file_head(
         (status = 206, description = "the requested range (RFC 9110 §15.3.7)",
             headers(("Content-Range" = String, description = "`bytes {first}-{last}/{length}`"))),
         (status = 304, description = "unchanged (If-None-Match)"),
-        (status = 403, description = "a missing, tampered or expired link", body = crate::error::ErrorBody),
+        (status = 403, description = "a missing, tampered or expired link", body = chat_runtime::error::ErrorBody),
         (status = 412, description = "an `If-Match` or `If-Unmodified-Since` precondition failed (RFC 9110 §13.1.1, §13.1.4)"),
-        (status = 404, description = "no such media, or no thumbnail", body = crate::error::ErrorBody),
+        (status = 404, description = "no such media, or no thumbnail", body = chat_runtime::error::ErrorBody),
         (status = 416, description = "Range Not Satisfiable (RFC 9110 §15.5.17)",
             headers(("Content-Range" = String, description = "`bytes */{length}`"))),
     )

@@ -73,12 +73,12 @@ pub(crate) struct UploadForm {
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
         (status = 201, description = "stored", body = crate::api::MediaView),
-        (status = 400, description = "no `file` field, or a broken body", body = crate::error::ErrorBody),
-        (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
-        (status = 408, description = "the body stalled for longer than CHAT_MEDIA_IDLE_TIMEOUT; nothing kept", body = crate::error::ErrorBody),
-        (status = 413, description = "over CHAT_MEDIA_MAX_BYTES; nothing kept", body = crate::error::ErrorBody),
-        (status = 429, description = "over CHAT_UPLOADS_PER_IP_PER_MIN; see Retry-After", body = crate::error::ErrorBody),
-        (status = 503, description = "database or storage unavailable; nothing kept", body = crate::error::ErrorBody),
+        (status = 400, description = "no `file` field, or a broken body", body = chat_runtime::error::ErrorBody),
+        (status = 401, description = "no valid credentials", body = chat_runtime::error::ErrorBody),
+        (status = 408, description = "the body stalled for longer than CHAT_MEDIA_IDLE_TIMEOUT; nothing kept", body = chat_runtime::error::ErrorBody),
+        (status = 413, description = "over CHAT_MEDIA_MAX_BYTES; nothing kept", body = chat_runtime::error::ErrorBody),
+        (status = 429, description = "over CHAT_UPLOADS_PER_IP_PER_MIN; see Retry-After", body = chat_runtime::error::ErrorBody),
+        (status = 503, description = "database or storage unavailable; nothing kept", body = chat_runtime::error::ErrorBody),
     )
 )]
 pub(crate) async fn upload(

@@ -32,9 +32,15 @@ enum Db {
 
 async fn serve(dir: &Path, settings: &MediaSettings) -> String {
     let mut obs = Observability::new();
-    let service = MediaService::build(settings, dir, Arc::new(Authenticator::open()), &mut obs)
-        .await
-        .unwrap();
+    let service = MediaService::build(
+        settings,
+        dir,
+        Arc::new(Authenticator::open()),
+        Default::default(),
+        &mut obs,
+    )
+    .await
+    .unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let server = ServerSettings {

@@ -1,12 +1,11 @@
-//! The service's errors, as HTTP answers `{"error": code, "message": …}`.
+//! The service's errors, answered as every service answers them
+//! (`chat_runtime::error`).
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
 use chat_auth::AuthError;
 use chat_protocol::ErrorCode;
+use chat_runtime::error::HttpError;
 use chat_store::StoreError;
-use serde::Serialize;
-use utoipa::ToSchema;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,37 +24,24 @@ pub enum ApiError {
     Unavailable(#[from] StoreError),
 }
 
-/// The body of every error answer.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// A stable code: `unauthorized`, `forbidden`, `invalid_name`, `invalid_frame`, `not_found`, `unavailable`.
-    error: String,
-    /// What went wrong, for a person.
-    message: String,
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
+impl HttpError for ApiError {
+    fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Auth(e) => e.status_code(),
+            ApiError::Auth(e) => e.code(),
+            ApiError::BadRequest(code, _) => *code,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Auth(e) => e.status(),
             ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
-
-    fn error_response(&self) -> HttpResponse {
-        if let ApiError::Auth(e) = self {
-            return e.error_response();
-        }
-        let code = match self {
-            ApiError::BadRequest(code, _) => *code,
-            ApiError::NotFound(_) => ErrorCode::NotFound,
-            _ => ErrorCode::Unavailable,
-        };
-        HttpResponse::build(self.status_code()).json(ErrorBody {
-            error: code.as_str().to_owned(),
-            message: self.to_string(),
-        })
-    }
 }
+
+chat_runtime::http_error!(ApiError);

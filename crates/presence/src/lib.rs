@@ -19,8 +19,17 @@ use std::sync::Arc;
 
 use actix_web::web;
 use chat_auth::Authenticator;
+use chat_auth::settings::{AuthMode, AuthSettings};
 use chat_broker::Broker;
-use chat_store::{MessageStore, Presence};
+use chat_broker::redis::{RedisBroker, RedisOptions};
+use chat_runtime::app::{Application, BinarySettings};
+use chat_runtime::observe::Observability;
+use chat_runtime::settings::{
+    self as layered, Described, ServerSettings, SettingsError, SharedSettings,
+};
+use chat_store::redis::messages::RedisStore;
+use chat_store::redis::presence::RedisPresence;
+use chat_store::{Limits, MessageStore, Presence};
 use utoipa::OpenApi;
 
 pub use error::ApiError;
@@ -82,7 +91,7 @@ impl PresenceService {
         routes::ReadRequest,
         routes::PresenceView,
         routes::HistoryPage,
-        error::ErrorBody
+        chat_runtime::error::ErrorBody
     ))
 )]
 pub struct ApiDoc;
@@ -92,4 +101,72 @@ pub fn openapi_json() -> String {
     // unwrap: the document is built from static types and always serialises.
     #[allow(clippy::unwrap_used)]
     ApiDoc::openapi().to_pretty_json().unwrap()
+}
+
+/// Everything the `presence` binary reads.
+pub struct Settings {
+    /// The HTTP server.
+    pub server: ServerSettings,
+    /// The gateways' Redis (required) and prefix.
+    pub shared: SharedSettings,
+    /// Identity (jwt unless `CHAT_AUTH` says otherwise).
+    pub auth: AuthSettings,
+}
+
+impl Settings {
+    /// The settings table of `presence --help`.
+    pub fn help() -> String {
+        layered::help(&[
+            (ServerSettings::TITLE, ServerSettings::describe()),
+            (SharedSettings::TITLE, SharedSettings::describe()),
+            (AuthSettings::TITLE, AuthSettings::describe()),
+        ])
+    }
+}
+
+impl BinarySettings for Settings {
+    fn load(layers: &layered::Figment) -> Result<Self, SettingsError> {
+        let this = Self {
+            server: layered::extract(layers)?,
+            shared: layered::extract(layers)?,
+            auth: layered::extract(layers)?,
+        };
+        this.shared.validate()?;
+        this.shared.require_redis("the presence service")?;
+        Ok(this)
+    }
+
+    fn server(&self) -> &ServerSettings {
+        &self.server
+    }
+}
+
+/// The `presence` binary: reads what the gateways keep in Redis. It is no
+/// gateway node (it holds no lease and counts no connections); it
+/// publishes receipts and counters, and subscribes to nothing.
+pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
+    let (auth, _origins) = settings.auth.build(AuthMode::Jwt, settings.server.listen)?;
+    let url = settings.shared.require_redis("the presence service")?;
+    let prefix = &settings.shared.redis_prefix;
+    // Reads and read markers only: the limits bound writes, which the
+    // gateways make.
+    let store = RedisStore::start(chat_store::redis::messages::RedisStoreOptions {
+        url: url.to_owned(),
+        prefix: prefix.clone(),
+        limits: Limits::default(),
+    })?;
+    let presence = RedisPresence::on(store.connection().clone(), prefix);
+    let broker: Arc<dyn Broker> = Arc::new(RedisBroker::start(
+        RedisOptions {
+            url: url.to_owned(),
+            prefix: prefix.clone(),
+            errors: None,
+        },
+        Arc::new(|_: &str, _| {}),
+    )?);
+    let mut obs = Observability::new();
+    let checked = store.clone();
+    obs.check("store", move || checked.check());
+    let service = PresenceService::new(Arc::new(store), Arc::new(presence), broker, Arc::new(auth));
+    Application::build(&settings.server, obs, move |cfg| service.configure(cfg))
 }

@@ -23,8 +23,8 @@ fn checked_user(name: &str, what: &str) -> Result<(), ApiError> {
     responses(
         (status = 200, description = "sender → unread count", body = std::collections::BTreeMap<String, u64>,
          example = json!({"alice": 3, "carol": 1})),
-        (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
-        (status = 503, description = "the store is unreachable", body = crate::error::ErrorBody),
+        (status = 401, description = "no valid credentials", body = chat_runtime::error::ErrorBody),
+        (status = 503, description = "the store is unreachable", body = chat_runtime::error::ErrorBody),
     )
 )]
 pub(crate) async fn unread(
@@ -55,10 +55,10 @@ pub(crate) struct ReadRequest {
     request_body = ReadRequest,
     responses(
         (status = 200, description = "the caller's counters afterwards", body = std::collections::BTreeMap<String, u64>),
-        (status = 400, description = "a malformed request", body = crate::error::ErrorBody),
-        (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
-        (status = 404, description = "`up_to` is no message of the conversation with `peer` (`not_found`); nothing changed", body = crate::error::ErrorBody),
-        (status = 503, description = "the store is unreachable", body = crate::error::ErrorBody),
+        (status = 400, description = "a malformed request", body = chat_runtime::error::ErrorBody),
+        (status = 401, description = "no valid credentials", body = chat_runtime::error::ErrorBody),
+        (status = 404, description = "`up_to` is no message of the conversation with `peer` (`not_found`); nothing changed", body = chat_runtime::error::ErrorBody),
+        (status = 503, description = "the store is unreachable", body = chat_runtime::error::ErrorBody),
     )
 )]
 pub(crate) async fn read(
@@ -107,9 +107,9 @@ pub(crate) struct PresenceView {
     params(("user" = String, Path, description = "the user asked about", pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")),
     responses(
         (status = 200, description = "online state", body = PresenceView),
-        (status = 400, description = "an invalid user name", body = crate::error::ErrorBody),
-        (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
-        (status = 503, description = "the store is unreachable", body = crate::error::ErrorBody),
+        (status = 400, description = "an invalid user name", body = chat_runtime::error::ErrorBody),
+        (status = 401, description = "no valid credentials", body = chat_runtime::error::ErrorBody),
+        (status = 503, description = "the store is unreachable", body = chat_runtime::error::ErrorBody),
     )
 )]
 pub(crate) async fn presence(
@@ -157,9 +157,9 @@ pub(crate) struct HistoryPage {
     params(("peer" = String, Path, description = "the other user", pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"), Page),
     responses(
         (status = 200, description = "a page of messages", body = HistoryPage),
-        (status = 400, description = "an invalid user name, cursor or limit", body = crate::error::ErrorBody),
-        (status = 401, description = "no valid credentials", body = crate::error::ErrorBody),
-        (status = 503, description = "the store is unreachable", body = crate::error::ErrorBody),
+        (status = 400, description = "an invalid user name, cursor or limit", body = chat_runtime::error::ErrorBody),
+        (status = 401, description = "no valid credentials", body = chat_runtime::error::ErrorBody),
+        (status = 503, description = "the store is unreachable", body = chat_runtime::error::ErrorBody),
     )
 )]
 pub(crate) async fn history(

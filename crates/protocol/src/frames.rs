@@ -291,70 +291,66 @@ impl ServerFrame {
     }
 }
 
-/// Stable error codes, shared by WebSocket `error` frames and HTTP error bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// The frame is not JSON, or not a JSON object.
-    BadJson,
-    /// The frame's `type` is not one the server knows.
-    UnknownType,
-    /// The frame is JSON of a known shape but a field is missing, extra or wrong.
-    InvalidFrame,
-    /// A user or room name breaks the naming rules.
-    InvalidName,
-    /// A seed frame's `sender` is not the connection's user.
-    SenderMismatch,
-    /// A room `send` from a connection that has not joined the room.
-    NotMember,
-    /// The connection already holds as many rooms as allowed.
-    TooManyRooms,
-    /// The connection sends faster than its rate limit; the frame was dropped.
-    RateLimited,
-    /// A dependency (broker or store) is unreachable; nothing was accepted.
-    Unavailable,
-    /// This endpoint does not accept this kind of frame.
-    Unsupported,
-    /// The server holds as many connections as it may; try another replica.
-    OverCapacity,
-    /// (HTTP 401) No valid credentials: a missing, malformed, wrongly signed or expired token.
-    Unauthorized,
-    /// (HTTP 403) Valid credentials, but not for this user or resource (or a foreign Origin).
-    Forbidden,
-    /// (HTTP 404) No such resource (a media id, say).
-    NotFound,
-    /// (HTTP 413) An upload over the size limit.
-    TooLarge,
-    /// (HTTP 408) A request body that stopped arriving (a stalled upload).
-    Timeout,
-    /// An unexpected server fault.
-    Internal,
+/// Defines [`ErrorCode`] from one list: each variant with its wire name,
+/// written once, from which the serde name and [`ErrorCode::as_str`] both come.
+macro_rules! error_codes {
+    ($($(#[doc = $doc:literal])* $variant:ident = $wire:literal,)*) => {
+        /// Stable error codes, shared by WebSocket `error` frames and HTTP error bodies.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])* #[serde(rename = $wire)] $variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in declaration order.
+            pub const ALL: &[ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            /// The code as it appears on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $wire,)*
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    /// The code as it appears on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadJson => "bad_json",
-            ErrorCode::UnknownType => "unknown_type",
-            ErrorCode::InvalidFrame => "invalid_frame",
-            ErrorCode::InvalidName => "invalid_name",
-            ErrorCode::SenderMismatch => "sender_mismatch",
-            ErrorCode::NotMember => "not_member",
-            ErrorCode::TooManyRooms => "too_many_rooms",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Unsupported => "unsupported",
-            ErrorCode::OverCapacity => "over_capacity",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::TooLarge => "too_large",
-            ErrorCode::Internal => "internal",
-        }
-    }
+error_codes! {
+    /// The frame is not JSON, or not a JSON object.
+    BadJson = "bad_json",
+    /// The frame's `type` is not one the server knows.
+    UnknownType = "unknown_type",
+    /// The frame is JSON of a known shape but a field is missing, extra or wrong.
+    InvalidFrame = "invalid_frame",
+    /// A user or room name breaks the naming rules.
+    InvalidName = "invalid_name",
+    /// A seed frame's `sender` is not the connection's user.
+    SenderMismatch = "sender_mismatch",
+    /// A room `send` from a connection that has not joined the room.
+    NotMember = "not_member",
+    /// The connection already holds as many rooms as allowed.
+    TooManyRooms = "too_many_rooms",
+    /// The connection sends faster than its rate limit; the frame was dropped.
+    RateLimited = "rate_limited",
+    /// A dependency (broker or store) is unreachable; nothing was accepted.
+    Unavailable = "unavailable",
+    /// This endpoint does not accept this kind of frame.
+    Unsupported = "unsupported",
+    /// The server holds as many connections as it may; try another replica.
+    OverCapacity = "over_capacity",
+    /// (HTTP 401) No valid credentials: a missing, malformed, wrongly signed or expired token.
+    Unauthorized = "unauthorized",
+    /// (HTTP 403) Valid credentials, but not for this user or resource (or a foreign Origin).
+    Forbidden = "forbidden",
+    /// (HTTP 404) No such resource (a media id, say).
+    NotFound = "not_found",
+    /// (HTTP 413) An upload over the size limit.
+    TooLarge = "too_large",
+    /// (HTTP 408) A request body that stopped arriving (a stalled upload).
+    Timeout = "timeout",
+    /// An unexpected server fault.
+    Internal = "internal",
 }
 
 /// A `message` frame cut where each inbox writes its sequence number:
@@ -378,6 +374,15 @@ pub fn message_template(message: &ChatMessage) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_error_code_is_on_the_wire_as_its_name() {
+        for code in ErrorCode::ALL {
+            let wire = serde_json::to_string(code).unwrap();
+            assert_eq!(wire, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&wire).unwrap(), *code);
+        }
+    }
 
     #[test]
     fn a_message_template_renders_the_frame_with_any_seq() {

@@ -3,27 +3,38 @@
 //! `{"error", "message"}` body, and 405 for a method a path does not take.
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::{HttpRequest, HttpResponse, Resource, web};
-use serde_json::json;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, Resource, web};
+use chat_protocol::ErrorCode;
+
+use crate::error::answer;
 
 /// A resource taking `allowed` methods (e.g. `"GET"`, `"GET, DELETE"`) that
 /// answers 405 with `Allow` (and a JSON body) to any other, instead of
 /// falling through to the application's 404.
 pub fn resource(path: &str, allowed: &'static str) -> Resource {
     web::resource(path).default_service(web::to(move |req: HttpRequest| async move {
-        HttpResponse::MethodNotAllowed()
-            .insert_header((actix_web::http::header::ALLOW, allowed))
-            .json(json!({
-                "error": "unsupported",
-                "message": format!("{} is not supported on {}; use {allowed}", req.method(), req.path()),
-            }))
+        let mut response = answer(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Unsupported,
+            format!(
+                "{} is not supported on {}; use {allowed}",
+                req.method(),
+                req.path()
+            ),
+        );
+        response.headers_mut().insert(
+            actix_web::http::header::ALLOW,
+            actix_web::http::header::HeaderValue::from_static(allowed),
+        );
+        response
     }))
 }
 
 fn bad_request(message: String) -> actix_web::Error {
     actix_web::error::InternalError::from_response(
         message.clone(),
-        HttpResponse::BadRequest().json(json!({"error": "invalid_frame", "message": message})),
+        answer(StatusCode::BAD_REQUEST, ErrorCode::InvalidFrame, message),
     )
     .into()
 }

@@ -29,8 +29,18 @@ impl Observability {
         Self::default()
     }
 
-    /// Adds a named readiness check (e.g. `"broker"`).
-    pub fn add_check(&mut self, name: &'static str, check: Check) {
+    /// Adds a named readiness check (e.g. `"broker"`): `check` answers
+    /// `Ok` when that dependency works, or why not.
+    pub fn check<F, Fut, E>(&mut self, name: &'static str, check: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let check: Check = Arc::new(move || {
+            let pending = check();
+            Box::pin(async move { pending.await.map_err(|e| e.to_string()) })
+        });
         self.checks.push((name, check));
     }
 

@@ -132,25 +132,3 @@ where
     }
     Ok(http.listen(listener)?.run())
 }
-
-/// Serves a stateless HTTP service (one that needs no draining) on
-/// `server.listen` until SIGTERM or SIGINT: binds, logs the address, mounts
-/// `configure` and the observability endpoints, counts requests.
-pub async fn serve_until_signal<F>(
-    server: &ServerSettings,
-    obs: crate::observe::Observability,
-    configure: F,
-) -> anyhow::Result<()>
-where
-    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
-{
-    let listener = TcpListener::bind(server.listen)?;
-    info!("listening on http://{}", listener.local_addr()?);
-    let metrics = HttpMetrics::register(&obs.registry)?;
-    let http = http_server(listener, server, metrics, move |cfg| {
-        configure(cfg);
-        obs.configure(cfg);
-    })?;
-    run_until_stopped(http, shutdown_signal(), || async {}).await?;
-    Ok(())
-}

@@ -5,15 +5,22 @@
 //! names. File keys are the lowercase names without the `CHAT_` prefix
 //! (`CHAT_PING_INTERVAL` ↔ `ping_interval`); `REDIS_URL` and `DATABASE_URL`
 //! keep their conventional unprefixed names.
+//!
+//! Each setting is declared once, with [`settings!`](crate::settings!): its
+//! name (the field), its type, its default (an expression) and its meaning
+//! (the doc comment). `--help` and the README's settings table are made
+//! from those declarations ([`Described`], [`help`], [`markdown`]).
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use figment::Figment;
+use std::path::PathBuf;
+
+pub use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// Environment variables read without the `CHAT_` prefix.
 const UNPREFIXED: &[&str] = &["REDIS_URL", "DATABASE_URL"];
@@ -87,8 +94,180 @@ pub fn env_name(key: &str) -> String {
     }
 }
 
+/// One documented setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// The environment variable (`CHAT_PING_INTERVAL`, `REDIS_URL`).
+    pub env: String,
+    /// Its default, as one would write it (`15s`; `none` when unset).
+    pub default: String,
+    /// What it means (its doc comment, on one line).
+    pub meaning: String,
+}
+
+/// A settings struct that can describe its settings.
+pub trait Described: Default + Serialize {
+    /// The group's title (`Gateway`, `Identity`).
+    const TITLE: &'static str;
+
+    /// Each field: its file key, its meaning and, when its default is not
+    /// shown by its value, what the default means.
+    fn fields() -> Vec<(&'static str, String, Option<&'static str>)>;
+
+    /// The settings, with their defaults rendered from [`Default`].
+    fn describe() -> Vec<Setting> {
+        let defaults = serde_json::to_value(Self::default()).unwrap_or_default();
+        Self::fields()
+            .into_iter()
+            .map(|(key, meaning, shown)| Setting {
+                env: env_name(key),
+                default: shown.map_or_else(|| show(&defaults[key]), str::to_owned),
+                meaning,
+            })
+            .collect()
+    }
+}
+
+/// A default value as one would write it in the environment.
+fn show(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "none".to_owned(),
+        serde_json::Value::String(s) if s.is_empty() => "none".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The settings table of `groups` for `--help`: one block per group, each
+/// setting on its own line, its default after it.
+pub fn help(groups: &[(&str, Vec<Setting>)]) -> String {
+    let mut out = String::from(
+        "Settings come from the environment, or from the --config file under the same \
+         name lowercased without CHAT_ (CHAT_PING_INTERVAL = ping_interval); durations \
+         are written like 15s or 500ms.",
+    );
+    for (title, settings) in groups {
+        out.push_str(&format!("\n\n{title} settings:"));
+        for s in settings {
+            out.push_str(&format!("\n  {}", s.env));
+            let text = format!("{} [default: {}]", s.meaning, s.default);
+            out.push_str(&wrap(&text, "\n      ", 80 - 6));
+        }
+    }
+    out
+}
+
+/// `text` in lines of at most `width` characters (longer words alone),
+/// each line starting with `indent`.
+fn wrap(text: &str, indent: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = 0;
+    for word in text.split_whitespace() {
+        let len = word.chars().count();
+        if line == 0 || line + 1 + len > width {
+            out.push_str(indent);
+            line = 0;
+        } else {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(word);
+        line += len;
+    }
+    out
+}
+
+/// The settings of `groups` as a Markdown table (the README's).
+pub fn markdown(groups: &[(&str, Vec<Setting>)]) -> String {
+    let mut out = String::from("| setting | default | meaning |\n|---|---|---|\n");
+    for (title, settings) in groups {
+        out.push_str(&format!("| **{title}** | | |\n"));
+        for s in settings {
+            out.push_str(&format!(
+                "| `{}` | {} | {} |\n",
+                s.env,
+                if s.default == "none" {
+                    "—".to_owned()
+                } else if s.default.contains(' ') {
+                    s.default.clone() // words, not a value
+                } else {
+                    format!("`{}`", s.default)
+                },
+                s.meaning.replace('|', "\\|")
+            ));
+        }
+    }
+    out
+}
+
+/// Declares a settings struct once: each field with its doc comment (its
+/// meaning), its attributes, its type and its default; optionally what the
+/// default means when its value does not say (`= None => "generated"`).
+/// Makes the struct (`Deserialize`, `Serialize`, `#[serde(default)]`), its
+/// [`Default`], and its [`Described`] for `--help` and the README.
+#[macro_export]
+macro_rules! settings {
+    (
+        $(#[doc = $sdoc:literal])*
+        #[title = $title:literal]
+        pub struct $name:ident {
+            $(
+                $(#[$($attr:tt)*])*
+                pub $field:ident : $ty:ty = $default:expr $(=> $shown:literal)?
+            ),* $(,)?
+        }
+    ) => {
+        $(#[doc = $sdoc])*
+        #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+        #[serde(default)]
+        pub struct $name {
+            $(
+                $(#[$($attr)*])*
+                pub $field: $ty,
+            )*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self { $($field: $default,)* }
+            }
+        }
+
+        impl $crate::settings::Described for $name {
+            const TITLE: &'static str = $title;
+
+            fn fields() -> Vec<(&'static str, String, Option<&'static str>)> {
+                vec![$(
+                    (
+                        stringify!($field),
+                        [$($crate::__setting_doc!($($attr)*)),*]
+                            .into_iter()
+                            .flatten()
+                            .map(str::trim)
+                            .collect::<Vec<&str>>()
+                            .join(" "),
+                        None $(.or(Some($shown)))?,
+                    ),
+                )*]
+            }
+        }
+    };
+}
+
+/// A field attribute's doc text, if it is a doc comment (for [`settings!`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __setting_doc {
+    (doc = $doc:literal) => {
+        Some($doc)
+    };
+    ($($other:tt)*) => {
+        None
+    };
+}
+
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable, coloured on a terminal.
@@ -98,38 +277,68 @@ pub enum LogFormat {
     Json,
 }
 
-/// The settings table of [`ServerSettings`] for `--help`.
-pub const HELP: &str = "\
-Server settings (environment, or the same name lowercased without CHAT_ in the --config file):
-  CHAT_LISTEN             address to listen on                  [default: 127.0.0.1:8080]
-  CHAT_LOG_FORMAT         pretty or json                        [default: pretty]
-  CHAT_WORKERS            HTTP worker threads, 0 = one per core [default: 0]
-  CHAT_SHUTDOWN_GRACE     how long a stop waits for draining    [default: 10s]
-  RUST_LOG                log filter, e.g. info or chat_gateway=debug [default: info]";
-
-/// Settings of the HTTP server every binary runs.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct ServerSettings {
-    /// `CHAT_LISTEN`: address and port to listen on.
-    pub listen: SocketAddr,
-    /// `CHAT_LOG_FORMAT`: `pretty` or `json`.
-    pub log_format: LogFormat,
-    /// `CHAT_WORKERS`: HTTP worker threads; 0 means one per core.
-    pub workers: usize,
-    /// `CHAT_SHUTDOWN_GRACE`: how long a stop waits for connections to drain.
-    #[serde(with = "humantime_serde")]
-    pub shutdown_grace: Duration,
+crate::settings! {
+    /// Settings of the HTTP server every binary runs.
+    #[title = "Server"]
+    pub struct ServerSettings {
+        /// Address and port to listen on.
+        pub listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)),
+        /// Log output: `pretty`, or `json` (one object per line). The level
+        /// comes from `RUST_LOG` (e.g. `info`, `chat_gateway=debug`).
+        pub log_format: LogFormat = LogFormat::Pretty,
+        /// HTTP worker threads; 0 means one per core.
+        pub workers: usize = 0,
+        /// How long a stop waits for connections to drain.
+        #[serde(with = "humantime_serde")]
+        pub shutdown_grace: Duration = Duration::from_secs(10),
+    }
 }
 
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            log_format: LogFormat::Pretty,
-            workers: 0,
-            shutdown_grace: Duration::from_secs(10),
+crate::settings! {
+    /// Settings several services read, parsed in one place.
+    #[title = "Shared"]
+    pub struct SharedSettings {
+        /// Redis for the gateways and the presence service (pub/sub,
+        /// messages, presence), `redis://host:port/db`. Required by
+        /// `gateway` and `presence`; without it `chatd` runs its in-process
+        /// broker and SQLite store.
+        pub redis_url: Option<String> = None,
+        /// Prefix of every Redis key and channel, to share one Redis between
+        /// deployments; empty keeps keys exactly as documented
+        /// (`unread:{receiver}`).
+        pub redis_prefix: String = String::new(),
+        /// Addresses or networks (comma-separated) of the load balancers
+        /// whose `X-Forwarded-For` names the client, for per-address limits.
+        pub trusted_proxies: String = String::new(),
+        /// Where `chatd` and the media service keep their files (messages,
+        /// uploads, SQLite databases, generated secrets).
+        pub data_dir: PathBuf = PathBuf::from("./data"),
+    }
+}
+
+impl SharedSettings {
+    /// Checks values a type cannot; the error names the setting.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.redis_prefix.contains(char::is_whitespace) {
+            return Err(SettingsError::new(
+                "invalid setting CHAT_REDIS_PREFIX: must not contain spaces",
+            ));
         }
+        if let Err(e) = crate::per_ip::TrustedProxies::parse(&self.trusted_proxies) {
+            return Err(SettingsError::new(format!(
+                "invalid setting CHAT_TRUSTED_PROXIES: {e}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `REDIS_URL`, required by this binary.
+    pub fn require_redis(&self, binary: &str) -> Result<&str, SettingsError> {
+        self.redis_url.as_deref().ok_or_else(|| {
+            SettingsError::new(format!(
+                "invalid setting REDIS_URL: required by {binary} (run chatd for the all-in-one without Redis)"
+            ))
+        })
     }
 }
 

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chat_protocol::{ErrorCode, NameError, validate_user};
-use serde_json::json;
+use chat_runtime::error::HttpError;
 
 use super::Endpoint;
 use super::connection::Connection;
@@ -55,7 +55,7 @@ pub enum UpgradeError {
     Auth(#[from] chat_auth::AuthError),
 }
 
-impl UpgradeError {
+impl HttpError for UpgradeError {
     fn code(&self) -> ErrorCode {
         match self {
             UpgradeError::InvalidName(_) => ErrorCode::InvalidName,
@@ -67,32 +67,28 @@ impl UpgradeError {
             UpgradeError::Auth(e) => e.code(),
         }
     }
-}
 
-impl ResponseError for UpgradeError {
-    fn status_code(&self) -> StatusCode {
+    fn status(&self) -> StatusCode {
         match self {
             UpgradeError::InvalidName(_) | UpgradeError::BadSince(_) => StatusCode::BAD_REQUEST,
             UpgradeError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             // actix-web gives a handshake error its status through its
             // response only (`status_code` would say 500).
             UpgradeError::Handshake(e) => e.as_response_error().error_response().status(),
-            UpgradeError::Auth(e) => e.status_code(),
+            UpgradeError::Auth(e) => e.status(),
             _ => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
-    fn error_response(&self) -> HttpResponse {
-        if let UpgradeError::Auth(e) = self {
-            return e.error_response();
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            UpgradeError::TooManyAttempts(seconds) => Some(*seconds),
+            _ => None,
         }
-        let mut response = HttpResponse::build(self.status_code());
-        if let UpgradeError::TooManyAttempts(seconds) = self {
-            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds.to_string()));
-        }
-        response.json(json!({"error": self.code().as_str(), "message": self.to_string()}))
     }
 }
+
+chat_runtime::http_error!(UpgradeError);
 
 /// `GET /ws/`: the public lobby.
 pub(crate) async fn lobby(

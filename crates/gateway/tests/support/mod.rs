@@ -24,7 +24,7 @@ macro_rules! suite {
 use std::time::Duration;
 
 use chat_broker::redis::RedisOptions;
-use chat_gateway::{Access, Application, Engine, Gateway, GatewaySettings};
+use chat_gateway::{Access, Engine, Gateway, GatewaySettings};
 use chat_runtime::settings::ServerSettings;
 use chat_testkit::redis::TestRedis;
 use tokio::sync::oneshot;
@@ -54,11 +54,10 @@ impl Node {
             shutdown_grace: Duration::from_secs(5),
             ..ServerSettings::default()
         };
-        let app = Application::build(&server, settings, engine, access)
+        let (app, gateway) = Gateway::alone(&server, settings, engine, access)
             .await
             .expect("gateway builds");
         let addr = app.addr().to_string();
-        let gateway = app.gateway().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -122,9 +121,14 @@ pub enum Kind {
 impl Kind {
     /// Starts the cluster.
     pub async fn start(self, settings: GatewaySettings) -> Cluster {
+        self.start_with(settings, Access::open()).await
+    }
+
+    /// Starts the cluster, its gateways letting in whom `access` says.
+    pub async fn start_with(self, settings: GatewaySettings, access: Access) -> Cluster {
         match self {
-            Kind::Memory => Cluster::memory(settings).await,
-            Kind::Redis => Cluster::redis(settings).await,
+            Kind::Memory => Cluster::memory_with(settings, access).await,
+            Kind::Redis => Cluster::redis_with(settings, access).await,
         }
     }
 }
@@ -132,13 +136,18 @@ impl Kind {
 impl Cluster {
     /// One gateway on the embedded engines (`chatd`'s).
     pub async fn memory(settings: GatewaySettings) -> Self {
+        Self::memory_with(settings, Access::open()).await
+    }
+
+    /// One gateway on the embedded engines, letting in whom `access` says.
+    pub async fn memory_with(settings: GatewaySettings, access: Access) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let engine = Engine::Embedded {
             bus: chat_broker::memory::MemoryBus::new(),
             data_dir: dir.path().to_owned(),
         };
         Self {
-            nodes: vec![Node::start(settings, engine).await],
+            nodes: vec![Node::start_with(settings, engine, access).await],
             redis: None,
             _dir: Some(dir),
         }
@@ -146,10 +155,16 @@ impl Cluster {
 
     /// Two gateway replicas sharing a real Redis.
     pub async fn redis(settings: GatewaySettings) -> Self {
+        Self::redis_with(settings, Access::open()).await
+    }
+
+    /// Two gateway replicas sharing a real Redis, letting in whom `access` says.
+    pub async fn redis_with(settings: GatewaySettings, access: Access) -> Self {
         let redis = TestRedis::start().expect("a Redis for the test");
         let mut nodes = Vec::new();
         for _ in 0..2 {
-            nodes.push(Node::start(settings.clone(), Engine::Redis(redis_options(&redis))).await);
+            let engine = Engine::Redis(redis_options(&redis));
+            nodes.push(Node::start_with(settings.clone(), engine, access.clone()).await);
         }
         Self {
             nodes,
