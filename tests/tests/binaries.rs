@@ -1,6 +1,7 @@
 //! The shipped binaries, run as an operator would run them.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
+#![allow(clippy::expect_used)] // a failed expect is a failed test, with its message
 
 use chat_testkit::process::{Service, binary};
 use chat_testkit::redis::TestRedis;

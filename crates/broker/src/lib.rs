@@ -20,6 +20,7 @@ mod broker;
 pub mod channel;
 pub mod envelope;
 pub mod memory;
+#[cfg(feature = "redis")]
 pub mod redis;
 
 pub use broker::{Broker, BrokerError, Handler};

@@ -1,6 +1,7 @@
 //! The broker contract, run against every engine: the in-process bus and
 //! Redis pub/sub (a real Redis — `REDIS_URL`, or a private `redis-server`).
 
+#![allow(clippy::expect_used)] // a failed expect is a failed test (or benchmark), with its message
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
 
 use std::sync::Arc;

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod settings;
 mod ws;
 
+#[cfg(feature = "embedded")]
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -29,6 +30,7 @@ use actix_web::web;
 use chat_auth::settings::{AuthMode, AuthSettings};
 use chat_auth::{Authenticator, OriginPolicy};
 use chat_broker::Broker;
+#[cfg(feature = "embedded")]
 use chat_broker::memory::MemoryBus;
 use chat_broker::redis::{RedisBroker, RedisOptions};
 use chat_runtime::app::{Application, BinarySettings};
@@ -37,9 +39,11 @@ use chat_runtime::per_ip::{PerIpLimit, TrustedProxies};
 use chat_runtime::settings::{
     self as layered, Described, ServerSettings, SettingsError, SharedSettings,
 };
+#[cfg(feature = "embedded")]
 use chat_store::memory::MemoryPresence;
 use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
 use chat_store::redis::presence::RedisNode;
+#[cfg(feature = "embedded")]
 use chat_store::sqlite::SqliteStore;
 use chat_store::{Limits, MessageStore, Presence, PresenceNode};
 use tokio_util::sync::CancellationToken;
@@ -53,8 +57,10 @@ pub use settings::GatewaySettings;
 /// Which engines (broker and message store) the gateway uses.
 #[derive(Clone)]
 pub enum Engine {
-    /// Embedded: the in-process broker (nodes on this bus reach each other,
-    /// nothing else) and a SQLite message store in `data_dir`.
+    /// Embedded (feature `embedded`): the in-process broker (nodes on this
+    /// bus reach each other, nothing else) and a SQLite message store in
+    /// `data_dir`.
+    #[cfg(feature = "embedded")]
     Embedded {
         /// The in-process bus.
         bus: Arc<MemoryBus>,
@@ -66,6 +72,7 @@ pub enum Engine {
     Redis(RedisOptions),
 }
 
+#[cfg(feature = "embedded")]
 impl Engine {
     /// The engines the settings ask for: Redis when `REDIS_URL` is set,
     /// otherwise a fresh in-process bus and a store under `CHAT_DATA_DIR`.
@@ -183,6 +190,7 @@ impl Gateway {
             Arc<dyn PresenceNode>,
         );
         let (broker, store, presence): Engines = match engine {
+            #[cfg(feature = "embedded")]
             Engine::Embedded { bus, data_dir } => {
                 let broker: Arc<dyn Broker> = Arc::new(bus.node(hub.handler()));
                 let presence = MemoryPresence::new(Arc::clone(&broker));
@@ -381,7 +389,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
         &settings.server,
         &settings.shared,
     )?;
-    let engine = Engine::from_settings(&settings.shared);
+    let engine = Engine::Redis(RedisOptions {
+        url: settings.shared.require_redis("the gateway")?.to_owned(),
+        prefix: settings.shared.redis_prefix.clone(),
+        errors: None,
+    });
     let (app, _gateway) =
         Gateway::alone(&settings.server, settings.gateway, engine, access).await?;
     Ok(app)

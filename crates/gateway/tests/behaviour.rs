@@ -2,6 +2,7 @@
 //! gateway) and on two replicas sharing a real Redis, in every direction.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
+#![allow(clippy::expect_used)] // a failed expect is a failed test, with its message
 
 #[macro_use]
 mod support;

@@ -10,6 +10,8 @@ pub struct Latency(Histogram<u64>);
 
 impl Default for Latency {
     fn default() -> Self {
+        // expect: 1 ≤ low, high ≥ 2·low and 3 significant figures are valid bounds.
+        #[allow(clippy::expect_used)]
         Self(Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds are valid"))
     }
 }

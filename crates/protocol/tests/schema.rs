@@ -2,6 +2,7 @@
 //!
 //! Regenerate after changing a frame: `UPDATE_PROTO=1 cargo test -p chat-protocol --test schema`.
 
+#![allow(clippy::expect_used)] // a failed expect is a failed test (or benchmark), with its message
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
 
 use std::path::{Path, PathBuf};

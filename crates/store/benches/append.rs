@@ -2,6 +2,8 @@
 //! (both inboxes, the conversation, the unread counter, the publishes).
 //! Needs Redis: `REDIS_URL`, or a private `redis-server` started for the run.
 
+#![allow(clippy::expect_used)] // a failed expect is a failed test (or benchmark), with its message
+
 use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
 use chat_store::{Direct, FrameText, Limits, MessageStore};
 use chat_testkit::redis::TestRedis;

@@ -21,6 +21,7 @@ fn cut(frame: &ServerFrame) -> (String, String) {
 
 /// The `unread` frame telling a receiver `sender`'s new count: `head` +
 /// count + `tail`.
+#[cfg(feature = "redis")]
 pub fn unread_template(sender: &str) -> (String, String) {
     cut(&ServerFrame::Unread {
         counts: [(sender.to_owned(), MARK)].into_iter().collect(),

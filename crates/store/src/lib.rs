@@ -14,6 +14,9 @@
 //! - [`read`]: marking a conversation read and telling both sides.
 //! - `frames.rs`: the frames stores publish, cut from the protocol's types.
 //!
+//! The engines are features: `redis` and `sqlite` (the in-process presence
+//! is always there), so a binary links only the ones it runs.
+//!
 //! Every user has an **inbox**: the messages they received and sent, each
 //! with a per-user sequence number, the cursor clients sync from. A message
 //! that arrives while the receiver has no connection anywhere is also put on
@@ -28,7 +31,9 @@ pub mod memory;
 mod messages;
 mod presence;
 pub mod read;
+#[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 pub use error::StoreError;

@@ -2,6 +2,7 @@
 //! the in-process broker, or two replicas sharing a real Redis.
 
 #![allow(dead_code)] // each test binary uses its own part of the support
+#![allow(clippy::expect_used)] // a failed expect is a failed test, with its message
 
 /// Runs each scenario `fn(Kind)` twice: on the embedded engines (as `chatd`
 /// runs) and on two gateway replicas sharing a real Redis.

@@ -3,6 +3,8 @@
 //! whose header can be read, thumbnails of extreme shapes, and the pixel
 //! limit said out loud.
 
+#![allow(clippy::expect_used)] // a failed expect is a failed test, with its message
+
 use image::{ImageFormat, Rgb, RgbImage};
 
 use super::*;

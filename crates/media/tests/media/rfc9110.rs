@@ -2,6 +2,8 @@
 //! length and on thumbnails, `If-Range` (§13.1.5), `HEAD` (§9.3.2) wherever
 //! `GET` works, and a refused upload's body drained within the idle timeout.
 
+#![allow(clippy::expect_used)] // a failed expect is a failed test, with its message
+
 use super::*;
 
 /// What a range request must get back, relative to the whole content.
