@@ -58,6 +58,44 @@ test("a lobby message reaches both; a DM shows an unread badge that reading clea
   await bob.context().close();
 });
 
+test("张三 and Алиса talk in their own scripts, each shown as they typed their name", async () => {
+  const zhang = await signIn(browser, server.url, "张三");
+  const alisa = await signIn(browser, server.url, "Алиса");
+  assert.equal(await alisa.locator("#me").textContent(), "Алиса", "shown as typed");
+
+  await openConversation(zhang, "Алиса");
+  await say(zhang, "你好，Алиса！");
+  // Routed by id (алиса), shown by name (Алиса as she typed it, 张三 as he did).
+  const fromZhang = alisa.locator('button.conversation[data-peer="张三"]');
+  await fromZhang.locator(".badge", { hasText: "1" }).waitFor();
+  await fromZhang.click();
+  const greeting = alisa.locator("#messages li", { hasText: "你好，Алиса！" });
+  await greeting.waitFor();
+  assert.match(await greeting.locator(".meta").textContent(), /^张三 · /);
+
+  await say(alisa, "Привет, 张三!");
+  const reply = zhang.locator("#messages li", { hasText: "Привет, 张三!" });
+  await reply.waitFor();
+  assert.match(await reply.locator(".meta").textContent(), /^Алиса · /, "her name as she typed it");
+  assert.equal(await zhang.locator('button.conversation[data-peer="алиса"]').count(), 1, "one conversation, keyed by id");
+  await zhang.screenshot({ path: join(shots, "unicode-names.png") });
+  await zhang.context().close();
+  await alisa.context().close();
+});
+
+test("a nickname that breaks a naming rule is refused at sign-in with the rule", async () => {
+  expectProblems(/^HTTP 400: GET .*\/api\/v1\/me/, /^console error: Failed to load resource: the server responded with a status of 400/);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(server.url);
+  await page.fill("#nick", "ali\u200bce");
+  await page.click("button[type=submit]");
+  const error = page.locator("#signin-error");
+  await error.filter({ hasText: "U+200B" }).waitFor();
+  assert.equal(await page.locator("#app").isHidden(), true, "not signed in");
+  await context.close();
+});
+
 test("a message that looks like HTML is shown as text", async () => {
   const alice = await signIn(browser, server.url, "alice2");
   const bob = await signIn(browser, server.url, "bob2");

@@ -2,26 +2,32 @@
 //!
 //! - `open` mode (the seed's behaviour, for local demos): the WebSocket path
 //!   names the user; HTTP calls name it with a `user` query parameter.
-//! - `jwt` mode (any real deployment): an HS256 token whose `sub` is the
-//!   user, as `Authorization: Bearer …` or a `token` query parameter.
+//!   Names are nicknames in any script, mapped per PRECIS (`names.rs`).
+//! - `jwt` mode (any real deployment): a token from the app's identity
+//!   provider (`jwt.rs`), as `Authorization: Bearer …` or a `token` query
+//!   parameter; its user claim is the user id, as the provider issues it.
 //!   Missing, malformed, wrongly signed or expired → 401; a valid token for
-//!   another user → 403. Tokens must carry `exp`; only HS256 is accepted, so
-//!   `alg: none` and algorithm confusion are refused by construction.
+//!   another user → 403.
 //!
 //! [`OriginPolicy`] guards WebSocket upgrades against cross-site hijacking.
 
+mod jwks;
+mod jwt;
+mod keys;
+pub mod names;
 mod origin;
 pub mod settings;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 use chat_protocol::ErrorCode;
 use chat_runtime::error::HttpError;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
 
+pub use jwks::JwksOptions;
+pub use jwt::Verified;
+pub use names::{NameError, UserNames};
 pub use origin::OriginPolicy;
 pub use settings::{AuthMode, AuthSettings, Secret};
 
@@ -31,13 +37,14 @@ pub enum AuthError {
     /// No credentials where they are required.
     #[error("{0}")]
     Missing(&'static str),
-    /// Credentials that do not verify: malformed, wrongly signed, expired.
+    /// Credentials that do not verify, and why: `expired`, `bad signature`,
+    /// `wrong audience`, `unknown key`, `malformed`…
     #[error("invalid token: {0}")]
     Invalid(String),
     /// Valid credentials for someone else.
     #[error("this token is for '{token_user}', not '{wanted}'")]
     WrongUser {
-        /// The token's `sub`.
+        /// The token's user.
         token_user: String,
         /// The user the request is about.
         wanted: String,
@@ -47,7 +54,7 @@ pub enum AuthError {
     Origin(String),
     /// The user named by the request breaks the naming rules.
     #[error("invalid user name: {0}")]
-    InvalidName(chat_protocol::NameError),
+    InvalidName(NameError),
 }
 
 impl HttpError for AuthError {
@@ -70,35 +77,47 @@ impl HttpError for AuthError {
 
 chat_runtime::http_error!(AuthError);
 
-/// The claims of a chat token.
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    /// The user.
-    sub: String,
-    /// Expiry, seconds since the Unix epoch (required).
-    exp: u64,
-    /// Issued at.
-    iat: u64,
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The user id everything routes by: the nickname mapped (open mode),
+    /// or the provider's id (jwt mode).
+    pub id: String,
+    /// How the user is shown: the nickname as typed, or the token's display
+    /// name; `None` when the token carries none.
+    pub name: Option<String>,
 }
 
-#[derive(Clone)]
 enum Mode {
     Open,
-    Jwt(Box<Keys>),
+    Jwt(Box<jwt::Verifier>),
 }
 
-/// Everything jwt mode needs, built once.
-#[derive(Clone)]
-struct Keys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
-}
-
-/// Checks requests against the configured identity mode.
-#[derive(Clone)]
+/// Checks requests against the configured identity mode. Built once
+/// (see [`AuthSettings::build`]) and shared.
 pub struct Authenticator {
     mode: Mode,
+}
+
+/// The settings of jwt mode, as [`Authenticator::jwt_with`] takes them.
+#[derive(Debug, Clone, Default)]
+pub struct JwtKeys {
+    /// The shared secret of HS256/384/512 tokens.
+    pub secret: Option<Vec<u8>>,
+    /// A public key in PEM (RSA, P-256, P-384 or Ed25519).
+    pub public_key_pem: Option<String>,
+    /// The identity provider's key set.
+    pub jwks: Option<JwksOptions>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// The audience tokens must be for (`aud`), when set.
+    pub audience: Option<String>,
+    /// The issuer tokens must come from (`iss`), when set.
+    pub issuer: Option<String>,
+    /// The claim naming the user (`sub` when empty).
+    pub user_claim: String,
+    /// The claim holding the display name (`name` when empty).
+    pub name_claim: String,
 }
 
 impl Authenticator {
@@ -107,18 +126,75 @@ impl Authenticator {
         Self { mode: Mode::Open }
     }
 
-    /// JWT mode with an HS256 secret (callers check its length: see [`AuthSettings`]).
+    /// JWT mode with an HS256 shared secret only, defaults otherwise
+    /// (callers check its length: see [`AuthSettings`]).
     pub fn jwt(secret: &[u8]) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
-            mode: Mode::Jwt(Box::new(Keys {
-                encoding: EncodingKey::from_secret(secret),
-                decoding: DecodingKey::from_secret(secret),
-                validation,
+            mode: Mode::Jwt(Box::new(jwt::Verifier {
+                hmac: Some((
+                    keys::hmac(secret),
+                    jsonwebtoken::EncodingKey::from_secret(secret),
+                )),
+                public: None,
+                jwks: None,
+                rules: jwt::Rules {
+                    leeway: Duration::from_secs(5),
+                    audience: None,
+                    issuer: None,
+                    user_claim: "sub".into(),
+                    name_claim: "name".into(),
+                },
             })),
         }
+    }
+
+    /// JWT mode with these keys and rules. Errors: no key at all, a public
+    /// key that is not one we take, a JWKS URL that is not `http(s)://`.
+    pub fn jwt_with(keys: JwtKeys) -> Result<Self, String> {
+        if keys.secret.is_none() && keys.public_key_pem.is_none() && keys.jwks.is_none() {
+            return Err("jwt mode needs a secret, a public key or a JWKS URL".into());
+        }
+        let hmac = keys.secret.as_deref().map(|secret| {
+            (
+                keys::hmac(secret),
+                jsonwebtoken::EncodingKey::from_secret(secret),
+            )
+        });
+        let public = keys
+            .public_key_pem
+            .as_deref()
+            .map(keys::from_pem)
+            .transpose()?;
+        let jwks = match keys.jwks {
+            None => None,
+            Some(options) => {
+                if !(options.url.starts_with("https://") || options.url.starts_with("http://")) {
+                    return Err(format!("'{}' is not an http(s) URL", options.url));
+                }
+                Some(jwks::Jwks::new(options)?)
+            }
+        };
+        let or = |claim: String, default: &str| {
+            if claim.is_empty() {
+                default.to_owned()
+            } else {
+                claim
+            }
+        };
+        Ok(Self {
+            mode: Mode::Jwt(Box::new(jwt::Verifier {
+                hmac,
+                public,
+                jwks,
+                rules: jwt::Rules {
+                    leeway: keys.leeway,
+                    audience: keys.audience,
+                    issuer: keys.issuer,
+                    user_claim: or(keys.user_claim, "sub"),
+                    name_claim: or(keys.name_claim, "name"),
+                },
+            })),
+        })
     }
 
     /// True in open mode.
@@ -126,114 +202,102 @@ impl Authenticator {
         matches!(self.mode, Mode::Open)
     }
 
-    /// Mints a token for `user`, valid for `ttl` (jwt mode only).
-    pub fn mint(&self, user: &str, ttl: Duration) -> Result<String, AuthError> {
-        let Mode::Jwt(keys) = &self.mode else {
-            return Err(AuthError::Missing(
-                "tokens need CHAT_AUTH=jwt and CHAT_JWT_SECRET",
-            ));
-        };
-        chat_protocol::validate_user(user).map_err(AuthError::InvalidName)?;
-        let now = now_secs();
-        let claims = Claims {
-            sub: user.to_owned(),
-            iat: now,
-            exp: now + ttl.as_secs(),
-        };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding)
-            .map_err(|e| AuthError::Invalid(e.to_string()))
+    /// How user names in frames and URLs are read in this mode.
+    pub fn user_names(&self) -> UserNames {
+        match self.mode {
+            Mode::Open => UserNames::Nicknames,
+            Mode::Jwt(_) => UserNames::ProviderIds,
+        }
     }
 
-    /// The user a token belongs to.
-    fn verify(&self, token: &str) -> Result<String, AuthError> {
-        let Mode::Jwt(keys) = &self.mode else {
-            return Err(AuthError::Invalid("open mode has no tokens".into()));
+    /// Mints an HS256 token for `user` (and display `name`), valid for
+    /// `ttl`. Errors: not jwt mode with a shared secret; a user id that is
+    /// not one.
+    pub fn mint(&self, user: &str, name: Option<&str>, ttl: Duration) -> Result<String, AuthError> {
+        let no_secret = AuthError::Missing("tokens need CHAT_AUTH=jwt and CHAT_JWT_SECRET");
+        let Mode::Jwt(verifier) = &self.mode else {
+            return Err(no_secret);
         };
-        let data = jsonwebtoken::decode::<Claims>(token, &keys.decoding, &keys.validation)
-            .map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                AuthError::Invalid(match e.kind() {
-                    ErrorKind::ExpiredSignature => "expired".into(),
-                    ErrorKind::InvalidSignature => "bad signature".into(),
-                    ErrorKind::InvalidAlgorithm => "only HS256 tokens are accepted".into(),
-                    ErrorKind::MissingRequiredClaim(claim) => format!("missing claim '{claim}'"),
-                    _ => "malformed".into(),
-                })
-            })?;
-        chat_protocol::validate_user(&data.claims.sub)
-            .map_err(|e| AuthError::Invalid(format!("sub: {e}")))?;
-        Ok(data.claims.sub)
+        names::provider_id(user).map_err(AuthError::InvalidName)?;
+        verifier.mint(user, name, ttl).unwrap_or(Err(no_secret))
+    }
+
+    /// What a token says (jwt mode only).
+    pub async fn verify(&self, token: &str) -> Result<Verified, AuthError> {
+        match &self.mode {
+            Mode::Jwt(verifier) => verifier.verify(token).await,
+            Mode::Open => Err(AuthError::Invalid("open mode has no tokens".into())),
+        }
     }
 
     /// The request's token, from `Authorization: Bearer …` or `?token=…`.
-    fn token(req: &HttpRequest) -> Option<String> {
+    fn token(req: &HttpRequest) -> Result<String, AuthError> {
         if let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION)
             && let Ok(value) = value.to_str()
             && let Some(token) = value.strip_prefix("Bearer ")
         {
-            return Some(token.trim().to_owned());
+            return Ok(token.trim().to_owned());
         }
-        query_param(req, "token")
+        query_param(req, "token").ok_or(AuthError::Missing("a bearer token is required"))
     }
 
     /// A request about `user` (a WebSocket path, a user's data): open mode
-    /// takes the name as given; jwt mode needs a valid token for that user.
-    pub fn authorize(&self, req: &HttpRequest, user: &str) -> Result<(), AuthError> {
-        chat_protocol::validate_user(user).map_err(AuthError::InvalidName)?;
+    /// takes the name as given (mapped to its id); jwt mode needs a valid
+    /// token for exactly that user id.
+    pub async fn authorize(&self, req: &HttpRequest, user: &str) -> Result<Caller, AuthError> {
         match &self.mode {
-            Mode::Open => Ok(()),
-            Mode::Jwt(_) => {
-                let token =
-                    Self::token(req).ok_or(AuthError::Missing("a bearer token is required"))?;
-                let token_user = self.verify(&token)?;
-                if token_user != user {
+            Mode::Open => Ok(Caller {
+                id: names::nickname(user).map_err(AuthError::InvalidName)?,
+                name: Some(user.to_owned()),
+            }),
+            Mode::Jwt(verifier) => {
+                names::provider_id(user).map_err(AuthError::InvalidName)?;
+                let verified = verifier.verify(&Self::token(req)?).await?;
+                if verified.user != user {
                     return Err(AuthError::WrongUser {
-                        token_user,
+                        token_user: verified.user,
                         wanted: user.to_owned(),
                     });
                 }
-                Ok(())
+                Ok(Caller {
+                    id: verified.user,
+                    name: verified.name,
+                })
             }
         }
     }
 
     /// Who calls an HTTP API: the token's user (jwt), or the `user` query
     /// parameter (open).
-    pub fn caller(&self, req: &HttpRequest) -> Result<String, AuthError> {
+    pub async fn caller(&self, req: &HttpRequest) -> Result<Caller, AuthError> {
         match &self.mode {
             Mode::Open => {
                 let user = query_param(req, "user").ok_or(AuthError::Missing(
                     "open mode: name yourself with ?user=NAME",
                 ))?;
-                chat_protocol::validate_user(&user).map_err(AuthError::InvalidName)?;
-                Ok(user)
+                Ok(Caller {
+                    id: names::nickname(&user).map_err(AuthError::InvalidName)?,
+                    name: Some(user),
+                })
             }
-            Mode::Jwt(_) => {
-                let token =
-                    Self::token(req).ok_or(AuthError::Missing("a bearer token is required"))?;
-                self.verify(&token)
+            Mode::Jwt(verifier) => {
+                let verified = verifier.verify(&Self::token(req)?).await?;
+                Ok(Caller {
+                    id: verified.user,
+                    name: verified.name,
+                })
             }
         }
     }
 
     /// Anyone with valid credentials (the public lobby): always in open mode,
     /// a valid token of any user in jwt mode.
-    pub fn anyone(&self, req: &HttpRequest) -> Result<(), AuthError> {
+    pub async fn anyone(&self, req: &HttpRequest) -> Result<(), AuthError> {
         match &self.mode {
             Mode::Open => Ok(()),
-            Mode::Jwt(_) => {
-                let token =
-                    Self::token(req).ok_or(AuthError::Missing("a bearer token is required"))?;
-                self.verify(&token).map(drop)
-            }
+            Mode::Jwt(verifier) => verifier.verify(&Self::token(req)?).await.map(drop),
         }
     }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// A query parameter, percent-decoded.
@@ -259,73 +323,67 @@ mod tests {
             .to_http_request()
     }
 
-    #[test]
-    fn a_minted_token_opens_its_own_user_only() {
+    #[tokio::test]
+    async fn a_minted_token_opens_its_own_user_only() {
         let auth = Authenticator::jwt(SECRET);
-        let token = auth.mint("alice", Duration::from_secs(60)).unwrap();
-        assert_eq!(auth.authorize(&with_token(&token), "alice"), Ok(()));
-        let wrong = auth.authorize(&with_token(&token), "bob").unwrap_err();
+        let token = auth
+            .mint("auth0|alice", Some("Alice"), Duration::from_secs(60))
+            .unwrap();
+        let caller = auth
+            .authorize(&with_token(&token), "auth0|alice")
+            .await
+            .unwrap();
+        assert_eq!(
+            caller,
+            Caller {
+                id: "auth0|alice".into(),
+                name: Some("Alice".into())
+            }
+        );
+        let wrong = auth
+            .authorize(&with_token(&token), "bob")
+            .await
+            .unwrap_err();
         assert_eq!(wrong.code(), ErrorCode::Forbidden);
-        let by_query =
-            TestRequest::with_uri(&format!("/ws/alice/?token={token}")).to_http_request();
-        assert_eq!(auth.caller(&by_query), Ok("alice".to_owned()));
-    }
-
-    #[test]
-    fn tokens_that_do_not_verify_are_unauthorized() {
-        let auth = Authenticator::jwt(SECRET);
-        let other = Authenticator::jwt(b"another-secret-of-thirty-two-byte");
-        let foreign = other.mint("alice", Duration::from_secs(60)).unwrap();
-        let now = now_secs();
-        let expired = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &Claims {
-                sub: "alice".into(),
-                iat: now - 120,
-                exp: now - 60,
-            },
-            &EncodingKey::from_secret(SECRET),
-        )
-        .unwrap();
-        // alg "none": header {"alg":"none","typ":"JWT"}, no signature.
-        let none =
-            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.";
-        let no_exp = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &serde_json::json!({"sub": "alice"}),
-            &EncodingKey::from_secret(SECRET),
-        )
-        .unwrap();
-        for (token, why) in [
-            (foreign.as_str(), "bad signature"),
-            (expired.as_str(), "expired"),
-            (none, "none"),
-            (no_exp.as_str(), "exp"),
-            ("not.a.token", "malformed"),
-        ] {
-            let error = auth.authorize(&with_token(token), "alice").unwrap_err();
-            assert_eq!(error.code(), ErrorCode::Unauthorized, "{why}: {error}");
-        }
-        let missing = auth.authorize(&TestRequest::default().to_http_request(), "alice");
+        // Provider ids are compared exactly: case matters.
+        let cased = auth
+            .authorize(&with_token(&token), "Auth0|alice")
+            .await
+            .unwrap_err();
+        assert_eq!(cased.code(), ErrorCode::Forbidden);
+        let by_query = TestRequest::with_uri(&format!("/ws/x/?token={token}")).to_http_request();
+        assert_eq!(auth.caller(&by_query).await.unwrap().id, "auth0|alice");
+        let missing = auth
+            .authorize(&TestRequest::default().to_http_request(), "auth0|alice")
+            .await;
         assert_eq!(missing.unwrap_err().code(), ErrorCode::Unauthorized);
     }
 
-    #[test]
-    fn open_mode_takes_names_as_given_and_checks_them() {
+    #[tokio::test]
+    async fn open_mode_maps_nicknames_and_keeps_them_as_typed() {
         let auth = Authenticator::open();
+        let caller = auth
+            .authorize(&TestRequest::default().to_http_request(), "Алиса")
+            .await
+            .unwrap();
         assert_eq!(
-            auth.authorize(&TestRequest::default().to_http_request(), "alice"),
-            Ok(())
+            caller,
+            Caller {
+                id: "алиса".into(),
+                name: Some("Алиса".into())
+            }
         );
-        let req = TestRequest::with_uri("/api/v1/unread?user=bob").to_http_request();
-        assert_eq!(auth.caller(&req), Ok("bob".to_owned()));
+        let req = TestRequest::with_uri("/api/v1/unread?user=%EF%BD%82%EF%BD%8F%EF%BD%82")
+            .to_http_request();
+        assert_eq!(auth.caller(&req).await.unwrap().id, "bob", "ｂｏｂ is bob");
         let nobody = auth
             .caller(&TestRequest::default().to_http_request())
+            .await
             .unwrap_err();
         assert_eq!(nobody.code(), ErrorCode::Unauthorized);
         let bad = TestRequest::with_uri("/x?user=a%20b").to_http_request();
         assert_eq!(
-            auth.caller(&bad).unwrap_err().code(),
+            auth.caller(&bad).await.unwrap_err().code(),
             ErrorCode::InvalidName
         );
     }

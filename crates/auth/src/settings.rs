@@ -2,12 +2,13 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use chat_runtime::settings::SettingsError;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::{Authenticator, OriginPolicy};
+use crate::{Authenticator, JwksOptions, JwtKeys, OriginPolicy};
 
 /// Shortest accepted HS256 secret, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -18,7 +19,7 @@ pub const MIN_SECRET_BYTES: usize = 32;
 pub enum AuthMode {
     /// The seed's behaviour: the name in the URL is the identity. Local demos only.
     Open,
-    /// HS256 tokens whose `sub` is the user.
+    /// Tokens from the app's identity provider.
     Jwt,
 }
 
@@ -55,8 +56,34 @@ chat_runtime::settings! {
         /// `open` (the name in the URL is the identity: local demos) or
         /// `jwt` (tokens from the app's identity provider).
         pub auth: Option<AuthMode> = None => "open in chatd, jwt elsewhere",
-        /// The HS256 secret tokens are signed with, at least 32 bytes (jwt mode).
+        /// The shared secret of HMAC tokens (HS256/384/512), at least 32
+        /// bytes (jwt mode).
         pub jwt_secret: Option<Secret> = None,
+        /// The identity provider's public key (RSA, P-256, P-384 or
+        /// Ed25519), as PEM text or the path of a PEM file: RS*, PS*,
+        /// ES256/384 and EdDSA tokens are verified with it.
+        pub jwt_public_key: Option<String> = None,
+        /// The identity provider's key set (JWKS), `https://…/.well-known/jwks.json`:
+        /// signed tokens are verified with the key their `kid` names;
+        /// refetched when a token names a key it does not hold.
+        pub jwks_url: Option<String> = None,
+        /// The least time between two fetches of the key set.
+        #[serde(with = "humantime_serde")]
+        pub jwks_refresh_floor: Duration = Duration::from_secs(30),
+        /// A key set older than this is fetched again when next used.
+        #[serde(with = "humantime_serde")]
+        pub jwks_max_age: Duration = Duration::from_secs(600),
+        /// The audience tokens must carry in `aud`; unset, `aud` is not checked.
+        pub jwt_audience: Option<String> = None,
+        /// The issuer tokens must carry in `iss`; unset, `iss` is not checked.
+        pub jwt_issuer: Option<String> = None,
+        /// The claim naming the user.
+        pub jwt_user_claim: String = "sub".to_owned(),
+        /// The claim holding the user's display name, when present.
+        pub jwt_name_claim: String = "name".to_owned(),
+        /// Clock skew allowed on `exp` and `nbf`.
+        #[serde(with = "humantime_serde")]
+        pub jwt_leeway: Duration = Duration::from_secs(5),
         /// Let open mode listen on a non-loopback address.
         pub allow_open_public: bool = false,
         /// Browser origins allowed to open WebSockets, comma-separated
@@ -67,8 +94,9 @@ chat_runtime::settings! {
 
 impl AuthSettings {
     /// Builds the authenticator and origin policy, refusing unsafe
-    /// combinations: jwt without a long enough secret, open mode on a
-    /// public address without `CHAT_ALLOW_OPEN_PUBLIC`.
+    /// combinations: jwt without a key (or with a secret under 32 bytes, a
+    /// public key we do not take, a JWKS URL that is not `http(s)://`),
+    /// open mode on a public address without `CHAT_ALLOW_OPEN_PUBLIC`.
     pub fn build(
         &self,
         default: AuthMode,
@@ -91,17 +119,52 @@ impl AuthSettings {
                 Authenticator::open()
             }
             AuthMode::Jwt => {
-                let secret = self.jwt_secret.as_ref().ok_or_else(|| {
-                    SettingsError::new(
-                        "invalid setting CHAT_JWT_SECRET: required when CHAT_AUTH=jwt",
-                    )
-                })?;
-                if secret.expose().len() < MIN_SECRET_BYTES {
+                if let Some(secret) = &self.jwt_secret
+                    && secret.expose().len() < MIN_SECRET_BYTES
+                {
                     return Err(SettingsError::new(format!(
                         "invalid setting CHAT_JWT_SECRET: must be at least {MIN_SECRET_BYTES} bytes"
                     )));
                 }
-                Authenticator::jwt(secret.expose())
+                let public_key_pem = match &self.jwt_public_key {
+                    None => None,
+                    Some(text) if text.trim_start().starts_with("-----BEGIN") => Some(text.clone()),
+                    Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                        SettingsError::new(format!(
+                            "invalid setting CHAT_JWT_PUBLIC_KEY: neither PEM nor a readable file ({path}: {e})"
+                        ))
+                    })?),
+                };
+                let keys = JwtKeys {
+                    secret: self.jwt_secret.as_ref().map(|s| s.expose().to_vec()),
+                    public_key_pem,
+                    jwks: self.jwks_url.as_ref().map(|url| JwksOptions {
+                        url: url.clone(),
+                        floor: self.jwks_refresh_floor,
+                        max_age: self.jwks_max_age,
+                        timeout: Duration::from_secs(5),
+                    }),
+                    leeway: self.jwt_leeway,
+                    audience: self.jwt_audience.clone(),
+                    issuer: self.jwt_issuer.clone(),
+                    user_claim: self.jwt_user_claim.clone(),
+                    name_claim: self.jwt_name_claim.clone(),
+                };
+                let none =
+                    keys.secret.is_none() && keys.public_key_pem.is_none() && keys.jwks.is_none();
+                if none {
+                    return Err(SettingsError::new(
+                        "invalid setting CHAT_JWT_SECRET: jwt mode needs CHAT_JWT_SECRET, \
+                         CHAT_JWT_PUBLIC_KEY or CHAT_JWKS_URL",
+                    ));
+                }
+                let name = if self.jwt_public_key.is_some() {
+                    "CHAT_JWT_PUBLIC_KEY"
+                } else {
+                    "CHAT_JWKS_URL"
+                };
+                Authenticator::jwt_with(keys)
+                    .map_err(|e| SettingsError::new(format!("invalid setting {name}: {e}")))?
             }
         };
         Ok((authenticator, origins))
@@ -127,7 +190,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("CHAT_JWT_SECRET"), "{err}");
+        assert!(
+            err.contains("CHAT_JWT_SECRET") && err.contains("CHAT_JWKS_URL"),
+            "{err}"
+        );
         s.jwt_secret = Some(Secret("short".into()));
         let err = s
             .build(AuthMode::Open, addr("127.0.0.1:1"))

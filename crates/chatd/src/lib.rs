@@ -152,7 +152,7 @@ pub fn mint_token(settings: &Settings, user: &str, ttl: Duration) -> anyhow::Res
     let mut auth = settings.auth.clone();
     auth.auth = Some(AuthMode::Jwt);
     let (authenticator, _) = auth.build(AuthMode::Jwt, settings.server.listen)?;
-    Ok(authenticator.mint(user, ttl)?)
+    Ok(authenticator.mint(user, None, ttl)?)
 }
 
 /// The gateway's view of the in-process media service.

@@ -90,10 +90,12 @@ impl MediaDirectory for HttpMediaDirectory {
         let (owner, id) = (owner.to_owned(), id.to_owned());
         let url = format!("{}/api/v1/media/{id}", self.base);
         let request = if self.auth.is_open() {
-            // Names are [A-Za-z0-9_.-]: nothing to escape.
-            self.client.get(format!("{url}?user={owner}"))
+            self.client
+                .get(format!("{url}?user={}", query_value(&owner)))
         } else {
-            match self.auth.mint(&owner, Duration::from_secs(60)) {
+            // A short token for the owner, signed with the shared secret
+            // (service to service; see the README's Identity section).
+            match self.auth.mint(&owner, None, Duration::from_secs(60)) {
                 Ok(token) => self.client.get(url).bearer_auth(token),
                 Err(e) => {
                     return futures_util::future::ready(Err(MediaLookupError::Unavailable(
@@ -138,4 +140,19 @@ impl MediaDirectory for HttpMediaDirectory {
         }
         .boxed()
     }
+}
+
+/// `value` percent-encoded for a query string (RFC 3986: every byte but the
+/// unreserved ones).
+fn query_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

@@ -614,11 +614,13 @@ async fn too_many_connection_attempts_from_one_address_get_429(kind: Kind) {
 
 async fn names_outside_the_rules_are_refused_before_the_upgrade(kind: Kind) {
     let cluster = kind.start(settings()).await;
-    let long = format!("/ws/{}/", "a".repeat(33));
+    let long = format!("/ws/{}/", "a".repeat(256));
     for path in [
         "/ws/bad%20name/",
-        "/ws/.hidden/",
         "/ws/%E2%80%8Bzw/",
+        // Latin p, y, l with Cyrillic р and а: a look-alike of "paypal".
+        "/ws/%D1%80%D0%B0ypal/",
+        "/ws/a%07b/",
         long.as_str(),
     ] {
         assert_eq!(
@@ -633,6 +635,56 @@ async fn names_outside_the_rules_are_refused_before_the_upgrade(kind: Kind) {
     assert_eq!(status, 400);
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["error"], "invalid_name");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("U+0020") && message.contains("position 3"),
+        "{message}"
+    );
+}
+
+/// Open mode: a nickname in any script is a user; `Bob`, `bob` and `ｂｏｂ`
+/// are one user (PRECIS, RFC 8265), reached however a sender types the
+/// name, and messages carry the sender's name as typed.
+async fn a_name_in_any_script_or_case_reaches_one_user(kind: Kind) {
+    let cluster = kind.start(settings()).await;
+    let mut tabs = Vec::new();
+    for path in ["/ws/Bob/", "/ws/bob/", "/ws/%EF%BD%82%EF%BD%8F%EF%BD%82/"] {
+        let mut tab = WsClient::connect(cluster.addr(tabs.len()), path)
+            .await
+            .unwrap();
+        tab.recv_type("unread").await.unwrap();
+        tabs.push(tab);
+    }
+    let mut zhang = WsClient::connect(cluster.addr(1), "/ws/%E5%BC%A0%E4%B8%89/")
+        .await
+        .unwrap();
+    zhang.send_json(&send("c1", "BOB", "你好")).await.unwrap();
+    let ack = zhang.recv_ack("c1").await.unwrap();
+    assert_eq!(
+        (
+            ack["message"]["from"].as_str(),
+            ack["message"]["to"].as_str()
+        ),
+        (Some("张三"), Some("bob"))
+    );
+    for tab in &mut tabs {
+        let message = tab.recv_type("message").await.unwrap();
+        assert_eq!(message["body"], "你好");
+        assert_eq!(message["from_name"], "张三", "the sender's name as typed");
+    }
+    // The seed's frame names users as typed too.
+    let mut alisa = WsClient::connect(cluster.addr(0), "/ws/%D0%90%D0%BB%D0%B8%D1%81%D0%B0/")
+        .await
+        .unwrap();
+    alisa
+        .send_text(r#"{"sender": "алиса", "receiver": "Bob", "message": "привет"}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        tabs[0].recv_seed().await.unwrap()["message"],
+        "привет",
+        "a seed frame from алиса (typed lower-case) to Bob"
+    );
 }
 
 async fn health_readiness_and_metrics_are_served(kind: Kind) {
@@ -735,6 +787,7 @@ suite!(
     a_dead_peer_is_cleaned_up_by_the_heartbeat,
     every_registry_is_cleaned_however_connections_end,
     names_outside_the_rules_are_refused_before_the_upgrade,
+    a_name_in_any_script_or_case_reaches_one_user,
     at_the_connection_cap_upgrades_get_503_and_the_others_carry_on,
     too_many_connection_attempts_from_one_address_get_429,
     health_readiness_and_metrics_are_served,

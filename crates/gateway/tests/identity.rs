@@ -31,7 +31,7 @@ async fn jwt_node(origins: &str) -> (Node, tempfile::TempDir) {
 
 fn token(user: &str) -> String {
     Authenticator::jwt(SECRET)
-        .mint(user, Duration::from_secs(300))
+        .mint(user, None, Duration::from_secs(300))
         .unwrap()
 }
 
@@ -67,7 +67,7 @@ async fn a_valid_token_opens_its_user_by_header_or_query() {
 async fn missing_bad_expired_or_unsigned_tokens_are_refused_before_the_upgrade() {
     let (node, _dir) = jwt_node("").await;
     let foreign = Authenticator::jwt(b"some-other-secret-also-32-bytes-long")
-        .mint("alice", Duration::from_secs(300))
+        .mint("alice", None, Duration::from_secs(300))
         .unwrap();
     // {"alg":"none"} with sub alice and a far exp, no signature.
     let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.";
@@ -144,6 +144,100 @@ async fn a_page_from_another_origin_cannot_open_a_connection() {
         WsClient::refused_status_with(&listed.addr, &path, &evil)
             .await
             .unwrap(),
+        403
+    );
+}
+
+/// `name` percent-encoded for a URL path segment (RFC 3986: every byte but
+/// the unreserved ones).
+fn segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Ids as identity providers issue them (`|`, `@`, `/`, `%`, `:`, spaces,
+/// 255 bytes) open their own connections on two replicas, reach each other
+/// named exactly, and each pair of users keeps to its own Redis keys even
+/// where names could spell another pair's (`a:b`+`c`, `a`+`b:c`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_ids_of_every_shape_round_trip_and_keep_to_their_own_keys() {
+    let redis = chat_testkit::redis::TestRedis::start().unwrap();
+    let access = Access {
+        auth: Arc::new(Authenticator::jwt(SECRET)),
+        origins: OriginPolicy::default(),
+        proxies: Default::default(),
+    };
+    let a = Node::start_with(
+        settings(),
+        Engine::Redis(support::redis_options(&redis)),
+        access.clone(),
+    )
+    .await;
+    let b = Node::start_with(
+        settings(),
+        Engine::Redis(support::redis_options(&redis)),
+        access,
+    )
+    .await;
+    let long = format!("{}x", "é".repeat(127));
+    assert_eq!(long.len(), 255);
+    let pairs = [
+        ("auth0|5f3c9a", "alice@example.com"),
+        ("x/y z", "a%b"),
+        ("a:b", "c"),
+        ("a", "b:c"),
+        (long.as_str(), "auth0|5f3c9a"),
+    ];
+    for (i, (from, to)) in pairs.iter().enumerate() {
+        let mut receiver = WsClient::connect(
+            &b.addr,
+            &format!("/ws/{}/?token={}", segment(to), token(to)),
+        )
+        .await
+        .unwrap();
+        receiver.recv_type("unread").await.unwrap();
+        let mut sender = WsClient::connect(
+            &a.addr,
+            &format!("/ws/{}/?token={}", segment(from), token(from)),
+        )
+        .await
+        .unwrap();
+        sender
+            .send_json(&json!({"type": "send", "id": format!("m{i}"), "to": to, "body": "hi"}))
+            .await
+            .unwrap();
+        let ack = sender.recv_ack(&format!("m{i}")).await.unwrap();
+        assert_eq!(ack["message"]["to"], *to);
+        let got = receiver.recv_type("message").await.unwrap();
+        assert_eq!(
+            (got["from"].as_str(), got["to"].as_str()),
+            (Some(*from), Some(*to))
+        );
+    }
+    let mut conn = redis.connection().unwrap();
+    let prefix = redis.prefix();
+    for (key, messages) in [("conv:a%3Ab:c", 1), ("conv:a:b%3Ac", 1)] {
+        let len: u64 = ::redis::cmd("XLEN")
+            .arg(format!("{prefix}{key}"))
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(len, messages, "{key}");
+    }
+    // A token for one id never opens another's path, however alike they look.
+    assert_eq!(
+        WsClient::refused_status(
+            &a.addr,
+            &format!("/ws/{}/?token={}", segment("A:b"), token("a:b"))
+        )
+        .await
+        .unwrap(),
         403
     );
 }

@@ -265,7 +265,7 @@ mod tests {
     #[test]
     fn run_prefixes_are_valid_user_names() {
         let name = format!("{}s123", run_prefix());
-        assert_eq!(chat_protocol::validate_user(&name), Ok(()));
+        assert!(name.bytes().all(|b| b.is_ascii_alphanumeric()), "{name}");
         assert_eq!(radix36(0), "0");
         assert_eq!(radix36(35), "z");
         assert_eq!(radix36(36), "10");

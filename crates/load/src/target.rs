@@ -24,7 +24,7 @@ pub struct Target {
     host: String,
     sources: Vec<IpAddr>,
     next_source: AtomicUsize,
-    auth: Option<Authenticator>,
+    auth: Option<std::sync::Arc<Authenticator>>,
 }
 
 /// How a connection attempt ended when it did not open.
@@ -73,7 +73,7 @@ impl Target {
             Some(s) if s.len() < 32 => {
                 bail!("--jwt-secret must be at least 32 bytes, as on the server")
             }
-            Some(s) => Some(Authenticator::jwt(s.as_bytes())),
+            Some(s) => Some(std::sync::Arc::new(Authenticator::jwt(s.as_bytes()))),
             None => None,
         };
         Ok(Self {
@@ -95,7 +95,7 @@ impl Target {
     /// A token for `user` in jwt mode, `None` in open mode.
     pub fn token(&self, user: &str) -> anyhow::Result<Option<String>> {
         match &self.auth {
-            Some(auth) => Ok(Some(auth.mint(user, Duration::from_secs(3600))?)),
+            Some(auth) => Ok(Some(auth.mint(user, None, Duration::from_secs(3600))?)),
             None => Ok(None),
         }
     }

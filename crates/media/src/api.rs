@@ -95,7 +95,7 @@ pub(crate) async fn metadata(
     path: web::Path<String>,
     media: web::Data<Arc<Inner>>,
 ) -> Result<HttpResponse, MediaError> {
-    media.auth.caller(&req)?;
+    media.auth.caller(&req).await?;
     let record = record(&media, &path).await?;
     Ok(HttpResponse::Ok().json(view(&media, &record)))
 }
@@ -138,7 +138,7 @@ pub(crate) async fn delete(
     path: web::Path<String>,
     media: web::Data<Arc<Inner>>,
 ) -> Result<HttpResponse, MediaError> {
-    let caller = media.auth.caller(&req)?;
+    let caller = media.auth.caller(&req).await?.id;
     let record = record(&media, &path).await?;
     if record.owner != caller {
         return Err(MediaError::Forbidden("only the owner can delete a file"));

@@ -102,7 +102,7 @@ async fn store(
     mut payload: Multipart,
     media: &Inner,
 ) -> Result<HttpResponse, MediaError> {
-    let owner = media.auth.caller(req)?;
+    let owner = media.auth.caller(req).await?.id;
     if let Some(ip) = media.proxies.client_ip(req) {
         media.upload_limit.check(ip).map_err(MediaError::TooMany)?;
     }

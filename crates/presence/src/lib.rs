@@ -1,5 +1,6 @@
 //! The presence service: what the gateways know about users, over HTTP.
 //!
+//! - `GET  /api/v1/me` — who the caller is: `{"user", "name"?}`.
 //! - `GET  /api/v1/unread` — the caller's unread counters, `{"alice": 3}`.
 //! - `POST /api/v1/read` — mark a conversation read (like the `read` frame).
 //! - `GET  /api/v1/presence/{user}` — online now, and last seen.
@@ -63,6 +64,7 @@ impl PresenceService {
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         use chat_runtime::api::resource;
         cfg.app_data(web::Data::new(self.clone()))
+            .service(resource("/api/v1/me", "GET").route(web::get().to(routes::me)))
             .service(resource("/api/v1/unread", "GET").route(web::get().to(routes::unread)))
             .service(resource("/api/v1/read", "POST").route(web::post().to(routes::read)))
             .service(
@@ -86,8 +88,15 @@ impl PresenceService {
         title = "chat presence service",
         description = "Unread counters, read marks, online state and history"
     ),
-    paths(routes::unread, routes::read, routes::presence, routes::history),
+    paths(
+        routes::me,
+        routes::unread,
+        routes::read,
+        routes::presence,
+        routes::history
+    ),
     components(schemas(
+        routes::Me,
         routes::ReadRequest,
         routes::PresenceView,
         routes::HistoryPage,

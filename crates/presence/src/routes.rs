@@ -1,7 +1,7 @@
 //! The HTTP handlers.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chat_protocol::{ErrorCode, validate_user};
+use chat_protocol::ErrorCode;
 use chat_store::ReadMarker;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -11,9 +11,48 @@ use crate::{ApiError, PresenceService};
 /// Largest page of history.
 const MAX_PAGE: usize = 200;
 
-fn checked_user(name: &str, what: &str) -> Result<(), ApiError> {
-    validate_user(name)
+/// A user named in a request, as the id it stands for (a nickname mapped
+/// in open mode, a provider id as it is in jwt mode).
+fn user_id(svc: &PresenceService, name: &str, what: &str) -> Result<String, ApiError> {
+    svc.auth
+        .user_names()
+        .id(name)
         .map_err(|e| ApiError::BadRequest(ErrorCode::InvalidName, format!("{what}: {e}")))
+}
+
+/// Who the caller is.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Me {
+    /// The user id messages and frames name the caller by (a nickname
+    /// mapped to its id in open mode; the provider's id in jwt mode).
+    user: String,
+    /// How the caller is shown: the token's display name, or the nickname
+    /// as typed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+}
+
+/// Who the caller is, as the server names them: what a client compares the
+/// `from` of messages with.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    responses(
+        (status = 200, description = "the caller's id and display name", body = Me,
+         example = json!({"user": "bob", "name": "Bob"})),
+        (status = 400, description = "an invalid nickname (open mode)", body = chat_runtime::error::ErrorBody),
+        (status = 401, description = "no valid credentials", body = chat_runtime::error::ErrorBody),
+    )
+)]
+pub(crate) async fn me(
+    req: HttpRequest,
+    svc: web::Data<PresenceService>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = svc.auth.caller(&req).await?;
+    Ok(HttpResponse::Ok().json(Me {
+        user: caller.id,
+        name: caller.name,
+    }))
 }
 
 /// The caller's unread counters: sender → count.
@@ -31,7 +70,7 @@ pub(crate) async fn unread(
     req: HttpRequest,
     svc: web::Data<PresenceService>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = svc.auth.caller(&req)?;
+    let user = svc.auth.caller(&req).await?.id;
     Ok(HttpResponse::Ok().json(svc.store.unread(&user).await?))
 }
 
@@ -40,7 +79,7 @@ pub(crate) async fn unread(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReadRequest {
     /// The other user of the conversation.
-    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")]
+    #[schema(min_length = 1, max_length = 255)]
     peer: String,
     /// The id of the last message read.
     #[schema(min_length = 1, max_length = 64)]
@@ -66,8 +105,8 @@ pub(crate) async fn read(
     body: web::Json<ReadRequest>,
     svc: web::Data<PresenceService>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = svc.auth.caller(&req)?;
-    checked_user(&body.peer, "peer")?;
+    let user = svc.auth.caller(&req).await?.id;
+    let peer = user_id(&svc, &body.peer, "peer")?;
     if body.up_to.is_empty() || body.up_to.len() > 64 {
         return Err(ApiError::BadRequest(
             ErrorCode::InvalidFrame,
@@ -75,8 +114,7 @@ pub(crate) async fn read(
         ));
     }
     let marker =
-        chat_store::read::mark_read(&*svc.store, &svc.broker, &user, &body.peer, &body.up_to)
-            .await?;
+        chat_store::read::mark_read(&*svc.store, &svc.broker, &user, &peer, &body.up_to).await?;
     match marker {
         ReadMarker::Moved(counts) | ReadMarker::Stale(counts) => {
             Ok(HttpResponse::Ok().json(counts))
@@ -104,7 +142,7 @@ pub(crate) struct PresenceView {
 #[utoipa::path(
     get,
     path = "/api/v1/presence/{user}",
-    params(("user" = String, Path, description = "the user asked about", pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")),
+    params(("user" = String, Path, description = "the user asked about")),
     responses(
         (status = 200, description = "online state", body = PresenceView),
         (status = 400, description = "an invalid user name", body = chat_runtime::error::ErrorBody),
@@ -117,9 +155,8 @@ pub(crate) async fn presence(
     path: web::Path<String>,
     svc: web::Data<PresenceService>,
 ) -> Result<HttpResponse, ApiError> {
-    svc.auth.caller(&req)?;
-    let user = path.into_inner();
-    checked_user(&user, "user")?;
+    svc.auth.caller(&req).await?;
+    let user = user_id(&svc, &path.into_inner(), "user")?;
     let presence = svc.presence.state(&user).await?;
     Ok(HttpResponse::Ok().json(PresenceView {
         user,
@@ -154,7 +191,7 @@ pub(crate) struct HistoryPage {
 #[utoipa::path(
     get,
     path = "/api/v1/conversations/{peer}/messages",
-    params(("peer" = String, Path, description = "the other user", pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"), Page),
+    params(("peer" = String, Path, description = "the other user"), Page),
     responses(
         (status = 200, description = "a page of messages", body = HistoryPage),
         (status = 400, description = "an invalid user name, cursor or limit", body = chat_runtime::error::ErrorBody),
@@ -168,9 +205,8 @@ pub(crate) async fn history(
     page: web::Query<Page>,
     svc: web::Data<PresenceService>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = svc.auth.caller(&req)?;
-    let peer = path.into_inner();
-    checked_user(&peer, "peer")?;
+    let user = svc.auth.caller(&req).await?.id;
+    let peer = user_id(&svc, &path.into_inner(), "peer")?;
     if let Some(before) = &page.before {
         // Cursors are what a page's `next_before` said: a number, maybe
         // `-number`, each fitting 64 bits (the store would refuse more).

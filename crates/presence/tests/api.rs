@@ -156,7 +156,7 @@ impl Api {
         let sep = if path.contains('?') { '&' } else { '?' };
         if self.jwt {
             let token = Authenticator::jwt(SECRET)
-                .mint(user, Duration::from_secs(60))
+                .mint(user, None, Duration::from_secs(60))
                 .unwrap();
             format!("http://{}{path}{sep}token={token}", self.addr)
         } else {
@@ -431,7 +431,7 @@ suite!(
 async fn every_endpoint_refuses_tokens_that_do_not_verify() {
     let api = start(Kind::Sqlite, true).await;
     let foreign = Authenticator::jwt(b"not-the-service-secret-but-32-bytes")
-        .mint("bob", Duration::from_secs(60))
+        .mint("bob", None, Duration::from_secs(60))
         .unwrap();
     let now = chat_store::now_millis() / 1000;
     let expired = jsonwebtoken::encode(

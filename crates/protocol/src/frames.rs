@@ -172,8 +172,13 @@ pub struct ChatMessage {
     pub seq: Option<u64>,
     /// Server id: a ULID, unique and sortable by time. Clients drop duplicates by it.
     pub id: String,
-    /// The sending user, decided by the server from the connection.
+    /// The sending user's id, decided by the server from the connection.
     pub from: String,
+    /// How the sender is shown: their display name (from their identity
+    /// provider's token) or their nickname as they typed it; absent when
+    /// unknown. Clients show it, and route by `from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_name: Option<String>,
     /// The receiving user, for a direct message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
@@ -390,6 +395,7 @@ mod tests {
             seq: None,
             id: "01J".into(),
             from: "alice".into(),
+            from_name: None,
             to: Some("bob".into()),
             room: None,
             body: "\"seq\":18446744073709551615 in a body".into(),

@@ -6,7 +6,6 @@
 //!   client → server ([`ClientFrame`]) and server → client ([`ServerFrame`]).
 //! - [`decode`]: turns one text frame into an [`Inbound`] frame or a precise
 //!   [`DecodeError`] that maps onto a stable [`ErrorCode`].
-//! - [`names`]: the rules for user and room names.
 //! - [`text`]: JSON text as browsers write it (lone surrogates become U+FFFD).
 //!
 //! The JSON Schema of every frame lives in `proto/schema/`, generated from
@@ -14,7 +13,6 @@
 
 pub mod decode;
 pub mod frames;
-pub mod names;
 pub mod seed;
 pub mod text;
 
@@ -22,5 +20,4 @@ pub use decode::{DecodeError, Inbound, decode};
 pub use frames::{
     ChatMessage, ClientFrame, ErrorCode, MediaInfo, MediaRef, ServerFrame, Target, message_template,
 };
-pub use names::{NameError, validate_room, validate_user};
 pub use seed::SeedFrame;

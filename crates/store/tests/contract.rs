@@ -119,6 +119,7 @@ fn typed(from: &str, to: &str, body: &str) -> Direct {
         seq: None,
         id: id.clone(),
         from: from.into(),
+        from_name: None,
         to: Some(to.into()),
         room: None,
         body: body.into(),

@@ -9,9 +9,12 @@
 //! - [`postgres`]: a fresh PostgreSQL database per test.
 //! - [`process`]: the workspace's real binaries, started as child processes.
 //! - [`raw`]: a WebSocket client writing raw frames, for protocol errors.
+//! - [`identity`]: a stand-in identity provider: keys of every kind,
+//!   tokens signed with them, a JWKS endpoint that rotates and goes down.
 //! - [`proxy`]: a TCP proxy that holds back a server's answers (a slow
 //!   network), to show what a client does when it gives up waiting.
 
+pub mod identity;
 pub mod postgres;
 pub mod process;
 pub mod proxy;

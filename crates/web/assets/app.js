@@ -10,14 +10,24 @@ const TYPING_SHOWN_MS = 3000;
 const page = {
   client: null,
   lobby: null,
+  /** My user id, as the server names me (messages' `from`). */
   me: "",
+  /** How I am shown. */
+  myName: "",
   current: LOBBY,
   lobbyLines: [],
   /** peer → { messages: Map(id → message), unread, online, nextBefore, loaded } */
   conversations: new Map(),
   /** peer → id of the last of my messages they read */
   receipts: new Map(),
+  /** user id → how that user is shown (their display name, or the name I typed) */
+  names: new Map(),
 };
+
+/** How to show user `id`. */
+function shown(id) {
+  return page.names.get(id) || id;
+}
 
 function conversation(peer) {
   if (!page.conversations.has(peer)) {
@@ -40,21 +50,33 @@ $("signin").addEventListener("submit", (event) => {
   const token = $("token").value.trim();
   const nick = $("nick").value.trim();
   const user = token ? tokenUser(token) : nick;
-  if (!user || (!token && !$("nick").checkValidity())) {
-    $("signin-error").textContent = "Choose a nickname: letters, digits, _ . - (up to 32), or paste a token.";
+  if (!user) {
+    $("signin-error").textContent = "Choose a nickname (in any script: 张三, Алиса, Zoë…), or paste a token.";
     return;
   }
   start(user, token || null);
 });
 
-function start(user, token) {
-  page.me = user;
-  page.client = new ChatClient({ user, token });
+async function start(user, token) {
+  const client = new ChatClient({ user, token });
+  let me;
+  try {
+    // The server says who I am: the id it routes by (`Bob` is `bob`), and
+    // how I am shown.
+    me = await client.whoami();
+  } catch (e) {
+    $("signin-error").textContent = e.message;
+    return;
+  }
+  page.me = me.user;
+  page.myName = me.name || user;
+  page.names.set(page.me, page.myName);
+  page.client = client;
   page.lobby = new Lobby({ token });
   wire(page.client, page.lobby);
   page.client.connect();
   page.lobby.connect();
-  $("me").textContent = user;
+  $("me").textContent = page.myName;
   $("signin").hidden = true;
   $("app").hidden = false;
   $("text").focus();
@@ -71,6 +93,7 @@ function wire(client, lobby) {
   client.addEventListener("message", (e) => {
     const m = e.detail;
     if (m.room) return;
+    if (m.from_name && m.from !== page.me) page.names.set(m.from, m.from_name);
     const peer = m.from === page.me ? m.to : m.from;
     conversation(peer).messages.set(m.id, m);
     if (page.current === peer) markRead(peer);
@@ -105,7 +128,7 @@ function wire(client, lobby) {
   });
   client.addEventListener("typing", (e) => {
     if (page.current !== e.detail.from) return;
-    $("typing").textContent = `${e.detail.from} is typing…`;
+    $("typing").textContent = `${shown(e.detail.from)} is typing…`;
     clearTimeout(page.typingTimer);
     page.typingTimer = setTimeout(() => ($("typing").textContent = ""), TYPING_SHOWN_MS);
   });
@@ -148,7 +171,7 @@ function renderList() {
       "button",
       { className: "conversation", type: "button" },
       el("span", { className: `dot${c.online ? " online" : ""}`, title: c.online ? "online" : "offline" }),
-      el("span", { className: "name", textContent: peer }),
+      el("span", { className: "name", textContent: shown(peer) }),
       el("span", { className: "badge", textContent: c.unread ? String(c.unread) : "" }),
     );
     button.dataset.peer = peer;
@@ -181,7 +204,7 @@ function renderMessages() {
     list.replaceChildren(...page.lobbyLines.map((l) => el("li", { className: "msg", textContent: l.text })));
   } else {
     const peer = page.current;
-    $("title").textContent = peer;
+    $("title").textContent = shown(peer);
     const readUpTo = page.receipts.get(peer) || "";
     const messages = [...conversation(peer).messages.values()].sort((a, b) => (a.ts - b.ts) || (a.id < b.id ? -1 : 1));
     list.replaceChildren(
@@ -190,7 +213,7 @@ function renderMessages() {
         const item = el("li", { className: `msg${mine ? " mine" : ""}` });
         item.dataset.id = m.id;
         const time = new Date(m.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-        const meta = el("span", { className: "meta", textContent: `${m.from} · ${time}` });
+        const meta = el("span", { className: "meta", textContent: `${m.from_name || shown(m.from)} · ${time}` });
         if (mine) {
           const read = !m.id.startsWith("seed-") && readUpTo >= m.id;
           meta.append(el("span", { className: `ticks${read ? " read" : ""}`, textContent: read ? "✓✓" : "✓", title: read ? "read" : "delivered" }));
@@ -241,11 +264,20 @@ $("conversations").addEventListener("click", (event) => {
   if (button) open(button.dataset.peer);
 });
 
-$("new-conversation").addEventListener("submit", (event) => {
+$("new-conversation").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const peer = $("peer").value.trim();
-  if (!peer || !$("peer").checkValidity()) return;
+  const name = $("peer").value.trim();
+  if (!name) return;
+  let peer;
+  try {
+    // Conversations are keyed by user id: `Алиса` and `алиса` are one.
+    peer = (await page.client.lookup(name)).user;
+  } catch (e) {
+    notice(e.message);
+    return;
+  }
   $("peer").value = "";
+  if (!page.names.has(peer)) page.names.set(peer, name);
   conversation(peer);
   open(peer);
 });
@@ -270,7 +302,7 @@ $("composer").addEventListener("submit", async (event) => {
   if (!text.trim()) return;
   $("text").value = "";
   if (page.current === LOBBY) {
-    page.lobby.say(`${page.me}: ${text}`);
+    page.lobby.say(`${page.myName}: ${text}`);
     return;
   }
   await deliver({ to: page.current, body: text });

@@ -170,6 +170,24 @@ export class ChatClient extends EventTarget {
     if (users.length) this.#frame({ type: "watch", users });
   }
 
+  /** Who this client is, as the server names it: `{user, name?}` (`user`
+   *  is the id messages' `from` carries; `name` how to show it). */
+  async whoami() {
+    const response = await fetch(`${this.http}/api/v1/me?${credentials(this)}`);
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(body.message || `who am I: ${response.status}`);
+    return body;
+  }
+
+  /** The user id a name stands for (`Bob` is `bob` in open mode), and
+   *  whether that user is online: `{user, online}`. */
+  async lookup(name) {
+    const response = await fetch(`${this.http}/api/v1/presence/${encodeURIComponent(name)}?${credentials(this)}`);
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(body.message || `${name}: ${response.status}`);
+    return body;
+  }
+
   /** A page of the conversation with `peer`, newest first. */
   async history(peer, before) {
     const page = before ? `&before=${encodeURIComponent(before)}` : "";

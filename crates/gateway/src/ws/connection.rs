@@ -22,8 +22,10 @@ use crate::Inner;
 pub(crate) struct Connection {
     gw: Arc<Inner>,
     endpoint: Endpoint,
-    /// The user (empty on the lobby).
+    /// The user's id (empty on the lobby).
     user: String,
+    /// How the user is shown, when known.
+    name: Option<String>,
     subs: Subscriptions,
     replies: Replies,
     limiter: DefaultDirectRateLimiter,
@@ -40,9 +42,9 @@ impl Connection {
         replies: Replies,
     ) -> Self {
         let quota = Quota::per_second(gw.settings.rate_per_sec).allow_burst(gw.settings.rate_burst);
-        let user = match &endpoint {
-            Endpoint::User(user) => user.clone(),
-            Endpoint::Lobby => String::new(),
+        let (user, name) = match &endpoint {
+            Endpoint::User(caller) => (caller.id.clone(), caller.name.clone()),
+            Endpoint::Lobby => (String::new(), None),
         };
         Self {
             frames_in: gw.metrics.frames_in.with_label_values(&[endpoint.label()]),
@@ -51,6 +53,7 @@ impl Connection {
             gw,
             endpoint,
             user,
+            name,
             subs,
             replies,
         }
@@ -63,6 +66,7 @@ impl Connection {
                 gw: &self.gw,
                 replies: &self.replies,
                 user: &self.user,
+                name: self.name.as_deref(),
             };
             sync::catch_up(&ctx, replay).await
         };
@@ -134,6 +138,7 @@ impl Connection {
             gw: &self.gw,
             replies: &self.replies,
             user: &self.user,
+            name: self.name.as_deref(),
         };
         let subs = &mut self.subs;
         match chat_protocol::decode(text) {
@@ -153,7 +158,7 @@ impl Connection {
                 ClientFrame::Read { id, peer, up_to } => direct::read(&ctx, id, peer, up_to).await,
                 ClientFrame::Typing { to } => watch::typing(&ctx, &to).await,
                 ClientFrame::Watch { id, users } => watch::watch(&ctx, subs, id, users).await,
-                ClientFrame::Unwatch { users } => watch::unwatch(subs, users),
+                ClientFrame::Unwatch { users } => watch::unwatch(&ctx, subs, users),
             },
         }
     }
@@ -190,6 +195,18 @@ async fn send(
             "a send needs a body, a media, or both",
         );
     }
+    // Names as the ids they stand for (`Bob` is `bob` in open mode).
+    let (to, room) = match (to, room) {
+        (Some(to), _) => match ctx.user_id(&to, "to", Some(&id)) {
+            Ok(to) => (Some(to), None),
+            Err(outcome) => return outcome,
+        },
+        (None, Some(room)) => match ctx.room_id(&room, Some(&id)) {
+            Ok(room) => (None, Some(room)),
+            Err(outcome) => return outcome,
+        },
+        (None, None) => (None, None),
+    };
     let media = match media {
         None => None,
         Some(reference) => match direct::resolve_media(ctx, &reference.id).await {
@@ -201,6 +218,7 @@ async fn send(
         seq: None,
         id: ulid::Ulid::new().to_string(),
         from: ctx.user.to_owned(),
+        from_name: ctx.name.map(str::to_owned),
         to: to.clone(),
         room: room.clone(),
         body,

@@ -1,9 +1,7 @@
 //! Direct messages (typed and the seed's) and read markers.
 
 use chat_broker::envelope;
-use chat_protocol::{
-    ChatMessage, ErrorCode, MediaInfo, SeedFrame, ServerFrame, message_template, validate_user,
-};
+use chat_protocol::{ChatMessage, ErrorCode, MediaInfo, SeedFrame, ServerFrame, message_template};
 use chat_store::{Direct, FrameText, ReadMarker};
 
 use super::handler::{Ctx, Outcome};
@@ -16,18 +14,19 @@ pub(crate) const MAX_CLIENT_ID: usize = 64;
 /// connection of its receiver, byte for byte.
 pub(crate) async fn seed(ctx: &Ctx<'_>, seed: &SeedFrame, text: &str) -> Outcome {
     let user = ctx.user;
-    if seed.sender != user {
+    // The seed names users as typed: `Bob` sends as `bob` in open mode.
+    let sender = ctx.gw.auth.user_names().id(&seed.sender);
+    if sender.as_deref() != Ok(user) {
         return ctx.replies.error(
             None,
             ErrorCode::SenderMismatch,
             &format!("this connection belongs to '{user}'; it cannot send as another user"),
         );
     }
-    if let Err(e) = validate_user(&seed.receiver) {
-        return ctx
-            .replies
-            .error(None, ErrorCode::InvalidName, &format!("receiver: {e}"));
-    }
+    let receiver = match ctx.user_id(&seed.receiver, "receiver", None) {
+        Ok(receiver) => receiver,
+        Err(outcome) => return outcome,
+    };
     let body = match &seed.message {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -36,7 +35,8 @@ pub(crate) async fn seed(ctx: &Ctx<'_>, seed: &SeedFrame, text: &str) -> Outcome
         seq: None,
         id: ulid::Ulid::new().to_string(),
         from: user.to_owned(),
-        to: Some(seed.receiver.clone()),
+        from_name: ctx.name.map(str::to_owned),
+        to: Some(receiver.clone()),
         room: None,
         body,
         media: None,
@@ -45,7 +45,7 @@ pub(crate) async fn seed(ctx: &Ctx<'_>, seed: &SeedFrame, text: &str) -> Outcome
     let direct = Direct {
         id: message.id.clone(),
         from: message.from.clone(),
-        to: seed.receiver.clone(),
+        to: receiver,
         // The seed's frames carry no id: nothing to recognise a retry by.
         client_id: None,
         frame: FrameText::Seed(text.to_owned()),
@@ -59,16 +59,11 @@ pub(crate) async fn seed(ctx: &Ctx<'_>, seed: &SeedFrame, text: &str) -> Outcome
     }
 }
 
-/// A direct message: stored (durable, counted unread, published) before
-/// the `ack`, which carries the sender's inbox position. A send repeating
-/// one the sender already made (same `id`) is answered with the first
-/// send's `ack` and stored nothing.
+/// A direct message to user id `to`: stored (durable, counted unread,
+/// published) before the `ack`, which carries the sender's inbox position.
+/// A send repeating one the sender already made (same `id`) is answered
+/// with the first send's `ack` and stored nothing.
 pub(crate) async fn send(ctx: &Ctx<'_>, id: String, to: String, message: ChatMessage) -> Outcome {
-    if let Err(e) = validate_user(&to) {
-        return ctx
-            .replies
-            .error(Some(&id), ErrorCode::InvalidName, &format!("to: {e}"));
-    }
     let (head, tail) = message_template(&message);
     let direct = Direct {
         id: message.id.clone(),
@@ -140,11 +135,10 @@ pub(crate) async fn read(
     up_to: String,
 ) -> Outcome {
     let id = id.as_deref();
-    if let Err(e) = validate_user(&peer) {
-        return ctx
-            .replies
-            .error(id, ErrorCode::InvalidName, &format!("peer: {e}"));
-    }
+    let peer = match ctx.user_id(&peer, "peer", id) {
+        Ok(peer) => peer,
+        Err(outcome) => return outcome,
+    };
     if up_to.is_empty() || up_to.len() > MAX_CLIENT_ID {
         return ctx
             .replies

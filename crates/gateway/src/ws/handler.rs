@@ -26,8 +26,34 @@ pub(crate) struct Ctx<'a> {
     pub(crate) gw: &'a Inner,
     /// Where answers go.
     pub(crate) replies: &'a Replies,
-    /// Whose connection this is.
+    /// Whose connection this is (the user id).
     pub(crate) user: &'a str,
+    /// How that user is shown (a nickname as typed, a token's name).
+    pub(crate) name: Option<&'a str>,
+}
+
+impl Ctx<'_> {
+    /// A user named in a frame, as the id it stands for; an `invalid_name`
+    /// error answering frame `id` when it is none (naming the field).
+    pub(crate) fn user_id(
+        &self,
+        name: &str,
+        field: &str,
+        id: Option<&str>,
+    ) -> Result<String, Outcome> {
+        self.gw.auth.user_names().id(name).map_err(|e| {
+            self.replies
+                .error(id, ErrorCode::InvalidName, &format!("{field}: {e}"))
+        })
+    }
+
+    /// A room named in a frame, as the id it stands for (see [`Ctx::user_id`]).
+    pub(crate) fn room_id(&self, name: &str, id: Option<&str>) -> Result<String, Outcome> {
+        chat_auth::names::room(name).map_err(|e| {
+            self.replies
+                .error(id, ErrorCode::InvalidName, &format!("room: {e}"))
+        })
+    }
 }
 
 /// A connection's answers go through its outbound queue, so they keep their

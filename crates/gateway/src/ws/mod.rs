@@ -39,8 +39,8 @@ mod watch;
 pub(crate) enum Endpoint {
     /// `/ws/`: the public lobby.
     Lobby,
-    /// `/ws/{user}/`: a user's personal connection.
-    User(String),
+    /// `/ws/{user}/`: a user's personal connection, and who they are.
+    User(chat_auth::Caller),
 }
 
 impl Endpoint {

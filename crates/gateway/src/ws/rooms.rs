@@ -1,12 +1,13 @@
 //! Rooms: join, leave, and messages to the members online now.
 
 use chat_broker::{channel, envelope};
-use chat_protocol::{ChatMessage, ErrorCode, ServerFrame, validate_room};
+use chat_protocol::{ChatMessage, ErrorCode, ServerFrame};
 
 use super::handler::{Ctx, Outcome};
 use super::registration::Subscriptions;
 
-/// A room message: published to the members online now (rooms keep no history).
+/// A message to room id `room`: published to the members online now
+/// (rooms keep no history).
 pub(crate) async fn send(
     ctx: &Ctx<'_>,
     subs: &Subscriptions,
@@ -14,11 +15,6 @@ pub(crate) async fn send(
     room: String,
     message: ChatMessage,
 ) -> Outcome {
-    if let Err(e) = validate_room(&room) {
-        return ctx
-            .replies
-            .error(Some(&id), ErrorCode::InvalidName, &format!("room: {e}"));
-    }
     if !subs.rooms.contains(&room) {
         return ctx.replies.error(
             Some(&id),
@@ -46,11 +42,10 @@ pub(crate) async fn join(
     id: Option<String>,
     room: String,
 ) -> Outcome {
-    if let Err(e) = validate_room(&room) {
-        return ctx
-            .replies
-            .error(id.as_deref(), ErrorCode::InvalidName, &format!("room: {e}"));
-    }
+    let room = match ctx.room_id(&room, id.as_deref()) {
+        Ok(room) => room,
+        Err(outcome) => return outcome,
+    };
     if !subs.rooms.contains(&room) {
         let limit = ctx.gw.settings.max_rooms;
         if subs.rooms.len() >= limit {
@@ -75,11 +70,10 @@ pub(crate) fn leave(
     id: Option<String>,
     room: String,
 ) -> Outcome {
-    if let Err(e) = validate_room(&room) {
-        return ctx
-            .replies
-            .error(id.as_deref(), ErrorCode::InvalidName, &format!("room: {e}"));
-    }
+    let room = match ctx.room_id(&room, id.as_deref()) {
+        Ok(room) => room,
+        Err(outcome) => return outcome,
+    };
     if subs.rooms.remove(&room) {
         subs.registration.leave(&channel::room(&room));
     }

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chat_protocol::{ErrorCode, NameError, validate_user};
+use chat_protocol::ErrorCode;
 use chat_runtime::error::HttpError;
 
 use super::Endpoint;
@@ -29,9 +29,6 @@ use chat_broker::channel;
 /// Why an upgrade was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum UpgradeError {
-    /// The user name in the path breaks the naming rules.
-    #[error("invalid user name: {0}")]
-    InvalidName(NameError),
     /// `?since=` is not a sequence number.
     #[error("since must be a sequence number, got '{0}'")]
     BadSince(String),
@@ -58,7 +55,6 @@ pub enum UpgradeError {
 impl HttpError for UpgradeError {
     fn code(&self) -> ErrorCode {
         match self {
-            UpgradeError::InvalidName(_) => ErrorCode::InvalidName,
             UpgradeError::BadSince(_) => ErrorCode::InvalidFrame,
             UpgradeError::OverCapacity(_) => ErrorCode::OverCapacity,
             UpgradeError::TooManyAttempts(_) => ErrorCode::RateLimited,
@@ -70,7 +66,7 @@ impl HttpError for UpgradeError {
 
     fn status(&self) -> StatusCode {
         match self {
-            UpgradeError::InvalidName(_) | UpgradeError::BadSince(_) => StatusCode::BAD_REQUEST,
+            UpgradeError::BadSince(_) => StatusCode::BAD_REQUEST,
             UpgradeError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             // actix-web gives a handshake error its status through its
             // response only (`status_code` would say 500).
@@ -98,7 +94,7 @@ pub(crate) async fn lobby(
 ) -> Result<HttpResponse, UpgradeError> {
     limit_attempts(&req, &gw)?;
     gw.origins.check(&req)?;
-    gw.auth.anyone(&req)?;
+    gw.auth.anyone(&req).await?;
     upgrade(req, body, gw.get_ref(), Endpoint::Lobby, Replay::None).await
 }
 
@@ -110,15 +106,15 @@ pub(crate) async fn user(
     gw: web::Data<Arc<Inner>>,
 ) -> Result<HttpResponse, UpgradeError> {
     limit_attempts(&req, &gw)?;
+    // Percent-decoded by the extractor: `/ws/%E5%BC%A0%E4%B8%89/` is 张三.
     let user = path.into_inner();
-    validate_user(&user).map_err(UpgradeError::InvalidName)?;
     gw.origins.check(&req)?;
-    gw.auth.authorize(&req, &user)?;
+    let caller = gw.auth.authorize(&req, &user).await?;
     let replay = match chat_auth::query_param(&req, "since") {
         None => Replay::Offline,
         Some(since) => Replay::Since(since.parse().map_err(|_| UpgradeError::BadSince(since))?),
     };
-    upgrade(req, body, gw.get_ref(), Endpoint::User(user), replay).await
+    upgrade(req, body, gw.get_ref(), Endpoint::User(caller), replay).await
 }
 
 /// Counts an upgrade attempt against its client address, first of all (before
@@ -168,7 +164,7 @@ async fn upgrade(
     let mut registration = Registration::new(Arc::clone(&gw.hub), conn.clone());
     let home = match &endpoint {
         Endpoint::Lobby => channel::LOBBY.to_owned(),
-        Endpoint::User(user) => channel::user(user),
+        Endpoint::User(caller) => channel::user(&caller.id),
     };
     registration
         .join(home)
@@ -179,8 +175,8 @@ async fn upgrade(
     // id), never neither.
     let online = match &endpoint {
         Endpoint::Lobby => None,
-        Endpoint::User(user) => Some(
-            Online::enter(&gw.presence, user, conn.id())
+        Endpoint::User(caller) => Some(
+            Online::enter(&gw.presence, &caller.id, conn.id())
                 .await
                 .map_err(|e| UpgradeError::Unavailable(e.to_string()))?,
         ),

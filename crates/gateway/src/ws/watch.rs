@@ -2,7 +2,7 @@
 //! is stored.
 
 use chat_broker::{channel, envelope};
-use chat_protocol::{ErrorCode, ServerFrame, validate_user};
+use chat_protocol::{ErrorCode, ServerFrame};
 
 use super::handler::{Ctx, Outcome};
 use super::registration::Subscriptions;
@@ -13,15 +13,24 @@ pub(crate) async fn watch(
     ctx: &Ctx<'_>,
     subs: &mut Subscriptions,
     id: Option<String>,
-    mut users: Vec<String>,
+    users: Vec<String>,
 ) -> Outcome {
     let id = id.as_deref();
-    if let Some(bad) = users.iter().find(|u| validate_user(u).is_err()) {
-        let bad = bad.chars().take(40).collect::<String>();
-        return ctx
-            .replies
-            .error(id, ErrorCode::InvalidName, &format!("cannot watch '{bad}'"));
+    let mut ids = Vec::with_capacity(users.len());
+    for user in &users {
+        match ctx.gw.auth.user_names().id(user) {
+            Ok(user) => ids.push(user),
+            Err(e) => {
+                let bad = user.chars().take(40).collect::<String>();
+                return ctx.replies.error(
+                    id,
+                    ErrorCode::InvalidName,
+                    &format!("cannot watch '{bad}': {e}"),
+                );
+            }
+        }
     }
+    let mut users = ids;
     let mut seen = std::collections::HashSet::new();
     users.retain(|u| seen.insert(u.clone()));
     let limit = ctx.gw.settings.max_rooms;
@@ -55,9 +64,10 @@ pub(crate) async fn watch(
     Outcome::Continue
 }
 
-/// Stops following users.
-pub(crate) fn unwatch(subs: &mut Subscriptions, users: Vec<String>) -> Outcome {
-    for user in users {
+/// Stops following users (names that are none are ignored).
+pub(crate) fn unwatch(ctx: &Ctx<'_>, subs: &mut Subscriptions, users: Vec<String>) -> Outcome {
+    let names = ctx.gw.auth.user_names();
+    for user in users.iter().filter_map(|u| names.id(u).ok()) {
         if subs.watching.remove(&user) {
             subs.registration.leave(&channel::watch(&user));
         }
@@ -67,11 +77,10 @@ pub(crate) fn unwatch(subs: &mut Subscriptions, users: Vec<String>) -> Outcome {
 
 /// Tells `to` this user is typing: published, not stored, not answered.
 pub(crate) async fn typing(ctx: &Ctx<'_>, to: &str) -> Outcome {
-    if let Err(e) = validate_user(to) {
-        return ctx
-            .replies
-            .error(None, ErrorCode::InvalidName, &format!("to: {e}"));
-    }
+    let to = match ctx.user_id(to, "to", None) {
+        Ok(to) => to,
+        Err(outcome) => return outcome,
+    };
     let frame = ServerFrame::Typing {
         from: ctx.user.to_owned(),
     }
@@ -79,7 +88,7 @@ pub(crate) async fn typing(ctx: &Ctx<'_>, to: &str) -> Outcome {
     match ctx
         .gw
         .hub
-        .publish(&channel::user(to), envelope::text(&frame))
+        .publish(&channel::user(&to), envelope::text(&frame))
         .await
     {
         Ok(()) => Outcome::Continue,

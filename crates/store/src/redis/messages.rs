@@ -203,9 +203,9 @@ impl Inner {
             inbox_r: keys.of("inbox", &message.to),
             offline_r: keys.of("offline", &message.to),
             unread_r: keys.of("unread", &message.to),
-            conv: keys.of("conv", &format!("{a}:{b}")),
-            conv_seq: keys.of("conv_seq", &format!("{a}:{b}")),
-            posts: keys.of("posts", &format!("{}:{}", message.from, message.to)),
+            conv: keys.pair("conv", &a, &b),
+            conv_seq: keys.pair("conv_seq", &a, &b),
+            posts: keys.pair("posts", &message.from, &message.to),
             presence_r: keys.of("presence", &message.to),
             seq_s: keys.of("seq", &message.from),
             inbox_s: keys.of("inbox", &message.from),
@@ -347,8 +347,8 @@ impl MessageStore for RedisStore {
             keys.of("read", &reader),
             keys.of("read_pos", &reader),
         );
-        let posts_in = keys.of("posts", &format!("{peer}:{reader}"));
-        let posts_out = keys.of("posts", &format!("{reader}:{peer}"));
+        let posts_in = keys.pair("posts", &peer, &reader);
+        let posts_out = keys.pair("posts", &reader, &peer);
         with_conn(
             &self.inner,
             &self.inner.redis,
@@ -382,7 +382,7 @@ impl MessageStore for RedisStore {
         limit: usize,
     ) -> BoxFuture<'static, Result<Vec<HistoryEntry>, StoreError>> {
         let (a, b) = conversation(a, b);
-        let key = self.inner.keys.of("conv", &format!("{a}:{b}"));
+        let key = self.inner.keys.pair("conv", &a, &b);
         let end = before.map_or_else(|| "+".to_owned(), |c| format!("({c}"));
         with_conn(
             &self.inner,

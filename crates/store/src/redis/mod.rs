@@ -25,6 +25,12 @@
 //! | `node_conns:{id}` | set | `"{conn} {user}"` of each connection counted on that node |
 //! | `node_swept:{id}` | hash, 1 day TTL | user → their connections on a lapsed node, moved out of `presence:{user}` by a sweep |
 //!
+//! A key is the kind, then the name(s): a single name as it is (the user
+//! id, any string: `unread:auth0|5f3c` is that user's counters; no other
+//! name spells it, the kind coming first); in keys naming two users
+//! (`conv`, `conv_seq`, `posts`) each name has `%` and `:` percent-encoded
+//! so the pair cannot be read two ways.
+//!
 //! The scripts (`crates/store/lua/`) touch keys they compute (a node's
 //! lease), so they need a single Redis (or one hash slot), not a cluster.
 
@@ -62,6 +68,14 @@ impl Keys {
         format!("{}{kind}:{name}", self.prefix)
     }
 
+    /// `{prefix}{kind}:{a}:{b}` for a key naming two users, each with `%`
+    /// and `:` percent-encoded, so no pair of names spells another pair's
+    /// key (`a:b` + `c` and `a` + `b:c` would). Names without either
+    /// character, every name of earlier versions, are unchanged.
+    pub(crate) fn pair(&self, kind: &str, a: &str, b: &str) -> String {
+        format!("{}{kind}:{}:{}", self.prefix, escape(a), escape(b))
+    }
+
     /// `{prefix}{kind}:`: what scripts put in front of names they compute.
     pub(crate) fn prefix_of(&self, kind: &str) -> String {
         format!("{}{kind}:", self.prefix)
@@ -76,6 +90,14 @@ impl Keys {
     pub(crate) fn channel(&self, channel: &str) -> String {
         format!("{}{channel}", self.prefix)
     }
+}
+
+/// `name` with `%` and `:` percent-encoded (for keys holding two names).
+fn escape(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.contains(['%', ':']) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    std::borrow::Cow::Owned(name.replace('%', "%25").replace(':', "%3A"))
 }
 
 pub(crate) fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
