@@ -6,11 +6,13 @@ import {
   assertNoProblems,
   expectProblems,
   freePort,
+  joinRoom,
   launchBrowser,
   openConversation,
   say,
   shots,
   signIn,
+  signInWith,
   startChatd,
 } from "./harness.mjs";
 
@@ -252,6 +254,77 @@ test("an attached WAV and WebM play in their players, with a known duration", as
   await bob.screenshot({ path: join(shots, "audio-video.png") });
   await alice.context().close();
   await bob.context().close();
+});
+
+test("a room conversation: bob, away while alice writes, comes back to the room's badge and each message once, in order; members, joins, typing and reads show", async () => {
+  const alice = await signIn(browser, server.url, "alice8");
+  let bob = await signIn(browser, server.url, "bob8");
+  await joinRoom(alice, "ops");
+  await joinRoom(bob, "ops");
+  await alice.locator("#messages li.notice", { hasText: "bob8 joined" }).waitFor();
+  await bob.locator("#messages li.notice", { hasText: "bob8 joined" }).waitFor();
+  for (const page of [alice, bob]) {
+    for (const member of ["alice8", "bob8"]) await page.locator("#members li", { hasText: member }).waitFor();
+  }
+
+  // bob's page remembers how far into the room it has seen, then he goes away.
+  const cursorKey = "chat.room-cursor.bob8/ops";
+  const seen = Number(await bob.evaluate((key) => localStorage.getItem(key), cursorKey));
+  assert.ok(seen > 0, "bob's page keeps a cursor for the room");
+  const context = bob.context();
+  await bob.close();
+
+  const said = ["deploy at five", "rolled back", "all green"];
+  for (const text of said) {
+    await say(alice, text);
+    await alice.locator("#messages li.mine", { hasText: text }).waitFor();
+  }
+
+  // Back: the count comes with the connection, the three messages with the
+  // room's catch-up (which must not count them a second time).
+  bob = await signInWith(context, server.url, "bob8");
+  await bob.waitForFunction(([key, until]) => Number(localStorage.getItem(key)) >= until, [cursorKey, seen + said.length]);
+  const badge = bob.locator('button.conversation[data-room="ops"] .badge');
+  assert.equal(await badge.textContent(), "3", "alice's three messages, counted once");
+
+  await bob.click('button.conversation[data-room="ops"]');
+  await bob.locator("#messages li", { hasText: "all green" }).waitFor();
+  assert.deepEqual(await bob.locator("#messages li .body").allTextContents(), said, "each once, in order");
+  assert.equal(await badge.textContent(), "", "the badge clears when bob opens the room");
+  for (const member of ["alice8", "bob8"]) await bob.locator("#members li", { hasText: member }).waitFor();
+
+  // Bob read them (alice sees it), and is writing.
+  await alice.locator("#messages li.mine", { hasText: "all green" }).locator(".ticks.read").waitFor();
+  await bob.fill("#text", "on it");
+  await alice.locator("#typing", { hasText: "bob8 is typing…" }).waitFor();
+  await alice.screenshot({ path: join(shots, "rooms.png") });
+  await alice.context().close();
+  await context.close();
+});
+
+test("a private room: alice creates it with bob in it, and carol cannot join it", async () => {
+  const alice = await signIn(browser, server.url, "alice9");
+  const bob = await signIn(browser, server.url, "bob9");
+  const carol = await signIn(browser, server.url, "carol9");
+
+  await alice.click(".new-room summary");
+  await alice.fill("#room-name", "secret");
+  await alice.fill("#room-members", "bob9");
+  await alice.check("#room-private");
+  await alice.click("#new-room button[type=submit]");
+  await alice.locator("#title", { hasText: "#secret" }).waitFor();
+  await alice.locator("#members li", { hasText: "bob9" }).waitFor();
+
+  // bob was added: his page is told, without asking.
+  const secret = bob.locator('button.conversation[data-room="secret"]');
+  await secret.click();
+  await bob.locator("#messages li.notice", { hasText: "bob9 was added by alice9" }).waitFor();
+
+  await carol.fill("#peer", "#secret");
+  await carol.press("#peer", "Enter");
+  await carol.locator("#side-error", { hasText: "forbidden" }).waitFor();
+  assert.equal(await carol.locator('button.conversation[data-room="secret"]').count(), 0, "not in carol's list");
+  for (const page of [alice, bob, carol]) await page.context().close();
 });
 
 test("on a phone-sized screen the conversations open from the menu, and the keyboard alone can switch conversations", async () => {

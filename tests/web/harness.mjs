@@ -158,6 +158,15 @@ export async function launchBrowser() {
 /** A signed-in page for `nick`, failing the test on any script dialog. */
 export async function signIn(browser, base, nick) {
   const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+  return signInWith(context, base, nick);
+}
+
+/**
+ * A new signed-in page for `nick` in `context`: what earlier pages of the
+ * context stored (the client's cursors, in localStorage) is still there,
+ * as when someone comes back to the page.
+ */
+export async function signInWith(context, base, nick) {
   const page = await context.newPage();
   page.on("dialog", (dialog) => {
     throw new Error(`a dialog opened: ${dialog.message()}`);
@@ -179,6 +188,13 @@ export async function openConversation(page, peer) {
     await page.press("#peer", "Enter");
   }
   await page.locator("#title", { hasText: peer }).waitFor();
+}
+
+/** Joins (creating if new) the public room `name` with `#name` in the "message someone" box, and opens it. */
+export async function joinRoom(page, name) {
+  await page.fill("#peer", `#${name}`);
+  await page.press("#peer", "Enter");
+  await page.locator("#title", { hasText: `#${name}` }).waitFor();
 }
 
 export async function say(page, text) {

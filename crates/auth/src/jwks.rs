@@ -23,7 +23,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, P
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tracing::{debug, warn};
 
-use crate::keys::Key;
+use crate::keys::{self, Key};
 
 /// How the key set is fetched.
 #[derive(Debug, Clone)]
@@ -49,8 +49,13 @@ struct KeySet {
     fetched: Option<Instant>,
 }
 
-/// A provider's keys, fetched and cached.
+/// A provider's keys, fetched and cached. Cloning shares the cache.
+#[derive(Clone)]
 pub(crate) struct Jwks {
+    inner: Arc<Cache>,
+}
+
+struct Cache {
     options: JwksOptions,
     client: reqwest::Client,
     set: RwLock<Arc<KeySet>>,
@@ -78,28 +83,37 @@ impl Jwks {
             .build()
             .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
         Ok(Self {
-            options,
-            client,
-            set: RwLock::default(),
-            last_try: tokio::sync::Mutex::new(None),
+            inner: Arc::new(Cache {
+                options,
+                client,
+                set: RwLock::default(),
+                last_try: tokio::sync::Mutex::new(None),
+            }),
         })
     }
 
-    fn current(&self) -> Arc<KeySet> {
-        Arc::clone(&self.set.read().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// The key a token with header `kid` is verified with.
+    /// The key a token with header `kid` is verified with. A known key is
+    /// answered at once, even from a set past its age (which is then
+    /// fetched again in the background): only a key the set does not hold
+    /// waits for a fetch, so a provider that is down or slow never stalls
+    /// tokens signed with keys already known.
     pub(crate) async fn key(&self, kid: Option<&str>) -> Result<Key, Miss> {
-        let set = self.current();
-        let stale = set
-            .fetched
-            .is_none_or(|at| at.elapsed() > self.options.max_age);
-        if !stale && let Some(key) = find(&set, kid) {
+        let cache = &self.inner;
+        let set = cache.current();
+        if let Some(key) = find(&set, kid) {
+            let stale = set
+                .fetched
+                .is_none_or(|at| at.elapsed() > cache.options.max_age);
+            if stale && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let cache = Arc::clone(cache);
+                runtime.spawn(async move {
+                    let _ = cache.refresh().await;
+                });
+            }
             return Ok(key);
         }
-        let fetch_error = self.refresh().await.err();
-        let set = self.current();
+        let fetch_error = cache.refresh().await.err();
+        let set = cache.current();
         if let Some(key) = find(&set, kid) {
             return Ok(key);
         }
@@ -112,6 +126,12 @@ impl Jwks {
             Some(kid) => Err(Miss::UnknownKey(kid.to_owned())),
             None => Err(Miss::NoKid),
         }
+    }
+}
+
+impl Cache {
+    fn current(&self) -> Arc<KeySet> {
+        Arc::clone(&self.set.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Fetches the set again unless the last try was within the floor;
@@ -218,14 +238,10 @@ fn signing_key(jwk: &Jwk) -> Option<Key> {
         return None;
     }
     let family: Vec<Algorithm> = match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => vec![
-            Algorithm::RS256,
-            Algorithm::RS384,
-            Algorithm::RS512,
-            Algorithm::PS256,
-            Algorithm::PS384,
-            Algorithm::PS512,
-        ],
+        AlgorithmParameters::RSA(rsa) => {
+            keys::check_rsa_modulus(&base64_url(&rsa.n)?).ok()?;
+            keys::RSA_ALGORITHMS.to_vec()
+        }
         AlgorithmParameters::EllipticCurve(ec) => match &ec.curve {
             EllipticCurve::P256 => vec![Algorithm::ES256],
             EllipticCurve::P384 => vec![Algorithm::ES384],
@@ -234,7 +250,7 @@ fn signing_key(jwk: &Jwk) -> Option<Key> {
         AlgorithmParameters::OctetKeyPair(okp) => {
             // jsonwebtoken takes the first 32 bytes of `x` on faith.
             let x = base64_url(&okp.x)?;
-            if okp.curve != EllipticCurve::Ed25519 || x.len() != 32 {
+            if okp.curve != EllipticCurve::Ed25519 || x.len() != keys::ED25519_KEY_BYTES {
                 return None;
             }
             vec![Algorithm::EdDSA]

@@ -27,7 +27,7 @@ use serde_json::Value;
 use crate::AuthError;
 use crate::jwks::{Jwks, Miss};
 use crate::keys::Key;
-use crate::names::{self, MAX_NAME_BYTES};
+use crate::names::{self, MAX_NAME_CHARS};
 
 /// What a valid token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,7 +194,11 @@ impl Verifier {
             .get(&self.rules.name_claim)
             .and_then(Value::as_str)
             .map(str::trim)
-            .filter(|n| !n.is_empty() && n.len() <= MAX_NAME_BYTES && !n.contains(char::is_control))
+            .filter(|n| {
+                !n.is_empty()
+                    && n.chars().count() <= MAX_NAME_CHARS
+                    && !n.contains(char::is_control)
+            })
             .map(str::to_owned);
         Ok(Verified { user, name })
     }

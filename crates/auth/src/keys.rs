@@ -36,7 +36,7 @@ const P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 
 /// Every RSA signature algorithm (RFC 7518 §3.3, §3.5).
-const RSA_ALGORITHMS: [Algorithm; 6] = [
+pub(crate) const RSA_ALGORITHMS: [Algorithm; 6] = [
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,
@@ -44,6 +44,52 @@ const RSA_ALGORITHMS: [Algorithm; 6] = [
     Algorithm::PS384,
     Algorithm::PS512,
 ];
+
+/// The smallest RSA modulus taken, in bits (RFC 7518 §3.3: "2048 bits or
+/// larger MUST be used").
+pub(crate) const MIN_RSA_BITS: usize = 2048;
+
+/// Bytes of an Ed25519 public key (RFC 8032 §5.1.5).
+pub(crate) const ED25519_KEY_BYTES: usize = 32;
+
+/// Checks an RSA modulus (big-endian bytes, leading zeros allowed) is at
+/// least [`MIN_RSA_BITS`] long. Errors say how long it is.
+pub(crate) fn check_rsa_modulus(modulus: &[u8]) -> Result<(), String> {
+    let significant = modulus
+        .iter()
+        .position(|&b| b != 0)
+        .map_or(&[][..], |at| &modulus[at..]);
+    let bits = significant.first().map_or(0, |first| {
+        significant.len() * 8 - first.leading_zeros() as usize
+    });
+    if bits < MIN_RSA_BITS {
+        return Err(format!(
+            "an RSA key of {bits} bits; at least {MIN_RSA_BITS} are required"
+        ));
+    }
+    Ok(())
+}
+
+/// An RSA key from its PKCS#1 `RSAPublicKey` (RFC 8017 §A.1.1: a sequence
+/// of the modulus and the public exponent), checked for shape and size.
+fn rsa(pkcs1: &[u8]) -> Result<Key, String> {
+    use der::{Decode, Reader, SliceReader, asn1::UintRef};
+    let not_rsa = |e: der::Error| format!("not an RSA public key: {e}");
+    let mut reader = SliceReader::new(pkcs1).map_err(not_rsa)?;
+    let modulus = reader
+        .sequence(|fields| {
+            let modulus = UintRef::decode(fields)?;
+            UintRef::decode(fields)?;
+            Ok(modulus.as_bytes().to_vec())
+        })
+        .map_err(not_rsa)?;
+    reader.finish(()).map_err(not_rsa)?;
+    check_rsa_modulus(&modulus)?;
+    Ok(Key {
+        decoding: DecodingKey::from_rsa_der(pkcs1),
+        algorithms: RSA_ALGORITHMS.to_vec(),
+    })
+}
 
 /// An HMAC secret (`CHAT_JWT_SECRET`).
 pub(crate) fn hmac(secret: &[u8]) -> Key {
@@ -60,10 +106,7 @@ pub(crate) fn from_pem(pem: &str) -> Result<Key, String> {
     let (label, der) = der::pem::decode_vec(pem.trim().as_bytes())
         .map_err(|e| format!("not a PEM document: {e}"))?;
     if label == "RSA PUBLIC KEY" {
-        return Ok(Key {
-            decoding: DecodingKey::from_rsa_der(&der),
-            algorithms: RSA_ALGORITHMS.to_vec(),
-        });
+        return rsa(&der);
     }
     if label != SubjectPublicKeyInfoRef::PEM_LABEL {
         return Err(format!(
@@ -76,15 +119,12 @@ pub(crate) fn from_pem(pem: &str) -> Result<Key, String> {
     let algorithm = spki.algorithm.oid;
     if algorithm == RSA {
         // The bit string holds the PKCS#1 RSAPublicKey, as jsonwebtoken takes it.
-        return Ok(Key {
-            decoding: DecodingKey::from_rsa_der(key),
-            algorithms: RSA_ALGORITHMS.to_vec(),
-        });
+        return rsa(key);
     }
     if algorithm == ED25519 {
-        if key.len() != 32 {
+        if key.len() != ED25519_KEY_BYTES {
             return Err(format!(
-                "an Ed25519 key of {} bytes (32 expected)",
+                "an Ed25519 key of {} bytes ({ED25519_KEY_BYTES} expected)",
                 key.len()
             ));
         }

@@ -148,11 +148,17 @@ impl Authenticator {
         }
     }
 
-    /// JWT mode with these keys and rules. Errors: no key at all, a public
-    /// key that is not one we take, a JWKS URL that is not `http(s)://`.
+    /// JWT mode with these keys and rules. Errors: no key at all, both a
+    /// public key and a JWKS URL, a public key that is not one we take (an
+    /// RSA key under 2048 bits included), a JWKS URL that is not `http(s)://`.
     pub fn jwt_with(keys: JwtKeys) -> Result<Self, String> {
         if keys.secret.is_none() && keys.public_key_pem.is_none() && keys.jwks.is_none() {
             return Err("jwt mode needs a secret, a public key or a JWKS URL".into());
+        }
+        if keys.public_key_pem.is_some() && keys.jwks.is_some() {
+            // One would silently shadow the other: the provider's keys come
+            // from one place.
+            return Err("CHAT_JWT_PUBLIC_KEY and CHAT_JWKS_URL are both set: give one".into());
         }
         let hmac = keys.secret.as_deref().map(|secret| {
             (

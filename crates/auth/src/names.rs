@@ -4,8 +4,8 @@
 //!
 //! - **Provider ids** (jwt mode): whatever the identity provider puts in the
 //!   user claim — `auth0|5f3c…`, `alice@example.com`, a UUID, digits — taken
-//!   as they are: any non-empty string of at most [`MAX_NAME_BYTES`] bytes
-//!   without control characters. Compared byte for byte.
+//!   as they are: any non-empty string of at most [`MAX_NAME_CHARS`]
+//!   characters without control characters. Compared byte for byte.
 //! - **Nicknames** (open mode), and **room names** in both modes: Unicode
 //!   as people type it, prepared and compared per the PRECIS framework
 //!   (RFC 8264) with RFC 8265's `UsernameCaseMapped` profile: width-mapped,
@@ -25,15 +25,17 @@ use precis_core::profile::PrecisFastInvocation;
 use precis_profiles::UsernameCaseMapped;
 use unicode_security::{RestrictionLevel, RestrictionLevelDetection};
 
-/// Longest user id or room name, in bytes (after mapping).
-pub const MAX_NAME_BYTES: usize = 255;
+/// Longest user id or room name, in characters (Unicode scalar values,
+/// after mapping): what JSON Schema's `maxLength` counts, so the OpenAPI
+/// documents state the rule exactly.
+pub const MAX_NAME_CHARS: usize = 255;
 
 /// Why a name was refused; its `Display` says which rule failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NameError {
     /// The name is empty.
     Empty,
-    /// The name is longer than [`MAX_NAME_BYTES`] (after mapping).
+    /// The name is longer than [`MAX_NAME_CHARS`] (after mapping).
     TooLong,
     /// A control character (in a provider id).
     Control {
@@ -59,7 +61,7 @@ impl fmt::Display for NameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NameError::Empty => f.write_str("name is empty"),
-            NameError::TooLong => write!(f, "name is longer than {MAX_NAME_BYTES} bytes"),
+            NameError::TooLong => write!(f, "name is longer than {MAX_NAME_CHARS} characters"),
             NameError::Control { position } => {
                 write!(f, "name holds a control character at position {position}")
             }
@@ -82,13 +84,13 @@ impl fmt::Display for NameError {
 
 impl std::error::Error for NameError {}
 
-/// A provider's user id, checked: non-empty, at most [`MAX_NAME_BYTES`]
-/// bytes, no control characters. Returned as given.
+/// A provider's user id, checked: non-empty, at most [`MAX_NAME_CHARS`]
+/// characters, no control characters. Returned as given.
 pub fn provider_id(id: &str) -> Result<&str, NameError> {
     if id.is_empty() {
         return Err(NameError::Empty);
     }
-    if id.len() > MAX_NAME_BYTES {
+    if id.chars().count() > MAX_NAME_CHARS {
         return Err(NameError::TooLong);
     }
     if let Some(position) = id.chars().position(char::is_control) {
@@ -113,7 +115,7 @@ pub fn nickname(name: &str) -> Result<String, NameError> {
         }
         _ => NameError::Invalid,
     })?;
-    if mapped.len() > MAX_NAME_BYTES {
+    if mapped.chars().count() > MAX_NAME_CHARS {
         return Err(NameError::TooLong);
     }
     let letters: String = mapped.chars().filter(|c| c.is_alphabetic()).collect();

@@ -1,12 +1,12 @@
 //! Names, for any string: a nickname is mapped to an id or refused with the
 //! rule it broke, never a panic; mapping an id again gives the same id
 //! (PRECIS enforcement is idempotent, RFC 8264 §7); ids hold no control,
-//! space or zero-width characters and fit in 255 bytes; provider ids are
+//! space or zero-width characters and fit in 255 characters; provider ids are
 //! taken exactly as they are.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
 
-use chat_auth::names::{MAX_NAME_BYTES, NameError, nickname, provider_id};
+use chat_auth::names::{MAX_NAME_CHARS, NameError, nickname, provider_id};
 use proptest::prelude::*;
 
 proptest! {
@@ -23,7 +23,7 @@ proptest! {
         match nickname(&name) {
             Ok(id) => {
                 prop_assert_eq!(nickname(&id), Ok(id.clone()), "idempotent");
-                prop_assert!(!id.is_empty() && id.len() <= MAX_NAME_BYTES);
+                prop_assert!(!id.is_empty() && id.chars().count() <= MAX_NAME_CHARS);
                 prop_assert!(!id.chars().any(|c| c.is_control() || c.is_whitespace()
                     || c == '\u{200b}'), "{:?}", id);
             }
@@ -34,7 +34,7 @@ proptest! {
     #[test]
     fn any_provider_id_is_taken_exactly_or_refused(id in ".{0,300}|[a-z|@%/ ]{1,20}") {
         let expected = !id.is_empty()
-            && id.len() <= MAX_NAME_BYTES
+            && id.chars().count() <= MAX_NAME_CHARS
             && !id.chars().any(char::is_control);
         match provider_id(&id) {
             Ok(taken) => { prop_assert!(expected); prop_assert_eq!(taken, id.as_str()); }

@@ -235,11 +235,15 @@ async fn a_public_key_used_as_a_shared_secret_opens_nothing() {
 }
 
 fn jwks_auth(server: &JwksServer, floor: Duration) -> Authenticator {
+    jwks_auth_aged(server, floor, Duration::from_secs(600))
+}
+
+fn jwks_auth_aged(server: &JwksServer, floor: Duration, max_age: Duration) -> Authenticator {
     Authenticator::jwt_with(JwtKeys {
         jwks: Some(JwksOptions {
             url: server.url(),
             floor,
-            max_age: Duration::from_secs(600),
+            max_age,
             timeout: Duration::from_secs(5),
         }),
         ..keys()
@@ -307,6 +311,31 @@ async fn while_the_provider_is_down_its_last_keys_are_used() {
     assert_says(&refusal(&cold, &token).await, "unavailable");
 }
 
+/// A set past its age is fetched again in the background: tokens signed
+/// with a key it holds pass at once, even while the provider hangs.
+#[tokio::test]
+async fn a_hanging_provider_never_stalls_tokens_of_known_keys() {
+    let server = JwksServer::start(&[(TestKey::Ec256, "k1")]).await.unwrap();
+    let auth = jwks_auth_aged(&server, Duration::ZERO, Duration::ZERO);
+    let token = TestKey::Ec256.sign(Algorithm::ES256, Some("k1"), &claims("u"));
+    assert!(auth.verify(&token).await.is_ok());
+    server.hang();
+    for _ in 0..3 {
+        let verified = tokio::time::timeout(Duration::from_secs(1), auth.verify(&token))
+            .await
+            .expect("answered without waiting for the provider");
+        assert!(verified.is_ok());
+    }
+    // The background refresh did ask (and is still waiting for an answer).
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while server.fetches() < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("a refresh was started");
+}
+
 #[tokio::test]
 async fn a_public_key_in_pem_is_taken_or_refused_with_what_it_is() {
     for key in TestKey::ALL {
@@ -325,6 +354,17 @@ async fn a_public_key_in_pem_is_taken_or_refused_with_what_it_is() {
             "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n-----END PRIVATE KEY-----",
             "expected a 'PUBLIC KEY'",
         ),
+        (
+            // RSA-1024: too short to sign with (RFC 7518 §3.3).
+            "-----BEGIN PUBLIC KEY-----\nMIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCwcazegAyOB38o51XL007zAXzp\nx6JKHcL3atKLN+RU2DRwWo+/RLeiLkn6istXJMcCzfiaecJqlLfRCiE5Iqt4Tp1l\nEbCeo1bvA8yC5HGLdBhYZ17YcEoJplxWAtTO8W0bApWMcP1LP2WplhCLfcbMSCQT\nUflJ9WjQlXGZLw6h2wIDAQAB\n-----END PUBLIC KEY-----",
+            "an RSA key of 1024 bits; at least 2048 are required",
+        ),
+        (
+            // Any bytes under the RSA label: refused at start-up, not at
+            // every token.
+            "-----BEGIN RSA PUBLIC KEY-----\nAAECAwQF\n-----END RSA PUBLIC KEY-----",
+            "not an RSA public key",
+        ),
     ] {
         let error = Authenticator::jwt_with(JwtKeys {
             public_key_pem: Some(pem.into()),
@@ -334,4 +374,22 @@ async fn a_public_key_in_pem_is_taken_or_refused_with_what_it_is() {
         .unwrap();
         assert!(error.contains(why), "{error}");
     }
+}
+
+#[tokio::test]
+async fn a_public_key_and_a_jwks_together_are_refused() {
+    let server = JwksServer::start(&[(TestKey::Rsa, "k1")]).await.unwrap();
+    let error = Authenticator::jwt_with(JwtKeys {
+        public_key_pem: Some(TestKey::Rsa.public_pem().into()),
+        jwks: Some(JwksOptions {
+            url: server.url(),
+            floor: Duration::ZERO,
+            max_age: Duration::from_secs(600),
+            timeout: Duration::from_secs(5),
+        }),
+        ..keys()
+    })
+    .err()
+    .unwrap();
+    assert!(error.contains("both set: give one"), "{error}");
 }

@@ -1,9 +1,16 @@
 //! What travels through the broker: a frame, its kind, and when it was
 //! published (for the fan-out latency metric).
 //!
-//! Layout: one byte `T` (text) or `B` (binary), eight bytes of publish time
-//! in microseconds since the Unix epoch (big-endian), then the frame as the
-//! client receives it. Encoded once per message, however many receive it.
+//! Layout: one byte of kind, eight bytes of publish time in microseconds
+//! since the Unix epoch (big-endian), then by kind:
+//! - `T` (text) or `B` (binary): the frame as the client receives it;
+//! - `E` (text except one user): two bytes of length (big-endian), that
+//!   user's id, then the text frame, for every connection but that user's
+//!   (a `typing` in a room goes to the other members);
+//! - `C` (control): a [`Control`] for the connections, never written to a
+//!   client (`+room` / `-room`: the user joined or left a room).
+//!
+//! Encoded once per message, however many receive it.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,15 +19,55 @@ use bytestring::ByteString;
 
 const TEXT: u8 = b'T';
 const BINARY: u8 = b'B';
+const EXCEPT: u8 = b'E';
+const CONTROL: u8 = b'C';
 const HEADER: usize = 9;
 
-/// A frame ready to be written to a client. Cloning shares the bytes.
+/// A frame ready to be written to a client, or a change for the connection
+/// itself. Cloning shares the bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound {
     /// A text frame.
     Text(ByteString),
     /// A binary frame.
     Binary(Bytes),
+    /// A text frame for every connection but those of user `except`.
+    TextExcept {
+        /// The frame.
+        text: ByteString,
+        /// The user whose connections skip it.
+        except: ByteString,
+    },
+    /// A change of what the connection follows; never written.
+    Control(Control),
+}
+
+/// A change of what every connection of a user follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// The user became a member of this room: subscribe to it.
+    Joined(ByteString),
+    /// The user is no longer a member of this room: unsubscribe.
+    Left(ByteString),
+}
+
+impl Control {
+    /// The control's text: `+room` or `-room`.
+    fn encode(&self) -> String {
+        match self {
+            Control::Joined(room) => format!("+{room}"),
+            Control::Left(room) => format!("-{room}"),
+        }
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        let (sign, room) = text.split_at_checked(1)?;
+        match sign {
+            "+" => Some(Control::Joined(room.into())),
+            "-" => Some(Control::Left(room.into())),
+            _ => None,
+        }
+    }
 }
 
 /// Microseconds since the Unix epoch.
@@ -39,9 +86,37 @@ pub fn text_header() -> Vec<u8> {
     header
 }
 
+/// The header of a control envelope published now (what a store puts in
+/// front of `+room` / `-room`).
+pub fn control_header() -> Vec<u8> {
+    let mut header = Vec::with_capacity(HEADER);
+    header.push(CONTROL);
+    header.extend_from_slice(&now_micros().to_be_bytes());
+    header
+}
+
 /// Wraps a text frame for publishing.
 pub fn text(frame: &str) -> Bytes {
     encode(TEXT, frame.as_bytes())
+}
+
+/// Wraps a text frame for every connection but those of user `except`.
+/// A user id longer than 65 535 bytes (none is: ids stop at 255) would
+/// make it a plain text envelope.
+pub fn text_except(frame: &str, except: &str) -> Bytes {
+    let Ok(length) = u16::try_from(except.len()) else {
+        return text(frame);
+    };
+    let mut body = Vec::with_capacity(2 + except.len() + frame.len());
+    body.extend_from_slice(&length.to_be_bytes());
+    body.extend_from_slice(except.as_bytes());
+    body.extend_from_slice(frame.as_bytes());
+    encode(EXCEPT, &body)
+}
+
+/// Wraps a control for publishing (on a user's channel).
+pub fn control(control: &Control) -> Bytes {
+    encode(CONTROL, control.encode().as_bytes())
 }
 
 /// Wraps a binary frame for publishing.
@@ -69,6 +144,26 @@ pub fn decode(mut envelope: Bytes) -> Option<(Outbound, u64)> {
     let outbound = match kind {
         TEXT => Outbound::Text(ByteString::try_from(frame).ok()?),
         BINARY => Outbound::Binary(frame),
+        EXCEPT => {
+            let mut frame = frame;
+            if frame.len() < 2 {
+                return None;
+            }
+            let length = usize::from(u16::from_be_bytes([frame[0], frame[1]]));
+            let mut rest = frame.split_off(2);
+            if rest.len() < length {
+                return None;
+            }
+            let text = rest.split_off(length);
+            Outbound::TextExcept {
+                text: ByteString::try_from(text).ok()?,
+                except: ByteString::try_from(rest).ok()?,
+            }
+        }
+        CONTROL => {
+            let text = ByteString::try_from(frame).ok()?;
+            Outbound::Control(Control::decode(&text)?)
+        }
         _ => return None,
     };
     Some((outbound, published))
@@ -91,12 +186,40 @@ mod tests {
     }
 
     #[test]
+    fn exceptions_and_controls_survive_the_round_trip() {
+        let (out, _) = decode(text_except("{\"type\":\"typing\"}", "张三")).expect("decodes");
+        assert_eq!(
+            out,
+            Outbound::TextExcept {
+                text: "{\"type\":\"typing\"}".into(),
+                except: "张三".into()
+            }
+        );
+        for change in [Control::Joined("général".into()), Control::Left("x".into())] {
+            let (out, _) = decode(control(&change)).expect("decodes");
+            assert_eq!(out, Outbound::Control(change));
+        }
+        let mut written = control_header();
+        written.extend_from_slice(b"+room");
+        let (out, _) = decode(Bytes::from(written)).expect("a store's control decodes");
+        assert_eq!(out, Outbound::Control(Control::Joined("room".into())));
+    }
+
+    #[test]
     fn foreign_payloads_are_dropped() {
         assert_eq!(decode(Bytes::from_static(b"short")), None);
         assert_eq!(decode(Bytes::from_static(b"X12345678frame")), None);
         let mut invalid_utf8 = BytesMut::from(&text("")[..]);
         invalid_utf8.put_slice(&[0xff, 0xfe]);
         assert_eq!(decode(invalid_utf8.freeze()), None);
+        let mut short_except = BytesMut::from(&text("")[..]);
+        short_except[0] = EXCEPT;
+        short_except.put_slice(&[0, 9, b'a']);
+        assert_eq!(decode(short_except.freeze()), None);
+        let mut unknown_control = BytesMut::from(&text("")[..]);
+        unknown_control[0] = CONTROL;
+        unknown_control.put_slice(b"*room");
+        assert_eq!(decode(unknown_control.freeze()), None);
     }
 
     proptest::proptest! {

@@ -59,6 +59,10 @@ struct Wishes {
     wanted: HashMap<String, Vec<Waiter>>,
     /// Channels confirmed subscribed on the current connection.
     subscribed: HashSet<String>,
+    /// Channels whose UNSUBSCRIBE is on its way: still in `subscribed`, but
+    /// Redis is dropping them, so wanting one again must wait for its
+    /// re-SUBSCRIBE (a message published in between would be lost).
+    unsubscribing: HashSet<String>,
     /// Channels whose wish changed since the task last looked.
     changed: HashSet<String>,
 }
@@ -198,7 +202,8 @@ impl Broker for RedisBroker {
         let (tx, rx) = oneshot::channel();
         {
             let mut wishes = lock(&self.shared.wishes);
-            let had = wishes.subscribed.contains(channel);
+            let had =
+                wishes.subscribed.contains(channel) && !wishes.unsubscribing.contains(channel);
             let waiters = wishes.wanted.entry(channel.to_owned()).or_default();
             if had {
                 // Still subscribed (an unsubscribe not yet sent): wanted again.
@@ -276,6 +281,7 @@ async fn subscriber_task(client: redis::Client, handler: Handler, shared: Arc<Sh
                     // A new connection has nothing: everything wanted is to do.
                     let mut wishes = lock(&shared.wishes);
                     wishes.subscribed.clear();
+                    wishes.unsubscribing.clear();
                     let wanted: Vec<String> = wishes.wanted.keys().cloned().collect();
                     info!(channels = wanted.len(), "Redis subscriber connected");
                     wishes.changed.extend(wanted);
@@ -353,6 +359,9 @@ fn next_batch(shared: &Shared) -> Option<Batch> {
     for channel in &looked {
         wishes.changed.remove(channel);
     }
+    wishes
+        .unsubscribing
+        .extend(batch.unsubscribe.iter().cloned());
     if batch.subscribe.is_empty() && batch.unsubscribe.is_empty() {
         return if wishes.changed.is_empty() {
             None
@@ -424,6 +433,7 @@ async fn serve(
                 let mut wishes = lock(&shared.wishes);
                 for channel in batch.unsubscribe {
                     wishes.subscribed.remove(&channel);
+                    wishes.unsubscribing.remove(&channel);
                 }
                 for channel in batch.subscribe {
                     wishes.subscribed.insert(channel.clone());

@@ -219,3 +219,58 @@ async fn a_redis_node_recovers_its_subscriptions_after_redis_restarts() {
     publish(&b, "survivor", "after restart").await;
     assert_eq!(a.next().await, ("survivor".into(), "after restart".into()));
 }
+
+/// Redis only: a channel wanted again while its UNSUBSCRIBE is still on its
+/// way (a user's last tab closed and they reconnected at once) is confirmed
+/// only once Redis has it again, so nothing published after the
+/// confirmation is lost to the late UNSUBSCRIBE.
+#[tokio::test]
+async fn a_channel_wanted_again_during_its_unsubscribe_is_confirmed_after_the_resubscribe() {
+    let redis = TestRedis::start().expect("a Redis for the test");
+    let proxy = chat_testkit::proxy::DelayProxy::start(redis.socket_addr().expect("address"))
+        .await
+        .expect("proxy");
+    let (h, inbox) = handler();
+    let options = RedisOptions {
+        url: format!("redis://{}/", proxy.addr()),
+        prefix: redis.prefix().into(),
+        errors: None,
+    };
+    let mut a = Node {
+        broker: Box::new(RedisBroker::start(options, h).expect("valid URL")),
+        inbox,
+    };
+    let b = redis_node(&redis);
+    a.broker.subscribe("user:bob").await.expect("subscribe");
+    // Redis takes the UNSUBSCRIBE at once; its answer is held on the way back.
+    proxy.hold();
+    a.broker.unsubscribe("user:bob");
+    let mut conn = redis.connection().expect("a direct connection");
+    let channel = format!("{}user:bob", redis.prefix());
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let (_, subscribers): (String, u64) = ::redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channel)
+                .query(&mut conn)
+                .expect("PUBSUB NUMSUB");
+            if subscribers == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the UNSUBSCRIBE reaches Redis");
+    let again = a.broker.subscribe("user:bob");
+    proxy.release();
+    tokio::time::timeout(WAIT, again)
+        .await
+        .expect("confirmed in time")
+        .expect("subscribed");
+    publish(&b, "user:bob", "after the reconnect").await;
+    assert_eq!(
+        a.next().await,
+        ("user:bob".into(), "after the reconnect".into())
+    );
+}

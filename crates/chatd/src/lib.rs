@@ -16,7 +16,8 @@ use chat_protocol::MediaInfo;
 use chat_runtime::app::{Application, BinarySettings};
 use chat_runtime::observe::Observability;
 use chat_runtime::settings::{
-    self as layered, Described, Figment, ServerSettings, SettingsError, SharedSettings,
+    self as layered, Described, Figment, RoomSettings, ServerSettings, SettingsError,
+    SharedSettings,
 };
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -32,6 +33,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// The gateway.
     pub gateway: GatewaySettings,
+    /// Limits of rooms.
+    pub rooms: RoomSettings,
     /// The media service.
     pub media: MediaSettings,
 }
@@ -44,6 +47,7 @@ impl Settings {
             (SharedSettings::TITLE, SharedSettings::describe()),
             (AuthSettings::TITLE, AuthSettings::describe()),
             (GatewaySettings::TITLE, GatewaySettings::describe()),
+            (RoomSettings::TITLE, RoomSettings::describe()),
             (MediaSettings::TITLE, MediaSettings::describe()),
         ]
     }
@@ -66,10 +70,12 @@ impl BinarySettings for Settings {
             shared: layered::extract(layers)?,
             auth: layered::extract(layers)?,
             gateway: layered::extract(layers)?,
+            rooms: layered::extract(layers)?,
             media: layered::extract(layers)?,
         };
         this.shared.validate()?;
         this.gateway.validate()?;
+        this.rooms.validate()?;
         this.media.validate()?;
         Ok(this)
     }
@@ -99,12 +105,16 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
     let engine = Engine::from_settings(&settings.shared);
     let auth = Arc::clone(&access.auth);
     let proxies = access.proxies.clone();
-    let gateway = Gateway::build(settings.gateway, engine, access, &mut obs).await?;
+    let receipts_max = settings.rooms.room_receipts_max;
+    let gateway =
+        Gateway::build(settings.gateway, settings.rooms, engine, access, &mut obs).await?;
     let presence = PresenceService::new(
         Arc::clone(gateway.store()),
+        Arc::clone(gateway.rooms()),
         gateway.presence(),
         gateway.broker(),
         Arc::clone(&auth),
+        receipts_max,
     );
     let media = MediaService::build(&settings.media, data_dir, auth, proxies, &mut obs).await?;
     gateway.set_media(Arc::new(InProcessMedia(media.clone())));

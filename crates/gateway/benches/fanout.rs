@@ -25,7 +25,7 @@ fn fanout(c: &mut Criterion) {
         let mut queues = Vec::new();
         runtime.block_on(async {
             for _ in 0..members {
-                let (conn, queue, _overflow) = Conn::new(1_024);
+                let (conn, queue, _overflow) = Conn::new(1_024, None);
                 hub.join("room:bench", &conn).await.expect("join");
                 queues.push((conn, queue));
             }
@@ -67,7 +67,7 @@ fn close_storm(c: &mut Criterion) {
                     runtime.block_on(async {
                         let mut conns = Vec::with_capacity(n);
                         for _ in 0..n {
-                            let (conn, queue, _overflow) = Conn::new(4);
+                            let (conn, queue, _overflow) = Conn::new(4, None);
                             hub.join("lobby", &conn).await.expect("join");
                             conns.push((conn, queue));
                         }

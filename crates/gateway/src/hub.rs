@@ -27,20 +27,28 @@ type Ready = Shared<BoxFuture<'static, Result<(), BrokerError>>>;
 #[derive(Clone)]
 pub struct Conn {
     id: u64,
+    /// Whose connection it is (`None` on the lobby), for envelopes that
+    /// skip one user's connections.
+    user: Option<Arc<str>>,
     tx: mpsc::Sender<Outbound>,
     /// Signalled when the connection's queue overflowed.
     overflow: Arc<Notify>,
 }
 
 impl Conn {
-    /// A new connection with an outbound queue of `capacity` frames; returns
-    /// the receiving end and the overflow signal for its session.
-    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Outbound>, Arc<Notify>) {
+    /// A new connection of `user` (`None` on the lobby) with an outbound
+    /// queue of `capacity` frames; returns the receiving end and the
+    /// overflow signal for its session.
+    pub fn new(
+        capacity: usize,
+        user: Option<&str>,
+    ) -> (Self, mpsc::Receiver<Outbound>, Arc<Notify>) {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let (tx, rx) = mpsc::channel(capacity);
         let overflow = Arc::new(Notify::new());
         let conn = Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            user: user.map(Arc::from),
             tx,
             overflow: Arc::clone(&overflow),
         };
@@ -218,8 +226,20 @@ impl Hub {
         let Some(entry) = channels.get(channel) else {
             return;
         };
-        for conn in &entry.conns {
-            conn.push(frame.clone(), &self.metrics);
+        match frame {
+            Outbound::TextExcept { text, except } => {
+                let text = Outbound::Text(text);
+                for conn in &entry.conns {
+                    if conn.user.as_deref() != Some(&*except) {
+                        conn.push(text.clone(), &self.metrics);
+                    }
+                }
+            }
+            frame => {
+                for conn in &entry.conns {
+                    conn.push(frame.clone(), &self.metrics);
+                }
+            }
         }
         drop(channels);
         let latency = envelope::now_micros().saturating_sub(published);
@@ -239,7 +259,7 @@ mod tests {
         hub.attach(Arc::new(MemoryBroker::standalone(hub.handler())));
         let mut conns = Vec::new();
         for _ in 0..5 {
-            let (conn, queue, _overflow) = Conn::new(8);
+            let (conn, queue, _overflow) = Conn::new(8, None);
             hub.join("room:x", &conn).await.expect("join");
             hub.join("room:x", &conn)
                 .await

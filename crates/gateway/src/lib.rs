@@ -37,7 +37,7 @@ use chat_runtime::app::{Application, BinarySettings};
 use chat_runtime::observe::Observability;
 use chat_runtime::per_ip::{PerIpLimit, TrustedProxies};
 use chat_runtime::settings::{
-    self as layered, Described, ServerSettings, SettingsError, SharedSettings,
+    self as layered, Described, RoomSettings, ServerSettings, SettingsError, SharedSettings,
 };
 #[cfg(feature = "embedded")]
 use chat_store::memory::MemoryPresence;
@@ -45,7 +45,7 @@ use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
 use chat_store::redis::presence::RedisNode;
 #[cfg(feature = "embedded")]
 use chat_store::sqlite::SqliteStore;
-use chat_store::{Limits, MessageStore, Presence, PresenceNode};
+use chat_store::{Limits, MessageStore, Presence, PresenceNode, RoomLimits, RoomStore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
@@ -108,8 +108,14 @@ pub(crate) struct Inner {
     pub(crate) origins: OriginPolicy,
     /// Direct messages, unread counters, offline delivery.
     pub(crate) store: Arc<dyn MessageStore>,
+    /// Durable rooms: membership, history, read markers.
+    pub(crate) rooms: Arc<dyn RoomStore>,
+    /// Limits of rooms (receipts in small rooms).
+    pub(crate) room_settings: RoomSettings,
     /// Who is online: this node's connections are counted here.
     pub(crate) presence: Arc<dyn PresenceNode>,
+    /// Counts connections out in the background (refused, abandoned).
+    pub(crate) leaver: ws::Leaver,
     /// Resolves media references; unset means messages cannot carry files.
     pub(crate) media: OnceLock<Arc<dyn media::MediaDirectory>>,
     /// Upgrades each client address may start per minute.
@@ -173,23 +179,30 @@ impl Gateway {
     /// readiness check in `obs`. Must be called inside a tokio runtime.
     pub async fn build(
         settings: GatewaySettings,
+        room_settings: RoomSettings,
         engine: Engine,
         access: Access,
         obs: &mut Observability,
     ) -> anyhow::Result<Self> {
         settings.validate()?;
+        room_settings.validate()?;
         let metrics = GatewayMetrics::register(&obs.registry)?;
         let hub = Hub::new(metrics.clone());
         let limits = Limits {
             history_max: settings.history_max,
             offline_max: settings.offline_max,
+            rooms: RoomLimits {
+                max_members: room_settings.room_max_members,
+                rooms_per_user: room_settings.rooms_per_user,
+            },
         };
         type Engines = (
             Arc<dyn Broker>,
             Arc<dyn MessageStore>,
+            Arc<dyn RoomStore>,
             Arc<dyn PresenceNode>,
         );
-        let (broker, store, presence): Engines = match engine {
+        let (broker, store, rooms, presence): Engines = match engine {
             #[cfg(feature = "embedded")]
             Engine::Embedded { bus, data_dir } => {
                 let broker: Arc<dyn Broker> = Arc::new(bus.node(hub.handler()));
@@ -197,7 +210,12 @@ impl Gateway {
                 let path = data_dir.join("messages.db");
                 let store =
                     SqliteStore::open(&path, Arc::clone(&broker), presence.clone(), limits).await?;
-                (broker, Arc::new(store), Arc::new(presence))
+                (
+                    broker,
+                    Arc::new(store.clone()),
+                    Arc::new(store),
+                    Arc::new(presence),
+                )
             }
             Engine::Redis(mut options) => {
                 let store = RedisStore::start(RedisStoreOptions {
@@ -214,6 +232,7 @@ impl Gateway {
                 options.errors = Some(metrics.redis_errors.clone());
                 (
                     Arc::new(RedisBroker::start(options, hub.handler())?),
+                    Arc::new(store.clone()),
                     Arc::new(store),
                     Arc::new(presence),
                 )
@@ -247,6 +266,9 @@ impl Gateway {
                 auth: access.auth,
                 origins: access.origins,
                 store,
+                rooms,
+                room_settings,
+                leaver: ws::Leaver::start(Arc::clone(&presence)),
                 presence,
                 media,
                 connect_limit,
@@ -267,6 +289,11 @@ impl Gateway {
     /// The message store, to share with services composed in one process.
     pub fn store(&self) -> &Arc<dyn MessageStore> {
         &self.inner.store
+    }
+
+    /// The room store, to share with services composed in one process.
+    pub fn rooms(&self) -> &Arc<dyn RoomStore> {
+        &self.inner.rooms
     }
 
     /// Who is online, to share with services composed in one process.
@@ -321,11 +348,12 @@ impl Gateway {
     pub async fn alone(
         server: &ServerSettings,
         settings: GatewaySettings,
+        rooms: RoomSettings,
         engine: Engine,
         access: Access,
     ) -> anyhow::Result<(Application, Gateway)> {
         let mut obs = Observability::new();
-        let gateway = Gateway::build(settings, engine, access, &mut obs).await?;
+        let gateway = Gateway::build(settings, rooms, engine, access, &mut obs).await?;
         let routes = gateway.clone();
         let app = Application::build(server, obs, move |cfg| {
             routes.configure(cfg);
@@ -348,6 +376,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// The gateway's own.
     pub gateway: GatewaySettings,
+    /// Limits of rooms.
+    pub rooms: RoomSettings,
 }
 
 impl Settings {
@@ -358,6 +388,7 @@ impl Settings {
             (SharedSettings::TITLE, SharedSettings::describe()),
             (AuthSettings::TITLE, AuthSettings::describe()),
             (GatewaySettings::TITLE, GatewaySettings::describe()),
+            (RoomSettings::TITLE, RoomSettings::describe()),
         ])
     }
 }
@@ -369,6 +400,7 @@ impl BinarySettings for Settings {
             shared: layered::extract(layers)?,
             auth: layered::extract(layers)?,
             gateway: layered::extract(layers)?,
+            rooms: layered::extract(layers)?,
         };
         this.shared.validate()?;
         this.shared.require_redis("the gateway")?;
@@ -394,7 +426,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
         prefix: settings.shared.redis_prefix.clone(),
         errors: None,
     });
-    let (app, _gateway) =
-        Gateway::alone(&settings.server, settings.gateway, engine, access).await?;
+    let (app, _gateway) = Gateway::alone(
+        &settings.server,
+        settings.gateway,
+        settings.rooms,
+        engine,
+        access,
+    )
+    .await?;
     Ok(app)
 }

@@ -30,8 +30,9 @@ chat_runtime::settings! {
         pub rate_strikes: u32 = 20,
         /// Frames waiting for one slow client before it is closed (1013).
         pub outbound_queue: usize = 256,
-        /// Rooms one connection may join (and users it may watch).
-        pub max_rooms: usize = 100,
+        /// Users one connection may watch (`watch`); more are refused
+        /// (`too_many_rooms`).
+        pub max_watched: usize = 100,
         /// Connections this process accepts; more get 503 (a process may
         /// hold 20 000 files here: room is left for the rest).
         pub max_connections: usize = 19_000,

@@ -10,6 +10,7 @@ mod support;
 use std::time::Duration;
 
 use chat_gateway::GatewaySettings;
+use chat_runtime::settings::RoomSettings;
 use chat_testkit::ws::{Ended, Message, WsClient};
 use chat_testkit::{WAIT, eventually, http_get};
 use serde_json::{Value, json};
@@ -178,8 +179,8 @@ async fn bad_frames_are_answered_and_the_connection_lives_on(kind: Kind) {
             json!("s3"),
         ),
         (
-            r#"{"type":"send","id":"s4","room":"general","body":"x"}"#,
-            "not_member",
+            r#"{"type":"send","id":"s4","room":"nowhere","body":"x"}"#,
+            "not_found",
             json!("s4"),
         ),
         (r#"{"hello":"world"}"#, "invalid_frame", Value::Null),
@@ -339,26 +340,31 @@ async fn room_messages_reach_members_on_every_replica(kind: Kind) {
     let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
     let mut bob = WsClient::user(cluster.addr(1), "bob").await.unwrap();
     let mut carol = WsClient::user(cluster.addr(1), "carol").await.unwrap();
-    for (client, id) in [(&mut alice, "j-a"), (&mut bob, "j-b")] {
+    for (client, id, user) in [(&mut alice, "j-a", "alice"), (&mut bob, "j-b", "bob")] {
         client
             .send_json(&json!({"type": "join", "id": id, "room": "general"}))
             .await
             .unwrap();
-        let joined = client.recv_type("joined").await.unwrap();
+        // The answer, and the room's entry saying who joined (either order).
+        let frames = client.recv_frames(2).await.unwrap();
         assert_eq!(
-            (joined["id"].as_str(), joined["room"].as_str()),
-            (Some(id), Some("general"))
+            (frames[0]["type"].as_str(), frames[0]["id"].as_str()),
+            (Some("joined"), Some(id))
+        );
+        assert_eq!(
+            (frames[1]["type"].as_str(), frames[1]["user"].as_str()),
+            (Some("member_joined"), Some(user))
         );
     }
+    assert_eq!(
+        alice.recv_type("member_joined").await.unwrap()["user"],
+        "bob"
+    );
     alice
         .send_json(&json!({"type":"send","id":"r1","room":"general","body":"hi room"}))
         .await
         .unwrap();
-    let mut alice_frames = [
-        alice.recv_json().await.unwrap(),
-        alice.recv_json().await.unwrap(),
-    ];
-    alice_frames.sort_by_key(|f| f["type"].as_str().unwrap().to_owned());
+    let alice_frames = alice.recv_frames(2).await.unwrap();
     assert_eq!(alice_frames[0]["type"], "ack");
     assert_eq!(
         alice_frames[1]["type"], "message",
@@ -379,11 +385,7 @@ async fn room_messages_reach_members_on_every_replica(kind: Kind) {
     );
 
     // bob's ack and bob's own copy of r2 may come in either order.
-    let mut bob_frames = [
-        bob.recv_json().await.unwrap(),
-        bob.recv_json().await.unwrap(),
-    ];
-    bob_frames.sort_by_key(|f| f["type"].as_str().unwrap().to_owned());
+    let bob_frames = bob.recv_frames(2).await.unwrap();
     assert_eq!(
         (bob_frames[0]["type"].as_str(), bob_frames[0]["id"].as_str()),
         (Some("ack"), Some("r2"))
@@ -392,7 +394,10 @@ async fn room_messages_reach_members_on_every_replica(kind: Kind) {
     bob.send_json(&json!({"type": "leave", "room": "general"}))
         .await
         .unwrap();
-    assert_eq!(bob.recv_type("left").await.unwrap()["room"], "general");
+    // The answer, and the room's entry (every connection of the leaver
+    // sees it before it stops following the room).
+    assert_eq!(bob.recv_kinds(2).await.unwrap(), ["left", "member_left"]);
+    assert_eq!(alice.recv_type("member_left").await.unwrap()["user"], "bob");
     alice
         .send_json(&json!({"type":"send","id":"r3","room":"general","body":"bob left"}))
         .await
@@ -417,16 +422,21 @@ async fn room_messages_reach_members_on_every_replica(kind: Kind) {
 }
 
 async fn too_many_rooms_are_refused(kind: Kind) {
-    let mut s = settings();
-    s.max_rooms = 3;
-    let cluster = kind.start(s).await;
+    support::set_room_settings(RoomSettings {
+        rooms_per_user: 3,
+        ..RoomSettings::default()
+    });
+    let cluster = kind.start(settings()).await;
     let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
     for i in 0..3 {
         alice
             .send_json(&json!({"type": "join", "room": format!("r{i}")}))
             .await
             .unwrap();
-        alice.recv_type("joined").await.unwrap();
+        assert_eq!(
+            alice.recv_kinds(2).await.unwrap(),
+            ["joined", "member_joined"]
+        );
     }
     alice
         .send_json(&json!({"type": "join", "id": "j4", "room": "r4"}))
@@ -496,12 +506,12 @@ async fn every_registry_is_cleaned_however_connections_end(kind: Kind) {
         .send_json(&json!({"type": "join", "room": "general"}))
         .await
         .unwrap();
-    polite.recv_type("joined").await.unwrap();
+    polite.recv_until("joined").await.unwrap();
     let mut rude = WsClient::user(cluster.addr(1), "bob").await.unwrap();
     rude.send_json(&json!({"type": "join", "room": "general"}))
         .await
         .unwrap();
-    rude.recv_type("joined").await.unwrap();
+    rude.recv_until("joined").await.unwrap();
     let lobby = WsClient::lobby(cluster.addr(1)).await.unwrap();
     assert!(!cluster.registries_empty());
 

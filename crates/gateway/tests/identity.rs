@@ -163,7 +163,7 @@ fn segment(name: &str) -> String {
 }
 
 /// Ids as identity providers issue them (`|`, `@`, `/`, `%`, `:`, spaces,
-/// 255 bytes) open their own connections on two replicas, reach each other
+/// 255 characters) open their own connections on two replicas, reach each other
 /// named exactly, and each pair of users keeps to its own Redis keys even
 /// where names could spell another pair's (`a:b`+`c`, `a`+`b:c`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

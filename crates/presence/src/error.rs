@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use chat_auth::AuthError;
 use chat_protocol::ErrorCode;
 use chat_runtime::error::HttpError;
-use chat_store::StoreError;
+use chat_store::{RoomError, StoreError};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,9 @@ pub enum ApiError {
     /// What the request names does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// A room call was refused (not found, forbidden, a limit, a taken name).
+    #[error(transparent)]
+    Room(RoomError),
     /// The store is unreachable.
     #[error(transparent)]
     Unavailable(#[from] StoreError),
@@ -30,6 +33,14 @@ impl HttpError for ApiError {
             ApiError::Auth(e) => e.code(),
             ApiError::BadRequest(code, _) => *code,
             ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::Room(e) => match e {
+                RoomError::NotFound(_) => ErrorCode::NotFound,
+                RoomError::Forbidden(_) => ErrorCode::Forbidden,
+                RoomError::Full(..) => ErrorCode::RoomFull,
+                RoomError::TooManyRooms(..) => ErrorCode::TooManyRooms,
+                RoomError::Exists(_) => ErrorCode::Conflict,
+                RoomError::Store(_) => ErrorCode::Unavailable,
+            },
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
@@ -39,6 +50,14 @@ impl HttpError for ApiError {
             ApiError::Auth(e) => e.status(),
             ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Room(e) => match e {
+                RoomError::NotFound(_) => StatusCode::NOT_FOUND,
+                RoomError::Forbidden(_) => StatusCode::FORBIDDEN,
+                RoomError::Full(..) | RoomError::TooManyRooms(..) | RoomError::Exists(_) => {
+                    StatusCode::CONFLICT
+                }
+                RoomError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -1,7 +1,13 @@
 //! The presence service: what the gateways know about users, over HTTP.
 //!
 //! - `GET  /api/v1/me` — who the caller is: `{"user", "name"?}`.
-//! - `GET  /api/v1/unread` — the caller's unread counters, `{"alice": 3}`.
+//! - `GET  /api/v1/unread` — the caller's unread counters, `{"alice": 3}`
+//!   (with `?include=rooms`: `{"counts", "rooms"}`).
+//! - `GET|POST /api/v1/rooms`, `GET /api/v1/rooms/{room}`,
+//!   `POST /api/v1/rooms/{room}/members`,
+//!   `DELETE /api/v1/rooms/{room}/members/{user}`,
+//!   `GET /api/v1/rooms/{room}/messages`, `POST /api/v1/rooms/{room}/read`
+//!   — durable rooms (`rooms.rs`).
 //! - `POST /api/v1/read` — mark a conversation read (like the `read` frame).
 //! - `GET  /api/v1/presence/{user}` — online now, and last seen.
 //! - `GET  /api/v1/conversations/{peer}/messages` — the caller's history
@@ -14,6 +20,7 @@
 //! publishes read receipts through the broker.
 
 mod error;
+mod rooms;
 mod routes;
 
 use std::sync::Arc;
@@ -26,11 +33,11 @@ use chat_broker::redis::{RedisBroker, RedisOptions};
 use chat_runtime::app::{Application, BinarySettings};
 use chat_runtime::observe::Observability;
 use chat_runtime::settings::{
-    self as layered, Described, ServerSettings, SettingsError, SharedSettings,
+    self as layered, Described, RoomSettings, ServerSettings, SettingsError, SharedSettings,
 };
 use chat_store::redis::messages::RedisStore;
 use chat_store::redis::presence::RedisPresence;
-use chat_store::{Limits, MessageStore, Presence};
+use chat_store::{Limits, MessageStore, Presence, RoomLimits, RoomStore};
 use utoipa::OpenApi;
 
 pub use error::ApiError;
@@ -39,24 +46,32 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct PresenceService {
     store: Arc<dyn MessageStore>,
+    rooms: Arc<dyn RoomStore>,
     presence: Arc<dyn Presence>,
     broker: Arc<dyn Broker>,
     auth: Arc<Authenticator>,
+    /// Rooms with at most this many members send read receipts.
+    receipts_max: u64,
 }
 
 impl PresenceService {
-    /// A service over `store` and `presence`, publishing through `broker`.
+    /// A service over `store`, `rooms` and `presence`, publishing through
+    /// `broker`; rooms up to `receipts_max` members get read receipts.
     pub fn new(
         store: Arc<dyn MessageStore>,
+        rooms: Arc<dyn RoomStore>,
         presence: Arc<dyn Presence>,
         broker: Arc<dyn Broker>,
         auth: Arc<Authenticator>,
+        receipts_max: u64,
     ) -> Self {
         Self {
             store,
+            rooms,
             presence,
             broker,
             auth,
+            receipts_max,
         }
     }
 
@@ -77,6 +92,26 @@ impl PresenceService {
             .service(
                 resource("/api/v1/conversations/{peer}/messages", "GET")
                     .route(web::get().to(routes::history)),
+            )
+            .service(
+                resource("/api/v1/rooms", "GET, POST")
+                    .route(web::get().to(rooms::list))
+                    .route(web::post().to(rooms::create)),
+            )
+            .service(resource("/api/v1/rooms/{room}", "GET").route(web::get().to(rooms::show)))
+            .service(
+                resource("/api/v1/rooms/{room}/members", "POST").route(web::post().to(rooms::add)),
+            )
+            .service(
+                resource("/api/v1/rooms/{room}/members/{user}", "DELETE")
+                    .route(web::delete().to(rooms::remove)),
+            )
+            .service(
+                resource("/api/v1/rooms/{room}/messages", "GET")
+                    .route(web::get().to(rooms::history)),
+            )
+            .service(
+                resource("/api/v1/rooms/{room}/read", "POST").route(web::post().to(rooms::read)),
             );
     }
 }
@@ -86,20 +121,39 @@ impl PresenceService {
 #[openapi(
     info(
         title = "chat presence service",
-        description = "Unread counters, read marks, online state and history"
+        description = "Unread counters, read marks, online state, history and rooms"
     ),
     paths(
         routes::me,
         routes::unread,
         routes::read,
         routes::presence,
-        routes::history
+        routes::history,
+        rooms::list,
+        rooms::create,
+        rooms::show,
+        rooms::add,
+        rooms::remove,
+        rooms::history,
+        rooms::read
     ),
     components(schemas(
         routes::Me,
         routes::ReadRequest,
+        routes::AllUnread,
         routes::PresenceView,
         routes::HistoryPage,
+        rooms::RoomEntry,
+        rooms::RoomList,
+        rooms::NewRoom,
+        rooms::RoomView,
+        rooms::MemberView,
+        rooms::NotAdded,
+        rooms::NewMember,
+        rooms::Added,
+        rooms::RoomPage,
+        rooms::RoomReadRequest,
+        rooms::RoomUnreadView,
         chat_runtime::error::ErrorBody
     ))
 )]
@@ -120,6 +174,8 @@ pub struct Settings {
     pub shared: SharedSettings,
     /// Identity (jwt unless `CHAT_AUTH` says otherwise).
     pub auth: AuthSettings,
+    /// Limits of rooms (members are added here too).
+    pub rooms: RoomSettings,
 }
 
 impl Settings {
@@ -129,6 +185,7 @@ impl Settings {
             (ServerSettings::TITLE, ServerSettings::describe()),
             (SharedSettings::TITLE, SharedSettings::describe()),
             (AuthSettings::TITLE, AuthSettings::describe()),
+            (RoomSettings::TITLE, RoomSettings::describe()),
         ])
     }
 }
@@ -139,8 +196,10 @@ impl BinarySettings for Settings {
             server: layered::extract(layers)?,
             shared: layered::extract(layers)?,
             auth: layered::extract(layers)?,
+            rooms: layered::extract(layers)?,
         };
         this.shared.validate()?;
+        this.rooms.validate()?;
         this.shared.require_redis("the presence service")?;
         Ok(this)
     }
@@ -157,12 +216,19 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
     let (auth, _origins) = settings.auth.build(AuthMode::Jwt, settings.server.listen)?;
     let url = settings.shared.require_redis("the presence service")?;
     let prefix = &settings.shared.redis_prefix;
-    // Reads and read markers only: the limits bound writes, which the
-    // gateways make.
+    // The room limits bind members added here; histories are bounded by
+    // the gateways' CHAT_HISTORY_MAX (its default applies to the membership
+    // entries written here).
     let store = RedisStore::start(chat_store::redis::messages::RedisStoreOptions {
         url: url.to_owned(),
         prefix: prefix.clone(),
-        limits: Limits::default(),
+        limits: Limits {
+            rooms: RoomLimits {
+                max_members: settings.rooms.room_max_members,
+                rooms_per_user: settings.rooms.rooms_per_user,
+            },
+            ..Limits::default()
+        },
     })?;
     let presence = RedisPresence::on(store.connection().clone(), prefix);
     let broker: Arc<dyn Broker> = Arc::new(RedisBroker::start(
@@ -176,6 +242,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
     let mut obs = Observability::new();
     let checked = store.clone();
     obs.check("store", move || checked.check());
-    let service = PresenceService::new(Arc::new(store), Arc::new(presence), broker, Arc::new(auth));
+    let service = PresenceService::new(
+        Arc::new(store.clone()),
+        Arc::new(store),
+        Arc::new(presence),
+        broker,
+        Arc::new(auth),
+        settings.rooms.room_receipts_max,
+    );
     Application::build(&settings.server, obs, move |cfg| service.configure(cfg))
 }

@@ -13,7 +13,7 @@ const MAX_PAGE: usize = 200;
 
 /// A user named in a request, as the id it stands for (a nickname mapped
 /// in open mode, a provider id as it is in jwt mode).
-fn user_id(svc: &PresenceService, name: &str, what: &str) -> Result<String, ApiError> {
+pub(crate) fn user_id(svc: &PresenceService, name: &str, what: &str) -> Result<String, ApiError> {
     svc.auth
         .user_names()
         .id(name)
@@ -55,39 +55,78 @@ pub(crate) async fn me(
     }))
 }
 
-/// The caller's unread counters: sender → count.
+/// What `GET /api/v1/unread` includes.
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct UnreadQuery {
+    /// `rooms`: answer `{"counts": {sender: count}, "rooms": {room:
+    /// count}}` (every room of the caller, 0 included) instead of the
+    /// direct counters alone.
+    #[param(pattern = "^rooms$")]
+    include: Option<String>,
+}
+
+/// Direct counters and room counts.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AllUnread {
+    /// Sender → unread direct messages.
+    counts: std::collections::BTreeMap<String, u64>,
+    /// Room → unread entries, for every room of the caller.
+    rooms: std::collections::BTreeMap<String, u64>,
+}
+
+/// The caller's unread counters: sender → count (the seed's shape); with
+/// `?include=rooms`, the rooms' counts beside them.
 #[utoipa::path(
     get,
     path = "/api/v1/unread",
+    params(UnreadQuery),
     responses(
-        (status = 200, description = "sender → unread count", body = std::collections::BTreeMap<String, u64>,
+        (status = 200, description = "sender → unread count; with `include=rooms`, `{counts, rooms}` (AllUnread)", body = std::collections::BTreeMap<String, u64>,
          example = json!({"alice": 3, "carol": 1})),
+        (status = 400, description = "an unknown `include`", body = chat_runtime::error::ErrorBody),
         (status = 401, description = "no valid credentials", body = chat_runtime::error::ErrorBody),
         (status = 503, description = "the store is unreachable", body = chat_runtime::error::ErrorBody),
     )
 )]
 pub(crate) async fn unread(
     req: HttpRequest,
+    query: web::Query<UnreadQuery>,
     svc: web::Data<PresenceService>,
 ) -> Result<HttpResponse, ApiError> {
     let user = svc.auth.caller(&req).await?.id;
-    Ok(HttpResponse::Ok().json(svc.store.unread(&user).await?))
+    let counts = svc.store.unread(&user).await?;
+    match query.include.as_deref() {
+        None => Ok(HttpResponse::Ok().json(counts)),
+        Some("rooms") => {
+            let rooms = svc.rooms.room_unread(&user).await?;
+            Ok(HttpResponse::Ok().json(AllUnread { counts, rooms }))
+        }
+        Some(other) => Err(ApiError::BadRequest(
+            ErrorCode::InvalidFrame,
+            format!("include must be 'rooms', not '{other}'"),
+        )),
+    }
 }
 
 /// Marks the caller's conversation with `peer` read up to a message.
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReadRequest {
-    /// The other user of the conversation.
-    #[schema(min_length = 1, max_length = 255)]
+    /// The other user of the conversation (a user id: no control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     peer: String,
     /// The id of the last message read.
     #[schema(min_length = 1, max_length = 64)]
     up_to: String,
 }
 
-/// Marks a conversation read: the counter for `peer` goes to zero, every
-/// connection of the caller gets the new counters, `peer` gets a receipt.
+/// Marks a conversation read up to a message: the messages from `peer`
+/// after it stay counted unread; when the marker moves forward, every
+/// connection of the caller gets the new counters and `peer` a receipt.
 #[utoipa::path(
     post,
     path = "/api/v1/read",
@@ -142,7 +181,7 @@ pub(crate) struct PresenceView {
 #[utoipa::path(
     get,
     path = "/api/v1/presence/{user}",
-    params(("user" = String, Path, description = "the user asked about")),
+    params(("user" = String, Path, description = "the user asked about: a user id (at most 255 characters, no control characters)", min_length = 1, max_length = 255, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")),
     responses(
         (status = 200, description = "online state", body = PresenceView),
         (status = 400, description = "an invalid user name", body = chat_runtime::error::ErrorBody),
@@ -191,7 +230,7 @@ pub(crate) struct HistoryPage {
 #[utoipa::path(
     get,
     path = "/api/v1/conversations/{peer}/messages",
-    params(("peer" = String, Path, description = "the other user"), Page),
+    params(("peer" = String, Path, description = "the other user (at most 255 characters, no control characters)", min_length = 1, max_length = 255, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"), Page),
     responses(
         (status = 200, description = "a page of messages", body = HistoryPage),
         (status = 400, description = "an invalid user name, cursor or limit", body = chat_runtime::error::ErrorBody),

@@ -16,7 +16,7 @@ use chat_store::memory::MemoryPresence;
 use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
 use chat_store::redis::presence::{RedisNode, RedisNodeOptions, RedisPresence};
 use chat_store::sqlite::SqliteStore;
-use chat_store::{Direct, FrameText, Limits, MessageStore, Presence, PresenceNode};
+use chat_store::{Direct, FrameText, Limits, MessageStore, Presence, PresenceNode, RoomStore};
 use chat_testkit::WAIT;
 use chat_testkit::redis::TestRedis;
 use serde_json::{Value, json};
@@ -55,6 +55,7 @@ fn observer_handler() -> (Handler, mpsc::UnboundedReceiver<(String, String)>) {
 /// they publish on, an observer node, and the Redis if any.
 type Engines = (
     Arc<dyn MessageStore>,
+    Arc<dyn RoomStore>,
     Box<dyn PresenceNode>,
     Arc<dyn Presence>,
     Arc<dyn Broker>,
@@ -65,7 +66,7 @@ type Engines = (
 async fn start(kind: Kind, jwt: bool) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let (handler, heard) = observer_handler();
-    let (store, node, presence, broker, observer, redis): Engines = match kind {
+    let (store, rooms, node, presence, broker, observer, redis): Engines = match kind {
         Kind::Sqlite => {
             let bus = MemoryBus::new();
             let broker: Arc<dyn Broker> = Arc::new(bus.node(Arc::new(|_: &str, _| {})));
@@ -79,6 +80,7 @@ async fn start(kind: Kind, jwt: bool) -> Api {
             .await
             .unwrap();
             (
+                Arc::new(store.clone()),
                 Arc::new(store),
                 Box::new(presence.clone()),
                 Arc::new(presence),
@@ -111,6 +113,7 @@ async fn start(kind: Kind, jwt: bool) -> Api {
                 Arc::new(RedisBroker::start(options.clone(), Arc::new(|_: &str, _| {})).unwrap());
             let observer = Box::new(RedisBroker::start(options, handler).unwrap());
             (
+                Arc::new(store.clone()),
                 Arc::new(store),
                 Box::new(node),
                 Arc::new(presence),
@@ -125,7 +128,7 @@ async fn start(kind: Kind, jwt: bool) -> Api {
     } else {
         Authenticator::open()
     });
-    let service = PresenceService::new(Arc::clone(&store), presence, broker, auth);
+    let service = PresenceService::new(Arc::clone(&store), rooms, presence, broker, auth, 100);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let server = ServerSettings {
@@ -275,7 +278,16 @@ async fn reading_clears_the_counter_and_tells_both_sides(kind: Kind) {
         )
         .await;
     assert_eq!((status, error["error"].as_str()), (404, Some("not_found")));
-    assert!(api.heard.try_recv().is_err(), "neither read was news");
+    // Neither read was news: a marker published now is the next thing heard.
+    api.observer
+        .publish(&channel::user("bob"), envelope::text("marker"))
+        .await
+        .unwrap();
+    assert_eq!(
+        tokio::time::timeout(WAIT, api.heard.recv()).await.unwrap(),
+        Some((channel::user("bob"), "marker".to_owned())),
+        "neither read was news"
+    );
 }
 
 async fn presence_reports_online_and_last_seen(kind: Kind) {

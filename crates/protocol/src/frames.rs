@@ -20,7 +20,7 @@ pub enum ClientFrame {
         /// The receiving user, for a direct message.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         to: Option<String>,
-        /// The receiving room; the sending connection must have joined it.
+        /// The receiving room; the sender must be a member.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<String>,
         /// The text of the message (may be empty when `media` is given). As
@@ -32,8 +32,10 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         media: Option<MediaRef>,
     },
-    /// Join a room: from now on this connection receives its messages.
-    /// Answered by `joined`.
+    /// Join a room: this user becomes a member (a public room that does not
+    /// exist yet is created, with this user as its owner), and every
+    /// connection of the user, now and later, receives the room. Answered
+    /// by `joined`; the user's other connections get `joined` too.
     Join {
         /// Optional client id, echoed in the answer.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,7 +43,8 @@ pub enum ClientFrame {
         /// The room to join.
         room: String,
     },
-    /// Leave a room. Answered by `left`.
+    /// Leave a room: the user is a member no more, on every connection.
+    /// Answered by `left`.
     Leave {
         /// Optional client id, echoed in the answer.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,23 +52,33 @@ pub enum ClientFrame {
         /// The room to leave.
         room: String,
     },
-    /// Fetch the direct messages of this user's inbox after `since` (a `seq`),
-    /// oldest first. Answered by those frames, then `synced`.
+    /// Fetch what came after `since` (a `seq`), oldest first: this user's
+    /// inbox of direct messages, or with `room`, that room's history
+    /// (messages and membership events; members only). Answered by those
+    /// frames, then `synced`.
     Sync {
         /// Optional client id, echoed in `synced`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// A room this user is a member of; absent for the inbox.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
         /// The last `seq` the client has; 0 for everything kept.
         since: u64,
         /// At most this many frames (default and maximum 500).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
-    /// Tell `to` that this user is typing (not stored; send it every few
-    /// seconds while typing). Nothing is answered.
+    /// Tell `to` (or the other members of `room`) that this user is typing
+    /// (not stored; send it every few seconds while typing). Exactly one of
+    /// the two. Nothing is answered.
     Typing {
         /// The user being written to.
-        to: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        /// The room being written to; the sender must be a member.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
     },
     /// Follow users' online state: answered by one `presence` frame per user
     /// now, then another each time one of them comes or goes.
@@ -81,18 +94,58 @@ pub enum ClientFrame {
         /// The users to stop following.
         users: Vec<String>,
     },
-    /// Mark the conversation with `peer` read up to message `up_to` (a server
-    /// id). Every connection of this user gets the new `unread`; the peer gets
-    /// a `receipt`.
+    /// Mark the conversation with `peer` (or the room `room`: exactly one of
+    /// the two) read up to message `up_to` (a server id). Every connection
+    /// of this user gets the new `unread`; the peer gets a `receipt` (a
+    /// small room's members get one too).
     Read {
         /// Optional client id, echoed in an `error` if refused.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
         /// The other user of the conversation.
-        peer: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<String>,
+        /// The room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
         /// The id of the last message read.
         up_to: String,
     },
+}
+
+impl ServerFrame {
+    /// `frame` (a room message or membership event) as it reads at `seq`,
+    /// cut where the room writes it: `head` + seq + `tail`.
+    pub fn room_template(&self) -> (String, String) {
+        const MARK: u64 = u64::MAX;
+        let marked = match self {
+            ServerFrame::Message(message) => ServerFrame::Message(ChatMessage {
+                seq: Some(MARK),
+                ..message.clone()
+            }),
+            ServerFrame::MemberJoined(event) => ServerFrame::MemberJoined(RoomEvent {
+                seq: MARK,
+                ..event.clone()
+            }),
+            ServerFrame::MemberLeft(event) => ServerFrame::MemberLeft(RoomEvent {
+                seq: MARK,
+                ..event.clone()
+            }),
+            other => return (other.to_json(), String::new()),
+        };
+        cut_at_seq(&marked.to_json(), MARK)
+    }
+}
+
+/// `json` cut around its `"seq":{mark}` (the first: `seq` comes before
+/// every string field of these frames).
+fn cut_at_seq(json: &str, mark: u64) -> (String, String) {
+    let needle = format!("\"seq\":{mark}");
+    match json.split_once(&needle) {
+        Some((head, tail)) => (format!("{head}\"seq\":"), tail.to_owned()),
+        // unreachable in practice: `seq` is always serialised when set
+        None => (json.to_owned(), String::new()),
+    }
 }
 
 impl ClientFrame {
@@ -166,8 +219,10 @@ pub enum Target<'a> {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChatMessage {
-    /// Position in the inbox of the user this frame is for (direct messages
-    /// only): the cursor to `sync` from. The sender's copy has the sender's.
+    /// Where the message sits: for a direct message, in the inbox of the
+    /// user this frame is for (the sender's copy has the sender's); for a
+    /// room message, in the room (every member sees the same). The cursor
+    /// to `sync` from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
     /// Server id: a ULID, unique and sortable by time. Clients drop duplicates by it.
@@ -195,6 +250,26 @@ pub struct ChatMessage {
     pub ts: u64,
 }
 
+/// A membership change, as a room's history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RoomEvent {
+    /// Position in the room's history, as for messages.
+    pub seq: u64,
+    /// Server id (a ULID): `read` may point at it.
+    pub id: String,
+    /// The room.
+    pub room: String,
+    /// The user who joined or left.
+    pub user: String,
+    /// Who added or removed them, when it was someone else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// When, in milliseconds since the Unix epoch.
+    pub ts: u64,
+}
+
 /// A frame from server to client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -211,7 +286,8 @@ pub enum ServerFrame {
     /// A message for this connection (a direct message or a room message; a
     /// room message reaches the sender's own connections too).
     Message(ChatMessage),
-    /// This connection joined a room.
+    /// This user joined a room (answering this connection's `join`, or
+    /// another connection's, or a member who added this user).
     Joined {
         /// The client id of the `join`, if it had one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -219,7 +295,7 @@ pub enum ServerFrame {
         /// The room joined.
         room: String,
     },
-    /// This connection left a room.
+    /// This user left a room (or was removed from it).
     Left {
         /// The client id of the `leave`, if it had one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -233,21 +309,34 @@ pub enum ServerFrame {
     Unread {
         /// Sender → number of unread messages.
         counts: std::collections::BTreeMap<String, u64>,
+        /// Room → number of unread entries: every room of the user when a
+        /// connection opens, the room read after a room `read`. Absent when
+        /// empty. Room messages arriving live are not announced here (each
+        /// member's count is theirs): a client adds one per room `message`
+        /// or membership event from someone else.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        rooms: std::collections::BTreeMap<String, u64>,
     },
     /// The end of a `sync` (or of the replay after connecting).
     Synced {
         /// The client id of the `sync`, if it had one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// The room synced; absent for the inbox.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
         /// The last `seq` delivered; the next `sync` starts here.
         until: u64,
         /// More messages are waiting: `sync` again from `until`.
         more: bool,
     },
-    /// A user is typing to this one.
+    /// A user is typing to this one (or in one of this user's rooms).
     Typing {
         /// Who is typing.
         from: String,
+        /// The room, when they type in one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
     },
     /// A watched user's online state: now (after `watch`) or as it changes.
     Presence {
@@ -259,13 +348,22 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         last_seen: Option<u64>,
     },
-    /// The peer read the conversation up to a message.
+    /// The peer (or a member of a small room) read up to a message.
     Receipt {
         /// Who read.
         from: String,
         /// The id of the last message they read.
         up_to: String,
+        /// The room, for a room read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
     },
+    /// A user became a member of a room: an entry of the room's history,
+    /// with its `seq`, delivered like a message and returned by `sync`.
+    MemberJoined(RoomEvent),
+    /// A user stopped being a member of a room (left, or was removed `by`
+    /// someone): an entry of the room's history, like `member_joined`.
+    MemberLeft(RoomEvent),
     /// A frame was refused. The connection stays open unless a close follows.
     Error {
         /// The client id of the refused frame, when it had a readable one.
@@ -332,10 +430,13 @@ error_codes! {
     InvalidName = "invalid_name",
     /// A seed frame's `sender` is not the connection's user.
     SenderMismatch = "sender_mismatch",
-    /// A room `send` from a connection that has not joined the room.
-    NotMember = "not_member",
-    /// The connection already holds as many rooms as allowed.
+    /// The user is a member of as many rooms as allowed
+    /// (`CHAT_ROOMS_PER_USER`), or the connection watches as many users.
     TooManyRooms = "too_many_rooms",
+    /// The room has as many members as allowed (`CHAT_ROOM_MAX_MEMBERS`).
+    RoomFull = "room_full",
+    /// (HTTP 409) The thing to create exists already (a room's name is taken).
+    Conflict = "conflict",
     /// The connection sends faster than its rate limit; the frame was dropped.
     RateLimited = "rate_limited",
     /// A dependency (broker or store) is unreachable; nothing was accepted.
@@ -346,9 +447,10 @@ error_codes! {
     OverCapacity = "over_capacity",
     /// (HTTP 401) No valid credentials: a missing, malformed, wrongly signed or expired token.
     Unauthorized = "unauthorized",
-    /// (HTTP 403) Valid credentials, but not for this user or resource (or a foreign Origin).
+    /// (HTTP 403) Valid credentials, but not for this user or resource (a
+    /// room the user is no member of, a private room, a foreign Origin).
     Forbidden = "forbidden",
-    /// (HTTP 404) No such resource (a media id, say).
+    /// (HTTP 404) No such resource (a media id, a room, a message).
     NotFound = "not_found",
     /// (HTTP 413) An upload over the size limit.
     TooLarge = "too_large",
@@ -362,18 +464,7 @@ error_codes! {
 /// `head` + seq + `tail` is the frame an inbox at that position delivers.
 /// Serialised once; every inbox only glues its number in.
 pub fn message_template(message: &ChatMessage) -> (String, String) {
-    const MARK: u64 = u64::MAX;
-    let with_mark = ServerFrame::Message(ChatMessage {
-        seq: Some(MARK),
-        ..message.clone()
-    })
-    .to_json();
-    let needle = format!("\"seq\":{MARK}");
-    match with_mark.split_once(&needle) {
-        Some((head, tail)) => (format!("{head}\"seq\":"), tail.to_owned()),
-        // unreachable in practice: `seq` is always serialised when set
-        None => (with_mark, String::new()),
-    }
+    ServerFrame::Message(message.clone()).room_template()
 }
 
 #[cfg(test)]

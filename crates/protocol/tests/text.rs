@@ -242,7 +242,10 @@ fn a_lone_surrogate_in_any_text_field_of_a_typed_frame_becomes_the_replacement_c
     // Escaped names of fields and types are text too.
     assert_eq!(
         frame(r#"{"\u0074ype":"t\u0079ping","to":"bob"}"#),
-        ClientFrame::Typing { to: "bob".into() }
+        ClientFrame::Typing {
+            to: Some("bob".into()),
+            room: None
+        }
     );
 }
 

@@ -342,6 +342,40 @@ impl SharedSettings {
     }
 }
 
+crate::settings! {
+    /// Limits of durable rooms, read by the gateways and the presence
+    /// service (both change memberships).
+    #[title = "Rooms"]
+    pub struct RoomSettings {
+        /// Rooms one user may be a member of; one more is refused
+        /// (`too_many_rooms`).
+        pub rooms_per_user: u64 = 1_000,
+        /// Members one room may have; one more is refused (`room_full`).
+        pub room_max_members: u64 = 100_000,
+        /// Rooms with at most this many members send read receipts to their
+        /// members; larger rooms do not (a receipt per read would cost
+        /// every member a frame per reader).
+        pub room_receipts_max: u64 = 100,
+    }
+}
+
+impl RoomSettings {
+    /// Checks values a type cannot; the error names the setting.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.rooms_per_user == 0 {
+            return Err(SettingsError::new(
+                "invalid setting CHAT_ROOMS_PER_USER: must be at least 1",
+            ));
+        }
+        if self.room_max_members == 0 {
+            return Err(SettingsError::new(
+                "invalid setting CHAT_ROOM_MAX_MEMBERS: must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail fixes the closure's error type
 mod tests {

@@ -18,7 +18,6 @@
 -- ARGV[6]  envelope         broker envelope header for published frames
 -- ARGV[7]  user             who connected
 -- ARGV[8]  conn             the connection's id on this node
--- ARGV[9]  online           the presence frame announcing the user online
 --
 -- Returns {the user's connections on live nodes, this one included,
 --          1 if this call counted it in}.
@@ -36,7 +35,6 @@ local watch_prefix = ARGV[5]
 local envelope = ARGV[6]
 local user = ARGV[7]
 local conn = ARGV[8]
-local online = ARGV[9]
 
 revive({
   id = node_id, lease_key = lease_key, lease_ms = lease_ms, nodes_key = nodes_key,
@@ -51,6 +49,6 @@ redis.call('SADD', node_users_key, user)
 redis.call('HINCRBY', presence_key, node_id, 1)
 local total = live_total(presence_key, node_prefix)
 if total == 1 then
-  redis.call('PUBLISH', watch_prefix .. user, envelope .. online)
+  redis.call('PUBLISH', watch_prefix .. user, envelope .. online_frame(user))
 end
 return {total, 1}

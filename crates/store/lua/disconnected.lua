@@ -18,8 +18,6 @@
 -- ARGV[6]  envelope         broker envelope header for published frames
 -- ARGV[7]  user             who disconnected
 -- ARGV[8]  conn             the connection's id on this node
--- ARGV[9]  offline_head     the presence frame announcing the user offline,
--- ARGV[10] offline_tail     cut where the last-seen time goes
 --
 -- Returns {connections left on live nodes, 1 if this call counted one out}.
 local lease_key = KEYS[1]
@@ -37,8 +35,6 @@ local watch_prefix = ARGV[5]
 local envelope = ARGV[6]
 local user = ARGV[7]
 local conn = ARGV[8]
-local offline_head = ARGV[9]
-local offline_tail = ARGV[10]
 
 revive({
   id = node_id, lease_key = lease_key, lease_ms = lease_ms, nodes_key = nodes_key,
@@ -58,6 +54,6 @@ local total = live_total(presence_key, node_prefix)
 if total == 0 then
   local now = now_ms()
   redis.call('SET', last_seen_key, now)
-  redis.call('PUBLISH', watch_prefix .. user, envelope .. offline_head .. now .. offline_tail)
+  redis.call('PUBLISH', watch_prefix .. user, envelope .. offline_frame(user, now))
 end
 return {total, 1}

@@ -32,7 +32,11 @@ if position <= current then
 end
 redis.call('HSET', read_pos_key, peer, position)
 redis.call('HSET', read_key, peer, up_to)
-local left = redis.call('ZCOUNT', posts_in_key, '(' .. position, '+inf')
+-- Notes to oneself are never unread (append counts nothing for them).
+local left = 0
+if posts_in_key ~= posts_out_key then
+  left = redis.call('ZCOUNT', posts_in_key, '(' .. position, '+inf')
+end
 if left > 0 then
   redis.call('HSET', unread_key, peer, left)
 else

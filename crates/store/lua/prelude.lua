@@ -81,4 +81,26 @@ local function revive(node)
   return #swept / 2
 end
 
+-- Appends `frame` (a room entry, written at `seq`) with its server `id` to
+-- a room's history (`log_key`: seq -> frame; `ids_key`: id -> seq), and
+-- keeps the room's last `max_len` entries.
+local function room_append(log_key, ids_key, seq, id, frame, max_len)
+  redis.call('ZADD', log_key, seq, frame)
+  redis.call('ZADD', ids_key, seq, id)
+  if seq > max_len then
+    local oldest = '(' .. (seq - max_len + 1)
+    redis.call('ZREMRANGEBYSCORE', log_key, '-inf', oldest)
+    redis.call('ZREMRANGEBYSCORE', ids_key, '-inf', oldest)
+  end
+end
+
+-- A room member's role and the seq they joined at, from their
+-- `members` hash entry ("{role} {seq}"); nil for no member.
+local function member_of(members_key, user)
+  local entry = redis.call('HGET', members_key, user)
+  if not entry then return nil end
+  local role, joined = string.match(entry, '^(%a+) (%d+)$')
+  return role, tonumber(joined)
+end
+
 -- The end of every script's prelude: its own text follows.

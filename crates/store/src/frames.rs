@@ -2,7 +2,7 @@
 //! bytes are exactly what [`ServerFrame`] would give, cut where a value
 //! known only inside the store (a count, a time) goes.
 
-use chat_protocol::ServerFrame;
+use chat_protocol::{RoomEvent, ServerFrame};
 
 /// A number no real count or time reaches, marking where to cut.
 const MARK: u64 = u64::MAX;
@@ -25,7 +25,35 @@ fn cut(frame: &ServerFrame) -> (String, String) {
 pub fn unread_template(sender: &str) -> (String, String) {
     cut(&ServerFrame::Unread {
         counts: [(sender.to_owned(), MARK)].into_iter().collect(),
+        rooms: Default::default(),
     })
+}
+
+/// A membership entry of room `room` about `user` (`joined`, or left),
+/// changed `by` someone else when given: its new server id and its frame
+/// cut where the room writes the entry's seq.
+pub fn member_event(
+    joined: bool,
+    room: &str,
+    user: &str,
+    by: Option<&str>,
+) -> (String, String, String) {
+    let event = RoomEvent {
+        seq: 0,
+        id: ulid::Ulid::new().to_string(),
+        room: room.to_owned(),
+        user: user.to_owned(),
+        by: by.filter(|by| *by != user).map(str::to_owned),
+        ts: crate::now_millis(),
+    };
+    let id = event.id.clone();
+    let frame = if joined {
+        ServerFrame::MemberJoined(event)
+    } else {
+        ServerFrame::MemberLeft(event)
+    };
+    let (head, tail) = frame.room_template();
+    (id, head, tail)
 }
 
 /// The `presence` frame announcing `user` online.
@@ -59,7 +87,11 @@ mod tests {
             let counts = [(name.to_owned(), 7)].into_iter().collect();
             assert_eq!(
                 format!("{head}7{tail}"),
-                ServerFrame::Unread { counts }.to_json()
+                ServerFrame::Unread {
+                    counts,
+                    rooms: Default::default()
+                }
+                .to_json()
             );
             let (head, tail) = offline_template(name);
             let offline = ServerFrame::Presence {

@@ -11,7 +11,12 @@
 //!   counted by the nodes holding connections. Engines:
 //!   [`redis::presence::RedisNode`] (leases and sweeps across gateways) and
 //!   [`memory::MemoryPresence`] (one process).
-//! - [`read`]: marking a conversation read and telling both sides.
+//! - [`RoomStore`] (`rooms.rs`): durable rooms — membership, one history
+//!   per room, one read marker per member (unread counts derived, never
+//!   stored). Engines: the Redis store (one hash slot per room) and the
+//!   SQLite store.
+//! - [`read`]: marking a conversation or a room read and telling everyone
+//!   concerned.
 //! - `frames.rs`: the frames stores publish, cut from the protocol's types.
 //!
 //! The engines are features: `redis` and `sqlite` (the in-process presence
@@ -27,18 +32,25 @@
 
 mod error;
 mod frames;
+mod limits;
 pub mod memory;
 mod messages;
 mod presence;
 pub mod read;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod rooms;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 pub use error::StoreError;
+pub use limits::{Limits, RoomLimits};
 pub use messages::{
-    Appended, Direct, FrameText, HistoryEntry, InboxEntry, Limits, MessageStore, ReadMarker,
-    SENT_IDS_KEPT, SENT_IDS_TTL, Unread, conversation, now_millis,
+    Appended, Direct, FrameText, HistoryEntry, InboxEntry, MessageStore, ReadMarker, SENT_IDS_KEPT,
+    SENT_IDS_TTL, Unread, conversation, now_millis,
 };
 pub use presence::{ConnId, Presence, PresenceNode, PresenceState, Swept};
+pub use rooms::{
+    Admission, Member, Role, RoomAppended, RoomError, RoomInfo, RoomRead, RoomSend, RoomStore,
+    RoomSummary, RoomUnread,
+};

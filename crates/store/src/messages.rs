@@ -168,25 +168,6 @@ pub const SENT_IDS_KEPT: usize = 1_000;
 /// How long a sender's client ids outlive their last send, at least.
 pub const SENT_IDS_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 60 * 60);
 
-/// How many entries each kind of list keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Entries an inbox, a conversation's history (and its read index) keep;
-    /// older ones are trimmed (`CHAT_HISTORY_MAX`).
-    pub history_max: u64,
-    /// Entries an offline list keeps (`CHAT_OFFLINE_MAX`).
-    pub offline_max: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            history_max: 10_000,
-            offline_max: 1_000,
-        }
-    }
-}
-
 /// Milliseconds since the Unix epoch.
 pub fn now_millis() -> u64 {
     std::time::SystemTime::now()

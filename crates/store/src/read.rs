@@ -1,4 +1,4 @@
-//! Marking a conversation read, and telling everyone concerned.
+//! Marking a conversation or a room read, and telling everyone concerned.
 
 use std::sync::Arc;
 
@@ -7,6 +7,7 @@ use chat_protocol::ServerFrame;
 
 use crate::StoreError;
 use crate::messages::{MessageStore, ReadMarker};
+use crate::rooms::{RoomError, RoomRead, RoomStore};
 
 /// Marks `reader`'s conversation with `peer` read up to message `up_to`.
 /// When the marker moved, publishes the reader's new counters to all the
@@ -32,11 +33,13 @@ pub async fn mark_read(
     };
     let unread = ServerFrame::Unread {
         counts: counts.clone(),
+        rooms: Default::default(),
     }
     .to_json();
     let receipt = ServerFrame::Receipt {
         from: reader.to_owned(),
         up_to: up_to.to_owned(),
+        room: None,
     }
     .to_json();
     let mine = broker
@@ -48,4 +51,56 @@ pub async fn mark_read(
     mine.and(theirs)
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
     Ok(marker)
+}
+
+/// Marks `reader`'s place in `room` up to entry `up_to` (an id). When the
+/// marker moved, every connection of the reader gets `unread` with all
+/// their direct counters and the room's new count, and — while the room
+/// has at most `receipts_max` members — the room gets a `receipt` (in a
+/// larger room a receipt per read would cost every member a frame per
+/// reader). A stale read and an unknown entry publish nothing.
+///
+/// Errors: those of [`RoomStore::mark_room_read`], and
+/// [`RoomError::Store`] when a publish fails after the marker moved (a
+/// retry is then a stale read).
+#[allow(clippy::too_many_arguments)]
+pub async fn mark_room_read(
+    messages: &dyn MessageStore,
+    rooms: &dyn RoomStore,
+    broker: &Arc<dyn Broker>,
+    reader: &str,
+    room: &str,
+    up_to: &str,
+    receipts_max: u64,
+) -> Result<RoomRead, RoomError> {
+    let read = rooms.mark_room_read(room, reader, up_to).await?;
+    let RoomRead::Moved { unread, members } = &read else {
+        return Ok(read);
+    };
+    let counts = messages.unread(reader).await?;
+    let frame = ServerFrame::Unread {
+        counts,
+        rooms: [(room.to_owned(), *unread)].into_iter().collect(),
+    }
+    .to_json();
+    let published = broker
+        .publish(&channel::user(reader), envelope::text(&frame))
+        .await;
+    let receipt = if *members <= receipts_max {
+        let receipt = ServerFrame::Receipt {
+            from: reader.to_owned(),
+            up_to: up_to.to_owned(),
+            room: Some(room.to_owned()),
+        }
+        .to_json();
+        broker
+            .publish(&channel::room(room), envelope::text(&receipt))
+            .await
+    } else {
+        Ok(())
+    };
+    published
+        .and(receipt)
+        .map_err(|e| RoomError::Store(StoreError::Unavailable(e.to_string())))?;
+    Ok(read)
 }

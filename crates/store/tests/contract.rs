@@ -41,10 +41,7 @@ fn observer_handler() -> (Handler, mpsc::UnboundedReceiver<(String, String)>) {
     (handler, rx)
 }
 
-const LIMITS: Limits = Limits {
-    history_max: 10_000,
-    offline_max: 1_000,
-};
+const LIMITS: Limits = Limits::DEFAULT;
 
 async fn sqlite() -> Fixture {
     sqlite_with(LIMITS).await
@@ -261,6 +258,14 @@ async fn unread_counts_per_sender_and_a_read_keeps_what_came_after_it(f: Fixture
         marker,
         ReadMarker::Moved([("carol".to_owned(), 1)].into_iter().collect())
     );
+    // Reading one's notes: nothing was unread, nothing becomes unread.
+    let note = f.said("bob", "bob", "another note").await;
+    f.said("bob", "bob", "a later note").await;
+    let marker = f.store.mark_read("bob", "bob", &note).await.unwrap();
+    assert_eq!(
+        marker,
+        ReadMarker::Moved([("carol".to_owned(), 1)].into_iter().collect())
+    );
 }
 
 async fn a_read_must_name_a_message_of_that_conversation(f: Fixture) {
@@ -312,10 +317,12 @@ async fn a_read_tells_every_device_of_both_sides_once(mut f: Fixture) {
     assert!(matches!(marker, ReadMarker::Moved(_)));
     let unread = ServerFrame::Unread {
         counts: [("alice".to_owned(), 1)].into_iter().collect(),
+        rooms: Default::default(),
     };
     let receipt = ServerFrame::Receipt {
         from: "bob".into(),
         up_to: first.clone(),
+        room: None,
     };
     let mut heard = [f.heard().await, f.heard().await];
     heard.sort();
@@ -341,7 +348,8 @@ async fn a_read_tells_every_device_of_both_sides_once(mut f: Fixture) {
             channel::user("alice"),
             ServerFrame::Receipt {
                 from: "bob".into(),
-                up_to: second
+                up_to: second,
+                room: None,
             }
             .to_json()
         ),
@@ -442,6 +450,7 @@ async fn frames_for_any_name_are_the_protocols_bytes(mut f: Fixture) {
     f.heard().await;
     let unread = ServerFrame::Unread {
         counts: [(sender.to_owned(), 1)].into_iter().collect(),
+        rooms: Default::default(),
     };
     assert_eq!(f.heard().await, (channel::user("bob"), unread.to_json()));
 }
@@ -537,9 +546,13 @@ async fn redis_keeps_unread_counters_in_the_seeds_hash_shape() {
 }
 
 async fn lists_are_kept_to_their_limits(f: Fixture) {
+    // Two conversations taking turns: each is trimmed by its own count.
     for i in 1..=300 {
         f.said("alice", "bob", &format!("m{i}")).await;
+        f.said("carol", "dave", &format!("m{i}")).await;
     }
+    let other = f.store.history("carol", "dave", None, 1_000).await.unwrap();
+    assert!((50..150).contains(&other.len()), "{}", other.len());
     // Inboxes and histories are trimmed like Redis's `MAXLEN ~ 50`: to at
     // least 50 and at most one more stream node (100 entries).
     let inbox = f.store.inbox_since("bob", 0, 1_000).await.unwrap();
@@ -558,6 +571,7 @@ async fn lists_are_kept_to_their_limits(f: Fixture) {
 const SMALL: Limits = Limits {
     history_max: 50,
     offline_max: 5,
+    ..Limits::DEFAULT
 };
 
 #[tokio::test]
@@ -586,7 +600,12 @@ async fn a_send_retried_after_its_call_timed_out_is_stored_once() {
     })
     .unwrap();
     let message = typed("alice", "bob", "slow");
-    store.check().await.unwrap();
+    // The script is loaded first (a fresh Redis answers the first EVALSHA
+    // with NOSCRIPT, which would be held too and the send never run).
+    store
+        .append_direct(typed("carol", "dave", "warm"))
+        .await
+        .unwrap();
     proxy.hold();
     let first = store.append_direct(message.clone()).await;
     assert!(first.is_err(), "the call gave up waiting: {first:?}");

@@ -137,6 +137,8 @@ pub fn now() -> u64 {
 struct Served {
     /// The JWK Set served, or `None` while the provider is down (503).
     body: Option<String>,
+    /// Requests are taken and never answered (a provider that hangs).
+    hang: bool,
 }
 
 /// A JWKS endpoint on loopback: `GET /jwks.json` answers the current key
@@ -155,6 +157,7 @@ impl JwksServer {
         let addr = listener.local_addr()?;
         let served = Arc::new(Mutex::new(Served {
             body: Some(set_of(keys)),
+            hang: false,
         }));
         let fetches = Arc::new(AtomicUsize::new(0));
         let (state, count) = (Arc::clone(&served), Arc::clone(&fetches));
@@ -171,7 +174,14 @@ impl JwksServer {
                         }
                     }
                     count.fetch_add(1, Ordering::SeqCst);
-                    let body = state.lock().map(|s| s.body.clone()).unwrap_or(None);
+                    let (body, hang) = state
+                        .lock()
+                        .map(|s| (s.body.clone(), s.hang))
+                        .unwrap_or((None, false));
+                    if hang {
+                        // Hold the connection open, answering nothing.
+                        std::future::pending::<()>().await;
+                    }
                     let response = match body {
                         Some(body) => format!(
                             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -201,6 +211,15 @@ impl JwksServer {
     pub fn rotate(&self, keys: &[(TestKey, &str)]) {
         if let Ok(mut served) = self.served.lock() {
             served.body = Some(set_of(keys));
+            served.hang = false;
+        }
+    }
+
+    /// From now on, takes requests and never answers them (until
+    /// [`JwksServer::rotate`]).
+    pub fn hang(&self) {
+        if let Ok(mut served) = self.served.lock() {
+            served.hang = true;
         }
     }
 

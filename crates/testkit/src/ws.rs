@@ -160,6 +160,31 @@ impl WsClient {
         }
     }
 
+    /// The next `n` frames, `unread` skipped, sorted by type (for frames
+    /// whose order is not promised: an `ack` and the sender's own copy, a
+    /// `joined` and the room's `member_joined`).
+    pub async fn recv_frames(&mut self, n: usize) -> anyhow::Result<Vec<Value>> {
+        let mut frames = Vec::with_capacity(n);
+        while frames.len() < n {
+            let frame = self.recv_json().await?;
+            if frame["type"] != "unread" {
+                frames.push(frame);
+            }
+        }
+        frames.sort_by_key(|f| f["type"].as_str().unwrap_or_default().to_owned());
+        Ok(frames)
+    }
+
+    /// The types of the next `n` frames (`unread` skipped), sorted.
+    pub async fn recv_kinds(&mut self, n: usize) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .recv_frames(n)
+            .await?
+            .iter()
+            .map(|f| f["type"].as_str().unwrap_or_default().to_owned())
+            .collect())
+    }
+
     /// The next frame of type `kind`, skipping frames of any other type (for
     /// a test that does not care what else arrives meanwhile).
     pub async fn recv_until(&mut self, kind: &str) -> anyhow::Result<Value> {
@@ -171,13 +196,14 @@ impl WsClient {
         }
     }
 
-    /// The `ack` for the client id `id`, skipping `unread` frames and the
-    /// `message` copies a sender's own connections receive.
+    /// The `ack` for the client id `id`, skipping `unread` frames, the
+    /// `message` copies a sender's own connections receive and room
+    /// membership entries.
     pub async fn recv_ack(&mut self, id: &str) -> anyhow::Result<Value> {
         loop {
             let frame = self.recv_json().await?;
             match frame["type"].as_str() {
-                Some("unread" | "message") => continue,
+                Some("unread" | "message" | "member_joined" | "member_left") => continue,
                 Some("ack") if frame["id"] == id => return Ok(frame),
                 _ => anyhow::bail!("expected the ack of '{id}', got {frame}"),
             }

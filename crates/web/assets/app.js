@@ -14,10 +14,19 @@ const page = {
   me: "",
   /** How I am shown. */
   myName: "",
+  /** The open direct conversation (a peer id), the lobby, or null while a room is open. */
   current: LOBBY,
+  /** The open room, or null. */
+  room: null,
   lobbyLines: [],
   /** peer → { messages: Map(id → message), unread, online, nextBefore, loaded } */
   conversations: new Map(),
+  /** room → { entries: Map(id → message or membership entry), unread, private,
+   *  members: [{user, role}], readers: Map(user → up_to), nextBefore, loaded } */
+  rooms: new Map(),
+  /** Rooms left in this session: an entry of theirs arriving late (the
+   *  leaver's own `member_left` after `left`) must not bring them back. */
+  left: new Set(),
   /** peer → id of the last of my messages they read */
   receipts: new Map(),
   /** user id → how that user is shown (their display name, or the name I typed) */
@@ -35,6 +44,27 @@ function conversation(peer) {
     page.client?.watch([peer]);
   }
   return page.conversations.get(peer);
+}
+
+function room(name) {
+  if (!page.rooms.has(name)) {
+    page.rooms.set(name, { entries: new Map(), unread: 0, private: false, members: [], readers: new Map(), nextBefore: null, loaded: false });
+  }
+  return page.rooms.get(name);
+}
+
+const isMembership = (entry) => entry.type === "member_joined" || entry.type === "member_left";
+
+/** Whether a room entry came from someone else (it counts as unread for me). */
+function fromSomeoneElse(entry) {
+  return isMembership(entry) ? entry.user !== page.me && entry.by !== page.me : entry.from !== page.me;
+}
+
+/** "carol joined", "dave was removed by alice". */
+function membershipText(entry) {
+  const who = shown(entry.user);
+  if (entry.type === "member_joined") return entry.by ? `${who} was added by ${shown(entry.by)}` : `${who} joined`;
+  return entry.by ? `${who} was removed by ${shown(entry.by)}` : `${who} left`;
 }
 
 function el(tag, props = {}, ...children) {
@@ -74,13 +104,26 @@ async function start(user, token) {
   page.client = client;
   page.lobby = new Lobby({ token });
   wire(page.client, page.lobby);
-  page.client.connect();
-  page.lobby.connect();
   $("me").textContent = page.myName;
   $("signin").hidden = true;
   $("app").hidden = false;
   $("text").focus();
+  page.lobby.connect();
+  // My rooms before the connection opens, so its `unread` frame (the
+  // newer counts) lands on them last.
+  await listRooms();
+  page.client.connect();
   render();
+}
+
+async function listRooms() {
+  try {
+    for (const summary of await page.client.rooms()) {
+      Object.assign(room(summary.room), { private: summary.private, unread: summary.unread });
+    }
+  } catch (e) {
+    notice(`rooms: ${e.message}`);
+  }
 }
 
 // ---- events from the server -----------------------------------------------
@@ -92,7 +135,10 @@ function wire(client, lobby) {
   });
   client.addEventListener("message", (e) => {
     const m = e.detail;
-    if (m.room) return;
+    if (m.room) {
+      roomEntry(m, e.catchUp);
+      return;
+    }
     if (m.from_name && m.from !== page.me) page.names.set(m.from, m.from_name);
     const peer = m.from === page.me ? m.to : m.from;
     conversation(peer).messages.set(m.id, m);
@@ -111,32 +157,119 @@ function wire(client, lobby) {
     });
     render();
   });
+  client.addEventListener("member_joined", (e) => roomEntry(e.detail, e.catchUp));
+  client.addEventListener("member_left", (e) => roomEntry(e.detail, e.catchUp));
   client.addEventListener("unread", (e) => {
     for (const [sender, count] of Object.entries(e.detail.counts)) {
       conversation(sender).unread = page.current === sender ? 0 : count;
     }
     if (Object.keys(e.detail.counts).length === 0) for (const c of page.conversations.values()) c.unread = 0;
+    // On connect every room of mine; after a room read, that room.
+    for (const [name, count] of Object.entries(e.detail.rooms || {})) {
+      page.left.delete(name);
+      if (page.room === name && count) markRoomRead(name);
+      room(name).unread = page.room === name ? 0 : count;
+    }
     renderList();
   });
   client.addEventListener("receipt", (e) => {
-    page.receipts.set(e.detail.from, e.detail.up_to);
-    if (page.current === e.detail.from) renderMessages();
+    const { from, up_to: upTo, room: where } = e.detail;
+    if (where) {
+      page.rooms.get(where)?.readers.set(from, upTo);
+      if (page.room === where) renderMessages();
+      return;
+    }
+    page.receipts.set(from, upTo);
+    if (page.current === from) renderMessages();
   });
   client.addEventListener("presence", (e) => {
     conversation(e.detail.user).online = e.detail.online;
     renderList();
   });
   client.addEventListener("typing", (e) => {
-    if (page.current !== e.detail.from) return;
-    $("typing").textContent = `${shown(e.detail.from)} is typing…`;
+    const { from, room: where } = e.detail;
+    const here = where ? page.room === where && from !== page.me : page.current === from;
+    if (!here) return;
+    $("typing").textContent = `${shown(from)} is typing…`;
     clearTimeout(page.typingTimer);
     page.typingTimer = setTimeout(() => ($("typing").textContent = ""), TYPING_SHOWN_MS);
+  });
+  // Joined or left here (answering join/leave), on another device, or added
+  // or removed by a member.
+  client.addEventListener("joined", (e) => {
+    page.left.delete(e.detail.room);
+    room(e.detail.room);
+    renderList();
+  });
+  client.addEventListener("left", (e) => {
+    const name = e.detail.room;
+    page.rooms.delete(name);
+    page.left.add(name);
+    if (page.room === name) {
+      open(LOBBY);
+      if (!e.detail.id) notice(`you are no longer in #${name}`);
+    }
+    renderList();
   });
   client.addEventListener("error", (e) => notice(`${e.detail.code}: ${e.detail.message}`));
   lobby.addEventListener("text", (e) => {
     page.lobbyLines.push({ text: e.detail, ts: Date.now() });
     if (page.current === LOBBY) renderMessages();
   });
+}
+
+/** A room's message or membership entry, live or from a catch-up (whose
+ *  entries the `unread` count on connect has counted already). */
+function roomEntry(entry, catchUp) {
+  if (page.left.has(entry.room)) return;
+  if (entry.from_name && entry.from !== page.me) page.names.set(entry.from, entry.from_name);
+  const r = room(entry.room);
+  r.entries.set(entry.id, entry);
+  // My own leaving or removal: the room is mine no more (`left` follows),
+  // so nothing to mark read or look up.
+  const gone = entry.type === "member_left" && entry.user === page.me;
+  if (page.room === entry.room && !gone) {
+    markRoomRead(entry.room);
+    if (isMembership(entry)) refreshMembers(entry.room);
+  } else if (!catchUp && fromSomeoneElse(entry)) {
+    r.unread += 1;
+  }
+  render();
+}
+
+/** The room's latest entry, by `seq`. */
+function lastEntry(r) {
+  let last = null;
+  for (const entry of r.entries.values()) if (!last || entry.seq > last.seq) last = entry;
+  return last;
+}
+
+function markRoomRead(name) {
+  const r = room(name);
+  const last = lastEntry(r);
+  if (last && r.lastRead !== last.id) {
+    r.lastRead = last.id;
+    page.client.readRoom(name, last.id);
+  }
+  r.unread = 0;
+}
+
+/** Fetches the open room's members (again after each membership entry). */
+async function refreshMembers(name) {
+  const r = room(name);
+  const asked = (r.membersAsked = (r.membersAsked || 0) + 1);
+  let view;
+  try {
+    view = await page.client.room(name);
+  } catch (e) {
+    notice(`${name}: ${e.message}`);
+    return;
+  }
+  // An older answer overtaking a newer one would show a stale list.
+  if (asked !== r.membersAsked) return;
+  r.members = view.members;
+  r.private = view.private;
+  if (page.room === name) renderRoomBar();
 }
 
 function markRead(peer) {
@@ -158,6 +291,7 @@ function notice(text) {
 
 function render() {
   renderList();
+  renderRoomBar();
   renderMessages();
 }
 
@@ -166,6 +300,19 @@ function renderList() {
   const lobbyItem = list.firstElementChild;
   list.replaceChildren(lobbyItem);
   lobbyItem.querySelector("button").setAttribute("aria-current", String(page.current === LOBBY));
+  for (const [name, r] of page.rooms) {
+    const button = el(
+      "button",
+      { className: "conversation room", type: "button" },
+      el("span", { className: "hash", textContent: "#", title: r.private ? "private room" : "room" }),
+      el("span", { className: "name", textContent: name }),
+      r.private ? el("span", { className: "private", textContent: "private", title: "only members add members" }) : "",
+      el("span", { className: "badge", textContent: r.unread ? String(r.unread) : "" }),
+    );
+    button.dataset.room = name;
+    button.setAttribute("aria-current", String(page.room === name));
+    list.append(el("li", {}, button));
+  }
   for (const [peer, c] of page.conversations) {
     const button = el(
       "button",
@@ -196,10 +343,43 @@ function mediaView(media) {
   }
 }
 
+/** One message; `readBy` (for mine) is who has read it: "read", or the room members' names. */
+function messageItem(m, readBy) {
+  const mine = m.from === page.me;
+  const item = el("li", { className: `msg${mine ? " mine" : ""}` });
+  item.dataset.id = m.id;
+  const time = new Date(m.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const meta = el("span", { className: "meta", textContent: `${m.from_name || shown(m.from)} · ${time}` });
+  if (mine) {
+    const read = Boolean(readBy);
+    meta.append(el("span", { className: `ticks${read ? " read" : ""}`, textContent: read ? "✓✓" : "✓", title: read ? readBy : "delivered" }));
+  }
+  item.append(meta);
+  if (m.body) item.append(el("span", { className: "body", textContent: m.body }));
+  if (m.media) item.append(mediaView(m.media));
+  return item;
+}
+
 function renderMessages() {
   const list = $("messages");
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-  if (page.current === LOBBY) {
+  if (page.room) {
+    const r = room(page.room);
+    $("title").textContent = `#${page.room}${r.private ? " · private" : ""}`;
+    const entries = [...r.entries.values()].sort((a, b) => a.seq - b.seq);
+    const readers = [...r.readers].filter(([user]) => user !== page.me);
+    list.replaceChildren(
+      ...entries.map((entry) => {
+        if (isMembership(entry)) {
+          const item = el("li", { className: "msg notice membership", textContent: membershipText(entry) });
+          item.dataset.id = entry.id;
+          return item;
+        }
+        const readBy = readers.filter(([, upTo]) => upTo >= entry.id).map(([user]) => shown(user));
+        return messageItem(entry, readBy.length ? `read by ${readBy.join(", ")}` : "");
+      }),
+    );
+  } else if (page.current === LOBBY) {
     $("title").textContent = "Lobby";
     list.replaceChildren(...page.lobbyLines.map((l) => el("li", { className: "msg", textContent: l.text })));
   } else {
@@ -207,31 +387,40 @@ function renderMessages() {
     $("title").textContent = shown(peer);
     const readUpTo = page.receipts.get(peer) || "";
     const messages = [...conversation(peer).messages.values()].sort((a, b) => (a.ts - b.ts) || (a.id < b.id ? -1 : 1));
-    list.replaceChildren(
-      ...messages.map((m) => {
-        const mine = m.from === page.me;
-        const item = el("li", { className: `msg${mine ? " mine" : ""}` });
-        item.dataset.id = m.id;
-        const time = new Date(m.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-        const meta = el("span", { className: "meta", textContent: `${m.from_name || shown(m.from)} · ${time}` });
-        if (mine) {
-          const read = !m.id.startsWith("seed-") && readUpTo >= m.id;
-          meta.append(el("span", { className: `ticks${read ? " read" : ""}`, textContent: read ? "✓✓" : "✓", title: read ? "read" : "delivered" }));
-        }
-        item.append(meta);
-        if (m.body) item.append(el("span", { className: "body", textContent: m.body }));
-        if (m.media) item.append(mediaView(m.media));
-        return item;
-      }),
-    );
+    list.replaceChildren(...messages.map((m) => messageItem(m, !m.id.startsWith("seed-") && readUpTo >= m.id ? "read" : "")));
   }
   if (atBottom) list.scrollTop = list.scrollHeight;
+}
+
+/** The open room's members (with a remove button where my role allows it), or nothing. */
+function renderRoomBar() {
+  const bar = $("room-bar");
+  bar.hidden = !page.room;
+  if (!page.room) return;
+  const r = room(page.room);
+  const myRole = r.members.find((m) => m.user === page.me)?.role;
+  $("members").replaceChildren(
+    ...r.members.map((m) => {
+      const item = el("li", {}, el("span", { className: "name", textContent: shown(m.user) }));
+      item.dataset.user = m.user;
+      if (m.role !== "member") item.append(el("span", { className: "role", textContent: m.role }));
+      const mayRemove = m.user !== page.me && (myRole === "owner" || (myRole === "admin" && m.role === "member"));
+      if (mayRemove) {
+        const remove = el("button", { type: "button", className: "remove", textContent: "×", title: `remove ${shown(m.user)}` });
+        remove.setAttribute("aria-label", `remove ${shown(m.user)}`);
+        remove.dataset.user = m.user;
+        item.append(remove);
+      }
+      return item;
+    }),
+  );
 }
 
 // ---- interaction -----------------------------------------------------------
 
 async function open(peer) {
   page.current = peer;
+  page.room = null;
   $("sidebar").classList.remove("open");
   $("typing").textContent = "";
   if (peer !== LOBBY) {
@@ -245,6 +434,38 @@ async function open(peer) {
   render();
   $("messages").scrollTop = $("messages").scrollHeight;
   $("text").focus();
+}
+
+async function openRoom(name) {
+  page.room = name;
+  page.current = null;
+  $("sidebar").classList.remove("open");
+  $("typing").textContent = "";
+  const r = room(name);
+  r.unread = 0;
+  render();
+  refreshMembers(name);
+  if (!r.loaded) {
+    r.loaded = true;
+    await loadOlderRoom(name);
+  }
+  if (page.room !== name) return;
+  markRoomRead(name);
+  render();
+  $("messages").scrollTop = $("messages").scrollHeight;
+  $("text").focus();
+}
+
+async function loadOlderRoom(name) {
+  const r = room(name);
+  try {
+    const older = await page.client.roomHistory(name, r.nextBefore);
+    for (const entry of older.messages) if (!r.entries.has(entry.id)) r.entries.set(entry.id, entry);
+    r.nextBefore = older.next_before ?? null;
+    r.exhausted = older.next_before == null;
+  } catch (e) {
+    notice(e.message);
+  }
 }
 
 async function loadOlder(peer) {
@@ -261,13 +482,34 @@ async function loadOlder(peer) {
 
 $("conversations").addEventListener("click", (event) => {
   const button = event.target.closest("button.conversation");
-  if (button) open(button.dataset.peer);
+  if (!button) return;
+  if (button.dataset.room !== undefined) openRoom(button.dataset.room);
+  else open(button.dataset.peer);
 });
+
+/** Errors of the sidebar's forms (joining, creating), kept apart from the
+ *  conversation so the next render does not wipe them. */
+function sideError(e) {
+  $("side-error").textContent = e ? (e.code ? `${e.code}: ${e.message}` : e.message) : "";
+}
 
 $("new-conversation").addEventListener("submit", async (event) => {
   event.preventDefault();
   const name = $("peer").value.trim();
   if (!name) return;
+  sideError(null);
+  if (name.startsWith("#")) {
+    // `#name` joins a public room (created if it does not exist).
+    try {
+      const joined = await page.client.join(name.slice(1).trim());
+      $("peer").value = "";
+      room(joined.room);
+      openRoom(joined.room);
+    } catch (e) {
+      sideError(e);
+    }
+    return;
+  }
   let peer;
   try {
     // Conversations are keyed by user id: `Алиса` and `алиса` are one.
@@ -282,15 +524,68 @@ $("new-conversation").addEventListener("submit", async (event) => {
   open(peer);
 });
 
+$("new-room").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const name = $("room-name").value.trim().replace(/^#/, "");
+  if (!name) return;
+  sideError(null);
+  const members = $("room-members").value.split(/[\s,]+/).filter(Boolean);
+  try {
+    const created = await page.client.createRoom({ name, private: $("room-private").checked, members });
+    $("new-room").reset();
+    page.left.delete(created.room);
+    Object.assign(room(created.room), { private: created.private, members: created.members });
+    if (created.not_added?.length) {
+      $("side-error").textContent = `not added: ${created.not_added.map((n) => `${n.user} (${n.error})`).join(", ")}`;
+    }
+    openRoom(created.room);
+  } catch (e) {
+    sideError(e);
+  }
+});
+
+$("leave").addEventListener("click", async () => {
+  const name = page.room;
+  if (!name) return;
+  try {
+    await page.client.leave(name);
+  } catch (e) {
+    notice(`not left: ${e.message}`);
+  }
+});
+
+$("add-member").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const name = page.room;
+  const user = $("member-name").value.trim();
+  if (!name || !user) return;
+  try {
+    await page.client.addMember(name, user);
+    $("member-name").value = "";
+  } catch (e) {
+    notice(`not added: ${e.code ? `${e.code}: ` : ""}${e.message}`);
+  }
+});
+
+$("members").addEventListener("click", async (event) => {
+  const button = event.target.closest("button.remove");
+  if (!button || !page.room) return;
+  try {
+    await page.client.removeMember(page.room, button.dataset.user);
+  } catch (e) {
+    notice(`not removed: ${e.code ? `${e.code}: ` : ""}${e.message}`);
+  }
+});
+
 $("menu").addEventListener("click", () => $("sidebar").classList.toggle("open"));
 
 $("messages").addEventListener("scroll", async () => {
   const peer = page.current;
-  const c = peer === LOBBY ? null : conversation(peer);
+  const c = page.room ? room(page.room) : peer === LOBBY ? null : conversation(peer);
   if (!c || c.exhausted || c.paging || $("messages").scrollTop > 30) return;
   c.paging = true;
   const before = $("messages").scrollHeight;
-  await loadOlder(peer);
+  await (page.room ? loadOlderRoom(page.room) : loadOlder(peer));
   renderMessages();
   $("messages").scrollTop = $("messages").scrollHeight - before;
   c.paging = false;
@@ -305,13 +600,20 @@ $("composer").addEventListener("submit", async (event) => {
     page.lobby.say(`${page.myName}: ${text}`);
     return;
   }
-  await deliver({ to: page.current, body: text });
+  await deliver({ ...target(), body: text });
 });
+
+/** Where the composer writes: the open room, or the open conversation's peer. */
+function target() {
+  return page.room ? { room: page.room } : { to: page.current };
+}
 
 async function deliver(message) {
   try {
     const stored = await page.client.send(message);
-    conversation(message.to).messages.set(stored.id, stored);
+    if (stored.room) {
+      if (!page.left.has(stored.room)) room(stored.room).entries.set(stored.id, stored);
+    } else conversation(message.to).messages.set(stored.id, stored);
     renderMessages();
   } catch (e) {
     notice(`not sent: ${e.message}`);
@@ -322,7 +624,8 @@ let lastTyping = 0;
 $("text").addEventListener("input", () => {
   if (page.current === LOBBY || Date.now() - lastTyping < 2000) return;
   lastTyping = Date.now();
-  page.client.typing(page.current);
+  if (page.room) page.client.typingIn(page.room);
+  else page.client.typing(page.current);
 });
 
 async function attach(file) {
@@ -339,7 +642,7 @@ async function attach(file) {
       bar.firstElementChild.style.width = `${percent}%`;
       bar.dataset.percent = String(percent);
     });
-    await deliver({ to: page.current, media: media.id, body: $("text").value });
+    await deliver({ ...target(), media: media.id, body: $("text").value });
     $("text").value = "";
   } catch (e) {
     notice(e.message);

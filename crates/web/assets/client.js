@@ -9,8 +9,9 @@
 //
 // What it guarantees: one connection per client, reconnected with backoff
 // after any drop; on every (re)connect it asks for what came after the last
-// `seq` it saw (`?since=`), so nothing is missed; messages are handed out
-// once each (duplicates dropped by id).
+// `seq` it saw (`?since=` for the inbox, `sync {room, since}` for each room
+// it has a cursor for), so nothing is missed; messages and room entries are
+// handed out once each (duplicates dropped by id).
 
 const BACKOFF_MIN_MS = 500;
 /** Lobby lines said while its socket is (re)connecting, sent once it opens. */
@@ -47,6 +48,15 @@ export class ChatClient extends EventTarget {
     this.backoff = BACKOFF_MIN_MS;
     this.cursorKey = `chat.cursor.${this.user}`;
     this.cursor = Number(localStorage.getItem(this.cursorKey) || 0);
+    /** Rooms whose catch-up `sync` is under way: their entries are flagged
+     *  `catchUp`, and only `synced.until` moves their cursor (a live entry
+     *  overtaking the replay must not make the next catch-up skip the rest). */
+    this.syncing = new Set();
+    /** id of a room `sync` in flight → its room, to end it on an `error`. */
+    this.syncs = new Map();
+    /** The connection has not had its first `unread` yet (it says which
+     *  rooms to catch up). */
+    this.awaitingUnread = false;
     this.stopped = false;
   }
 
@@ -74,6 +84,7 @@ export class ChatClient extends EventTarget {
     this.socket = socket;
     socket.onopen = () => {
       this.backoff = BACKOFF_MIN_MS;
+      this.awaitingUnread = true;
       this.#setState("online");
       for (const frame of this.outbox.splice(0)) socket.send(JSON.stringify(frame));
     };
@@ -83,8 +94,11 @@ export class ChatClient extends EventTarget {
       this.#setState("offline");
       // Sends that went out but were never acked: the server may or may not
       // have stored them. Say so; the user decides to send again.
-      for (const [id, { reject }] of this.pending) reject(new Error("connection lost before the ack"));
+      for (const { reject, lost } of this.pending.values()) reject(new Error(lost));
       this.pending.clear();
+      // The next connection catches every room up afresh.
+      this.syncing.clear();
+      this.syncs.clear();
       if (this.stopped) return;
       const delay = this.backoff * (0.75 + Math.random() / 2);
       this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX_MS);
@@ -92,6 +106,7 @@ export class ChatClient extends EventTarget {
     };
   }
 
+  /** Moves the inbox cursor: only direct messages (and their acks) carry an inbox `seq`. */
   #advance(seq) {
     if (typeof seq === "number" && seq > this.cursor) {
       this.cursor = seq;
@@ -99,20 +114,64 @@ export class ChatClient extends EventTarget {
     }
   }
 
+  /** Where room cursors live: one key per user and room ("/" never survives encoding, so keys cannot collide). */
+  #roomKey(room) {
+    return `chat.room-cursor.${encodeURIComponent(this.user)}/${encodeURIComponent(room)}`;
+  }
+
+  /** The highest `seq` of `room` seen on this device, or null for a room never seen here. */
+  roomCursor(room) {
+    const stored = localStorage.getItem(this.#roomKey(room));
+    return stored === null ? null : Number(stored);
+  }
+
+  /** Moves a room's cursor forward (kept in localStorage, so a reload catches up too). */
+  #advanceRoom(room, seq, { bySync = false } = {}) {
+    if (typeof seq !== "number" || (this.syncing.has(room) && !bySync)) return;
+    const cursor = this.roomCursor(room);
+    if (cursor === null || seq > cursor) localStorage.setItem(this.#roomKey(room), String(seq));
+  }
+
+  /** Asks for the room's entries after `since`; the answer ends with `synced {room}`. */
+  #syncRoom(room, since) {
+    const id = this.#newId("s");
+    this.syncing.add(room);
+    this.syncs.set(id, room);
+    this.#frame({ type: "sync", id, room, since });
+  }
+
+  /** A `message`, `member_joined` or `member_left`: handed out once, by id. */
+  #entry(frame) {
+    // Set before the cursor moves: a room's entries during its catch-up are
+    // already in the `unread.rooms` count the page got.
+    const catchUp = Boolean(frame.room) && this.syncing.has(frame.room);
+    if (frame.room) this.#advanceRoom(frame.room, frame.seq);
+    else this.#advance(frame.seq);
+    if (this.seen.has(frame.id)) return;
+    this.seen.add(frame.id);
+    this.#emit(frame.type, frame, { catchUp });
+  }
+
+  /** Dispatches `detail` as event `type`; `extra` goes on the event itself, beside the frame. */
+  #emit(type, detail, extra = {}) {
+    this.dispatchEvent(Object.assign(new CustomEvent(type, { detail }), extra));
+  }
+
   #receive(frame) {
     switch (frame.type) {
       case "message":
-        this.#advance(frame.seq);
-        if (this.seen.has(frame.id)) return;
-        this.seen.add(frame.id);
-        this.dispatchEvent(new CustomEvent("message", { detail: frame }));
+      case "member_joined":
+      case "member_left":
+        this.#entry(frame);
         return;
       case "ack": {
-        this.#advance(frame.message.seq);
-        this.seen.add(frame.message.id);
+        const message = frame.message;
+        if (message.room) this.#advanceRoom(message.room, message.seq);
+        else this.#advance(message.seq);
+        this.seen.add(message.id);
         const waiting = this.pending.get(frame.id);
         this.pending.delete(frame.id);
-        waiting?.resolve(frame.message);
+        waiting?.resolve(message);
         return;
       }
       case "error": {
@@ -120,22 +179,90 @@ export class ChatClient extends EventTarget {
         if (waiting) {
           this.pending.delete(frame.id);
           waiting.reject(Object.assign(new Error(frame.message), { code: frame.code }));
-        } else {
-          this.dispatchEvent(new CustomEvent("error", { detail: frame }));
+          return;
         }
+        const syncing = frame.id && this.syncs.get(frame.id);
+        if (syncing) {
+          // Refused (no member any more): stop waiting for its `synced`.
+          this.syncs.delete(frame.id);
+          this.syncing.delete(syncing);
+        }
+        this.#emit("error", frame);
         return;
       }
-      case "synced":
-        if (frame.more) this.#frame({ type: "sync", since: frame.until });
+      case "unread":
+        this.#emit("unread", frame);
+        if (this.awaitingUnread) {
+          // The first `unread` of a connection lists every room of the user:
+          // catch up the ones this device has a cursor for. A room new to
+          // this device is not replayed from 0; its history is paged over
+          // HTTP when it is opened.
+          this.awaitingUnread = false;
+          for (const room of Object.keys(frame.rooms || {})) {
+            const cursor = this.roomCursor(room);
+            if (cursor !== null) this.#syncRoom(room, cursor);
+          }
+        }
         return;
+      case "synced":
+        if (frame.room) {
+          this.syncs.delete(frame.id);
+          this.#advanceRoom(frame.room, frame.until, { bySync: true });
+          if (frame.more) this.#syncRoom(frame.room, frame.until);
+          else this.syncing.delete(frame.room);
+        } else if (frame.more) {
+          this.#frame({ type: "sync", since: frame.until });
+        }
+        return;
+      case "joined":
+      case "left": {
+        if (frame.type === "left") {
+          // A membership that ended: a later one starts afresh.
+          localStorage.removeItem(this.#roomKey(frame.room));
+          this.syncing.delete(frame.room);
+        }
+        const waiting = frame.id && this.pending.get(frame.id);
+        if (waiting) {
+          this.pending.delete(frame.id);
+          waiting.resolve(frame);
+        }
+        this.#emit(frame.type, frame);
+        return;
+      }
       case undefined:
         // A seed frame, {sender, receiver, message}: shown as a message.
-        this.dispatchEvent(new CustomEvent("seed", { detail: frame }));
+        this.#emit("seed", frame);
         return;
       default:
-        // unread, receipt, typing, presence, joined, left
-        this.dispatchEvent(new CustomEvent(frame.type, { detail: frame }));
+        // receipt, typing, presence (each may name a `room`)
+        this.#emit(frame.type, frame);
     }
+  }
+
+  #newId(prefix) {
+    return `${prefix}${Date.now().toString(36)}${(this.nextId++).toString(36)}`;
+  }
+
+  /** Sends `frame` with a fresh id; resolves with what answers that id
+   *  (rejects on its `error`, or with `lost` when the connection drops first). */
+  #ask(frame, prefix, lost) {
+    const id = this.#newId(prefix);
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, lost });
+      this.#frame({ ...frame, id });
+    });
+  }
+
+  /** A call to the HTTP API as this user; rejects with the server's `message` and `code`. */
+  async #api(method, path, body) {
+    const init = body === undefined ? { method } : { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) };
+    const response = await fetch(`${this.http}${path}${path.includes("?") ? "&" : "?"}${credentials(this)}`, init);
+    if (response.status === 204) return null;
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      throw Object.assign(new Error(answer.message || `${method} ${path}: ${response.status}`), { code: answer.error, status: response.status });
+    }
+    return answer;
   }
 
   #frame(frame) {
@@ -143,16 +270,13 @@ export class ChatClient extends EventTarget {
     else this.outbox.push(frame);
   }
 
-  /** Sends a direct message (`to`) with a `body` and/or an uploaded `media` id; resolves with the stored message. */
-  send({ to, body = "", media = null }) {
-    const id = `c${Date.now().toString(36)}${(this.nextId++).toString(36)}`;
-    const frame = { type: "send", id, to };
+  /** Sends a direct message (`to`) or a room message (`room`) with a `body`
+   *  and/or an uploaded `media` id; resolves with the stored message. */
+  send({ to, room, body = "", media = null }) {
+    const frame = room ? { type: "send", room } : { type: "send", to };
     if (body) frame.body = body;
     if (media) frame.media = { id: media };
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.#frame(frame);
-    });
+    return this.#ask(frame, "c", "connection lost before the ack");
   }
 
   /** Marks the conversation with `peer` read up to message `upTo`. */
@@ -160,9 +284,31 @@ export class ChatClient extends EventTarget {
     this.#frame({ type: "read", peer, up_to: upTo });
   }
 
+  /** Marks `room` read up to entry `upTo` (a message or membership entry). */
+  readRoom(room, upTo) {
+    this.#frame({ type: "read", room, up_to: upTo });
+  }
+
   /** Tells `to` this user is typing. */
   typing(to) {
     if (this.state === "online") this.#frame({ type: "typing", to });
+  }
+
+  /** Tells the other members of `room` this user is typing. */
+  typingIn(room) {
+    if (this.state === "online") this.#frame({ type: "typing", room });
+  }
+
+  /** Joins `room` (a public room that does not exist is created, this user
+   *  its owner); resolves with the `joined` frame, whose `room` is the id the
+   *  name stands for. Rejects with the `error` (`forbidden` for a private room). */
+  join(room) {
+    return this.#ask({ type: "join", room }, "j", "connection lost before the answer");
+  }
+
+  /** Leaves `room`; resolves with the `left` frame. */
+  leave(room) {
+    return this.#ask({ type: "leave", room }, "l", "connection lost before the answer");
   }
 
   /** Follows users' online state. */
@@ -194,6 +340,42 @@ export class ChatClient extends EventTarget {
     const response = await fetch(`${this.http}/api/v1/conversations/${encodeURIComponent(peer)}/messages?limit=30&${credentials(this)}${page}`);
     if (!response.ok) throw new Error(`history: ${response.status}`);
     return response.json();
+  }
+
+  /** This user's rooms: `[{room, private, role, unread, last?}]`. */
+  async rooms() {
+    return (await this.#api("GET", "/api/v1/rooms")).rooms;
+  }
+
+  /** A room and its members: `{room, private, owner, last_seq, members: [{user, role}]}`. */
+  room(room) {
+    return this.#api("GET", `/api/v1/rooms/${encodeURIComponent(room)}`);
+  }
+
+  /** Creates a room owned by this user, with `members` added (those that
+   *  could not be are listed in the answer's `not_added`). */
+  createRoom({ name, private: isPrivate = false, members = [] }) {
+    return this.#api("POST", "/api/v1/rooms", { name, private: isPrivate, members });
+  }
+
+  /** Adds `user` to `room` (`role` `member`, or `admin` by the owner): `{user, added}`. */
+  addMember(room, user, role) {
+    return this.#api("POST", `/api/v1/rooms/${encodeURIComponent(room)}/members`, role ? { user, role } : { user });
+  }
+
+  /** Removes `user` from `room` (this user's own name: leaves it). */
+  removeMember(room, user) {
+    return this.#api("DELETE", `/api/v1/rooms/${encodeURIComponent(room)}/members/${encodeURIComponent(user)}`);
+  }
+
+  /** A page of `room`'s entries (messages and membership changes), newest
+   *  first: `{messages, next_before?}`; pass `next_before` as `before` for
+   *  older ones. The room's cursor moves past what it hands out. */
+  async roomHistory(room, before) {
+    const page = before != null ? `&before=${encodeURIComponent(before)}` : "";
+    const answer = await this.#api("GET", `/api/v1/rooms/${encodeURIComponent(room)}/messages?limit=30${page}`);
+    for (const entry of answer.messages) this.#advanceRoom(room, entry.seq);
+    return answer;
   }
 
   /** Uploads a file, reporting progress (0..1); resolves with the media metadata. */

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use actix_ws::CloseCode;
+use chat_broker::envelope::Control;
 use chat_broker::{channel, envelope};
 use chat_protocol::{ChatMessage, ClientFrame, ErrorCode, Inbound, MediaRef};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -69,6 +70,21 @@ impl Connection {
                 name: self.name.as_deref(),
             };
             sync::catch_up(&ctx, replay).await
+        };
+        (self, outcome)
+    }
+
+    /// Applies a change of what this connection follows (its user joined
+    /// or left a room elsewhere).
+    pub(crate) async fn control(mut self, control: Control) -> (Self, Outcome) {
+        let outcome = {
+            let ctx = Ctx {
+                gw: &self.gw,
+                replies: &self.replies,
+                user: &self.user,
+                name: self.name.as_deref(),
+            };
+            rooms::apply(&ctx, &mut self.subs, control).await
         };
         (self, outcome)
     }
@@ -151,12 +167,44 @@ impl Connection {
                     room,
                     body,
                     media,
-                } => send(&ctx, subs, id, to, room, body, media).await,
+                } => send(&ctx, id, to, room, body, media).await,
                 ClientFrame::Join { id, room } => rooms::join(&ctx, subs, id, room).await,
-                ClientFrame::Leave { id, room } => rooms::leave(&ctx, subs, id, room),
-                ClientFrame::Sync { id, since, limit } => sync::sync(&ctx, id, since, limit).await,
-                ClientFrame::Read { id, peer, up_to } => direct::read(&ctx, id, peer, up_to).await,
-                ClientFrame::Typing { to } => watch::typing(&ctx, &to).await,
+                ClientFrame::Leave { id, room } => rooms::leave(&ctx, subs, id, room).await,
+                ClientFrame::Sync {
+                    id,
+                    room: None,
+                    since,
+                    limit,
+                } => sync::sync(&ctx, id, since, limit).await,
+                ClientFrame::Sync {
+                    id,
+                    room: Some(room),
+                    since,
+                    limit,
+                } => rooms::sync(&ctx, id, room, since, limit).await,
+                ClientFrame::Read {
+                    id,
+                    peer,
+                    room,
+                    up_to,
+                } => match (peer, room) {
+                    (Some(peer), None) => direct::read(&ctx, id, peer, up_to).await,
+                    (None, Some(room)) => rooms::read(&ctx, id, room, up_to).await,
+                    _ => ctx.replies.error(
+                        id.as_deref(),
+                        ErrorCode::InvalidFrame,
+                        "a read needs exactly one of 'peer' (a user) or 'room'",
+                    ),
+                },
+                ClientFrame::Typing { to, room } => match (to, room) {
+                    (Some(to), None) => watch::typing(&ctx, &to).await,
+                    (None, Some(room)) => rooms::typing(&ctx, subs, room).await,
+                    _ => ctx.replies.error(
+                        None,
+                        ErrorCode::InvalidFrame,
+                        "a typing needs exactly one of 'to' (a user) or 'room'",
+                    ),
+                },
                 ClientFrame::Watch { id, users } => watch::watch(&ctx, subs, id, users).await,
                 ClientFrame::Unwatch { users } => watch::unwatch(&ctx, subs, users),
             },
@@ -167,7 +215,6 @@ impl Connection {
 /// `send`: checks what every send needs, then to a user or a room.
 async fn send(
     ctx: &Ctx<'_>,
-    subs: &Subscriptions,
     id: String,
     to: Option<String>,
     room: Option<String>,
@@ -227,7 +274,7 @@ async fn send(
     };
     match (to, room) {
         (Some(to), _) => direct::send(ctx, id, to, message).await,
-        (None, Some(room)) => rooms::send(ctx, subs, id, room, message).await,
+        (None, Some(room)) => rooms::send(ctx, id, room, message).await,
         (None, None) => Outcome::Continue,
     }
 }

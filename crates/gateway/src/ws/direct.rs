@@ -84,10 +84,12 @@ pub(crate) async fn send(ctx: &Ctx<'_>, id: String, to: String, message: ChatMes
                     Err(e) => return ctx.replies.unavailable(Some(&id), &e),
                 },
             };
-            let message = ChatMessage {
-                seq: appended.sender_seq,
-                ..stored
-            };
+            // A note to oneself has one inbox copy: the receiver's is the sender's.
+            let to_self = stored.to.as_deref() == Some(stored.from.as_str());
+            let seq = appended
+                .sender_seq
+                .or(to_self.then_some(appended.receiver_seq));
+            let message = ChatMessage { seq, ..stored };
             ctx.replies.send(&ServerFrame::Ack { id, message })
         }
         Err(e) => ctx.replies.unavailable(Some(&id), &e),

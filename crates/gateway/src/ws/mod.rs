@@ -34,6 +34,8 @@ mod sync;
 pub(crate) mod upgrade;
 mod watch;
 
+pub(crate) use presence::Leaver;
+
 /// Which endpoint a connection came in on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Endpoint {

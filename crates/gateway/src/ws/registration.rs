@@ -27,9 +27,43 @@ impl Registration {
         if self.channels.contains(&channel) {
             return Ok(());
         }
-        self.hub.join(&channel, &self.conn).await?;
-        self.channels.insert(channel);
-        Ok(())
+        // Noted before the wait: if this future is dropped (the client hung
+        // up mid-handshake), dropping the registration still leaves the hub.
+        self.channels.insert(channel.clone());
+        let joined = self.hub.join(&channel, &self.conn).await;
+        if joined.is_err() {
+            // The hub already took the connection out again.
+            self.channels.remove(&channel);
+        }
+        joined
+    }
+
+    /// Joins every channel of `channels` at once (their subscriptions
+    /// travel to the broker together); resolves once deliveries on all of
+    /// them reach this connection. Errors: the first failure (the channels
+    /// that failed are left, the others kept).
+    pub(crate) async fn join_all(
+        &mut self,
+        channels: Vec<String>,
+    ) -> Result<(), chat_broker::BrokerError> {
+        let new: Vec<String> = channels
+            .into_iter()
+            .filter(|c| !self.channels.contains(c))
+            .collect();
+        // Noted before the wait, as in `join`.
+        self.channels.extend(new.iter().cloned());
+        let joins = new.iter().map(|channel| self.hub.join(channel, &self.conn));
+        let results = futures_util::future::join_all(joins).await;
+        let mut outcome = Ok(());
+        for (channel, result) in new.iter().zip(results) {
+            if let Err(e) = result {
+                self.channels.remove(channel);
+                if outcome.is_ok() {
+                    outcome = Err(e);
+                }
+            }
+        }
+        outcome
     }
 
     pub(crate) fn leave(&mut self, channel: &str) {

@@ -1,41 +1,75 @@
-//! Rooms: join, leave, and messages to the members online now.
+//! Rooms: durable group conversations. Membership belongs to the user: the
+//! store tells every connection of the user when it changes (a control
+//! envelope on `user:{name}`), and each connection follows the rooms of its
+//! user on `room:{name}` from its handshake on.
 
+use std::sync::Arc;
+
+use chat_broker::envelope::Control;
 use chat_broker::{channel, envelope};
 use chat_protocol::{ChatMessage, ErrorCode, ServerFrame};
+use chat_store::{Admission, RoomError, RoomRead, RoomSend};
 
 use super::handler::{Ctx, Outcome};
 use super::registration::Subscriptions;
+use super::sync;
 
-/// A message to room id `room`: published to the members online now
-/// (rooms keep no history).
-pub(crate) async fn send(
-    ctx: &Ctx<'_>,
-    subs: &Subscriptions,
-    id: String,
-    room: String,
-    message: ChatMessage,
-) -> Outcome {
-    if !subs.rooms.contains(&room) {
-        return ctx.replies.error(
-            Some(&id),
-            ErrorCode::NotMember,
-            &format!("join room '{room}' before sending to it"),
-        );
-    }
-    // Serialised once here; every receiver gets these same bytes.
-    let frame = ServerFrame::Message(message.clone()).to_json();
-    match ctx
-        .gw
-        .hub
-        .publish(&channel::room(&room), envelope::text(&frame))
-        .await
-    {
-        Ok(()) => ctx.replies.send(&ServerFrame::Ack { id, message }),
-        Err(e) => ctx.replies.unavailable(Some(&id), &e),
+impl Ctx<'_> {
+    /// Answers a refused room call on frame `id`, with the code its reason has.
+    pub(crate) fn room_error(&self, id: Option<&str>, e: &RoomError) -> Outcome {
+        let code = match e {
+            RoomError::NotFound(_) => ErrorCode::NotFound,
+            RoomError::Forbidden(_) => ErrorCode::Forbidden,
+            RoomError::Full(..) => ErrorCode::RoomFull,
+            RoomError::TooManyRooms(..) => ErrorCode::TooManyRooms,
+            RoomError::Exists(_) => ErrorCode::Conflict,
+            RoomError::Store(_) => ErrorCode::Unavailable,
+        };
+        self.replies.error(id, code, &e.to_string())
     }
 }
 
-/// `join {room}`.
+/// A message to room `room`: stored at the room's next `seq` (durable)
+/// before the `ack`, and published to every member's connections. A send
+/// repeating one the sender already made in this room (same `id`) is
+/// answered with the first send's `ack`.
+pub(crate) async fn send(ctx: &Ctx<'_>, id: String, room: String, message: ChatMessage) -> Outcome {
+    let (head, tail) = ServerFrame::Message(message.clone()).room_template();
+    let send = RoomSend {
+        room,
+        id: message.id.clone(),
+        from: message.from.clone(),
+        client_id: id.clone(),
+        head,
+        tail,
+        envelope_header: envelope::text_header(),
+    };
+    match ctx.gw.rooms.append_room(send).await {
+        Ok(appended) => {
+            let message = match appended.repeated {
+                None => ChatMessage {
+                    seq: Some(appended.seq),
+                    ..message
+                },
+                Some(first) => match serde_json::from_str::<ServerFrame>(&first) {
+                    Ok(ServerFrame::Message(first)) => first,
+                    _ => {
+                        return ctx
+                            .replies
+                            .unavailable(Some(&id), &"unreadable stored message");
+                    }
+                },
+            };
+            ctx.replies.send(&ServerFrame::Ack { id, message })
+        }
+        Err(e) => ctx.room_error(Some(&id), &e),
+    }
+}
+
+/// `join {room}`: the user becomes a member (a new public room is created
+/// with them as owner). This connection follows the room from before the
+/// store is asked, so nothing said right after the join is missed; the
+/// user's other connections follow it on the store's control.
 pub(crate) async fn join(
     ctx: &Ctx<'_>,
     subs: &mut Subscriptions,
@@ -46,25 +80,34 @@ pub(crate) async fn join(
         Ok(room) => room,
         Err(outcome) => return outcome,
     };
-    if !subs.rooms.contains(&room) {
-        let limit = ctx.gw.settings.max_rooms;
-        if subs.rooms.len() >= limit {
-            return ctx.replies.error(
-                id.as_deref(),
-                ErrorCode::TooManyRooms,
-                &format!("a connection may join at most {limit} rooms"),
-            );
-        }
-        if let Err(e) = subs.registration.join(channel::room(&room)).await {
-            return ctx.replies.unavailable(id.as_deref(), &e);
-        }
-        subs.rooms.insert(room.clone());
+    let followed = subs.rooms.contains(&room);
+    if !followed && let Err(e) = subs.registration.join(channel::room(&room)).await {
+        return ctx.replies.unavailable(id.as_deref(), &e);
     }
-    ctx.replies.send(&ServerFrame::Joined { id, room })
+    match ctx
+        .gw
+        .rooms
+        .join_room(&room, ctx.user, Admission::Join)
+        .await
+    {
+        Ok(_) => {
+            subs.rooms.insert(room.clone());
+            ctx.replies.send(&ServerFrame::Joined { id, room })
+        }
+        Err(e) => {
+            if !followed {
+                subs.registration.leave(&channel::room(&room));
+            }
+            ctx.room_error(id.as_deref(), &e)
+        }
+    }
 }
 
-/// `leave {room}`.
-pub(crate) fn leave(
+/// `leave {room}`: the user is a member no more (answered `left` also when
+/// they were none). The connection keeps following the room until the
+/// store's control comes back: the room's `member_left` entry is published
+/// before that control, so every connection of the leaver sees it.
+pub(crate) async fn leave(
     ctx: &Ctx<'_>,
     subs: &mut Subscriptions,
     id: Option<String>,
@@ -74,8 +117,138 @@ pub(crate) fn leave(
         Ok(room) => room,
         Err(outcome) => return outcome,
     };
-    if subs.rooms.remove(&room) {
-        subs.registration.leave(&channel::room(&room));
+    match ctx.gw.rooms.leave_room(&room, ctx.user, None).await {
+        Ok(_) => {
+            subs.rooms.remove(&room);
+            ctx.replies.send(&ServerFrame::Left { id, room })
+        }
+        Err(e) => ctx.room_error(id.as_deref(), &e),
     }
-    ctx.replies.send(&ServerFrame::Left { id, room })
+}
+
+/// A membership change of this connection's user, made elsewhere (another
+/// connection, a member adding or removing them): follow the room or stop,
+/// and tell the client with `joined` / `left`.
+pub(crate) async fn apply(ctx: &Ctx<'_>, subs: &mut Subscriptions, control: Control) -> Outcome {
+    match control {
+        Control::Joined(room) => {
+            let room = room.to_string();
+            if subs.rooms.contains(&room) {
+                return Outcome::Continue;
+            }
+            if let Err(e) = subs.registration.join(channel::room(&room)).await {
+                // The user is a member; this connection cannot follow the
+                // room live. A reconnect (or `sync`) catches up.
+                return ctx.replies.unavailable(None, &e);
+            }
+            subs.rooms.insert(room.clone());
+            ctx.replies.send(&ServerFrame::Joined { id: None, room })
+        }
+        Control::Left(room) => {
+            let room = room.to_string();
+            subs.registration.leave(&channel::room(&room));
+            if !subs.rooms.remove(&room) {
+                // This connection's own `leave`: answered already.
+                return Outcome::Continue;
+            }
+            ctx.replies.send(&ServerFrame::Left { id: None, room })
+        }
+    }
+}
+
+/// `sync {room, since, limit}`: the room's entries after `since`, then
+/// `synced {room, until, more}`.
+pub(crate) async fn sync(
+    ctx: &Ctx<'_>,
+    id: Option<String>,
+    room: String,
+    since: u64,
+    limit: Option<u32>,
+) -> Outcome {
+    let room = match ctx.room_id(&room, id.as_deref()) {
+        Ok(room) => room,
+        Err(outcome) => return outcome,
+    };
+    let limit = sync::page_limit(limit);
+    let entries = match ctx
+        .gw
+        .rooms
+        .room_since(&room, ctx.user, since, limit + 1)
+        .await
+    {
+        Ok(entries) => entries,
+        Err(e) => return ctx.room_error(id.as_deref(), &e),
+    };
+    Outcome::Write(sync::frames(entries, id, Some(room), since, limit))
+}
+
+/// `read {room, up_to}`: moves the user's marker forward (never back);
+/// every connection of the user gets the room's new count, and while the
+/// room is small its members get a `receipt`.
+pub(crate) async fn read(
+    ctx: &Ctx<'_>,
+    id: Option<String>,
+    room: String,
+    up_to: String,
+) -> Outcome {
+    let id = id.as_deref();
+    let room = match ctx.room_id(&room, id) {
+        Ok(room) => room,
+        Err(outcome) => return outcome,
+    };
+    let broker = match ctx.gw.hub.broker() {
+        Ok(broker) => Arc::clone(broker),
+        Err(e) => return ctx.replies.unavailable(id, &e),
+    };
+    let receipts_max = ctx.gw.room_settings.room_receipts_max;
+    let read = chat_store::read::mark_room_read(
+        &*ctx.gw.store,
+        &*ctx.gw.rooms,
+        &broker,
+        ctx.user,
+        &room,
+        &up_to,
+        receipts_max,
+    )
+    .await;
+    match read {
+        Ok(RoomRead::Moved { .. } | RoomRead::Stale { .. }) => Outcome::Continue,
+        Ok(RoomRead::NotFound) => ctx.replies.error(
+            id,
+            ErrorCode::NotFound,
+            &format!("no entry '{up_to}' in room '{room}'"),
+        ),
+        Err(e) => ctx.room_error(id, &e),
+    }
+}
+
+/// `typing {room}`: to the other members' connections, never stored. Only
+/// a member (whose connections follow the room) may.
+pub(crate) async fn typing(ctx: &Ctx<'_>, subs: &Subscriptions, room: String) -> Outcome {
+    let room = match ctx.room_id(&room, None) {
+        Ok(room) => room,
+        Err(outcome) => return outcome,
+    };
+    if !subs.rooms.contains(&room) {
+        return ctx.replies.error(
+            None,
+            ErrorCode::Forbidden,
+            &format!("not a member of room '{room}'"),
+        );
+    }
+    let frame = ServerFrame::Typing {
+        from: ctx.user.to_owned(),
+        room: Some(room.clone()),
+    }
+    .to_json();
+    // Best effort, like every typing notice.
+    let _ = ctx
+        .gw
+        .hub
+        .publish(
+            &channel::room(&room),
+            envelope::text_except(&frame, ctx.user),
+        )
+        .await;
+    Outcome::Continue
 }

@@ -1,7 +1,10 @@
 //! One connection's task: hand each client message to the connection,
 //! write what comes back, and say goodbye in order.
 
+use std::collections::VecDeque;
 use std::time::Instant;
+
+use chat_broker::envelope::Control;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -36,7 +39,12 @@ pub(crate) async fn run(
     let mut idle: Option<Connection> = None;
     let mut work: Option<Work> = Some(connection.catch_up(replay).boxed());
     let mut catching_up = true;
+    // A client frame is in flight (timed), not a catch-up or a control.
+    let mut timing = false;
     let mut started = Instant::now();
+    // Controls that came while something was in flight, applied in order
+    // before the next client frame is read.
+    let mut controls: VecDeque<Control> = VecDeque::new();
     let close = loop {
         match socket.next(work.as_mut(), catching_up).await {
             Event::Message(message) => {
@@ -46,22 +54,31 @@ pub(crate) async fn run(
                     break None;
                 };
                 started = Instant::now();
+                timing = true;
                 work = Some(connection.handle(message).boxed());
             }
+            Event::Control(control) => match idle.take() {
+                Some(connection) => work = Some(connection.control(control).boxed()),
+                None => controls.push_back(control),
+            },
             Event::Done((connection, outcome)) => {
                 work = None;
-                idle = Some(connection);
-                if !catching_up {
+                if timing {
                     metrics
                         .frame_handling
                         .observe(started.elapsed().as_secs_f64());
+                    timing = false;
                 }
                 catching_up = false;
+                match controls.pop_front() {
+                    Some(control) => work = Some(connection.control(control).boxed()),
+                    None => idle = Some(connection),
+                }
                 match outcome {
                     Outcome::Continue => {}
                     Outcome::Write(frames) => {
-                        if socket.write_all(frames).await.is_err() {
-                            break None;
+                        if let Err(end) = socket.write_all(frames).await {
+                            break end;
                         }
                     }
                     Outcome::Close(reason) => break Some(reason),
@@ -71,11 +88,18 @@ pub(crate) async fn run(
         }
     };
     debug!(endpoint, ?close, "connection ending");
+    // The frame in flight finishes, and its answer goes out before the
+    // close: a catch-up may have taken the offline list already.
+    let mut last = Vec::new();
     if let Some(work) = work.take() {
-        idle = Some(work.await.0);
+        let (connection, outcome) = work.await;
+        idle = Some(connection);
+        if let Outcome::Write(frames) = outcome {
+            last = frames;
+        }
     }
     gauge.dec();
-    socket.close(close).await;
+    socket.close(close, last).await;
     if let Some(online) = online {
         online.leave().await;
     }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
 use bytes::Bytes;
 use bytestring::ByteString;
-use chat_broker::envelope::Outbound;
+use chat_broker::envelope::{Control, Outbound};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use prometheus::IntCounter;
@@ -54,6 +54,9 @@ pub(crate) enum Event<T> {
     Message(Message),
     /// The work in flight finished.
     Done(T),
+    /// A change of what the connection follows (its user joined or left a
+    /// room elsewhere), for the connection to apply.
+    Control(Control),
     /// The connection is over: close with this reason (`None`: the socket
     /// is gone, nothing can be sent).
     End(Option<CloseReason>),
@@ -165,19 +168,10 @@ impl Socket {
                 Wake::Overflow => return Event::End(Some(self.slow_consumer())),
                 Wake::Done(done) => return Event::Done(done),
                 Wake::Out(None) => return Event::End(None),
+                Wake::Out(Some(Outbound::Control(control))) => return Event::Control(control),
                 Wake::Out(Some(frame)) => {
-                    // A client that does not read blocks this write; stay
-                    // responsive to overflow and shutdown meanwhile.
-                    tokio::select! {
-                        biased;
-                        () = self.shutdown.cancelled() => return Event::End(Some(going_away())),
-                        () = self.overflow.notified() => return Event::End(Some(self.slow_consumer())),
-                        written = write(&mut self.ws, frame) => {
-                            if written.is_err() {
-                                return Event::End(None);
-                            }
-                            self.frames_out.inc();
-                        }
+                    if let Err(end) = self.write_guarded(frame).await {
+                        return Event::End(end);
                     }
                 }
                 Wake::In(None) => return Event::End(None),
@@ -268,23 +262,57 @@ impl Socket {
         )
     }
 
-    /// Writes `frames` straight to the socket, in order.
-    pub(crate) async fn write_all(&mut self, frames: Vec<String>) -> Result<(), actix_ws::Closed> {
+    /// Writes one frame. A client that does not read blocks the write, so
+    /// shutdown and an overflowing queue are still heard meanwhile, and a
+    /// write that waits longer than the idle timeout ends the connection as
+    /// a slow consumer (the heartbeat cannot run while it waits).
+    ///
+    /// Errors: how the connection ends (`None`: the socket is gone).
+    async fn write_guarded(&mut self, frame: Outbound) -> Result<(), Option<CloseReason>> {
+        let patience = self.idle_timeout;
+        tokio::select! {
+            biased;
+            () = self.shutdown.cancelled() => Err(Some(going_away())),
+            () = self.overflow.notified() => Err(Some(self.slow_consumer())),
+            written = tokio::time::timeout(patience, write(&mut self.ws, frame)) => match written {
+                Ok(Ok(())) => {
+                    self.frames_out.inc();
+                    Ok(())
+                }
+                Ok(Err(_)) => Err(None),
+                Err(_) => Err(Some(self.slow_consumer())),
+            },
+        }
+    }
+
+    /// Writes `frames` straight to the socket, in order, each guarded as
+    /// [`Socket::write_guarded`] says.
+    ///
+    /// Errors: how the connection ends (`None`: the socket is gone).
+    pub(crate) async fn write_all(
+        &mut self,
+        frames: Vec<String>,
+    ) -> Result<(), Option<CloseReason>> {
         for frame in frames {
-            self.ws.text(frame).await?;
-            self.frames_out.inc();
+            self.write_guarded(Outbound::Text(frame.into())).await?;
         }
         Ok(())
     }
 
-    /// Ends the connection: what was queued before the close (an `error`
-    /// explaining a rate-limit close, say) goes out first — unless the
-    /// queue overflowed, which means this client is not reading anyway —
-    /// then the close frame; all within [`CLOSE_TIMEOUT`].
-    pub(crate) async fn close(mut self, close: Option<CloseReason>) {
+    /// Ends the connection: the answer of the frame that was being handled
+    /// (`last`: a catch-up or `sync` page), then what was queued before the
+    /// close (an `error` explaining a rate-limit close, say) go out first —
+    /// unless the queue overflowed, which means this client is not reading
+    /// anyway — then the close frame; all within [`CLOSE_TIMEOUT`].
+    pub(crate) async fn close(mut self, close: Option<CloseReason>, last: Vec<String>) {
         let Some(close) = close else { return };
         let goodbye = async move {
             if close.code != CloseCode::Again {
+                for frame in last {
+                    if self.ws.text(frame).await.is_err() {
+                        return;
+                    }
+                }
                 self.outbound.close();
                 while let Some(frame) = self.outbound.recv().await {
                     if write(&mut self.ws, frame).await.is_err() {
@@ -304,7 +332,9 @@ fn going_away() -> CloseReason {
 
 async fn write(ws: &mut actix_ws::Session, frame: Outbound) -> Result<(), actix_ws::Closed> {
     match frame {
-        Outbound::Text(text) => ws.text(text).await,
+        Outbound::Text(text) | Outbound::TextExcept { text, .. } => ws.text(text).await,
         Outbound::Binary(bytes) => ws.binary(bytes).await,
+        // Applied by the session, never written.
+        Outbound::Control(_) => Ok(()),
     }
 }

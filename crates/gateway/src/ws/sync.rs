@@ -34,7 +34,11 @@ pub(crate) async fn catch_up(ctx: &Ctx<'_>, replay: Replay) -> Outcome {
         Ok(counts) => counts,
         Err(e) => return ctx.replies.unavailable(None, &e),
     };
-    let mut frames = vec![ServerFrame::Unread { counts }.to_json()];
+    let rooms = match ctx.gw.rooms.room_unread(ctx.user).await {
+        Ok(rooms) => rooms,
+        Err(e) => return ctx.replies.unavailable(None, &e),
+    };
+    let mut frames = vec![ServerFrame::Unread { counts, rooms }.to_json()];
     match replay {
         Replay::None => {}
         Replay::Since(since) => match page(ctx, None, since, SYNC_MAX).await {
@@ -56,8 +60,7 @@ pub(crate) async fn sync(
     since: u64,
     limit: Option<u32>,
 ) -> Outcome {
-    let limit = limit.map_or(SYNC_MAX, |l| (l as usize).clamp(1, SYNC_MAX));
-    match page(ctx, id, since, limit).await {
+    match page(ctx, id, since, page_limit(limit)).await {
         Ok(frames) => Outcome::Write(frames),
         Err(outcome) => outcome,
     }
@@ -76,6 +79,24 @@ async fn page(
         .inbox_since(ctx.user, since, limit + 1)
         .await
         .map_err(|e| ctx.replies.unavailable(id.as_deref(), &e))?;
+    Ok(frames(entries, id, None, since, limit))
+}
+
+/// A `sync`'s page size: `limit` within 1..=[`SYNC_MAX`], [`SYNC_MAX`] when absent.
+pub(crate) fn page_limit(limit: Option<u32>) -> usize {
+    limit.map_or(SYNC_MAX, |l| (l as usize).clamp(1, SYNC_MAX))
+}
+
+/// The first `limit` of `entries` (fetched after `since`, one more than
+/// `limit` if there are), then `synced` saying where they stop and whether
+/// more wait.
+pub(crate) fn frames(
+    entries: Vec<InboxEntry>,
+    id: Option<String>,
+    room: Option<String>,
+    since: u64,
+    limit: usize,
+) -> Vec<String> {
     let more = entries.len() > limit;
     let mut until = since;
     let mut frames = Vec::with_capacity(entries.len().min(limit) + 1);
@@ -83,6 +104,14 @@ async fn page(
         until = seq;
         frames.push(frame);
     }
-    frames.push(ServerFrame::Synced { id, until, more }.to_json());
-    Ok(frames)
+    frames.push(
+        ServerFrame::Synced {
+            id,
+            room,
+            until,
+            more,
+        }
+        .to_json(),
+    );
+    frames
 }

@@ -160,7 +160,11 @@ async fn upgrade(
 ) -> Result<HttpResponse, UpgradeError> {
     let slot = admit(gw)?;
     let (response, ws, stream) = actix_ws::handle(&req, body).map_err(UpgradeError::Handshake)?;
-    let (conn, outbound, overflow) = Conn::new(gw.settings.outbound_queue);
+    let user = match &endpoint {
+        Endpoint::Lobby => None,
+        Endpoint::User(caller) => Some(caller.id.as_str()),
+    };
+    let (conn, outbound, overflow) = Conn::new(gw.settings.outbound_queue, user);
     let mut registration = Registration::new(Arc::clone(&gw.hub), conn.clone());
     let home = match &endpoint {
         Endpoint::Lobby => channel::LOBBY.to_owned(),
@@ -170,13 +174,28 @@ async fn upgrade(
         .join(home)
         .await
         .map_err(|e| UpgradeError::Unavailable(e.to_string()))?;
+    // The user's rooms, followed before `101` like the user's own channel
+    // (a membership that changes from now on comes as a control on it).
+    let mut rooms = std::collections::HashSet::new();
+    if let Endpoint::User(caller) = &endpoint {
+        let names = gw
+            .rooms
+            .room_names(&caller.id)
+            .await
+            .map_err(|e| UpgradeError::Unavailable(e.to_string()))?;
+        registration
+            .join_all(names.iter().map(|room| channel::room(room)).collect())
+            .await
+            .map_err(|e| UpgradeError::Unavailable(e.to_string()))?;
+        rooms.extend(names);
+    }
     // Subscribed first, counted online second: a message in between is both
     // delivered live and kept offline (a duplicate the client can drop by
     // id), never neither.
     let online = match &endpoint {
         Endpoint::Lobby => None,
         Endpoint::User(caller) => Some(
-            Online::enter(&gw.presence, &caller.id, conn.id())
+            Online::enter(&gw.leaver, &caller.id, conn.id())
                 .await
                 .map_err(|e| UpgradeError::Unavailable(e.to_string()))?,
         ),
@@ -197,12 +216,9 @@ async fn upgrade(
         gw.metrics.clone(),
     );
     let replies = Replies::new(conn, gw.metrics.clone());
-    let connection = Connection::new(
-        Arc::clone(gw),
-        endpoint,
-        Subscriptions::new(registration),
-        replies,
-    );
+    let mut subscriptions = Subscriptions::new(registration);
+    subscriptions.rooms = rooms;
+    let connection = Connection::new(Arc::clone(gw), endpoint, subscriptions, replies);
     let metrics = gw.metrics.clone();
     actix_web::rt::spawn(gw.sessions.track_future(async move {
         session::run(socket, connection, replay, online, metrics, label).await;

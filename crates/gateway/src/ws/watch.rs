@@ -33,7 +33,7 @@ pub(crate) async fn watch(
     let mut users = ids;
     let mut seen = std::collections::HashSet::new();
     users.retain(|u| seen.insert(u.clone()));
-    let limit = ctx.gw.settings.max_rooms;
+    let limit = ctx.gw.settings.max_watched;
     let new = users.iter().filter(|u| !subs.watching.contains(*u)).count();
     if subs.watching.len() + new > limit {
         return ctx.replies.error(
@@ -83,6 +83,7 @@ pub(crate) async fn typing(ctx: &Ctx<'_>, to: &str) -> Outcome {
     };
     let frame = ServerFrame::Typing {
         from: ctx.user.to_owned(),
+        room: None,
     }
     .to_json();
     match ctx

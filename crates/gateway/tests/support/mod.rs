@@ -26,10 +26,25 @@ use std::time::Duration;
 
 use chat_broker::redis::RedisOptions;
 use chat_gateway::{Access, Engine, Gateway, GatewaySettings};
-use chat_runtime::settings::ServerSettings;
+use chat_runtime::settings::{RoomSettings, ServerSettings};
 use chat_testkit::redis::TestRedis;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+thread_local! {
+    /// The room limits of gateways started on this thread (a test sets them
+    /// before starting its cluster).
+    static ROOMS: std::cell::RefCell<RoomSettings> = std::cell::RefCell::new(RoomSettings::default());
+}
+
+/// Room limits for the gateways this test starts from now on.
+pub fn set_room_settings(rooms: RoomSettings) {
+    ROOMS.with(|r| *r.borrow_mut() = rooms);
+}
+
+fn rooms() -> RoomSettings {
+    ROOMS.with(|r| r.borrow().clone())
+}
 
 /// One running gateway.
 pub struct Node {
@@ -55,7 +70,7 @@ impl Node {
             shutdown_grace: Duration::from_secs(5),
             ..ServerSettings::default()
         };
-        let (app, gateway) = Gateway::alone(&server, settings, engine, access)
+        let (app, gateway) = Gateway::alone(&server, settings, rooms(), engine, access)
             .await
             .expect("gateway builds");
         let addr = app.addr().to_string();

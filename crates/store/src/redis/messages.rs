@@ -9,10 +9,10 @@ use redis::aio::ConnectionManager;
 use super::script::{Call, Loaded, Lua, lua};
 use super::{Keys, with_conn};
 use crate::messages::{
-    Appended, Direct, FrameText, HistoryEntry, InboxEntry, Limits, MessageStore, ReadMarker,
-    SENT_IDS_KEPT, SENT_IDS_TTL, Unread, conversation,
+    Appended, Direct, FrameText, HistoryEntry, InboxEntry, MessageStore, ReadMarker, SENT_IDS_KEPT,
+    SENT_IDS_TTL, Unread, conversation,
 };
-use crate::{StoreError, frames};
+use crate::{Limits, StoreError, frames};
 
 /// How the Redis message store is set up.
 #[derive(Clone, Debug)]
@@ -143,10 +143,10 @@ fn flag(on: bool) -> &'static str {
     if on { "1" } else { "0" }
 }
 
-struct Inner {
-    redis: ConnectionManager,
-    keys: Keys,
-    limits: Limits,
+pub(crate) struct Inner {
+    pub(crate) redis: ConnectionManager,
+    pub(crate) keys: Keys,
+    pub(crate) limits: Limits,
     append: Loaded<Append>,
     take_offline: Loaded<TakeOffline>,
     mark_read: Loaded<MarkRead>,
@@ -180,6 +180,10 @@ impl RedisStore {
                 mark_read: Loaded::new(),
             }),
         }
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
     }
 
     /// The command connection, to share with presence.

@@ -24,6 +24,14 @@
 //! | `node_users:{id}` | set | users with a connection counted on that node |
 //! | `node_conns:{id}` | set | `"{conn} {user}"` of each connection counted on that node |
 //! | `node_swept:{id}` | hash, 1 day TTL | user → their connections on a lapsed node, moved out of `presence:{user}` by a sweep |
+//! | `{room:NAME}:meta` | hash | `private` (0/1), `owner`, `seq` (the last entry's), `members` (how many) |
+//! | `{room:NAME}:members` | hash | user → `"{role} {seq joined at}"` (role: `owner`, `admin`, `member`) |
+//! | `{room:NAME}:read` | hash | member → seq read up to (unread = `seq` − this) |
+//! | `{room:NAME}:log` | sorted set | the room's history: entry frames (messages, membership events) scored by seq |
+//! | `{room:NAME}:ids` | sorted set | entry id → seq (where read markers point) |
+//! | `{room:NAME}:sent` | hash, 7-day TTL | `"{user} {client id}"` → `"{seq} {frame}"` of the room's last sends |
+//! | `{room:NAME}:sent_order` | sorted set, 7-day TTL | those fields → seq, to forget the old ones |
+//! | `rooms:{user}` | set | the rooms the user is a member of |
 //!
 //! A key is the kind, then the name(s): a single name as it is (the user
 //! id, any string: `unread:auth0|5f3c` is that user's counters; no other
@@ -31,11 +39,15 @@
 //! (`conv`, `conv_seq`, `posts`) each name has `%` and `:` percent-encoded
 //! so the pair cannot be read two ways.
 //!
-//! The scripts (`crates/store/lua/`) touch keys they compute (a node's
-//! lease), so they need a single Redis (or one hash slot), not a cluster.
+//! A room's keys share the hash tag `{room:NAME}`, and the room scripts
+//! touch only those: one hash slot each, ready for Redis Cluster. The
+//! direct-message and presence scripts (`crates/store/lua/`) touch keys of
+//! several users and keys they compute (a node's lease), so they need a
+//! single Redis for now.
 
 pub mod messages;
 pub mod presence;
+mod rooms;
 mod script;
 
 use std::sync::Arc;
@@ -48,7 +60,7 @@ use redis::aio::ConnectionManager;
 use crate::StoreError;
 
 /// How long one store call may take before it counts as unavailable.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Key and channel names under one prefix.
 #[derive(Clone, Debug)]
@@ -74,6 +86,15 @@ impl Keys {
     /// character, every name of earlier versions, are unchanged.
     pub(crate) fn pair(&self, kind: &str, a: &str, b: &str) -> String {
         format!("{}{kind}:{}:{}", self.prefix, escape(a), escape(b))
+    }
+
+    /// `{prefix}{room:{name}}:{kind}`: a key of one room. Every key of a
+    /// room carries the hash tag `{room:{name}}`, so they share one hash
+    /// slot (a Redis Cluster keeps them on one node and a script may touch
+    /// them all). A name holding `}` ends the tag early, the same way for
+    /// every key of that room: they still share a slot.
+    pub(crate) fn room(&self, kind: &str, name: &str) -> String {
+        format!("{}{{room:{name}}}:{kind}", self.prefix)
     }
 
     /// `{prefix}{kind}:`: what scripts put in front of names they compute.

@@ -19,7 +19,6 @@ use tracing::{debug, warn};
 use super::script::{Call, Loaded, Lua, lua};
 use super::{Keys, with_conn};
 use crate::StoreError;
-use crate::frames;
 use crate::presence::{ConnId, Presence, PresenceNode, PresenceState, Swept};
 
 /// How long a lapsed node's swept users are kept for it to take back.
@@ -81,7 +80,6 @@ struct Connected {
     presence: String,
     user: String,
     conn: ConnId,
-    online: String,
 }
 
 impl Lua for Connected {
@@ -92,9 +90,7 @@ impl Lua for Connected {
         self.node.keys(call);
         call.key("presence", &self.presence);
         self.node.args(call);
-        call.arg("user", &self.user)
-            .arg("conn", self.conn)
-            .arg("online", &self.online);
+        call.arg("user", &self.user).arg("conn", self.conn);
     }
 }
 
@@ -105,8 +101,6 @@ struct Disconnected {
     last_seen: String,
     user: String,
     conn: ConnId,
-    offline_head: String,
-    offline_tail: String,
 }
 
 impl Lua for Disconnected {
@@ -118,10 +112,7 @@ impl Lua for Disconnected {
         call.key("presence", &self.presence)
             .key("last_seen", &self.last_seen);
         self.node.args(call);
-        call.arg("user", &self.user)
-            .arg("conn", self.conn)
-            .arg("offline_head", &self.offline_head)
-            .arg("offline_tail", &self.offline_tail);
+        call.arg("user", &self.user).arg("conn", self.conn);
     }
 }
 
@@ -456,7 +447,6 @@ impl PresenceNode for RedisNode {
             presence: self.node.keys.of("presence", user),
             user: user.to_owned(),
             conn,
-            online: frames::online_frame(user),
         };
         with_conn(
             &self.node,
@@ -476,15 +466,12 @@ impl PresenceNode for RedisNode {
         user: &str,
         conn: ConnId,
     ) -> BoxFuture<'static, Result<bool, StoreError>> {
-        let (offline_head, offline_tail) = frames::offline_template(user);
         let call = Disconnected {
             node: self.node.values(),
             presence: self.node.keys.of("presence", user),
             last_seen: self.node.keys.of("last_seen", user),
             user: user.to_owned(),
             conn,
-            offline_head,
-            offline_tail,
         };
         with_conn(
             &self.node,
@@ -526,7 +513,6 @@ mod tests {
             presence: "p".into(),
             user: "bob".into(),
             conn: 7,
-            online: "{}".into(),
         });
         legend::check(&Disconnected {
             node: node.node.values(),
@@ -534,8 +520,6 @@ mod tests {
             last_seen: "l".into(),
             user: "bob".into(),
             conn: 7,
-            offline_head: "{".into(),
-            offline_tail: "}".into(),
         });
         legend::check(&Renew {
             node: node.node.values(),

@@ -28,12 +28,12 @@ use sea_orm::{
     TransactionTrait, Value,
 };
 
-use crate::StoreError;
 use crate::memory::MemoryPresence;
 use crate::messages::{
-    Appended, Direct, HistoryEntry, InboxEntry, Limits, MessageStore, ReadMarker, SENT_IDS_KEPT,
-    Unread, conversation,
+    Appended, Direct, HistoryEntry, InboxEntry, MessageStore, ReadMarker, SENT_IDS_KEPT, Unread,
+    conversation,
 };
+use crate::{Limits, StoreError};
 
 /// Histories and client ids are trimmed once every this many writes.
 pub const TRIM_EVERY: i64 = 32;
@@ -70,6 +70,33 @@ const MIGRATIONS: &[&[&str]] = &[
             PRIMARY KEY (user, client_id))",
         "CREATE INDEX inbox_offline ON inbox (user, seq) WHERE offline = 1",
     ],
+    // 3: writes counted per conversation and per sender, so each is trimmed
+    // every TRIM_EVERY of its own writes (a global row id spreads one
+    // conversation's rows over every multiple of TRIM_EVERY, or none).
+    &["CREATE TABLE writes (
+            kind TEXT NOT NULL, a TEXT NOT NULL, b TEXT NOT NULL, n INTEGER NOT NULL,
+            PRIMARY KEY (kind, a, b)) WITHOUT ROWID"],
+    // 4: durable rooms (rooms.rs): one history per room, one read marker
+    // per member.
+    &[
+        "CREATE TABLE rooms (
+            name TEXT PRIMARY KEY, private INTEGER NOT NULL, owner TEXT NOT NULL DEFAULT '',
+            seq INTEGER NOT NULL DEFAULT 0, members INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
+        "CREATE TABLE room_members (
+            room TEXT NOT NULL, user TEXT NOT NULL, role TEXT NOT NULL,
+            joined INTEGER NOT NULL, read INTEGER NOT NULL,
+            PRIMARY KEY (room, user)) WITHOUT ROWID",
+        "CREATE INDEX room_members_user ON room_members (user, room)",
+        "CREATE TABLE room_log (
+            room TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, frame TEXT NOT NULL,
+            PRIMARY KEY (room, seq)) WITHOUT ROWID",
+        "CREATE INDEX room_log_id ON room_log (room, id)",
+        "CREATE TABLE room_sent (
+            room TEXT NOT NULL, user TEXT NOT NULL, client_id TEXT NOT NULL,
+            seq INTEGER NOT NULL, frame TEXT NOT NULL,
+            PRIMARY KEY (room, user, client_id)) WITHOUT ROWID",
+        "CREATE INDEX room_sent_seq ON room_sent (room, seq)",
+    ],
 ];
 
 struct Inner {
@@ -80,6 +107,8 @@ struct Inner {
     /// One writer at a time.
     write: tokio::sync::Mutex<()>,
 }
+
+mod rooms;
 
 /// The embedded message store. Cloning shares it.
 #[derive(Clone)]
@@ -208,6 +237,25 @@ async fn first_send(
     .transpose()
 }
 
+/// Counts one more write of `kind` for the key `(a, b)`; answers whether it
+/// is time to trim that key (every [`TRIM_EVERY`] writes).
+async fn trim_due(
+    txn: &impl ConnectionTrait,
+    kind: &str,
+    a: &str,
+    b: &str,
+) -> Result<bool, sea_orm::DbErr> {
+    let row = txn
+        .query_one_raw(stmt(
+            "INSERT INTO writes (kind, a, b, n) VALUES (?, ?, ?, 1)
+             ON CONFLICT (kind, a, b) DO UPDATE SET n = n + 1 RETURNING n",
+            vec![kind.into(), a.into(), b.into()],
+        ))
+        .await?;
+    let n: i64 = row.map_or(Ok(1), |r| r.try_get_by_index(0))?;
+    Ok(n % TRIM_EVERY == 0)
+}
+
 /// Inserts one inbox entry at `seq` and keeps the inbox to `limits`.
 async fn insert_inbox(
     txn: &impl ConnectionTrait,
@@ -279,24 +327,25 @@ impl SqliteStore {
                 .await?;
             let count: i64 = row.map_or(Ok(1), |r| r.try_get("", "count"))?;
             let counts = [(message.from.clone(), count as u64)].into_iter().collect();
-            let unread = chat_protocol::ServerFrame::Unread { counts }.to_json();
+            let unread = chat_protocol::ServerFrame::Unread {
+                counts,
+                rooms: Default::default(),
+            }
+            .to_json();
             frames.push((message.to.clone(), unread));
         }
-        let row = txn
-            .query_one_raw(stmt(
-                "INSERT INTO history (a, b, message, id, sender) VALUES (?, ?, ?, ?, ?)
-                 RETURNING pos",
-                vec![
-                    a.clone().into(),
-                    b.clone().into(),
-                    message.history.clone().into(),
-                    message.id.clone().into(),
-                    message.from.clone().into(),
-                ],
-            ))
-            .await?;
-        let pos: i64 = row.map_or(Ok(0), |r| r.try_get("", "pos"))?;
-        if pos % TRIM_EVERY == 0 {
+        txn.execute_raw(stmt(
+            "INSERT INTO history (a, b, message, id, sender) VALUES (?, ?, ?, ?, ?)",
+            vec![
+                a.clone().into(),
+                b.clone().into(),
+                message.history.clone().into(),
+                message.id.clone().into(),
+                message.from.clone().into(),
+            ],
+        ))
+        .await?;
+        if trim_due(&txn, "history", &a, &b).await? {
             txn.execute_raw(stmt(
                 "DELETE FROM history WHERE a = ?1 AND b = ?2 AND pos <
                    (SELECT pos FROM history WHERE a = ?1 AND b = ?2
@@ -324,22 +373,20 @@ impl SqliteStore {
             repeated: None,
         };
         if let Some(client_id) = &message.client_id {
-            let row = txn
-                .query_one_raw(stmt(
-                    "INSERT INTO sent (user, client_id, seq_r, seq_s, offline, message)
-                     VALUES (?, ?, ?, ?, ?, ?) RETURNING rowid",
-                    vec![
-                        message.from.clone().into(),
-                        client_id.clone().into(),
-                        int(seq_r),
-                        int(seq_s.unwrap_or(0)),
-                        i32::from(offline).into(),
-                        message.history.clone().into(),
-                    ],
-                ))
-                .await?;
-            let rowid: i64 = row.map_or(Ok(0), |r| r.try_get_by_index(0))?;
-            if rowid % TRIM_EVERY == 0 {
+            txn.execute_raw(stmt(
+                "INSERT INTO sent (user, client_id, seq_r, seq_s, offline, message)
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                vec![
+                    message.from.clone().into(),
+                    client_id.clone().into(),
+                    int(seq_r),
+                    int(seq_s.unwrap_or(0)),
+                    i32::from(offline).into(),
+                    message.history.clone().into(),
+                ],
+            ))
+            .await?;
+            if trim_due(&txn, "sent", &message.from, "").await? {
                 txn.execute_raw(stmt(
                     "DELETE FROM sent WHERE user = ?1 AND rowid <
                        (SELECT rowid FROM sent WHERE user = ?1
@@ -497,14 +544,18 @@ impl MessageStore for SqliteStore {
                     ],
                 ))
                 .await?;
-                let left: i64 = txn
-                    .query_one_raw(stmt(
+                // Notes to oneself are never unread (nothing counts them).
+                let left: i64 = if reader == peer {
+                    0
+                } else {
+                    txn.query_one_raw(stmt(
                         "SELECT COUNT(*) AS left FROM history
                          WHERE a = ? AND b = ? AND sender = ? AND pos > ?",
                         vec![a.into(), b.into(), peer.clone().into(), pos.into()],
                     ))
                     .await?
-                    .map_or(Ok(0), |r| r.try_get("", "left"))?;
+                    .map_or(Ok(0), |r| r.try_get("", "left"))?
+                };
                 if left > 0 {
                     txn.execute_raw(stmt(
                         "INSERT INTO unread (receiver, sender, count) VALUES (?, ?, ?)

@@ -1,0 +1,779 @@
+//! The Redis room store (keys in [`crate::redis`]): every write to a room
+//! is one script on the room's keys (one hash slot); the user's room index
+//! (`rooms:{user}`, another slot) is written right after it, and a join or
+//! leave repeated after a failure repairs it.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use chat_broker::{channel, envelope};
+use futures_util::future::BoxFuture;
+use redis::aio::ConnectionManager;
+
+use super::messages::{Inner, RedisStore};
+use super::script::{Call, Loaded, Lua, lua};
+use super::{Keys, with_conn};
+use crate::messages::{InboxEntry, SENT_IDS_KEPT, SENT_IDS_TTL};
+use crate::rooms::{
+    Admission, Member, Role, RoomError, RoomInfo, RoomRead, RoomSend, RoomStore, RoomSummary,
+    RoomUnread,
+};
+use crate::{StoreError, frames};
+
+// The room scripts, loaded once per process (the message store's own
+// scripts live in its state; these are kept here so that module needs
+// nothing of this one).
+static ROOM_JOIN: LazyLock<Loaded<Join>> = LazyLock::new(Loaded::new);
+static ROOM_LEAVE: LazyLock<Loaded<Leave>> = LazyLock::new(Loaded::new);
+static ROOM_APPEND: LazyLock<Loaded<Append>> = LazyLock::new(Loaded::new);
+static ROOM_READ: LazyLock<Loaded<Read>> = LazyLock::new(Loaded::new);
+
+/// The keys every room script starts with.
+struct RoomKeys {
+    meta: String,
+    members: String,
+    read: String,
+    log: String,
+    ids: String,
+}
+
+impl RoomKeys {
+    fn of(keys: &Keys, room: &str) -> Self {
+        Self {
+            meta: keys.room("meta", room),
+            members: keys.room("members", room),
+            read: keys.room("read", room),
+            log: keys.room("log", room),
+            ids: keys.room("ids", room),
+        }
+    }
+
+    fn push(&self, call: &mut Call) {
+        call.key("meta", &self.meta)
+            .key("members", &self.members)
+            .key("read", &self.read)
+            .key("log", &self.log)
+            .key("ids", &self.ids);
+    }
+}
+
+/// `room_join.lua`: makes a user a member.
+struct Join {
+    keys: RoomKeys,
+    room: String,
+    user: String,
+    mode: &'static str,
+    by: String,
+    role: &'static str,
+    private: bool,
+    max_members: u64,
+    max_len: u64,
+    id: String,
+    head: String,
+    tail: String,
+    envelope: Vec<u8>,
+    control: Vec<u8>,
+    room_channel: String,
+    user_channel: String,
+}
+
+impl Lua for Join {
+    const NAME: &'static str = "room_join";
+    const SOURCE: &'static str = lua!("room_join");
+
+    fn push(&self, call: &mut Call) {
+        self.keys.push(call);
+        call.arg("room", &self.room)
+            .arg("user", &self.user)
+            .arg("mode", self.mode)
+            .arg("by", &self.by)
+            .arg("role", self.role)
+            .arg("private", if self.private { "1" } else { "0" })
+            .arg("max_members", self.max_members)
+            .arg("max_len", self.max_len)
+            .arg("id", &self.id)
+            .arg("head", &self.head)
+            .arg("tail", &self.tail)
+            .arg("envelope", &self.envelope[..])
+            .arg("control", &self.control[..])
+            .arg("room_channel", &self.room_channel)
+            .arg("user_channel", &self.user_channel);
+    }
+}
+
+/// `room_leave.lua`: ends a membership.
+struct Leave {
+    keys: RoomKeys,
+    room: String,
+    user: String,
+    by: String,
+    max_len: u64,
+    id: String,
+    head: String,
+    tail: String,
+    envelope: Vec<u8>,
+    control: Vec<u8>,
+    room_channel: String,
+    user_channel: String,
+}
+
+impl Lua for Leave {
+    const NAME: &'static str = "room_leave";
+    const SOURCE: &'static str = lua!("room_leave");
+
+    fn push(&self, call: &mut Call) {
+        self.keys.push(call);
+        call.arg("room", &self.room)
+            .arg("user", &self.user)
+            .arg("by", &self.by)
+            .arg("max_len", self.max_len)
+            .arg("id", &self.id)
+            .arg("head", &self.head)
+            .arg("tail", &self.tail)
+            .arg("envelope", &self.envelope[..])
+            .arg("control", &self.control[..])
+            .arg("room_channel", &self.room_channel)
+            .arg("user_channel", &self.user_channel);
+    }
+}
+
+/// `room_append.lua`: stores and publishes a room message.
+struct Append {
+    keys: RoomKeys,
+    sent: String,
+    sent_order: String,
+    sender: String,
+    id: String,
+    client_key: String,
+    head: String,
+    tail: String,
+    max_len: u64,
+    sent_max: usize,
+    sent_ttl_s: u64,
+    envelope: Vec<u8>,
+    room_channel: String,
+}
+
+impl Lua for Append {
+    const NAME: &'static str = "room_append";
+    const SOURCE: &'static str = lua!("room_append");
+
+    fn push(&self, call: &mut Call) {
+        self.keys.push(call);
+        call.key("sent", &self.sent)
+            .key("sent_order", &self.sent_order)
+            .arg("sender", &self.sender)
+            .arg("id", &self.id)
+            .arg("client_key", &self.client_key)
+            .arg("head", &self.head)
+            .arg("tail", &self.tail)
+            .arg("max_len", self.max_len)
+            .arg("sent_max", self.sent_max)
+            .arg("sent_ttl_s", self.sent_ttl_s)
+            .arg("envelope", &self.envelope[..])
+            .arg("room_channel", &self.room_channel);
+    }
+}
+
+/// `room_read.lua`: moves a member's read marker.
+struct Read {
+    meta: String,
+    members: String,
+    read: String,
+    ids: String,
+    user: String,
+    up_to: String,
+}
+
+impl Lua for Read {
+    const NAME: &'static str = "room_read";
+    const SOURCE: &'static str = lua!("room_read");
+
+    fn push(&self, call: &mut Call) {
+        call.key("meta", &self.meta)
+            .key("members", &self.members)
+            .key("read", &self.read)
+            .key("ids", &self.ids)
+            .arg("user", &self.user)
+            .arg("up_to", &self.up_to);
+    }
+}
+
+/// A script's answer: its outcome word, then values (as many as the
+/// outcome has).
+struct Answer(Vec<redis::Value>);
+
+impl redis::FromRedisValue for Answer {
+    fn from_redis_value(value: redis::Value) -> Result<Self, redis::ParsingError> {
+        Ok(Answer(Vec::from_redis_value(value)?))
+    }
+}
+
+impl Answer {
+    fn outcome(&self) -> String {
+        self.text(0)
+    }
+
+    fn number(&self, at: usize) -> u64 {
+        self.0
+            .get(at)
+            .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
+            .unwrap_or(0)
+    }
+
+    fn text(&self, at: usize) -> String {
+        self.0
+            .get(at)
+            .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+            .unwrap_or_default()
+    }
+}
+
+fn forbidden(answer: &Answer, fallback: &str) -> RoomError {
+    let why = answer.text(1);
+    RoomError::Forbidden(if why.is_empty() {
+        fallback.to_owned()
+    } else {
+        why
+    })
+}
+
+impl Inner {
+    fn room_join_call(&self, room: &str, user: &str, mode: &'static str, how: &Admission) -> Join {
+        let keys = &self.keys;
+        let (by, role) = match how {
+            Admission::Added { by, role } => (by.clone(), role.as_str()),
+            Admission::Join => (String::new(), Role::Member.as_str()),
+        };
+        let (id, head, tail) =
+            frames::member_event(true, room, user, (!by.is_empty()).then_some(by.as_str()));
+        Join {
+            keys: RoomKeys::of(keys, room),
+            room: room.to_owned(),
+            user: user.to_owned(),
+            mode,
+            by,
+            role,
+            private: false,
+            max_members: self.limits.rooms.max_members,
+            max_len: self.limits.history_max,
+            id,
+            head,
+            tail,
+            envelope: envelope::text_header(),
+            control: envelope::control_header(),
+            room_channel: keys.channel(&channel::room(room)),
+            user_channel: keys.channel(&channel::user(user)),
+        }
+    }
+
+    fn room_leave_call(&self, room: &str, user: &str, by: Option<&str>) -> Leave {
+        let keys = &self.keys;
+        let (id, head, tail) = frames::member_event(false, room, user, by);
+        Leave {
+            keys: RoomKeys::of(keys, room),
+            room: room.to_owned(),
+            user: user.to_owned(),
+            by: by.unwrap_or_default().to_owned(),
+            max_len: self.limits.history_max,
+            id,
+            head,
+            tail,
+            envelope: envelope::text_header(),
+            control: envelope::control_header(),
+            room_channel: keys.channel(&channel::room(room)),
+            user_channel: keys.channel(&channel::user(user)),
+        }
+    }
+
+    fn room_append_call(&self, message: RoomSend) -> Append {
+        let keys = &self.keys;
+        Append {
+            keys: RoomKeys::of(keys, &message.room),
+            sent: keys.room("sent", &message.room),
+            sent_order: keys.room("sent_order", &message.room),
+            client_key: format!("{} {}", message.from, message.client_id),
+            sender: message.from,
+            id: message.id,
+            head: message.head,
+            tail: message.tail,
+            max_len: self.limits.history_max,
+            sent_max: SENT_IDS_KEPT,
+            sent_ttl_s: SENT_IDS_TTL.as_secs(),
+            envelope: message.envelope_header,
+            room_channel: keys.channel(&channel::room(&message.room)),
+        }
+    }
+
+    /// Refuses a user at their limit of rooms (unless already in `room`).
+    async fn check_room_count(
+        &self,
+        conn: &mut ConnectionManager,
+        room: &str,
+        user: &str,
+    ) -> Result<(), RoomError> {
+        let index = self.keys.of("rooms", user);
+        let (member, count): (bool, u64) = redis::pipe()
+            .sismember(&index, room)
+            .scard(&index)
+            .query_async(conn)
+            .await
+            .map_err(|e| super::unavailable("rooms", e))?;
+        let limit = self.limits.rooms.rooms_per_user;
+        if !member && count >= limit {
+            return Err(RoomError::TooManyRooms(user.to_owned(), limit));
+        }
+        Ok(())
+    }
+
+    /// Runs a join (of mode `mode`) and keeps the user's room index.
+    async fn run_join(
+        &self,
+        conn: &mut ConnectionManager,
+        call: Join,
+        private: bool,
+    ) -> Result<bool, RoomError> {
+        let (room, user) = (call.room.clone(), call.user.clone());
+        self.check_room_count(conn, &room, &user).await?;
+        let call = Join { private, ..call };
+        let answer: Answer = ROOM_JOIN
+            .invoke(&call, conn)
+            .await
+            .map_err(|e| super::unavailable("join", e))?;
+        let joined = match answer.outcome().as_str() {
+            "joined" => true,
+            "already" => false,
+            "exists" => return Err(RoomError::Exists(room)),
+            "not_found" => return Err(RoomError::NotFound(room)),
+            "full" => {
+                return Err(RoomError::Full(room, self.limits.rooms.max_members));
+            }
+            _ => return Err(forbidden(&answer, "not allowed")),
+        };
+        redis::cmd("SADD")
+            .arg(self.keys.of("rooms", &user))
+            .arg(&room)
+            .query_async::<i64>(conn)
+            .await
+            .map_err(|e| super::unavailable("SADD", e))?;
+        Ok(joined)
+    }
+
+    /// Whether `room` exists and `user` is a member: `Err` unless both.
+    async fn member_check(
+        &self,
+        conn: &mut ConnectionManager,
+        room: &str,
+        user: &str,
+    ) -> Result<(), RoomError> {
+        let (exists, member): (bool, bool) = redis::pipe()
+            .exists(self.keys.room("meta", room))
+            .hexists(self.keys.room("members", room), user)
+            .query_async(conn)
+            .await
+            .map_err(|e| super::unavailable("room", e))?;
+        if !exists {
+            return Err(RoomError::NotFound(room.to_owned()));
+        }
+        if !member {
+            return Err(RoomError::Forbidden(format!(
+                "not a member of room '{room}'"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Entries from `ZRANGEBYSCORE … WITHSCORES`.
+fn entries(raw: Vec<(String, f64)>) -> Vec<InboxEntry> {
+    raw.into_iter()
+        .map(|(frame, seq)| InboxEntry {
+            seq: seq as u64,
+            frame,
+        })
+        .collect()
+}
+
+fn role_of(entry: &str) -> Role {
+    entry
+        .split(' ')
+        .next()
+        .and_then(Role::parse)
+        .unwrap_or(Role::Member)
+}
+
+/// Runs `f` on the store's connection, bounded like every call.
+fn call<T, F, Fut>(
+    store: &RedisStore,
+    what: &'static str,
+    f: F,
+) -> BoxFuture<'static, Result<T, RoomError>>
+where
+    T: Send + 'static,
+    F: FnOnce(std::sync::Arc<Inner>, ConnectionManager) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, RoomError>> + Send + 'static,
+{
+    let inner = std::sync::Arc::clone(store.inner());
+    let conn = inner.redis.clone();
+    Box::pin(async move {
+        match tokio::time::timeout(super::COMMAND_TIMEOUT, f(inner, conn)).await {
+            Ok(result) => result,
+            Err(e) => Err(RoomError::Store(super::unavailable(what, e))),
+        }
+    })
+}
+
+impl RoomStore for RedisStore {
+    fn create_room(
+        &self,
+        room: &str,
+        owner: &str,
+        private: bool,
+    ) -> BoxFuture<'static, Result<(), RoomError>> {
+        let (room, owner) = (room.to_owned(), owner.to_owned());
+        call(self, "create", move |inner, mut conn| async move {
+            let join = inner.room_join_call(&room, &owner, "create", &Admission::Join);
+            inner.run_join(&mut conn, join, private).await.map(drop)
+        })
+    }
+
+    fn join_room(
+        &self,
+        room: &str,
+        user: &str,
+        how: Admission,
+    ) -> BoxFuture<'static, Result<bool, RoomError>> {
+        let (room, user) = (room.to_owned(), user.to_owned());
+        call(self, "join", move |inner, mut conn| async move {
+            let mode = match how {
+                Admission::Join => "join",
+                Admission::Added { .. } => "add",
+            };
+            let join = inner.room_join_call(&room, &user, mode, &how);
+            inner.run_join(&mut conn, join, false).await
+        })
+    }
+
+    fn leave_room(
+        &self,
+        room: &str,
+        user: &str,
+        by: Option<&str>,
+    ) -> BoxFuture<'static, Result<bool, RoomError>> {
+        let (room, user, by) = (room.to_owned(), user.to_owned(), by.map(str::to_owned));
+        call(self, "leave", move |inner, mut conn| async move {
+            let leave = inner.room_leave_call(&room, &user, by.as_deref());
+            let answer: Answer = ROOM_LEAVE
+                .invoke(&leave, &mut conn)
+                .await
+                .map_err(|e| super::unavailable("leave", e))?;
+            let left = match answer.outcome().as_str() {
+                "left" => true,
+                "absent" => false,
+                "not_found" => return Err(RoomError::NotFound(room)),
+                _ => return Err(forbidden(&answer, "not allowed")),
+            };
+            redis::cmd("SREM")
+                .arg(inner.keys.of("rooms", &user))
+                .arg(&room)
+                .query_async::<i64>(&mut conn)
+                .await
+                .map_err(|e| super::unavailable("SREM", e))?;
+            Ok(left)
+        })
+    }
+
+    fn append_room(
+        &self,
+        message: RoomSend,
+    ) -> BoxFuture<'static, Result<crate::rooms::RoomAppended, RoomError>> {
+        call(self, "room send", move |inner, mut conn| async move {
+            let room = message.room.clone();
+            let from = message.from.clone();
+            let append = inner.room_append_call(message);
+            let answer: Answer = ROOM_APPEND
+                .invoke(&append, &mut conn)
+                .await
+                .map_err(|e| super::unavailable("room send", e))?;
+            match answer.outcome().as_str() {
+                "stored" => Ok(crate::rooms::RoomAppended {
+                    seq: answer.number(1),
+                    repeated: None,
+                }),
+                "repeated" => Ok(crate::rooms::RoomAppended {
+                    seq: answer.number(1),
+                    repeated: Some(answer.text(2)),
+                }),
+                "not_found" => Err(RoomError::NotFound(room)),
+                _ => Err(RoomError::Forbidden(format!(
+                    "'{from}' is not a member of room '{room}'"
+                ))),
+            }
+        })
+    }
+
+    fn room_since(
+        &self,
+        room: &str,
+        user: &str,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<InboxEntry>, RoomError>> {
+        let (room, user) = (room.to_owned(), user.to_owned());
+        call(self, "room sync", move |inner, mut conn| async move {
+            inner.member_check(&mut conn, &room, &user).await?;
+            let raw: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
+                .arg(inner.keys.room("log", &room))
+                .arg(format!("({after}"))
+                .arg("+inf")
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| super::unavailable("room sync", e))?;
+            Ok(entries(raw))
+        })
+    }
+
+    fn room_history(
+        &self,
+        room: &str,
+        user: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<InboxEntry>, RoomError>> {
+        let (room, user) = (room.to_owned(), user.to_owned());
+        call(self, "room history", move |inner, mut conn| async move {
+            inner.member_check(&mut conn, &room, &user).await?;
+            let top = before.map_or_else(|| "+inf".to_owned(), |b| format!("({b}"));
+            let raw: Vec<(String, f64)> = redis::cmd("ZREVRANGEBYSCORE")
+                .arg(inner.keys.room("log", &room))
+                .arg(top)
+                .arg("-inf")
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| super::unavailable("room history", e))?;
+            Ok(entries(raw))
+        })
+    }
+
+    fn mark_room_read(
+        &self,
+        room: &str,
+        user: &str,
+        up_to: &str,
+    ) -> BoxFuture<'static, Result<RoomRead, RoomError>> {
+        let (room, user, up_to) = (room.to_owned(), user.to_owned(), up_to.to_owned());
+        call(self, "room read", move |inner, mut conn| async move {
+            let read = Read {
+                meta: inner.keys.room("meta", &room),
+                members: inner.keys.room("members", &room),
+                read: inner.keys.room("read", &room),
+                ids: inner.keys.room("ids", &room),
+                user: user.clone(),
+                up_to,
+            };
+            let answer: Answer = ROOM_READ
+                .invoke(&read, &mut conn)
+                .await
+                .map_err(|e| super::unavailable("room read", e))?;
+            match answer.outcome().as_str() {
+                "moved" => Ok(RoomRead::Moved {
+                    unread: answer.number(1),
+                    members: answer.number(2),
+                }),
+                "stale" => Ok(RoomRead::Stale {
+                    unread: answer.number(1),
+                }),
+                "not_found" => Ok(RoomRead::NotFound),
+                "no_room" => Err(RoomError::NotFound(room)),
+                _ => Err(RoomError::Forbidden(format!(
+                    "'{user}' is not a member of room '{room}'"
+                ))),
+            }
+        })
+    }
+
+    fn room_names(&self, user: &str) -> BoxFuture<'static, Result<Vec<String>, StoreError>> {
+        let key = self.inner().keys.of("rooms", user);
+        with_conn(
+            self.inner(),
+            &self.inner().redis,
+            "SMEMBERS",
+            move |_, mut conn| async move {
+                let mut rooms: Vec<String> = redis::cmd("SMEMBERS")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await?;
+                rooms.sort();
+                Ok(rooms)
+            },
+        )
+    }
+
+    fn room_unread(&self, user: &str) -> BoxFuture<'static, Result<RoomUnread, StoreError>> {
+        let list = self.room_list(user);
+        Box::pin(async move {
+            Ok(list
+                .await?
+                .into_iter()
+                .map(|summary| (summary.room, summary.unread))
+                .collect())
+        })
+    }
+
+    fn room_list(&self, user: &str) -> BoxFuture<'static, Result<Vec<RoomSummary>, StoreError>> {
+        let user = user.to_owned();
+        let names = self.room_names(&user);
+        let inner = std::sync::Arc::clone(self.inner());
+        Box::pin(async move {
+            let rooms = names.await?;
+            if rooms.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut conn = inner.redis.clone();
+            let mut pipe = redis::pipe();
+            for room in &rooms {
+                pipe.cmd("HMGET")
+                    .arg(inner.keys.room("meta", room))
+                    .arg("seq")
+                    .arg("private")
+                    .hget(inner.keys.room("read", room), &user)
+                    .hget(inner.keys.room("members", room), &user)
+                    .cmd("ZRANGE")
+                    .arg(inner.keys.room("log", room))
+                    .arg(-1)
+                    .arg(-1);
+            }
+            type Row = (
+                (Option<u64>, Option<String>),
+                Option<u64>,
+                Option<String>,
+                Vec<String>,
+            );
+            let query = pipe.query_async::<Vec<Row>>(&mut conn);
+            let rows = tokio::time::timeout(super::COMMAND_TIMEOUT, query)
+                .await
+                .map_err(|e| super::unavailable("rooms", e))?
+                .map_err(|e| super::unavailable("rooms", e))?;
+            Ok(rooms
+                .into_iter()
+                .zip(rows)
+                .filter_map(|(room, ((seq, private), read, member, mut last))| {
+                    // The index may name a room the user just left.
+                    let member = member?;
+                    Some(RoomSummary {
+                        unread: seq.unwrap_or(0).saturating_sub(read.unwrap_or(0)),
+                        last: last.pop(),
+                        private: private.as_deref() == Some("1"),
+                        role: role_of(&member),
+                        room,
+                    })
+                })
+                .collect())
+        })
+    }
+
+    fn room_info(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> BoxFuture<'static, Result<(RoomInfo, Vec<Member>), RoomError>> {
+        let (room, user) = (room.to_owned(), user.to_owned());
+        call(self, "room", move |inner, mut conn| async move {
+            let (meta, members): (HashMap<String, String>, HashMap<String, String>) = redis::pipe()
+                .hgetall(inner.keys.room("meta", &room))
+                .hgetall(inner.keys.room("members", &room))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| super::unavailable("room", e))?;
+            if meta.is_empty() {
+                return Err(RoomError::NotFound(room));
+            }
+            let private = meta.get("private").map(String::as_str) == Some("1");
+            if private && !members.contains_key(&user) {
+                return Err(RoomError::Forbidden(format!(
+                    "room '{room}' is private: only its members see it"
+                )));
+            }
+            let owner = meta.get("owner").filter(|o| !o.is_empty()).cloned();
+            let number = |field: &str| meta.get(field).and_then(|v| v.parse().ok()).unwrap_or(0);
+            let info = RoomInfo {
+                private,
+                owner,
+                members: number("members"),
+                last_seq: number("seq"),
+                name: room,
+            };
+            let mut list: Vec<Member> = members
+                .into_iter()
+                .map(|(user, entry)| Member {
+                    role: role_of(&entry),
+                    user,
+                })
+                .collect();
+            list.sort_by(|a, b| b.role.cmp(&a.role).then_with(|| a.user.cmp(&b.user)));
+            Ok((info, list))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Limits;
+    use crate::redis::script::legend;
+
+    #[tokio::test]
+    async fn every_room_script_is_called_as_its_legend_says() {
+        let store = RedisStore::on(
+            chat_broker::redis::command_connection("redis://127.0.0.1:1/").expect("lazy"),
+            "p:",
+            Limits::default(),
+        );
+        let inner = store.inner();
+        legend::check(&inner.room_join_call("r", "bob", "join", &Admission::Join));
+        legend::check(&inner.room_leave_call("r", "bob", Some("alice")));
+        legend::check(&inner.room_append_call(RoomSend {
+            room: "r".into(),
+            id: "01J".into(),
+            from: "bob".into(),
+            client_id: "c1".into(),
+            head: "{".into(),
+            tail: "}".into(),
+            envelope_header: vec![b'T'],
+        }));
+        legend::check(&Read {
+            meta: "m".into(),
+            members: "ms".into(),
+            read: "r".into(),
+            ids: "i".into(),
+            user: "bob".into(),
+            up_to: "01J".into(),
+        });
+    }
+
+    #[test]
+    fn every_key_of_a_room_shares_its_hash_tag() {
+        let keys = Keys::new("t1:");
+        for room in ["général", "a}b", "x{y"] {
+            let calls = [
+                keys.room("meta", room),
+                keys.room("log", room),
+                keys.room("sent_order", room),
+            ];
+            let tag = |key: &str| {
+                let open = key.find('{').expect("a tag");
+                let close = key[open + 1..].find('}').expect("closed") + open + 1;
+                key[open + 1..close].to_owned()
+            };
+            assert!(calls.iter().all(|k| tag(k) == tag(&calls[0])), "{calls:?}");
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The room store interface: durable group conversations.
+//!
+//! A room keeps **one history** (every message and membership change, each
+//! at the room's next `seq`) and **one read marker per member** (the `seq`
+//! read up to). A member's unread count is the room's last `seq` minus
+//! their marker: derived, so it can never drift, and a message costs the
+//! store the same whatever the number of members (fan-out on read: nothing
+//! is copied per member).
+//!
+//! Rules every engine keeps (checked by `tests/rooms.rs` for each):
+//! - `join` of a room that does not exist creates it, public, with the
+//!   joiner as owner; of a private room, only a member may add someone;
+//!   anyone may join a public room. A member's marker starts at their
+//!   `member_joined` entry (nothing before it is unread for them).
+//! - Members may add members; the owner may add admins. The owner removes
+//!   anyone, an admin removes members (not admins or the owner), anyone
+//!   removes themselves (`leave`). When the owner leaves, the admin who
+//!   joined first becomes owner (else the member who joined first).
+//! - A member's own message moves their marker to it (what one writes, one
+//!   has read).
+//! - Every change of membership is told to the user's connections (a
+//!   control envelope on `user:{name}`: subscribe or unsubscribe the room)
+//!   and, as a `member_joined` / `member_left` entry, to the room.
+//! - Limits: [`RoomLimits`]; a refused change changes nothing.
+
+use std::collections::BTreeMap;
+
+use futures_util::future::BoxFuture;
+
+use crate::StoreError;
+use crate::messages::InboxEntry;
+
+/// What a member may do in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Writes, reads, adds members.
+    Member,
+    /// Also removes members.
+    Admin,
+    /// Also adds and removes admins. One per room.
+    Owner,
+}
+
+impl Role {
+    /// The role as stored and shown: `member`, `admin`, `owner`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Admin => "admin",
+            Role::Owner => "owner",
+        }
+    }
+
+    /// The role a stored or requested name stands for.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "member" => Some(Role::Member),
+            "admin" => Some(Role::Admin),
+            "owner" => Some(Role::Owner),
+            _ => None,
+        }
+    }
+}
+
+/// How a user comes into a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// By themselves (`join`): public rooms only, created when new.
+    Join,
+    /// Added by a member, with a role (`admin` only by the owner).
+    Added {
+        /// The member adding them.
+        by: String,
+        /// Their role.
+        role: Role,
+    },
+}
+
+/// Why a room call was refused. Nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum RoomError {
+    /// No room has that name.
+    #[error("no room '{0}'")]
+    NotFound(String),
+    /// The caller may not do that (the reason says why).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The room has [`RoomLimits::max_members`] members.
+    #[error("room '{0}' has its maximum of {1} members")]
+    Full(String, u64),
+    /// The user is a member of [`RoomLimits::rooms_per_user`] rooms.
+    #[error("'{0}' is a member of the maximum of {1} rooms")]
+    TooManyRooms(String, u64),
+    /// `create` of a name that is taken.
+    #[error("a room named '{0}' exists already")]
+    Exists(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A room as its members see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomInfo {
+    /// Its name (the room id).
+    pub name: String,
+    /// Only members may add members; outsiders cannot join.
+    pub private: bool,
+    /// The owner, when the room has members.
+    pub owner: Option<String>,
+    /// How many members it has.
+    pub members: u64,
+    /// The `seq` of its latest entry (0 for none).
+    pub last_seq: u64,
+}
+
+/// One member of a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The user.
+    pub user: String,
+    /// What they may do.
+    pub role: Role,
+}
+
+/// One of a user's rooms, for their conversation list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomSummary {
+    /// The room.
+    pub room: String,
+    /// Entries after the user's read marker.
+    pub unread: u64,
+    /// The latest entry (a `message` or membership frame), if any is kept.
+    pub last: Option<String>,
+    /// Whether it is private.
+    pub private: bool,
+    /// The user's role in it.
+    pub role: Role,
+}
+
+/// A message to store in a room and publish to its members.
+#[derive(Debug, Clone)]
+pub struct RoomSend {
+    /// The room (its name).
+    pub room: String,
+    /// Server id (a ULID).
+    pub id: String,
+    /// The sender; must be a member.
+    pub from: String,
+    /// The sender's id for this send: a send repeating one the sender
+    /// already made in this room is stored once.
+    pub client_id: String,
+    /// The `message` frame, cut where the room writes its `seq`.
+    pub head: String,
+    /// The text after the `seq`.
+    pub tail: String,
+    /// The broker envelope header the published frame carries.
+    pub envelope_header: Vec<u8>,
+}
+
+/// Where a room message landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomAppended {
+    /// Its `seq` in the room.
+    pub seq: u64,
+    /// When this send repeats one already made (same client id), nothing
+    /// new was stored: the first send's frame, at the first send's `seq`.
+    pub repeated: Option<String>,
+}
+
+/// What a room read marker did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomRead {
+    /// The marker moved forward: the reader's count afterwards, and how
+    /// many members the room has (receipts go out only in small rooms).
+    Moved {
+        /// Entries after the marker.
+        unread: u64,
+        /// Members of the room.
+        members: u64,
+    },
+    /// At or before the marker: nothing changed; the reader's count.
+    Stale {
+        /// Entries after the marker.
+        unread: u64,
+    },
+    /// No entry of this room has that id (or it is no longer kept).
+    NotFound,
+}
+
+/// Unread counts of one user's rooms: room → count.
+pub type RoomUnread = BTreeMap<String, u64>;
+
+/// Durable rooms. Every call naming a `user` acts as that user and checks
+/// what they may do; see the module's rules.
+pub trait RoomStore: Send + Sync + 'static {
+    /// Creates room `room` owned by `owner` (its first member).
+    ///
+    /// Errors: [`RoomError::Exists`], [`RoomError::TooManyRooms`].
+    fn create_room(
+        &self,
+        room: &str,
+        owner: &str,
+        private: bool,
+    ) -> BoxFuture<'static, Result<(), RoomError>>;
+
+    /// Makes `user` a member; `Ok(false)` when they were one already
+    /// (nothing changed).
+    ///
+    /// Errors: [`RoomError::NotFound`] (adding to a room that does not
+    /// exist), [`RoomError::Forbidden`] (a private room, an adder who is no
+    /// member, an admin not added by the owner), [`RoomError::Full`],
+    /// [`RoomError::TooManyRooms`].
+    fn join_room(
+        &self,
+        room: &str,
+        user: &str,
+        how: Admission,
+    ) -> BoxFuture<'static, Result<bool, RoomError>>;
+
+    /// Ends `user`'s membership, by themselves (`by` = `None`) or removed
+    /// by `by`; `Ok(false)` when they were no member (nothing changed).
+    ///
+    /// Errors: [`RoomError::NotFound`], [`RoomError::Forbidden`] (a
+    /// remover without the right).
+    fn leave_room(
+        &self,
+        room: &str,
+        user: &str,
+        by: Option<&str>,
+    ) -> BoxFuture<'static, Result<bool, RoomError>>;
+
+    /// Stores a message at the room's next `seq` (before answering), moves
+    /// the sender's marker to it and publishes it on `room:{name}`.
+    ///
+    /// Errors: [`RoomError::NotFound`], [`RoomError::Forbidden`] (no member).
+    fn append_room(&self, message: RoomSend)
+    -> BoxFuture<'static, Result<RoomAppended, RoomError>>;
+
+    /// The room's entries after `after`, oldest first, at most `limit`.
+    ///
+    /// Errors: [`RoomError::NotFound`], [`RoomError::Forbidden`] (no member).
+    fn room_since(
+        &self,
+        room: &str,
+        user: &str,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<InboxEntry>, RoomError>>;
+
+    /// The room's entries before `before` (all when `None`), newest first,
+    /// at most `limit`.
+    ///
+    /// Errors: [`RoomError::NotFound`], [`RoomError::Forbidden`] (no member).
+    fn room_history(
+        &self,
+        room: &str,
+        user: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<InboxEntry>, RoomError>>;
+
+    /// Moves `user`'s marker forward to entry `up_to` (an id).
+    ///
+    /// Errors: [`RoomError::NotFound`] (no such room),
+    /// [`RoomError::Forbidden`] (no member).
+    fn mark_room_read(
+        &self,
+        room: &str,
+        user: &str,
+        up_to: &str,
+    ) -> BoxFuture<'static, Result<RoomRead, RoomError>>;
+
+    /// The names of `user`'s rooms.
+    fn room_names(&self, user: &str) -> BoxFuture<'static, Result<Vec<String>, StoreError>>;
+
+    /// `user`'s unread count in each of their rooms (0 included).
+    fn room_unread(&self, user: &str) -> BoxFuture<'static, Result<RoomUnread, StoreError>>;
+
+    /// `user`'s rooms with their unread counts and latest entries.
+    fn room_list(&self, user: &str) -> BoxFuture<'static, Result<Vec<RoomSummary>, StoreError>>;
+
+    /// A room and its members. Anyone may look at a public room; only
+    /// members at a private one.
+    ///
+    /// Errors: [`RoomError::NotFound`], [`RoomError::Forbidden`].
+    fn room_info(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> BoxFuture<'static, Result<(RoomInfo, Vec<Member>), RoomError>>;
+}

@@ -1,0 +1,750 @@
+//! Durable rooms in SQLite: the same rules as the Redis scripts (see
+//! [`crate::rooms`]), one transaction per change under the writer lock,
+//! published through the in-process broker after it commits (a crash in
+//! between loses no entry: members get it by `sync`).
+//!
+//! Bounds: a room's history keeps its last `history_max` entries exactly;
+//! its client ids those of its last [`SENT_IDS_KEPT`] entries.
+
+use bytes::Bytes;
+use chat_broker::channel;
+use chat_broker::envelope::{self, Control};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+
+use super::{SqliteStore, failed, int, stmt};
+use crate::messages::{InboxEntry, SENT_IDS_KEPT};
+use crate::rooms::{
+    Admission, Member, Role, RoomAppended, RoomError, RoomInfo, RoomRead, RoomSend, RoomStore,
+    RoomSummary, RoomUnread,
+};
+use crate::{StoreError, frames};
+
+/// What to publish once a change commits: (channel, envelope).
+type Publishes = Vec<(String, Bytes)>;
+
+/// A change's answer, or why it was refused (nothing written).
+enum Refused {
+    Room(RoomError),
+    Db(DbErr),
+}
+
+impl From<DbErr> for Refused {
+    fn from(e: DbErr) -> Self {
+        Refused::Db(e)
+    }
+}
+
+impl From<RoomError> for Refused {
+    fn from(e: RoomError) -> Self {
+        Refused::Room(e)
+    }
+}
+
+impl Refused {
+    fn into_room(self, what: &str) -> RoomError {
+        match self {
+            Refused::Room(e) => e,
+            Refused::Db(e) => RoomError::Store(failed(what, e)),
+        }
+    }
+}
+
+/// A member's role and the seq they joined at.
+async fn member(
+    db: &impl ConnectionTrait,
+    room: &str,
+    user: &str,
+) -> Result<Option<(Role, i64)>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            "SELECT role, joined FROM room_members WHERE room = ? AND user = ?",
+            vec![room.into(), user.into()],
+        ))
+        .await?;
+    row.map(|r| {
+        let role: String = r.try_get("", "role")?;
+        Ok((
+            Role::parse(&role).unwrap_or(Role::Member),
+            r.try_get("", "joined")?,
+        ))
+    })
+    .transpose()
+}
+
+/// The room's `private`, `owner`, `members` and `seq`, if it exists.
+async fn meta(
+    db: &impl ConnectionTrait,
+    room: &str,
+) -> Result<Option<(bool, String, i64, i64)>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            "SELECT private, owner, members, seq FROM rooms WHERE name = ?",
+            vec![room.into()],
+        ))
+        .await?;
+    row.map(|r| {
+        Ok((
+            r.try_get::<i64>("", "private")? == 1,
+            r.try_get("", "owner")?,
+            r.try_get("", "members")?,
+            r.try_get("", "seq")?,
+        ))
+    })
+    .transpose()
+}
+
+/// Appends an entry (its frame cut around the seq) at the room's next
+/// seq, keeping the room's last `max_len`; answers the seq and the frame.
+async fn append_entry(
+    txn: &impl ConnectionTrait,
+    room: &str,
+    id: &str,
+    head: &str,
+    tail: &str,
+    max_len: u64,
+) -> Result<(i64, String), DbErr> {
+    let row = txn
+        .query_one_raw(stmt(
+            "UPDATE rooms SET seq = seq + 1 WHERE name = ? RETURNING seq",
+            vec![room.into()],
+        ))
+        .await?;
+    let seq: i64 = row.map_or(Ok(0), |r| r.try_get_by_index(0))?;
+    let frame = format!("{head}{seq}{tail}");
+    txn.execute_raw(stmt(
+        "INSERT INTO room_log (room, seq, id, frame) VALUES (?, ?, ?, ?)",
+        vec![room.into(), seq.into(), id.into(), frame.clone().into()],
+    ))
+    .await?;
+    let oldest_kept = seq - max_len.min(i64::MAX as u64) as i64;
+    if oldest_kept > 0 {
+        txn.execute_raw(stmt(
+            "DELETE FROM room_log WHERE room = ? AND seq <= ?",
+            vec![room.into(), oldest_kept.into()],
+        ))
+        .await?;
+    }
+    Ok((seq, frame))
+}
+
+/// Moves `user`'s marker in `room` to `seq` (what they just did).
+async fn mark_seen(
+    txn: &impl ConnectionTrait,
+    room: &str,
+    user: &str,
+    seq: i64,
+) -> Result<(), DbErr> {
+    txn.execute_raw(stmt(
+        "UPDATE room_members SET read = ? WHERE room = ? AND user = ?",
+        vec![seq.into(), room.into(), user.into()],
+    ))
+    .await
+    .map(drop)
+}
+
+fn entries(rows: Vec<sea_orm::QueryResult>) -> Result<Vec<InboxEntry>, DbErr> {
+    rows.iter()
+        .map(|r| {
+            Ok(InboxEntry {
+                seq: r.try_get::<i64>("", "seq")? as u64,
+                frame: r.try_get("", "frame")?,
+            })
+        })
+        .collect()
+}
+
+impl SqliteStore {
+    /// Publishes what a committed change announced; the change is stored
+    /// already, so a failed live push is recovered by `sync`.
+    async fn announce(&self, publishes: Publishes) {
+        for (channel, payload) in publishes {
+            let _ = self.inner.broker.publish(&channel, payload).await;
+        }
+    }
+
+    /// `room` exists and `user` is a member, or why not.
+    async fn member_check(
+        &self,
+        db: &impl ConnectionTrait,
+        room: &str,
+        user: &str,
+    ) -> Result<(), Refused> {
+        if meta(db, room).await?.is_none() {
+            return Err(RoomError::NotFound(room.to_owned()).into());
+        }
+        if member(db, room, user).await?.is_none() {
+            return Err(RoomError::Forbidden(format!("not a member of room '{room}'")).into());
+        }
+        Ok(())
+    }
+
+    /// One join, creation or addition (the rules of `room_join.lua`).
+    async fn join_txn(
+        &self,
+        room: &str,
+        user: &str,
+        how: &Admission,
+        create: Option<bool>,
+    ) -> Result<(bool, Publishes), Refused> {
+        let limits = self.inner.limits;
+        let txn = self.inner.db.begin().await?;
+        let existing = meta(&txn, room).await?;
+        match (create, &existing, how) {
+            (Some(_), Some(_), _) => return Err(RoomError::Exists(room.to_owned()).into()),
+            (None, None, Admission::Added { .. }) => {
+                return Err(RoomError::NotFound(room.to_owned()).into());
+            }
+            _ => {}
+        }
+        if existing.is_none() {
+            let private = i32::from(create == Some(true));
+            txn.execute_raw(stmt(
+                "INSERT INTO rooms (name, private) VALUES (?, ?)",
+                vec![room.into(), private.into()],
+            ))
+            .await?;
+        }
+        if member(&txn, room, user).await?.is_some() {
+            return Ok((false, Vec::new()));
+        }
+        let (private, owner, members, _) = meta(&txn, room).await?.unwrap_or_default();
+        let mut role = Role::Member;
+        match how {
+            Admission::Join if private && create.is_none() => {
+                return Err(RoomError::Forbidden(format!(
+                    "room '{room}' is private: a member must add you"
+                ))
+                .into());
+            }
+            Admission::Join => {}
+            Admission::Added { by, role: asked } => {
+                let Some((by_role, _)) = member(&txn, room, by).await? else {
+                    return Err(RoomError::Forbidden(format!(
+                        "only members of room '{room}' may add members"
+                    ))
+                    .into());
+                };
+                if *asked == Role::Admin && by_role != Role::Owner {
+                    return Err(RoomError::Forbidden(format!(
+                        "only the owner of room '{room}' may add admins"
+                    ))
+                    .into());
+                }
+                role = *asked;
+            }
+        }
+        let rooms_of_user: i64 = txn
+            .query_one_raw(stmt(
+                "SELECT COUNT(*) FROM room_members WHERE user = ?",
+                vec![user.into()],
+            ))
+            .await?
+            .map_or(Ok(0), |r| r.try_get_by_index(0))?;
+        if rooms_of_user as u64 >= limits.rooms.rooms_per_user {
+            return Err(
+                RoomError::TooManyRooms(user.to_owned(), limits.rooms.rooms_per_user).into(),
+            );
+        }
+        if members as u64 >= limits.rooms.max_members {
+            return Err(RoomError::Full(room.to_owned(), limits.rooms.max_members).into());
+        }
+        if owner.is_empty() {
+            role = Role::Owner;
+            txn.execute_raw(stmt(
+                "UPDATE rooms SET owner = ? WHERE name = ?",
+                vec![user.into(), room.into()],
+            ))
+            .await?;
+        }
+        let by = match how {
+            Admission::Added { by, .. } => Some(by.as_str()),
+            Admission::Join => None,
+        };
+        let (id, head, tail) = frames::member_event(true, room, user, by);
+        let (seq, frame) = append_entry(&txn, room, &id, &head, &tail, limits.history_max).await?;
+        txn.execute_raw(stmt(
+            "INSERT INTO room_members (room, user, role, joined, read) VALUES (?, ?, ?, ?, ?)",
+            vec![
+                room.into(),
+                user.into(),
+                role.as_str().into(),
+                seq.into(),
+                seq.into(),
+            ],
+        ))
+        .await?;
+        txn.execute_raw(stmt(
+            "UPDATE rooms SET members = members + 1 WHERE name = ?",
+            vec![room.into()],
+        ))
+        .await?;
+        if let Some(by) = by {
+            // The adder has seen what they did (as a sender their message).
+            mark_seen(&txn, room, by, seq).await?;
+        }
+        txn.commit().await?;
+        Ok((
+            true,
+            vec![
+                (channel::room(room), envelope::text(&frame)),
+                (
+                    channel::user(user),
+                    envelope::control(&Control::Joined(room.into())),
+                ),
+            ],
+        ))
+    }
+
+    /// One leave or removal (the rules of `room_leave.lua`).
+    async fn leave_txn(
+        &self,
+        room: &str,
+        user: &str,
+        by: Option<&str>,
+    ) -> Result<(bool, Publishes), Refused> {
+        let txn = self.inner.db.begin().await?;
+        if meta(&txn, room).await?.is_none() {
+            return Err(RoomError::NotFound(room.to_owned()).into());
+        }
+        let Some((role, _)) = member(&txn, room, user).await? else {
+            return Ok((false, Vec::new()));
+        };
+        if let Some(by) = by.filter(|by| *by != user) {
+            let by_role = member(&txn, room, by).await?.map(|(r, _)| r);
+            match by_role {
+                Some(Role::Owner) => {}
+                Some(Role::Admin) if role == Role::Member => {}
+                Some(Role::Admin) => {
+                    return Err(RoomError::Forbidden(format!(
+                        "an admin of room '{room}' removes members only"
+                    ))
+                    .into());
+                }
+                _ => {
+                    return Err(RoomError::Forbidden(format!(
+                        "only the owner and admins of room '{room}' remove members"
+                    ))
+                    .into());
+                }
+            }
+        }
+        let (id, head, tail) = frames::member_event(false, room, user, by);
+        let (seq, frame) =
+            append_entry(&txn, room, &id, &head, &tail, self.inner.limits.history_max).await?;
+        if let Some(by) = by.filter(|by| *by != user) {
+            mark_seen(&txn, room, by, seq).await?;
+        }
+        txn.execute_raw(stmt(
+            "DELETE FROM room_members WHERE room = ? AND user = ?",
+            vec![room.into(), user.into()],
+        ))
+        .await?;
+        txn.execute_raw(stmt(
+            "UPDATE rooms SET members = members - 1 WHERE name = ?",
+            vec![room.into()],
+        ))
+        .await?;
+        if role == Role::Owner {
+            // The admin who joined first, else the member who joined first.
+            let heir = txn
+                .query_one_raw(stmt(
+                    "SELECT user FROM room_members WHERE room = ?
+                     ORDER BY role = 'admin' DESC, joined LIMIT 1",
+                    vec![room.into()],
+                ))
+                .await?
+                .map(|r| r.try_get::<String>("", "user"))
+                .transpose()?
+                .unwrap_or_default();
+            txn.execute_raw(stmt(
+                "UPDATE rooms SET owner = ? WHERE name = ?",
+                vec![heir.clone().into(), room.into()],
+            ))
+            .await?;
+            txn.execute_raw(stmt(
+                "UPDATE room_members SET role = 'owner' WHERE room = ? AND user = ?",
+                vec![room.into(), heir.into()],
+            ))
+            .await?;
+        }
+        txn.commit().await?;
+        Ok((
+            true,
+            vec![
+                (channel::room(room), envelope::text(&frame)),
+                (
+                    channel::user(user),
+                    envelope::control(&Control::Left(room.into())),
+                ),
+            ],
+        ))
+    }
+
+    /// One room message (the rules of `room_append.lua`).
+    async fn append_txn(&self, message: &RoomSend) -> Result<(RoomAppended, Publishes), Refused> {
+        let room = message.room.as_str();
+        let txn = self.inner.db.begin().await?;
+        self.member_check(&txn, room, &message.from).await?;
+        let first = txn
+            .query_one_raw(stmt(
+                "SELECT seq, frame FROM room_sent WHERE room = ? AND user = ? AND client_id = ?",
+                vec![
+                    room.into(),
+                    message.from.clone().into(),
+                    message.client_id.clone().into(),
+                ],
+            ))
+            .await?;
+        if let Some(first) = first {
+            let appended = RoomAppended {
+                seq: first.try_get::<i64>("", "seq")? as u64,
+                repeated: Some(first.try_get("", "frame")?),
+            };
+            return Ok((appended, Vec::new()));
+        }
+        let (seq, frame) = append_entry(
+            &txn,
+            room,
+            &message.id,
+            &message.head,
+            &message.tail,
+            self.inner.limits.history_max,
+        )
+        .await?;
+        mark_seen(&txn, room, &message.from, seq).await?;
+        txn.execute_raw(stmt(
+            "INSERT INTO room_sent (room, user, client_id, seq, frame) VALUES (?, ?, ?, ?, ?)",
+            vec![
+                room.into(),
+                message.from.clone().into(),
+                message.client_id.clone().into(),
+                seq.into(),
+                frame.clone().into(),
+            ],
+        ))
+        .await?;
+        txn.execute_raw(stmt(
+            "DELETE FROM room_sent WHERE room = ? AND seq <= ?",
+            vec![room.into(), (seq - SENT_IDS_KEPT as i64).into()],
+        ))
+        .await?;
+        txn.commit().await?;
+        let mut payload = message.envelope_header.clone();
+        payload.extend_from_slice(frame.as_bytes());
+        Ok((
+            RoomAppended {
+                seq: seq as u64,
+                repeated: None,
+            },
+            vec![(channel::room(room), Bytes::from(payload))],
+        ))
+    }
+
+    async fn read_txn(&self, room: &str, user: &str, up_to: &str) -> Result<RoomRead, Refused> {
+        let txn = self.inner.db.begin().await?;
+        let Some((_, _, members, last)) = meta(&txn, room).await? else {
+            return Err(RoomError::NotFound(room.to_owned()).into());
+        };
+        let current: i64 = txn
+            .query_one_raw(stmt(
+                "SELECT read FROM room_members WHERE room = ? AND user = ?",
+                vec![room.into(), user.into()],
+            ))
+            .await?
+            .map(|r| r.try_get("", "read"))
+            .transpose()?
+            .ok_or_else(|| RoomError::Forbidden(format!("not a member of room '{room}'")))?;
+        let Some(seq) = txn
+            .query_one_raw(stmt(
+                "SELECT seq FROM room_log WHERE room = ? AND id = ?",
+                vec![room.into(), up_to.into()],
+            ))
+            .await?
+            .map(|r| r.try_get::<i64>("", "seq"))
+            .transpose()?
+        else {
+            return Ok(RoomRead::NotFound);
+        };
+        if seq <= current {
+            return Ok(RoomRead::Stale {
+                unread: (last - current).max(0) as u64,
+            });
+        }
+        txn.execute_raw(stmt(
+            "UPDATE room_members SET read = ? WHERE room = ? AND user = ?",
+            vec![seq.into(), room.into(), user.into()],
+        ))
+        .await?;
+        txn.commit().await?;
+        Ok(RoomRead::Moved {
+            unread: (last - seq).max(0) as u64,
+            members: members.max(0) as u64,
+        })
+    }
+
+    /// A page of a room's history, as member `user`.
+    async fn page(
+        &self,
+        room: &str,
+        user: &str,
+        sql: &str,
+        bound: i64,
+        limit: usize,
+    ) -> Result<Vec<InboxEntry>, Refused> {
+        let db = &self.inner.db;
+        self.member_check(db, room, user).await?;
+        let rows = db
+            .query_all_raw(stmt(
+                sql,
+                vec![room.into(), bound.into(), int(limit as u64)],
+            ))
+            .await?;
+        Ok(entries(rows)?)
+    }
+}
+
+/// `this` cloned into a boxed future, the write lock held for `f`.
+fn writing<T, F, Fut>(
+    this: &SqliteStore,
+    what: &'static str,
+    f: F,
+) -> BoxFuture<'static, Result<T, RoomError>>
+where
+    T: Send + 'static,
+    F: FnOnce(SqliteStore) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(T, Publishes), Refused>> + Send,
+{
+    let this = this.clone();
+    async move {
+        let _writer = this.inner.write.lock().await;
+        let (answer, publishes) = f(this.clone()).await.map_err(|e| e.into_room(what))?;
+        this.announce(publishes).await;
+        Ok(answer)
+    }
+    .boxed()
+}
+
+impl RoomStore for SqliteStore {
+    fn create_room(
+        &self,
+        room: &str,
+        owner: &str,
+        private: bool,
+    ) -> BoxFuture<'static, Result<(), RoomError>> {
+        let (room, owner) = (room.to_owned(), owner.to_owned());
+        writing(self, "creating a room", move |this| async move {
+            let (_, publishes) = this
+                .join_txn(&room, &owner, &Admission::Join, Some(private))
+                .await?;
+            Ok(((), publishes))
+        })
+    }
+
+    fn join_room(
+        &self,
+        room: &str,
+        user: &str,
+        how: Admission,
+    ) -> BoxFuture<'static, Result<bool, RoomError>> {
+        let (room, user) = (room.to_owned(), user.to_owned());
+        writing(self, "joining a room", move |this| async move {
+            this.join_txn(&room, &user, &how, None).await
+        })
+    }
+
+    fn leave_room(
+        &self,
+        room: &str,
+        user: &str,
+        by: Option<&str>,
+    ) -> BoxFuture<'static, Result<bool, RoomError>> {
+        let (room, user, by) = (room.to_owned(), user.to_owned(), by.map(str::to_owned));
+        writing(self, "leaving a room", move |this| async move {
+            this.leave_txn(&room, &user, by.as_deref()).await
+        })
+    }
+
+    fn append_room(
+        &self,
+        message: RoomSend,
+    ) -> BoxFuture<'static, Result<RoomAppended, RoomError>> {
+        writing(self, "storing a room message", move |this| async move {
+            this.append_txn(&message).await
+        })
+    }
+
+    fn room_since(
+        &self,
+        room: &str,
+        user: &str,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<InboxEntry>, RoomError>> {
+        let (this, room, user) = (self.clone(), room.to_owned(), user.to_owned());
+        async move {
+            let after = after.min(i64::MAX as u64) as i64;
+            this.page(
+                &room,
+                &user,
+                "SELECT seq, frame FROM room_log WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?",
+                after,
+                limit,
+            )
+            .await
+            .map_err(|e| e.into_room("reading a room"))
+        }
+        .boxed()
+    }
+
+    fn room_history(
+        &self,
+        room: &str,
+        user: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<InboxEntry>, RoomError>> {
+        let (this, room, user) = (self.clone(), room.to_owned(), user.to_owned());
+        async move {
+            let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
+            this.page(
+                &room,
+                &user,
+                "SELECT seq, frame FROM room_log WHERE room = ? AND seq < ?
+                 ORDER BY seq DESC LIMIT ?",
+                before,
+                limit,
+            )
+            .await
+            .map_err(|e| e.into_room("reading a room"))
+        }
+        .boxed()
+    }
+
+    fn mark_room_read(
+        &self,
+        room: &str,
+        user: &str,
+        up_to: &str,
+    ) -> BoxFuture<'static, Result<RoomRead, RoomError>> {
+        let (room, user, up_to) = (room.to_owned(), user.to_owned(), up_to.to_owned());
+        writing(self, "marking a room read", move |this| async move {
+            Ok((this.read_txn(&room, &user, &up_to).await?, Vec::new()))
+        })
+    }
+
+    fn room_names(&self, user: &str) -> BoxFuture<'static, Result<Vec<String>, StoreError>> {
+        let (this, user) = (self.clone(), user.to_owned());
+        async move {
+            let rows = this
+                .inner
+                .db
+                .query_all_raw(stmt(
+                    "SELECT room FROM room_members WHERE user = ? ORDER BY room",
+                    vec![user.into()],
+                ))
+                .await
+                .map_err(|e| failed("reading rooms", e))?;
+            rows.iter()
+                .map(|r| r.try_get("", "room"))
+                .collect::<Result<_, DbErr>>()
+                .map_err(|e| failed("reading rooms", e))
+        }
+        .boxed()
+    }
+
+    fn room_unread(&self, user: &str) -> BoxFuture<'static, Result<RoomUnread, StoreError>> {
+        let list = self.room_list(user);
+        async move {
+            Ok(list
+                .await?
+                .into_iter()
+                .map(|summary| (summary.room, summary.unread))
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn room_list(&self, user: &str) -> BoxFuture<'static, Result<Vec<RoomSummary>, StoreError>> {
+        let (this, user) = (self.clone(), user.to_owned());
+        async move {
+            let rows = this
+                .inner
+                .db
+                .query_all_raw(stmt(
+                    "SELECT m.room, m.role, r.seq - m.read AS unread, r.private,
+                       (SELECT frame FROM room_log l WHERE l.room = m.room
+                        ORDER BY l.seq DESC LIMIT 1) AS last
+                     FROM room_members m JOIN rooms r ON r.name = m.room
+                     WHERE m.user = ? ORDER BY m.room",
+                    vec![user.into()],
+                ))
+                .await
+                .map_err(|e| failed("reading rooms", e))?;
+            rows.iter()
+                .map(|r| {
+                    let role: String = r.try_get("", "role")?;
+                    Ok(RoomSummary {
+                        room: r.try_get("", "room")?,
+                        unread: r.try_get::<i64>("", "unread")?.max(0) as u64,
+                        last: r.try_get("", "last")?,
+                        private: r.try_get::<i64>("", "private")? == 1,
+                        role: Role::parse(&role).unwrap_or(Role::Member),
+                    })
+                })
+                .collect::<Result<_, DbErr>>()
+                .map_err(|e| failed("reading rooms", e))
+        }
+        .boxed()
+    }
+
+    fn room_info(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> BoxFuture<'static, Result<(RoomInfo, Vec<Member>), RoomError>> {
+        let (this, room, user) = (self.clone(), room.to_owned(), user.to_owned());
+        async move {
+            let run = async {
+                let db = &this.inner.db;
+                let Some((private, owner, members, last)) = meta(db, &room).await? else {
+                    return Err(RoomError::NotFound(room.clone()).into());
+                };
+                if private && member(db, &room, &user).await?.is_none() {
+                    return Err(RoomError::Forbidden(format!(
+                        "room '{room}' is private: only its members see it"
+                    ))
+                    .into());
+                }
+                let rows = db
+                    .query_all_raw(stmt(
+                        "SELECT user, role FROM room_members WHERE room = ?",
+                        vec![room.clone().into()],
+                    ))
+                    .await?;
+                let mut list = rows
+                    .iter()
+                    .map(|r| {
+                        let role: String = r.try_get("", "role")?;
+                        Ok(Member {
+                            user: r.try_get("", "user")?,
+                            role: Role::parse(&role).unwrap_or(Role::Member),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, DbErr>>()?;
+                list.sort_by(|a, b| b.role.cmp(&a.role).then_with(|| a.user.cmp(&b.user)));
+                let info = RoomInfo {
+                    name: room.clone(),
+                    private,
+                    owner: (!owner.is_empty()).then_some(owner),
+                    members: members.max(0) as u64,
+                    last_seq: last.max(0) as u64,
+                };
+                Ok::<_, Refused>((info, list))
+            };
+            run.await.map_err(|e| e.into_room("reading a room"))
+        }
+        .boxed()
+    }
+}
