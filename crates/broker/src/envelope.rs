@@ -8,7 +8,8 @@
 //!   user's id, then the text frame, for every connection but that user's
 //!   (a `typing` in a room goes to the other members);
 //! - `C` (control): a [`Control`] for the connections, never written to a
-//!   client (`+room` / `-room`: the user joined or left a room).
+//!   client (`+{seq} {room}` / `-{seq} {room}`: the user joined or left a
+//!   room, at that entry of its history).
 //!
 //! Encoded once per message, however many receive it.
 
@@ -42,29 +43,44 @@ pub enum Outbound {
     Control(Control),
 }
 
-/// A change of what every connection of a user follows.
+/// A change of what every connection of a user follows, with the `seq` of
+/// the room's entry that records it (so a connection can tell a change
+/// from an older one that arrives late, and catch up from it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
-    /// The user became a member of this room: subscribe to it.
-    Joined(ByteString),
-    /// The user is no longer a member of this room: unsubscribe.
-    Left(ByteString),
+    /// The user became a member of `room` at entry `seq`: follow it.
+    Joined {
+        /// The room.
+        room: ByteString,
+        /// Its `member_joined` entry.
+        seq: u64,
+    },
+    /// The user stopped being a member of `room` at entry `seq`.
+    Left {
+        /// The room.
+        room: ByteString,
+        /// Its `member_left` entry.
+        seq: u64,
+    },
 }
 
 impl Control {
-    /// The control's text: `+room` or `-room`.
+    /// The control's text: `+{seq} {room}` or `-{seq} {room}` (room names
+    /// hold no spaces; the seq comes first anyway).
     fn encode(&self) -> String {
         match self {
-            Control::Joined(room) => format!("+{room}"),
-            Control::Left(room) => format!("-{room}"),
+            Control::Joined { room, seq } => format!("+{seq} {room}"),
+            Control::Left { room, seq } => format!("-{seq} {room}"),
         }
     }
 
     fn decode(text: &str) -> Option<Self> {
-        let (sign, room) = text.split_at_checked(1)?;
+        let (sign, rest) = text.split_at_checked(1)?;
+        let (seq, room) = rest.split_once(' ')?;
+        let (room, seq) = (room.into(), seq.parse().ok()?);
         match sign {
-            "+" => Some(Control::Joined(room.into())),
-            "-" => Some(Control::Left(room.into())),
+            "+" => Some(Control::Joined { room, seq }),
+            "-" => Some(Control::Left { room, seq }),
             _ => None,
         }
     }
@@ -195,14 +211,29 @@ mod tests {
                 except: "张三".into()
             }
         );
-        for change in [Control::Joined("général".into()), Control::Left("x".into())] {
+        for change in [
+            Control::Joined {
+                room: "général".into(),
+                seq: 7,
+            },
+            Control::Left {
+                room: "x".into(),
+                seq: 12,
+            },
+        ] {
             let (out, _) = decode(control(&change)).expect("decodes");
             assert_eq!(out, Outbound::Control(change));
         }
         let mut written = control_header();
-        written.extend_from_slice(b"+room");
+        written.extend_from_slice(b"+3 room");
         let (out, _) = decode(Bytes::from(written)).expect("a store's control decodes");
-        assert_eq!(out, Outbound::Control(Control::Joined("room".into())));
+        assert_eq!(
+            out,
+            Outbound::Control(Control::Joined {
+                room: "room".into(),
+                seq: 3
+            })
+        );
     }
 
     #[test]
@@ -218,7 +249,7 @@ mod tests {
         assert_eq!(decode(short_except.freeze()), None);
         let mut unknown_control = BytesMut::from(&text("")[..]);
         unknown_control[0] = CONTROL;
-        unknown_control.put_slice(b"*room");
+        unknown_control.put_slice(b"*3 room");
         assert_eq!(decode(unknown_control.freeze()), None);
     }
 

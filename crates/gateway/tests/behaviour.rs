@@ -394,9 +394,8 @@ async fn room_messages_reach_members_on_every_replica(kind: Kind) {
     bob.send_json(&json!({"type": "leave", "room": "general"}))
         .await
         .unwrap();
-    // The answer, and the room's entry (every connection of the leaver
-    // sees it before it stops following the room).
-    assert_eq!(bob.recv_kinds(2).await.unwrap(), ["left", "member_left"]);
+    // The answer (the room's entry may come before it, never after).
+    bob.recv_until("left").await.unwrap();
     assert_eq!(alice.recv_type("member_left").await.unwrap()["user"], "bob");
     alice
         .send_json(&json!({"type":"send","id":"r3","room":"general","body":"bob left"}))

@@ -22,7 +22,8 @@ pub enum ApiError {
     /// A room call was refused (not found, forbidden, a limit, a taken name).
     #[error(transparent)]
     Room(RoomError),
-    /// The store is unreachable.
+    /// The store is unreachable (or, for `InvalidCursor`, was given a
+    /// cursor it never issued: a bad request).
     #[error(transparent)]
     Unavailable(#[from] StoreError),
 }
@@ -41,6 +42,7 @@ impl HttpError for ApiError {
                 RoomError::Exists(_) => ErrorCode::Conflict,
                 RoomError::Store(_) => ErrorCode::Unavailable,
             },
+            ApiError::Unavailable(StoreError::InvalidCursor(_)) => ErrorCode::InvalidFrame,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
@@ -58,6 +60,7 @@ impl HttpError for ApiError {
                 }
                 RoomError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             },
+            ApiError::Unavailable(StoreError::InvalidCursor(_)) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

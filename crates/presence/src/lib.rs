@@ -141,6 +141,7 @@ impl PresenceService {
         routes::Me,
         routes::ReadRequest,
         routes::AllUnread,
+        routes::UnreadAnswer,
         routes::PresenceView,
         routes::HistoryPage,
         rooms::RoomEntry,
@@ -216,13 +217,15 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
     let (auth, _origins) = settings.auth.build(AuthMode::Jwt, settings.server.listen)?;
     let url = settings.shared.require_redis("the presence service")?;
     let prefix = &settings.shared.redis_prefix;
-    // The room limits bind members added here; histories are bounded by
-    // the gateways' CHAT_HISTORY_MAX (its default applies to the membership
-    // entries written here).
+    // The room limits bind members added here. Histories are bounded by
+    // the gateways (CHAT_HISTORY_MAX is theirs): the membership entries
+    // written here trim nothing, so a presence service never cuts a room's
+    // history shorter than its gateways keep it.
     let store = RedisStore::start(chat_store::redis::messages::RedisStoreOptions {
         url: url.to_owned(),
         prefix: prefix.clone(),
         limits: Limits {
+            history_max: u64::MAX,
             rooms: RoomLimits {
                 max_members: settings.rooms.room_max_members,
                 rooms_per_user: settings.rooms.rooms_per_user,

@@ -14,8 +14,9 @@ use crate::{ApiError, PresenceService};
 /// Largest page of a room's history.
 const MAX_PAGE: usize = 200;
 
-/// Most members one creation may add.
-const MAX_INITIAL_MEMBERS: usize = 1_000;
+/// Most members one creation may add (each is a store call; more are added
+/// one request at a time).
+const MAX_INITIAL_MEMBERS: usize = 100;
 
 /// A room named in a path or body, as the id it stands for.
 fn room_id(name: &str) -> Result<String, ApiError> {
@@ -96,7 +97,7 @@ pub(crate) struct NewRoom {
     private: bool,
     /// Users to add as members besides the caller (its owner).
     #[serde(default)]
-    #[schema(max_items = 1000)]
+    #[schema(max_items = 100)]
     members: Vec<String>,
 }
 
@@ -315,7 +316,8 @@ pub(crate) async fn add(
     let added = svc
         .rooms
         .join_room(&room, &user, Admission::Added { by, role })
-        .await?;
+        .await?
+        .is_some();
     Ok(HttpResponse::Ok().json(Added { user, added }))
 }
 
@@ -346,7 +348,12 @@ pub(crate) async fn remove(
     let (room, user) = path.into_inner();
     let room = room_id(&room)?;
     let user = user_id(&svc, &user, "user")?;
-    if svc.rooms.leave_room(&room, &user, Some(&by)).await? {
+    if svc
+        .rooms
+        .leave_room(&room, &user, Some(&by))
+        .await?
+        .is_some()
+    {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound(format!(
@@ -358,8 +365,9 @@ pub(crate) async fn remove(
 /// Paging through a room's history.
 #[derive(Deserialize, IntoParams)]
 pub(crate) struct Page {
-    /// Entries before this `seq` (`next_before` of the previous page).
-    #[param(minimum = 1)]
+    /// Entries before this `seq` (`next_before` of the previous page);
+    /// `seq`s are positive and fit a signed 64-bit integer (SQLite's).
+    #[param(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     before: Option<u64>,
     /// At most this many entries (default 50, at most 200).
     #[param(minimum = 1, maximum = 200)]
@@ -405,6 +413,12 @@ pub(crate) async fn history(
         return Err(ApiError::BadRequest(
             ErrorCode::InvalidFrame,
             format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    if page.before.is_some_and(|b| b == 0 || b > i64::MAX as u64) {
+        return Err(ApiError::BadRequest(
+            ErrorCode::InvalidFrame,
+            format!("before must be a seq between 1 and {}", i64::MAX),
         ));
     }
     let entries = svc

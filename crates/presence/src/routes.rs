@@ -74,6 +74,17 @@ pub(crate) struct AllUnread {
     rooms: std::collections::BTreeMap<String, u64>,
 }
 
+/// The answer of `GET /api/v1/unread`: the seed's map alone, or both
+/// kinds of counts when rooms were asked for.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum UnreadAnswer {
+    /// Sender → unread direct messages (the seed's shape).
+    Direct(std::collections::BTreeMap<String, u64>),
+    /// With `include=rooms`: `{counts, rooms}`.
+    All(AllUnread),
+}
+
 /// The caller's unread counters: sender → count (the seed's shape); with
 /// `?include=rooms`, the rooms' counts beside them.
 #[utoipa::path(
@@ -81,7 +92,7 @@ pub(crate) struct AllUnread {
     path = "/api/v1/unread",
     params(UnreadQuery),
     responses(
-        (status = 200, description = "sender → unread count; with `include=rooms`, `{counts, rooms}` (AllUnread)", body = std::collections::BTreeMap<String, u64>,
+        (status = 200, description = "sender → unread count; with `include=rooms`, `{counts, rooms}`", body = UnreadAnswer,
          example = json!({"alice": 3, "carol": 1})),
         (status = 400, description = "an unknown `include`", body = chat_runtime::error::ErrorBody),
         (status = 401, description = "no valid credentials", body = chat_runtime::error::ErrorBody),
@@ -96,10 +107,10 @@ pub(crate) async fn unread(
     let user = svc.auth.caller(&req).await?.id;
     let counts = svc.store.unread(&user).await?;
     match query.include.as_deref() {
-        None => Ok(HttpResponse::Ok().json(counts)),
+        None => Ok(HttpResponse::Ok().json(UnreadAnswer::Direct(counts))),
         Some("rooms") => {
             let rooms = svc.rooms.room_unread(&user).await?;
-            Ok(HttpResponse::Ok().json(AllUnread { counts, rooms }))
+            Ok(HttpResponse::Ok().json(UnreadAnswer::All(AllUnread { counts, rooms })))
         }
         Some(other) => Err(ApiError::BadRequest(
             ErrorCode::InvalidFrame,
@@ -208,7 +219,7 @@ pub(crate) async fn presence(
 #[derive(Deserialize, IntoParams)]
 pub(crate) struct Page {
     /// Continue after this cursor (`next_before` of the previous page).
-    #[param(pattern = "^[0-9]{1,19}(-[0-9]{1,19})?$")]
+    #[param(pattern = "^[0-9]{1,19}-[0-9]{1,19}$")]
     before: Option<String>,
     /// At most this many messages (default 50, at most 200).
     #[param(minimum = 1, maximum = 200)]
@@ -246,23 +257,8 @@ pub(crate) async fn history(
 ) -> Result<HttpResponse, ApiError> {
     let user = svc.auth.caller(&req).await?.id;
     let peer = user_id(&svc, &path.into_inner(), "peer")?;
-    if let Some(before) = &page.before {
-        // Cursors are what a page's `next_before` said: a number, maybe
-        // `-number`, each fitting 64 bits (the store would refuse more).
-        let number = |s: &str| {
-            !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) && s.parse::<u64>().is_ok()
-        };
-        let valid = match before.split_once('-') {
-            Some((ms, seq)) => number(ms) && number(seq),
-            None => number(before),
-        };
-        if !valid {
-            return Err(ApiError::BadRequest(
-                ErrorCode::InvalidFrame,
-                "before must be a next_before cursor".into(),
-            ));
-        }
-    }
+    // The store checks the cursor's form and answers `InvalidCursor`, a
+    // 400, for any other.
     let limit = page.limit.unwrap_or(50);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::BadRequest(

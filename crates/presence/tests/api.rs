@@ -27,6 +27,7 @@ const SECRET: &[u8] = b"presence-tests-secret-32-bytes-long!";
 struct Api {
     addr: String,
     store: Arc<dyn MessageStore>,
+    rooms: Arc<dyn RoomStore>,
     /// Counts connections, as a gateway would.
     node: Box<dyn PresenceNode>,
     observer: Box<dyn Broker>,
@@ -128,7 +129,14 @@ async fn start(kind: Kind, jwt: bool) -> Api {
     } else {
         Authenticator::open()
     });
-    let service = PresenceService::new(Arc::clone(&store), rooms, presence, broker, auth, 100);
+    let service = PresenceService::new(
+        Arc::clone(&store),
+        Arc::clone(&rooms),
+        presence,
+        broker,
+        auth,
+        100,
+    );
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let server = ServerSettings {
@@ -146,6 +154,7 @@ async fn start(kind: Kind, jwt: bool) -> Api {
     Api {
         addr,
         store,
+        rooms,
         node,
         observer,
         heard,
@@ -178,6 +187,16 @@ impl Api {
             .post(self.url(path, user))
             .header("content-type", "application/json")
             .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn delete(&self, path: &str, user: &str) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .delete(self.url(path, user))
             .send()
             .await
             .unwrap();
@@ -392,6 +411,8 @@ async fn bad_requests_get_precise_errors(kind: Kind) {
         "before=1-99999999999999999999",
         "before=%2B5",
         "before=1-",
+        "before=5",
+        "before=x-1",
         "limit=0",
         "limit=201",
         "limit=-1",
@@ -418,6 +439,203 @@ async fn bad_requests_get_precise_errors(kind: Kind) {
     assert_eq!(response.headers()["allow"], "GET");
 }
 
+/// Rooms over HTTP: a private room created with members, listed with
+/// counts, its history paged, read, members added and removed by the
+/// rules; outsiders refused.
+async fn rooms_are_created_listed_paged_and_read_over_http(kind: Kind) {
+    let api = start(kind, true).await;
+    let (status, room) = api
+        .post(
+            "/api/v1/rooms",
+            "alice",
+            &json!({"name": "Board", "private": true, "members": ["bob", "bad\u{1}name"]})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(status, 201, "{room}");
+    assert_eq!(room["room"], "board", "named by its id");
+    assert_eq!(room["owner"], "alice");
+    assert_eq!(
+        room["members"],
+        json!([{"user": "alice", "role": "owner"}, {"user": "bob", "role": "member"}])
+    );
+    assert_eq!(room["not_added"][0]["error"], "invalid_name");
+    let (status, again) = api
+        .post(
+            "/api/v1/rooms",
+            "carol",
+            &json!({"name": "board"}).to_string(),
+        )
+        .await;
+    assert_eq!((status, again["error"].as_str()), (409, Some("conflict")));
+    // Outsiders: not the room, not its history, not its members.
+    for (status, body) in [
+        api.get("/api/v1/rooms/board", "carol").await,
+        api.get("/api/v1/rooms/board/messages", "carol").await,
+        api.post(
+            "/api/v1/rooms/board/members",
+            "carol",
+            &json!({"user": "carol"}).to_string(),
+        )
+        .await,
+    ] {
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (403, Some("forbidden")),
+            "{body}"
+        );
+    }
+    assert_eq!(api.get("/api/v1/rooms/nowhere", "carol").await.0, 404);
+
+    // Entries said in the room count for bob; alice's own do not.
+    let rooms = api.rooms.clone();
+    let mut last = String::new();
+    for n in 0..3 {
+        let message = chat_protocol::ChatMessage {
+            seq: None,
+            id: ulid::Ulid::new().to_string(),
+            from: "alice".into(),
+            from_name: None,
+            to: None,
+            room: Some("board".into()),
+            body: format!("m{n}"),
+            media: None,
+            ts: 1,
+        };
+        let (head, tail) = chat_protocol::ServerFrame::Message(message.clone()).room_template();
+        last = message.id.clone();
+        rooms
+            .append_room(chat_store::RoomSend {
+                room: "board".into(),
+                id: message.id,
+                from: "alice".into(),
+                client_id: format!("c{n}"),
+                head,
+                tail,
+                envelope_header: envelope::text_header(),
+            })
+            .await
+            .unwrap();
+    }
+    let (status, list) = api.get("/api/v1/rooms", "bob").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["rooms"][0]["room"], "board");
+    assert_eq!(list["rooms"][0]["unread"], 3);
+    assert_eq!(list["rooms"][0]["private"], true);
+    assert_eq!(list["rooms"][0]["last"]["body"], "m2");
+    assert_eq!(
+        api.get("/api/v1/unread?include=rooms", "bob").await,
+        (200, json!({"counts": {}, "rooms": {"board": 3}}))
+    );
+    assert_eq!(
+        api.get("/api/v1/unread", "bob").await,
+        (200, json!({})),
+        "the seed's shape"
+    );
+    assert_eq!(api.get("/api/v1/unread?include=all", "bob").await.0, 400);
+
+    // History pages newest first, back to the room's first entry.
+    let (status, page) = api.get("/api/v1/rooms/board/messages?limit=2", "bob").await;
+    assert_eq!(status, 200);
+    let bodies: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(bodies, ["m2", "m1"]);
+    let before = page["next_before"].as_u64().unwrap();
+    let (_, older) = api
+        .get(
+            &format!("/api/v1/rooms/board/messages?limit=10&before={before}"),
+            "bob",
+        )
+        .await;
+    let kinds: Vec<&str> = older["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["message", "member_joined", "member_joined"]);
+    assert!(older.get("next_before").is_none());
+    for before in ["0", "9223372036854775808", "18446744073709551616", "x"] {
+        let (status, body) = api
+            .get(
+                &format!("/api/v1/rooms/board/messages?before={before}"),
+                "bob",
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_frame")),
+            "{before}: {body}"
+        );
+    }
+
+    let (status, read) = api
+        .post(
+            "/api/v1/rooms/board/read",
+            "bob",
+            &json!({"up_to": last}).to_string(),
+        )
+        .await;
+    assert_eq!((status, read), (200, json!({"room": "board", "unread": 0})));
+    let (status, _) = api
+        .post(
+            "/api/v1/rooms/board/read",
+            "bob",
+            &json!({"up_to": "01JNOTANENTRY0000000000000"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // Members: bob (a member) adds carol; only the owner adds an admin;
+    // bob cannot remove carol; alice can; bob leaves by himself.
+    assert_eq!(
+        api.post(
+            "/api/v1/rooms/board/members",
+            "bob",
+            &json!({"user": "carol"}).to_string()
+        )
+        .await,
+        (200, json!({"user": "carol", "added": true}))
+    );
+    let (status, body) = api
+        .post(
+            "/api/v1/rooms/board/members",
+            "bob",
+            &json!({"user": "dave", "role": "admin"}).to_string(),
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
+    assert_eq!(
+        api.delete("/api/v1/rooms/board/members/carol", "bob")
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        api.delete("/api/v1/rooms/board/members/carol", "alice")
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        api.delete("/api/v1/rooms/board/members/carol", "alice")
+            .await
+            .0,
+        404,
+        "gone already"
+    );
+    assert_eq!(
+        api.delete("/api/v1/rooms/board/members/bob", "bob").await.0,
+        204
+    );
+    let (_, list) = api.get("/api/v1/rooms", "bob").await;
+    assert_eq!(list, json!({"rooms": []}));
+}
+
 macro_rules! suite {
     ($($scenario:ident),* $(,)?) => {
         mod sqlite {
@@ -437,6 +655,7 @@ suite!(
     presence_reports_online_and_last_seen,
     history_pages_through_the_callers_conversation,
     bad_requests_get_precise_errors,
+    rooms_are_created_listed_paged_and_read_over_http,
 );
 
 #[tokio::test]
@@ -458,6 +677,9 @@ async fn every_endpoint_refuses_tokens_that_do_not_verify() {
         "/api/v1/unread",
         "/api/v1/presence/alice",
         "/api/v1/conversations/alice/messages",
+        "/api/v1/rooms",
+        "/api/v1/rooms/board",
+        "/api/v1/rooms/board/messages",
     ] {
         for token in [
             None,

@@ -59,10 +59,7 @@ elseif not exists then
   if mode == 'add' then return {'not_found'} end
   redis.call('HSET', meta_key, 'private', '0', 'owner', '', 'seq', 0, 'members', 0)
 end
-if member_of(members_key, user) then return {'already'} end
-if mode == 'join' and redis.call('HGET', meta_key, 'private') == '1' then
-  return {'forbidden', "room '" .. room .. "' is private: a member must add you"}
-end
+-- The caller's right first: an outsider learns nothing of who is in.
 if mode == 'add' then
   local by_role = member_of(members_key, by)
   if not by_role then
@@ -73,6 +70,10 @@ if mode == 'add' then
   end
 else
   role = 'member'
+end
+if member_of(members_key, user) then return {'already'} end
+if mode == 'join' and redis.call('HGET', meta_key, 'private') == '1' then
+  return {'forbidden', "room '" .. room .. "' is private: a member must add you"}
 end
 if tonumber(redis.call('HGET', meta_key, 'members')) >= max_members then return {'full'} end
 if redis.call('HGET', meta_key, 'owner') == '' then
@@ -88,5 +89,5 @@ redis.call('HSET', read_key, user, seq)
 -- The adder has seen what they did (as a sender has their own message).
 if mode == 'add' then redis.call('HSET', read_key, by, seq) end
 redis.call('PUBLISH', room_channel, envelope .. frame)
-redis.call('PUBLISH', user_channel, control .. '+' .. room)
+redis.call('PUBLISH', user_channel, control .. '+' .. seq .. ' ' .. room)
 return {'joined', seq}

@@ -41,16 +41,18 @@ local room_channel = ARGV[10]
 local user_channel = ARGV[11]
 
 if redis.call('EXISTS', meta_key) == 0 then return {'not_found'} end
-local role = member_of(members_key, user)
-if not role then return {'absent'} end
+-- The caller's right first: an outsider learns nothing of who is in.
+local by_role = nil
 if by ~= '' and by ~= user then
-  local by_role = member_of(members_key, by)
+  by_role = member_of(members_key, by)
   if by_role ~= 'owner' and by_role ~= 'admin' then
     return {'forbidden', "only the owner and admins of room '" .. room .. "' remove members"}
   end
-  if by_role == 'admin' and role ~= 'member' then
-    return {'forbidden', "an admin of room '" .. room .. "' removes members only"}
-  end
+end
+local role = member_of(members_key, user)
+if not role then return {'absent'} end
+if by_role == 'admin' and role ~= 'member' then
+  return {'forbidden', "an admin of room '" .. room .. "' removes members only"}
 end
 local seq = redis.call('HINCRBY', meta_key, 'seq', 1)
 local frame = head .. seq .. tail
@@ -76,5 +78,5 @@ if role == 'owner' then
   if heir ~= '' then redis.call('HSET', members_key, heir, 'owner ' .. heir_joined) end
 end
 redis.call('PUBLISH', room_channel, envelope .. frame)
-redis.call('PUBLISH', user_channel, control .. '-' .. room)
+redis.call('PUBLISH', user_channel, control .. '-' .. seq .. ' ' .. room)
 return {'left', seq}

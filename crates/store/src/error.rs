@@ -12,4 +12,8 @@ pub enum StoreError {
     /// on a Redis presence reader that is not a gateway node).
     #[error("{0}")]
     Unsupported(&'static str),
+    /// A history cursor not of the form every engine issues (`{a}-{b}`,
+    /// two decimal numbers); nothing was read.
+    #[error("before is not a history cursor: {0:?}")]
+    InvalidCursor(String),
 }

@@ -162,6 +162,21 @@ pub trait MessageStore: Send + Sync + 'static {
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>>;
 }
 
+/// The two numbers of a history cursor, `{a}-{b}` (each at most 19
+/// decimal digits, so within 64 bits); `None` for anything else. Both
+/// engines issue cursors of this one form, so any cursor that looks right
+/// means something to either: a stream id (`ms-seq`) on Redis, `0-{row}`
+/// on SQLite.
+pub(crate) fn cursor_parts(cursor: &str) -> Option<(u64, u64)> {
+    let (a, b) = cursor.split_once('-')?;
+    let part = |s: &str| {
+        (!s.is_empty() && s.len() <= 19 && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    Some((part(a)?, part(b)?))
+}
+
 /// Client ids of a sender's sends kept to recognise a retry, at least.
 pub const SENT_IDS_KEPT: usize = 1_000;
 

@@ -19,8 +19,10 @@
 //! - A member's own message moves their marker to it (what one writes, one
 //!   has read).
 //! - Every change of membership is told to the user's connections (a
-//!   control envelope on `user:{name}`: subscribe or unsubscribe the room)
-//!   and, as a `member_joined` / `member_left` entry, to the room.
+//!   control envelope on `user:{name}`: follow the room from entry `seq`,
+//!   or stop) and, as a `member_joined` / `member_left` entry, to the room.
+//! - A caller's right is checked before anything about the user it names,
+//!   so an outsider learns nothing of who is in a room.
 //! - Limits: [`RoomLimits`]; a refused change changes nothing.
 
 use std::collections::BTreeMap;
@@ -204,7 +206,8 @@ pub trait RoomStore: Send + Sync + 'static {
         private: bool,
     ) -> BoxFuture<'static, Result<(), RoomError>>;
 
-    /// Makes `user` a member; `Ok(false)` when they were one already
+    /// Makes `user` a member: `Ok(Some(seq))`, the `seq` of their
+    /// `member_joined` entry; `Ok(None)` when they were one already
     /// (nothing changed).
     ///
     /// Errors: [`RoomError::NotFound`] (adding to a room that does not
@@ -216,10 +219,11 @@ pub trait RoomStore: Send + Sync + 'static {
         room: &str,
         user: &str,
         how: Admission,
-    ) -> BoxFuture<'static, Result<bool, RoomError>>;
+    ) -> BoxFuture<'static, Result<Option<u64>, RoomError>>;
 
     /// Ends `user`'s membership, by themselves (`by` = `None`) or removed
-    /// by `by`; `Ok(false)` when they were no member (nothing changed).
+    /// by `by`: `Ok(Some(seq))`, the `seq` of their `member_left` entry;
+    /// `Ok(None)` when they were no member (nothing changed).
     ///
     /// Errors: [`RoomError::NotFound`], [`RoomError::Forbidden`] (a
     /// remover without the right).
@@ -228,7 +232,7 @@ pub trait RoomStore: Send + Sync + 'static {
         room: &str,
         user: &str,
         by: Option<&str>,
-    ) -> BoxFuture<'static, Result<bool, RoomError>>;
+    ) -> BoxFuture<'static, Result<Option<u64>, RoomError>>;
 
     /// Stores a message at the room's next `seq` (before answering), moves
     /// the sender's marker to it and publishes it on `room:{name}`.

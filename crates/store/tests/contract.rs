@@ -15,7 +15,7 @@ use chat_store::memory::MemoryPresence;
 use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
 use chat_store::redis::presence::{RedisNode, RedisNodeOptions};
 use chat_store::sqlite::SqliteStore;
-use chat_store::{Direct, FrameText, Limits, MessageStore, PresenceNode, ReadMarker};
+use chat_store::{Direct, FrameText, Limits, MessageStore, PresenceNode, ReadMarker, StoreError};
 use chat_testkit::WAIT;
 use chat_testkit::redis::TestRedis;
 use tokio::sync::mpsc;
@@ -481,6 +481,45 @@ async fn history_pages_newest_first_for_both_sides(f: Fixture) {
         .await
         .unwrap();
     assert_eq!(last.len(), 1);
+    let before_start = f
+        .store
+        .history("alice", "bob", Some(&last[0].cursor), 10)
+        .await
+        .unwrap();
+    assert!(before_start.is_empty(), "{before_start:?}");
+    // Every cursor of the one form means something to either engine: the
+    // very start gives an empty page, the far end the newest page; any
+    // other form is refused as such, never an outage.
+    for cursor in ["0-0", "00-0", "0-1"] {
+        let page = f.store.history("alice", "bob", Some(cursor), 10).await;
+        assert!(page.unwrap().is_empty(), "{cursor}");
+    }
+    let newest = f.store.history("alice", "bob", None, 10).await.unwrap();
+    let far = "9999999999999999999-9999999999999999999";
+    assert_eq!(
+        f.store
+            .history("alice", "bob", Some(far), 10)
+            .await
+            .unwrap(),
+        newest
+    );
+    for cursor in [
+        "",
+        "-",
+        "x",
+        "1",
+        "1-",
+        "-1",
+        "1-2-3",
+        " 1-1",
+        "99999999999999999999-1",
+    ] {
+        let answer = f.store.history("alice", "bob", Some(cursor), 10).await;
+        assert!(
+            matches!(answer, Err(StoreError::InvalidCursor(_))),
+            "{cursor:?}: {answer:?}"
+        );
+    }
     assert!(
         f.store
             .history("alice", "carol", None, 10)

@@ -337,6 +337,7 @@ async fn roles_decide_who_joins_adds_and_removes(f: Fixture) {
             .join_room("board", "pete", added_by("olga", Role::Admin))
             .await
             .unwrap()
+            .is_some()
     );
     assert_eq!(
         f.unread("olga").await,
@@ -349,10 +350,11 @@ async fn roles_decide_who_joins_adds_and_removes(f: Fixture) {
         "from his own entry on"
     );
     assert!(
-        !f.rooms
+        f.rooms
             .join_room("board", "pete", added_by("olga", Role::Member))
             .await
-            .unwrap(),
+            .unwrap()
+            .is_none(),
         "a member already"
     );
     assert!(
@@ -360,6 +362,7 @@ async fn roles_decide_who_joins_adds_and_removes(f: Fixture) {
             .join_room("board", "quin", added_by("pete", Role::Member))
             .await
             .unwrap()
+            .is_some()
     );
     assert!(
         matches!(
@@ -375,6 +378,7 @@ async fn roles_decide_who_joins_adds_and_removes(f: Fixture) {
             .join_room("board", "rosa", added_by("quin", Role::Member))
             .await
             .unwrap()
+            .is_some()
     );
     // quin (member) removes nobody; pete (admin) removes members, not the owner.
     assert!(matches!(
@@ -390,13 +394,24 @@ async fn roles_decide_who_joins_adds_and_removes(f: Fixture) {
             .leave_room("board", "rosa", Some("pete"))
             .await
             .unwrap()
+            .is_some()
     );
     assert!(
-        !f.rooms.leave_room("board", "rosa", None).await.unwrap(),
+        f.rooms
+            .leave_room("board", "rosa", None)
+            .await
+            .unwrap()
+            .is_none(),
         "gone already"
     );
     // The owner leaves: the admin (pete) owns the room now.
-    assert!(f.rooms.leave_room("board", "olga", None).await.unwrap());
+    assert!(
+        f.rooms
+            .leave_room("board", "olga", None)
+            .await
+            .unwrap()
+            .is_some()
+    );
     let (info, members) = f.rooms.room_info("board", "quin").await.unwrap();
     assert_eq!(
         (info.owner.as_deref(), info.members, info.private),
@@ -459,7 +474,11 @@ async fn limits_refuse_and_trim(f: Fixture) {
         f.rooms.create_room("third", "u1", false).await,
         Err(RoomError::TooManyRooms(_, 2))
     ));
-    // The refused creation left nothing behind for someone else.
+    // The refused creation left nothing behind.
+    assert!(matches!(
+        f.rooms.room_info("third", "u4").await,
+        Err(RoomError::NotFound(_))
+    ));
     f.rooms.join_room("third", "u4", join()).await.unwrap();
     for n in 0..30 {
         f.said("second", "u1", &format!("{n}")).await;
@@ -501,7 +520,8 @@ async fn a_repeated_room_send_is_stored_once(f: Fixture) {
 async fn changes_are_published_to_the_room_and_the_user(mut f: Fixture) {
     f.observer.subscribe(&channel::room("news")).await.unwrap();
     f.observer.subscribe(&channel::user("xia")).await.unwrap();
-    f.rooms.join_room("news", "xia", join()).await.unwrap();
+    let joined = f.rooms.join_room("news", "xia", join()).await.unwrap();
+    assert_eq!(joined, Some(1), "the first entry of a new room");
     let (on, entry) = f.heard().await;
     assert_eq!(on, "room:news");
     let Outbound::Text(entry) = entry else {
@@ -516,7 +536,10 @@ async fn changes_are_published_to_the_room_and_the_user(mut f: Fixture) {
         f.heard().await,
         (
             "user:xia".into(),
-            Outbound::Control(Control::Joined("news".into()))
+            Outbound::Control(Control::Joined {
+                room: "news".into(),
+                seq: 1
+            })
         )
     );
     let (id, _) = f.said("news", "xia", "extra").await;
@@ -525,7 +548,8 @@ async fn changes_are_published_to_the_room_and_the_user(mut f: Fixture) {
     };
     assert_eq!(on, "room:news");
     assert!(message.contains(&id));
-    f.rooms.leave_room("news", "xia", None).await.unwrap();
+    let left = f.rooms.leave_room("news", "xia", None).await.unwrap();
+    assert_eq!(left, Some(3));
     assert!(
         matches!(f.heard().await, (on, Outbound::Text(t)) if on == "room:news" && t.contains("member_left"))
     );
@@ -533,9 +557,65 @@ async fn changes_are_published_to_the_room_and_the_user(mut f: Fixture) {
         f.heard().await,
         (
             "user:xia".into(),
-            Outbound::Control(Control::Left("news".into()))
+            Outbound::Control(Control::Left {
+                room: "news".into(),
+                seq: 3
+            })
         )
     );
+}
+
+/// An outsider learns nothing of who is in a room: adding or removing
+/// someone is refused for the caller's lack of right, the same whether the
+/// user named is a member or not.
+async fn an_outsider_learns_nothing_of_who_is_in(f: Fixture) {
+    f.rooms.create_room("cabal", "yan", true).await.unwrap();
+    f.rooms
+        .join_room("cabal", "zoe", added_by("yan", Role::Member))
+        .await
+        .unwrap();
+    for user in ["zoe", "nobody"] {
+        let add = f
+            .rooms
+            .join_room("cabal", user, added_by("eve", Role::Member))
+            .await;
+        assert!(
+            matches!(add, Err(RoomError::Forbidden(_))),
+            "{user}: {add:?}"
+        );
+        let remove = f.rooms.leave_room("cabal", user, Some("eve")).await;
+        assert!(
+            matches!(remove, Err(RoomError::Forbidden(_))),
+            "{user}: {remove:?}"
+        );
+        // A member who may not remove anyone learns nothing either.
+        let remove = f.rooms.leave_room("cabal", user, Some("zoe")).await;
+        if user != "zoe" {
+            assert!(
+                matches!(remove, Err(RoomError::Forbidden(_))),
+                "{user}: {remove:?}"
+            );
+        }
+    }
+}
+
+/// Client ids are the sender's own: user `a` sending id `b c` is not user
+/// `a b` sending id `c` (ids may hold spaces in jwt mode).
+async fn client_ids_of_different_senders_never_collide(f: Fixture) {
+    f.rooms.join_room("spaces", "a", join()).await.unwrap();
+    f.rooms.join_room("spaces", "a b", join()).await.unwrap();
+    let first = f
+        .rooms
+        .append_room(send("spaces", "a", "b c", "one"))
+        .await
+        .unwrap();
+    let second = f
+        .rooms
+        .append_room(send("spaces", "a b", "c", "two"))
+        .await
+        .unwrap();
+    assert!(first.repeated.is_none() && second.repeated.is_none());
+    assert_ne!(first.seq, second.seq);
 }
 
 macro_rules! contract {
@@ -553,6 +633,8 @@ contract!(sqlite:
     roles_decide_who_joins_adds_and_removes,
     a_repeated_room_send_is_stored_once,
     changes_are_published_to_the_room_and_the_user,
+    an_outsider_learns_nothing_of_who_is_in,
+    client_ids_of_different_senders_never_collide,
 );
 contract!(redis:
     unread_counts_are_derived_and_markers_only_move_forward,
@@ -560,6 +642,8 @@ contract!(redis:
     roles_decide_who_joins_adds_and_removes,
     a_repeated_room_send_is_stored_once,
     changes_are_published_to_the_room_and_the_user,
+    an_outsider_learns_nothing_of_who_is_in,
+    client_ids_of_different_senders_never_collide,
 );
 contract!(sqlite_small: limits_refuse_and_trim);
 contract!(redis_small: limits_refuse_and_trim);

@@ -89,6 +89,25 @@ impl Connection {
         (self, outcome)
     }
 
+    /// Follows `room` from entry `seq` on (see [`Outcome::Follow`]).
+    pub(crate) async fn follow(
+        mut self,
+        id: Option<String>,
+        room: String,
+        seq: u64,
+    ) -> (Self, Outcome) {
+        let outcome = {
+            let ctx = Ctx {
+                gw: &self.gw,
+                replies: &self.replies,
+                user: &self.user,
+                name: self.name.as_deref(),
+            };
+            rooms::follow(&ctx, &mut self.subs, id, room, seq).await
+        };
+        (self, outcome)
+    }
+
     /// Handles one message from the client.
     pub(crate) async fn handle(mut self, message: Message) -> (Self, Outcome) {
         self.frames_in.inc();
@@ -168,7 +187,7 @@ impl Connection {
                     body,
                     media,
                 } => send(&ctx, id, to, room, body, media).await,
-                ClientFrame::Join { id, room } => rooms::join(&ctx, subs, id, room).await,
+                ClientFrame::Join { id, room } => rooms::join(&ctx, id, room).await,
                 ClientFrame::Leave { id, room } => rooms::leave(&ctx, subs, id, room).await,
                 ClientFrame::Sync {
                     id,

@@ -18,6 +18,24 @@ pub(crate) enum Outcome {
     Write(Vec<String>),
     /// Close the connection with this reason.
     Close(CloseReason),
+    /// Follow `room`, which the user is a member of since entry `seq` (0:
+    /// unknown): the session holds live deliveries back while the
+    /// connection subscribes and reads the room's entries
+    /// ([`super::connection::Connection::follow`]), so `joined` and the
+    /// entries go out first and in order (`id`: the `join` answered).
+    Follow {
+        id: Option<String>,
+        room: String,
+        seq: u64,
+    },
+    /// Write these frames (`joined` and a room's entries), then drop the
+    /// live copies of that room's entries up to `until` that were queued
+    /// meanwhile ([`super::fence`]).
+    Followed {
+        frames: Vec<String>,
+        room: String,
+        until: u64,
+    },
 }
 
 /// Everything a handler of a user's frame may use.

@@ -21,9 +21,11 @@
 //! - `handler.rs`: what handlers share — the context, the reply queue, the
 //!   outcome of a frame.
 //! - `registration.rs`: the channels a connection is subscribed to.
+//! - `fence.rs`: dropping the live copies of room entries a replay wrote.
 
 mod connection;
 mod direct;
+mod fence;
 mod handler;
 mod presence;
 mod registration;

@@ -1,6 +1,6 @@
 //! The channels a connection is subscribed to.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::hub::{Conn, Hub};
@@ -85,8 +85,9 @@ impl Drop for Registration {
 /// users watched, counted against the connection's limits.
 pub(crate) struct Subscriptions {
     pub(crate) registration: Registration,
-    /// Rooms joined.
-    pub(crate) rooms: HashSet<String>,
+    /// Rooms followed, each with the `seq` of the latest membership entry
+    /// this connection knows (0: from before it opened).
+    pub(crate) rooms: HashMap<String, u64>,
     /// Users whose online state this connection follows.
     pub(crate) watching: HashSet<String>,
 }
@@ -95,7 +96,7 @@ impl Subscriptions {
     pub(crate) fn new(registration: Registration) -> Self {
         Self {
             registration,
-            rooms: HashSet::new(),
+            rooms: HashMap::new(),
             watching: HashSet::new(),
         }
     }

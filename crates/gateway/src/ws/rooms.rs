@@ -1,7 +1,8 @@
 //! Rooms: durable group conversations. Membership belongs to the user: the
 //! store tells every connection of the user when it changes (a control
-//! envelope on `user:{name}`), and each connection follows the rooms of its
-//! user on `room:{name}` from its handshake on.
+//! envelope on `user:{name}`, with the `seq` of the entry that records
+//! it), and each connection follows the rooms of its user on
+//! `room:{name}` from its handshake on.
 
 use std::sync::Arc;
 
@@ -67,46 +68,87 @@ pub(crate) async fn send(ctx: &Ctx<'_>, id: String, room: String, message: ChatM
 }
 
 /// `join {room}`: the user becomes a member (a new public room is created
-/// with them as owner). This connection follows the room from before the
-/// store is asked, so nothing said right after the join is missed; the
-/// user's other connections follow it on the store's control.
-pub(crate) async fn join(
-    ctx: &Ctx<'_>,
-    subs: &mut Subscriptions,
-    id: Option<String>,
-    room: String,
-) -> Outcome {
+/// with them as owner). The store is asked first — a connection follows a
+/// room only once its user is a member, so a refused `join` hears nothing
+/// of the room — then the connection follows it, and the entries from the
+/// user's `member_joined` on are written after `joined`, so nothing said
+/// between the two is missed (what also comes live is dropped by the
+/// session's fence, [`super::fence`]). The user's other connections follow
+/// it on the store's control.
+pub(crate) async fn join(ctx: &Ctx<'_>, id: Option<String>, room: String) -> Outcome {
     let room = match ctx.room_id(&room, id.as_deref()) {
         Ok(room) => room,
         Err(outcome) => return outcome,
     };
-    let followed = subs.rooms.contains(&room);
-    if !followed && let Err(e) = subs.registration.join(channel::room(&room)).await {
-        return ctx.replies.unavailable(id.as_deref(), &e);
-    }
-    match ctx
+    let joined = match ctx
         .gw
         .rooms
         .join_room(&room, ctx.user, Admission::Join)
         .await
     {
-        Ok(_) => {
-            subs.rooms.insert(room.clone());
-            ctx.replies.send(&ServerFrame::Joined { id, room })
+        Ok(joined) => joined,
+        Err(e) => return ctx.room_error(id.as_deref(), &e),
+    };
+    Outcome::Follow {
+        id,
+        room,
+        seq: joined.unwrap_or(0),
+    }
+}
+
+/// Makes this connection follow `room`, which its user is a member of
+/// since entry `seq` (0: unknown), and answers `joined` followed by the
+/// room's entries from `seq` on ([`Outcome::Followed`]: the session then
+/// drops their live copies).
+pub(crate) async fn follow(
+    ctx: &Ctx<'_>,
+    subs: &mut Subscriptions,
+    id: Option<String>,
+    room: String,
+    seq: u64,
+) -> Outcome {
+    if !subs.rooms.contains_key(&room)
+        && let Err(e) = subs.registration.join(channel::room(&room)).await
+    {
+        // The user is a member; this connection cannot follow the room
+        // live. A reconnect (or `sync`) catches up.
+        return ctx.replies.unavailable(id.as_deref(), &e);
+    }
+    let known = subs.rooms.entry(room.clone()).or_insert(0);
+    *known = (*known).max(seq);
+    let mut frames = vec![
+        ServerFrame::Joined {
+            id,
+            room: room.clone(),
         }
-        Err(e) => {
-            if !followed {
-                subs.registration.leave(&channel::room(&room));
+        .to_json(),
+    ];
+    let mut until = 0;
+    if seq > 0 {
+        match ctx
+            .gw
+            .rooms
+            .room_since(&room, ctx.user, seq - 1, sync::SYNC_MAX)
+            .await
+        {
+            Ok(entries) => {
+                until = entries.last().map_or(0, |e| e.seq);
+                frames.extend(entries.into_iter().map(|e| e.frame));
             }
-            ctx.room_error(id.as_deref(), &e)
+            // Followed already; the client can `sync` what it missed.
+            Err(e) => return ctx.room_error(None, &e),
         }
+    }
+    Outcome::Followed {
+        frames,
+        room,
+        until,
     }
 }
 
 /// `leave {room}`: the user is a member no more (answered `left` also when
-/// they were none). The connection keeps following the room until the
-/// store's control comes back: the room's `member_left` entry is published
-/// before that control, so every connection of the leaver sees it.
+/// they were none); this connection stops following the room at once, the
+/// user's other connections on the store's control.
 pub(crate) async fn leave(
     ctx: &Ctx<'_>,
     subs: &mut Subscriptions,
@@ -119,7 +161,9 @@ pub(crate) async fn leave(
     };
     match ctx.gw.rooms.leave_room(&room, ctx.user, None).await {
         Ok(_) => {
-            subs.rooms.remove(&room);
+            if subs.rooms.remove(&room).is_some() {
+                subs.registration.leave(&channel::room(&room));
+            }
             ctx.replies.send(&ServerFrame::Left { id, room })
         }
         Err(e) => ctx.room_error(id.as_deref(), &e),
@@ -127,31 +171,36 @@ pub(crate) async fn leave(
 }
 
 /// A membership change of this connection's user, made elsewhere (another
-/// connection, a member adding or removing them): follow the room or stop,
-/// and tell the client with `joined` / `left`.
+/// connection, a member adding or removing them): follow the room from the
+/// entry that recorded it, or stop, and tell the client with `joined` /
+/// `left`. A change older than what this connection knows (it left and
+/// joined again meanwhile, say) is ignored.
 pub(crate) async fn apply(ctx: &Ctx<'_>, subs: &mut Subscriptions, control: Control) -> Outcome {
     match control {
-        Control::Joined(room) => {
+        Control::Joined { room, seq } => {
             let room = room.to_string();
-            if subs.rooms.contains(&room) {
-                return Outcome::Continue;
+            match subs.rooms.get_mut(&room) {
+                Some(known) => {
+                    *known = (*known).max(seq);
+                    Outcome::Continue
+                }
+                None => Outcome::Follow {
+                    id: None,
+                    room,
+                    seq,
+                },
             }
-            if let Err(e) = subs.registration.join(channel::room(&room)).await {
-                // The user is a member; this connection cannot follow the
-                // room live. A reconnect (or `sync`) catches up.
-                return ctx.replies.unavailable(None, &e);
-            }
-            subs.rooms.insert(room.clone());
-            ctx.replies.send(&ServerFrame::Joined { id: None, room })
         }
-        Control::Left(room) => {
+        Control::Left { room, seq } => {
             let room = room.to_string();
-            subs.registration.leave(&channel::room(&room));
-            if !subs.rooms.remove(&room) {
-                // This connection's own `leave`: answered already.
-                return Outcome::Continue;
+            match subs.rooms.get(&room) {
+                Some(&known) if known < seq => {
+                    subs.rooms.remove(&room);
+                    subs.registration.leave(&channel::room(&room));
+                    ctx.replies.send(&ServerFrame::Left { id: None, room })
+                }
+                _ => Outcome::Continue,
             }
-            ctx.replies.send(&ServerFrame::Left { id: None, room })
         }
     }
 }
@@ -229,7 +278,7 @@ pub(crate) async fn typing(ctx: &Ctx<'_>, subs: &Subscriptions, room: String) ->
         Ok(room) => room,
         Err(outcome) => return outcome,
     };
-    if !subs.rooms.contains(&room) {
+    if !subs.rooms.contains_key(&room) {
         return ctx.replies.error(
             None,
             ErrorCode::Forbidden,

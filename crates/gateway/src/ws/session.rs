@@ -38,7 +38,9 @@ pub(crate) async fn run(
     gauge.inc();
     let mut idle: Option<Connection> = None;
     let mut work: Option<Work> = Some(connection.catch_up(replay).boxed());
-    let mut catching_up = true;
+    // Live deliveries wait while the work in flight writes what must come
+    // before them: the catch-up, or a room's entries as it is followed.
+    let mut hold_outbound = true;
     // A client frame is in flight (timed), not a catch-up or a control.
     let mut timing = false;
     let mut started = Instant::now();
@@ -46,7 +48,7 @@ pub(crate) async fn run(
     // before the next client frame is read.
     let mut controls: VecDeque<Control> = VecDeque::new();
     let close = loop {
-        match socket.next(work.as_mut(), catching_up).await {
+        match socket.next(work.as_mut(), hold_outbound).await {
             Event::Message(message) => {
                 // No work in flight (the socket reads only then): the
                 // connection is idle.
@@ -69,19 +71,34 @@ pub(crate) async fn run(
                         .observe(started.elapsed().as_secs_f64());
                     timing = false;
                 }
-                catching_up = false;
+                hold_outbound = false;
+                let outcome = match outcome {
+                    Outcome::Follow { id, room, seq } => {
+                        work = Some(connection.follow(id, room, seq).boxed());
+                        hold_outbound = true;
+                        continue;
+                    }
+                    outcome => outcome,
+                };
                 match controls.pop_front() {
                     Some(control) => work = Some(connection.control(control).boxed()),
                     None => idle = Some(connection),
                 }
-                match outcome {
-                    Outcome::Continue => {}
-                    Outcome::Write(frames) => {
-                        if let Err(end) = socket.write_all(frames).await {
-                            break end;
-                        }
+                let written = match outcome {
+                    Outcome::Continue | Outcome::Follow { .. } => Ok(()),
+                    Outcome::Write(frames) => socket.write_all(frames).await,
+                    Outcome::Followed {
+                        frames,
+                        room,
+                        until,
+                    } => {
+                        socket.fence(room, until);
+                        socket.write_all(frames).await
                     }
                     Outcome::Close(reason) => break Some(reason),
+                };
+                if let Err(end) = written {
+                    break end;
                 }
             }
             Event::End(reason) => break reason,
@@ -94,7 +111,7 @@ pub(crate) async fn run(
     if let Some(work) = work.take() {
         let (connection, outcome) = work.await;
         idle = Some(connection);
-        if let Outcome::Write(frames) = outcome {
+        if let Outcome::Write(frames) | Outcome::Followed { frames, .. } = outcome {
             last = frames;
         }
     }

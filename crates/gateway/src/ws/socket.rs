@@ -30,6 +30,7 @@ use prometheus::IntCounter;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::fence::Fences;
 use super::handler::reason;
 use crate::metrics::GatewayMetrics;
 
@@ -87,6 +88,8 @@ pub(crate) struct Socket {
     max_frame_bytes: usize,
     frames_out: IntCounter,
     metrics: GatewayMetrics,
+    /// Live copies of room entries a replay wrote, to drop.
+    fences: Fences,
 }
 
 /// How the socket is set up.
@@ -128,12 +131,21 @@ impl Socket {
             max_frame_bytes: max,
             frames_out,
             metrics,
+            fences: Fences::default(),
+        }
+    }
+
+    /// Drops the live copies of `room`'s entries up to `until` still to
+    /// come (see [`super::fence`]).
+    pub(crate) fn fence(&mut self, room: String, until: u64) {
+        if until > 0 {
+            self.fences.add(room, until);
         }
     }
 
     /// Waits for the next event, writing outbound frames as they come
-    /// (unless `hold_outbound`: the catch-up's frames go first). A client
-    /// frame is read only when no `work` is in flight.
+    /// (unless `hold_outbound`: the catch-up, or a followed room's entries,
+    /// go first). A client frame is read only when no `work` is in flight.
     pub(crate) async fn next<T>(
         &mut self,
         mut work: Option<&mut BoxFuture<'static, T>>,
@@ -170,6 +182,9 @@ impl Socket {
                 Wake::Out(None) => return Event::End(None),
                 Wake::Out(Some(Outbound::Control(control))) => return Event::Control(control),
                 Wake::Out(Some(frame)) => {
+                    if self.fences.drops(&frame) {
+                        continue;
+                    }
                     if let Err(end) = self.write_guarded(frame).await {
                         return Event::End(end);
                     }
@@ -315,6 +330,9 @@ impl Socket {
                 }
                 self.outbound.close();
                 while let Some(frame) = self.outbound.recv().await {
+                    if self.fences.drops(&frame) {
+                        continue;
+                    }
                     if write(&mut self.ws, frame).await.is_err() {
                         return;
                     }

@@ -176,7 +176,7 @@ async fn upgrade(
         .map_err(|e| UpgradeError::Unavailable(e.to_string()))?;
     // The user's rooms, followed before `101` like the user's own channel
     // (a membership that changes from now on comes as a control on it).
-    let mut rooms = std::collections::HashSet::new();
+    let mut rooms = std::collections::HashMap::new();
     if let Endpoint::User(caller) = &endpoint {
         let names = gw
             .rooms
@@ -187,7 +187,7 @@ async fn upgrade(
             .join_all(names.iter().map(|room| channel::room(room)).collect())
             .await
             .map_err(|e| UpgradeError::Unavailable(e.to_string()))?;
-        rooms.extend(names);
+        rooms.extend(names.into_iter().map(|room| (room, 0)));
     }
     // Subscribed first, counted online second: a message in between is both
     // delivered live and kept offline (a duplicate the client can drop by

@@ -387,7 +387,21 @@ impl MessageStore for RedisStore {
     ) -> BoxFuture<'static, Result<Vec<HistoryEntry>, StoreError>> {
         let (a, b) = conversation(a, b);
         let key = self.inner.keys.pair("conv", &a, &b);
-        let end = before.map_or_else(|| "+".to_owned(), |c| format!("({c}"));
+        // Redis refuses an exclusive end at the very first id (`(0-0`),
+        // and would read `(5` as a range of its own: parse the cursor into
+        // the stream id it names, and answer "nothing before the start"
+        // without asking.
+        let end = match before {
+            None => "+".to_owned(),
+            Some(cursor) => match crate::messages::cursor_parts(cursor) {
+                Some((0, 0)) => return Box::pin(async { Ok(Vec::new()) }),
+                Some((ms, seq)) => format!("({ms}-{seq}"),
+                None => {
+                    let error = StoreError::InvalidCursor(cursor.to_owned());
+                    return Box::pin(async move { Err(error) });
+                }
+            },
+        };
         with_conn(
             &self.inner,
             &self.inner.redis,

@@ -292,7 +292,14 @@ impl Inner {
             keys: RoomKeys::of(keys, &message.room),
             sent: keys.room("sent", &message.room),
             sent_order: keys.room("sent_order", &message.room),
-            client_key: format!("{} {}", message.from, message.client_id),
+            // Length-prefixed: user ids may hold spaces, and `a` sending
+            // `b c` must not be `a b` sending `c`.
+            client_key: format!(
+                "{}:{} {}",
+                message.from.len(),
+                message.from,
+                message.client_id
+            ),
             sender: message.from,
             id: message.id,
             head: message.head,
@@ -305,58 +312,72 @@ impl Inner {
         }
     }
 
-    /// Refuses a user at their limit of rooms (unless already in `room`).
-    async fn check_room_count(
+    /// Notes `room` in `user`'s index before the join runs, refusing a
+    /// user at their limit of rooms (unless it is there already); answers
+    /// whether it was added (to take it out again if the join is refused).
+    /// Written first so that a crash after the join leaves no member the
+    /// index misses (their connections would not follow the room); an entry
+    /// left by a crash before it is dropped when the index is next read.
+    async fn note_room(
         &self,
         conn: &mut ConnectionManager,
         room: &str,
         user: &str,
-    ) -> Result<(), RoomError> {
+    ) -> Result<bool, RoomError> {
         let index = self.keys.of("rooms", user);
-        let (member, count): (bool, u64) = redis::pipe()
+        let (noted, count): (bool, u64) = redis::pipe()
             .sismember(&index, room)
             .scard(&index)
             .query_async(conn)
             .await
             .map_err(|e| super::unavailable("rooms", e))?;
+        if noted {
+            return Ok(false);
+        }
         let limit = self.limits.rooms.rooms_per_user;
-        if !member && count >= limit {
+        if count >= limit {
             return Err(RoomError::TooManyRooms(user.to_owned(), limit));
         }
-        Ok(())
+        redis::cmd("SADD")
+            .arg(&index)
+            .arg(room)
+            .query_async::<i64>(conn)
+            .await
+            .map_err(|e| super::unavailable("SADD", e))?;
+        Ok(true)
     }
 
-    /// Runs a join (of mode `mode`) and keeps the user's room index.
+    /// Runs a join (of mode `mode`), keeping the user's room index.
     async fn run_join(
         &self,
         conn: &mut ConnectionManager,
         call: Join,
         private: bool,
-    ) -> Result<bool, RoomError> {
+    ) -> Result<Option<u64>, RoomError> {
         let (room, user) = (call.room.clone(), call.user.clone());
-        self.check_room_count(conn, &room, &user).await?;
+        let noted = self.note_room(conn, &room, &user).await?;
         let call = Join { private, ..call };
-        let answer: Answer = ROOM_JOIN
-            .invoke(&call, conn)
-            .await
-            .map_err(|e| super::unavailable("join", e))?;
-        let joined = match answer.outcome().as_str() {
-            "joined" => true,
-            "already" => false,
-            "exists" => return Err(RoomError::Exists(room)),
-            "not_found" => return Err(RoomError::NotFound(room)),
-            "full" => {
-                return Err(RoomError::Full(room, self.limits.rooms.max_members));
-            }
-            _ => return Err(forbidden(&answer, "not allowed")),
+        let answer = ROOM_JOIN.invoke::<Answer>(&call, conn).await;
+        let refused = match &answer {
+            Ok(answer) => match answer.outcome().as_str() {
+                "joined" => return Ok(Some(answer.number(1))),
+                "already" => return Ok(None),
+                "exists" => RoomError::Exists(room.clone()),
+                "not_found" => RoomError::NotFound(room.clone()),
+                "full" => RoomError::Full(room.clone(), self.limits.rooms.max_members),
+                _ => forbidden(answer, "not allowed"),
+            },
+            Err(e) => RoomError::Store(super::unavailable("join", e)),
         };
-        redis::cmd("SADD")
-            .arg(self.keys.of("rooms", &user))
-            .arg(&room)
-            .query_async::<i64>(conn)
-            .await
-            .map_err(|e| super::unavailable("SADD", e))?;
-        Ok(joined)
+        if noted && !matches!(refused, RoomError::Store(_)) {
+            // Best effort: an entry left here is dropped when next read.
+            let _ = redis::cmd("SREM")
+                .arg(self.keys.of("rooms", &user))
+                .arg(&room)
+                .query_async::<i64>(conn)
+                .await;
+        }
+        Err(refused)
     }
 
     /// Whether `room` exists and `user` is a member: `Err` unless both.
@@ -442,7 +463,7 @@ impl RoomStore for RedisStore {
         room: &str,
         user: &str,
         how: Admission,
-    ) -> BoxFuture<'static, Result<bool, RoomError>> {
+    ) -> BoxFuture<'static, Result<Option<u64>, RoomError>> {
         let (room, user) = (room.to_owned(), user.to_owned());
         call(self, "join", move |inner, mut conn| async move {
             let mode = match how {
@@ -459,7 +480,7 @@ impl RoomStore for RedisStore {
         room: &str,
         user: &str,
         by: Option<&str>,
-    ) -> BoxFuture<'static, Result<bool, RoomError>> {
+    ) -> BoxFuture<'static, Result<Option<u64>, RoomError>> {
         let (room, user, by) = (room.to_owned(), user.to_owned(), by.map(str::to_owned));
         call(self, "leave", move |inner, mut conn| async move {
             let leave = inner.room_leave_call(&room, &user, by.as_deref());
@@ -468,8 +489,8 @@ impl RoomStore for RedisStore {
                 .await
                 .map_err(|e| super::unavailable("leave", e))?;
             let left = match answer.outcome().as_str() {
-                "left" => true,
-                "absent" => false,
+                "left" => Some(answer.number(1)),
+                "absent" => None,
                 "not_found" => return Err(RoomError::NotFound(room)),
                 _ => return Err(forbidden(&answer, "not allowed")),
             };
@@ -601,29 +622,67 @@ impl RoomStore for RedisStore {
     }
 
     fn room_names(&self, user: &str) -> BoxFuture<'static, Result<Vec<String>, StoreError>> {
-        let key = self.inner().keys.of("rooms", user);
+        let (key, user) = (self.inner().keys.of("rooms", user), user.to_owned());
         with_conn(
             self.inner(),
             &self.inner().redis,
-            "SMEMBERS",
-            move |_, mut conn| async move {
+            "rooms",
+            move |inner, mut conn| async move {
                 let mut rooms: Vec<String> = redis::cmd("SMEMBERS")
                     .arg(&key)
                     .query_async(&mut conn)
                     .await?;
                 rooms.sort();
-                Ok(rooms)
+                if rooms.is_empty() {
+                    return Ok(rooms);
+                }
+                // The room's member hash is the truth; the index can hold
+                // a room a crash or a failed SREM left behind.
+                let mut pipe = redis::pipe();
+                for room in &rooms {
+                    pipe.hexists(inner.keys.room("members", room), &user);
+                }
+                let member: Vec<bool> = pipe.query_async(&mut conn).await?;
+                let (kept, stale): (Vec<_>, Vec<_>) =
+                    rooms.into_iter().zip(member).partition(|(_, m)| *m);
+                if !stale.is_empty() {
+                    let stale: Vec<String> = stale.into_iter().map(|(r, _)| r).collect();
+                    redis::cmd("SREM")
+                        .arg(&key)
+                        .arg(&stale)
+                        .query_async::<i64>(&mut conn)
+                        .await?;
+                }
+                Ok(kept.into_iter().map(|(r, _)| r).collect())
             },
         )
     }
 
     fn room_unread(&self, user: &str) -> BoxFuture<'static, Result<RoomUnread, StoreError>> {
-        let list = self.room_list(user);
+        let user = user.to_owned();
+        let names = self.room_names(&user);
+        let inner = std::sync::Arc::clone(self.inner());
         Box::pin(async move {
-            Ok(list
-                .await?
+            let rooms = names.await?;
+            if rooms.is_empty() {
+                return Ok(RoomUnread::new());
+            }
+            // Two numbers per room: nothing else is read on every connect.
+            let mut pipe = redis::pipe();
+            for room in &rooms {
+                pipe.hget(inner.keys.room("meta", room), "seq")
+                    .hget(inner.keys.room("read", room), &user);
+            }
+            let mut conn = inner.redis.clone();
+            let query = pipe.query_async::<Vec<(Option<u64>, Option<u64>)>>(&mut conn);
+            let counts = tokio::time::timeout(super::COMMAND_TIMEOUT, query)
+                .await
+                .map_err(|e| super::unavailable("unread", e))?
+                .map_err(|e| super::unavailable("unread", e))?;
+            Ok(rooms
                 .into_iter()
-                .map(|summary| (summary.room, summary.unread))
+                .zip(counts)
+                .filter_map(|(room, (seq, read))| Some((room, seq?.saturating_sub(read?))))
                 .collect())
         })
     }

@@ -588,7 +588,18 @@ impl MessageStore for SqliteStore {
     ) -> BoxFuture<'static, Result<Vec<HistoryEntry>, StoreError>> {
         let this = self.clone();
         let (a, b) = conversation(a, b);
-        let before: i64 = before.and_then(|c| c.parse().ok()).unwrap_or(i64::MAX);
+        // Cursors are `0-{row}` (the form Redis's stream ids have, so a
+        // cursor means the same to either engine); rows start at 1.
+        let before: i64 = match before {
+            None => i64::MAX,
+            Some(cursor) => match crate::messages::cursor_parts(cursor) {
+                Some((_, row)) => i64::try_from(row).unwrap_or(i64::MAX),
+                None => {
+                    let error = StoreError::InvalidCursor(cursor.to_owned());
+                    return Box::pin(async move { Err(error) });
+                }
+            },
+        };
         async move {
             let rows = this
                 .inner
@@ -603,7 +614,7 @@ impl MessageStore for SqliteStore {
             rows.iter()
                 .map(|r| {
                     Ok(HistoryEntry {
-                        cursor: r.try_get::<i64>("", "pos")?.to_string(),
+                        cursor: format!("0-{}", r.try_get::<i64>("", "pos")?),
                         message: r.try_get("", "message")?,
                     })
                 })

@@ -180,16 +180,30 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// One join, creation or addition (the rules of `room_join.lua`).
+    /// One join, creation or addition: the rules of `room_join.lua`, in
+    /// its order, after the per-user limit the Redis engine checks first.
     async fn join_txn(
         &self,
         room: &str,
         user: &str,
         how: &Admission,
         create: Option<bool>,
-    ) -> Result<(bool, Publishes), Refused> {
+    ) -> Result<(Option<u64>, Publishes), Refused> {
         let limits = self.inner.limits;
         let txn = self.inner.db.begin().await?;
+        if member(&txn, room, user).await?.is_none() {
+            let rooms_of_user: i64 = txn
+                .query_one_raw(stmt(
+                    "SELECT COUNT(*) FROM room_members WHERE user = ?",
+                    vec![user.into()],
+                ))
+                .await?
+                .map_or(Ok(0), |r| r.try_get_by_index(0))?;
+            if rooms_of_user as u64 >= limits.rooms.rooms_per_user {
+                let limit = limits.rooms.rooms_per_user;
+                return Err(RoomError::TooManyRooms(user.to_owned(), limit).into());
+            }
+        }
         let existing = meta(&txn, room).await?;
         match (create, &existing, how) {
             (Some(_), Some(_), _) => return Err(RoomError::Exists(room.to_owned()).into()),
@@ -206,46 +220,32 @@ impl SqliteStore {
             ))
             .await?;
         }
-        if member(&txn, room, user).await?.is_some() {
-            return Ok((false, Vec::new()));
-        }
         let (private, owner, members, _) = meta(&txn, room).await?.unwrap_or_default();
         let mut role = Role::Member;
-        match how {
-            Admission::Join if private && create.is_none() => {
+        // The caller's right first: an outsider learns nothing of who is in.
+        if let Admission::Added { by, role: asked } = how {
+            let Some((by_role, _)) = member(&txn, room, by).await? else {
                 return Err(RoomError::Forbidden(format!(
-                    "room '{room}' is private: a member must add you"
+                    "only members of room '{room}' may add members"
+                ))
+                .into());
+            };
+            if *asked == Role::Admin && by_role != Role::Owner {
+                return Err(RoomError::Forbidden(format!(
+                    "only the owner of room '{room}' may add admins"
                 ))
                 .into());
             }
-            Admission::Join => {}
-            Admission::Added { by, role: asked } => {
-                let Some((by_role, _)) = member(&txn, room, by).await? else {
-                    return Err(RoomError::Forbidden(format!(
-                        "only members of room '{room}' may add members"
-                    ))
-                    .into());
-                };
-                if *asked == Role::Admin && by_role != Role::Owner {
-                    return Err(RoomError::Forbidden(format!(
-                        "only the owner of room '{room}' may add admins"
-                    ))
-                    .into());
-                }
-                role = *asked;
-            }
+            role = *asked;
         }
-        let rooms_of_user: i64 = txn
-            .query_one_raw(stmt(
-                "SELECT COUNT(*) FROM room_members WHERE user = ?",
-                vec![user.into()],
+        if member(&txn, room, user).await?.is_some() {
+            return Ok((None, Vec::new()));
+        }
+        if matches!(how, Admission::Join) && private && create.is_none() {
+            return Err(RoomError::Forbidden(format!(
+                "room '{room}' is private: a member must add you"
             ))
-            .await?
-            .map_or(Ok(0), |r| r.try_get_by_index(0))?;
-        if rooms_of_user as u64 >= limits.rooms.rooms_per_user {
-            return Err(
-                RoomError::TooManyRooms(user.to_owned(), limits.rooms.rooms_per_user).into(),
-            );
+            .into());
         }
         if members as u64 >= limits.rooms.max_members {
             return Err(RoomError::Full(room.to_owned(), limits.rooms.max_members).into());
@@ -285,14 +285,15 @@ impl SqliteStore {
             mark_seen(&txn, room, by, seq).await?;
         }
         txn.commit().await?;
+        let control = Control::Joined {
+            room: room.into(),
+            seq: seq as u64,
+        };
         Ok((
-            true,
+            Some(seq as u64),
             vec![
                 (channel::room(room), envelope::text(&frame)),
-                (
-                    channel::user(user),
-                    envelope::control(&Control::Joined(room.into())),
-                ),
+                (channel::user(user), envelope::control(&control)),
             ],
         ))
     }
@@ -303,32 +304,30 @@ impl SqliteStore {
         room: &str,
         user: &str,
         by: Option<&str>,
-    ) -> Result<(bool, Publishes), Refused> {
+    ) -> Result<(Option<u64>, Publishes), Refused> {
         let txn = self.inner.db.begin().await?;
         if meta(&txn, room).await?.is_none() {
             return Err(RoomError::NotFound(room.to_owned()).into());
         }
-        let Some((role, _)) = member(&txn, room, user).await? else {
-            return Ok((false, Vec::new()));
-        };
+        // The caller's right first: an outsider learns nothing of who is in.
+        let mut by_role = None;
         if let Some(by) = by.filter(|by| *by != user) {
-            let by_role = member(&txn, room, by).await?.map(|(r, _)| r);
-            match by_role {
-                Some(Role::Owner) => {}
-                Some(Role::Admin) if role == Role::Member => {}
-                Some(Role::Admin) => {
-                    return Err(RoomError::Forbidden(format!(
-                        "an admin of room '{room}' removes members only"
-                    ))
-                    .into());
-                }
-                _ => {
-                    return Err(RoomError::Forbidden(format!(
-                        "only the owner and admins of room '{room}' remove members"
-                    ))
-                    .into());
-                }
+            by_role = member(&txn, room, by).await?.map(|(r, _)| r);
+            if !matches!(by_role, Some(Role::Owner | Role::Admin)) {
+                return Err(RoomError::Forbidden(format!(
+                    "only the owner and admins of room '{room}' remove members"
+                ))
+                .into());
             }
+        }
+        let Some((role, _)) = member(&txn, room, user).await? else {
+            return Ok((None, Vec::new()));
+        };
+        if by_role == Some(Role::Admin) && role != Role::Member {
+            return Err(RoomError::Forbidden(format!(
+                "an admin of room '{room}' removes members only"
+            ))
+            .into());
         }
         let (id, head, tail) = frames::member_event(false, room, user, by);
         let (seq, frame) =
@@ -370,14 +369,15 @@ impl SqliteStore {
             .await?;
         }
         txn.commit().await?;
+        let control = Control::Left {
+            room: room.into(),
+            seq: seq as u64,
+        };
         Ok((
-            true,
+            Some(seq as u64),
             vec![
                 (channel::room(room), envelope::text(&frame)),
-                (
-                    channel::user(user),
-                    envelope::control(&Control::Left(room.into())),
-                ),
+                (channel::user(user), envelope::control(&control)),
             ],
         ))
     }
@@ -547,7 +547,7 @@ impl RoomStore for SqliteStore {
         room: &str,
         user: &str,
         how: Admission,
-    ) -> BoxFuture<'static, Result<bool, RoomError>> {
+    ) -> BoxFuture<'static, Result<Option<u64>, RoomError>> {
         let (room, user) = (room.to_owned(), user.to_owned());
         writing(self, "joining a room", move |this| async move {
             this.join_txn(&room, &user, &how, None).await
@@ -559,7 +559,7 @@ impl RoomStore for SqliteStore {
         room: &str,
         user: &str,
         by: Option<&str>,
-    ) -> BoxFuture<'static, Result<bool, RoomError>> {
+    ) -> BoxFuture<'static, Result<Option<u64>, RoomError>> {
         let (room, user, by) = (room.to_owned(), user.to_owned(), by.map(str::to_owned));
         writing(self, "leaving a room", move |this| async move {
             this.leave_txn(&room, &user, by.as_deref()).await
