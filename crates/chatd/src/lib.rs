@@ -4,6 +4,8 @@
 //! metrics endpoints of every service. The same service libraries, given
 //! `REDIS_URL`, are the distributed deployment.
 
+pub mod cli;
+
 use std::sync::Arc;
 use std::time::Duration;
 

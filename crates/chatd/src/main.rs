@@ -1,42 +1,6 @@
-//! `chatd`: the all-in-one chat server. `cargo run --release` runs it.
+//! `chatd`: the all-in-one chat server. `cargo run --release` runs it; the
+//! command line is in the library's `cli.rs`.
 
-use std::path::PathBuf;
-use std::process::ExitCode;
-use std::time::Duration;
-
-use clap::{Parser, Subcommand};
-
-/// The chat backend in one process: WebSocket gateway (lobby, direct and
-/// room messages), in-process broker and local storage, on one port. Set
-/// REDIS_URL to join gateways sharing a Redis instead.
-#[derive(Parser)]
-#[command(version, after_help = chatd::Settings::help())]
-struct Cli {
-    /// TOML file with settings; the environment overrides it.
-    #[arg(long, value_name = "FILE", global = true)]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Print a token for USER signed with CHAT_JWT_SECRET (for demos and scripts).
-    Token {
-        /// The user the token opens.
-        user: String,
-        /// How long the token is valid, e.g. 30m, 24h, 7d.
-        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
-        ttl: Duration,
-    },
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Token { user, ttl }) => {
-            chatd::token_command(cli.config.as_deref(), &user, ttl)
-        }
-        None => chat_runtime::app::main("chatd", cli.config.as_deref(), chatd::serve),
-    }
+fn main() -> std::process::ExitCode {
+    chatd::cli::main()
 }
