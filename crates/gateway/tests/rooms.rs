@@ -7,6 +7,8 @@
 #[macro_use]
 mod support;
 
+use chat_broker::channel;
+use chat_broker::envelope::{self, Control};
 use chat_runtime::settings::RoomSettings;
 use chat_store::{Admission, Role};
 use chat_testkit::ws::WsClient;
@@ -361,7 +363,85 @@ async fn retries_are_stored_once_and_typing_skips_the_typist(kind: Kind) {
     assert_eq!(bodies, ["only once", "after the typing"]);
 }
 
+/// A `join` and a `leave` sent back to back, many times: the store's
+/// control for the join may come after the leave, and must not make the
+/// connection follow the room again (nor answer an error). Each round
+/// reads `joined`, the user's `member_joined`, `left` — never an `error`
+/// or a second `joined` — up to a `sync` answered after it.
+async fn a_join_then_a_leave_leaves_the_room_unfollowed(kind: Kind) {
+    let cluster = kind.start(settings()).await;
+    let mut erin = WsClient::user(cluster.addr(0), "erin").await.unwrap();
+    erin.recv_type("unread").await.unwrap();
+    for round in 0..20 {
+        let room = format!("flip{round}");
+        for frame in [
+            json!({"type": "join", "id": "j", "room": room}),
+            json!({"type": "leave", "id": "l", "room": room}),
+            json!({"type": "sync", "id": "b", "since": 0}),
+        ] {
+            erin.send_json(&frame).await.unwrap();
+        }
+        let mut kinds = Vec::new();
+        loop {
+            let frame = erin.recv_json().await.unwrap();
+            let kind = frame["type"].as_str().unwrap().to_owned();
+            if kind == "synced" && frame["id"] == "b" {
+                break;
+            }
+            // The room's `member_left` may come live before the
+            // unsubscription takes; nothing else of the room may.
+            if kind != "member_left" && kind != "unread" {
+                kinds.push(kind);
+            }
+        }
+        assert_eq!(kinds, ["joined", "member_joined", "left"], "round {round}");
+    }
+    // A join control that comes late, after the leave it preceded (as a
+    // slow broker may deliver it), changes nothing: no `joined`, no error.
+    let seq = join(&mut erin, "late").await;
+    erin.send_json(&json!({"type": "leave", "id": "l", "room": "late"}))
+        .await
+        .unwrap();
+    erin.recv_until("left").await.unwrap();
+    let late = Control::Joined {
+        room: "late".into(),
+        seq,
+    };
+    cluster.nodes[0]
+        .gateway
+        .broker()
+        .publish(&channel::user("erin"), envelope::control(&late))
+        .await
+        .unwrap();
+    erin.send_json(&json!({"type": "sync", "id": "b", "since": 0}))
+        .await
+        .unwrap();
+    let mut kinds = Vec::new();
+    loop {
+        let frame = erin.recv_json().await.unwrap();
+        if frame["type"] == "synced" && frame["id"] == "b" {
+            break;
+        }
+        kinds.push(frame["type"].as_str().unwrap().to_owned());
+    }
+    assert!(
+        kinds.iter().all(|k| k == "member_left" || k == "unread"),
+        "{kinds:?}"
+    );
+    // No control left behind makes the connection follow any of them: a
+    // message said in one now does not reach erin.
+    let mut frank = WsClient::user(cluster.addr(0), "frank").await.unwrap();
+    join(&mut frank, "flip0").await;
+    say(&mut frank, "f1", "flip0", "is anyone here").await;
+    frank
+        .send_json(&json!({"type": "send", "id": "d1", "to": "erin", "body": "direct"}))
+        .await
+        .unwrap();
+    assert_eq!(erin.recv_type("message").await.unwrap()["body"], "direct");
+}
+
 suite!(
+    a_join_then_a_leave_leaves_the_room_unfollowed,
     a_member_away_catches_up_on_any_replica_and_reads_on_every_device,
     membership_belongs_to_the_user_on_every_connection,
     a_private_room_refuses_outsiders_until_a_member_adds_them,

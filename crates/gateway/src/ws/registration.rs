@@ -88,15 +88,35 @@ pub(crate) struct Subscriptions {
     /// Rooms followed, each with the `seq` of the latest membership entry
     /// this connection knows (0: from before it opened).
     pub(crate) rooms: HashMap<String, u64>,
+    /// Rooms this connection left, each with the `seq` of its `member_left`
+    /// entry, until the store's control for that leave comes back: a join
+    /// control older than it (from a `join` just before the `leave`) is
+    /// stale and must not make the connection follow the room again. At
+    /// most [`LEFT_KEPT`] (a control lost to a broker reconnect leaves its
+    /// entry behind; past the bound they are forgotten together).
+    pub(crate) left: HashMap<String, u64>,
     /// Users whose online state this connection follows.
     pub(crate) watching: HashSet<String>,
 }
 
+/// Leaves remembered by one connection at most (see [`Subscriptions::left`]).
+pub(crate) const LEFT_KEPT: usize = 1_000;
+
 impl Subscriptions {
+    /// Notes that the user left `room` at entry `seq` (see [`Self::left`]).
+    pub(crate) fn note_left(&mut self, room: String, seq: u64) {
+        if self.left.len() >= LEFT_KEPT && !self.left.contains_key(&room) {
+            self.left.clear();
+        }
+        let known = self.left.entry(room).or_insert(0);
+        *known = (*known).max(seq);
+    }
+
     pub(crate) fn new(registration: Registration) -> Self {
         Self {
             registration,
             rooms: HashMap::new(),
+            left: HashMap::new(),
             watching: HashSet::new(),
         }
     }

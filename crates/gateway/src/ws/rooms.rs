@@ -118,7 +118,7 @@ pub(crate) async fn follow(
     *known = (*known).max(seq);
     let mut frames = vec![
         ServerFrame::Joined {
-            id,
+            id: id.clone(),
             room: room.clone(),
         }
         .to_json(),
@@ -128,15 +128,47 @@ pub(crate) async fn follow(
         match ctx
             .gw
             .rooms
-            .room_since(&room, ctx.user, seq - 1, sync::SYNC_MAX)
+            .room_since(&room, ctx.user, seq - 1, sync::SYNC_MAX + 1)
             .await
         {
-            Ok(entries) => {
+            Ok(mut entries) => {
+                let more = entries.len() > sync::SYNC_MAX;
+                entries.truncate(sync::SYNC_MAX);
                 until = entries.last().map_or(0, |e| e.seq);
                 frames.extend(entries.into_iter().map(|e| e.frame));
+                if more {
+                    // The rest by `sync` from `until`, as after a catch-up.
+                    frames.push(
+                        ServerFrame::Synced {
+                            id: None,
+                            room: Some(room.clone()),
+                            until,
+                            more,
+                        }
+                        .to_json(),
+                    );
+                }
             }
-            // Followed already; the client can `sync` what it missed.
-            Err(e) => return ctx.room_error(None, &e),
+            // The user is a member and the room is followed: only its
+            // entries are missing, which the client can `sync`.
+            Err(RoomError::Store(e)) => frames.push(
+                ServerFrame::error(
+                    None,
+                    ErrorCode::Unavailable,
+                    format!("joined '{room}', but its entries could not be read ({e}): sync it"),
+                )
+                .to_json(),
+            ),
+            // Not a member (any more): removed while this ran, or a stale
+            // control. Follow nothing.
+            Err(e) => {
+                subs.rooms.remove(&room);
+                subs.registration.leave(&channel::room(&room));
+                return match id {
+                    Some(id) => ctx.room_error(Some(&id), &e),
+                    None => Outcome::Continue,
+                };
+            }
         }
     }
     Outcome::Followed {
@@ -160,7 +192,10 @@ pub(crate) async fn leave(
         Err(outcome) => return outcome,
     };
     match ctx.gw.rooms.leave_room(&room, ctx.user, None).await {
-        Ok(_) => {
+        Ok(left) => {
+            if let Some(seq) = left {
+                subs.note_left(room.clone(), seq);
+            }
             if subs.rooms.remove(&room).is_some() {
                 subs.registration.leave(&channel::room(&room));
             }
@@ -184,6 +219,9 @@ pub(crate) async fn apply(ctx: &Ctx<'_>, subs: &mut Subscriptions, control: Cont
                     *known = (*known).max(seq);
                     Outcome::Continue
                 }
+                // This connection left after that join (its own `join`
+                // then `leave`, the controls still on their way).
+                None if subs.left.get(&room).is_some_and(|&left| left > seq) => Outcome::Continue,
                 None => Outcome::Follow {
                     id: None,
                     room,
@@ -193,6 +231,11 @@ pub(crate) async fn apply(ctx: &Ctx<'_>, subs: &mut Subscriptions, control: Cont
         }
         Control::Left { room, seq } => {
             let room = room.to_string();
+            // Controls come in the order the store made them: no join
+            // older than this leave can follow it.
+            if subs.left.get(&room).is_some_and(|&left| left <= seq) {
+                subs.left.remove(&room);
+            }
             match subs.rooms.get(&room) {
                 Some(&known) if known < seq => {
                     subs.rooms.remove(&room);

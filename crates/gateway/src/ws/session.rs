@@ -4,7 +4,9 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use actix_ws::CloseReason;
 use chat_broker::envelope::Control;
+use chat_protocol::ServerFrame;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -72,32 +74,23 @@ pub(crate) async fn run(
                     timing = false;
                 }
                 hold_outbound = false;
-                let outcome = match outcome {
-                    Outcome::Follow { id, room, seq } => {
-                        work = Some(connection.follow(id, room, seq).boxed());
-                        hold_outbound = true;
-                        continue;
+                if let Outcome::Follow { id, room, seq } = outcome {
+                    // What was queued before (a `left` of the same room,
+                    // say) goes out before `joined` and the replay, which
+                    // are written straight to the socket.
+                    match socket.flush().await {
+                        Ok(held) => controls.extend(held),
+                        Err(end) => break end,
                     }
-                    outcome => outcome,
-                };
+                    work = Some(connection.follow(id, room, seq).boxed());
+                    hold_outbound = true;
+                    continue;
+                }
                 match controls.pop_front() {
                     Some(control) => work = Some(connection.control(control).boxed()),
                     None => idle = Some(connection),
                 }
-                let written = match outcome {
-                    Outcome::Continue | Outcome::Follow { .. } => Ok(()),
-                    Outcome::Write(frames) => socket.write_all(frames).await,
-                    Outcome::Followed {
-                        frames,
-                        room,
-                        until,
-                    } => {
-                        socket.fence(room, until);
-                        socket.write_all(frames).await
-                    }
-                    Outcome::Close(reason) => break Some(reason),
-                };
-                if let Err(end) = written {
+                if let Err(end) = write(&mut socket, outcome).await {
                     break end;
                 }
             }
@@ -107,18 +100,57 @@ pub(crate) async fn run(
     debug!(endpoint, ?close, "connection ending");
     // The frame in flight finishes, and its answer goes out before the
     // close: a catch-up may have taken the offline list already.
-    let mut last = Vec::new();
-    if let Some(work) = work.take() {
-        let (connection, outcome) = work.await;
-        idle = Some(connection);
-        if let Outcome::Write(frames) | Outcome::Followed { frames, .. } = outcome {
-            last = frames;
+    let last = match work.take() {
+        Some(work) => {
+            let (connection, outcome) = work.await;
+            idle = Some(connection);
+            last_frames(&mut socket, outcome)
         }
-    }
+        None => Vec::new(),
+    };
     gauge.dec();
     socket.close(close, last).await;
     if let Some(online) = online {
         online.leave().await;
     }
     drop(idle);
+}
+
+/// Writes what a handled frame asks for ([`Outcome`]).
+///
+/// Errors: how the connection ends (`None`: the socket is gone).
+async fn write(socket: &mut Socket, outcome: Outcome) -> Result<(), Option<CloseReason>> {
+    match outcome {
+        Outcome::Continue | Outcome::Follow { .. } => Ok(()),
+        Outcome::Write(frames) => socket.write_all(frames).await,
+        Outcome::Followed {
+            frames,
+            room,
+            until,
+        } => {
+            socket.fence(room, until);
+            socket.write_all(frames).await
+        }
+        Outcome::Close(reason) => Err(Some(reason)),
+    }
+}
+
+/// What the work that finished as the connection ended leaves to write
+/// before the close.
+fn last_frames(socket: &mut Socket, outcome: Outcome) -> Vec<String> {
+    match outcome {
+        Outcome::Write(frames) => frames,
+        Outcome::Followed {
+            frames,
+            room,
+            until,
+        } => {
+            socket.fence(room, until);
+            frames
+        }
+        // The store took the `join`; the next connection follows the room
+        // from the user's rooms.
+        Outcome::Follow { id, room, .. } => vec![ServerFrame::Joined { id, room }.to_json()],
+        Outcome::Continue | Outcome::Close(_) => Vec::new(),
+    }
 }

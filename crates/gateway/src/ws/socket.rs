@@ -300,6 +300,27 @@ impl Socket {
         }
     }
 
+    /// Writes what the outbound queue holds now, in order, and hands back
+    /// the controls among it (in order, for the session to apply): what was
+    /// queued before a room is followed goes out before the room's replay.
+    /// Only what is queued when it starts, so a busy queue cannot keep it.
+    ///
+    /// Errors: how the connection ends (`None`: the socket is gone).
+    pub(crate) async fn flush(&mut self) -> Result<Vec<Control>, Option<CloseReason>> {
+        let mut controls = Vec::new();
+        for _ in 0..self.outbound.len() {
+            let Ok(frame) = self.outbound.try_recv() else {
+                break;
+            };
+            match frame {
+                Outbound::Control(control) => controls.push(control),
+                frame if self.fences.drops(&frame) => {}
+                frame => self.write_guarded(frame).await?,
+            }
+        }
+        Ok(controls)
+    }
+
     /// Writes `frames` straight to the socket, in order, each guarded as
     /// [`Socket::write_guarded`] says.
     ///
