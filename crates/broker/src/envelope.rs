@@ -103,7 +103,7 @@ pub fn text_header() -> Vec<u8> {
 }
 
 /// The header of a control envelope published now (what a store puts in
-/// front of `+room` / `-room`).
+/// front of `+{seq} {room}` / `-{seq} {room}`).
 pub fn control_header() -> Vec<u8> {
     let mut header = Vec::with_capacity(HEADER);
     header.push(CONTROL);

@@ -34,14 +34,7 @@ impl HttpError for ApiError {
             ApiError::Auth(e) => e.code(),
             ApiError::BadRequest(code, _) => *code,
             ApiError::NotFound(_) => ErrorCode::NotFound,
-            ApiError::Room(e) => match e {
-                RoomError::NotFound(_) => ErrorCode::NotFound,
-                RoomError::Forbidden(_) => ErrorCode::Forbidden,
-                RoomError::Full(..) => ErrorCode::RoomFull,
-                RoomError::TooManyRooms(..) => ErrorCode::TooManyRooms,
-                RoomError::Exists(_) => ErrorCode::Conflict,
-                RoomError::Store(_) => ErrorCode::Unavailable,
-            },
+            ApiError::Room(e) => e.code(),
             ApiError::Unavailable(StoreError::InvalidCursor(_)) => ErrorCode::InvalidFrame,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
         }

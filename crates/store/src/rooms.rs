@@ -101,6 +101,23 @@ pub enum RoomError {
     Store(#[from] StoreError),
 }
 
+impl RoomError {
+    /// The protocol's code for this refusal, the same on the WebSocket and
+    /// over HTTP: `not_found`, `forbidden`, `room_full`, `too_many_rooms`,
+    /// `conflict` (a taken name), `unavailable` (the store failed).
+    pub fn code(&self) -> chat_protocol::ErrorCode {
+        use chat_protocol::ErrorCode;
+        match self {
+            RoomError::NotFound(_) => ErrorCode::NotFound,
+            RoomError::Forbidden(_) => ErrorCode::Forbidden,
+            RoomError::Full(..) => ErrorCode::RoomFull,
+            RoomError::TooManyRooms(..) => ErrorCode::TooManyRooms,
+            RoomError::Exists(_) => ErrorCode::Conflict,
+            RoomError::Store(_) => ErrorCode::Unavailable,
+        }
+    }
+}
+
 /// A room as its members see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomInfo {

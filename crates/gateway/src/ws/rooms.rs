@@ -18,15 +18,7 @@ use super::sync;
 impl Ctx<'_> {
     /// Answers a refused room call on frame `id`, with the code its reason has.
     pub(crate) fn room_error(&self, id: Option<&str>, e: &RoomError) -> Outcome {
-        let code = match e {
-            RoomError::NotFound(_) => ErrorCode::NotFound,
-            RoomError::Forbidden(_) => ErrorCode::Forbidden,
-            RoomError::Full(..) => ErrorCode::RoomFull,
-            RoomError::TooManyRooms(..) => ErrorCode::TooManyRooms,
-            RoomError::Exists(_) => ErrorCode::Conflict,
-            RoomError::Store(_) => ErrorCode::Unavailable,
-        };
-        self.replies.error(id, code, &e.to_string())
+        self.replies.error(id, e.code(), &e.to_string())
     }
 }
 
