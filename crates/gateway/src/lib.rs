@@ -45,7 +45,7 @@ use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
 use chat_store::redis::presence::RedisNode;
 #[cfg(feature = "embedded")]
 use chat_store::sqlite::SqliteStore;
-use chat_store::{Limits, MessageStore, Presence, PresenceNode, RoomLimits, RoomStore};
+use chat_store::{Lifecycle, Limits, MessageStore, Presence, PresenceNode, RoomLimits, RoomStore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
@@ -110,6 +110,8 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<dyn MessageStore>,
     /// Durable rooms: membership, history, read markers.
     pub(crate) rooms: Arc<dyn RoomStore>,
+    /// Edits, deletes, reactions and reply quotes.
+    pub(crate) lifecycle: Arc<dyn Lifecycle>,
     /// Limits of rooms (receipts in small rooms).
     pub(crate) room_settings: RoomSettings,
     /// Who is online: this node's connections are counted here.
@@ -200,9 +202,10 @@ impl Gateway {
             Arc<dyn Broker>,
             Arc<dyn MessageStore>,
             Arc<dyn RoomStore>,
+            Arc<dyn Lifecycle>,
             Arc<dyn PresenceNode>,
         );
-        let (broker, store, rooms, presence): Engines = match engine {
+        let (broker, store, rooms, lifecycle, presence): Engines = match engine {
             #[cfg(feature = "embedded")]
             Engine::Embedded { bus, data_dir } => {
                 let broker: Arc<dyn Broker> = Arc::new(bus.node(hub.handler()));
@@ -212,6 +215,7 @@ impl Gateway {
                     SqliteStore::open(&path, Arc::clone(&broker), presence.clone(), limits).await?;
                 (
                     broker,
+                    Arc::new(store.clone()),
                     Arc::new(store.clone()),
                     Arc::new(store),
                     Arc::new(presence),
@@ -232,6 +236,7 @@ impl Gateway {
                 options.errors = Some(metrics.redis_errors.clone());
                 (
                     Arc::new(RedisBroker::start(options, hub.handler())?),
+                    Arc::new(store.clone()),
                     Arc::new(store.clone()),
                     Arc::new(store),
                     Arc::new(presence),
@@ -267,6 +272,7 @@ impl Gateway {
                 origins: access.origins,
                 store,
                 rooms,
+                lifecycle,
                 room_settings,
                 leaver: ws::Leaver::start(Arc::clone(&presence)),
                 presence,

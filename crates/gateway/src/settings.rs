@@ -55,6 +55,10 @@ chat_runtime::settings! {
         /// burst of that many, then spread over the minute); more get 429;
         /// 0 turns the limit off.
         pub connects_per_ip_per_min: u32 = 600,
+        /// How long after sending its author may edit a message (`edit`);
+        /// later edits are refused (`forbidden`). Unset: any time.
+        #[serde(with = "humantime_serde")]
+        pub edit_window: Option<Duration> = None,
     }
 }
 

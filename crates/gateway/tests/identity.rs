@@ -224,7 +224,7 @@ async fn provider_ids_of_every_shape_round_trip_and_keep_to_their_own_keys() {
     let mut conn = redis.connection().unwrap();
     let prefix = redis.prefix();
     for (key, messages) in [("conv:a%3Ab:c", 1), ("conv:a:b%3Ac", 1)] {
-        let len: u64 = ::redis::cmd("XLEN")
+        let len: u64 = ::redis::cmd("ZCARD")
             .arg(format!("{prefix}{key}"))
             .query(&mut conn)
             .unwrap();

@@ -218,6 +218,7 @@ impl Api {
             history: message.to_string(),
             copy_to_sender: false,
             envelope_header: envelope::text_header(),
+            reply_to: None,
         };
         self.store.append_direct(direct).await.unwrap();
         id
@@ -501,6 +502,7 @@ async fn rooms_are_created_listed_paged_and_read_over_http(kind: Kind) {
             body: format!("m{n}"),
             media: None,
             ts: 1,
+            ..Default::default()
         };
         let (head, tail) = chat_protocol::ServerFrame::Message(message.clone()).room_template();
         last = message.id.clone();
@@ -513,6 +515,7 @@ async fn rooms_are_created_listed_paged_and_read_over_http(kind: Kind) {
                 head,
                 tail,
                 envelope_header: envelope::text_header(),
+                reply_to: None,
             })
             .await
             .unwrap();

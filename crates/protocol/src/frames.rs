@@ -31,6 +31,74 @@ pub enum ClientFrame {
         /// A file the sender uploaded to the media service.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         media: Option<MediaRef>,
+        /// The server id of a message of the same conversation this one
+        /// answers: delivered messages quote it (`reply_to`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<String>,
+    },
+    /// Replace the text of one's own message (`peer` or `room` names its
+    /// conversation: exactly one of the two). The message keeps its id and
+    /// `seq` and gains `edited_at`; everyone who can see it gets an
+    /// `update`. Answered by `ack` with the message as it now is.
+    Edit {
+        /// Client-chosen id (1–64 characters), echoed in the answer.
+        id: String,
+        /// The other user of the direct conversation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<String>,
+        /// The room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// The server id of the message.
+        message: String,
+        /// The new text (may be empty when the message has a file).
+        body: String,
+    },
+    /// Delete a message for everyone: its author may, and in a room its
+    /// admins and owner. The text and file are removed from storage; a
+    /// tombstone (`deleted: true`) keeps its place. Answered by `ack`.
+    Delete {
+        /// Client-chosen id (1–64 characters), echoed in the answer.
+        id: String,
+        /// The other user of the direct conversation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<String>,
+        /// The room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// The server id of the message.
+        message: String,
+    },
+    /// Add this user's reaction `emoji` (one emoji grapheme) to a message;
+    /// reacting twice with one emoji changes nothing. Answered by `ack`.
+    React {
+        /// Client-chosen id (1–64 characters), echoed in the answer.
+        id: String,
+        /// The other user of the direct conversation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<String>,
+        /// The room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// The server id of the message.
+        message: String,
+        /// The reaction: a single emoji (`👍`, `👍🏽`, `🏳️‍🌈`).
+        emoji: String,
+    },
+    /// Take this user's reaction `emoji` back. Answered by `ack`.
+    Unreact {
+        /// Client-chosen id (1–64 characters), echoed in the answer.
+        id: String,
+        /// The other user of the direct conversation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<String>,
+        /// The room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// The server id of the message.
+        message: String,
+        /// The reaction to take back.
+        emoji: String,
     },
     /// Join a room: this user becomes a member (a public room that does not
     /// exist yet is created, with this user as its owner), and every
@@ -123,6 +191,10 @@ impl ServerFrame {
                 seq: Some(MARK),
                 ..message.clone()
             }),
+            ServerFrame::Update { message, .. } => ServerFrame::Update {
+                seq: Some(MARK),
+                message: message.clone(),
+            },
             ServerFrame::MemberJoined(event) => ServerFrame::MemberJoined(RoomEvent {
                 seq: MARK,
                 ..event.clone()
@@ -152,13 +224,18 @@ impl ClientFrame {
     /// Every `type` a client may send, to tell an unknown type from a
     /// malformed frame of a known type.
     pub const TYPES: &'static [&'static str] = &[
-        "send", "join", "leave", "sync", "read", "typing", "watch", "unwatch",
+        "send", "edit", "delete", "react", "unreact", "join", "leave", "sync", "read", "typing",
+        "watch", "unwatch",
     ];
 
     /// The client id the frame carries, if any, for error replies.
     pub fn id(&self) -> Option<&str> {
         match self {
-            ClientFrame::Send { id, .. } => Some(id),
+            ClientFrame::Send { id, .. }
+            | ClientFrame::Edit { id, .. }
+            | ClientFrame::Delete { id, .. }
+            | ClientFrame::React { id, .. }
+            | ClientFrame::Unreact { id, .. } => Some(id),
             ClientFrame::Join { id, .. }
             | ClientFrame::Leave { id, .. }
             | ClientFrame::Sync { id, .. }
@@ -214,8 +291,9 @@ pub enum Target<'a> {
     Room(&'a str),
 }
 
-/// A message as the server stored and delivers it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A message as the server stored and delivers it, in its current state
+/// (edited, deleted, reacted to).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChatMessage {
@@ -248,6 +326,53 @@ pub struct ChatMessage {
     pub media: Option<MediaInfo>,
     /// When the server accepted it, in milliseconds since the Unix epoch.
     pub ts: u64,
+    /// The message this one answers, quoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Quote>,
+    /// When its author last edited it, ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<u64>,
+    /// Deleted for everyone: a tombstone, without text, file or reactions,
+    /// that keeps the message's place.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// Emoji → who reacted with it. Absent when none.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub reactions: std::collections::BTreeMap<String, Reaction>,
+}
+
+/// The message a reply answers, as the reply quotes it: enough to render
+/// the quote without fetching the original.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Quote {
+    /// The original's server id.
+    pub id: String,
+    /// Its author.
+    pub from: String,
+    /// The start of its text: at most 100 characters (an ellipsis ends a
+    /// cut one); absent when it has none or was deleted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub excerpt: String,
+    /// The original's file kind (`image`, `audio`, `video`, `file`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_kind: Option<String>,
+    /// The original was deleted: nothing of it is quoted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+/// The users who reacted to a message with one emoji.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Reaction {
+    /// How many users reacted with it (the length of `users`).
+    pub count: u64,
+    /// Who, in the order they reacted: a client shows its own reaction as
+    /// chosen when its user is here.
+    pub users: Vec<String>,
 }
 
 /// A membership change, as a room's history keeps it.
@@ -286,6 +411,18 @@ pub enum ServerFrame {
     /// A message for this connection (a direct message or a room message; a
     /// room message reaches the sender's own connections too).
     Message(ChatMessage),
+    /// A message changed (edited, deleted, reacted to): `message` is the
+    /// whole message as it now is, with its own `seq`. Replace the message
+    /// with the same id; applying an update twice changes nothing. An
+    /// update is itself an entry of the inbox or room at `seq`, so `sync`
+    /// returns the updates a client missed (a message's latest update only).
+    Update {
+        /// The update's position in the inbox or room: the cursor to `sync` from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+        /// The message in its current state.
+        message: ChatMessage,
+    },
     /// This user joined a room (answering this connection's `join`, or
     /// another connection's, or a member who added this user).
     Joined {
@@ -492,6 +629,7 @@ mod tests {
             body: "\"seq\":18446744073709551615 in a body".into(),
             media: None,
             ts: 7,
+            ..Default::default()
         };
         let (head, tail) = message_template(&message);
         let rendered: ServerFrame = serde_json::from_str(&format!("{head}42{tail}")).unwrap();

@@ -18,7 +18,7 @@ pub mod text;
 
 pub use decode::{DecodeError, Inbound, decode};
 pub use frames::{
-    ChatMessage, ClientFrame, ErrorCode, MediaInfo, MediaRef, RoomEvent, ServerFrame, Target,
-    message_template,
+    ChatMessage, ClientFrame, ErrorCode, MediaInfo, MediaRef, Quote, Reaction, RoomEvent,
+    ServerFrame, Target, message_template,
 };
 pub use seed::SeedFrame;

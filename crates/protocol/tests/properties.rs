@@ -128,7 +128,7 @@ proptest! {
         to in "[A-Za-z0-9][A-Za-z0-9_.-]{0,31}",
         body in ".{0,200}",
     ) {
-        let frame = ClientFrame::Send { id, to: Some(to), room: None, body, media: None };
+        let frame = ClientFrame::Send { id, to: Some(to), room: None, body, media: None, reply_to: None };
         let text = serde_json::to_string(&frame).expect("serialises");
         prop_assert_eq!(decode(&text), Ok(Inbound::Typed(frame)));
     }
@@ -147,6 +147,7 @@ proptest! {
             room: None,
             body: String::from_utf16_lossy(&units),
             media: None,
+            reply_to: None,
         };
         prop_assert_eq!(decode(&text), Ok(Inbound::Typed(expected)));
     }

@@ -35,6 +35,7 @@ fn append(c: &mut Criterion) {
         history: r#"{"id":"x","from":"alice","to":"bob","body":"hi","ts":1}"#.into(),
         copy_to_sender: true,
         envelope_header: chat_broker::envelope::text_header(),
+        reply_to: None,
     };
     let mut group = c.benchmark_group("redis store");
     group.throughput(Throughput::Elements(1));

@@ -29,6 +29,7 @@ fn message(room: &str, n: u64) -> RoomSend {
         body: "a message of a few words, as people write them".into(),
         media: None,
         ts: 1_764_500_000_000,
+        ..Default::default()
     };
     let (head, tail) = ServerFrame::Message(body.clone()).room_template();
     RoomSend {
@@ -39,6 +40,7 @@ fn message(room: &str, n: u64) -> RoomSend {
         head,
         tail,
         envelope_header: chat_broker::envelope::text_header(),
+        reply_to: None,
     }
 }
 
@@ -61,6 +63,7 @@ fn direct(n: u64) -> Direct {
         history: frame(""),
         copy_to_sender: true,
         envelope_header: chat_broker::envelope::text_header(),
+        reply_to: None,
     }
 }
 

@@ -9,17 +9,19 @@
 -- first one stored.
 --
 -- KEYS[1]  seq_r         string: the receiver's last inbox sequence number
--- KEYS[2]  inbox_r       stream, ids 0-{seq}: the receiver's inbox (field f)
+-- KEYS[2]  inbox_r       zset: "{seq} {frame}" scored by seq: the receiver's inbox
 -- KEYS[3]  offline_r     list: "{seq} {frame}" kept while the receiver had no connection
 -- KEYS[4]  unread_r      hash: sender -> unread count (unread:{receiver})
--- KEYS[5]  conv          stream: the conversation's history (field m)
+-- KEYS[5]  conv          zset: the conversation's history, JSON scored by position
 -- KEYS[6]  conv_seq      string: the conversation's last position
 -- KEYS[7]  posts         zset: id -> conversation position, of the sender's messages to the receiver
 -- KEYS[8]  presence_r    hash: node id -> the receiver's connections there
 -- KEYS[9]  seq_s         string: the sender's last inbox sequence number
--- KEYS[10] inbox_s       stream, ids 0-{seq}: the sender's inbox (field f)
+-- KEYS[10] inbox_s       zset: the sender's inbox, like inbox_r
 -- KEYS[11] sent          hash: client id -> "{seq_r} {seq_s} {offline} {history}" of the sender's sends
 -- KEYS[12] sent_order    list: the sender's client ids, oldest first
+-- KEYS[13] msgs          hash: message id -> "{position} {seq_r} {seq_s} {update seq_r} {update seq_s}"
+-- KEYS[14] replies       zset: reply id -> position of the message it answers
 -- ARGV[1]  sender        who sends
 -- ARGV[2]  id            the message's server id (a ULID)
 -- ARGV[3]  client_id     the sender's id for this send ('' for none: seed frames)
@@ -39,6 +41,7 @@
 -- ARGV[17] unread_tail   with the sender's new count
 -- ARGV[18] channel_r     the receiver's channel
 -- ARGV[19] channel_s     the sender's channel
+-- ARGV[20] reply_pos     position of the message this one answers ('' for none)
 --
 -- Returns {receiver's seq, sender's seq (0 without a copy), 1 if kept
 -- offline else 0, the first send's history when this one repeats it, else nil}.
@@ -54,6 +57,8 @@ local seq_s_key = KEYS[9]
 local inbox_s_key = KEYS[10]
 local sent_key = KEYS[11]
 local sent_order_key = KEYS[12]
+local msgs_key = KEYS[13]
+local replies_key = KEYS[14]
 local sender = ARGV[1]
 local id = ARGV[2]
 local client_id = ARGV[3]
@@ -73,6 +78,7 @@ local unread_head = ARGV[16]
 local unread_tail = ARGV[17]
 local channel_r = ARGV[18]
 local channel_s = ARGV[19]
+local reply_pos = ARGV[20]
 
 if client_id ~= '' then
   local first = redis.call('HGET', sent_key, client_id)
@@ -87,15 +93,31 @@ local function render(seq)
   return head
 end
 
+-- Appends `frame` at `seq` to an inbox, keeping its last max_len entries.
+local function add(inbox_key, seq, frame)
+  redis.call('ZADD', inbox_key, seq, seq .. ' ' .. frame)
+  if seq > max_len then
+    redis.call('ZREMRANGEBYSCORE', inbox_key, '-inf', '(' .. (seq - max_len + 1))
+  end
+end
+
 local seq_r = redis.call('INCR', seq_r_key)
 local frame_r = render(seq_r)
-redis.call('XADD', inbox_r_key, 'MAXLEN', '~', max_len, '0-' .. seq_r, 'f', frame_r)
+add(inbox_r_key, seq_r, frame_r)
 local unread = -1
 if to_self ~= '1' then unread = redis.call('HINCRBY', unread_r_key, sender, 1) end
-redis.call('XADD', conv_key, 'MAXLEN', '~', max_len, '*', 'm', history)
 local position = redis.call('INCR', conv_seq_key)
+add(conv_key, position, history)
 redis.call('ZADD', posts_key, position, id)
-redis.call('ZREMRANGEBYRANK', posts_key, 0, -(max_len + 1))
+local dropped = redis.call('ZRANGE', posts_key, 0, -(max_len + 1))
+if #dropped > 0 then
+  redis.call('HDEL', msgs_key, unpack(dropped))
+  redis.call('ZREMRANGEBYRANK', posts_key, 0, -(max_len + 1))
+end
+if reply_pos ~= '' then redis.call('ZADD', replies_key, reply_pos, id) end
+if position > max_len then
+  redis.call('ZREMRANGEBYSCORE', replies_key, '-inf', '(' .. (position - max_len + 1))
+end
 local online = live_total(presence_r_key, node_prefix) > 0
 if not online then
   redis.call('RPUSH', offline_r_key, seq_r .. ' ' .. frame_r)
@@ -109,9 +131,10 @@ local seq_s = 0
 if copy == '1' then
   seq_s = redis.call('INCR', seq_s_key)
   local frame_s = render(seq_s)
-  redis.call('XADD', inbox_s_key, 'MAXLEN', '~', max_len, '0-' .. seq_s, 'f', frame_s)
+  add(inbox_s_key, seq_s, frame_s)
   redis.call('PUBLISH', channel_s, envelope .. frame_s)
 end
+redis.call('HSET', msgs_key, id, position .. ' ' .. seq_r .. ' ' .. seq_s .. ' 0 0')
 local offline = 0
 if not online then offline = 1 end
 if client_id ~= '' then

@@ -12,6 +12,7 @@
 -- KEYS[5]  ids              zset: entry id -> seq
 -- KEYS[6]  sent             hash: "{user} {client id}" -> "{seq} {frame}"
 -- KEYS[7]  sent_order       zset: those fields -> seq
+-- KEYS[8]  replies          zset: reply id -> seq of the message it answers
 -- ARGV[1]  sender           who sends
 -- ARGV[2]  id               the message's server id
 -- ARGV[3]  client_key       "{user} {client id}" of this send
@@ -22,6 +23,7 @@
 -- ARGV[8]  sent_ttl_s       how long client ids outlive the room's last send (s)
 -- ARGV[9]  envelope         broker envelope header for the message
 -- ARGV[10] room_channel     the room's channel
+-- ARGV[11] reply_seq        seq of the message this one answers ('' for none)
 --
 -- Returns {'stored', seq}, {'repeated', seq, frame}, {'not_found'} or
 -- {'forbidden'}.
@@ -32,6 +34,7 @@ local log_key = KEYS[4]
 local ids_key = KEYS[5]
 local sent_key = KEYS[6]
 local sent_order_key = KEYS[7]
+local replies_key = KEYS[8]
 local sender = ARGV[1]
 local id = ARGV[2]
 local client_key = ARGV[3]
@@ -42,6 +45,7 @@ local sent_max = tonumber(ARGV[7])
 local sent_ttl_s = ARGV[8]
 local envelope = ARGV[9]
 local room_channel = ARGV[10]
+local reply_seq = ARGV[11]
 
 if redis.call('EXISTS', meta_key) == 0 then return {'not_found'} end
 if not member_of(members_key, sender) then return {'forbidden'} end
@@ -54,6 +58,7 @@ local seq = redis.call('HINCRBY', meta_key, 'seq', 1)
 local frame = head .. seq .. tail
 room_append(log_key, ids_key, seq, id, frame, max_len)
 redis.call('HSET', read_key, sender, seq)
+if reply_seq ~= '' then redis.call('ZADD', replies_key, reply_seq, id) end
 redis.call('HSET', sent_key, client_key, seq .. ' ' .. frame)
 redis.call('ZADD', sent_order_key, seq, client_key)
 if seq > sent_max then

@@ -32,6 +32,7 @@
 
 mod error;
 mod frames;
+pub mod lifecycle;
 mod limits;
 pub mod memory;
 mod messages;
@@ -44,6 +45,7 @@ mod rooms;
 pub mod sqlite;
 
 pub use error::StoreError;
+pub use lifecycle::{Change, ChangeError, ChangeRequest, Changed, Conversation, Lifecycle};
 pub use limits::{Limits, RoomLimits};
 pub use messages::{
     Appended, Direct, FrameText, HistoryEntry, InboxEntry, MessageStore, ReadMarker, SENT_IDS_KEPT,

@@ -53,6 +53,9 @@ pub struct Direct {
     pub copy_to_sender: bool,
     /// The broker envelope header the published frames carry.
     pub envelope_header: Vec<u8>,
+    /// The conversation position of the message this one answers (from
+    /// [`crate::Lifecycle::quote`]), so deleting it empties this one's quote.
+    pub reply_to: Option<u64>,
 }
 
 /// Where a stored message landed.

@@ -175,6 +175,9 @@ pub struct RoomSend {
     pub tail: String,
     /// The broker envelope header the published frame carries.
     pub envelope_header: Vec<u8>,
+    /// The `seq` of the message this one answers (from
+    /// [`crate::Lifecycle::quote`]), so deleting it empties this one's quote.
+    pub reply_to: Option<u64>,
 }
 
 /// Where a room message landed.

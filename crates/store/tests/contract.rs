@@ -122,6 +122,7 @@ fn typed(from: &str, to: &str, body: &str) -> Direct {
         body: body.into(),
         media: None,
         ts: 1,
+        ..Default::default()
     };
     let (head, tail) = chat_protocol::message_template(&message);
     Direct {
@@ -133,6 +134,7 @@ fn typed(from: &str, to: &str, body: &str) -> Direct {
         history: serde_json::to_string(&message).unwrap(),
         copy_to_sender: true,
         envelope_header: envelope::text_header(),
+        reply_to: None,
     }
 }
 
@@ -650,7 +652,7 @@ async fn a_send_retried_after_its_call_timed_out_is_stored_once() {
     assert!(first.is_err(), "the call gave up waiting: {first:?}");
     let mut conn = redis.connection().unwrap();
     let inbox = format!("{}inbox:bob", redis.prefix());
-    let stored: u64 = ::redis::cmd("XLEN").arg(&inbox).query(&mut conn).unwrap();
+    let stored: u64 = ::redis::cmd("ZCARD").arg(&inbox).query(&mut conn).unwrap();
     assert_eq!(stored, 1, "Redis ran the send");
     proxy.release();
     let retried = store.append_direct(message.clone()).await.unwrap();

@@ -464,5 +464,6 @@ fn direct(from: &str, to: &str, body: &str) -> chat_store::Direct {
         history: "{}".into(),
         copy_to_sender: false,
         envelope_header: envelope::text_header(),
+        reply_to: None,
     }
 }

@@ -117,6 +117,7 @@ fn send(room: &str, from: &str, client_id: &str, body: &str) -> RoomSend {
         body: body.into(),
         media: None,
         ts: 1,
+        ..Default::default()
     };
     let (head, tail) = ServerFrame::Message(message.clone()).room_template();
     RoomSend {
@@ -127,6 +128,7 @@ fn send(room: &str, from: &str, client_id: &str, body: &str) -> RoomSend {
         head,
         tail,
         envelope_header: envelope::text_header(),
+        reply_to: None,
     }
 }
 

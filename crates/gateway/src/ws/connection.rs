@@ -6,6 +6,7 @@ use actix_ws::CloseCode;
 use chat_broker::envelope::Control;
 use chat_broker::{channel, envelope};
 use chat_protocol::{ChatMessage, ClientFrame, ErrorCode, Inbound, MediaRef};
+use chat_store::{Change, Conversation};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use prometheus::IntCounter;
 
@@ -14,7 +15,7 @@ use super::handler::{Ctx, Outcome, Replies, reason};
 use super::registration::Subscriptions;
 use super::socket::Message;
 use super::sync::Replay;
-use super::{direct, rooms, sync, watch};
+use super::{direct, lifecycle, rooms, sync, watch};
 use crate::Inner;
 
 /// One connection's state between frames. Handling a frame takes it and
@@ -186,7 +187,44 @@ impl Connection {
                     room,
                     body,
                     media,
-                } => send(&ctx, id, to, room, body, media).await,
+                    reply_to,
+                } => send(&ctx, id, to, room, body, media, reply_to).await,
+                ClientFrame::Edit {
+                    id,
+                    peer,
+                    room,
+                    message,
+                    body,
+                } => {
+                    let edit = Change::Edit {
+                        body,
+                        window_ms: None,
+                    };
+                    lifecycle::change(&ctx, id, peer, room, message, edit).await
+                }
+                ClientFrame::Delete {
+                    id,
+                    peer,
+                    room,
+                    message,
+                } => lifecycle::change(&ctx, id, peer, room, message, Change::Delete).await,
+                ClientFrame::React {
+                    id,
+                    peer,
+                    room,
+                    message,
+                    emoji,
+                } => lifecycle::change(&ctx, id, peer, room, message, Change::React(emoji)).await,
+                ClientFrame::Unreact {
+                    id,
+                    peer,
+                    room,
+                    message,
+                    emoji,
+                } => {
+                    let unreact = Change::Unreact(emoji);
+                    lifecycle::change(&ctx, id, peer, room, message, unreact).await
+                }
                 ClientFrame::Join { id, room } => rooms::join(&ctx, id, room).await,
                 ClientFrame::Leave { id, room } => rooms::leave(&ctx, subs, id, room).await,
                 ClientFrame::Sync {
@@ -239,6 +277,7 @@ async fn send(
     room: Option<String>,
     body: String,
     media: Option<MediaRef>,
+    reply_to: Option<String>,
 ) -> Outcome {
     if id.is_empty() || id.len() > direct::MAX_CLIENT_ID {
         return ctx.replies.error(
@@ -280,7 +319,7 @@ async fn send(
             Err((code, why)) => return ctx.replies.error(Some(&id), code, &why),
         },
     };
-    let message = ChatMessage {
+    let mut message = ChatMessage {
         seq: None,
         id: ulid::Ulid::new().to_string(),
         from: ctx.user.to_owned(),
@@ -290,10 +329,24 @@ async fn send(
         body,
         media,
         ts: envelope::now_micros() / 1000,
+        ..ChatMessage::default()
     };
-    match (to, room) {
-        (Some(to), _) => direct::send(ctx, id, to, message).await,
-        (None, Some(room)) => rooms::send(ctx, id, room, message).await,
-        (None, None) => Outcome::Continue,
+    let conversation = match (&to, &room) {
+        (Some(to), _) => Conversation::Direct(to.clone()),
+        (None, Some(room)) => Conversation::Room(room.clone()),
+        (None, None) => return Outcome::Continue,
+    };
+    let reply_at = match reply_to {
+        None => None,
+        Some(original) => {
+            match lifecycle::quote(ctx, &id, &conversation, &original, &mut message).await {
+                Ok(at) => Some(at),
+                Err(outcome) => return outcome,
+            }
+        }
+    };
+    match conversation {
+        Conversation::Direct(to) => direct::send(ctx, id, to, message, reply_at).await,
+        Conversation::Room(room) => rooms::send(ctx, id, room, message, reply_at).await,
     }
 }

@@ -41,6 +41,7 @@ pub(crate) async fn seed(ctx: &Ctx<'_>, seed: &SeedFrame, text: &str) -> Outcome
         body,
         media: None,
         ts: envelope::now_micros() / 1000,
+        ..Default::default()
     };
     let direct = Direct {
         id: message.id.clone(),
@@ -52,6 +53,7 @@ pub(crate) async fn seed(ctx: &Ctx<'_>, seed: &SeedFrame, text: &str) -> Outcome
         history: json(&message),
         copy_to_sender: false,
         envelope_header: envelope::text_header(),
+        reply_to: None,
     };
     match ctx.gw.store.append_direct(direct).await {
         Ok(_) => Outcome::Continue,
@@ -63,7 +65,13 @@ pub(crate) async fn seed(ctx: &Ctx<'_>, seed: &SeedFrame, text: &str) -> Outcome
 /// published) before the `ack`, which carries the sender's inbox position.
 /// A send repeating one the sender already made (same `id`) is answered
 /// with the first send's `ack` and stored nothing.
-pub(crate) async fn send(ctx: &Ctx<'_>, id: String, to: String, message: ChatMessage) -> Outcome {
+pub(crate) async fn send(
+    ctx: &Ctx<'_>,
+    id: String,
+    to: String,
+    message: ChatMessage,
+    reply_to: Option<u64>,
+) -> Outcome {
     let (head, tail) = message_template(&message);
     let direct = Direct {
         id: message.id.clone(),
@@ -74,6 +82,7 @@ pub(crate) async fn send(ctx: &Ctx<'_>, id: String, to: String, message: ChatMes
         history: json(&message),
         copy_to_sender: true,
         envelope_header: envelope::text_header(),
+        reply_to,
     };
     match ctx.gw.store.append_direct(direct).await {
         Ok(appended) => {

@@ -27,6 +27,7 @@ mod connection;
 mod direct;
 mod fence;
 mod handler;
+mod lifecycle;
 mod presence;
 mod registration;
 mod rooms;

@@ -26,7 +26,13 @@ impl Ctx<'_> {
 /// before the `ack`, and published to every member's connections. A send
 /// repeating one the sender already made in this room (same `id`) is
 /// answered with the first send's `ack`.
-pub(crate) async fn send(ctx: &Ctx<'_>, id: String, room: String, message: ChatMessage) -> Outcome {
+pub(crate) async fn send(
+    ctx: &Ctx<'_>,
+    id: String,
+    room: String,
+    message: ChatMessage,
+    reply_to: Option<u64>,
+) -> Outcome {
     let (head, tail) = ServerFrame::Message(message.clone()).room_template();
     let send = RoomSend {
         room,
@@ -36,6 +42,7 @@ pub(crate) async fn send(ctx: &Ctx<'_>, id: String, room: String, message: ChatM
         head,
         tail,
         envelope_header: envelope::text_header(),
+        reply_to,
     };
     match ctx.gw.rooms.append_room(send).await {
         Ok(appended) => {

@@ -39,6 +39,8 @@ struct Append {
     inbox_s: String,
     sent: String,
     sent_order: String,
+    msgs: String,
+    replies: String,
     sender: String,
     id: String,
     client_id: String,
@@ -58,6 +60,7 @@ struct Append {
     unread_tail: String,
     channel_r: String,
     channel_s: String,
+    reply_pos: String,
 }
 
 impl Lua for Append {
@@ -77,6 +80,8 @@ impl Lua for Append {
             .key("inbox_s", &self.inbox_s)
             .key("sent", &self.sent)
             .key("sent_order", &self.sent_order)
+            .key("msgs", &self.msgs)
+            .key("replies", &self.replies)
             .arg("sender", &self.sender)
             .arg("id", &self.id)
             .arg("client_id", &self.client_id)
@@ -95,7 +100,8 @@ impl Lua for Append {
             .arg("unread_head", &self.unread_head)
             .arg("unread_tail", &self.unread_tail)
             .arg("channel_r", &self.channel_r)
-            .arg("channel_s", &self.channel_s);
+            .arg("channel_s", &self.channel_s)
+            .arg("reply_pos", &self.reply_pos);
     }
 }
 
@@ -215,6 +221,9 @@ impl Inner {
             inbox_s: keys.of("inbox", &message.from),
             sent: keys.of("sent", &message.from),
             sent_order: keys.of("sent_order", &message.from),
+            msgs: keys.pair("msgs", &a, &b),
+            replies: keys.pair("replies", &a, &b),
+            reply_pos: message.reply_to.map(|p| p.to_string()).unwrap_or_default(),
             client_id: message.client_id.unwrap_or_default(),
             max_len: self.limits.history_max,
             offline_max: self.limits.offline_max,
@@ -238,12 +247,13 @@ impl Inner {
     }
 }
 
-fn inbox_entries(raw: Vec<(String, Vec<(String, String)>)>) -> Vec<InboxEntry> {
+/// Entries of an inbox or history sorted set, whose members are
+/// `"{seq} {text}"` (the seq makes equal frames distinct members).
+pub(crate) fn scored_entries(raw: Vec<String>) -> Vec<(u64, String)> {
     raw.into_iter()
-        .filter_map(|(id, fields)| {
-            let seq = id.strip_prefix("0-")?.parse().ok()?;
-            let frame = fields.into_iter().find(|(k, _)| k == "f")?.1;
-            Some(InboxEntry { seq, frame })
+        .filter_map(|member| {
+            let (seq, text) = member.split_once(' ')?;
+            Some((seq.parse().ok()?, text.to_owned()))
         })
         .collect()
 }
@@ -283,17 +293,21 @@ impl MessageStore for RedisStore {
         with_conn(
             &self.inner,
             &self.inner.redis,
-            "XRANGE",
+            "ZRANGEBYSCORE",
             move |_, mut conn| async move {
-                let raw: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+                let raw: Vec<String> = redis::cmd("ZRANGEBYSCORE")
                     .arg(&key)
-                    .arg(format!("(0-{after}"))
-                    .arg("+")
-                    .arg("COUNT")
+                    .arg(format!("({after}"))
+                    .arg("+inf")
+                    .arg("LIMIT")
+                    .arg(0)
                     .arg(limit)
                     .query_async(&mut conn)
                     .await?;
-                Ok(inbox_entries(raw))
+                Ok(scored_entries(raw)
+                    .into_iter()
+                    .map(|(seq, frame)| InboxEntry { seq, frame })
+                    .collect())
             },
         )
     }
@@ -387,15 +401,12 @@ impl MessageStore for RedisStore {
     ) -> BoxFuture<'static, Result<Vec<HistoryEntry>, StoreError>> {
         let (a, b) = conversation(a, b);
         let key = self.inner.keys.pair("conv", &a, &b);
-        // Redis refuses an exclusive end at the very first id (`(0-0`),
-        // and would read `(5` as a range of its own: parse the cursor into
-        // the stream id it names, and answer "nothing before the start"
-        // without asking.
+        // Positions are `0-{position}` cursors, as on SQLite.
         let end = match before {
-            None => "+".to_owned(),
+            None => "+inf".to_owned(),
             Some(cursor) => match crate::messages::cursor_parts(cursor) {
-                Some((0, 0)) => return Box::pin(async { Ok(Vec::new()) }),
-                Some((ms, seq)) => format!("({ms}-{seq}"),
+                Some((_, 0)) => return Box::pin(async { Ok(Vec::new()) }),
+                Some((_, position)) => format!("({position}"),
                 None => {
                     let error = StoreError::InvalidCursor(cursor.to_owned());
                     return Box::pin(async move { Err(error) });
@@ -405,21 +416,22 @@ impl MessageStore for RedisStore {
         with_conn(
             &self.inner,
             &self.inner.redis,
-            "XREVRANGE",
+            "ZREVRANGEBYSCORE",
             move |_, mut conn| async move {
-                let raw: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+                let raw: Vec<String> = redis::cmd("ZREVRANGEBYSCORE")
                     .arg(&key)
                     .arg(&end)
-                    .arg("-")
-                    .arg("COUNT")
+                    .arg("-inf")
+                    .arg("LIMIT")
+                    .arg(0)
                     .arg(limit)
                     .query_async(&mut conn)
                     .await?;
-                Ok(raw
+                Ok(scored_entries(raw)
                     .into_iter()
-                    .filter_map(|(cursor, fields)| {
-                        let message = fields.into_iter().find(|(k, _)| k == "m")?.1;
-                        Some(HistoryEntry { cursor, message })
+                    .map(|(position, message)| HistoryEntry {
+                        cursor: format!("0-{position}"),
+                        message,
                     })
                     .collect())
             },
@@ -447,6 +459,7 @@ mod tests {
             history: "{}".into(),
             copy_to_sender: true,
             envelope_header: vec![b'T'],
+            reply_to: Some(3),
         };
         let inner = Inner {
             redis: chat_broker::redis::command_connection("redis://127.0.0.1:1/")

@@ -45,6 +45,7 @@
 //! several users and keys they compute (a node's lease), so they need a
 //! single Redis for now.
 
+mod lifecycle;
 pub mod messages;
 pub mod presence;
 mod rooms;

@@ -152,6 +152,8 @@ struct Append {
     sent_ttl_s: u64,
     envelope: Vec<u8>,
     room_channel: String,
+    replies: String,
+    reply_seq: String,
 }
 
 impl Lua for Append {
@@ -162,6 +164,7 @@ impl Lua for Append {
         self.keys.push(call);
         call.key("sent", &self.sent)
             .key("sent_order", &self.sent_order)
+            .key("replies", &self.replies)
             .arg("sender", &self.sender)
             .arg("id", &self.id)
             .arg("client_key", &self.client_key)
@@ -171,7 +174,8 @@ impl Lua for Append {
             .arg("sent_max", self.sent_max)
             .arg("sent_ttl_s", self.sent_ttl_s)
             .arg("envelope", &self.envelope[..])
-            .arg("room_channel", &self.room_channel);
+            .arg("room_channel", &self.room_channel)
+            .arg("reply_seq", &self.reply_seq);
     }
 }
 
@@ -181,6 +185,7 @@ struct Read {
     members: String,
     read: String,
     ids: String,
+    quiet: String,
     user: String,
     up_to: String,
 }
@@ -194,6 +199,7 @@ impl Lua for Read {
             .key("members", &self.members)
             .key("read", &self.read)
             .key("ids", &self.ids)
+            .key("quiet", &self.quiet)
             .arg("user", &self.user)
             .arg("up_to", &self.up_to);
     }
@@ -201,7 +207,7 @@ impl Lua for Read {
 
 /// A script's answer: its outcome word, then values (as many as the
 /// outcome has).
-struct Answer(Vec<redis::Value>);
+pub(super) struct Answer(Vec<redis::Value>);
 
 impl redis::FromRedisValue for Answer {
     fn from_redis_value(value: redis::Value) -> Result<Self, redis::ParsingError> {
@@ -210,18 +216,23 @@ impl redis::FromRedisValue for Answer {
 }
 
 impl Answer {
-    fn outcome(&self) -> String {
+    pub(super) fn outcome(&self) -> String {
         self.text(0)
     }
 
-    fn number(&self, at: usize) -> u64 {
+    /// How many values, the outcome word included.
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(super) fn number(&self, at: usize) -> u64 {
         self.0
             .get(at)
             .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
             .unwrap_or(0)
     }
 
-    fn text(&self, at: usize) -> String {
+    pub(super) fn text(&self, at: usize) -> String {
         self.0
             .get(at)
             .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
@@ -309,6 +320,8 @@ impl Inner {
             sent_ttl_s: SENT_IDS_TTL.as_secs(),
             envelope: message.envelope_header,
             room_channel: keys.channel(&channel::room(&message.room)),
+            replies: keys.room("replies", &message.room),
+            reply_seq: message.reply_to.map(|s| s.to_string()).unwrap_or_default(),
         }
     }
 
@@ -381,6 +394,34 @@ impl Inner {
     }
 
     /// Whether `room` exists and `user` is a member: `Err` unless both.
+    /// For each `(room, last seq, marker)`, how many of the room's quiet
+    /// seqs (updates, deleted messages: never unread) come after the
+    /// marker; asked only of rooms with entries after it.
+    async fn quiet_after(&self, marks: &[(String, u64, u64)]) -> Result<Vec<u64>, StoreError> {
+        let mut counts = vec![0; marks.len()];
+        let behind: Vec<usize> = (0..marks.len())
+            .filter(|&i| marks[i].1 > marks[i].2)
+            .collect();
+        if behind.is_empty() {
+            return Ok(counts);
+        }
+        let mut pipe = redis::pipe();
+        for &i in &behind {
+            let (room, _, read) = &marks[i];
+            pipe.zcount(self.keys.room("quiet", room), format!("({read}"), "+inf");
+        }
+        let mut conn = self.redis.clone();
+        let query = pipe.query_async::<Vec<u64>>(&mut conn);
+        let quiet = tokio::time::timeout(super::COMMAND_TIMEOUT, query)
+            .await
+            .map_err(|e| super::unavailable("unread", e))?
+            .map_err(|e| super::unavailable("unread", e))?;
+        for (i, n) in behind.into_iter().zip(quiet) {
+            counts[i] = n;
+        }
+        Ok(counts)
+    }
+
     async fn member_check(
         &self,
         conn: &mut ConnectionManager,
@@ -597,6 +638,7 @@ impl RoomStore for RedisStore {
                 members: inner.keys.room("members", &room),
                 read: inner.keys.room("read", &room),
                 ids: inner.keys.room("ids", &room),
+                quiet: inner.keys.room("quiet", &room),
                 user: user.clone(),
                 up_to,
             };
@@ -679,10 +721,16 @@ impl RoomStore for RedisStore {
                 .await
                 .map_err(|e| super::unavailable("unread", e))?
                 .map_err(|e| super::unavailable("unread", e))?;
-            Ok(rooms
+            let counts: Vec<(String, u64, u64)> = rooms
                 .into_iter()
                 .zip(counts)
-                .filter_map(|(room, (seq, read))| Some((room, seq?.saturating_sub(read?))))
+                .filter_map(|(room, (seq, read))| Some((room, seq?, read?)))
+                .collect();
+            let quiet = inner.quiet_after(&counts).await?;
+            Ok(counts
+                .into_iter()
+                .zip(quiet)
+                .map(|((room, seq, read), quiet)| (room, seq.saturating_sub(read + quiet)))
                 .collect())
         })
     }
@@ -721,20 +769,31 @@ impl RoomStore for RedisStore {
                 .await
                 .map_err(|e| super::unavailable("rooms", e))?
                 .map_err(|e| super::unavailable("rooms", e))?;
+            let marks: Vec<(String, u64, u64)> = rooms
+                .iter()
+                .zip(&rows)
+                .map(|(room, ((seq, _), read, _, _))| {
+                    (room.clone(), seq.unwrap_or(0), read.unwrap_or(0))
+                })
+                .collect();
+            let quiet = inner.quiet_after(&marks).await?;
             Ok(rooms
                 .into_iter()
                 .zip(rows)
-                .filter_map(|(room, ((seq, private), read, member, mut last))| {
-                    // The index may name a room the user just left.
-                    let member = member?;
-                    Some(RoomSummary {
-                        unread: seq.unwrap_or(0).saturating_sub(read.unwrap_or(0)),
-                        last: last.pop(),
-                        private: private.as_deref() == Some("1"),
-                        role: role_of(&member),
-                        room,
-                    })
-                })
+                .zip(quiet)
+                .filter_map(
+                    |((room, ((seq, private), read, member, mut last)), quiet)| {
+                        // The index may name a room the user just left.
+                        let member = member?;
+                        Some(RoomSummary {
+                            unread: seq.unwrap_or(0).saturating_sub(read.unwrap_or(0) + quiet),
+                            last: last.pop(),
+                            private: private.as_deref() == Some("1"),
+                            role: role_of(&member),
+                            room,
+                        })
+                    },
+                )
                 .collect())
         })
     }
@@ -807,12 +866,14 @@ mod tests {
             head: "{".into(),
             tail: "}".into(),
             envelope_header: vec![b'T'],
+            reply_to: Some(2),
         }));
         legend::check(&Read {
             meta: "m".into(),
             members: "ms".into(),
             read: "r".into(),
             ids: "i".into(),
+            quiet: "q".into(),
             user: "bob".into(),
             up_to: "01J".into(),
         });

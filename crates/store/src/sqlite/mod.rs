@@ -97,6 +97,25 @@ const MIGRATIONS: &[&[&str]] = &[
             PRIMARY KEY (room, user, client_id)) WITHOUT ROWID",
         "CREATE INDEX room_sent_seq ON room_sent (room, seq)",
     ],
+    // 5: the message lifecycle (lifecycle.rs): inbox rows know their
+    // message (or the message they update), replies the message they
+    // answer; a room's quiet seqs (updates, deleted messages) are not unread.
+    &[
+        "ALTER TABLE inbox ADD COLUMN message_id TEXT",
+        "ALTER TABLE inbox ADD COLUMN update_of TEXT",
+        "UPDATE inbox SET message_id = json_extract(frame, '$.id')
+           WHERE json_valid(frame) AND json_extract(frame, '$.type') = 'message'",
+        "CREATE INDEX inbox_message ON inbox (message_id) WHERE message_id IS NOT NULL",
+        "CREATE INDEX inbox_update ON inbox (update_of) WHERE update_of IS NOT NULL",
+        "ALTER TABLE history ADD COLUMN reply_to INTEGER",
+        "CREATE INDEX history_reply ON history (a, b, reply_to) WHERE reply_to IS NOT NULL",
+        "ALTER TABLE room_log ADD COLUMN reply_to INTEGER",
+        "ALTER TABLE room_log ADD COLUMN update_of TEXT",
+        "CREATE INDEX room_log_reply ON room_log (room, reply_to) WHERE reply_to IS NOT NULL",
+        "CREATE INDEX room_log_update ON room_log (room, update_of) WHERE update_of IS NOT NULL",
+        "CREATE TABLE room_quiet (room TEXT NOT NULL, seq INTEGER NOT NULL,
+           PRIMARY KEY (room, seq)) WITHOUT ROWID",
+    ],
 ];
 
 struct Inner {
@@ -108,6 +127,7 @@ struct Inner {
     write: tokio::sync::Mutex<()>,
 }
 
+mod lifecycle;
 mod rooms;
 
 /// The embedded message store. Cloning shares it.
@@ -141,6 +161,9 @@ impl SqliteStore {
         let url = format!("sqlite://{}?mode=rwc", path.display());
         let mut options = ConnectOptions::new(url);
         options.sqlx_logging(false);
+        // A deleted message's text is overwritten on disk, not only
+        // unlinked (the lifecycle's promise: its body is gone).
+        options.map_sqlx_sqlite_opts(|o| o.pragma("secure_delete", "ON"));
         let db = Database::connect(options)
             .await
             .map_err(|e| failed("opening SQLite", e))?;
@@ -256,6 +279,13 @@ async fn trim_due(
     Ok(n % TRIM_EVERY == 0)
 }
 
+/// What an inbox row holds: a message, or the update of one (by id).
+#[derive(Clone, Copy)]
+enum Row<'a> {
+    Message(&'a str),
+    Update(&'a str),
+}
+
 /// Inserts one inbox entry at `seq` and keeps the inbox to `limits`.
 async fn insert_inbox(
     txn: &impl ConnectionTrait,
@@ -264,14 +294,22 @@ async fn insert_inbox(
     seq: u64,
     frame: &str,
     offline: bool,
+    row: Row<'_>,
 ) -> Result<(), sea_orm::DbErr> {
+    let (message_id, update_of) = match row {
+        Row::Message(id) => (Some(id), None),
+        Row::Update(id) => (None, Some(id)),
+    };
     txn.execute_raw(stmt(
-        "INSERT INTO inbox (user, seq, frame, offline) VALUES (?, ?, ?, ?)",
+        "INSERT INTO inbox (user, seq, frame, offline, message_id, update_of)
+           VALUES (?, ?, ?, ?, ?, ?)",
         vec![
             user.into(),
             int(seq),
             frame.into(),
             i32::from(offline).into(),
+            message_id.into(),
+            update_of.into(),
         ],
     ))
     .await?;
@@ -314,7 +352,16 @@ impl SqliteStore {
         let offline = !self.inner.presence.is_online(&message.to);
         let seq_r = next_seq(&txn, &message.to).await?;
         let frame_r = message.frame.render(seq_r);
-        insert_inbox(&txn, limits, &message.to, seq_r, &frame_r, offline).await?;
+        insert_inbox(
+            &txn,
+            limits,
+            &message.to,
+            seq_r,
+            &frame_r,
+            offline,
+            Row::Message(&message.id),
+        )
+        .await?;
         let mut frames = vec![(message.to.clone(), frame_r)];
         if !to_self {
             let row = txn
@@ -335,13 +382,17 @@ impl SqliteStore {
             frames.push((message.to.clone(), unread));
         }
         txn.execute_raw(stmt(
-            "INSERT INTO history (a, b, message, id, sender) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO history (a, b, message, id, sender, reply_to) VALUES (?, ?, ?, ?, ?, ?)",
             vec![
                 a.clone().into(),
                 b.clone().into(),
                 message.history.clone().into(),
                 message.id.clone().into(),
                 message.from.clone().into(),
+                message
+                    .reply_to
+                    .map(|p| p.min(i64::MAX as u64) as i64)
+                    .into(),
             ],
         ))
         .await?;
@@ -362,7 +413,16 @@ impl SqliteStore {
         if copy {
             let seq = next_seq(&txn, &message.from).await?;
             let frame_s = message.frame.render(seq);
-            insert_inbox(&txn, limits, &message.from, seq, &frame_s, false).await?;
+            insert_inbox(
+                &txn,
+                limits,
+                &message.from,
+                seq,
+                &frame_s,
+                false,
+                Row::Message(&message.id),
+            )
+            .await?;
             frames.push((message.from.clone(), frame_s));
             seq_s = Some(seq);
         }

@@ -97,7 +97,7 @@ async fn meta(
 
 /// Appends an entry (its frame cut around the seq) at the room's next
 /// seq, keeping the room's last `max_len`; answers the seq and the frame.
-async fn append_entry(
+pub(super) async fn append_entry(
     txn: &impl ConnectionTrait,
     room: &str,
     id: &str,
@@ -120,13 +120,34 @@ async fn append_entry(
     .await?;
     let oldest_kept = seq - max_len.min(i64::MAX as u64) as i64;
     if oldest_kept > 0 {
-        txn.execute_raw(stmt(
+        for sql in [
             "DELETE FROM room_log WHERE room = ? AND seq <= ?",
-            vec![room.into(), oldest_kept.into()],
-        ))
-        .await?;
+            "DELETE FROM room_quiet WHERE room = ? AND seq <= ?",
+        ] {
+            txn.execute_raw(stmt(sql, vec![room.into(), oldest_kept.into()]))
+                .await?;
+        }
     }
     Ok((seq, frame))
+}
+
+/// Entries of `room` after a marker at `read` that count as unread: the
+/// last seq less the marker, less the quiet seqs (updates, deleted
+/// messages) after it.
+async fn unread_after(
+    db: &impl ConnectionTrait,
+    room: &str,
+    last: i64,
+    read: i64,
+) -> Result<u64, DbErr> {
+    let quiet: i64 = db
+        .query_one_raw(stmt(
+            "SELECT COUNT(*) FROM room_quiet WHERE room = ? AND seq > ?",
+            vec![room.into(), read.into()],
+        ))
+        .await?
+        .map_or(Ok(0), |r| r.try_get_by_index(0))?;
+    Ok((last - read - quiet).max(0) as u64)
 }
 
 /// Moves `user`'s marker in `room` to `seq` (what they just did).
@@ -413,6 +434,13 @@ impl SqliteStore {
             self.inner.limits.history_max,
         )
         .await?;
+        if let Some(original) = message.reply_to {
+            txn.execute_raw(stmt(
+                "UPDATE room_log SET reply_to = ? WHERE room = ? AND seq = ?",
+                vec![int(original), room.into(), seq.into()],
+            ))
+            .await?;
+        }
         mark_seen(&txn, room, &message.from, seq).await?;
         txn.execute_raw(stmt(
             "INSERT INTO room_sent (room, user, client_id, seq, frame) VALUES (?, ?, ?, ?, ?)",
@@ -469,7 +497,7 @@ impl SqliteStore {
         };
         if seq <= current {
             return Ok(RoomRead::Stale {
-                unread: (last - current).max(0) as u64,
+                unread: unread_after(&txn, room, last, current).await?,
             });
         }
         txn.execute_raw(stmt(
@@ -477,9 +505,10 @@ impl SqliteStore {
             vec![seq.into(), room.into(), user.into()],
         ))
         .await?;
+        let unread = unread_after(&txn, room, last, seq).await?;
         txn.commit().await?;
         Ok(RoomRead::Moved {
-            unread: (last - seq).max(0) as u64,
+            unread,
             members: members.max(0) as u64,
         })
     }
@@ -673,7 +702,9 @@ impl RoomStore for SqliteStore {
                 .inner
                 .db
                 .query_all_raw(stmt(
-                    "SELECT m.room, m.role, r.seq - m.read AS unread, r.private,
+                    "SELECT m.room, m.role, r.private,
+                       r.seq - m.read - (SELECT COUNT(*) FROM room_quiet q
+                         WHERE q.room = m.room AND q.seq > m.read) AS unread,
                        (SELECT frame FROM room_log l WHERE l.room = m.room
                         ORDER BY l.seq DESC LIMIT 1) AS last
                      FROM room_members m JOIN rooms r ON r.name = m.room
