@@ -36,10 +36,10 @@ chat_runtime::settings! {
         /// Connections this process accepts; more get 503 (a process may
         /// hold 20 000 files here: room is left for the rest).
         pub max_connections: usize = 19_000,
-        /// Messages kept per inbox, per conversation and per room, at least:
-        /// a room keeps exactly this many; inboxes and conversations are
-        /// trimmed in batches (SQLite) or by whole stream nodes (Redis's
-        /// approximate trimming, up to about 100 entries more).
+        /// Entries kept per inbox, per conversation and per room, at least
+        /// (updates of changed messages count as entries): rooms and
+        /// inboxes keep exactly this many, conversations too on Redis;
+        /// SQLite trims a conversation every 32 messages (up to 31 more).
         pub history_max: u64 = 10_000,
         /// Messages kept for a user with no connection, for clients that do not sync.
         pub offline_max: u64 = 1_000,
