@@ -7,9 +7,11 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `seq:{user}` | string | the user's last inbox sequence number |
-//! | `inbox:{user}` | stream, ids `0-{seq}` | frames as delivered (`f`) |
+//! | `inbox:{user}` | sorted set | `"{seq} {frame}"` scored by seq: frames as delivered (messages, updates) |
 //! | `offline:{user}` | list | `"{seq} {frame}"` that arrived while the user had no connection |
-//! | `conv:{a}:{b}` | stream (a ≤ b) | the conversation's messages as JSON (`m`) |
+//! | `conv:{a}:{b}` | sorted set (a ≤ b) | `"{position} {JSON}"` scored by position: the conversation's messages, in their current state |
+//! | `msgs:{a}:{b}` | hash | message id → `"{position} {seq_r} {seq_s} {update seq_r} {update seq_s}"`: where its copies and its update are |
+//! | `replies:{a}:{b}` | sorted set | reply id → position of the message it answers |
 //! | `conv_seq:{a}:{b}` | string | the conversation's last position |
 //! | `posts:{from}:{to}` | sorted set | message id → conversation position, of `from`'s messages to `to` (where read markers point) |
 //! | `unread:{user}` | hash | sender → unread count (the seed's shape; part of the contract) |
@@ -26,9 +28,12 @@
 //! | `node_swept:{id}` | hash, 1 day TTL | user → their connections on a lapsed node, moved out of `presence:{user}` by a sweep |
 //! | `{room:NAME}:meta` | hash | `private` (0/1), `owner`, `seq` (the last entry's), `members` (how many) |
 //! | `{room:NAME}:members` | hash | user → `"{role} {seq joined at}"` (role: `owner`, `admin`, `member`) |
-//! | `{room:NAME}:read` | hash | member → seq read up to (unread = `seq` − this) |
+//! | `{room:NAME}:read` | hash | member → seq read up to (unread = `seq` − this − quiet seqs after it) |
 //! | `{room:NAME}:log` | sorted set | the room's history: entry frames (messages, membership events) scored by seq |
 //! | `{room:NAME}:ids` | sorted set | entry id → seq (where read markers point) |
+//! | `{room:NAME}:updates` | sorted set | message id → seq of its update entry |
+//! | `{room:NAME}:quiet` | sorted set | seqs that are never unread (updates, deleted messages) |
+//! | `{room:NAME}:replies` | sorted set | reply id → seq of the message it answers |
 //! | `{room:NAME}:sent` | hash, 7-day TTL | `"{user} {client id}"` → `"{seq} {frame}"` of the room's last sends |
 //! | `{room:NAME}:sent_order` | sorted set, 7-day TTL | those fields → seq, to forget the old ones |
 //! | `rooms:{user}` | set | the rooms the user is a member of |
