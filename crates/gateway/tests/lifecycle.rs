@@ -63,16 +63,19 @@ fn latest(frames: &[Value], id: &str) -> Value {
             Some("update") if f["message"]["id"] == id => Some(f["message"].clone()),
             _ => None,
         })
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("no trace of {id} in {frames:?}"))
 }
 
-async fn join(client: &mut WsClient, room: &str) {
+/// `client` joins `room`; answers the `seq` of its `member_joined` entry.
+async fn join(client: &mut WsClient, room: &str) -> u64 {
     client
         .send_json(&json!({"type": "join", "id": "j", "room": room}))
         .await
         .unwrap();
-    client.recv_frames(2).await.unwrap();
+    let frames = client.recv_frames(2).await.unwrap();
+    assert_eq!(frames[1]["type"], "member_joined", "{frames:?}");
+    frames[1]["seq"].as_u64().unwrap()
 }
 
 /// In a room across two replicas: an edit, a reaction, a reply and a
@@ -83,9 +86,8 @@ async fn a_room_message_is_edited_reacted_to_answered_and_deleted_live(kind: Kin
     let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
     let mut bob = WsClient::user(cluster.addr(1), "bob").await.unwrap();
     join(&mut alice, "team").await;
-    join(&mut bob, "team").await;
+    let cursor = join(&mut bob, "team").await;
     alice.recv_type("member_joined").await.unwrap();
-    let cursor = 2;
 
     let send = json!({"type": "send", "id": "m1", "room": "team", "body": "helo"});
     let original = acked(&mut alice, send).await;

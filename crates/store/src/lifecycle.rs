@@ -80,8 +80,6 @@ pub struct Changed {
     /// The `seq` of the update entry the actor's inbox or the room got;
     /// `None` when nothing changed (a repeated reaction, a repeated delete).
     pub update_seq: Option<u64>,
-    /// The media id a delete took off the message.
-    pub freed_media: Option<String>,
 }
 
 /// Why a change was refused. Nothing changed.

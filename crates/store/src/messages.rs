@@ -168,8 +168,8 @@ pub trait MessageStore: Send + Sync + 'static {
 /// The two numbers of a history cursor, `{a}-{b}` (each at most 19
 /// decimal digits, so within 64 bits); `None` for anything else. Both
 /// engines issue cursors of this one form, so any cursor that looks right
-/// means something to either: a stream id (`ms-seq`) on Redis, `0-{row}`
-/// on SQLite.
+/// means something to either: `0-{position}`, the conversation's
+/// position on Redis and the history row on SQLite.
 pub(crate) fn cursor_parts(cursor: &str) -> Option<(u64, u64)> {
     let (a, b) = cursor.split_once('-')?;
     let part = |s: &str| {

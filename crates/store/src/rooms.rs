@@ -3,7 +3,8 @@
 //! A room keeps **one history** (every message and membership change, each
 //! at the room's next `seq`) and **one read marker per member** (the `seq`
 //! read up to). A member's unread count is the room's last `seq` minus
-//! their marker: derived, so it can never drift, and a message costs the
+//! their marker, less the room's quiet seqs after it (updates and deleted
+//! messages, [`crate::lifecycle`]): derived, so it can never drift, and a message costs the
 //! store the same whatever the number of members (fan-out on read: nothing
 //! is copied per member).
 //!

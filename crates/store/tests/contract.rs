@@ -535,19 +535,10 @@ async fn the_check_passes_on_a_working_engine(f: Fixture) {
     f.store.check().await.unwrap();
 }
 
-macro_rules! contract {
-    ($engine:ident: $($scenario:ident),* $(,)?) => {
-        mod $engine {
-            $( #[tokio::test]
-               async fn $scenario() { super::$scenario(super::$engine().await).await } )*
-        }
-    };
-}
-
 macro_rules! both {
     ($($scenario:ident),* $(,)?) => {
-        contract!(sqlite: $($scenario),*);
-        contract!(redis: $($scenario),*);
+        chat_testkit::contract!(sqlite: $($scenario),*);
+        chat_testkit::contract!(redis: $($scenario),*);
     };
 }
 

@@ -18,7 +18,7 @@ use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
 use chat_store::sqlite::SqliteStore;
 use chat_store::{
     Admission, Change, ChangeError, ChangeRequest, Changed, Conversation, Direct, FrameText,
-    Lifecycle, Limits, MessageStore, RoomSend, RoomStore,
+    InboxEntry, Lifecycle, Limits, MessageStore, RoomSend, RoomStore,
 };
 use chat_testkit::redis::TestRedis;
 
@@ -156,20 +156,12 @@ impl Fixture {
 
     /// `user`'s view of `room` from the start: each entry parsed.
     async fn room(&self, room: &str, user: &str) -> Vec<(u64, ServerFrame)> {
-        let entries = self.store.room_since(room, user, 0, 500).await.unwrap();
-        entries
-            .into_iter()
-            .map(|e| (e.seq, serde_json::from_str(&e.frame).unwrap()))
-            .collect()
+        parsed(self.store.room_since(room, user, 0, 500).await.unwrap())
     }
 
     /// `user`'s inbox from the start: each entry parsed.
     async fn inbox(&self, user: &str) -> Vec<(u64, ServerFrame)> {
-        let entries = self.store.inbox_since(user, 0, 500).await.unwrap();
-        entries
-            .into_iter()
-            .map(|e| (e.seq, serde_json::from_str(&e.frame).unwrap()))
-            .collect()
+        parsed(self.store.inbox_since(user, 0, 500).await.unwrap())
     }
 
     /// Whether `text` is anywhere in the raw storage: every key under the
@@ -212,6 +204,14 @@ impl Fixture {
                 .map(|path| path.display().to_string()),
         }
     }
+}
+
+/// Each entry's `seq` and frame.
+fn parsed(entries: Vec<InboxEntry>) -> Vec<(u64, ServerFrame)> {
+    entries
+        .into_iter()
+        .map(|e| (e.seq, serde_json::from_str(&e.frame).unwrap()))
+        .collect()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -496,22 +496,13 @@ async fn a_direct_message_changes_in_both_inboxes(f: Fixture) {
     assert_eq!(f.stored_anywhere(secret), None, "the deleted text is gone");
 }
 
-macro_rules! contract {
-    ($engine:ident: $($scenario:ident),* $(,)?) => {
-        mod $engine {
-            $( #[tokio::test]
-               async fn $scenario() { super::$scenario(super::$engine().await).await } )*
-        }
-    };
-}
-
-contract!(sqlite:
+chat_testkit::contract!(sqlite:
     a_room_edit_rewrites_in_place_and_keeps_one_update,
     a_room_delete_leaves_a_tombstone_and_no_text,
     a_deleted_unread_room_message_is_unread_no_more,
     a_direct_message_changes_in_both_inboxes,
 );
-contract!(redis:
+chat_testkit::contract!(redis:
     a_room_edit_rewrites_in_place_and_keeps_one_update,
     a_room_delete_leaves_a_tombstone_and_no_text,
     a_deleted_unread_room_message_is_unread_no_more,

@@ -620,16 +620,7 @@ async fn client_ids_of_different_senders_never_collide(f: Fixture) {
     assert_ne!(first.seq, second.seq);
 }
 
-macro_rules! contract {
-    ($engine:ident: $($scenario:ident),* $(,)?) => {
-        mod $engine {
-            $( #[tokio::test]
-               async fn $scenario() { super::$scenario(super::$engine().await).await } )*
-        }
-    };
-}
-
-contract!(sqlite:
+chat_testkit::contract!(sqlite:
     unread_counts_are_derived_and_markers_only_move_forward,
     entries_page_forward_and_back_for_members_only,
     roles_decide_who_joins_adds_and_removes,
@@ -638,7 +629,7 @@ contract!(sqlite:
     an_outsider_learns_nothing_of_who_is_in,
     client_ids_of_different_senders_never_collide,
 );
-contract!(redis:
+chat_testkit::contract!(redis:
     unread_counts_are_derived_and_markers_only_move_forward,
     entries_page_forward_and_back_for_members_only,
     roles_decide_who_joins_adds_and_removes,
@@ -647,8 +638,8 @@ contract!(redis:
     an_outsider_learns_nothing_of_who_is_in,
     client_ids_of_different_senders_never_collide,
 );
-contract!(sqlite_small: limits_refuse_and_trim);
-contract!(redis_small: limits_refuse_and_trim);
+chat_testkit::contract!(sqlite_small: limits_refuse_and_trim);
+chat_testkit::contract!(redis_small: limits_refuse_and_trim);
 
 /// Redis only: what a message costs the store does not depend on how many
 /// members the room has (one history, one marker each; fan-out on read):

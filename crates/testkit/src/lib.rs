@@ -99,3 +99,17 @@ pub const PNG_1X1: &[u8] = &[
     0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE,
     0x42, 0x60, 0x82,
 ];
+
+/// One test module per engine running the same scenarios: `contract!(redis:
+/// a, b)` makes `redis::a` and `redis::b`, each calling the scenario `a`
+/// with the fixture `redis().await`. The way each contract suite (rooms,
+/// presence, the message store, the lifecycle) runs on every engine.
+#[macro_export]
+macro_rules! contract {
+    ($engine:ident: $($scenario:ident),* $(,)?) => {
+        mod $engine {
+            $( #[tokio::test]
+               async fn $scenario() { super::$scenario(super::$engine().await).await } )*
+        }
+    };
+}

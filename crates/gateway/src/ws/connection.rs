@@ -6,7 +6,7 @@ use actix_ws::CloseCode;
 use chat_broker::envelope::Control;
 use chat_broker::{channel, envelope};
 use chat_protocol::{ChatMessage, ClientFrame, ErrorCode, Inbound, MediaRef};
-use chat_store::{Change, Conversation};
+use chat_store::Conversation;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use prometheus::IntCounter;
 
@@ -189,42 +189,10 @@ impl Connection {
                     media,
                     reply_to,
                 } => send(&ctx, id, to, room, body, media, reply_to).await,
-                ClientFrame::Edit {
-                    id,
-                    peer,
-                    room,
-                    message,
-                    body,
-                } => {
-                    let edit = Change::Edit {
-                        body,
-                        window_ms: None,
-                    };
-                    lifecycle::change(&ctx, id, peer, room, message, edit).await
-                }
-                ClientFrame::Delete {
-                    id,
-                    peer,
-                    room,
-                    message,
-                } => lifecycle::change(&ctx, id, peer, room, message, Change::Delete).await,
-                ClientFrame::React {
-                    id,
-                    peer,
-                    room,
-                    message,
-                    emoji,
-                } => lifecycle::change(&ctx, id, peer, room, message, Change::React(emoji)).await,
-                ClientFrame::Unreact {
-                    id,
-                    peer,
-                    room,
-                    message,
-                    emoji,
-                } => {
-                    let unreact = Change::Unreact(emoji);
-                    lifecycle::change(&ctx, id, peer, room, message, unreact).await
-                }
+                frame @ (ClientFrame::Edit { .. }
+                | ClientFrame::Delete { .. }
+                | ClientFrame::React { .. }
+                | ClientFrame::Unreact { .. }) => lifecycle::frame(&ctx, frame).await,
                 ClientFrame::Join { id, room } => rooms::join(&ctx, id, room).await,
                 ClientFrame::Leave { id, room } => rooms::leave(&ctx, subs, id, room).await,
                 ClientFrame::Sync {
@@ -338,12 +306,13 @@ async fn send(
     };
     let reply_at = match reply_to {
         None => None,
-        Some(original) => {
-            match lifecycle::quote(ctx, &id, &conversation, &original, &mut message).await {
-                Ok(at) => Some(at),
-                Err(outcome) => return outcome,
+        Some(original) => match lifecycle::quote(ctx, &id, &conversation, &original).await {
+            Ok((quote, at)) => {
+                message.reply_to = Some(quote);
+                Some(at)
             }
-        }
+            Err(outcome) => return outcome,
+        },
     };
     match conversation {
         Conversation::Direct(to) => direct::send(ctx, id, to, message, reply_at).await,

@@ -4,7 +4,7 @@
 //! checks the frame and answers it.
 
 use chat_broker::envelope;
-use chat_protocol::{ChatMessage, ErrorCode, ServerFrame};
+use chat_protocol::{ClientFrame, ErrorCode, Quote, ServerFrame};
 use chat_store::{Change, ChangeError, ChangeRequest, Conversation};
 
 use super::direct::MAX_CLIENT_ID;
@@ -39,17 +39,56 @@ impl Ctx<'_> {
     }
 }
 
-/// `edit`, `delete`, `react`, `unreact` of message `message`: answered by
-/// `ack` with the message as it now is; everyone who sees it gets an
-/// `update` from the store.
-pub(crate) async fn change(
-    ctx: &Ctx<'_>,
-    id: String,
-    peer: Option<String>,
-    room: Option<String>,
-    message: String,
-    change: Change,
-) -> Outcome {
+/// `edit`, `delete`, `react`, `unreact` (any other frame is not routed
+/// here): answered by `ack` with the message as it now is; everyone who
+/// sees it gets an `update` from the store.
+pub(crate) async fn frame(ctx: &Ctx<'_>, frame: ClientFrame) -> Outcome {
+    // `None` for a change: an emoji that is not one emoji.
+    let reaction = |emoji: &str| chat_store::lifecycle::emoji(emoji).map(str::to_owned);
+    let (id, peer, room, message, change, what) = match frame {
+        ClientFrame::Edit {
+            id,
+            peer,
+            room,
+            message,
+            body,
+        } => {
+            let window_ms = ctx
+                .gw
+                .settings
+                .edit_window
+                .map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX));
+            let edit = Change::Edit { body, window_ms };
+            (id, peer, room, message, Some(edit), "an edit")
+        }
+        ClientFrame::Delete {
+            id,
+            peer,
+            room,
+            message,
+        } => (id, peer, room, message, Some(Change::Delete), "a delete"),
+        ClientFrame::React {
+            id,
+            peer,
+            room,
+            message,
+            emoji,
+        } => {
+            let react = reaction(&emoji).map(Change::React);
+            (id, peer, room, message, react, "a reaction")
+        }
+        ClientFrame::Unreact {
+            id,
+            peer,
+            room,
+            message,
+            emoji,
+        } => {
+            let unreact = reaction(&emoji).map(Change::Unreact);
+            (id, peer, room, message, unreact, "a reaction")
+        }
+        _ => return Outcome::Continue,
+    };
     if id.is_empty() || id.len() > MAX_CLIENT_ID {
         return ctx.replies.error(
             None,
@@ -57,11 +96,6 @@ pub(crate) async fn change(
             "id must be 1 to 64 characters",
         );
     }
-    let what = match change {
-        Change::Edit { .. } => "an edit",
-        Change::Delete => "a delete",
-        Change::React(_) | Change::Unreact(_) => "a reaction",
-    };
     let conversation = match ctx.conversation(&id, peer, room, what) {
         Ok(conversation) => conversation,
         Err(outcome) => return outcome,
@@ -73,35 +107,12 @@ pub(crate) async fn change(
             "message must be a message id",
         );
     }
-    let change = match change {
-        Change::React(emoji) | Change::Unreact(emoji)
-            if chat_store::lifecycle::emoji(&emoji).is_none() =>
-        {
-            return ctx.replies.error(
-                Some(&id),
-                ErrorCode::InvalidFrame,
-                "emoji must be exactly one emoji",
-            );
-        }
-        Change::React(emoji) => Change::React(
-            chat_store::lifecycle::emoji(&emoji)
-                .unwrap_or_default()
-                .to_owned(),
-        ),
-        Change::Unreact(emoji) => Change::Unreact(
-            chat_store::lifecycle::emoji(&emoji)
-                .unwrap_or_default()
-                .to_owned(),
-        ),
-        Change::Edit { body, .. } => Change::Edit {
-            body,
-            window_ms: ctx
-                .gw
-                .settings
-                .edit_window
-                .map(|w| w.as_millis().min(u64::MAX as u128) as u64),
-        },
-        Change::Delete => Change::Delete,
+    let Some(change) = change else {
+        return ctx.replies.error(
+            Some(&id),
+            ErrorCode::InvalidFrame,
+            "emoji must be exactly one emoji",
+        );
     };
     let request = ChangeRequest {
         actor: ctx.user.to_owned(),
@@ -112,28 +123,23 @@ pub(crate) async fn change(
         envelope_header: envelope::text_header(),
     };
     match ctx.gw.lifecycle.change(request).await {
-        Ok(changed) => {
-            if let Some(media) = changed.freed_media {
-                tracing::debug!(%media, "a deleted message's file is no longer referenced by it");
-            }
-            ctx.replies.send(&ServerFrame::Ack {
-                id,
-                message: changed.message,
-            })
-        }
+        Ok(changed) => ctx.replies.send(&ServerFrame::Ack {
+            id,
+            message: changed.message,
+        }),
         Err(e) => ctx.change_error(Some(&id), &e),
     }
 }
 
-/// The quote of `reply_to` for a `send` to `conversation` (and where the
-/// original is, for the store's index), or the answer refusing the send.
+/// The quote of `reply_to` for a `send` to `conversation`, and where the
+/// original is (for the store's index of replies), or the answer refusing
+/// the send.
 pub(crate) async fn quote(
     ctx: &Ctx<'_>,
     id: &str,
     conversation: &Conversation,
     reply_to: &str,
-    message: &mut ChatMessage,
-) -> Result<u64, Outcome> {
+) -> Result<(Quote, u64), Outcome> {
     if reply_to.is_empty() || reply_to.len() > MAX_CLIENT_ID {
         return Err(ctx.replies.error(
             Some(id),
@@ -141,16 +147,6 @@ pub(crate) async fn quote(
             "reply_to must be a message id",
         ));
     }
-    match ctx
-        .gw
-        .lifecycle
-        .quote(ctx.user, conversation, reply_to)
-        .await
-    {
-        Ok((quote, at)) => {
-            message.reply_to = Some(quote);
-            Ok(at)
-        }
-        Err(e) => Err(ctx.change_error(Some(id), &e)),
-    }
+    let quoted = ctx.gw.lifecycle.quote(ctx.user, conversation, reply_to);
+    quoted.await.map_err(|e| ctx.change_error(Some(id), &e))
 }

@@ -121,22 +121,19 @@ pub(crate) async fn run(
 /// Errors: how the connection ends (`None`: the socket is gone).
 async fn write(socket: &mut Socket, outcome: Outcome) -> Result<(), Option<CloseReason>> {
     match outcome {
+        // A follow is the session loop's to carry out.
         Outcome::Continue | Outcome::Follow { .. } => Ok(()),
-        Outcome::Write(frames) => socket.write_all(frames).await,
-        Outcome::Followed {
-            frames,
-            room,
-            until,
-        } => {
-            socket.fence(room, until);
+        Outcome::Close(reason) => Err(Some(reason)),
+        written @ (Outcome::Write(_) | Outcome::Followed { .. }) => {
+            let frames = last_frames(socket, written);
             socket.write_all(frames).await
         }
-        Outcome::Close(reason) => Err(Some(reason)),
     }
 }
 
-/// What the work that finished as the connection ended leaves to write
-/// before the close.
+/// The frames an outcome leaves to write, a followed room fenced first;
+/// for a follow the close cut short, the `joined` answer (the store took
+/// the `join`: the next connection follows the room from the user's rooms).
 fn last_frames(socket: &mut Socket, outcome: Outcome) -> Vec<String> {
     match outcome {
         Outcome::Write(frames) => frames,
@@ -148,8 +145,6 @@ fn last_frames(socket: &mut Socket, outcome: Outcome) -> Vec<String> {
             socket.fence(room, until);
             frames
         }
-        // The store took the `join`; the next connection follows the room
-        // from the user's rooms.
         Outcome::Follow { id, room, .. } => vec![ServerFrame::Joined { id, room }.to_json()],
         Outcome::Continue | Outcome::Close(_) => Vec::new(),
     }

@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use redis::aio::ConnectionManager;
 
 use super::messages::{Inner, RedisStore};
-use super::rooms::Answer;
+use super::rooms::{Answer, call};
 use super::script::{Call, Loaded, Lua, lua};
 use crate::StoreError;
 use crate::lifecycle::{
@@ -309,7 +309,6 @@ impl Inner {
             return Ok(Some(Changed {
                 message: entry.message,
                 update_seq: None,
-                freed_media: None,
             }));
         };
         let rewrites: Vec<(u64, String, String)> = if deleting {
@@ -354,9 +353,6 @@ impl Inner {
             .map_err(|e| super::unavailable("room change", e))?;
         match answer.outcome().as_str() {
             "changed" => Ok(Some(Changed {
-                freed_media: deleting
-                    .then(|| entry.message.media.map(|m| m.id))
-                    .flatten(),
                 message: next,
                 update_seq: Some(answer.number(1)),
             })),
@@ -445,7 +441,6 @@ impl Inner {
                     ..entry.message
                 },
                 update_seq: None,
-                freed_media: None,
             }));
         };
         let sender = original.from.clone();
@@ -541,9 +536,6 @@ impl Inner {
             (entry.seq_r, answer.number(1))
         };
         Ok(Some(Changed {
-            freed_media: deleting
-                .then(|| original.media.as_ref().map(|m| m.id.clone()))
-                .flatten(),
             message: ChatMessage {
                 seq: (seq > 0).then_some(seq),
                 ..next
@@ -564,30 +556,9 @@ fn no_message(id: &str, room: &str) -> ChangeError {
     ChangeError::NotFound(format!("no message '{id}' in room '{room}'"))
 }
 
-/// Runs `f` on the store's connection, bounded like every call.
-fn bounded<T, F, Fut>(
-    store: &RedisStore,
-    what: &'static str,
-    f: F,
-) -> BoxFuture<'static, Result<T, ChangeError>>
-where
-    T: Send + 'static,
-    F: FnOnce(std::sync::Arc<Inner>, ConnectionManager) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<T, ChangeError>> + Send + 'static,
-{
-    let inner = std::sync::Arc::clone(store.inner());
-    let conn = inner.redis.clone();
-    Box::pin(async move {
-        match tokio::time::timeout(super::COMMAND_TIMEOUT, f(inner, conn)).await {
-            Ok(result) => result,
-            Err(e) => Err(ChangeError::Store(super::unavailable(what, e))),
-        }
-    })
-}
-
 impl Lifecycle for RedisStore {
     fn change(&self, request: ChangeRequest) -> BoxFuture<'static, Result<Changed, ChangeError>> {
-        bounded(self, "change", move |inner, mut conn| async move {
+        call(self, "change", move |inner, mut conn| async move {
             for _ in 0..ATTEMPTS {
                 let once = match &request.conversation {
                     Conversation::Room(room) => {
@@ -615,7 +586,7 @@ impl Lifecycle for RedisStore {
         id: &str,
     ) -> BoxFuture<'static, Result<(Quote, u64), ChangeError>> {
         let (actor, conversation, id) = (actor.to_owned(), conversation.clone(), id.to_owned());
-        bounded(self, "quote", move |inner, mut conn| async move {
+        call(self, "quote", move |inner, mut conn| async move {
             match &conversation {
                 Conversation::Room(room) => {
                     let entry = inner

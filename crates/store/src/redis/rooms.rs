@@ -464,23 +464,25 @@ fn role_of(entry: &str) -> Role {
         .unwrap_or(Role::Member)
 }
 
-/// Runs `f` on the store's connection, bounded like every call.
-fn call<T, F, Fut>(
+/// Runs `f` on the store's connection, bounded like every call (a call
+/// that takes too long is `E`'s store error, unavailable).
+pub(super) fn call<T, E, F, Fut>(
     store: &RedisStore,
     what: &'static str,
     f: F,
-) -> BoxFuture<'static, Result<T, RoomError>>
+) -> BoxFuture<'static, Result<T, E>>
 where
     T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
     F: FnOnce(std::sync::Arc<Inner>, ConnectionManager) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<T, RoomError>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, E>> + Send + 'static,
 {
     let inner = std::sync::Arc::clone(store.inner());
     let conn = inner.redis.clone();
     Box::pin(async move {
         match tokio::time::timeout(super::COMMAND_TIMEOUT, f(inner, conn)).await {
             Ok(result) => result,
-            Err(e) => Err(RoomError::Store(super::unavailable(what, e))),
+            Err(e) => Err(E::from(super::unavailable(what, e))),
         }
     })
 }

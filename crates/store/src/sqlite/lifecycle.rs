@@ -157,6 +157,32 @@ async fn rewrite_direct(
     rewrite_inboxes(txn, message).await
 }
 
+/// Writes room message `message` back at `at`; for a delete (`scrub`),
+/// the retry record of its send too, which holds the text as sent.
+async fn rewrite_room(
+    txn: &impl ConnectionTrait,
+    room: &str,
+    at: i64,
+    message: &ChatMessage,
+    scrub: bool,
+) -> Result<(), DbErr> {
+    let frame = ServerFrame::Message(message.clone()).to_json();
+    let tables: &[&str] = if scrub {
+        &["room_log", "room_sent"]
+    } else {
+        &["room_log"]
+    };
+    for table in tables {
+        let sql = format!("UPDATE {table} SET frame = ? WHERE room = ? AND seq = ?");
+        txn.execute_raw(stmt(
+            &sql,
+            vec![frame.clone().into(), room.into(), at.into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     async fn room_change(
         &self,
@@ -177,28 +203,8 @@ impl SqliteStore {
             return Ok((unchanged(message), Vec::new()));
         };
         let deleting = request.change == Change::Delete;
-        let set_frame = |at: i64, message: &ChatMessage| {
-            stmt(
-                "UPDATE room_log SET frame = ? WHERE room = ? AND seq = ?",
-                vec![
-                    ServerFrame::Message(message.clone()).to_json().into(),
-                    room.into(),
-                    at.into(),
-                ],
-            )
-        };
-        txn.execute_raw(set_frame(seq, &next)).await?;
+        rewrite_room(&txn, room, seq, &next, deleting).await?;
         if deleting {
-            // The retry record of its send holds the text too.
-            txn.execute_raw(stmt(
-                "UPDATE room_sent SET frame = ? WHERE room = ? AND seq = ?",
-                vec![
-                    ServerFrame::Message(next.clone()).to_json().into(),
-                    room.into(),
-                    seq.into(),
-                ],
-            ))
-            .await?;
             txn.execute_raw(stmt(
                 "INSERT OR IGNORE INTO room_quiet (room, seq) VALUES (?, ?)",
                 vec![room.into(), seq.into()],
@@ -213,18 +219,8 @@ impl SqliteStore {
             for reply in replies {
                 let frame: String = reply.try_get("", "frame")?;
                 if let Some(quoting) = lifecycle::parse_message(&frame) {
-                    let at: i64 = reply.try_get("", "seq")?;
-                    let unquoted = lifecycle::unquote(&quoting);
-                    txn.execute_raw(set_frame(at, &unquoted)).await?;
-                    txn.execute_raw(stmt(
-                        "UPDATE room_sent SET frame = ? WHERE room = ? AND seq = ?",
-                        vec![
-                            ServerFrame::Message(unquoted).to_json().into(),
-                            room.into(),
-                            at.into(),
-                        ],
-                    ))
-                    .await?;
+                    let at = reply.try_get("", "seq")?;
+                    rewrite_room(&txn, room, at, &lifecycle::unquote(&quoting), true).await?;
                 }
             }
             txn.execute_raw(stmt(
@@ -259,7 +255,6 @@ impl SqliteStore {
         let mut payload = request.envelope_header.clone();
         payload.extend_from_slice(frame.as_bytes());
         let changed = Changed {
-            freed_media: freed(&message, deleting),
             message: next,
             update_seq: Some(at as u64),
         };
@@ -364,7 +359,6 @@ impl SqliteStore {
         }
         txn.commit().await?;
         let changed = Changed {
-            freed_media: freed(&message, deleting),
             message: ChatMessage {
                 seq: seq_of(&places),
                 ..next
@@ -410,14 +404,7 @@ fn unchanged(message: ChatMessage) -> Changed {
     Changed {
         message,
         update_seq: None,
-        freed_media: None,
     }
-}
-
-fn freed(original: &ChatMessage, deleting: bool) -> Option<String> {
-    deleting
-        .then(|| original.media.as_ref().map(|m| m.id.clone()))
-        .flatten()
 }
 
 fn publish(request: &ChangeRequest, user: &str, frame: &str) -> (String, Bytes) {

@@ -12,7 +12,7 @@
 //!
 //! Bounds, as on Redis: an inbox keeps its last `history_max` entries
 //! exactly; a conversation's history its last `history_max`, trimmed every
-//! [`TRIM_EVERY`] messages (like Redis's approximate `MAXLEN ~`); an
+//! [`TRIM_EVERY`] messages (Redis trims it with every message); an
 //! offline list its last `offline_max`; a sender's client ids their last
 //! [`SENT_IDS_KEPT`], pruned every [`TRIM_EVERY`] sends.
 
@@ -648,8 +648,8 @@ impl MessageStore for SqliteStore {
     ) -> BoxFuture<'static, Result<Vec<HistoryEntry>, StoreError>> {
         let this = self.clone();
         let (a, b) = conversation(a, b);
-        // Cursors are `0-{row}` (the form Redis's stream ids have, so a
-        // cursor means the same to either engine); rows start at 1.
+        // Cursors are `0-{row}` (Redis's are `0-{position}`: one form, so
+        // a cursor means something to either engine); rows start at 1.
         let before: i64 = match before {
             None => i64::MAX,
             Some(cursor) => match crate::messages::cursor_parts(cursor) {
