@@ -6,6 +6,10 @@ import { ChatClient, Lobby, tokenUser } from "/client.js";
 const $ = (id) => document.getElementById(id);
 const LOBBY = "";
 const TYPING_SHOWN_MS = 3000;
+/** The reaction picker's choices (any single emoji is accepted by the server). */
+const REACTIONS = ["👍", "❤️", "😂", "😮", "😢", "🎉"];
+/** How a quote of a message with no text but a file shows the file. */
+const FILE_KINDS = { image: "📷 photo", audio: "🎤 audio", video: "🎬 video", file: "📎 file" };
 
 const page = {
   client: null,
@@ -31,6 +35,12 @@ const page = {
   receipts: new Map(),
   /** user id → how that user is shown (their display name, or the name I typed) */
   names: new Map(),
+  /** What the composer is doing besides writing anew: `{mode: "reply" | "edit", message}`, or null. */
+  compose: null,
+  /** The message whose reaction picker is open, and the one whose delete
+   *  awaits its confirming second click (ids, or null). */
+  picker: null,
+  confirming: null,
 };
 
 /** How to show user `id`. */
@@ -157,6 +167,7 @@ function wire(client, lobby) {
     });
     render();
   });
+  client.addEventListener("update", (e) => changed(e.detail));
   client.addEventListener("member_joined", (e) => roomEntry(e.detail, e.catchUp));
   client.addEventListener("member_left", (e) => roomEntry(e.detail, e.catchUp));
   client.addEventListener("unread", (e) => {
@@ -235,6 +246,42 @@ function roomEntry(entry, catchUp) {
     r.unread += 1;
   }
   render();
+}
+
+/** A message as it now is (edited, deleted, reacted to): from an `update`,
+ *  or from the answer to my own change. Replaces the one with its id. */
+function changed(m) {
+  if (m.room) {
+    if (page.left.has(m.room)) return;
+    const r = room(m.room);
+    const was = r.entries.get(m.id);
+    r.entries.set(m.id, m);
+    // A deleted message leaves the room's unread count if it was in it; the
+    // server's derived count says whether it was.
+    if (m.deleted && !was?.deleted && page.room !== m.room && r.unread > 0 && m.from !== page.me) refreshRoomCounts();
+  } else {
+    conversation(m.from === page.me ? m.to : m.from).messages.set(m.id, m);
+  }
+  if (m.deleted && page.compose?.message.id === m.id) setCompose(null);
+  renderMessages();
+}
+
+/** Asks the server for my rooms' unread counts again (the open room's stays 0). */
+async function refreshRoomCounts() {
+  const asked = (page.countsAsked = (page.countsAsked || 0) + 1);
+  let summaries;
+  try {
+    summaries = await page.client.rooms();
+  } catch (e) {
+    notice(`rooms: ${e.message}`);
+    return;
+  }
+  // An older answer overtaking a newer one would bring back stale counts.
+  if (asked !== page.countsAsked) return;
+  for (const summary of summaries) {
+    if (page.rooms.has(summary.room) && page.room !== summary.room) page.rooms.get(summary.room).unread = summary.unread;
+  }
+  renderList();
 }
 
 /** The room's latest entry, by `seq`. */
@@ -343,20 +390,108 @@ function mediaView(media) {
   }
 }
 
+/** The conversation message `m` belongs to, as the client's changes name it. */
+function whereOf(m) {
+  return m.room ? { room: m.room } : { peer: m.from === page.me ? m.to : m.from };
+}
+
+/** The messages of the conversation `m` belongs to (id → message). */
+function siblings(m) {
+  return m.room ? room(m.room).entries : conversation(whereOf(m).peer).messages;
+}
+
+/** Whether I may delete `m`: my own, or any in a room I administer. */
+function mayDelete(m) {
+  if (m.from === page.me) return true;
+  if (!m.room) return false;
+  const role = room(m.room).members.find((member) => member.user === page.me)?.role;
+  return role === "owner" || role === "admin";
+}
+
+/** The quote a reply shows: who wrote the original and its first words
+ *  (or its file's kind); blank once the original is deleted. */
+function quoteView(m) {
+  const q = m.reply_to;
+  // The server empties the quote in place; an `update` seen here says it first.
+  const deleted = q.deleted || siblings(m).get(q.id)?.deleted;
+  const text = deleted ? "deleted message" : q.excerpt || FILE_KINDS[q.media_kind] || "";
+  const quote = el(
+    "blockquote",
+    { className: `quote${deleted ? " deleted" : ""}`, title: "show the original" },
+    el("span", { className: "quote-from", textContent: deleted ? "" : shown(q.from) }),
+    el("span", { className: "excerpt", textContent: text }),
+  );
+  quote.dataset.quotes = q.id;
+  return quote;
+}
+
+/** The reactions under `m`, each a button that adds or takes back mine. */
+function reactionsView(m) {
+  const chips = Object.entries(m.reactions || {}).map(([emoji, { count, users }]) => {
+    const chosen = users.includes(page.me);
+    const chip = el("button", {
+      type: "button",
+      className: `reaction${chosen ? " chosen" : ""}`,
+      textContent: `${emoji} ${count}`,
+      title: users.map(shown).join(", "),
+    });
+    chip.dataset.emoji = emoji;
+    chip.dataset.action = chosen ? "unreact" : "react";
+    chip.setAttribute("aria-pressed", String(chosen));
+    return chip;
+  });
+  return el("div", { className: "reactions" }, ...chips);
+}
+
+/** The buttons on a message: reply, react (a picker), edit (mine), delete (mine, or as a room admin). */
+function actionsView(m) {
+  const button = (action, textContent, label) => {
+    const b = el("button", { type: "button", className: action, textContent, title: label });
+    b.setAttribute("aria-label", label);
+    b.dataset.action = action;
+    return b;
+  };
+  const actions = el("div", { className: "actions" }, button("reply", "↩", "Reply"), button("pick", "☺", "React"));
+  if (m.from === page.me) actions.append(button("edit", "✎", "Edit"));
+  if (mayDelete(m)) {
+    actions.append(page.confirming === m.id ? button("delete", "Delete for everyone?", "Delete for everyone") : button("confirm", "🗑", "Delete"));
+  }
+  if (page.picker === m.id) {
+    const picker = el("div", { className: "picker", role: "group" });
+    picker.setAttribute("aria-label", "Reactions");
+    for (const emoji of REACTIONS) {
+      const choice = button("react", emoji, `React with ${emoji}`);
+      choice.dataset.emoji = emoji;
+      picker.append(choice);
+    }
+    actions.append(picker);
+  }
+  return actions;
+}
+
 /** One message; `readBy` (for mine) is who has read it: "read", or the room members' names. */
 function messageItem(m, readBy) {
   const mine = m.from === page.me;
-  const item = el("li", { className: `msg${mine ? " mine" : ""}` });
+  const item = el("li", { className: `msg${mine ? " mine" : ""}${m.deleted ? " deleted" : ""}` });
   item.dataset.id = m.id;
   const time = new Date(m.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   const meta = el("span", { className: "meta", textContent: `${m.from_name || shown(m.from)} · ${time}` });
+  if (m.edited_at && !m.deleted) meta.append(el("span", { className: "edited", textContent: " · edited", title: new Date(m.edited_at).toLocaleString() }));
   if (mine) {
     const read = Boolean(readBy);
     meta.append(el("span", { className: `ticks${read ? " read" : ""}`, textContent: read ? "✓✓" : "✓", title: read ? readBy : "delivered" }));
   }
   item.append(meta);
+  if (m.deleted) {
+    item.append(el("span", { className: "body tombstone", textContent: "message deleted" }));
+    return item;
+  }
+  if (m.reply_to) item.append(quoteView(m));
   if (m.body) item.append(el("span", { className: "body", textContent: m.body }));
   if (m.media) item.append(mediaView(m.media));
+  if (m.reactions && Object.keys(m.reactions).length) item.append(reactionsView(m));
+  // Seed frames (the tutorial's shape) are not stored: nothing to change.
+  if (!m.id.startsWith("seed-")) item.append(actionsView(m));
   return item;
 }
 
@@ -418,9 +553,18 @@ function renderRoomBar() {
 
 // ---- interaction -----------------------------------------------------------
 
+/** Another conversation opens: a reply or edit under way in this one ends. */
+function leaveCompose() {
+  if (page.compose?.mode === "edit") $("text").value = "";
+  setCompose(null);
+  page.picker = null;
+  page.confirming = null;
+}
+
 async function open(peer) {
   page.current = peer;
   page.room = null;
+  leaveCompose();
   $("sidebar").classList.remove("open");
   $("typing").textContent = "";
   if (peer !== LOBBY) {
@@ -439,6 +583,7 @@ async function open(peer) {
 async function openRoom(name) {
   page.room = name;
   page.current = null;
+  leaveCompose();
   $("sidebar").classList.remove("open");
   $("typing").textContent = "";
   const r = room(name);
@@ -600,7 +745,91 @@ $("composer").addEventListener("submit", async (event) => {
     page.lobby.say(`${page.myName}: ${text}`);
     return;
   }
-  await deliver({ ...target(), body: text });
+  const compose = page.compose;
+  setCompose(null);
+  if (compose?.mode === "edit") {
+    await change("edit", compose.message, { body: text });
+    return;
+  }
+  await deliver({ ...target(), body: text, replyTo: compose?.message.id });
+});
+
+/** What the composer does with its text: reply to or edit `message` (null: a new message). */
+function setCompose(compose) {
+  page.compose = compose;
+  const bar = $("compose-context");
+  bar.hidden = !compose;
+  if (!compose) return;
+  const m = compose.message;
+  const what = compose.mode === "edit" ? "Editing your message" : `Replying to ${m.from_name || shown(m.from)}`;
+  const excerpt = m.body || FILE_KINDS[m.media?.kind] || "";
+  $("compose-what").textContent = what;
+  $("compose-excerpt").textContent = excerpt.length > 80 ? `${excerpt.slice(0, 80)}…` : excerpt;
+  if (compose.mode === "edit") $("text").value = m.body || "";
+  $("text").focus();
+}
+
+$("compose-cancel").addEventListener("click", () => {
+  if (page.compose?.mode === "edit") $("text").value = "";
+  setCompose(null);
+});
+$("text").addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && page.compose) $("compose-cancel").click();
+});
+
+/** Sends a change of `m` (`edit`, `delete`, `react`, `unreact`) and shows
+ *  the message as the server answers it (the `update` brings it too). */
+async function change(type, m, fields = {}) {
+  const request = { ...whereOf(m), message: m.id, ...fields };
+  const call = { edit: "edit", delete: "deleteMessage", react: "react", unreact: "unreact" }[type];
+  try {
+    changed(await page.client[call](request));
+  } catch (e) {
+    notice(`not ${type === "delete" ? "deleted" : `${type}ed`}: ${e.code ? `${e.code}: ` : ""}${e.message}`);
+  }
+}
+
+// The buttons on messages: one listener for them all.
+$("messages").addEventListener("click", (event) => {
+  const item = event.target.closest("li.msg[data-id]");
+  if (!item) return;
+  const m = (page.room ? room(page.room).entries : conversation(page.current).messages).get(item.dataset.id);
+  if (!m) return;
+  const quote = event.target.closest("blockquote.quote");
+  if (quote) {
+    const original = $("messages").querySelector(`li[data-id="${CSS.escape(quote.dataset.quotes)}"]`);
+    original?.scrollIntoView({ block: "center" });
+    original?.classList.add("flash");
+    setTimeout(() => original?.classList.remove("flash"), 1200);
+    return;
+  }
+  const button = event.target.closest("button[data-action]");
+  if (!button) return;
+  const action = button.dataset.action;
+  // Any click but the delete's own confirming one takes the question back.
+  if (action !== "delete") page.confirming = null;
+  if (action !== "pick") page.picker = null;
+  switch (action) {
+    case "reply":
+    case "edit":
+      setCompose({ mode: action, message: m });
+      break;
+    case "pick":
+      page.picker = page.picker === m.id ? null : m.id;
+      break;
+    case "confirm":
+      page.confirming = m.id;
+      break;
+    case "delete":
+      page.confirming = null;
+      change("delete", m);
+      break;
+    case "react":
+    case "unreact":
+      change(action, m, { emoji: button.dataset.emoji });
+      break;
+  }
+  renderMessages();
 });
 
 /** Where the composer writes: the open room, or the open conversation's peer. */
@@ -642,8 +871,13 @@ async function attach(file) {
       bar.firstElementChild.style.width = `${percent}%`;
       bar.dataset.percent = String(percent);
     });
-    await deliver({ ...target(), media: media.id, body: $("text").value });
-    $("text").value = "";
+    // A file can answer a message too; an edit changes text only.
+    const replyTo = page.compose?.mode === "reply" ? page.compose.message.id : null;
+    await deliver({ ...target(), media: media.id, body: page.compose?.mode === "edit" ? "" : $("text").value, replyTo });
+    if (page.compose?.mode !== "edit") {
+      $("text").value = "";
+      setCompose(null);
+    }
   } catch (e) {
     notice(e.message);
   } finally {

@@ -11,7 +11,9 @@
 // after any drop; on every (re)connect it asks for what came after the last
 // `seq` it saw (`?since=` for the inbox, `sync {room, since}` for each room
 // it has a cursor for), so nothing is missed; messages and room entries are
-// handed out once each (duplicates dropped by id).
+// handed out once each (duplicates dropped by id). A message that changes
+// (edited, deleted, reacted to) comes again as an `update` event carrying
+// its whole current state: replace the message with the same id.
 
 const BACKOFF_MIN_MS = 500;
 /** Lobby lines said while its socket is (re)connecting, sent once it opens. */
@@ -164,6 +166,16 @@ export class ChatClient extends EventTarget {
       case "member_left":
         this.#entry(frame);
         return;
+      case "update": {
+        // A change to a message this user sees: an entry of the inbox or
+        // room like a message (it moves the cursor), never unread.
+        const message = frame.message;
+        const catchUp = Boolean(message.room) && this.syncing.has(message.room);
+        if (message.room) this.#advanceRoom(message.room, frame.seq);
+        else this.#advance(frame.seq);
+        this.#emit("update", message, { catchUp });
+        return;
+      }
       case "ack": {
         const message = frame.message;
         if (message.room) this.#advanceRoom(message.room, message.seq);
@@ -271,12 +283,42 @@ export class ChatClient extends EventTarget {
   }
 
   /** Sends a direct message (`to`) or a room message (`room`) with a `body`
-   *  and/or an uploaded `media` id; resolves with the stored message. */
-  send({ to, room, body = "", media = null }) {
+   *  and/or an uploaded `media` id, optionally answering message `replyTo`
+   *  (an id of the same conversation); resolves with the stored message. */
+  send({ to, room, body = "", media = null, replyTo = null }) {
     const frame = room ? { type: "send", room } : { type: "send", to };
     if (body) frame.body = body;
     if (media) frame.media = { id: media };
+    if (replyTo) frame.reply_to = replyTo;
     return this.#ask(frame, "c", "connection lost before the ack");
+  }
+
+  /** A change (`edit`, `delete`, `react`, `unreact`) to `message` of the
+   *  conversation with `peer` or of `room`; resolves with the message as it
+   *  now is, rejects with the `error` (`forbidden`, `not_found`, …). */
+  #change(type, { peer, room, message }, fields) {
+    const where = room ? { room } : { peer };
+    return this.#ask({ type, ...where, message, ...fields }, "m", "connection lost before the answer");
+  }
+
+  /** Replaces the text of one of this user's messages. */
+  edit({ peer, room, message, body }) {
+    return this.#change("edit", { peer, room, message }, { body });
+  }
+
+  /** Deletes a message for everyone (this user's own; in a room, any, for its admins). */
+  deleteMessage({ peer, room, message }) {
+    return this.#change("delete", { peer, room, message }, {});
+  }
+
+  /** Adds this user's reaction `emoji` (one emoji) to a message. */
+  react({ peer, room, message, emoji }) {
+    return this.#change("react", { peer, room, message }, { emoji });
+  }
+
+  /** Takes back this user's reaction `emoji`. */
+  unreact({ peer, room, message, emoji }) {
+    return this.#change("unreact", { peer, room, message }, { emoji });
   }
 
   /** Marks the conversation with `peer` read up to message `upTo`. */
