@@ -80,8 +80,41 @@ async fn exchange(gateway: &str, media: &str, auth: impl Fn(&str) -> String) {
         (Some(1), Some(1))
     );
     let url = format!("http://{media}{}", media_info["url"].as_str().unwrap());
-    let bytes = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+    let bytes = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
     assert_eq!(bytes.as_ref(), PNG);
+    forgotten_with_its_last_message(&mut alice, &url, &mine["id"], &got["id"]).await;
+}
+
+/// The file of message `first` (to bob) goes out again to carol: deleting
+/// the first message keeps the file for the second; deleting the second,
+/// the last message carrying it, deletes the file from the media service.
+async fn forgotten_with_its_last_message(
+    alice: &mut WsClient,
+    url: &str,
+    media: &Value,
+    first: &Value,
+) {
+    let again = json!({"type": "send", "id": "again", "to": "carol", "media": {"id": media}});
+    alice.send_json(&again).await.unwrap();
+    let second = alice.recv_ack("again").await.unwrap()["message"]["id"].clone();
+    let status = || async { reqwest::get(url).await.unwrap().status().as_u16() };
+
+    let delete = |id: &str, peer: &str, message: &Value| json!({"type": "delete", "id": id, "peer": peer, "message": message});
+    alice.send_json(&delete("d1", "bob", first)).await.unwrap();
+    let tombstone = alice.recv_ack("d1").await.unwrap();
+    assert_eq!(tombstone["message"]["deleted"], true);
+    assert!(tombstone["message"].get("media").is_none());
+    // The hold is let go before the ack: carol's message still holds it.
+    assert_eq!(status().await, 200, "another message carries the file");
+
+    alice
+        .send_json(&delete("d2", "carol", &second))
+        .await
+        .unwrap();
+    alice.recv_ack("d2").await.unwrap();
+    chat_testkit::eventually_async("the file is deleted", || async { status().await == 404 })
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -187,4 +187,16 @@ impl MediaDirectory for InProcessMedia {
         }
         .boxed()
     }
+
+    fn delete(&self, _owner: &str, id: &str) -> BoxFuture<'static, Result<(), MediaLookupError>> {
+        let (service, id) = (self.0.clone(), id.to_owned());
+        async move {
+            service
+                .remove(&id)
+                .await
+                .map(drop)
+                .map_err(|e| MediaLookupError::Unavailable(e.to_string()))
+        }
+        .boxed()
+    }
 }

@@ -45,7 +45,9 @@ use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
 use chat_store::redis::presence::RedisNode;
 #[cfg(feature = "embedded")]
 use chat_store::sqlite::SqliteStore;
-use chat_store::{Lifecycle, Limits, MessageStore, Presence, PresenceNode, RoomLimits, RoomStore};
+use chat_store::{
+    Lifecycle, Limits, MediaRefs, MessageStore, Presence, PresenceNode, RoomLimits, RoomStore,
+};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
@@ -112,6 +114,8 @@ pub(crate) struct Inner {
     pub(crate) rooms: Arc<dyn RoomStore>,
     /// Edits, deletes, reactions and reply quotes.
     pub(crate) lifecycle: Arc<dyn Lifecycle>,
+    /// Which messages carry which file (a delete of the last one deletes it).
+    pub(crate) media_refs: Arc<dyn MediaRefs>,
     /// Limits of rooms (receipts in small rooms).
     pub(crate) room_settings: RoomSettings,
     /// Who is online: this node's connections are counted here.
@@ -203,9 +207,10 @@ impl Gateway {
             Arc<dyn MessageStore>,
             Arc<dyn RoomStore>,
             Arc<dyn Lifecycle>,
+            Arc<dyn MediaRefs>,
             Arc<dyn PresenceNode>,
         );
-        let (broker, store, rooms, lifecycle, presence): Engines = match engine {
+        let (broker, store, rooms, lifecycle, media_refs, presence): Engines = match engine {
             #[cfg(feature = "embedded")]
             Engine::Embedded { bus, data_dir } => {
                 let broker: Arc<dyn Broker> = Arc::new(bus.node(hub.handler()));
@@ -215,6 +220,7 @@ impl Gateway {
                     SqliteStore::open(&path, Arc::clone(&broker), presence.clone(), limits).await?;
                 (
                     broker,
+                    Arc::new(store.clone()),
                     Arc::new(store.clone()),
                     Arc::new(store.clone()),
                     Arc::new(store),
@@ -236,6 +242,7 @@ impl Gateway {
                 options.errors = Some(metrics.redis_errors.clone());
                 (
                     Arc::new(RedisBroker::start(options, hub.handler())?),
+                    Arc::new(store.clone()),
                     Arc::new(store.clone()),
                     Arc::new(store.clone()),
                     Arc::new(store),
@@ -273,6 +280,7 @@ impl Gateway {
                 store,
                 rooms,
                 lifecycle,
+                media_refs,
                 room_settings,
                 leaver: ws::Leaver::start(Arc::clone(&presence)),
                 presence,

@@ -1,5 +1,6 @@
 //! Checking the files messages refer to: the media must exist and belong to
-//! the sender. In `chatd` the media service answers in process; replicas ask
+//! the sender; and deleting a file once the last message carrying it is
+//! deleted. In `chatd` the media service answers in process; replicas ask
 //! it over HTTP (`CHAT_MEDIA_URL`).
 
 use std::sync::Arc;
@@ -28,7 +29,7 @@ pub enum MediaLookupError {
     Unavailable(String),
 }
 
-/// Resolves a media id for a sender.
+/// Resolves a media id for a sender, and deletes files no message carries.
 pub trait MediaDirectory: Send + Sync + 'static {
     /// The media `id`, if `owner` uploaded it, with a fresh link.
     fn lookup(
@@ -36,6 +37,10 @@ pub trait MediaDirectory: Send + Sync + 'static {
         owner: &str,
         id: &str,
     ) -> BoxFuture<'static, Result<MediaInfo, MediaLookupError>>;
+
+    /// Deletes file `id`, uploaded by `owner` (a file already gone is no
+    /// error). Errors: [`MediaLookupError::Unavailable`].
+    fn delete(&self, owner: &str, id: &str) -> BoxFuture<'static, Result<(), MediaLookupError>>;
 }
 
 /// Asks a media service over HTTP, as the sender (a short token it mints
@@ -81,30 +86,40 @@ struct MediaInfoWire {
     thumbnail_url: Option<String>,
 }
 
+impl HttpMediaDirectory {
+    /// A `method` request for file `id` as its `owner`: `?user=` in open
+    /// mode; otherwise a short token for the owner, signed with the shared
+    /// secret (service to service; see the README's Identity section).
+    fn request(
+        &self,
+        method: reqwest::Method,
+        owner: &str,
+        id: &str,
+    ) -> Result<reqwest::RequestBuilder, MediaLookupError> {
+        let url = format!("{}/api/v1/media/{id}", self.base);
+        if self.auth.is_open() {
+            let url = format!("{url}?user={}", query_value(owner));
+            return Ok(self.client.request(method, url));
+        }
+        let token = self
+            .auth
+            .mint(owner, None, Duration::from_secs(60))
+            .map_err(|e| MediaLookupError::Unavailable(e.to_string()))?;
+        Ok(self.client.request(method, url).bearer_auth(token))
+    }
+}
+
 impl MediaDirectory for HttpMediaDirectory {
     fn lookup(
         &self,
         owner: &str,
         id: &str,
     ) -> BoxFuture<'static, Result<MediaInfo, MediaLookupError>> {
-        let (owner, id) = (owner.to_owned(), id.to_owned());
-        let url = format!("{}/api/v1/media/{id}", self.base);
-        let request = if self.auth.is_open() {
-            self.client
-                .get(format!("{url}?user={}", query_value(&owner)))
-        } else {
-            // A short token for the owner, signed with the shared secret
-            // (service to service; see the README's Identity section).
-            match self.auth.mint(&owner, None, Duration::from_secs(60)) {
-                Ok(token) => self.client.get(url).bearer_auth(token),
-                Err(e) => {
-                    return futures_util::future::ready(Err(MediaLookupError::Unavailable(
-                        e.to_string(),
-                    )))
-                    .boxed();
-                }
-            }
+        let request = match self.request(reqwest::Method::GET, owner, id) {
+            Ok(request) => request,
+            Err(e) => return futures_util::future::ready(Err(e)).boxed(),
         };
+        let (owner, id) = (owner.to_owned(), id.to_owned());
         async move {
             let response = request
                 .send()
@@ -137,6 +152,26 @@ impl MediaDirectory for HttpMediaDirectory {
                 height: w.height,
                 thumbnail_url: w.thumbnail_url,
             })
+        }
+        .boxed()
+    }
+
+    fn delete(&self, owner: &str, id: &str) -> BoxFuture<'static, Result<(), MediaLookupError>> {
+        let request = match self.request(reqwest::Method::DELETE, owner, id) {
+            Ok(request) => request,
+            Err(e) => return futures_util::future::ready(Err(e)).boxed(),
+        };
+        async move {
+            let response = request
+                .send()
+                .await
+                .map_err(|e| MediaLookupError::Unavailable(e.to_string()))?;
+            match response.status().as_u16() {
+                204 | 404 => Ok(()),
+                status => Err(MediaLookupError::Unavailable(format!(
+                    "media service answered {status} to DELETE"
+                ))),
+            }
         }
         .boxed()
     }

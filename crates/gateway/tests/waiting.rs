@@ -31,6 +31,10 @@ impl MediaDirectory for HeldMedia {
         }
         .boxed()
     }
+
+    fn delete(&self, _: &str, _: &str) -> BoxFuture<'static, Result<(), MediaLookupError>> {
+        futures_util::future::ready(Ok(())).boxed()
+    }
 }
 
 /// Bob's outbound queue holds 8 frames. While his own `send` waits on the

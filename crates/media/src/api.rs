@@ -143,8 +143,6 @@ pub(crate) async fn delete(
     if record.owner != caller {
         return Err(MediaError::Forbidden("only the owner can delete a file"));
     }
-    db::delete(&media.db, &record.id).await?;
-    let _ = tokio::fs::remove_file(media.dir.join(&record.id)).await;
-    let _ = tokio::fs::remove_file(media.dir.join(format!("{}.thumb", record.id))).await;
+    media.remove(&record.id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -195,9 +195,32 @@ impl MediaService {
         };
         Ok(Some((r.owner, info)))
     }
+
+    /// Deletes file `id`: its record, its bytes and its thumbnail. `false`
+    /// when there was no such file. Who may is the caller's business (the
+    /// owner over HTTP; the gateway when the last message carrying it is
+    /// deleted).
+    ///
+    /// Errors: [`MediaError`] when the database cannot be reached.
+    pub async fn remove(&self, id: &str) -> Result<bool, MediaError> {
+        if !api::valid_id(id) || db::find(&self.inner.db, id).await?.is_none() {
+            return Ok(false);
+        }
+        self.inner.remove(id).await?;
+        Ok(true)
+    }
 }
 
 impl Inner {
+    /// Deletes the record of file `id`, then its bytes and thumbnail (a
+    /// file left on disk without a record is never served).
+    async fn remove(&self, id: &str) -> Result<(), MediaError> {
+        db::delete(&self.db, id).await?;
+        let _ = tokio::fs::remove_file(self.dir.join(id)).await;
+        let _ = tokio::fs::remove_file(self.dir.join(format!("{id}.thumb"))).await;
+        Ok(())
+    }
+
     /// The database answers and the storage folder is writable.
     async fn ready(&self) -> Result<(), String> {
         db::ping(&self.db)

@@ -34,6 +34,7 @@ mod error;
 mod frames;
 pub mod lifecycle;
 mod limits;
+mod media_refs;
 pub mod memory;
 mod messages;
 mod presence;
@@ -47,6 +48,7 @@ pub mod sqlite;
 pub use error::StoreError;
 pub use lifecycle::{Change, ChangeError, ChangeRequest, Changed, Conversation, Lifecycle};
 pub use limits::{Limits, RoomLimits};
+pub use media_refs::MediaRefs;
 pub use messages::{
     Appended, Direct, FrameText, HistoryEntry, InboxEntry, MessageStore, ReadMarker, SENT_IDS_KEPT,
     SENT_IDS_TTL, Unread, conversation, now_millis,

@@ -80,6 +80,17 @@ pub struct Changed {
     /// The `seq` of the update entry the actor's inbox or the room got;
     /// `None` when nothing changed (a repeated reaction, a repeated delete).
     pub update_seq: Option<u64>,
+    /// The media id of the file a delete took off the message (its
+    /// author's upload), for the caller to let go of ([`crate::MediaRefs`]).
+    pub removed_media: Option<String>,
+}
+
+/// The file `after` no longer carries that `before` did (a delete's), by media id.
+pub fn removed_media(before: &ChatMessage, after: &ChatMessage) -> Option<String> {
+    match (&before.media, &after.media) {
+        (Some(media), None) => Some(media.id.clone()),
+        _ => None,
+    }
 }
 
 /// Why a change was refused. Nothing changed.

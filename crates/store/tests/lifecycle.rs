@@ -18,7 +18,7 @@ use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
 use chat_store::sqlite::SqliteStore;
 use chat_store::{
     Admission, Change, ChangeError, ChangeRequest, Changed, Conversation, Direct, FrameText,
-    InboxEntry, Lifecycle, Limits, MessageStore, RoomSend, RoomStore,
+    InboxEntry, Lifecycle, Limits, MediaRefs, MessageStore, RoomSend, RoomStore,
 };
 use chat_testkit::redis::TestRedis;
 
@@ -29,8 +29,8 @@ struct Fixture {
     dir: tempfile::TempDir,
 }
 
-trait Store: MessageStore + RoomStore + Lifecycle {}
-impl<T: MessageStore + RoomStore + Lifecycle> Store for T {}
+trait Store: MessageStore + RoomStore + Lifecycle + MediaRefs {}
+impl<T: MessageStore + RoomStore + Lifecycle + MediaRefs> Store for T {}
 
 async fn sqlite() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
@@ -117,18 +117,25 @@ impl Fixture {
             m.reply_to = Some(quote);
             at = Some(pos);
         }
+        self.deliver(m, at).await
+    }
+
+    /// Stores direct message `m` (to `m.to`), answering the message at
+    /// conversation position `reply_to`; answers its id.
+    async fn deliver(&self, m: ChatMessage, reply_to: Option<u64>) -> String {
+        let (from, to) = (m.from.clone(), m.to.clone().unwrap());
         let (head, tail) = chat_protocol::message_template(&m);
         self.store
             .append_direct(Direct {
                 id: m.id.clone(),
-                from: from.into(),
+                from,
                 client_id: Some(m.id.clone()),
-                to: to.into(),
+                to,
                 frame: FrameText::Typed { head, tail },
                 history: serde_json::to_string(&m).unwrap(),
                 copy_to_sender: true,
                 envelope_header: envelope::text_header(),
-                reply_to: at,
+                reply_to,
             })
             .await
             .unwrap();
@@ -496,13 +503,79 @@ async fn a_direct_message_changes_in_both_inboxes(f: Fixture) {
     assert_eq!(f.stored_anywhere(secret), None, "the deleted text is gone");
 }
 
+/// A file sent in two messages stays while either holds it: deleting the
+/// first reports the file and lets go of its hold, but the file is only
+/// free with the second; an edit keeps the file; releasing what was never
+/// held, or twice, frees nothing.
+async fn a_file_goes_with_the_last_message_that_carries_it(f: Fixture) {
+    let media = ulid::Ulid::new().to_string();
+    let with_file = |to: &str| ChatMessage {
+        media: Some(chat_protocol::MediaInfo {
+            id: media.clone(),
+            kind: "image".into(),
+            mime: "image/png".into(),
+            size: 68,
+            url: format!("/media/{media}"),
+            width: Some(1),
+            height: Some(1),
+            thumbnail_url: None,
+        }),
+        ..message("ann", Some(to), None, "look")
+    };
+    let (first, second) = (with_file("ben"), with_file("cat"));
+    for m in [&first, &second, &first] {
+        f.store.hold(&media, &m.id).await.unwrap();
+    }
+    let first = f.deliver(first, None).await;
+    let second = f.deliver(second, None).await;
+
+    let edited = f
+        .change("ann", peer("ben"), &first, edit("look!"))
+        .await
+        .unwrap();
+    assert_eq!(edited.removed_media, None, "an edit keeps the file");
+    let deleted = f
+        .change("ann", peer("ben"), &first, Change::Delete)
+        .await
+        .unwrap();
+    assert_eq!(deleted.removed_media.as_deref(), Some(media.as_str()));
+    assert!(deleted.message.media.is_none());
+    assert!(
+        !f.store.release(&media, &first).await.unwrap(),
+        "the other message holds it"
+    );
+    assert!(!f.store.release(&media, "never-held").await.unwrap());
+
+    let again = f
+        .change("ann", peer("ben"), &first, Change::Delete)
+        .await
+        .unwrap();
+    assert_eq!(again.removed_media, None, "a second delete removes nothing");
+    let deleted = f
+        .change("ann", peer("cat"), &second, Change::Delete)
+        .await
+        .unwrap();
+    assert_eq!(deleted.removed_media.as_deref(), Some(media.as_str()));
+    assert!(
+        f.store.release(&media, &second).await.unwrap(),
+        "the last one lets it go"
+    );
+    assert!(
+        !f.store.release(&media, &second).await.unwrap(),
+        "only once"
+    );
+    assert!(!f.store.release(&media, &first).await.unwrap());
+}
+
 chat_testkit::contract!(sqlite:
+    a_file_goes_with_the_last_message_that_carries_it,
     a_room_edit_rewrites_in_place_and_keeps_one_update,
     a_room_delete_leaves_a_tombstone_and_no_text,
     a_deleted_unread_room_message_is_unread_no_more,
     a_direct_message_changes_in_both_inboxes,
 );
 chat_testkit::contract!(redis:
+    a_file_goes_with_the_last_message_that_carries_it,
     a_room_edit_rewrites_in_place_and_keeps_one_update,
     a_room_delete_leaves_a_tombstone_and_no_text,
     a_deleted_unread_room_message_is_unread_no_more,

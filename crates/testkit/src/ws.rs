@@ -203,7 +203,9 @@ impl WsClient {
         loop {
             let frame = self.recv_json().await?;
             match frame["type"].as_str() {
-                Some("unread" | "message" | "member_joined" | "member_left") => continue,
+                Some("unread" | "message" | "update" | "member_joined" | "member_left") => {
+                    continue;
+                }
                 Some("ack") if frame["id"] == id => return Ok(frame),
                 _ => anyhow::bail!("expected the ack of '{id}', got {frame}"),
             }

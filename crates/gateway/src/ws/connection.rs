@@ -314,8 +314,23 @@ async fn send(
             Err(outcome) => return outcome,
         },
     };
-    match conversation {
+    // The file is held for this message before it is stored: a delete of
+    // another message carrying it must not take it meanwhile.
+    let held = message
+        .media
+        .as_ref()
+        .map(|m| (m.id.clone(), message.id.clone()));
+    if let Some((media, held_by)) = &held
+        && let Err(e) = ctx.gw.media_refs.hold(media, held_by).await
+    {
+        return ctx.replies.unavailable(Some(&id), &e);
+    }
+    let (outcome, kept) = match conversation {
         Conversation::Direct(to) => direct::send(ctx, id, to, message, reply_at).await,
         Conversation::Room(room) => rooms::send(ctx, id, room, message, reply_at).await,
+    };
+    if let Some((media, held_by)) = held {
+        lifecycle::unhold(ctx, &media, &held_by, &kept);
     }
+    outcome
 }

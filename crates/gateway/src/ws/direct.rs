@@ -4,7 +4,7 @@ use chat_broker::envelope;
 use chat_protocol::{ChatMessage, ErrorCode, MediaInfo, SeedFrame, ServerFrame, message_template};
 use chat_store::{Direct, FrameText, ReadMarker};
 
-use super::handler::{Ctx, Outcome};
+use super::handler::{Ctx, Kept, Outcome};
 use crate::media::MediaLookupError;
 
 /// Longest client-chosen frame id.
@@ -71,7 +71,7 @@ pub(crate) async fn send(
     to: String,
     message: ChatMessage,
     reply_to: Option<u64>,
-) -> Outcome {
+) -> (Outcome, Kept) {
     let (head, tail) = message_template(&message);
     let direct = Direct {
         id: message.id.clone(),
@@ -90,18 +90,19 @@ pub(crate) async fn send(
                 None => message,
                 Some(first) => match serde_json::from_str::<ChatMessage>(&first) {
                     Ok(first) => first,
-                    Err(e) => return ctx.replies.unavailable(Some(&id), &e),
+                    Err(e) => return (ctx.replies.unavailable(Some(&id), &e), Kept::Unknown),
                 },
             };
+            let kept = Kept::As(stored.id.clone());
             // A note to oneself has one inbox copy: the receiver's is the sender's.
             let to_self = stored.to.as_deref() == Some(stored.from.as_str());
             let seq = appended
                 .sender_seq
                 .or(to_self.then_some(appended.receiver_seq));
             let message = ChatMessage { seq, ..stored };
-            ctx.replies.send(&ServerFrame::Ack { id, message })
+            (ctx.replies.send(&ServerFrame::Ack { id, message }), kept)
         }
-        Err(e) => ctx.replies.unavailable(Some(&id), &e),
+        Err(e) => (ctx.replies.unavailable(Some(&id), &e), Kept::Unknown),
     }
 }
 

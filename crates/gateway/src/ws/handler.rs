@@ -115,3 +115,13 @@ pub(crate) fn reason(code: CloseCode, description: &str) -> CloseReason {
         description: Some(description.to_owned()),
     }
 }
+
+/// What a send stored, for the file it carries ([`chat_store::MediaRefs`]).
+pub(crate) enum Kept {
+    /// Stored, as the message with this id (a repeated send: the first's).
+    As(String),
+    /// Refused: nothing stored.
+    Nothing,
+    /// The store did not answer: it may have stored it.
+    Unknown,
+}

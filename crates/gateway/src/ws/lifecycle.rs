@@ -8,7 +8,7 @@ use chat_protocol::{ClientFrame, ErrorCode, Quote, ServerFrame};
 use chat_store::{Change, ChangeError, ChangeRequest, Conversation};
 
 use super::direct::MAX_CLIENT_ID;
-use super::handler::{Ctx, Outcome};
+use super::handler::{Ctx, Kept, Outcome};
 
 impl Ctx<'_> {
     /// Answers a refused change on frame `id`, with the code its reason has.
@@ -37,6 +37,54 @@ impl Ctx<'_> {
             )),
         }
     }
+}
+
+/// After a send of a file held for message `held_by`: a refused send, or
+/// a repeat answered with the first send's message, lets go of the hold
+/// (an unknown outcome keeps it: a file kept too long, never one lost).
+/// In the background; a failure only keeps the file.
+pub(crate) fn unhold(ctx: &Ctx<'_>, media: &str, held_by: &str, kept: &Kept) {
+    let stored_as_other = matches!(kept, Kept::As(stored) if stored != held_by);
+    if !(stored_as_other || matches!(kept, Kept::Nothing)) {
+        return;
+    }
+    // Nothing else can hold this fresh id, so this never frees the file
+    // for another message; the answer only matters for logging.
+    let refs = std::sync::Arc::clone(&ctx.gw.media_refs);
+    let (media, held_by) = (media.to_owned(), held_by.to_owned());
+    tokio::spawn(async move {
+        if let Err(e) = refs.release(&media, &held_by).await {
+            tracing::warn!(media, error = %e, "a file stays held by a send that stored nothing");
+        }
+    });
+}
+
+/// A delete took file `media` (uploaded by `owner`) off message `message`:
+/// when no other message holds it, it is deleted from the media service.
+/// The hold is let go before the delete is answered (so whoever hears the
+/// answer sees the file held or not); the file itself is deleted in the
+/// background. A failure only leaves the file in place (logged).
+async fn release_media(ctx: &Ctx<'_>, owner: &str, message: &str, media: &str) {
+    match ctx.gw.media_refs.release(media, message).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!(media, error = %e, "a deleted message's file is kept");
+            return;
+        }
+    }
+    let Some(directory) = ctx.gw.media.get().map(std::sync::Arc::clone) else {
+        return;
+    };
+    let (owner, media) = (owner.to_owned(), media.to_owned());
+    tokio::spawn(async move {
+        match directory.delete(&owner, &media).await {
+            Ok(()) => tracing::info!(media, "deleted the file no message carries any more"),
+            Err(e) => {
+                tracing::warn!(media, error = %e, "could not delete a file no message carries")
+            }
+        }
+    });
 }
 
 /// `edit`, `delete`, `react`, `unreact` (any other frame is not routed
@@ -123,10 +171,17 @@ pub(crate) async fn frame(ctx: &Ctx<'_>, frame: ClientFrame) -> Outcome {
         envelope_header: envelope::text_header(),
     };
     match ctx.gw.lifecycle.change(request).await {
-        Ok(changed) => ctx.replies.send(&ServerFrame::Ack {
-            id,
-            message: changed.message,
-        }),
+        Ok(changed) => {
+            if let Some(media) = &changed.removed_media {
+                // The author's upload (a send checks it is theirs).
+                let m = &changed.message;
+                release_media(ctx, &m.from, &m.id, media).await;
+            }
+            ctx.replies.send(&ServerFrame::Ack {
+                id,
+                message: changed.message,
+            })
+        }
         Err(e) => ctx.change_error(Some(&id), &e),
     }
 }

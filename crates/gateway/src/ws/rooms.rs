@@ -11,7 +11,7 @@ use chat_broker::{channel, envelope};
 use chat_protocol::{ChatMessage, ErrorCode, ServerFrame};
 use chat_store::{Admission, RoomError, RoomRead, RoomSend};
 
-use super::handler::{Ctx, Outcome};
+use super::handler::{Ctx, Kept, Outcome};
 use super::registration::Subscriptions;
 use super::sync;
 
@@ -32,7 +32,7 @@ pub(crate) async fn send(
     room: String,
     message: ChatMessage,
     reply_to: Option<u64>,
-) -> Outcome {
+) -> (Outcome, Kept) {
     let (head, tail) = ServerFrame::Message(message.clone()).room_template();
     let send = RoomSend {
         room,
@@ -54,15 +54,24 @@ pub(crate) async fn send(
                 Some(first) => match serde_json::from_str::<ServerFrame>(&first) {
                     Ok(ServerFrame::Message(first)) => first,
                     _ => {
-                        return ctx
+                        let unreadable = ctx
                             .replies
                             .unavailable(Some(&id), &"unreadable stored message");
+                        return (unreadable, Kept::Unknown);
                     }
                 },
             };
-            ctx.replies.send(&ServerFrame::Ack { id, message })
+            let kept = Kept::As(message.id.clone());
+            (ctx.replies.send(&ServerFrame::Ack { id, message }), kept)
         }
-        Err(e) => ctx.room_error(Some(&id), &e),
+        Err(e) => {
+            // A store that did not answer may have stored it.
+            let kept = match e {
+                RoomError::Store(_) => Kept::Unknown,
+                _ => Kept::Nothing,
+            };
+            (ctx.room_error(Some(&id), &e), kept)
+        }
     }
 }
 

@@ -309,8 +309,10 @@ impl Inner {
             return Ok(Some(Changed {
                 message: entry.message,
                 update_seq: None,
+                removed_media: None,
             }));
         };
+        let removed_media = lifecycle::removed_media(&entry.message, &next);
         let rewrites: Vec<(u64, String, String)> = if deleting {
             entry
                 .replies
@@ -355,6 +357,7 @@ impl Inner {
             "changed" => Ok(Some(Changed {
                 message: next,
                 update_seq: Some(answer.number(1)),
+                removed_media,
             })),
             "conflict" => Ok(None),
             "not_found" => Err(ChangeError::NotFound(format!("no room '{room}'"))),
@@ -441,8 +444,10 @@ impl Inner {
                     ..entry.message
                 },
                 update_seq: None,
+                removed_media: None,
             }));
         };
+        let removed_media = lifecycle::removed_media(original, &next);
         let sender = original.from.clone();
         let receiver = original.to.clone().unwrap_or_default();
         let to_self = sender == receiver;
@@ -541,6 +546,7 @@ impl Inner {
                 ..next
             },
             update_seq: Some(update),
+            removed_media,
         }))
     }
 }

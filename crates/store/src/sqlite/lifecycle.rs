@@ -202,6 +202,7 @@ impl SqliteStore {
         else {
             return Ok((unchanged(message), Vec::new()));
         };
+        let removed_media = lifecycle::removed_media(&message, &next);
         let deleting = request.change == Change::Delete;
         rewrite_room(&txn, room, seq, &next, deleting).await?;
         if deleting {
@@ -257,6 +258,7 @@ impl SqliteStore {
         let changed = Changed {
             message: next,
             update_seq: Some(at as u64),
+            removed_media,
         };
         Ok((changed, vec![(channel::room(room), Bytes::from(payload))]))
     }
@@ -289,6 +291,7 @@ impl SqliteStore {
             let seq = seq_of(&places);
             return Ok((unchanged(ChatMessage { seq, ..message }), Vec::new()));
         };
+        let removed_media = lifecycle::removed_media(&message, &next);
         let deleting = request.change == Change::Delete;
         let places = rewrite_direct(&txn, pos, &next).await?;
         let mut publishes = Publishes::new();
@@ -364,6 +367,7 @@ impl SqliteStore {
                 ..next
             },
             update_seq,
+            removed_media,
         };
         Ok((changed, publishes))
     }
@@ -404,6 +408,7 @@ fn unchanged(message: ChatMessage) -> Changed {
     Changed {
         message,
         update_seq: None,
+        removed_media: None,
     }
 }
 

@@ -116,6 +116,11 @@ const MIGRATIONS: &[&[&str]] = &[
         "CREATE TABLE room_quiet (room TEXT NOT NULL, seq INTEGER NOT NULL,
            PRIMARY KEY (room, seq)) WITHOUT ROWID",
     ],
+    // 6: which messages carry each file (media_refs.rs).
+    &[
+        "CREATE TABLE media_refs (media TEXT NOT NULL, message TEXT NOT NULL,
+         PRIMARY KEY (media, message)) WITHOUT ROWID",
+    ],
 ];
 
 struct Inner {
@@ -128,6 +133,7 @@ struct Inner {
 }
 
 mod lifecycle;
+mod media_refs;
 mod rooms;
 
 /// The embedded message store. Cloning shares it.
