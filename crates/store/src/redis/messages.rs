@@ -156,6 +156,8 @@ pub(crate) struct Inner {
     append: Loaded<Append>,
     take_offline: Loaded<TakeOffline>,
     mark_read: Loaded<MarkRead>,
+    /// Whether data an older version stored is converted ([`super::upgrade`]).
+    upgraded: std::sync::atomic::AtomicBool,
 }
 
 /// The Redis message store. Cloning shares it.
@@ -167,15 +169,30 @@ pub struct RedisStore {
 impl RedisStore {
     /// A store on `options.url`. Connects lazily (calls fail with
     /// [`StoreError::Unavailable`] while Redis is away); must be called
-    /// inside a tokio runtime.
+    /// inside a tokio runtime. In the background it converts what an
+    /// older version stored ([`super::upgrade`]); until that is done its
+    /// readiness check answers [`StoreError::Unavailable`].
     pub fn start(options: RedisStoreOptions) -> Result<Self, StoreError> {
         let redis = chat_broker::redis::command_connection(&options.url)
             .map_err(StoreError::Unavailable)?;
-        Ok(Self::on(redis, &options.prefix, options.limits))
+        let store = Self::built(redis, &options.prefix, options.limits, false);
+        let inner = Arc::clone(&store.inner);
+        tokio::spawn(async move {
+            super::upgrade::upgrade(&inner).await;
+            inner
+                .upgraded
+                .store(true, std::sync::atomic::Ordering::Release);
+        });
+        Ok(store)
     }
 
     /// A store on an existing command connection (shared with presence).
+    /// It does not look for older data: [`Self::start`] does.
     pub fn on(redis: ConnectionManager, prefix: &str, limits: Limits) -> Self {
+        Self::built(redis, prefix, limits, true)
+    }
+
+    fn built(redis: ConnectionManager, prefix: &str, limits: Limits, upgraded: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
                 redis,
@@ -184,6 +201,7 @@ impl RedisStore {
                 append: Loaded::new(),
                 take_offline: Loaded::new(),
                 mark_read: Loaded::new(),
+                upgraded: std::sync::atomic::AtomicBool::new(upgraded),
             }),
         }
     }
@@ -439,7 +457,16 @@ impl MessageStore for RedisStore {
     }
 
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {
-        super::ping(&self.inner.redis)
+        let (ping, inner) = (super::ping(&self.inner.redis), Arc::clone(&self.inner));
+        Box::pin(async move {
+            ping.await?;
+            if !inner.upgraded.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(StoreError::Unavailable(
+                    "converting data an older version stored".into(),
+                ));
+            }
+            Ok(())
+        })
     }
 }
 

@@ -57,6 +57,7 @@ pub mod messages;
 pub mod presence;
 mod rooms;
 mod script;
+pub mod upgrade;
 
 use std::sync::Arc;
 use std::time::Duration;
