@@ -152,6 +152,27 @@ impl Socket {
         hold_outbound: bool,
     ) -> Event<T> {
         let busy = work.is_some();
+        if !busy && !hold_outbound {
+            // What handling the last frame queued (its answers) goes out
+            // before the next client frame is read, so answers keep the
+            // order of the frames they answer (a `left` before the
+            // `synced` of a `sync` sent after the `leave`). Only what is
+            // queued now: new deliveries do not hold the client's frames back.
+            for _ in 0..self.outbound.len() {
+                let Ok(frame) = self.outbound.try_recv() else {
+                    break;
+                };
+                match frame {
+                    Outbound::Control(control) => return Event::Control(control),
+                    frame if self.fences.drops(&frame) => {}
+                    frame => {
+                        if let Err(end) = self.write_guarded(frame).await {
+                            return Event::End(end);
+                        }
+                    }
+                }
+            }
+        }
         loop {
             let work_done = async {
                 match work.as_mut() {

@@ -496,6 +496,7 @@ mod tests {
             append: Loaded::new(),
             take_offline: Loaded::new(),
             mark_read: Loaded::new(),
+            upgraded: true.into(),
         };
         legend::check(&inner.append_call(direct));
         legend::check(&TakeOffline {
