@@ -1,40 +1,25 @@
 // The chat page in a real browser: two people, alice and bob.
 import assert from "node:assert/strict";
-import { after, afterEach, before, test } from "node:test";
+import { test } from "node:test";
 import { join } from "node:path";
 import {
   assertNoProblems,
   expectProblems,
-  freePort,
   joinRoom,
-  launchBrowser,
   openConversation,
   say,
   shots,
   signIn,
   signInWith,
   startChatd,
+  suite,
 } from "./harness.mjs";
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startChatd({ port: await freePort() });
-  browser = await launchBrowser();
-});
-
-// A clean session logs no console error or warning and has no failed request.
-afterEach(assertNoProblems);
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const running = suite();
 
 test("a lobby message reaches both; a DM shows an unread badge that reading clears, and the sender sees the receipt", async () => {
-  const alice = await signIn(browser, server.url, "alice");
-  const bob = await signIn(browser, server.url, "bob");
+  const alice = await signIn(running.browser, running.server.url, "alice");
+  const bob = await signIn(running.browser, running.server.url, "bob");
 
   await say(alice, "hello lobby");
   for (const page of [alice, bob]) {
@@ -61,8 +46,8 @@ test("a lobby message reaches both; a DM shows an unread badge that reading clea
 });
 
 test("张三 and Алиса talk in their own scripts, each shown as they typed their name", async () => {
-  const zhang = await signIn(browser, server.url, "张三");
-  const alisa = await signIn(browser, server.url, "Алиса");
+  const zhang = await signIn(running.browser, running.server.url, "张三");
+  const alisa = await signIn(running.browser, running.server.url, "Алиса");
   assert.equal(await alisa.locator("#me").textContent(), "Алиса", "shown as typed");
 
   await openConversation(zhang, "Алиса");
@@ -87,9 +72,9 @@ test("张三 and Алиса talk in their own scripts, each shown as they typed 
 
 test("a nickname that breaks a naming rule is refused at sign-in with the rule", async () => {
   expectProblems(/^HTTP 400: GET .*\/api\/v1\/me/, /^console error: Failed to load resource: the server responded with a status of 400/);
-  const context = await browser.newContext();
+  const context = await running.browser.newContext();
   const page = await context.newPage();
-  await page.goto(server.url);
+  await page.goto(running.server.url);
   await page.fill("#nick", "ali\u200bce");
   await page.click("button[type=submit]");
   const error = page.locator("#signin-error");
@@ -99,8 +84,8 @@ test("a nickname that breaks a naming rule is refused at sign-in with the rule",
 });
 
 test("a message that looks like HTML is shown as text", async () => {
-  const alice = await signIn(browser, server.url, "alice2");
-  const bob = await signIn(browser, server.url, "bob2");
+  const alice = await signIn(running.browser, running.server.url, "alice2");
+  const bob = await signIn(running.browser, running.server.url, "bob2");
   const attack = "<img src=x onerror=alert(1)>";
   await openConversation(alice, "bob2");
   await say(alice, attack);
@@ -115,8 +100,8 @@ test("a message that looks like HTML is shown as text", async () => {
 });
 
 test("a message cut in the middle of an emoji arrives with the replacement character in place of the half", async () => {
-  const alice = await signIn(browser, server.url, "alice7");
-  const bob = await signIn(browser, server.url, "bob7");
+  const alice = await signIn(running.browser, running.server.url, "alice7");
+  const bob = await signIn(running.browser, running.server.url, "bob7");
   await openConversation(alice, "bob7");
   // A text cut to a length in UTF-16 code units: its last code unit is half of 😀.
   const text = alice.locator("#text");
@@ -133,8 +118,8 @@ test("a message cut in the middle of an emoji arrives with the replacement chara
 });
 
 test("an attached picture goes up with a progress bar and bob sees its thumbnail", async () => {
-  const alice = await signIn(browser, server.url, "alice3");
-  const bob = await signIn(browser, server.url, "bob3");
+  const alice = await signIn(running.browser, running.server.url, "alice3");
+  const bob = await signIn(running.browser, running.server.url, "bob3");
   await openConversation(alice, "bob3");
   // A 600×400 PNG drawn by the browser itself.
   const png = await alice.evaluate(async () => {
@@ -163,8 +148,8 @@ test("an attached picture goes up with a progress bar and bob sees its thumbnail
 });
 
 test("after a server restart the page reconnects by itself and shows a message sent meanwhile exactly once", async () => {
-  const alice = await signIn(browser, server.url, "alice4");
-  const bob = await signIn(browser, server.url, "bob4");
+  const alice = await signIn(running.browser, running.server.url, "alice4");
+  const bob = await signIn(running.browser, running.server.url, "bob4");
   await openConversation(alice, "bob4");
   await say(alice, "before the restart");
   await bob.click('button.conversation[data-peer="alice4"]');
@@ -173,9 +158,9 @@ test("after a server restart the page reconnects by itself and shows a message s
   // While the server is down the pages' reconnection attempts are refused.
   const refused = "Error in connection establishment: net::ERR_CONNECTION_REFUSED";
   expectProblems(new RegExp(`^(console error: WebSocket connection to 'ws://[^']+' failed|WebSocket ws://\\S+): ${refused}`));
-  await server.stop();
+  await running.server.stop();
   await bob.locator('#state[data-state="online"]').waitFor({ state: "detached" });
-  server = await startChatd({ port: server.port, dataDir: server.dataDir });
+  running.server = await startChatd({ port: running.server.port, dataDir: running.server.dataDir });
 
   // alice's page reconnects too; her message goes out once she is back.
   await alice.locator('#state[data-state="online"]').waitFor();
@@ -191,8 +176,8 @@ test("after a server restart the page reconnects by itself and shows a message s
 });
 
 test("an attached WAV and WebM play in their players, with a known duration", async () => {
-  const alice = await signIn(browser, server.url, "alice5");
-  const bob = await signIn(browser, server.url, "bob5");
+  const alice = await signIn(running.browser, running.server.url, "alice5");
+  const bob = await signIn(running.browser, running.server.url, "bob5");
   await openConversation(alice, "bob5");
   // One second of 8 kHz mono silence, and a second of video recorded by the browser.
   const { wav, webm } = await alice.evaluate(async () => {
@@ -257,8 +242,8 @@ test("an attached WAV and WebM play in their players, with a known duration", as
 });
 
 test("a room conversation: bob, away while alice writes, comes back to the room's badge and each message once, in order; members, joins, typing and reads show", async () => {
-  const alice = await signIn(browser, server.url, "alice8");
-  let bob = await signIn(browser, server.url, "bob8");
+  const alice = await signIn(running.browser, running.server.url, "alice8");
+  let bob = await signIn(running.browser, running.server.url, "bob8");
   await joinRoom(alice, "ops");
   await joinRoom(bob, "ops");
   await alice.locator("#messages li.notice", { hasText: "bob8 joined" }).waitFor();
@@ -282,7 +267,7 @@ test("a room conversation: bob, away while alice writes, comes back to the room'
 
   // Back: the count comes with the connection, the three messages with the
   // room's catch-up (which must not count them a second time).
-  bob = await signInWith(context, server.url, "bob8");
+  bob = await signInWith(context, running.server.url, "bob8");
   await bob.waitForFunction(([key, until]) => Number(localStorage.getItem(key)) >= until, [cursorKey, seen + said.length]);
   const badge = bob.locator('button.conversation[data-room="ops"] .badge');
   assert.equal(await badge.textContent(), "3", "alice's three messages, counted once");
@@ -303,9 +288,9 @@ test("a room conversation: bob, away while alice writes, comes back to the room'
 });
 
 test("a private room: alice creates it with bob in it, and carol cannot join it", async () => {
-  const alice = await signIn(browser, server.url, "alice9");
-  const bob = await signIn(browser, server.url, "bob9");
-  const carol = await signIn(browser, server.url, "carol9");
+  const alice = await signIn(running.browser, running.server.url, "alice9");
+  const bob = await signIn(running.browser, running.server.url, "bob9");
+  const carol = await signIn(running.browser, running.server.url, "carol9");
 
   await alice.click(".new-room summary");
   await alice.fill("#room-name", "secret");
@@ -328,9 +313,9 @@ test("a private room: alice creates it with bob in it, and carol cannot join it"
 });
 
 test("on a phone-sized screen the conversations open from the menu, and the keyboard alone can switch conversations", async () => {
-  const context = await browser.newContext({ viewport: { width: 390, height: 740 }, isMobile: true, hasTouch: true });
+  const context = await running.browser.newContext({ viewport: { width: 390, height: 740 }, isMobile: true, hasTouch: true });
   const phone = await context.newPage();
-  await phone.goto(server.url);
+  await phone.goto(running.server.url);
   await phone.fill("#nick", "carol6");
   await phone.press("#nick", "Enter");
   await phone.locator('#state[data-state="online"]').waitFor();
@@ -353,20 +338,20 @@ test("on a phone-sized screen the conversations open from the menu, and the keyb
 });
 
 test("a browser looking for /favicon.ico, unasked, gets the page's icon", async () => {
-  const context = await browser.newContext();
+  const context = await running.browser.newContext();
   const page = await context.newPage();
-  const response = await page.goto(`${server.url}/favicon.ico`);
+  const response = await page.goto(`${running.server.url}/favicon.ico`);
   assert.equal(response.status(), 200);
   assert.equal(response.headers()["content-type"], "image/svg+xml");
-  const icon = await page.goto(`${server.url}/`).then(() => page.locator('link[rel="icon"]').getAttribute("href"));
-  assert.equal((await page.request.get(`${server.url}${icon}`)).status(), 200, `the icon the page names, ${icon}`);
+  const icon = await page.goto(`${running.server.url}/`).then(() => page.locator('link[rel="icon"]').getAttribute("href"));
+  assert.equal((await page.request.get(`${running.server.url}${icon}`)).status(), 200, `the icon the page names, ${icon}`);
   await context.close();
 });
 
 test("the check after each test notices a console error, a missing file and an uncaught exception", async () => {
-  const context = await browser.newContext();
+  const context = await running.browser.newContext();
   const page = await context.newPage();
-  await page.goto(server.url);
+  await page.goto(running.server.url);
   await Promise.all([
     page.waitForEvent("console", (m) => m.text() === "probe"),
     page.waitForEvent("pageerror"),

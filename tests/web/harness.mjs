@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { after, afterEach, before } from "node:test";
 import { chromium } from "playwright-core";
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -153,6 +154,26 @@ export async function launchBrowser() {
     return context;
   };
   return browser;
+}
+
+/**
+ * The usual suite: one chatd and one Chromium for the file's tests (hooks
+ * registered with node:test), every test checked for page problems after
+ * it. Answers `{server, browser}`, filled in once the suite starts.
+ */
+export function suite() {
+  const running = { server: null, browser: null };
+  before(async () => {
+    running.server = await startChatd({ port: await freePort() });
+    running.browser = await launchBrowser();
+  });
+  // A clean session logs no console error or warning and has no failed request.
+  afterEach(assertNoProblems);
+  after(async () => {
+    await running.browser?.close();
+    await running.server?.stop();
+  });
+  return running;
 }
 
 /** A signed-in page for `nick`, failing the test on any script dialog. */

@@ -2,35 +2,11 @@
 // edits and deletes, each shown live on the other side and still there when
 // the other side comes back.
 import assert from "node:assert/strict";
-import { after, afterEach, before, test } from "node:test";
+import { test } from "node:test";
 import { join } from "node:path";
-import {
-  assertNoProblems,
-  freePort,
-  joinRoom,
-  launchBrowser,
-  openConversation,
-  say,
-  shots,
-  signIn,
-  signInWith,
-  startChatd,
-} from "./harness.mjs";
+import { joinRoom, openConversation, say, shots, signIn, signInWith, suite } from "./harness.mjs";
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startChatd({ port: await freePort() });
-  browser = await launchBrowser();
-});
-
-afterEach(assertNoProblems);
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const running = suite();
 
 /** The message with server id `id` on `page`. */
 const byId = (page, id) => page.locator(`#messages li[data-id="${id}"]`);
@@ -59,8 +35,8 @@ async function remove(page, id) {
 }
 
 test("a direct conversation: bob answers with a quote, both react, alice edits; what alice deletes while bob is away is gone when he is back, and his count with it", async () => {
-  const alice = await signIn(browser, server.url, "alice11");
-  let bob = await signIn(browser, server.url, "bob11");
+  const alice = await signIn(running.browser, running.server.url, "alice11");
+  let bob = await signIn(running.browser, running.server.url, "bob11");
   await openConversation(alice, "bob11");
   const plan = await post(alice, "see you at 5");
   await openConversation(bob, "alice11");
@@ -106,7 +82,7 @@ test("a direct conversation: bob answers with a quote, both react, alice edits; 
   for (const id of [mistake, plan]) await byId(alice, id).locator(".tombstone").waitFor();
 
   // Back: of alice's two new messages one is unread; the deleted one is not.
-  bob = await signInWith(context, server.url, "bob11");
+  bob = await signInWith(context, running.server.url, "bob11");
   const badge = bob.locator('button.conversation[data-peer="alice11"] .badge');
   await badge.filter({ hasText: /^1$/ }).waitFor();
   await openConversation(bob, "alice11");
@@ -123,8 +99,8 @@ test("a direct conversation: bob answers with a quote, both react, alice edits; 
 });
 
 test("a room: the owner deletes a member's message, a reaction shows live, and a deleted message leaves the unread count of a member looking elsewhere", async () => {
-  const alice = await signIn(browser, server.url, "alice12");
-  const bob = await signIn(browser, server.url, "bob12");
+  const alice = await signIn(running.browser, running.server.url, "alice12");
+  const bob = await signIn(running.browser, running.server.url, "bob12");
   await joinRoom(alice, "crew");
   await joinRoom(bob, "crew");
   await alice.locator("#members li", { hasText: "bob12" }).waitFor();

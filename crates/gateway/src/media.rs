@@ -87,25 +87,29 @@ struct MediaInfoWire {
 }
 
 impl HttpMediaDirectory {
-    /// A `method` request for file `id` as its `owner`: `?user=` in open
-    /// mode; otherwise a short token for the owner, signed with the shared
-    /// secret (service to service; see the README's Identity section).
-    fn request(
+    /// Sends a `method` request for file `id` as its `owner`: `?user=` in
+    /// open mode; otherwise a short token for the owner, signed with the
+    /// shared secret (service to service; see the README's Identity
+    /// section). Errors: [`MediaLookupError::Unavailable`] when it cannot
+    /// be sent or no answer comes.
+    fn call(
         &self,
         method: reqwest::Method,
         owner: &str,
         id: &str,
-    ) -> Result<reqwest::RequestBuilder, MediaLookupError> {
+    ) -> BoxFuture<'static, Result<reqwest::Response, MediaLookupError>> {
+        let unavailable = |e: &dyn std::fmt::Display| MediaLookupError::Unavailable(e.to_string());
         let url = format!("{}/api/v1/media/{id}", self.base);
-        if self.auth.is_open() {
+        let request = if self.auth.is_open() {
             let url = format!("{url}?user={}", query_value(owner));
-            return Ok(self.client.request(method, url));
-        }
-        let token = self
-            .auth
-            .mint(owner, None, Duration::from_secs(60))
-            .map_err(|e| MediaLookupError::Unavailable(e.to_string()))?;
-        Ok(self.client.request(method, url).bearer_auth(token))
+            self.client.request(method, url)
+        } else {
+            match self.auth.mint(owner, None, Duration::from_secs(60)) {
+                Ok(token) => self.client.request(method, url).bearer_auth(token),
+                Err(e) => return futures_util::future::ready(Err(unavailable(&e))).boxed(),
+            }
+        };
+        async move { request.send().await.map_err(|e| unavailable(&e)) }.boxed()
     }
 }
 
@@ -115,16 +119,10 @@ impl MediaDirectory for HttpMediaDirectory {
         owner: &str,
         id: &str,
     ) -> BoxFuture<'static, Result<MediaInfo, MediaLookupError>> {
-        let request = match self.request(reqwest::Method::GET, owner, id) {
-            Ok(request) => request,
-            Err(e) => return futures_util::future::ready(Err(e)).boxed(),
-        };
+        let response = self.call(reqwest::Method::GET, owner, id);
         let (owner, id) = (owner.to_owned(), id.to_owned());
         async move {
-            let response = request
-                .send()
-                .await
-                .map_err(|e| MediaLookupError::Unavailable(e.to_string()))?;
+            let response = response.await?;
             match response.status().as_u16() {
                 200 => {}
                 404 | 400 => return Err(MediaLookupError::NotFound(id)),
@@ -157,16 +155,9 @@ impl MediaDirectory for HttpMediaDirectory {
     }
 
     fn delete(&self, owner: &str, id: &str) -> BoxFuture<'static, Result<(), MediaLookupError>> {
-        let request = match self.request(reqwest::Method::DELETE, owner, id) {
-            Ok(request) => request,
-            Err(e) => return futures_util::future::ready(Err(e)).boxed(),
-        };
+        let response = self.call(reqwest::Method::DELETE, owner, id);
         async move {
-            let response = request
-                .send()
-                .await
-                .map_err(|e| MediaLookupError::Unavailable(e.to_string()))?;
-            match response.status().as_u16() {
+            match response.await?.status().as_u16() {
                 204 | 404 => Ok(()),
                 status => Err(MediaLookupError::Unavailable(format!(
                     "media service answered {status} to DELETE"
