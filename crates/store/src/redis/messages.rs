@@ -178,7 +178,7 @@ impl RedisStore {
         let store = Self::built(redis, &options.prefix, options.limits, false);
         let inner = Arc::clone(&store.inner);
         tokio::spawn(async move {
-            super::upgrade::upgrade(&inner).await;
+            super::upgrade::upgrade(&inner.redis, &inner.keys).await;
             inner
                 .upgraded
                 .store(true, std::sync::atomic::Ordering::Release);

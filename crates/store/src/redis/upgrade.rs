@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-use super::messages::Inner;
+use super::Keys;
 use super::script::{Call, Loaded, Lua, lua};
 
 /// `upgrade_stream.lua`: converts one stream to a sorted set.
@@ -71,10 +71,11 @@ pub struct Upgraded {
 /// How long to wait before trying again while Redis is away.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Runs [`upgrade_once`] until it succeeds (Redis may be away at start).
-pub(crate) async fn upgrade(inner: &Inner) -> Upgraded {
+/// Runs [`upgrade_once`] on the keys under `keys`' prefix until it
+/// succeeds (Redis may be away at start).
+pub(crate) async fn upgrade(redis: &ConnectionManager, keys: &Keys) -> Upgraded {
     loop {
-        match upgrade_once(inner, &mut inner.redis.clone()).await {
+        match upgrade_once(keys, &mut redis.clone()).await {
             Ok(upgraded) => {
                 if upgraded != Upgraded::default() {
                     tracing::info!(
@@ -94,23 +95,23 @@ pub(crate) async fn upgrade(inner: &Inner) -> Upgraded {
 }
 
 /// Histories first, so that every record an inbox fills in exists.
-async fn upgrade_once(inner: &Inner, conn: &mut ConnectionManager) -> redis::RedisResult<Upgraded> {
+async fn upgrade_once(keys: &Keys, conn: &mut ConnectionManager) -> redis::RedisResult<Upgraded> {
     let script = Loaded::<UpgradeStream>::new();
     let record = Loaded::<UpgradeRecord>::new();
     let mut upgraded = Upgraded::default();
-    let conv_prefix = inner.keys.prefix_of("conv");
+    let conv_prefix = keys.prefix_of("conv");
     for key in streams(conv_prefix.as_str(), conn).await? {
         let pair = &key[conv_prefix.len()..];
         let call = UpgradeStream {
-            conv_seq: format!("{}{pair}", inner.keys.prefix_of("conv_seq")),
-            msgs: format!("{}{pair}", inner.keys.prefix_of("msgs")),
+            conv_seq: format!("{}{pair}", keys.prefix_of("conv_seq")),
+            msgs: format!("{}{pair}", keys.prefix_of("msgs")),
             stream: key,
             kind: "conv",
         };
         let answer: Vec<redis::Value> = script.invoke(&call, conn).await?;
         upgraded.conversations += usize::from(!answer.is_empty());
     }
-    let inbox_prefix = inner.keys.prefix_of("inbox");
+    let inbox_prefix = keys.prefix_of("inbox");
     for key in streams(inbox_prefix.as_str(), conn).await? {
         let user = key[inbox_prefix.len()..].to_owned();
         let call = UpgradeStream {
@@ -139,7 +140,7 @@ async fn upgrade_once(inner: &Inner, conn: &mut ConnectionManager) -> redis::Red
             };
             let (a, b) = crate::conversation(&from, &to);
             let call = UpgradeRecord {
-                msgs: inner.keys.pair("msgs", &a, &b),
+                msgs: keys.pair("msgs", &a, &b),
                 id,
                 slot,
                 seq,
