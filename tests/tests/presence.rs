@@ -72,6 +72,7 @@ async fn a_killed_gateways_users_go_offline_when_its_lease_lapses() {
     let last_seen = offline["last_seen"].as_u64().unwrap();
     assert!(last_seen >= connected_at, "{offline}");
     assert_eq!(presence_of(&presence, "bob").await["last_seen"], last_seen);
+    chat_testkit::until_ready(presence.addr()).await.unwrap();
     let (status, body) = http_get(presence.addr(), "/readyz").await.unwrap();
     assert_eq!(status, 200, "{body}");
     let (_, metrics) = http_get(presence.addr(), "/metrics").await.unwrap();

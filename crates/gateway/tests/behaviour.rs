@@ -701,6 +701,8 @@ async fn health_readiness_and_metrics_are_served(kind: Kind) {
     let _bob = WsClient::user(cluster.addr(0), "bob").await.unwrap();
     let (status, _) = http_get(cluster.addr(0), "/healthz").await.unwrap();
     assert_eq!(status, 200);
+    // Ready once the store has looked for older data to convert (at start).
+    chat_testkit::until_ready(cluster.addr(0)).await.unwrap();
     let (status, body) = http_get(cluster.addr(0), "/readyz").await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""broker":"ok""#), "{body}");
