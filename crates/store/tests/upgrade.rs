@@ -146,6 +146,15 @@ async fn streams_of_an_older_version_are_converted_before_the_store_is_ready() {
         );
     }
 
+    let schema: u32 = redis::cmd("GET")
+        .arg(format!("{prefix}schema"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        schema, 2,
+        "the layout is marked, so later starts skip the scan"
+    );
+
     // A second start finds nothing more to convert and changes nothing.
     let again = start(&redis);
     chat_testkit::eventually_async("the second store is ready", || async {

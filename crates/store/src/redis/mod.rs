@@ -37,6 +37,7 @@
 //! | `{room:NAME}:sent` | hash, 7-day TTL | `"{user} {client id}"` → `"{seq} {frame}"` of the room's last sends |
 //! | `{room:NAME}:sent_order` | sorted set, 7-day TTL | those fields → seq, to forget the old ones |
 //! | `rooms:{user}` | set | the rooms the user is a member of |
+//! | `schema` | string | the data layout last upgraded to (`upgrade.rs`): 2 = sorted-set inboxes and histories |
 //! | `media_refs:{media id}` | set | ids of the messages that carry the file (a delete of the last one deletes the file) |
 //!
 //! A key is the kind, then the name(s): a single name as it is (the user

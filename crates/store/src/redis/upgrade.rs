@@ -71,6 +71,12 @@ pub struct Upgraded {
 /// How long to wait before trying again while Redis is away.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// The data layout this version writes, kept in the `schema` key once an
+/// upgrade has run, so later starts skip the scan: 2 is sorted-set inboxes
+/// and histories (the message lifecycle); no key means an older layout, or
+/// a new Redis.
+const SCHEMA: u32 = 2;
+
 /// Runs [`upgrade_once`] on the keys under `keys`' prefix until it
 /// succeeds (Redis may be away at start).
 pub(crate) async fn upgrade(redis: &ConnectionManager, keys: &Keys) -> Upgraded {
@@ -94,8 +100,26 @@ pub(crate) async fn upgrade(redis: &ConnectionManager, keys: &Keys) -> Upgraded 
     }
 }
 
-/// Histories first, so that every record an inbox fills in exists.
+/// Skipped when the `schema` key says this layout already; otherwise the
+/// conversion, then the mark. Histories first, so that every record an
+/// inbox fills in exists.
 async fn upgrade_once(keys: &Keys, conn: &mut ConnectionManager) -> redis::RedisResult<Upgraded> {
+    let schema_key = keys.single("schema");
+    let schema: Option<u32> = redis::cmd("GET").arg(&schema_key).query_async(conn).await?;
+    if schema.is_some_and(|s| s >= SCHEMA) {
+        return Ok(Upgraded::default());
+    }
+    let upgraded = convert(keys, conn).await?;
+    redis::cmd("SET")
+        .arg(&schema_key)
+        .arg(SCHEMA)
+        .query_async::<()>(conn)
+        .await?;
+    Ok(upgraded)
+}
+
+/// Converts every stream under the prefix, histories first.
+async fn convert(keys: &Keys, conn: &mut ConnectionManager) -> redis::RedisResult<Upgraded> {
     let script = Loaded::<UpgradeStream>::new();
     let record = Loaded::<UpgradeRecord>::new();
     let mut upgraded = Upgraded::default();
