@@ -21,6 +21,10 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Make, list or revoke the server API's keys, in the store the
+    /// settings name (REDIS_URL, or CHAT_DATA_DIR's SQLite).
+    #[command(name = "api-key", subcommand)]
+    ApiKey(crate::api_keys::Action),
     /// Print a token for USER signed with CHAT_JWT_SECRET (for demos and scripts).
     Token {
         /// The user the token opens.
@@ -40,6 +44,7 @@ pub fn main() -> ExitCode {
         Some(Command::Token { user, ttl }) => {
             crate::token_command(cli.config.as_deref(), &user, ttl)
         }
+        Some(Command::ApiKey(action)) => crate::api_keys::command(cli.config.as_deref(), action),
         None => chat_runtime::app::main("chatd", cli.config.as_deref(), crate::serve),
     }
 }

@@ -4,6 +4,7 @@
 //! metrics endpoints of every service. The same service libraries, given
 //! `REDIS_URL`, are the distributed deployment.
 
+mod api_keys;
 pub mod cli;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use chat_runtime::settings::{
     self as layered, Described, Figment, RoomSettings, ServerSettings, SettingsError,
     SharedSettings,
 };
+use chat_server_api::{ServerApi, ServerApiSettings};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tracing::info;
@@ -39,6 +41,8 @@ pub struct Settings {
     pub rooms: RoomSettings,
     /// The media service.
     pub media: MediaSettings,
+    /// The server API (its bootstrap key).
+    pub server_api: ServerApiSettings,
 }
 
 impl Settings {
@@ -51,6 +55,7 @@ impl Settings {
             (GatewaySettings::TITLE, GatewaySettings::describe()),
             (RoomSettings::TITLE, RoomSettings::describe()),
             (MediaSettings::TITLE, MediaSettings::describe()),
+            (ServerApiSettings::TITLE, ServerApiSettings::describe()),
         ]
     }
 
@@ -74,11 +79,13 @@ impl BinarySettings for Settings {
             gateway: layered::extract(layers)?,
             rooms: layered::extract(layers)?,
             media: layered::extract(layers)?,
+            server_api: layered::extract(layers)?,
         };
         this.shared.validate()?;
         this.gateway.validate()?;
         this.rooms.validate()?;
         this.media.validate()?;
+        this.server_api.validate()?;
         Ok(this)
     }
 
@@ -118,12 +125,20 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
         Arc::clone(&auth),
         receipts_max,
     );
+    let server_api = ServerApi::new(
+        Arc::clone(gateway.store()),
+        Arc::clone(gateway.api_keys()),
+        gateway.broker(),
+        auth.user_names(),
+        &settings.server_api,
+    );
     let media = MediaService::build(&settings.media, data_dir, auth, proxies, &mut obs).await?;
     gateway.set_media(Arc::new(InProcessMedia(media.clone())));
     let routes = gateway.clone();
     let app = Application::build(&settings.server, obs, move |cfg| {
         routes.configure(cfg);
         presence.configure(cfg);
+        server_api.configure(cfg);
         media.configure(cfg);
         chat_web::configure(cfg);
     })?;

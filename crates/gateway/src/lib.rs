@@ -46,7 +46,8 @@ use chat_store::redis::presence::RedisNode;
 #[cfg(feature = "embedded")]
 use chat_store::sqlite::SqliteStore;
 use chat_store::{
-    Lifecycle, Limits, MediaRefs, MessageStore, Presence, PresenceNode, RoomLimits, RoomStore,
+    ApiKeys, Lifecycle, Limits, MediaRefs, MessageStore, Presence, PresenceNode, RoomLimits,
+    RoomStore,
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -91,6 +92,28 @@ impl Engine {
             },
         }
     }
+
+    /// The API keys this engine keeps, opened without a gateway (for the
+    /// command line: `chatd api-key`). Must be called inside a tokio runtime.
+    ///
+    /// Errors: the store cannot be opened (the SQLite file, Redis's URL).
+    pub async fn api_keys(&self) -> anyhow::Result<Arc<dyn ApiKeys>> {
+        match self {
+            Engine::Embedded { bus, data_dir } => {
+                let broker: Arc<dyn Broker> =
+                    Arc::new(bus.node(Arc::new(|_: &str, _: bytes::Bytes| {})));
+                let presence = MemoryPresence::new(Arc::clone(&broker));
+                let path = data_dir.join("messages.db");
+                let store = SqliteStore::open(&path, broker, presence, Limits::default()).await?;
+                Ok(Arc::new(store))
+            }
+            Engine::Redis(options) => Ok(Arc::new(RedisStore::start(RedisStoreOptions {
+                url: options.url.clone(),
+                prefix: options.prefix.clone(),
+                limits: Limits::default(),
+            })?)),
+        }
+    }
 }
 
 /// State shared by every connection of one gateway.
@@ -116,6 +139,9 @@ pub(crate) struct Inner {
     pub(crate) lifecycle: Arc<dyn Lifecycle>,
     /// Which messages carry which file (a delete of the last one deletes it).
     pub(crate) media_refs: Arc<dyn MediaRefs>,
+    /// The server API's keys, kept by this engine (for services composed
+    /// in one process).
+    pub(crate) api_keys: Arc<dyn ApiKeys>,
     /// Limits of rooms (receipts in small rooms).
     pub(crate) room_settings: RoomSettings,
     /// Who is online: this node's connections are counted here.
@@ -208,48 +234,53 @@ impl Gateway {
             Arc<dyn RoomStore>,
             Arc<dyn Lifecycle>,
             Arc<dyn MediaRefs>,
+            Arc<dyn ApiKeys>,
             Arc<dyn PresenceNode>,
         );
-        let (broker, store, rooms, lifecycle, media_refs, presence): Engines = match engine {
-            #[cfg(feature = "embedded")]
-            Engine::Embedded { bus, data_dir } => {
-                let broker: Arc<dyn Broker> = Arc::new(bus.node(hub.handler()));
-                let presence = MemoryPresence::new(Arc::clone(&broker));
-                let path = data_dir.join("messages.db");
-                let store =
-                    SqliteStore::open(&path, Arc::clone(&broker), presence.clone(), limits).await?;
-                (
-                    broker,
-                    Arc::new(store.clone()),
-                    Arc::new(store.clone()),
-                    Arc::new(store.clone()),
-                    Arc::new(store),
-                    Arc::new(presence),
-                )
-            }
-            Engine::Redis(mut options) => {
-                let store = RedisStore::start(RedisStoreOptions {
-                    url: options.url.clone(),
-                    prefix: options.prefix.clone(),
-                    limits,
-                })?;
-                // One multiplexed command connection for messages and presence.
-                let presence = RedisNode::on(
-                    store.connection().clone(),
-                    &options.prefix,
-                    settings.presence_lease,
-                );
-                options.errors = Some(metrics.redis_errors.clone());
-                (
-                    Arc::new(RedisBroker::start(options, hub.handler())?),
-                    Arc::new(store.clone()),
-                    Arc::new(store.clone()),
-                    Arc::new(store.clone()),
-                    Arc::new(store),
-                    Arc::new(presence),
-                )
-            }
-        };
+        let (broker, store, rooms, lifecycle, media_refs, api_keys, presence): Engines =
+            match engine {
+                #[cfg(feature = "embedded")]
+                Engine::Embedded { bus, data_dir } => {
+                    let broker: Arc<dyn Broker> = Arc::new(bus.node(hub.handler()));
+                    let presence = MemoryPresence::new(Arc::clone(&broker));
+                    let path = data_dir.join("messages.db");
+                    let store =
+                        SqliteStore::open(&path, Arc::clone(&broker), presence.clone(), limits)
+                            .await?;
+                    (
+                        broker,
+                        Arc::new(store.clone()),
+                        Arc::new(store.clone()),
+                        Arc::new(store.clone()),
+                        Arc::new(store.clone()),
+                        Arc::new(store),
+                        Arc::new(presence),
+                    )
+                }
+                Engine::Redis(mut options) => {
+                    let store = RedisStore::start(RedisStoreOptions {
+                        url: options.url.clone(),
+                        prefix: options.prefix.clone(),
+                        limits,
+                    })?;
+                    // One multiplexed command connection for messages and presence.
+                    let presence = RedisNode::on(
+                        store.connection().clone(),
+                        &options.prefix,
+                        settings.presence_lease,
+                    );
+                    options.errors = Some(metrics.redis_errors.clone());
+                    (
+                        Arc::new(RedisBroker::start(options, hub.handler())?),
+                        Arc::new(store.clone()),
+                        Arc::new(store.clone()),
+                        Arc::new(store.clone()),
+                        Arc::new(store.clone()),
+                        Arc::new(store),
+                        Arc::new(presence),
+                    )
+                }
+            };
         hub.attach(broker);
         let checked = Arc::clone(&store);
         obs.check("store", move || checked.check());
@@ -281,6 +312,7 @@ impl Gateway {
                 rooms,
                 lifecycle,
                 media_refs,
+                api_keys,
                 room_settings,
                 leaver: ws::Leaver::start(Arc::clone(&presence)),
                 presence,
@@ -298,6 +330,11 @@ impl Gateway {
             .route("/ws/", web::get().to(ws::upgrade::lobby))
             .route("/ws/{user}/", web::get().to(ws::upgrade::user))
             .route("/ws/{user}", web::get().to(ws::upgrade::user));
+    }
+
+    /// The server API's keys, to share with services composed in one process.
+    pub fn api_keys(&self) -> &Arc<dyn ApiKeys> {
+        &self.inner.api_keys
     }
 
     /// The message store, to share with services composed in one process.

@@ -35,6 +35,7 @@ use chat_runtime::observe::Observability;
 use chat_runtime::settings::{
     self as layered, Described, RoomSettings, ServerSettings, SettingsError, SharedSettings,
 };
+use chat_server_api::{ServerApi, ServerApiSettings};
 use chat_store::redis::messages::RedisStore;
 use chat_store::redis::presence::RedisPresence;
 use chat_store::{Limits, MessageStore, Presence, RoomLimits, RoomStore};
@@ -177,6 +178,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Limits of rooms (members are added here too).
     pub rooms: RoomSettings,
+    /// The server API this binary also serves (its bootstrap key).
+    pub server_api: ServerApiSettings,
 }
 
 impl Settings {
@@ -187,6 +190,7 @@ impl Settings {
             (SharedSettings::TITLE, SharedSettings::describe()),
             (AuthSettings::TITLE, AuthSettings::describe()),
             (RoomSettings::TITLE, RoomSettings::describe()),
+            (ServerApiSettings::TITLE, ServerApiSettings::describe()),
         ])
     }
 }
@@ -198,9 +202,11 @@ impl BinarySettings for Settings {
             shared: layered::extract(layers)?,
             auth: layered::extract(layers)?,
             rooms: layered::extract(layers)?,
+            server_api: layered::extract(layers)?,
         };
         this.shared.validate()?;
         this.rooms.validate()?;
+        this.server_api.validate()?;
         this.shared.require_redis("the presence service")?;
         Ok(this)
     }
@@ -217,20 +223,22 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
     let (auth, _origins) = settings.auth.build(AuthMode::Jwt, settings.server.listen)?;
     let url = settings.shared.require_redis("the presence service")?;
     let prefix = &settings.shared.redis_prefix;
-    // The room limits bind members added here. Histories are bounded by
-    // the gateways (CHAT_HISTORY_MAX is theirs): the membership entries
-    // written here trim nothing, so a presence service never cuts a room's
-    // history shorter than its gateways keep it.
+    // The room limits bind members added here. Histories and offline
+    // lists are bounded by the gateways (CHAT_HISTORY_MAX and
+    // CHAT_OFFLINE_MAX are theirs): the membership entries and the server
+    // API's messages written here trim nothing, so a presence service never
+    // cuts them shorter than its gateways keep them (the next gateway write
+    // trims to the gateways' bound).
     let store = RedisStore::start(chat_store::redis::messages::RedisStoreOptions {
         url: url.to_owned(),
         prefix: prefix.clone(),
         limits: Limits {
             history_max: u64::MAX,
+            offline_max: u64::MAX,
             rooms: RoomLimits {
                 max_members: settings.rooms.room_max_members,
                 rooms_per_user: settings.rooms.rooms_per_user,
             },
-            ..Limits::default()
         },
     })?;
     let presence = RedisPresence::on(store.connection().clone(), prefix);
@@ -245,6 +253,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
     let mut obs = Observability::new();
     let checked = store.clone();
     obs.check("store", move || checked.check());
+    let server_api = ServerApi::new(
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        Arc::clone(&broker),
+        auth.user_names(),
+        &settings.server_api,
+    );
     let service = PresenceService::new(
         Arc::new(store.clone()),
         Arc::new(store),
@@ -253,5 +268,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
         Arc::new(auth),
         settings.rooms.room_receipts_max,
     );
-    Application::build(&settings.server, obs, move |cfg| service.configure(cfg))
+    Application::build(&settings.server, obs, move |cfg| {
+        service.configure(cfg);
+        server_api.configure(cfg);
+    })
 }

@@ -109,10 +109,14 @@ if to_self ~= '1' then unread = redis.call('HINCRBY', unread_r_key, sender, 1) e
 local position = redis.call('INCR', conv_seq_key)
 add(conv_key, position, history)
 redis.call('ZADD', posts_key, position, id)
-local dropped = redis.call('ZRANGE', posts_key, 0, -(max_len + 1))
-if #dropped > 0 then
-  redis.call('HDEL', msgs_key, unpack(dropped))
-  redis.call('ZREMRANGEBYRANK', posts_key, 0, -(max_len + 1))
+-- (A posts index holds at most `position` ids; a writer that never trims
+-- passes a max_len past any position, which Lua could not negate exactly.)
+if position > max_len then
+  local dropped = redis.call('ZRANGE', posts_key, 0, -(max_len + 1))
+  if #dropped > 0 then
+    redis.call('HDEL', msgs_key, unpack(dropped))
+    redis.call('ZREMRANGEBYRANK', posts_key, 0, -(max_len + 1))
+  end
 end
 if reply_pos ~= '' then redis.call('ZADD', replies_key, reply_pos, id) end
 if position > max_len then
@@ -120,8 +124,9 @@ if position > max_len then
 end
 local online = live_total(presence_r_key, node_prefix) > 0
 if not online then
-  redis.call('RPUSH', offline_r_key, seq_r .. ' ' .. frame_r)
-  redis.call('LTRIM', offline_r_key, -offline_max, -1)
+  if redis.call('RPUSH', offline_r_key, seq_r .. ' ' .. frame_r) > offline_max then
+    redis.call('LTRIM', offline_r_key, -offline_max, -1)
+  end
 end
 redis.call('PUBLISH', channel_r, envelope .. frame_r)
 if unread >= 0 then

@@ -30,6 +30,7 @@
 //! **history** for paging. One contract suite per interface runs against
 //! every engine (`tests/contract.rs`, `tests/presence.rs`).
 
+mod api_keys;
 mod error;
 mod frames;
 pub mod lifecycle;
@@ -45,6 +46,7 @@ mod rooms;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+pub use api_keys::{ApiKey, ApiKeys};
 pub use error::StoreError;
 pub use lifecycle::{Change, ChangeError, ChangeRequest, Changed, Conversation, Lifecycle};
 pub use limits::{Limits, RoomLimits};

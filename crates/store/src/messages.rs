@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use futures_util::future::BoxFuture;
 
+use chat_protocol::ChatMessage;
+
 use crate::StoreError;
 
 /// The text each receiver gets for a message.
@@ -56,6 +58,36 @@ pub struct Direct {
     /// The conversation position of the message this one answers (from
     /// [`crate::Lifecycle::quote`]), so deleting it empties this one's quote.
     pub reply_to: Option<u64>,
+}
+
+impl Direct {
+    /// A typed `message` (to `message.to`) as the store takes it: the
+    /// frame each inbox delivers, cut where it writes its `seq`, and the
+    /// history's JSON. `client_id` makes a repeat store nothing;
+    /// `copy_to_sender` keeps the sender's copy; `reply_to` is the
+    /// position of the message it answers.
+    pub fn typed(
+        message: &ChatMessage,
+        client_id: Option<String>,
+        copy_to_sender: bool,
+        envelope_header: Vec<u8>,
+        reply_to: Option<u64>,
+    ) -> Self {
+        let (head, tail) = chat_protocol::message_template(message);
+        Self {
+            id: message.id.clone(),
+            from: message.from.clone(),
+            client_id,
+            to: message.to.clone().unwrap_or_default(),
+            frame: FrameText::Typed { head, tail },
+            // unwrap: a ChatMessage holds only strings, integers and maps of them.
+            #[allow(clippy::unwrap_used)]
+            history: serde_json::to_string(message).unwrap(),
+            copy_to_sender,
+            envelope_header,
+            reply_to,
+        }
+    }
 }
 
 /// Where a stored message landed.

@@ -326,7 +326,7 @@ async fn send(
         return ctx.replies.unavailable(Some(&id), &e);
     }
     let (outcome, kept) = match conversation {
-        Conversation::Direct(to) => direct::send(ctx, id, to, message, reply_at).await,
+        Conversation::Direct(_) => direct::send(ctx, id, message, reply_at).await,
         Conversation::Room(room) => rooms::send(ctx, id, room, message, reply_at).await,
     };
     if let Some((media, held_by)) = held {

@@ -1,7 +1,7 @@
 //! Direct messages (typed and the seed's) and read markers.
 
 use chat_broker::envelope;
-use chat_protocol::{ChatMessage, ErrorCode, MediaInfo, SeedFrame, ServerFrame, message_template};
+use chat_protocol::{ChatMessage, ErrorCode, MediaInfo, SeedFrame, ServerFrame};
 use chat_store::{Direct, FrameText, ReadMarker};
 
 use super::handler::{Ctx, Kept, Outcome};
@@ -68,22 +68,16 @@ pub(crate) async fn seed(ctx: &Ctx<'_>, seed: &SeedFrame, text: &str) -> Outcome
 pub(crate) async fn send(
     ctx: &Ctx<'_>,
     id: String,
-    to: String,
     message: ChatMessage,
     reply_to: Option<u64>,
 ) -> (Outcome, Kept) {
-    let (head, tail) = message_template(&message);
-    let direct = Direct {
-        id: message.id.clone(),
-        from: message.from.clone(),
-        to,
-        client_id: Some(id.clone()),
-        frame: FrameText::Typed { head, tail },
-        history: json(&message),
-        copy_to_sender: true,
-        envelope_header: envelope::text_header(),
+    let direct = Direct::typed(
+        &message,
+        Some(id.clone()),
+        true,
+        envelope::text_header(),
         reply_to,
-    };
+    );
     match ctx.gw.store.append_direct(direct).await {
         Ok(appended) => {
             let stored = match appended.repeated {

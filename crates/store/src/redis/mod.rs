@@ -37,6 +37,7 @@
 //! | `{room:NAME}:sent` | hash, 7-day TTL | `"{user} {client id}"` → `"{seq} {frame}"` of the room's last sends |
 //! | `{room:NAME}:sent_order` | sorted set, 7-day TTL | those fields → seq, to forget the old ones |
 //! | `rooms:{user}` | set | the rooms the user is a member of |
+//! | `api_keys` | hash | API key id → its record (JSON: name, scopes, SHA-256 of the secret, created, revoked) |
 //! | `schema` | string | the data layout last upgraded to (`upgrade.rs`): 2 = sorted-set inboxes and histories |
 //! | `media_refs:{media id}` | set | ids of the messages that carry the file (a delete of the last one deletes the file) |
 //!
@@ -52,6 +53,7 @@
 //! several users and keys they compute (a node's lease), so they need a
 //! single Redis for now.
 
+mod api_keys;
 mod lifecycle;
 mod media_refs;
 pub mod messages;

@@ -121,6 +121,8 @@ const MIGRATIONS: &[&[&str]] = &[
         "CREATE TABLE media_refs (media TEXT NOT NULL, message TEXT NOT NULL,
          PRIMARY KEY (media, message)) WITHOUT ROWID",
     ],
+    // 7: the server API's keys (api_keys.rs), each row a JSON record.
+    &["CREATE TABLE api_keys (id TEXT PRIMARY KEY, record TEXT NOT NULL)"],
 ];
 
 struct Inner {
@@ -132,6 +134,7 @@ struct Inner {
     write: tokio::sync::Mutex<()>,
 }
 
+mod api_keys;
 mod lifecycle;
 mod media_refs;
 mod rooms;

@@ -1,0 +1,91 @@
+//! [`ApiKeys`] on SQLite: the `api_keys` table, one row per key with its
+//! record (JSON, no secret).
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use sea_orm::ConnectionTrait;
+
+use super::{SqliteStore, failed, stmt};
+use crate::api_keys::{parse, record, revoked};
+use crate::{ApiKey, ApiKeys, StoreError};
+
+impl ApiKeys for SqliteStore {
+    fn create_key(&self, key: ApiKey) -> BoxFuture<'static, Result<(), StoreError>> {
+        let this = self.clone();
+        async move {
+            let _writer = this.inner.write.lock().await;
+            this.inner
+                .db
+                .execute_raw(stmt(
+                    "INSERT OR REPLACE INTO api_keys (id, record) VALUES (?, ?)",
+                    vec![key.id.clone().into(), record(&key).into()],
+                ))
+                .await
+                .map_err(|e| failed("keeping an API key", e))?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn keys(&self) -> BoxFuture<'static, Result<Vec<ApiKey>, StoreError>> {
+        let this = self.clone();
+        async move {
+            let rows = this
+                .inner
+                .db
+                .query_all_raw(stmt(
+                    "SELECT record FROM api_keys ORDER BY json_extract(record, '$.created_at'), id",
+                    vec![],
+                ))
+                .await
+                .map_err(|e| failed("reading API keys", e))?;
+            rows.iter()
+                .map(|row| {
+                    let text: String = row
+                        .try_get_by_index(0)
+                        .map_err(|e| failed("reading API keys", e))?;
+                    parse(&text)
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn key(&self, id: &str) -> BoxFuture<'static, Result<Option<ApiKey>, StoreError>> {
+        let (this, id) = (self.clone(), id.to_owned());
+        async move {
+            let row = this
+                .inner
+                .db
+                .query_one_raw(stmt(
+                    "SELECT record FROM api_keys WHERE id = ?",
+                    vec![id.into()],
+                ))
+                .await
+                .map_err(|e| failed("reading an API key", e))?;
+            let Some(row) = row else { return Ok(None) };
+            let text: String = row
+                .try_get_by_index(0)
+                .map_err(|e| failed("reading an API key", e))?;
+            parse(&text).map(Some)
+        }
+        .boxed()
+    }
+
+    fn revoke_key(
+        &self,
+        id: &str,
+        at: u64,
+    ) -> BoxFuture<'static, Result<Option<ApiKey>, StoreError>> {
+        let (found, this) = (self.key(id), self.clone());
+        async move {
+            let Some(key) = found.await? else {
+                return Ok(None);
+            };
+            let key = revoked(key, at);
+            this.create_key(key.clone()).await?;
+            Ok(Some(key))
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,395 @@
+//! The server API as an application's backend uses it, on the real
+//! binaries: `chatd` (embedded) and the `presence` binary beside a gateway
+//! (Redis). API keys from the bootstrap key, the API and the command line;
+//! every refusal of the key matrix; a published message stored, counted and
+//! delivered like a user's.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
+
+use chat_testkit::process::{Service, binary};
+use chat_testkit::redis::TestRedis;
+use chat_testkit::ws::WsClient;
+use serde_json::{Value, json};
+
+const SECRET: &str = "server-api-test-secret-of-32-bytes!";
+const BOOTSTRAP: &str = "bootstrap-key-for-the-server-api-tests";
+
+/// `method path` on `addr` with `Authorization: Bearer {key}` (none when
+/// `key` is empty) and a JSON body: status and JSON answer.
+async fn call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method.parse().unwrap(), format!("http://{addr}{path}"));
+    if !key.is_empty() {
+        request = request.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn token(user: &str) -> String {
+    let output = std::process::Command::new(binary("chatd").unwrap())
+        .args(["token", user])
+        .env("CHAT_JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// `chatd api-key ARGS` on the data folder `data`: its standard output.
+fn cli(data: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new(binary("chatd").unwrap())
+        .arg("api-key")
+        .args(args)
+        .env("CHAT_DATA_DIR", data)
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+async fn chatd(data: &std::path::Path) -> Service {
+    Service::start(
+        "chatd",
+        &[],
+        &[
+            ("CHAT_DATA_DIR", data.to_str().unwrap()),
+            ("CHAT_AUTH", "jwt"),
+            ("CHAT_JWT_SECRET", SECRET),
+            ("CHAT_SERVER_API_KEY", BOOTSTRAP),
+        ],
+    )
+    .await
+    .unwrap()
+}
+
+/// Makes a key with `scopes` through the API: the key.
+async fn key(addr: &str, name: &str, scopes: &[&str]) -> (String, String) {
+    let (status, made) = call(
+        addr,
+        "POST",
+        "/api/v1/server/api-keys",
+        BOOTSTRAP,
+        Some(json!({"name": name, "scopes": scopes})),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    (
+        made["key"].as_str().unwrap().to_owned(),
+        made["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn every_wrong_credential_is_refused_on_every_endpoint() {
+    let data = tempfile::tempdir().unwrap();
+    let chatd = chatd(data.path()).await;
+    let addr = chatd.addr();
+    let (publisher, _) = key(addr, "shop", &["publish"]).await;
+    let (reader, _) = key(addr, "dashboard", &["read"]).await;
+    let (revoked, revoked_id) = key(addr, "old", &["publish"]).await;
+    let (status, _) = call(
+        addr,
+        "DELETE",
+        &format!("/api/v1/server/api-keys/{revoked_id}"),
+        BOOTSTRAP,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let unknown = format!("ck_01J00000000000000000000001.{}", "x".repeat(43));
+    let tampered = format!("{}x", publisher);
+
+    let publish = json!({"to": "bob", "body": "hello"});
+    let endpoints: [(&str, &str, Option<Value>); 4] = [
+        ("POST", "/api/v1/server/publish", Some(publish)),
+        (
+            "POST",
+            "/api/v1/server/api-keys",
+            Some(json!({"name": "n", "scopes": ["read"]})),
+        ),
+        ("GET", "/api/v1/server/api-keys", None),
+        (
+            "DELETE",
+            "/api/v1/server/api-keys/01J00000000000000000000000",
+            None,
+        ),
+    ];
+    let user_token = token("alice");
+    for (method, path, body) in &endpoints {
+        for (credential, why) in [
+            ("", "no key"),
+            ("hello", "not a key"),
+            (unknown.as_str(), "an unknown key"),
+            (tampered.as_str(), "a key with a wrong secret"),
+            (revoked.as_str(), "a revoked key"),
+            (user_token.as_str(), "a user's token"),
+        ] {
+            let (status, answer) = call(addr, method, path, credential, body.clone()).await;
+            assert_eq!(
+                (status, answer["error"].as_str()),
+                (401, Some("unauthorized")),
+                "{method} {path}: {why}: {answer}"
+            );
+            if why == "a user's token" {
+                assert!(
+                    answer["message"].as_str().unwrap().contains("user's token"),
+                    "{answer}"
+                );
+            }
+        }
+    }
+    // The right kind of key, without the power.
+    let (status, answer) = call(
+        addr,
+        "POST",
+        "/api/v1/server/publish",
+        &reader,
+        Some(json!({"to": "bob", "body": "x"})),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some("forbidden")),
+        "{answer}"
+    );
+    for (method, path, body) in &endpoints[1..] {
+        let (status, answer) = call(addr, method, path, &publisher, body.clone()).await;
+        assert_eq!(
+            status, 403,
+            "{method} {path}: only the bootstrap key manages keys: {answer}"
+        );
+    }
+    // What opens the server API opens no user's WebSocket.
+    for credential in [publisher.as_str(), BOOTSTRAP] {
+        let path = format!("/ws/alice/?token={credential}");
+        assert_eq!(WsClient::refused_status(addr, &path).await.unwrap(), 401);
+    }
+    // The listing never shows a secret.
+    let (status, list) = call(addr, "GET", "/api/v1/server/api-keys", BOOTSTRAP, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["keys"].as_array().unwrap().len(), 3);
+    assert!(
+        !list
+            .to_string()
+            .contains(publisher.split('.').nth(1).unwrap()),
+        "{list}"
+    );
+    let listed = |id: &str| {
+        list["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert!(listed(&revoked_id)["revoked_at"].is_u64(), "{list}");
+    assert!(listed(&publisher[3..29])["revoked_at"].is_null(), "{list}");
+}
+
+#[tokio::test]
+async fn a_message_published_for_an_offline_user_is_stored_counted_and_delivered_once() {
+    let data = tempfile::tempdir().unwrap();
+    let chatd = chatd(data.path()).await;
+    let addr = chatd.addr();
+    // A key made on the command line, beside the running server.
+    let made = cli(
+        data.path(),
+        &["create", "--name", "orders", "--scope", "publish,read"],
+    );
+    let publisher = made.lines().next().unwrap().to_owned();
+    assert!(publisher.starts_with("ck_"), "{made}");
+
+    let order = json!({"to": "bob", "body": "Your order has shipped.", "id": "order-1042"});
+    let (status, first) = call(
+        addr,
+        "POST",
+        "/api/v1/server/publish",
+        &publisher,
+        Some(order.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["message"]["from"], "system");
+    let (status, again) = call(
+        addr,
+        "POST",
+        "/api/v1/server/publish",
+        &publisher,
+        Some(order),
+    )
+    .await;
+    assert_eq!(
+        (status, again["repeated"].as_bool()),
+        (200, Some(true)),
+        "{again}"
+    );
+    assert_eq!(
+        again["message"]["id"], first["message"]["id"],
+        "a retry stores nothing new"
+    );
+
+    // Counted once, kept, and delivered when bob comes.
+    let bob_token = token("bob");
+    let (status, unread) = call(
+        addr,
+        "GET",
+        &format!("/api/v1/unread?token={bob_token}"),
+        "",
+        None,
+    )
+    .await;
+    assert_eq!((status, unread), (200, json!({"system": 1})));
+    let mut bob = WsClient::connect(addr, &format!("/ws/bob/?token={bob_token}"))
+        .await
+        .unwrap();
+    let message = bob.recv_type("message").await.unwrap();
+    assert_eq!(
+        (message["id"].clone(), message["body"].as_str()),
+        (
+            first["message"]["id"].clone(),
+            Some("Your order has shipped.")
+        )
+    );
+
+    // As a named user: the sender keeps a copy, as if they had sent it.
+    let (status, sent) = call(
+        addr,
+        "POST",
+        "/api/v1/server/publish",
+        &publisher,
+        Some(json!({"to": "bob", "from": "shop", "body": "Thanks!"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{sent}");
+    assert_eq!(bob.recv_type("message").await.unwrap()["from"], "shop");
+    let mut shop = WsClient::connect(addr, &format!("/ws/shop/?token={}&since=0", token("shop")))
+        .await
+        .unwrap();
+    assert_eq!(
+        shop.recv_type("message").await.unwrap()["id"],
+        sent["message"]["id"]
+    );
+
+    // A line to the lobby, as the seed's raw text.
+    let mut lobby = WsClient::connect(addr, &format!("/ws/?token={bob_token}"))
+        .await
+        .unwrap();
+    let (status, _) = call(
+        addr,
+        "POST",
+        "/api/v1/server/publish",
+        &publisher,
+        Some(json!({"lobby": true, "body": "maintenance at 22:00"})),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(lobby.recv_text().await.unwrap(), "maintenance at 22:00");
+
+    // Bad requests say what is wrong.
+    for (body, code) in [
+        (json!({"body": "no target"}), "invalid_frame"),
+        (
+            json!({"to": "bob", "lobby": true, "body": "two"}),
+            "invalid_frame",
+        ),
+        (json!({"to": "bob", "body": ""}), "invalid_frame"),
+        (
+            json!({"to": "bob", "body": "x", "id": "y".repeat(65)}),
+            "invalid_frame",
+        ),
+        (
+            json!({"to": "bob", "body": "x", "media": {"id": "m"}}),
+            "invalid_frame",
+        ),
+    ] {
+        let (status, answer) = call(
+            addr,
+            "POST",
+            "/api/v1/server/publish",
+            &publisher,
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some(code)),
+            "{body}: {answer}"
+        );
+    }
+
+    // Revoked on the command line: refused from then on.
+    let id = made
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(':')
+        .to_owned();
+    assert!(cli(data.path(), &["list"]).contains(&id));
+    cli(data.path(), &["revoke", &id]);
+    let (status, _) = call(
+        addr,
+        "POST",
+        "/api/v1/server/publish",
+        &publisher,
+        Some(json!({"to": "bob", "body": "late"})),
+    )
+    .await;
+    assert_eq!(status, 401);
+}
+
+/// Distributed: the `presence` binary serves the server API on the
+/// gateways' Redis; a message published there reaches bob on a gateway,
+/// live.
+#[tokio::test]
+async fn the_presence_binary_serves_the_server_api_beside_gateways() {
+    let redis = TestRedis::start().unwrap();
+    let env = [
+        ("REDIS_URL", redis.url()),
+        ("CHAT_REDIS_PREFIX", redis.prefix()),
+        ("CHAT_JWT_SECRET", SECRET),
+        ("CHAT_SERVER_API_KEY", BOOTSTRAP),
+    ];
+    let gateway = Service::start("gateway", &[], &env).await.unwrap();
+    let presence = Service::start("presence", &[], &env).await.unwrap();
+    let mut bob = WsClient::connect(gateway.addr(), &format!("/ws/bob/?token={}", token("bob")))
+        .await
+        .unwrap();
+    bob.recv_type("unread").await.unwrap();
+    let (status, published) = call(
+        presence.addr(),
+        "POST",
+        "/api/v1/server/publish",
+        BOOTSTRAP,
+        Some(json!({"to": "bob", "body": "from the backend"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{published}");
+    let message = bob.recv_type("message").await.unwrap();
+    assert_eq!(
+        (message["from"].as_str(), message["body"].as_str()),
+        (Some("system"), Some("from the backend"))
+    );
+    assert_eq!(
+        bob.recv_type("unread").await.unwrap()["counts"]["system"],
+        1
+    );
+}
