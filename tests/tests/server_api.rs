@@ -333,6 +333,87 @@ async fn a_message_published_for_an_offline_user_is_stored_counted_and_delivered
         );
     }
 
+    // To a room: from the application, which is no member; a named user
+    // must be one. The members get it live and counted.
+    let mut alice = WsClient::connect(addr, &format!("/ws/alice/?token={}", token("alice")))
+        .await
+        .unwrap();
+    alice
+        .send_json(&json!({"type": "join", "id": "j", "room": "ops"}))
+        .await
+        .unwrap();
+    alice.recv_type("joined").await.unwrap();
+    let notice = json!({"room": "ops", "body": "deploy at five", "id": "deploy-5"});
+    let (status, posted) = call(
+        addr,
+        "POST",
+        "/api/v1/server/publish",
+        &publisher,
+        Some(notice.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{posted}");
+    let live = alice.recv_until("message").await.unwrap();
+    assert_eq!(
+        (
+            live["from"].as_str(),
+            live["room"].as_str(),
+            live["id"].clone()
+        ),
+        (Some("system"), Some("ops"), posted["message"]["id"].clone())
+    );
+    let (status, again) = call(
+        addr,
+        "POST",
+        "/api/v1/server/publish",
+        &publisher,
+        Some(notice),
+    )
+    .await;
+    assert_eq!(
+        (status, again["message"]["id"].clone()),
+        (200, posted["message"]["id"].clone())
+    );
+    let (_, unread) = call(
+        addr,
+        "GET",
+        &format!("/api/v1/unread?include=rooms&token={}", token("alice")),
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(
+        unread["rooms"]["ops"], 1,
+        "counted once for the member: {unread}"
+    );
+    for (body, status, code) in [
+        (json!({"room": "nowhere", "body": "x"}), 404, "not_found"),
+        (
+            json!({"room": "ops", "from": "bob", "body": "x"}),
+            403,
+            "forbidden",
+        ),
+        (
+            json!({"room": "ops", "to": "bob", "body": "x"}),
+            400,
+            "invalid_frame",
+        ),
+    ] {
+        let (got, answer) = call(
+            addr,
+            "POST",
+            "/api/v1/server/publish",
+            &publisher,
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(
+            (got, answer["error"].as_str()),
+            (status, Some(code)),
+            "{body}: {answer}"
+        );
+    }
+
     // Revoked on the command line: refused from then on.
     let id = made
         .lines()
@@ -391,5 +472,36 @@ async fn the_presence_binary_serves_the_server_api_beside_gateways() {
     assert_eq!(
         bob.recv_type("unread").await.unwrap()["counts"]["system"],
         1
+    );
+
+    // A room, through Redis's script: no membership asked of the application.
+    bob.send_json(&json!({"type": "join", "id": "j", "room": "ops"}))
+        .await
+        .unwrap();
+    bob.recv_type("joined").await.unwrap();
+    let (status, posted) = call(
+        presence.addr(),
+        "POST",
+        "/api/v1/server/publish",
+        BOOTSTRAP,
+        Some(json!({"room": "ops", "body": "deploy at five"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{posted}");
+    assert_eq!(
+        bob.recv_until("message").await.unwrap()["id"],
+        posted["message"]["id"]
+    );
+    let (_, unread) = call(
+        presence.addr(),
+        "GET",
+        &format!("/api/v1/unread?include=rooms&token={}", token("bob")),
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(
+        unread["rooms"]["ops"], 1,
+        "counted for the member: {unread}"
     );
 }

@@ -256,6 +256,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
     let server_api = ServerApi::new(
         Arc::new(store.clone()),
         Arc::new(store.clone()),
+        Arc::new(store.clone()),
         Arc::clone(&broker),
         auth.user_names(),
         &settings.server_api,

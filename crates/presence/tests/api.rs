@@ -516,6 +516,7 @@ async fn rooms_are_created_listed_paged_and_read_over_http(kind: Kind) {
                 tail,
                 envelope_header: envelope::text_header(),
                 reply_to: None,
+                as_server: false,
             })
             .await
             .unwrap();

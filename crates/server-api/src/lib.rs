@@ -4,8 +4,8 @@
 //! user's WebSocket either (it is no token).
 //!
 //! - `POST /api/v1/server/publish` — a message as the system (or as a
-//!   named user) to a user, or a line to the lobby: stored and delivered
-//!   exactly like a user's message (`publish.rs`). Scope `publish`.
+//!   named user) to a user or a room, or a line to the lobby: stored and
+//!   delivered exactly like a user's message (`publish.rs`). Scope `publish`.
 //! - `POST|GET /api/v1/server/api-keys`, `DELETE /api/v1/server/api-keys/{id}`
 //!   — make, list and revoke keys (`admin.rs`). The bootstrap key only.
 //! - `GET /api/v1/server/openapi.json` — this API as OpenAPI 3.
@@ -25,7 +25,7 @@ use chat_auth::Secret;
 use chat_auth::names::UserNames;
 use chat_broker::Broker;
 use chat_runtime::settings::SettingsError;
-use chat_store::{ApiKeys, MessageStore};
+use chat_store::{ApiKeys, MessageStore, RoomStore};
 use utoipa::OpenApi;
 
 pub use admin::make_key;
@@ -71,6 +71,7 @@ pub(crate) enum Caller {
 #[derive(Clone)]
 pub struct ServerApi {
     store: Arc<dyn MessageStore>,
+    rooms: Arc<dyn RoomStore>,
     keys: Arc<dyn ApiKeys>,
     broker: Arc<dyn Broker>,
     names: UserNames,
@@ -78,11 +79,13 @@ pub struct ServerApi {
 }
 
 impl ServerApi {
-    /// The API over `store` (messages) and `keys`, publishing lobby lines
-    /// through `broker`; users named in requests are read as `names` says
-    /// (the identity mode's rule); `settings` give the bootstrap key.
+    /// The API over `store` (direct messages), `rooms` and `keys`,
+    /// publishing lobby lines through `broker`; users named in requests are
+    /// read as `names` says (the identity mode's rule); `settings` give the
+    /// bootstrap key.
     pub fn new(
         store: Arc<dyn MessageStore>,
+        rooms: Arc<dyn RoomStore>,
         keys: Arc<dyn ApiKeys>,
         broker: Arc<dyn Broker>,
         names: UserNames,
@@ -90,6 +93,7 @@ impl ServerApi {
     ) -> Self {
         Self {
             store,
+            rooms,
             keys,
             broker,
             names,

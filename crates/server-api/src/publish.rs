@@ -1,12 +1,12 @@
 //! `POST /api/v1/server/publish`: a message from the application, stored
 //! and delivered exactly like a user's (durable, counted unread, kept
-//! offline, in both inboxes when a named user sends it), or a line to the
-//! lobby.
+//! offline, in both inboxes when a named user sends it), to a user or a
+//! room, or a line to the lobby.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_broker::{channel, envelope};
-use chat_protocol::{ChatMessage, ErrorCode};
-use chat_store::Direct;
+use chat_protocol::{ChatMessage, ErrorCode, ServerFrame};
+use chat_store::{Direct, RoomSend};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -23,8 +23,8 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The longest `id`, in characters (as a `send`'s).
 const MAX_ID: usize = 64;
 
-/// What to publish: a message to one user (`to`), or a line to the lobby
-/// (`lobby: true`).
+/// What to publish: a message to one user (`to`) or a room (`room`), or
+/// a line to the lobby (`lobby: true`).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Publish {
@@ -32,6 +32,12 @@ pub(crate) struct Publish {
     #[serde(default)]
     #[schema(example = "bob")]
     to: Option<String>,
+    /// The room the message is for (as members name it). From the
+    /// application, it needs no membership; from a named user, that user
+    /// must be a member.
+    #[serde(default)]
+    #[schema(example = "ops")]
+    room: Option<String>,
     /// `true`: send `body` to the lobby as it is (the seed's raw line; not stored).
     #[serde(default)]
     lobby: Option<bool>,
@@ -75,7 +81,8 @@ pub(crate) struct Published {
         (status = 202, description = "sent to the lobby (not stored)", body = Published),
         (status = 400, description = "no target or two, an empty or too long body, a bad name or id", body = chat_runtime::error::ErrorBody),
         (status = 401, description = "no API key, or one that opens nothing", body = chat_runtime::error::ErrorBody),
-        (status = 403, description = "the key lacks the publish scope", body = chat_runtime::error::ErrorBody),
+        (status = 403, description = "the key lacks the publish scope, or the named sender is no member of the room", body = chat_runtime::error::ErrorBody),
+        (status = 404, description = "no such room", body = chat_runtime::error::ErrorBody),
         (status = 503, description = "the store or the broker is unreachable: nothing was published", body = chat_runtime::error::ErrorBody),
     )
 )]
@@ -95,9 +102,12 @@ pub(crate) async fn publish(
     {
         return Err(bad(format!("id must be 1 to {MAX_ID} characters")));
     }
-    match (request.to, request.lobby.unwrap_or(false)) {
-        (Some(to), false) => direct(&api, to, request.from, request.body, request.id).await,
-        (None, true) => {
+    match (request.to, request.room, request.lobby.unwrap_or(false)) {
+        (Some(to), None, false) => direct(&api, to, request.from, request.body, request.id).await,
+        (None, Some(room), false) => {
+            to_room(&api, room, request.from, request.body, request.id).await
+        }
+        (None, None, true) => {
             if request.from.is_some() || request.id.is_some() {
                 return Err(bad(
                     "a lobby line has no 'from' or 'id': it is the seed's raw text".into(),
@@ -115,7 +125,7 @@ pub(crate) async fn publish(
             }))
         }
         _ => Err(bad(
-            "publish needs exactly one of 'to' (a user) or 'lobby': true".into(),
+            "publish needs exactly one of 'to' (a user), 'room' or 'lobby': true".into(),
         )),
     }
 }
@@ -152,19 +162,84 @@ async fn direct(
     };
     let direct = Direct::typed(&message, id, copy, envelope::text_header(), None);
     let appended = api.store.append_direct(direct).await?;
-    let (message, status) = match appended.repeated {
-        None => (message, actix_web::http::StatusCode::CREATED),
+    let (message, repeated) = match appended.repeated {
+        None => (message, false),
         Some(first) => {
             let first = serde_json::from_str::<ChatMessage>(&first).map_err(|e| {
                 ApiError::Unavailable(chat_store::StoreError::Unavailable(format!(
                     "unreadable stored message: {e}"
                 )))
             })?;
-            (first, actix_web::http::StatusCode::OK)
+            (first, true)
         }
     };
-    Ok(HttpResponse::build(status).json(Published {
-        repeated: status == actix_web::http::StatusCode::OK,
+    Ok(answer(message, repeated))
+}
+
+async fn to_room(
+    api: &ServerApi,
+    room: String,
+    from: Option<String>,
+    body: String,
+    id: Option<String>,
+) -> Result<HttpResponse, ApiError> {
+    let room = chat_auth::names::room(&room)
+        .map_err(|e| ApiError::BadRequest(ErrorCode::InvalidName, format!("room: {e}")))?;
+    let (from, as_server) = match from {
+        Some(from) => (user(api, &from, "from")?, false),
+        None => (SYSTEM_SENDER.to_owned(), true),
+    };
+    let message = ChatMessage {
+        id: ulid::Ulid::new().to_string(),
+        from,
+        room: Some(room.clone()),
+        body,
+        ts: crate::now_ms(),
+        ..ChatMessage::default()
+    };
+    let (head, tail) = ServerFrame::Message(message.clone()).room_template();
+    let send = RoomSend {
+        room,
+        id: message.id.clone(),
+        from: message.from.clone(),
+        // Without an id of the application's, this send is its own.
+        client_id: id.unwrap_or_else(|| message.id.clone()),
+        head,
+        tail,
+        envelope_header: envelope::text_header(),
+        reply_to: None,
+        as_server,
+    };
+    let appended = api.rooms.append_room(send).await.map_err(ApiError::Room)?;
+    let (message, repeated) = match appended.repeated {
+        None => {
+            let stored = ChatMessage {
+                seq: Some(appended.seq),
+                ..message
+            };
+            (stored, false)
+        }
+        Some(first) => match serde_json::from_str::<ServerFrame>(&first) {
+            Ok(ServerFrame::Message(first)) => (first, true),
+            _ => {
+                return Err(ApiError::Unavailable(chat_store::StoreError::Unavailable(
+                    "unreadable stored room message".into(),
+                )));
+            }
+        },
+    };
+    Ok(answer(message, repeated))
+}
+
+/// `201` with a new message, `200` with the first one a repeat stands for.
+fn answer(message: ChatMessage, repeated: bool) -> HttpResponse {
+    let status = if repeated {
+        actix_web::http::StatusCode::OK
+    } else {
+        actix_web::http::StatusCode::CREATED
+    };
+    HttpResponse::build(status).json(Published {
         message: Some(message),
-    }))
+        repeated,
+    })
 }

@@ -23,8 +23,15 @@ fn the_committed_openapi_document_matches_the_code() {
 fn every_operation_asks_for_an_api_key() {
     let doc: serde_json::Value = serde_json::from_str(&chat_server_api::openapi_json()).unwrap();
     assert_eq!(doc["security"][0]["api_key"], serde_json::json!([]));
-    assert_eq!(doc["components"]["securitySchemes"]["api_key"]["scheme"], "bearer");
-    for path in ["/api/v1/server/publish", "/api/v1/server/api-keys", "/api/v1/server/api-keys/{id}"] {
+    assert_eq!(
+        doc["components"]["securitySchemes"]["api_key"]["scheme"],
+        "bearer"
+    );
+    for path in [
+        "/api/v1/server/publish",
+        "/api/v1/server/api-keys",
+        "/api/v1/server/api-keys/{id}",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path}");
     }
 }

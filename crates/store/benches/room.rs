@@ -41,6 +41,7 @@ fn message(room: &str, n: u64) -> RoomSend {
         tail,
         envelope_header: chat_broker::envelope::text_header(),
         reply_to: None,
+        as_server: false,
     }
 }
 

@@ -24,6 +24,7 @@
 -- ARGV[9]  envelope         broker envelope header for the message
 -- ARGV[10] room_channel     the room's channel
 -- ARGV[11] reply_seq        seq of the message this one answers ('' for none)
+-- ARGV[12] as_server        '1': the application sends it (no membership asked, no read marker)
 --
 -- Returns {'stored', seq}, {'repeated', seq, frame}, {'not_found'} or
 -- {'forbidden'}.
@@ -46,9 +47,10 @@ local sent_ttl_s = ARGV[8]
 local envelope = ARGV[9]
 local room_channel = ARGV[10]
 local reply_seq = ARGV[11]
+local as_server = ARGV[12] == '1'
 
 if redis.call('EXISTS', meta_key) == 0 then return {'not_found'} end
-if not member_of(members_key, sender) then return {'forbidden'} end
+if not as_server and not member_of(members_key, sender) then return {'forbidden'} end
 local first = redis.call('HGET', sent_key, client_key)
 if first then
   local seq, frame = string.match(first, '^(%d+) (.*)$')
@@ -57,7 +59,7 @@ end
 local seq = redis.call('HINCRBY', meta_key, 'seq', 1)
 local frame = head .. seq .. tail
 room_append(log_key, ids_key, seq, id, frame, max_len)
-redis.call('HSET', read_key, sender, seq)
+if not as_server then redis.call('HSET', read_key, sender, seq) end
 if reply_seq ~= '' then redis.call('ZADD', replies_key, reply_seq, id) end
 redis.call('HSET', sent_key, client_key, seq .. ' ' .. frame)
 redis.call('ZADD', sent_order_key, seq, client_key)

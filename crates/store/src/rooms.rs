@@ -179,6 +179,9 @@ pub struct RoomSend {
     /// The `seq` of the message this one answers (from
     /// [`crate::Lifecycle::quote`]), so deleting it empties this one's quote.
     pub reply_to: Option<u64>,
+    /// Sent by the application (the server API), not a member: no
+    /// membership is asked for and no read marker moves.
+    pub as_server: bool,
 }
 
 /// Where a room message landed.

@@ -101,6 +101,7 @@ impl Fixture {
                 tail,
                 envelope_header: envelope::text_header(),
                 reply_to: at,
+                as_server: false,
             })
             .await
             .unwrap();

@@ -129,6 +129,7 @@ fn send(room: &str, from: &str, client_id: &str, body: &str) -> RoomSend {
         tail,
         envelope_header: envelope::text_header(),
         reply_to: None,
+        as_server: false,
     }
 }
 

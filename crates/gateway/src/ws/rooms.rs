@@ -43,6 +43,7 @@ pub(crate) async fn send(
         tail,
         envelope_header: envelope::text_header(),
         reply_to,
+        as_server: false,
     };
     match ctx.gw.rooms.append_room(send).await {
         Ok(appended) => {

@@ -154,6 +154,7 @@ struct Append {
     room_channel: String,
     replies: String,
     reply_seq: String,
+    as_server: bool,
 }
 
 impl Lua for Append {
@@ -175,7 +176,8 @@ impl Lua for Append {
             .arg("sent_ttl_s", self.sent_ttl_s)
             .arg("envelope", &self.envelope[..])
             .arg("room_channel", &self.room_channel)
-            .arg("reply_seq", &self.reply_seq);
+            .arg("reply_seq", &self.reply_seq)
+            .arg("as_server", if self.as_server { "1" } else { "0" });
     }
 }
 
@@ -322,6 +324,7 @@ impl Inner {
             room_channel: keys.channel(&channel::room(&message.room)),
             replies: keys.room("replies", &message.room),
             reply_seq: message.reply_to.map(|s| s.to_string()).unwrap_or_default(),
+            as_server: message.as_server,
         }
     }
 
@@ -869,6 +872,7 @@ mod tests {
             tail: "}".into(),
             envelope_header: vec![b'T'],
             reply_to: Some(2),
+            as_server: false,
         }));
         legend::check(&Read {
             meta: "m".into(),

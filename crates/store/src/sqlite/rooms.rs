@@ -407,7 +407,13 @@ impl SqliteStore {
     async fn append_txn(&self, message: &RoomSend) -> Result<(RoomAppended, Publishes), Refused> {
         let room = message.room.as_str();
         let txn = self.inner.db.begin().await?;
-        self.member_check(&txn, room, &message.from).await?;
+        if message.as_server {
+            if meta(&txn, room).await?.is_none() {
+                return Err(RoomError::NotFound(room.to_owned()).into());
+            }
+        } else {
+            self.member_check(&txn, room, &message.from).await?;
+        }
         let first = txn
             .query_one_raw(stmt(
                 "SELECT seq, frame FROM room_sent WHERE room = ? AND user = ? AND client_id = ?",
@@ -441,7 +447,9 @@ impl SqliteStore {
             ))
             .await?;
         }
-        mark_seen(&txn, room, &message.from, seq).await?;
+        if !message.as_server {
+            mark_seen(&txn, room, &message.from, seq).await?;
+        }
         txn.execute_raw(stmt(
             "INSERT INTO room_sent (room, user, client_id, seq, frame) VALUES (?, ?, ?, ?, ?)",
             vec![
