@@ -8,7 +8,7 @@
 
 use chat_testkit::process::{Service, binary};
 use chat_testkit::redis::TestRedis;
-use chat_testkit::ws::WsClient;
+use chat_testkit::ws::{Ended, WsClient};
 use serde_json::{Value, json};
 
 const SECRET: &str = "server-api-test-secret-of-32-bytes!";
@@ -115,7 +115,7 @@ async fn every_wrong_credential_is_refused_on_every_endpoint() {
     let tampered = format!("{}x", publisher);
 
     let publish = json!({"to": "bob", "body": "hello"});
-    let endpoints: [(&str, &str, Option<Value>); 4] = [
+    let endpoints: [(&str, &str, Option<Value>); 6] = [
         ("POST", "/api/v1/server/publish", Some(publish)),
         (
             "POST",
@@ -128,6 +128,8 @@ async fn every_wrong_credential_is_refused_on_every_endpoint() {
             "/api/v1/server/api-keys/01J00000000000000000000000",
             None,
         ),
+        ("GET", "/api/v1/server/users/bob", None),
+        ("POST", "/api/v1/server/users/bob/disconnect", None),
     ];
     let user_token = token("alice");
     for (method, path, body) in &endpoints {
@@ -171,7 +173,7 @@ async fn every_wrong_credential_is_refused_on_every_endpoint() {
         let (status, answer) = call(addr, method, path, &publisher, body.clone()).await;
         assert_eq!(
             status, 403,
-            "{method} {path}: only the bootstrap key manages keys: {answer}"
+            "{method} {path}: a publish key neither manages keys nor reads or removes users: {answer}"
         );
     }
     // What opens the server API opens no user's WebSocket.
@@ -504,4 +506,90 @@ async fn the_presence_binary_serves_the_server_api_beside_gateways() {
         unread["rooms"]["ops"], 1,
         "counted for the member: {unread}"
     );
+}
+
+/// Disconnect closes every connection of the user, on every gateway, with
+/// 4403; the presence and unread counts of any user are readable.
+#[tokio::test]
+async fn a_user_is_thrown_out_of_every_gateway_and_read_by_the_server() {
+    let redis = TestRedis::start().unwrap();
+    let env = [
+        ("REDIS_URL", redis.url()),
+        ("CHAT_REDIS_PREFIX", redis.prefix()),
+        ("CHAT_JWT_SECRET", SECRET),
+        ("CHAT_SERVER_API_KEY", BOOTSTRAP),
+    ];
+    let (one, two) = (
+        Service::start("gateway", &[], &env).await.unwrap(),
+        Service::start("gateway", &[], &env).await.unwrap(),
+    );
+    let presence = Service::start("presence", &[], &env).await.unwrap();
+    let (reader, _) = key(presence.addr(), "dashboard", &["read"]).await;
+    let (bouncer, _) = key(presence.addr(), "moderation", &["users"]).await;
+    let bob_token = token("bob");
+    let mut phone = WsClient::connect(one.addr(), &format!("/ws/bob/?token={bob_token}"))
+        .await
+        .unwrap();
+    let mut laptop = WsClient::connect(two.addr(), &format!("/ws/bob/?token={bob_token}"))
+        .await
+        .unwrap();
+    let mut alice = WsClient::connect(one.addr(), &format!("/ws/alice/?token={}", token("alice")))
+        .await
+        .unwrap();
+    for socket in [&mut phone, &mut laptop, &mut alice] {
+        socket.recv_type("unread").await.unwrap();
+    }
+    alice
+        .send_json(&json!({"type": "send", "id": "a", "to": "bob", "body": "hi"}))
+        .await
+        .unwrap();
+    alice.recv_ack("a").await.unwrap();
+    phone.recv_until("message").await.unwrap();
+
+    let (status, state) = call(
+        presence.addr(),
+        "GET",
+        "/api/v1/server/users/bob",
+        &reader,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{state}");
+    assert_eq!(
+        (state["online"].as_bool(), state["unread"]["alice"].as_u64()),
+        (Some(true), Some(1)),
+        "{state}"
+    );
+
+    let (status, _) = call(
+        presence.addr(),
+        "POST",
+        "/api/v1/server/users/bob/disconnect",
+        &reader,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "reading is not removing");
+    let (status, answer) = call(
+        presence.addr(),
+        "POST",
+        "/api/v1/server/users/bob/disconnect",
+        &bouncer,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, answer["user"].as_str()),
+        (202, Some("bob")),
+        "{answer}"
+    );
+    for socket in [&mut phone, &mut laptop] {
+        assert_eq!(socket.ended().await.unwrap(), Ended::Closed(4403));
+    }
+    // Only bob: alice's connection lives on.
+    alice
+        .send_json(&json!({"type": "send", "id": "b", "to": "carol", "body": "still here"}))
+        .await
+        .unwrap();
+    alice.recv_ack("b").await.unwrap();
 }

@@ -62,19 +62,26 @@ pub enum Control {
         /// Its `member_left` entry.
         seq: u64,
     },
+    /// The application's server removed the user: every connection of
+    /// theirs closes (close code 4403).
+    Disconnect,
 }
 
 impl Control {
     /// The control's text: `+{seq} {room}` or `-{seq} {room}` (room names
-    /// hold no spaces; the seq comes first anyway).
+    /// hold no spaces; the seq comes first anyway), or `!` to disconnect.
     fn encode(&self) -> String {
         match self {
             Control::Joined { room, seq } => format!("+{seq} {room}"),
             Control::Left { room, seq } => format!("-{seq} {room}"),
+            Control::Disconnect => "!".to_owned(),
         }
     }
 
     fn decode(text: &str) -> Option<Self> {
+        if text == "!" {
+            return Some(Control::Disconnect);
+        }
         let (sign, rest) = text.split_at_checked(1)?;
         let (seq, room) = rest.split_once(' ')?;
         let (room, seq) = (room.into(), seq.parse().ok()?);

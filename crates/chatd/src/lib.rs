@@ -128,6 +128,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
     let server_api = ServerApi::new(
         Arc::clone(gateway.store()),
         Arc::clone(gateway.rooms()),
+        gateway.presence(),
         Arc::clone(gateway.api_keys()),
         gateway.broker(),
         auth.user_names(),

@@ -241,7 +241,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
             },
         },
     })?;
-    let presence = RedisPresence::on(store.connection().clone(), prefix);
+    let presence: Arc<dyn Presence> =
+        Arc::new(RedisPresence::on(store.connection().clone(), prefix));
     let broker: Arc<dyn Broker> = Arc::new(RedisBroker::start(
         RedisOptions {
             url: url.to_owned(),
@@ -256,6 +257,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
     let server_api = ServerApi::new(
         Arc::new(store.clone()),
         Arc::new(store.clone()),
+        Arc::clone(&presence),
         Arc::new(store.clone()),
         Arc::clone(&broker),
         auth.user_names(),
@@ -264,7 +266,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
     let service = PresenceService::new(
         Arc::new(store.clone()),
         Arc::new(store),
-        Arc::new(presence),
+        presence,
         broker,
         Arc::new(auth),
         settings.rooms.room_receipts_max,

@@ -6,6 +6,9 @@
 //! - `POST /api/v1/server/publish` — a message as the system (or as a
 //!   named user) to a user or a room, or a line to the lobby: stored and
 //!   delivered exactly like a user's message (`publish.rs`). Scope `publish`.
+//! - `GET /api/v1/server/users/{user}` — presence and unread counts of any
+//!   user (scope `read`); `POST /api/v1/server/users/{user}/disconnect` —
+//!   close every connection of the user (scope `users`; `users.rs`).
 //! - `POST|GET /api/v1/server/api-keys`, `DELETE /api/v1/server/api-keys/{id}`
 //!   — make, list and revoke keys (`admin.rs`). The bootstrap key only.
 //! - `GET /api/v1/server/openapi.json` — this API as OpenAPI 3.
@@ -17,6 +20,7 @@ mod admin;
 mod error;
 pub mod keys;
 mod publish;
+mod users;
 
 use std::sync::Arc;
 
@@ -25,7 +29,7 @@ use chat_auth::Secret;
 use chat_auth::names::UserNames;
 use chat_broker::Broker;
 use chat_runtime::settings::SettingsError;
-use chat_store::{ApiKeys, MessageStore, RoomStore};
+use chat_store::{ApiKeys, MessageStore, Presence, RoomStore};
 use utoipa::OpenApi;
 
 pub use admin::make_key;
@@ -72,6 +76,7 @@ pub(crate) enum Caller {
 pub struct ServerApi {
     store: Arc<dyn MessageStore>,
     rooms: Arc<dyn RoomStore>,
+    presence: Arc<dyn Presence>,
     keys: Arc<dyn ApiKeys>,
     broker: Arc<dyn Broker>,
     names: UserNames,
@@ -79,13 +84,14 @@ pub struct ServerApi {
 }
 
 impl ServerApi {
-    /// The API over `store` (direct messages), `rooms` and `keys`,
-    /// publishing lobby lines through `broker`; users named in requests are
-    /// read as `names` says (the identity mode's rule); `settings` give the
-    /// bootstrap key.
+    /// The API over `store` (direct messages), `rooms`, `presence` and
+    /// `keys`, publishing lobby lines and controls through `broker`; users
+    /// named in requests are read as `names` says (the identity mode's
+    /// rule); `settings` give the bootstrap key.
     pub fn new(
         store: Arc<dyn MessageStore>,
         rooms: Arc<dyn RoomStore>,
+        presence: Arc<dyn Presence>,
         keys: Arc<dyn ApiKeys>,
         broker: Arc<dyn Broker>,
         names: UserNames,
@@ -94,6 +100,7 @@ impl ServerApi {
         Self {
             store,
             rooms,
+            presence,
             keys,
             broker,
             names,
@@ -116,6 +123,13 @@ impl ServerApi {
             .service(
                 resource("/api/v1/server/api-keys/{id}", "DELETE")
                     .route(web::delete().to(admin::revoke)),
+            )
+            .service(
+                resource("/api/v1/server/users/{user}", "GET").route(web::get().to(users::show)),
+            )
+            .service(
+                resource("/api/v1/server/users/{user}/disconnect", "POST")
+                    .route(web::post().to(users::disconnect)),
             )
             .service(resource("/api/v1/server/openapi.json", "GET").route(web::get().to(openapi)));
     }
@@ -194,10 +208,19 @@ impl ServerApi {
         description = "For an application's own backend: publish messages, manage API keys. \
                        Authenticated with API keys (Authorization: Bearer <key>)."
     ),
-    paths(publish::publish, admin::create, admin::list, admin::revoke),
+    paths(
+        publish::publish,
+        users::show,
+        users::disconnect,
+        admin::create,
+        admin::list,
+        admin::revoke
+    ),
     components(schemas(
         publish::Publish,
         publish::Published,
+        users::UserView,
+        users::Disconnected,
         admin::NewKey,
         admin::MadeKey,
         admin::KeyView,

@@ -131,7 +131,7 @@ pub(crate) async fn publish(
 }
 
 /// A name in the request as the user id it stands for.
-fn user(api: &ServerApi, name: &str, what: &str) -> Result<String, ApiError> {
+pub(crate) fn user(api: &ServerApi, name: &str, what: &str) -> Result<String, ApiError> {
     api.names
         .id(name)
         .map_err(|e| ApiError::BadRequest(ErrorCode::InvalidName, format!("{what}: {e}")))

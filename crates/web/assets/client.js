@@ -19,6 +19,8 @@ const BACKOFF_MIN_MS = 500;
 /** Lobby lines said while its socket is (re)connecting, sent once it opens. */
 const LOBBY_PENDING_MAX = 100;
 const BACKOFF_MAX_MS = 10_000;
+/** Close code: the application's server removed the user (proto/README.md). */
+const CLOSE_REMOVED = 4403;
 
 /** The user a JWT names (its `sub`), without verifying it: the server does. */
 export function tokenUser(token) {
@@ -91,9 +93,12 @@ export class ChatClient extends EventTarget {
       for (const frame of this.outbox.splice(0)) socket.send(JSON.stringify(frame));
     };
     socket.onmessage = (event) => this.#receive(JSON.parse(event.data));
-    socket.onclose = () => {
+    socket.onclose = (event) => {
       if (this.socket !== socket) return;
-      this.#setState("offline");
+      // 4403: the application's server removed this user; reconnecting
+      // on our own would undo it.
+      if (event.code === CLOSE_REMOVED) this.stopped = true;
+      this.#setState(event.code === CLOSE_REMOVED ? "removed" : "offline");
       // Sends that went out but were never acked: the server may or may not
       // have stored them. Say so; the user decides to send again.
       for (const { reject, lost } of this.pending.values()) reject(new Error(lost));

@@ -13,7 +13,7 @@ use prometheus::IntCounter;
 use super::Endpoint;
 use super::handler::{Ctx, Outcome, Replies, reason};
 use super::registration::Subscriptions;
-use super::socket::Message;
+use super::socket::{CLOSE_REMOVED, Message};
 use super::sync::Replay;
 use super::{direct, lifecycle, rooms, sync, watch};
 use crate::Inner;
@@ -85,7 +85,13 @@ impl Connection {
                 user: &self.user,
                 name: self.name.as_deref(),
             };
-            rooms::apply(&ctx, &mut self.subs, control).await
+            match control {
+                Control::Disconnect => Outcome::Close(reason(
+                    CloseCode::Other(CLOSE_REMOVED),
+                    "removed by the server",
+                )),
+                control => rooms::apply(&ctx, &mut self.subs, control).await,
+            }
         };
         (self, outcome)
     }

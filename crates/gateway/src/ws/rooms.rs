@@ -238,6 +238,8 @@ pub(crate) async fn apply(ctx: &Ctx<'_>, subs: &mut Subscriptions, control: Cont
                 },
             }
         }
+        // The connection's to carry out (`Connection::control`).
+        Control::Disconnect => Outcome::Continue,
         Control::Left { room, seq } => {
             let room = room.to_string();
             // Controls come in the order the store made them: no join

@@ -37,6 +37,9 @@ use crate::metrics::GatewayMetrics;
 /// Application close code for a peer that stopped answering pings
 /// (4000–4999 is the application range; 408 as in HTTP's Request Timeout).
 pub(crate) const CLOSE_IDLE: u16 = 4408;
+/// Close code: the application's server removed the user (its server
+/// API's `disconnect`): 4000 + HTTP's 403, as 4408 is 4000 + 408.
+pub(crate) const CLOSE_REMOVED: u16 = 4403;
 /// How long the goodbye (queued frames, then the close frame) may take
 /// before the socket is just dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);

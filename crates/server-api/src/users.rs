@@ -1,0 +1,99 @@
+//! Users, as the application's server sees them: any user's presence and
+//! unread counts (scope `read`), and throwing a user out (scope `users`).
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chat_broker::channel;
+use chat_broker::envelope::{self, Control};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::publish::user;
+use crate::{ApiError, Scope, ServerApi};
+
+/// A user's state.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UserView {
+    /// The user id.
+    user: String,
+    /// Has at least one open connection now.
+    online: bool,
+    /// When their last connection closed (ms since the Unix epoch), if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_seen: Option<u64>,
+    /// Unread direct messages by sender (`unread:{user}`).
+    unread: BTreeMap<String, u64>,
+    /// Unread entries by room, for every room of the user.
+    rooms: BTreeMap<String, u64>,
+}
+
+/// A user's presence and unread counts.
+#[utoipa::path(
+    get,
+    path = "/api/v1/server/users/{user}",
+    params(("user" = String, Path, description = "the user id (a nickname in open mode)")),
+    responses(
+        (status = 200, description = "online state, last seen, unread counts", body = UserView),
+        (status = 400, description = "a name the naming rules refuse", body = chat_runtime::error::ErrorBody),
+        (status = 401, description = "no API key, or one that opens nothing", body = chat_runtime::error::ErrorBody),
+        (status = 403, description = "the key lacks the read scope", body = chat_runtime::error::ErrorBody),
+        (status = 503, description = "the store is unreachable", body = chat_runtime::error::ErrorBody),
+    )
+)]
+pub(crate) async fn show(
+    req: HttpRequest,
+    api: web::Data<ServerApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    api.authorize(&req, Scope::Read).await?;
+    let id = user(&api, &path, "user")?;
+    let state = api.presence.state(&id).await?;
+    let unread = api.store.unread(&id).await?;
+    let rooms = api.rooms.room_unread(&id).await?;
+    Ok(HttpResponse::Ok().json(UserView {
+        user: id,
+        online: state.online,
+        last_seen: state.last_seen,
+        unread,
+        rooms,
+    }))
+}
+
+/// Who was disconnected.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Disconnected {
+    /// The user id.
+    user: String,
+}
+
+/// Closes every connection of the user, on every gateway, with close code
+/// 4403 ("removed by the server"). The user may connect again (refuse
+/// them in your identity provider, or with token revocation, to keep them
+/// out).
+#[utoipa::path(
+    post,
+    path = "/api/v1/server/users/{user}/disconnect",
+    params(("user" = String, Path, description = "the user id (a nickname in open mode)")),
+    responses(
+        (status = 202, description = "every gateway was told: the user's connections close", body = Disconnected),
+        (status = 400, description = "a name the naming rules refuse", body = chat_runtime::error::ErrorBody),
+        (status = 401, description = "no API key, or one that opens nothing", body = chat_runtime::error::ErrorBody),
+        (status = 403, description = "the key lacks the users scope", body = chat_runtime::error::ErrorBody),
+        (status = 503, description = "the broker is unreachable: nobody was disconnected", body = chat_runtime::error::ErrorBody),
+    )
+)]
+pub(crate) async fn disconnect(
+    req: HttpRequest,
+    api: web::Data<ServerApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    api.authorize(&req, Scope::Users).await?;
+    let id = user(&api, &path, "user")?;
+    api.broker
+        .publish(&channel::user(&id), envelope::control(&Control::Disconnect))
+        .await
+        .map_err(|e| ApiError::Unavailable(chat_store::StoreError::Unavailable(e.to_string())))?;
+    tracing::info!(user = %id, "disconnected by the server API");
+    Ok(HttpResponse::Accepted().json(Disconnected { user: id }))
+}
