@@ -132,6 +132,17 @@ async fn every_wrong_credential_is_refused_on_every_endpoint() {
         ("POST", "/api/v1/server/users/bob/disconnect", None),
     ];
     let user_token = token("alice");
+    // Credentials are checked before the body is read: a stranger learns
+    // nothing of the schema.
+    let (status, answer) = call(
+        addr,
+        "POST",
+        "/api/v1/server/publish",
+        "",
+        Some(json!({"nonsense": 1})),
+    )
+    .await;
+    assert_eq!(status, 401, "{answer}");
     for (method, path, body) in &endpoints {
         for (credential, why) in [
             ("", "no key"),
@@ -233,7 +244,7 @@ async fn a_message_published_for_an_offline_user_is_stored_counted_and_delivered
         "POST",
         "/api/v1/server/publish",
         &publisher,
-        Some(order),
+        Some(order.clone()),
     )
     .await;
     assert_eq!(
@@ -245,6 +256,23 @@ async fn a_message_published_for_an_offline_user_is_stored_counted_and_delivered
         again["message"]["id"], first["message"]["id"],
         "a retry stores nothing new"
     );
+    // The same id for another user is another message.
+    let mut other = order.clone();
+    other["to"] = "carol".into();
+    let (status, to_carol) = call(
+        addr,
+        "POST",
+        "/api/v1/server/publish",
+        &publisher,
+        Some(other),
+    )
+    .await;
+    assert_eq!(
+        (status, to_carol["repeated"].as_bool()),
+        (201, Some(false)),
+        "{to_carol}"
+    );
+    assert_ne!(to_carol["message"]["id"], first["message"]["id"]);
 
     // Counted once, kept, and delivered when bob comes.
     let bob_token = token("bob");
@@ -586,6 +614,57 @@ async fn a_user_is_thrown_out_of_every_gateway_and_read_by_the_server() {
     for socket in [&mut phone, &mut laptop] {
         assert_eq!(socket.ended().await.unwrap(), Ended::Closed(4403));
     }
+    // Without revoke, bob's token still opens; with it, no token issued
+    // before does, anywhere; a token issued later does.
+    let mut back = WsClient::connect(one.addr(), &format!("/ws/bob/?token={bob_token}"))
+        .await
+        .unwrap();
+    let (status, answer) = call(
+        presence.addr(),
+        "POST",
+        "/api/v1/server/users/bob/disconnect",
+        &bouncer,
+        Some(json!({"revoke": true})),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    assert!(answer["revoked_before"].is_u64(), "{answer}");
+    assert_eq!(back.ended().await.unwrap(), Ended::Closed(4403));
+    for gateway in [&one, &two] {
+        let path = format!("/ws/bob/?token={bob_token}");
+        assert_eq!(
+            WsClient::refused_status(gateway.addr(), &path)
+                .await
+                .unwrap(),
+            401
+        );
+    }
+    let (status, _) = call(
+        presence.addr(),
+        "GET",
+        &format!("/api/v1/unread?token={bob_token}"),
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "the presence API refuses it too");
+    // Tokens carry whole seconds: one minted in the revocation's second is
+    // refused as well, a later one passes.
+    chat_testkit::eventually_async("a token minted after the revocation opens", || async {
+        let path = format!("/ws/bob/?token={}", token("bob"));
+        WsClient::connect(two.addr(), &path).await.is_ok()
+    })
+    .await
+    .unwrap();
+    let (status, _) = call(
+        presence.addr(),
+        "GET",
+        &format!("/api/v1/unread?token={}", token("alice")),
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "alice's tokens are not touched");
     // Only bob: alice's connection lives on.
     alice
         .send_json(&json!({"type": "send", "id": "b", "to": "carol", "body": "still here"}))

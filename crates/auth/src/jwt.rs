@@ -36,6 +36,8 @@ pub struct Verified {
     pub user: String,
     /// The display name, when the token carries one.
     pub name: Option<String>,
+    /// When it was issued (`iat`, whole seconds since the Unix epoch), if it says.
+    pub issued_at: Option<u64>,
 }
 
 /// The claims rules of this deployment.
@@ -200,7 +202,16 @@ impl Verifier {
                     && !n.contains(char::is_control)
             })
             .map(str::to_owned);
-        Ok(Verified { user, name })
+        let issued_at = claims
+            .get("iat")
+            .and_then(Value::as_f64)
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| s as u64);
+        Ok(Verified {
+            user,
+            name,
+            issued_at,
+        })
     }
 
     /// A token for `user` signed with the shared secret, valid for `ttl`

@@ -18,12 +18,14 @@ pub mod names;
 mod origin;
 pub mod settings;
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 use chat_protocol::ErrorCode;
 use chat_runtime::error::HttpError;
+use futures_util::future::BoxFuture;
 
 pub use jwks::JwksOptions;
 pub use jwt::Verified;
@@ -55,6 +57,9 @@ pub enum AuthError {
     /// The user named by the request breaks the naming rules.
     #[error("invalid user name: {0}")]
     InvalidName(NameError),
+    /// What a check needs (the revocations' store) is unreachable.
+    #[error("cannot check credentials now: {0}")]
+    Unavailable(String),
 }
 
 impl HttpError for AuthError {
@@ -63,6 +68,7 @@ impl HttpError for AuthError {
             AuthError::Missing(_) | AuthError::Invalid(_) => ErrorCode::Unauthorized,
             AuthError::WrongUser { .. } | AuthError::Origin(_) => ErrorCode::Forbidden,
             AuthError::InvalidName(_) => ErrorCode::InvalidName,
+            AuthError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
 
@@ -70,6 +76,7 @@ impl HttpError for AuthError {
         match self.code() {
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -97,6 +104,19 @@ enum Mode {
 /// (see [`AuthSettings::build`]) and shared.
 pub struct Authenticator {
     mode: Mode,
+    /// When each user's tokens were revoked (the server API's
+    /// `disconnect {revoke: true}`); unset: nothing is ever revoked.
+    revocations: OnceLock<Arc<dyn Revocations>>,
+}
+
+/// Where the time before which a user's tokens are refused is kept (the
+/// message store's engine: `revoked:{user}` on Redis, a SQLite table).
+pub trait Revocations: Send + Sync + 'static {
+    /// Tokens of `user` issued before this time (ms since the Unix epoch)
+    /// are refused; `None` when none are.
+    ///
+    /// Errors: the store is unreachable (its message).
+    fn revoked_before(&self, user: &str) -> BoxFuture<'static, Result<Option<u64>, String>>;
 }
 
 /// The settings of jwt mode, as [`Authenticator::jwt_with`] takes them.
@@ -123,13 +143,17 @@ pub struct JwtKeys {
 impl Authenticator {
     /// Open mode: names are identities.
     pub fn open() -> Self {
-        Self { mode: Mode::Open }
+        Self {
+            mode: Mode::Open,
+            revocations: OnceLock::new(),
+        }
     }
 
     /// JWT mode with an HS256 shared secret only, defaults otherwise
     /// (callers check its length: see [`AuthSettings`]).
     pub fn jwt(secret: &[u8]) -> Self {
         Self {
+            revocations: OnceLock::new(),
             mode: Mode::Jwt(Box::new(jwt::Verifier {
                 hmac: Some((
                     keys::hmac(secret),
@@ -188,6 +212,7 @@ impl Authenticator {
             }
         };
         Ok(Self {
+            revocations: OnceLock::new(),
             mode: Mode::Jwt(Box::new(jwt::Verifier {
                 hmac,
                 public,
@@ -228,11 +253,43 @@ impl Authenticator {
         verifier.mint(user, name, ttl).unwrap_or(Err(no_secret))
     }
 
+    /// Where revocations are read from, once the store exists (a second
+    /// call changes nothing).
+    pub fn set_revocations(&self, revocations: Arc<dyn Revocations>) {
+        let _ = self.revocations.set(revocations);
+    }
+
     /// What a token says (jwt mode only).
     pub async fn verify(&self, token: &str) -> Result<Verified, AuthError> {
         match &self.mode {
-            Mode::Jwt(verifier) => verifier.verify(token).await,
+            Mode::Jwt(verifier) => self.verified(verifier, token).await,
             Mode::Open => Err(AuthError::Invalid("open mode has no tokens".into())),
+        }
+    }
+
+    /// `token` verified, and not revoked: a token issued (`iat`) before
+    /// its user's revocation time, or without `iat` once the user has one,
+    /// is refused. `iat` is in whole seconds: a token passes when the
+    /// second it names starts at or after the revocation, so one made in
+    /// the rest of that second is refused too.
+    ///
+    /// Errors: the verifier's; [`AuthError::Invalid`] for a revoked token;
+    /// [`AuthError::Unavailable`] when revocations cannot be read.
+    async fn verified(&self, verifier: &jwt::Verifier, token: &str) -> Result<Verified, AuthError> {
+        let verified = verifier.verify(token).await?;
+        let Some(revocations) = self.revocations.get() else {
+            return Ok(verified);
+        };
+        let before = revocations
+            .revoked_before(&verified.user)
+            .await
+            .map_err(AuthError::Unavailable)?;
+        match (before, verified.issued_at) {
+            (Some(before), Some(iat)) if iat.saturating_mul(1000) >= before => Ok(verified),
+            (Some(_), _) => Err(AuthError::Invalid(
+                "revoked: issued before this user's tokens were revoked".into(),
+            )),
+            (None, _) => Ok(verified),
         }
     }
 
@@ -258,7 +315,7 @@ impl Authenticator {
             }),
             Mode::Jwt(verifier) => {
                 names::provider_id(user).map_err(AuthError::InvalidName)?;
-                let verified = verifier.verify(&Self::token(req)?).await?;
+                let verified = self.verified(verifier, &Self::token(req)?).await?;
                 if verified.user != user {
                     return Err(AuthError::WrongUser {
                         token_user: verified.user,
@@ -287,7 +344,7 @@ impl Authenticator {
                 })
             }
             Mode::Jwt(verifier) => {
-                let verified = verifier.verify(&Self::token(req)?).await?;
+                let verified = self.verified(verifier, &Self::token(req)?).await?;
                 Ok(Caller {
                     id: verified.user,
                     name: verified.name,
@@ -301,7 +358,7 @@ impl Authenticator {
     pub async fn anyone(&self, req: &HttpRequest) -> Result<(), AuthError> {
         match &self.mode {
             Mode::Open => Ok(()),
-            Mode::Jwt(verifier) => verifier.verify(&Self::token(req)?).await.map(drop),
+            Mode::Jwt(verifier) => self.verified(verifier, &Self::token(req)?).await.map(drop),
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use chat_auth::{Authenticator, JwksOptions, JwtKeys, Verified};
+use chat_auth::{Authenticator, JwksOptions, JwtKeys, Revocations, Verified};
 use chat_testkit::identity::{JwksServer, TestKey, now, sign_hmac};
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
@@ -199,13 +199,14 @@ async fn the_user_and_display_name_claims_are_configurable() {
     let token = sign_hmac(
         SECRET,
         Algorithm::HS256,
-        &json!({"sub": "ignored", "uid": "u-42", "preferred_username": "Alice Martin", "exp": now() + 60}),
+        &json!({"sub": "ignored", "uid": "u-42", "preferred_username": "Alice Martin", "iat": now() - 5, "exp": now() + 60}),
     );
     assert_eq!(
         auth.verify(&token).await.unwrap(),
         Verified {
             user: "u-42".into(),
-            name: Some("Alice Martin".into())
+            name: Some("Alice Martin".into()),
+            issued_at: Some(now() - 5),
         }
     );
 }
@@ -392,4 +393,53 @@ async fn a_public_key_and_a_jwks_together_are_refused() {
     .err()
     .unwrap();
     assert!(error.contains("both set: give one"), "{error}");
+}
+
+/// Revocations kept in memory, as a store would answer them.
+struct RevokedAt(std::collections::HashMap<String, u64>);
+
+impl Revocations for RevokedAt {
+    fn revoked_before(
+        &self,
+        user: &str,
+    ) -> futures_util::future::BoxFuture<'static, Result<Option<u64>, String>> {
+        let answer = self.0.get(user).copied();
+        Box::pin(async move { Ok(answer) })
+    }
+}
+
+/// Once a user's tokens are revoked, a token issued before (or saying
+/// nothing of when it was issued) is refused, a newer one passes, and
+/// other users are not touched.
+#[tokio::test]
+async fn tokens_issued_before_a_revocation_are_refused() {
+    let auth = Authenticator::jwt(SECRET);
+    let revoked_at = (now() - 60) * 1000;
+    let users = [("mallory".to_owned(), revoked_at)].into_iter().collect();
+    auth.set_revocations(std::sync::Arc::new(RevokedAt(users)));
+    let token = |sub: &str, iat: Option<u64>| {
+        let mut claims = json!({"sub": sub, "exp": now() + 60});
+        if let Some(iat) = iat {
+            claims["iat"] = iat.into();
+        }
+        sign_hmac(SECRET, Algorithm::HS256, &claims)
+    };
+    // Issued before the revocation, or saying nothing of when.
+    for claims in [token("mallory", Some(now() - 120)), token("mallory", None)] {
+        assert_says(&refusal(&auth, &claims).await, "revoked");
+    }
+    assert_eq!(
+        auth.verify(&token("mallory", Some(now() - 30)))
+            .await
+            .unwrap()
+            .user,
+        "mallory"
+    );
+    assert_eq!(
+        auth.verify(&token("alice", Some(now() - 120)))
+            .await
+            .unwrap()
+            .user,
+        "alice"
+    );
 }

@@ -63,7 +63,7 @@ fn fail(e: &dyn std::fmt::Display) -> ExitCode {
 
 async fn run(config: Option<&std::path::Path>, action: Action) -> anyhow::Result<Vec<String>> {
     let settings = crate::Settings::load_from(config)?;
-    let keys = Engine::from_settings(&settings.shared).api_keys().await?;
+    let keys = Engine::from_settings(&settings.shared).open_store().await?;
     match action {
         Action::Create { name, scopes } => {
             let (record, key) = chat_server_api::make_key(&*keys, &name, &scopes).await?;

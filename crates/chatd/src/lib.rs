@@ -126,10 +126,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
         receipts_max,
     );
     let server_api = ServerApi::new(
-        Arc::clone(gateway.store()),
-        Arc::clone(gateway.rooms()),
+        Arc::clone(gateway.engine()),
         gateway.presence(),
-        Arc::clone(gateway.api_keys()),
         gateway.broker(),
         auth.user_names(),
         &settings.server_api,

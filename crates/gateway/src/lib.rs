@@ -46,8 +46,8 @@ use chat_store::redis::presence::RedisNode;
 #[cfg(feature = "embedded")]
 use chat_store::sqlite::SqliteStore;
 use chat_store::{
-    ApiKeys, Lifecycle, Limits, MediaRefs, MessageStore, Presence, PresenceNode, RoomLimits,
-    RoomStore,
+    Lifecycle, Limits, MediaRefs, MessageStore, Presence, PresenceNode, RoomLimits, RoomStore,
+    StoreEngine,
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -93,11 +93,12 @@ impl Engine {
         }
     }
 
-    /// The API keys this engine keeps, opened without a gateway (for the
-    /// command line: `chatd api-key`). Must be called inside a tokio runtime.
+    /// This engine's store, opened without a gateway, for the command
+    /// line (`chatd api-key`): on Redis it does not convert older data (a
+    /// gateway's start does). Must be called inside a tokio runtime.
     ///
     /// Errors: the store cannot be opened (the SQLite file, Redis's URL).
-    pub async fn api_keys(&self) -> anyhow::Result<Arc<dyn ApiKeys>> {
+    pub async fn open_store(&self) -> anyhow::Result<Arc<dyn StoreEngine>> {
         match self {
             Engine::Embedded { bus, data_dir } => {
                 let broker: Arc<dyn Broker> =
@@ -107,11 +108,15 @@ impl Engine {
                 let store = SqliteStore::open(&path, broker, presence, Limits::default()).await?;
                 Ok(Arc::new(store))
             }
-            Engine::Redis(options) => Ok(Arc::new(RedisStore::start(RedisStoreOptions {
-                url: options.url.clone(),
-                prefix: options.prefix.clone(),
-                limits: Limits::default(),
-            })?)),
+            Engine::Redis(options) => {
+                let redis = chat_broker::redis::command_connection(&options.url)
+                    .map_err(anyhow::Error::msg)?;
+                Ok(Arc::new(RedisStore::on(
+                    redis,
+                    &options.prefix,
+                    Limits::default(),
+                )))
+            }
         }
     }
 }
@@ -139,9 +144,9 @@ pub(crate) struct Inner {
     pub(crate) lifecycle: Arc<dyn Lifecycle>,
     /// Which messages carry which file (a delete of the last one deletes it).
     pub(crate) media_refs: Arc<dyn MediaRefs>,
-    /// The server API's keys, kept by this engine (for services composed
-    /// in one process).
-    pub(crate) api_keys: Arc<dyn ApiKeys>,
+    /// The store engine itself, for services composed in one process
+    /// (the server API's keys and revocations).
+    pub(crate) engine: Arc<dyn StoreEngine>,
     /// Limits of rooms (receipts in small rooms).
     pub(crate) room_settings: RoomSettings,
     /// Who is online: this node's connections are counted here.
@@ -228,59 +233,42 @@ impl Gateway {
                 rooms_per_user: room_settings.rooms_per_user,
             },
         };
-        type Engines = (
-            Arc<dyn Broker>,
-            Arc<dyn MessageStore>,
-            Arc<dyn RoomStore>,
-            Arc<dyn Lifecycle>,
-            Arc<dyn MediaRefs>,
-            Arc<dyn ApiKeys>,
-            Arc<dyn PresenceNode>,
-        );
-        let (broker, store, rooms, lifecycle, media_refs, api_keys, presence): Engines =
-            match engine {
-                #[cfg(feature = "embedded")]
-                Engine::Embedded { bus, data_dir } => {
-                    let broker: Arc<dyn Broker> = Arc::new(bus.node(hub.handler()));
-                    let presence = MemoryPresence::new(Arc::clone(&broker));
-                    let path = data_dir.join("messages.db");
-                    let store =
-                        SqliteStore::open(&path, Arc::clone(&broker), presence.clone(), limits)
-                            .await?;
-                    (
-                        broker,
-                        Arc::new(store.clone()),
-                        Arc::new(store.clone()),
-                        Arc::new(store.clone()),
-                        Arc::new(store.clone()),
-                        Arc::new(store),
-                        Arc::new(presence),
-                    )
-                }
-                Engine::Redis(mut options) => {
-                    let store = RedisStore::start(RedisStoreOptions {
-                        url: options.url.clone(),
-                        prefix: options.prefix.clone(),
-                        limits,
-                    })?;
-                    // One multiplexed command connection for messages and presence.
-                    let presence = RedisNode::on(
-                        store.connection().clone(),
-                        &options.prefix,
-                        settings.presence_lease,
-                    );
-                    options.errors = Some(metrics.redis_errors.clone());
-                    (
-                        Arc::new(RedisBroker::start(options, hub.handler())?),
-                        Arc::new(store.clone()),
-                        Arc::new(store.clone()),
-                        Arc::new(store.clone()),
-                        Arc::new(store.clone()),
-                        Arc::new(store),
-                        Arc::new(presence),
-                    )
-                }
-            };
+        type Engines = (Arc<dyn Broker>, Arc<dyn StoreEngine>, Arc<dyn PresenceNode>);
+        let (broker, engine, presence): Engines = match engine {
+            #[cfg(feature = "embedded")]
+            Engine::Embedded { bus, data_dir } => {
+                let broker: Arc<dyn Broker> = Arc::new(bus.node(hub.handler()));
+                let presence = MemoryPresence::new(Arc::clone(&broker));
+                let path = data_dir.join("messages.db");
+                let store =
+                    SqliteStore::open(&path, Arc::clone(&broker), presence.clone(), limits).await?;
+                (broker, Arc::new(store), Arc::new(presence))
+            }
+            Engine::Redis(mut options) => {
+                let store = RedisStore::start(RedisStoreOptions {
+                    url: options.url.clone(),
+                    prefix: options.prefix.clone(),
+                    limits,
+                })?;
+                // One multiplexed command connection for messages and presence.
+                let presence = RedisNode::on(
+                    store.connection().clone(),
+                    &options.prefix,
+                    settings.presence_lease,
+                );
+                options.errors = Some(metrics.redis_errors.clone());
+                (
+                    Arc::new(RedisBroker::start(options, hub.handler())?),
+                    Arc::new(store),
+                    Arc::new(presence),
+                )
+            }
+        };
+        // Tokens revoked through the server API are refused from now on.
+        access
+            .auth
+            .set_revocations(Arc::clone(&engine) as Arc<dyn chat_auth::Revocations>);
+        let store: Arc<dyn MessageStore> = Arc::clone(&engine) as _;
         hub.attach(broker);
         let checked = Arc::clone(&store);
         obs.check("store", move || checked.check());
@@ -309,10 +297,10 @@ impl Gateway {
                 auth: access.auth,
                 origins: access.origins,
                 store,
-                rooms,
-                lifecycle,
-                media_refs,
-                api_keys,
+                rooms: Arc::clone(&engine) as _,
+                lifecycle: Arc::clone(&engine) as _,
+                media_refs: Arc::clone(&engine) as _,
+                engine,
                 room_settings,
                 leaver: ws::Leaver::start(Arc::clone(&presence)),
                 presence,
@@ -332,9 +320,10 @@ impl Gateway {
             .route("/ws/{user}", web::get().to(ws::upgrade::user));
     }
 
-    /// The server API's keys, to share with services composed in one process.
-    pub fn api_keys(&self) -> &Arc<dyn ApiKeys> {
-        &self.inner.api_keys
+    /// The store engine (every store interface), to share with services
+    /// composed in one process.
+    pub fn engine(&self) -> &Arc<dyn StoreEngine> {
+        &self.inner.engine
     }
 
     /// The message store, to share with services composed in one process.

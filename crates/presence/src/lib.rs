@@ -251,14 +251,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
         },
         Arc::new(|_: &str, _| {}),
     )?);
+    // Tokens revoked through the server API are refused here too.
+    auth.set_revocations(Arc::new(store.clone()));
     let mut obs = Observability::new();
     let checked = store.clone();
     obs.check("store", move || checked.check());
     let server_api = ServerApi::new(
         Arc::new(store.clone()),
-        Arc::new(store.clone()),
         Arc::clone(&presence),
-        Arc::new(store.clone()),
         Arc::clone(&broker),
         auth.user_names(),
         &settings.server_api,

@@ -127,10 +127,11 @@ fn bootstrap_only(caller: &Caller) -> Result<(), ApiError> {
 pub(crate) async fn create(
     req: HttpRequest,
     api: web::Data<ServerApi>,
-    body: web::Json<NewKey>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     bootstrap_only(&api.authenticate(&req).await?.0)?;
-    let (record, key) = make_key(&*api.keys, &body.name, &body.scopes).await?;
+    let body: NewKey = crate::json(&body)?;
+    let (record, key) = make_key(&*api.store, &body.name, &body.scopes).await?;
     tracing::info!(key = %record.id, name = %record.name, "made an API key");
     Ok(HttpResponse::Created().json(MadeKey {
         key,
@@ -155,7 +156,7 @@ pub(crate) async fn list(
 ) -> Result<HttpResponse, ApiError> {
     bootstrap_only(&api.authenticate(&req).await?.0)?;
     let keys = api
-        .keys
+        .store
         .keys()
         .await?
         .into_iter()
@@ -183,7 +184,7 @@ pub(crate) async fn revoke(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     bootstrap_only(&api.authenticate(&req).await?.0)?;
-    match api.keys.revoke_key(&path, crate::now_ms()).await? {
+    match api.store.revoke_key(&path, crate::now_ms()).await? {
         Some(key) => {
             tracing::info!(key = %key.id, "revoked an API key");
             Ok(HttpResponse::Ok().json(KeyView::from(key)))

@@ -29,7 +29,7 @@ use chat_auth::Secret;
 use chat_auth::names::UserNames;
 use chat_broker::Broker;
 use chat_runtime::settings::SettingsError;
-use chat_store::{ApiKeys, MessageStore, Presence, RoomStore};
+use chat_store::{Presence, StoreEngine};
 use utoipa::OpenApi;
 
 pub use admin::make_key;
@@ -74,34 +74,29 @@ pub(crate) enum Caller {
 /// What the server API needs; cloned into every worker.
 #[derive(Clone)]
 pub struct ServerApi {
-    store: Arc<dyn MessageStore>,
-    rooms: Arc<dyn RoomStore>,
+    /// Messages, rooms, API keys and revocations: one engine.
+    store: Arc<dyn StoreEngine>,
     presence: Arc<dyn Presence>,
-    keys: Arc<dyn ApiKeys>,
     broker: Arc<dyn Broker>,
     names: UserNames,
     bootstrap: Option<Secret>,
 }
 
 impl ServerApi {
-    /// The API over `store` (direct messages), `rooms`, `presence` and
-    /// `keys`, publishing lobby lines and controls through `broker`; users
-    /// named in requests are read as `names` says (the identity mode's
-    /// rule); `settings` give the bootstrap key.
+    /// The API over `store` (messages, rooms, keys, revocations) and
+    /// `presence`, publishing lobby lines and controls through `broker`;
+    /// users named in requests are read as `names` says (the identity
+    /// mode's rule); `settings` give the bootstrap key.
     pub fn new(
-        store: Arc<dyn MessageStore>,
-        rooms: Arc<dyn RoomStore>,
+        store: Arc<dyn StoreEngine>,
         presence: Arc<dyn Presence>,
-        keys: Arc<dyn ApiKeys>,
         broker: Arc<dyn Broker>,
         names: UserNames,
         settings: &ServerApiSettings,
     ) -> Self {
         Self {
             store,
-            rooms,
             presence,
-            keys,
             broker,
             names,
             bootstrap: settings.server_api_key.clone(),
@@ -189,7 +184,7 @@ impl ServerApi {
             }
             keys::Presented::Unknown => return Err(unauthorized("not an API key")),
         };
-        let key = match self.keys.key(id).await? {
+        let key = match self.store.key(id).await? {
             Some(key) if keys::matches(&key, secret) => key,
             _ => return Err(unauthorized("unknown API key")),
         };
@@ -220,6 +215,7 @@ impl ServerApi {
         publish::Publish,
         publish::Published,
         users::UserView,
+        users::Disconnect,
         users::Disconnected,
         admin::NewKey,
         admin::MadeKey,
@@ -266,6 +262,19 @@ async fn openapi() -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok()
         .content_type("application/json")
         .body(openapi_json())
+}
+
+/// `body` as JSON of `T`. Read only once the caller is authorised, so that
+/// an unauthorised caller learns nothing of the schema.
+///
+/// Errors: [`ApiError::BadRequest`] (`invalid_frame`) saying what is wrong.
+pub(crate) fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(
+            chat_protocol::ErrorCode::InvalidFrame,
+            format!("invalid JSON body: {e}"),
+        )
+    })
 }
 
 /// Milliseconds since the Unix epoch.

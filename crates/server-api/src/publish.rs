@@ -51,8 +51,10 @@ pub(crate) struct Publish {
     #[schema(min_length = 1, example = "Your order has shipped.")]
     body: String,
     /// The application's id for this message (1–64 characters): publishing
-    /// again with the same id (and sender) stores nothing and answers the
-    /// first message, so retries are safe.
+    /// again with the same id to the same user or room (from the same
+    /// sender) stores nothing and answers the first message, so retries are
+    /// safe — for as long as the id is among the sender's last 1 000 direct
+    /// sends (the room's last 1 000 entries for a room).
     #[serde(default)]
     #[schema(min_length = 1, max_length = 64, example = "order-1042-shipped")]
     id: Option<String>,
@@ -89,10 +91,10 @@ pub(crate) struct Published {
 pub(crate) async fn publish(
     req: HttpRequest,
     api: web::Data<ServerApi>,
-    body: web::Json<Publish>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     api.authorize(&req, Scope::Publish).await?;
-    let request = body.into_inner();
+    let request: Publish = crate::json(&body)?;
     let bad = |why: String| ApiError::BadRequest(ErrorCode::InvalidFrame, why);
     if request.body.is_empty() || request.body.len() > MAX_BODY_BYTES {
         return Err(bad(format!("body must be 1 to {MAX_BODY_BYTES} bytes")));
@@ -145,6 +147,7 @@ async fn direct(
     id: Option<String>,
 ) -> Result<HttpResponse, ApiError> {
     let to = user(api, &to, "to")?;
+    let to_id = to.clone();
     let from = match from {
         Some(from) => user(api, &from, "from")?,
         None => SYSTEM_SENDER.to_owned(),
@@ -160,7 +163,10 @@ async fn direct(
         ts: crate::now_ms(),
         ..ChatMessage::default()
     };
-    let direct = Direct::typed(&message, id, copy, envelope::text_header(), None);
+    // The application's ids live apart from the sender's own sends, and per
+    // receiver: the same id for two users is two messages.
+    let client_id = id.map(|id| format!("api:{}:{to_id}:{id}", to_id.len()));
+    let direct = Direct::typed(&message, client_id, copy, envelope::text_header(), None);
     let appended = api.store.append_direct(direct).await?;
     let (message, repeated) = match appended.repeated {
         None => (message, false),
@@ -202,15 +208,16 @@ async fn to_room(
         room,
         id: message.id.clone(),
         from: message.from.clone(),
-        // Without an id of the application's, this send is its own.
-        client_id: id.unwrap_or_else(|| message.id.clone()),
+        // Apart from the sender's own sends; without an id of the
+        // application's, this send is its own.
+        client_id: format!("api:{}", id.unwrap_or_else(|| message.id.clone())),
         head,
         tail,
         envelope_header: envelope::text_header(),
         reply_to: None,
         as_server,
     };
-    let appended = api.rooms.append_room(send).await.map_err(ApiError::Room)?;
+    let appended = api.store.append_room(send).await.map_err(ApiError::Room)?;
     let (message, repeated) = match appended.repeated {
         None => {
             let stored = ChatMessage {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_broker::channel;
 use chat_broker::envelope::{self, Control};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::publish::user;
@@ -50,7 +50,7 @@ pub(crate) async fn show(
     let id = user(&api, &path, "user")?;
     let state = api.presence.state(&id).await?;
     let unread = api.store.unread(&id).await?;
-    let rooms = api.rooms.room_unread(&id).await?;
+    let rooms = api.store.room_unread(&id).await?;
     Ok(HttpResponse::Ok().json(UserView {
         user: id,
         online: state.online,
@@ -60,40 +60,74 @@ pub(crate) async fn show(
     }))
 }
 
+/// How to disconnect (the body may be empty).
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Disconnect {
+    /// Also refuse every token of the user issued before now (on every
+    /// gateway and the presence API), so they stay out until the identity
+    /// provider gives them a new one.
+    #[serde(default)]
+    revoke: bool,
+}
+
 /// Who was disconnected.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Disconnected {
     /// The user id.
     user: String,
+    /// Tokens issued before this time (ms since the Unix epoch) are refused
+    /// from now on, when `revoke` was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revoked_before: Option<u64>,
 }
 
 /// Closes every connection of the user, on every gateway, with close code
-/// 4403 ("removed by the server"). The user may connect again (refuse
-/// them in your identity provider, or with token revocation, to keep them
-/// out).
+/// 4403 ("removed by the server"); with `revoke: true`, their tokens issued
+/// until now are refused from now on. Without it the user may connect
+/// again at once.
 #[utoipa::path(
     post,
     path = "/api/v1/server/users/{user}/disconnect",
     params(("user" = String, Path, description = "the user id (a nickname in open mode)")),
+    request_body(content = Option<Disconnect>, description = "optional: `{\"revoke\": true}`"),
     responses(
         (status = 202, description = "every gateway was told: the user's connections close", body = Disconnected),
-        (status = 400, description = "a name the naming rules refuse", body = chat_runtime::error::ErrorBody),
+        (status = 400, description = "a name the naming rules refuse, or a body that is no Disconnect", body = chat_runtime::error::ErrorBody),
         (status = 401, description = "no API key, or one that opens nothing", body = chat_runtime::error::ErrorBody),
         (status = 403, description = "the key lacks the users scope", body = chat_runtime::error::ErrorBody),
-        (status = 503, description = "the broker is unreachable: nobody was disconnected", body = chat_runtime::error::ErrorBody),
+        (status = 503, description = "the store or the broker is unreachable: nobody was disconnected (a revocation may have been kept)", body = chat_runtime::error::ErrorBody),
     )
 )]
 pub(crate) async fn disconnect(
     req: HttpRequest,
     api: web::Data<ServerApi>,
     path: web::Path<String>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     api.authorize(&req, Scope::Users).await?;
     let id = user(&api, &path, "user")?;
+    let how: Disconnect = if body.iter().all(u8::is_ascii_whitespace) {
+        Disconnect::default()
+    } else {
+        crate::json(&body)?
+    };
+    // Revoked first: a connection the disconnect closes cannot come back
+    // with the same token.
+    let revoked_before = if how.revoke {
+        let now = crate::now_ms();
+        api.store.revoke_tokens(&id, now).await?;
+        Some(now)
+    } else {
+        None
+    };
     api.broker
         .publish(&channel::user(&id), envelope::control(&Control::Disconnect))
         .await
         .map_err(|e| ApiError::Unavailable(chat_store::StoreError::Unavailable(e.to_string())))?;
-    tracing::info!(user = %id, "disconnected by the server API");
-    Ok(HttpResponse::Accepted().json(Disconnected { user: id }))
+    tracing::info!(user = %id, revoked = how.revoke, "disconnected by the server API");
+    Ok(HttpResponse::Accepted().json(Disconnected {
+        user: id,
+        revoked_before,
+    }))
 }

@@ -42,6 +42,7 @@ mod presence;
 pub mod read;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod revocations;
 mod rooms;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -51,6 +52,31 @@ pub use error::StoreError;
 pub use lifecycle::{Change, ChangeError, ChangeRequest, Changed, Conversation, Lifecycle};
 pub use limits::{Limits, RoomLimits};
 pub use media_refs::MediaRefs;
+pub use revocations::TokenRevocations;
+
+/// Everything one store engine keeps (Redis, or the embedded SQLite): what
+/// a gateway and the services composed beside it share.
+pub trait StoreEngine:
+    MessageStore
+    + RoomStore
+    + Lifecycle
+    + MediaRefs
+    + ApiKeys
+    + TokenRevocations
+    + chat_auth::Revocations
+{
+}
+
+impl<T> StoreEngine for T where
+    T: MessageStore
+        + RoomStore
+        + Lifecycle
+        + MediaRefs
+        + ApiKeys
+        + TokenRevocations
+        + chat_auth::Revocations
+{
+}
 pub use messages::{
     Appended, Direct, FrameText, HistoryEntry, InboxEntry, MessageStore, ReadMarker, SENT_IDS_KEPT,
     SENT_IDS_TTL, Unread, conversation, now_millis,

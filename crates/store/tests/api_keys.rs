@@ -11,12 +11,12 @@ use chat_broker::memory::MemoryBus;
 use chat_store::memory::MemoryPresence;
 use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
 use chat_store::sqlite::SqliteStore;
-use chat_store::{ApiKey, ApiKeys, Limits};
+use chat_store::{ApiKey, Limits, StoreEngine};
 use chat_testkit::redis::TestRedis;
 
 /// A store, and what must live as long as it.
 struct Fixture {
-    keys: Arc<dyn ApiKeys>,
+    keys: Arc<dyn StoreEngine>,
     _redis: Option<TestRedis>,
     _dir: tempfile::TempDir,
 }
@@ -107,5 +107,22 @@ async fn keys_are_kept_listed_and_revoked_once(f: Fixture) {
     );
 }
 
-chat_testkit::contract!(sqlite: keys_are_kept_listed_and_revoked_once);
-chat_testkit::contract!(redis: keys_are_kept_listed_and_revoked_once);
+/// A user's revocation time is kept, only ever moves later, and touches
+/// no one else.
+async fn revocations_keep_the_latest_time_per_user(f: Fixture) {
+    assert_eq!(f.keys.revoked_before("mallory").await.unwrap(), None);
+    f.keys.revoke_tokens("mallory", 5_000).await.unwrap();
+    assert_eq!(f.keys.revoked_before("mallory").await.unwrap(), Some(5_000));
+    f.keys.revoke_tokens("mallory", 4_000).await.unwrap();
+    assert_eq!(
+        f.keys.revoked_before("mallory").await.unwrap(),
+        Some(5_000),
+        "never earlier"
+    );
+    f.keys.revoke_tokens("mallory", 6_000).await.unwrap();
+    assert_eq!(f.keys.revoked_before("mallory").await.unwrap(), Some(6_000));
+    assert_eq!(f.keys.revoked_before("alice").await.unwrap(), None);
+}
+
+chat_testkit::contract!(sqlite: keys_are_kept_listed_and_revoked_once, revocations_keep_the_latest_time_per_user);
+chat_testkit::contract!(redis: keys_are_kept_listed_and_revoked_once, revocations_keep_the_latest_time_per_user);

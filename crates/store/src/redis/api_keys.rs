@@ -78,3 +78,39 @@ impl ApiKeys for RedisStore {
         })
     }
 }
+
+/// Token revocations on Redis: `revoked:{user}`, the time (ms) before
+/// which the user's tokens are refused.
+impl crate::TokenRevocations for RedisStore {
+    fn revoke_tokens(&self, user: &str, at: u64) -> BoxFuture<'static, Result<(), StoreError>> {
+        let inner = self.inner();
+        let key = inner.keys.of("revoked", user);
+        with_conn(inner, &inner.redis, "SET", move |_, mut conn| async move {
+            // Keep the later of the two times (a late, older revocation
+            // must not let tokens back in).
+            let kept: Option<u64> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+            if kept.is_none_or(|kept| kept < at) {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(at)
+                    .query_async::<()>(&mut conn)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl chat_auth::Revocations for RedisStore {
+    fn revoked_before(&self, user: &str) -> BoxFuture<'static, Result<Option<u64>, String>> {
+        let inner = self.inner();
+        let key = inner.keys.of("revoked", user);
+        let read = with_conn(inner, &inner.redis, "GET", move |_, mut conn| async move {
+            redis::cmd("GET")
+                .arg(&key)
+                .query_async::<Option<u64>>(&mut conn)
+                .await
+        });
+        Box::pin(async move { read.await.map_err(|e| e.to_string()) })
+    }
+}

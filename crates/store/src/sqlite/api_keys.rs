@@ -89,3 +89,49 @@ impl ApiKeys for SqliteStore {
         .boxed()
     }
 }
+
+/// Token revocations on SQLite: the `revocations` table.
+impl crate::TokenRevocations for SqliteStore {
+    fn revoke_tokens(&self, user: &str, at: u64) -> BoxFuture<'static, Result<(), StoreError>> {
+        let (this, user) = (self.clone(), user.to_owned());
+        async move {
+            let _writer = this.inner.write.lock().await;
+            this.inner
+                .db
+                .execute_raw(stmt(
+                    "INSERT INTO revocations (user, before) VALUES (?, ?)
+                     ON CONFLICT (user) DO UPDATE SET before = MAX(before, excluded.before)",
+                    vec![user.into(), super::int(at)],
+                ))
+                .await
+                .map_err(|e| failed("revoking tokens", e))?;
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+impl chat_auth::Revocations for SqliteStore {
+    fn revoked_before(&self, user: &str) -> BoxFuture<'static, Result<Option<u64>, String>> {
+        let (this, user) = (self.clone(), user.to_owned());
+        async move {
+            let row = this
+                .inner
+                .db
+                .query_one_raw(stmt(
+                    "SELECT before FROM revocations WHERE user = ?",
+                    vec![user.into()],
+                ))
+                .await
+                .map_err(|e| e.to_string())?;
+            match row {
+                Some(row) => row
+                    .try_get_by_index::<i64>(0)
+                    .map(|at| Some(at.max(0) as u64))
+                    .map_err(|e| e.to_string()),
+                None => Ok(None),
+            }
+        }
+        .boxed()
+    }
+}

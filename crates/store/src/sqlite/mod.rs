@@ -123,6 +123,9 @@ const MIGRATIONS: &[&[&str]] = &[
     ],
     // 7: the server API's keys (api_keys.rs), each row a JSON record.
     &["CREATE TABLE api_keys (id TEXT PRIMARY KEY, record TEXT NOT NULL)"],
+    // 8: token revocations (api_keys.rs): tokens of `user` issued before
+    // `before` (ms) are refused.
+    &["CREATE TABLE revocations (user TEXT PRIMARY KEY, before INTEGER NOT NULL)"],
 ];
 
 struct Inner {
