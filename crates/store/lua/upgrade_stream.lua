@@ -14,8 +14,8 @@
 -- KEYS[3]  msgs             hash: message id -> "{position} {seq_r} {seq_s} {update seq_r} {update seq_s}" (conv only)
 -- ARGV[1]  kind             'inbox' or 'conv'
 --
--- Returns {entries converted, then for an inbox each direct message's
--- id, from, to, seq} (an empty table when the key was no stream).
+-- Returns {entries converted} (an empty table when the key was no stream;
+-- the inboxes' records are filled in afterwards, from every inbox).
 local stream_key = KEYS[1]
 local conv_seq_key = KEYS[2]
 local msgs_key = KEYS[3]
@@ -40,15 +40,6 @@ if kind == 'inbox' then
     local frame = field(entry[2], 'f')
     if seq and frame then
       redis.call('ZADD', stream_key, seq, seq .. ' ' .. frame)
-      local ok, decoded = pcall(cjson.decode, frame)
-      if ok and type(decoded) == 'table' and decoded['type'] == 'message'
-          and decoded['room'] == nil and type(decoded['id']) == 'string'
-          and type(decoded['to']) == 'string' then
-        table.insert(out, decoded['id'])
-        table.insert(out, decoded['from'])
-        table.insert(out, decoded['to'])
-        table.insert(out, seq)
-      end
     end
   end
 else

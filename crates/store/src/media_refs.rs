@@ -15,19 +15,34 @@ use futures_util::future::BoxFuture;
 
 use crate::StoreError;
 
+/// The note that marks a file being deleted (message ids are ULIDs: no
+/// id is spelled like it).
+pub(crate) const DELETING: &str = "~deleting";
+
 /// The notes of which messages carry which file (media id).
 pub trait MediaRefs: Send + Sync + 'static {
-    /// Notes that message `message` (its server id) carries file `media`.
-    /// Called before the message is stored. Noting twice is noting once.
+    /// Notes that message `message` (its server id) carries file `media`;
+    /// called before the file is looked up and the message stored. Noting
+    /// twice is noting once. `false` when the file is being deleted (the
+    /// last message carrying it was): nothing is noted, the send must be
+    /// refused.
     ///
     /// Errors: [`StoreError::Unavailable`].
-    fn hold(&self, media: &str, message: &str) -> BoxFuture<'static, Result<(), StoreError>>;
+    fn hold(&self, media: &str, message: &str) -> BoxFuture<'static, Result<bool, StoreError>>;
 
     /// Message `message` no longer carries `media` (it was deleted, or was
-    /// a repeated send that stored nothing). `true` when that message was
-    /// noted and was the last one holding the file: the caller deletes the
-    /// file. `false` otherwise (others hold it, or it was never noted).
+    /// a send that stored nothing). `true` when that message was noted and
+    /// was the last one holding the file: the file is marked as being
+    /// deleted in the same step (no send can take it up again) and the
+    /// caller deletes it, then calls [`Self::forget`]. `false` otherwise
+    /// (others hold it, or it was never noted).
     ///
     /// Errors: [`StoreError::Unavailable`].
     fn release(&self, media: &str, message: &str) -> BoxFuture<'static, Result<bool, StoreError>>;
+
+    /// The file is deleted: its notes go. (A file whose deletion failed
+    /// keeps its mark, and is never sent again.)
+    ///
+    /// Errors: [`StoreError::Unavailable`].
+    fn forget(&self, media: &str) -> BoxFuture<'static, Result<(), StoreError>>;
 }

@@ -525,7 +525,7 @@ async fn a_file_goes_with_the_last_message_that_carries_it(f: Fixture) {
     };
     let (first, second) = (with_file("ben"), with_file("cat"));
     for m in [&first, &second, &first] {
-        f.store.hold(&media, &m.id).await.unwrap();
+        assert!(f.store.hold(&media, &m.id).await.unwrap());
     }
     let first = f.deliver(first, None).await;
     let second = f.deliver(second, None).await;
@@ -562,10 +562,17 @@ async fn a_file_goes_with_the_last_message_that_carries_it(f: Fixture) {
         "the last one lets it go"
     );
     assert!(
+        !f.store.hold(&media, "a-late-send").await.unwrap(),
+        "a file being deleted is not taken up again"
+    );
+    assert!(
         !f.store.release(&media, &second).await.unwrap(),
         "only once"
     );
     assert!(!f.store.release(&media, &first).await.unwrap());
+    // Deleted: its notes go, and the id is a plain unknown one again.
+    f.store.forget(&media).await.unwrap();
+    assert!(f.store.hold(&media, "another").await.unwrap());
 }
 
 chat_testkit::contract!(sqlite:

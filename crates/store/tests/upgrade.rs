@@ -96,6 +96,26 @@ async fn streams_of_an_older_version_are_converted_before_the_store_is_ready() {
     let mut conn = redis.connection().unwrap();
     let first = write_as_before(&mut conn, &prefix, "alice", "bob", "first");
     write_as_before(&mut conn, &prefix, "bob", "alice", "second");
+    // An earlier start was cut short: it had converted bob's inbox, but
+    // not yet noted where its copies are.
+    let inbox = format!("{prefix}inbox:bob");
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(&inbox)
+        .arg("-")
+        .arg("+")
+        .query(&mut conn)
+        .unwrap();
+    let _: u64 = redis::cmd("DEL").arg(&inbox).query(&mut conn).unwrap();
+    for (id, fields) in entries {
+        let seq: u64 = id.trim_start_matches("0-").parse().unwrap();
+        let member = format!("{seq} {}", fields[0].1);
+        let _: u64 = redis::cmd("ZADD")
+            .arg(&inbox)
+            .arg(seq)
+            .arg(member)
+            .query(&mut conn)
+            .unwrap();
+    }
 
     let store = start(&redis);
     chat_testkit::eventually_async("the store is ready", || async {

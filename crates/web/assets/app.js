@@ -777,13 +777,14 @@ $("text").addEventListener("keydown", (event) => {
   if (event.key === "Escape" && page.compose) $("compose-cancel").click();
 });
 
-/** Sends a change of `m` (`edit`, `delete`, `react`, `unreact`) and shows
- *  the message as the server answers it (the `update` brings it too). */
+/** Sends a change of `m` (`edit`, `delete`, `react`, `unreact`). What it
+ *  made of the message comes back as an `update`, in order with everyone
+ *  else's changes (applying the answer itself could overwrite a newer one). */
 async function change(type, m, fields = {}) {
   const request = { ...whereOf(m), message: m.id, ...fields };
   const call = { edit: "edit", delete: "deleteMessage", react: "react", unreact: "unreact" }[type];
   try {
-    changed(await page.client[call](request));
+    await page.client[call](request);
   } catch (e) {
     notice(`not ${type === "delete" ? "deleted" : `${type}ed`}: ${e.code ? `${e.code}: ` : ""}${e.message}`);
   }

@@ -11,7 +11,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use prometheus::IntCounter;
 
 use super::Endpoint;
-use super::handler::{Ctx, Outcome, Replies, reason};
+use super::handler::{Ctx, Kept, Outcome, Replies, reason};
 use super::registration::Subscriptions;
 use super::socket::{CLOSE_REMOVED, Message};
 use super::sync::Replay;
@@ -286,16 +286,73 @@ async fn send(
         },
         (None, None) => (None, None),
     };
+    // The file is held for this message before it is looked up: once held,
+    // a delete of the last other message carrying it cannot take it (that
+    // release marks the file as being deleted, and a hold then refuses).
+    let message_id = ulid::Ulid::new().to_string();
+    let held = media.as_ref().map(|reference| reference.id.clone());
+    if let Some(media_id) = &held {
+        if let Err((code, why)) = direct::media_id(media_id) {
+            return ctx.replies.error(Some(&id), code, &why);
+        }
+        match ctx.gw.media_refs.hold(media_id, &message_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let why = format!("media '{media_id}' was deleted");
+                return ctx.replies.error(Some(&id), ErrorCode::NotFound, &why);
+            }
+            Err(e) => return ctx.replies.unavailable(Some(&id), &e),
+        }
+    }
+    let draft = Draft {
+        id,
+        message_id: message_id.clone(),
+        to,
+        room,
+        body,
+        media,
+        reply_to,
+    };
+    let (outcome, kept) = store(ctx, draft).await;
+    if let Some(media_id) = held {
+        lifecycle::unhold(ctx, &media_id, &message_id, &kept);
+    }
+    outcome
+}
+
+/// A checked `send`, its names resolved, before its file is looked up.
+struct Draft {
+    id: String,
+    message_id: String,
+    to: Option<String>,
+    room: Option<String>,
+    body: String,
+    media: Option<MediaRef>,
+    reply_to: Option<String>,
+}
+
+/// Looks the file up, quotes what the send answers, and stores it: what
+/// the client is answered, and what was stored (for the file's hold).
+async fn store(ctx: &Ctx<'_>, draft: Draft) -> (Outcome, Kept) {
+    let Draft {
+        id,
+        message_id,
+        to,
+        room,
+        body,
+        media,
+        reply_to,
+    } = draft;
     let media = match media {
         None => None,
         Some(reference) => match direct::resolve_media(ctx, &reference.id).await {
             Ok(info) => Some(info),
-            Err((code, why)) => return ctx.replies.error(Some(&id), code, &why),
+            Err((code, why)) => return (ctx.replies.error(Some(&id), code, &why), Kept::Nothing),
         },
     };
     let mut message = ChatMessage {
         seq: None,
-        id: ulid::Ulid::new().to_string(),
+        id: message_id,
         from: ctx.user.to_owned(),
         from_name: ctx.name.map(str::to_owned),
         to: to.clone(),
@@ -308,7 +365,7 @@ async fn send(
     let conversation = match (&to, &room) {
         (Some(to), _) => Conversation::Direct(to.clone()),
         (None, Some(room)) => Conversation::Room(room.clone()),
-        (None, None) => return Outcome::Continue,
+        (None, None) => return (Outcome::Continue, Kept::Nothing),
     };
     let reply_at = match reply_to {
         None => None,
@@ -317,26 +374,11 @@ async fn send(
                 message.reply_to = Some(quote);
                 Some(at)
             }
-            Err(outcome) => return outcome,
+            Err(outcome) => return (outcome, Kept::Nothing),
         },
     };
-    // The file is held for this message before it is stored: a delete of
-    // another message carrying it must not take it meanwhile.
-    let held = message
-        .media
-        .as_ref()
-        .map(|m| (m.id.clone(), message.id.clone()));
-    if let Some((media, held_by)) = &held
-        && let Err(e) = ctx.gw.media_refs.hold(media, held_by).await
-    {
-        return ctx.replies.unavailable(Some(&id), &e);
-    }
-    let (outcome, kept) = match conversation {
+    match conversation {
         Conversation::Direct(_) => direct::send(ctx, id, message, reply_at).await,
         Conversation::Room(room) => rooms::send(ctx, id, room, message, reply_at).await,
-    };
-    if let Some((media, held_by)) = held {
-        lifecycle::unhold(ctx, &media, &held_by, &kept);
     }
-    outcome
 }

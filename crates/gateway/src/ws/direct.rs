@@ -100,13 +100,9 @@ pub(crate) async fn send(
     }
 }
 
-/// The sender's file, with its metadata and a fresh link, or why not.
-pub(crate) async fn resolve_media(
-    ctx: &Ctx<'_>,
-    id: &str,
-) -> Result<MediaInfo, (ErrorCode, String)> {
-    // A media id is a ULID: anything else names nothing (and never
-    // reaches a URL).
+/// `id` if it can be a media id (a ULID); anything else names nothing
+/// (and never reaches a URL or a key).
+pub(crate) fn media_id(id: &str) -> Result<(), (ErrorCode, String)> {
     if id.len() != 26 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err((
             ErrorCode::NotFound,
@@ -116,6 +112,15 @@ pub(crate) async fn resolve_media(
             ),
         ));
     }
+    Ok(())
+}
+
+/// The sender's file, with its metadata and a fresh link, or why not.
+pub(crate) async fn resolve_media(
+    ctx: &Ctx<'_>,
+    id: &str,
+) -> Result<MediaInfo, (ErrorCode, String)> {
+    media_id(id)?;
     let Some(directory) = ctx.gw.media.get() else {
         return Err((
             ErrorCode::Unsupported,

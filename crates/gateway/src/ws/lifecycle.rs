@@ -59,11 +59,18 @@ pub(crate) fn unhold(ctx: &Ctx<'_>, media: &str, held_by: &str, kept: &Kept) {
     });
 }
 
+/// How often, and after how long at first, the deletion of a file no
+/// message carries is tried (doubling: 1 s, 2 s, … 16 s).
+const DELETE_ATTEMPTS: u32 = 5;
+const DELETE_FIRST_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A delete took file `media` (uploaded by `owner`) off message `message`:
 /// when no other message holds it, it is deleted from the media service.
-/// The hold is let go before the delete is answered (so whoever hears the
-/// answer sees the file held or not); the file itself is deleted in the
-/// background. A failure only leaves the file in place (logged).
+/// The hold is let go before the delete is answered (the file is marked as
+/// being deleted in the same step, so no send takes it up again); the file
+/// itself is deleted in the background, tried again with backoff, and its
+/// notes forgotten once it is gone. A deletion that keeps failing leaves
+/// the file, marked, never sent again (logged).
 async fn release_media(ctx: &Ctx<'_>, owner: &str, message: &str, media: &str) {
     match ctx.gw.media_refs.release(media, message).await {
         Ok(true) => {}
@@ -76,12 +83,27 @@ async fn release_media(ctx: &Ctx<'_>, owner: &str, message: &str, media: &str) {
     let Some(directory) = ctx.gw.media.get().map(std::sync::Arc::clone) else {
         return;
     };
+    let refs = std::sync::Arc::clone(&ctx.gw.media_refs);
     let (owner, media) = (owner.to_owned(), media.to_owned());
     tokio::spawn(async move {
-        match directory.delete(&owner, &media).await {
-            Ok(()) => tracing::info!(media, "deleted the file no message carries any more"),
-            Err(e) => {
-                tracing::warn!(media, error = %e, "could not delete a file no message carries")
+        let mut wait = DELETE_FIRST_WAIT;
+        for attempt in 1..=DELETE_ATTEMPTS {
+            match directory.delete(&owner, &media).await {
+                Ok(()) => {
+                    tracing::info!(media, "deleted the file no message carries any more");
+                    if let Err(e) = refs.forget(&media).await {
+                        tracing::warn!(media, error = %e, "a deleted file's notes stay");
+                    }
+                    return;
+                }
+                Err(e) if attempt < DELETE_ATTEMPTS => {
+                    tracing::debug!(media, attempt, error = %e, "deleting a file: trying again");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(e) => {
+                    tracing::warn!(media, error = %e, "could not delete a file no message carries");
+                }
             }
         }
     });

@@ -162,6 +162,9 @@ impl Socket {
             // `synced` of a `sync` sent after the `leave`). Only what is
             // queued now: new deliveries do not hold the client's frames back.
             for _ in 0..self.outbound.len() {
+                if self.shutdown.is_cancelled() {
+                    return Event::End(Some(going_away()));
+                }
                 let Ok(frame) = self.outbound.try_recv() else {
                     break;
                 };

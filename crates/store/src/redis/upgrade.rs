@@ -105,8 +105,12 @@ pub(crate) async fn upgrade(redis: &ConnectionManager, keys: &Keys) -> Upgraded 
 /// inbox fills in exists.
 async fn upgrade_once(keys: &Keys, conn: &mut ConnectionManager) -> redis::RedisResult<Upgraded> {
     let schema_key = keys.single("schema");
-    let schema: Option<u32> = redis::cmd("GET").arg(&schema_key).query_async(conn).await?;
-    if schema.is_some_and(|s| s >= SCHEMA) {
+    // Anything but a number counts as no mark (the conversion is safe to run again).
+    let schema: Option<String> = redis::cmd("GET").arg(&schema_key).query_async(conn).await?;
+    if schema
+        .and_then(|s| s.parse::<u32>().ok())
+        .is_some_and(|s| s >= SCHEMA)
+    {
         return Ok(Upgraded::default());
     }
     let upgraded = convert(keys, conn).await?;
@@ -124,7 +128,7 @@ async fn convert(keys: &Keys, conn: &mut ConnectionManager) -> redis::RedisResul
     let record = Loaded::<UpgradeRecord>::new();
     let mut upgraded = Upgraded::default();
     let conv_prefix = keys.prefix_of("conv");
-    for key in streams(conv_prefix.as_str(), conn).await? {
+    for key in keys_of_type(conv_prefix.as_str(), "stream", conn).await? {
         let pair = &key[conv_prefix.len()..];
         let call = UpgradeStream {
             conv_seq: format!("{}{pair}", keys.prefix_of("conv_seq")),
@@ -136,8 +140,7 @@ async fn convert(keys: &Keys, conn: &mut ConnectionManager) -> redis::RedisResul
         upgraded.conversations += usize::from(!answer.is_empty());
     }
     let inbox_prefix = keys.prefix_of("inbox");
-    for key in streams(inbox_prefix.as_str(), conn).await? {
-        let user = key[inbox_prefix.len()..].to_owned();
+    for key in keys_of_type(inbox_prefix.as_str(), "stream", conn).await? {
         let call = UpgradeStream {
             conv_seq: String::new(),
             msgs: String::new(),
@@ -145,27 +148,33 @@ async fn convert(keys: &Keys, conn: &mut ConnectionManager) -> redis::RedisResul
             kind: "inbox",
         };
         let answer: Vec<redis::Value> = script.invoke(&call, conn).await?;
-        if answer.is_empty() {
-            continue;
-        }
-        upgraded.inboxes += 1;
-        for message in answer[1..].chunks_exact(4) {
-            let text =
-                |v: &redis::Value| redis::from_redis_value::<String>(v.clone()).unwrap_or_default();
-            let (id, from, to) = (text(&message[0]), text(&message[1]), text(&message[2]));
-            let seq: u64 = redis::from_redis_value(message[3].clone()).unwrap_or(0);
+        upgraded.inboxes += usize::from(!answer.is_empty());
+    }
+    // Every inbox, converted now or by an earlier, interrupted run: the
+    // records learn where each copy is (a slot already filled is kept), so
+    // a conversion cut short between an inbox and its records is finished
+    // by the next start.
+    for key in keys_of_type(inbox_prefix.as_str(), "zset", conn).await? {
+        let user = key[inbox_prefix.len()..].to_owned();
+        let entries: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .query_async(conn)
+            .await?;
+        for (seq, message) in entries.iter().filter_map(|e| direct_message(e)) {
             // The receiver's copy is seq_r (a note to oneself has only that one).
-            let slot = if user == to {
+            let slot = if user == message.to {
                 2
-            } else if user == from {
+            } else if user == message.from {
                 3
             } else {
                 continue;
             };
-            let (a, b) = crate::conversation(&from, &to);
+            let (a, b) = crate::conversation(&message.from, &message.to);
             let call = UpgradeRecord {
                 msgs: keys.pair("msgs", &a, &b),
-                id,
+                id: message.id,
                 slot,
                 seq,
             };
@@ -175,8 +184,38 @@ async fn convert(keys: &Keys, conn: &mut ConnectionManager) -> redis::RedisResul
     Ok(upgraded)
 }
 
-/// Every key starting with `prefix` that is a stream.
-async fn streams(prefix: &str, conn: &mut ConnectionManager) -> redis::RedisResult<Vec<String>> {
+/// A direct message's copy in an inbox entry `"{seq} {frame}"`: its seq,
+/// id and both users; `None` for anything else (updates, room entries,
+/// seed frames).
+fn direct_message(entry: &str) -> Option<(u64, DirectCopy)> {
+    let (seq, frame) = entry.split_once(' ')?;
+    let frame: serde_json::Value = serde_json::from_str(frame).ok()?;
+    if frame["type"] != "message" || !frame["room"].is_null() {
+        return None;
+    }
+    let text = |field: &str| frame[field].as_str().map(str::to_owned);
+    let copy = DirectCopy {
+        id: text("id")?,
+        from: text("from")?,
+        to: text("to")?,
+    };
+    Some((seq.parse().ok()?, copy))
+}
+
+/// Who a direct message is from and to.
+struct DirectCopy {
+    id: String,
+    from: String,
+    to: String,
+}
+
+/// Every key starting with `prefix` of Redis type `kind` (`SCAN … TYPE`:
+/// Redis 6 or later).
+async fn keys_of_type(
+    prefix: &str,
+    kind: &str,
+    conn: &mut ConnectionManager,
+) -> redis::RedisResult<Vec<String>> {
     let pattern = format!("{}*", glob_escape(prefix));
     let mut cursor: u64 = 0;
     let mut keys = Vec::new();
@@ -188,7 +227,7 @@ async fn streams(prefix: &str, conn: &mut ConnectionManager) -> redis::RedisResu
             .arg("COUNT")
             .arg(1000)
             .arg("TYPE")
-            .arg("stream")
+            .arg(kind)
             .query_async(conn)
             .await?;
         keys.extend(batch);
