@@ -62,6 +62,14 @@ async fn exchange(gateway: &str, media: &str, auth: impl Fn(&str) -> String) {
         "never reaches a URL"
     );
 
+    // A first send of the upload that is refused (it answers an unknown
+    // message) leaves the file as it was: the next send takes it.
+    let refused = json!({"type": "send", "id": "r", "to": "bob", "media": {"id": mine["id"]}, "reply_to": "01J00000000000000000000000"});
+    alice.send_json(&refused).await.unwrap();
+    assert_eq!(
+        alice.recv_until("error").await.unwrap()["code"],
+        "not_found"
+    );
     let send = json!({"type": "send", "id": "z", "to": "bob", "body": "look", "media": {"id": mine["id"]}});
     alice.send_json(&send).await.unwrap();
     alice.recv_ack("z").await.unwrap();

@@ -289,6 +289,12 @@ async fn a_message_published_for_an_offline_user_is_stored_counted_and_delivered
         .await
         .unwrap();
     let message = bob.recv_type("message").await.unwrap();
+    chat_testkit::eventually_async("chatd counts bob's connection", || async {
+        let (_, counts) = call(addr, "GET", "/api/v1/server/connections", &publisher, None).await;
+        counts["gateways"][0]["node"] == "chatd" && counts["connections"] == 1
+    })
+    .await
+    .unwrap();
     assert_eq!(
         (message["id"].clone(), message["body"].as_str()),
         (
@@ -574,6 +580,25 @@ async fn a_user_is_thrown_out_of_every_gateway_and_read_by_the_server() {
     alice.recv_ack("a").await.unwrap();
     phone.recv_until("message").await.unwrap();
 
+    // Two on the first gateway (bob's phone, alice), one on the second.
+    chat_testkit::eventually_async("every connection is counted", || async {
+        let (status, counts) = call(
+            presence.addr(),
+            "GET",
+            "/api/v1/server/connections",
+            &reader,
+            None,
+        )
+        .await;
+        let mut per_gateway: Vec<u64> = counts["gateways"]
+            .as_array()
+            .map(|g| g.iter().filter_map(|n| n["connections"].as_u64()).collect())
+            .unwrap_or_default();
+        per_gateway.sort_unstable();
+        status == 200 && counts["connections"] == 3 && per_gateway == [1, 2]
+    })
+    .await
+    .unwrap();
     let (status, state) = call(
         presence.addr(),
         "GET",

@@ -353,6 +353,19 @@ impl Authenticator {
         }
     }
 
+    /// Whether the request's credentials still hold: its token checked
+    /// again, revocations included (a connection that finished setting up
+    /// after its user's tokens were revoked must not stay). Always in open
+    /// mode.
+    ///
+    /// Errors: as [`Self::authorize`].
+    pub async fn still_valid(&self, req: &HttpRequest) -> Result<(), AuthError> {
+        match &self.mode {
+            Mode::Open => Ok(()),
+            Mode::Jwt(verifier) => self.verified(verifier, &Self::token(req)?).await.map(drop),
+        }
+    }
+
     /// Anyone with valid credentials (the public lobby): always in open mode,
     /// a valid token of any user in jwt mode.
     pub async fn anyone(&self, req: &HttpRequest) -> Result<(), AuthError> {

@@ -196,17 +196,18 @@ async fn the_user_and_display_name_claims_are_configurable() {
         ..keys()
     })
     .unwrap();
+    let issued = now() - 5;
     let token = sign_hmac(
         SECRET,
         Algorithm::HS256,
-        &json!({"sub": "ignored", "uid": "u-42", "preferred_username": "Alice Martin", "iat": now() - 5, "exp": now() + 60}),
+        &json!({"sub": "ignored", "uid": "u-42", "preferred_username": "Alice Martin", "iat": issued, "exp": issued + 65}),
     );
     assert_eq!(
         auth.verify(&token).await.unwrap(),
         Verified {
             user: "u-42".into(),
             name: Some("Alice Martin".into()),
-            issued_at: Some(now() - 5),
+            issued_at: Some(issued),
         }
     );
 }
@@ -424,10 +425,29 @@ async fn tokens_issued_before_a_revocation_are_refused() {
         }
         sign_hmac(SECRET, Algorithm::HS256, &claims)
     };
-    // Issued before the revocation, or saying nothing of when.
+    // Issued before the revocation, or saying nothing of when, or in the
+    // revoked second's start a millisecond too early.
+    let second = revoked_at / 1000;
     for claims in [token("mallory", Some(now() - 120)), token("mallory", None)] {
         assert_says(&refusal(&auth, &claims).await, "revoked");
     }
+    let edge = Authenticator::jwt(SECRET);
+    let one_ms_later = [("mallory".to_owned(), second * 1000 + 1)]
+        .into_iter()
+        .collect();
+    edge.set_revocations(std::sync::Arc::new(RevokedAt(one_ms_later)));
+    assert_says(
+        &refusal(&edge, &token("mallory", Some(second))).await,
+        "revoked",
+    );
+    // A token whose second starts exactly at the revocation passes.
+    assert_eq!(
+        auth.verify(&token("mallory", Some(second)))
+            .await
+            .unwrap()
+            .user,
+        "mallory"
+    );
     assert_eq!(
         auth.verify(&token("mallory", Some(now() - 30)))
             .await

@@ -8,7 +8,8 @@
 //!   delivered exactly like a user's message (`publish.rs`). Scope `publish`.
 //! - `GET /api/v1/server/users/{user}` — presence and unread counts of any
 //!   user (scope `read`); `POST /api/v1/server/users/{user}/disconnect` —
-//!   close every connection of the user (scope `users`; `users.rs`).
+//!   close every connection of the user (scope `users`; `users.rs`);
+//!   `GET /api/v1/server/connections` — connections per live gateway.
 //! - `POST|GET /api/v1/server/api-keys`, `DELETE /api/v1/server/api-keys/{id}`
 //!   — make, list and revoke keys (`admin.rs`). The bootstrap key only.
 //! - `GET /api/v1/server/openapi.json` — this API as OpenAPI 3.
@@ -108,10 +109,13 @@ impl ServerApi {
         use chat_runtime::api::resource;
         cfg.app_data(web::Data::new(self.clone()))
             .service(
-                resource("/api/v1/server/publish", "POST").route(web::post().to(publish::publish)),
+                resource("/api/v1/server/publish", "POST")
+                    .app_data(body_limit())
+                    .route(web::post().to(publish::publish)),
             )
             .service(
                 resource("/api/v1/server/api-keys", "GET, POST")
+                    .app_data(body_limit())
                     .route(web::get().to(admin::list))
                     .route(web::post().to(admin::create)),
             )
@@ -123,7 +127,12 @@ impl ServerApi {
                 resource("/api/v1/server/users/{user}", "GET").route(web::get().to(users::show)),
             )
             .service(
+                resource("/api/v1/server/connections", "GET")
+                    .route(web::get().to(users::connections)),
+            )
+            .service(
                 resource("/api/v1/server/users/{user}/disconnect", "POST")
+                    .app_data(body_limit())
                     .route(web::post().to(users::disconnect)),
             )
             .service(resource("/api/v1/server/openapi.json", "GET").route(web::get().to(openapi)));
@@ -207,6 +216,7 @@ impl ServerApi {
         publish::publish,
         users::show,
         users::disconnect,
+        users::connections,
         admin::create,
         admin::list,
         admin::revoke
@@ -217,6 +227,8 @@ impl ServerApi {
         users::UserView,
         users::Disconnect,
         users::Disconnected,
+        users::GatewayView,
+        users::ConnectionsView,
         admin::NewKey,
         admin::MadeKey,
         admin::KeyView,
@@ -264,17 +276,27 @@ async fn openapi() -> actix_web::HttpResponse {
         .body(openapi_json())
 }
 
-/// `body` as JSON of `T`. Read only once the caller is authorised, so that
-/// an unauthorised caller learns nothing of the schema.
+/// `body` as JSON of `T`. Parsed only once the caller is authorised, so
+/// that an unauthorised caller is answered 401 whatever it sent.
 ///
 /// Errors: [`ApiError::BadRequest`] (`invalid_frame`) saying what is wrong.
 pub(crate) fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::BadRequest(
-            chat_protocol::ErrorCode::InvalidFrame,
-            format!("invalid JSON body: {e}"),
-        )
-    })
+    let bad = |why: String| ApiError::BadRequest(chat_protocol::ErrorCode::InvalidFrame, why);
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
+    // serde would take a struct from an array too; every body here is an object.
+    if !value.is_object() {
+        return Err(bad("the body must be a JSON object".into()));
+    }
+    serde_json::from_value(value).map_err(|e| bad(format!("invalid JSON body: {e}")))
+}
+
+/// The largest request body, in bytes: a publish's 64 KiB text, escaped,
+/// and its fields. Larger is refused with 413 before it is read whole.
+const MAX_BODY_BYTES: usize = 192 * 1024;
+
+fn body_limit() -> web::PayloadConfig {
+    web::PayloadConfig::new(MAX_BODY_BYTES)
 }
 
 /// Milliseconds since the Unix epoch.

@@ -114,6 +114,12 @@ pub(crate) async fn disconnect(
     };
     // Revoked first: a connection the disconnect closes cannot come back
     // with the same token.
+    if how.revoke && api.names == chat_auth::names::UserNames::Nicknames {
+        return Err(ApiError::BadRequest(
+            chat_protocol::ErrorCode::Unsupported,
+            "open mode has no tokens to revoke (CHAT_AUTH=open)".into(),
+        ));
+    }
     let revoked_before = if how.revoke {
         let now = crate::now_ms();
         api.store.revoke_tokens(&id, now).await?;
@@ -129,5 +135,59 @@ pub(crate) async fn disconnect(
     Ok(HttpResponse::Accepted().json(Disconnected {
         user: id,
         revoked_before,
+    }))
+}
+
+/// What one gateway holds.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct GatewayView {
+    /// The gateway's node id (`chatd` for the embedded one).
+    node: String,
+    /// Its open user connections (lobby connections are not counted).
+    connections: u64,
+    /// The users they belong to.
+    users: u64,
+}
+
+/// Connections per live gateway.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ConnectionsView {
+    /// Every live gateway.
+    gateways: Vec<GatewayView>,
+    /// All their connections.
+    connections: u64,
+}
+
+/// How many user connections each live gateway holds.
+#[utoipa::path(
+    get,
+    path = "/api/v1/server/connections",
+    responses(
+        (status = 200, description = "connections per live gateway", body = ConnectionsView),
+        (status = 401, description = "no API key, or one that opens nothing", body = chat_runtime::error::ErrorBody),
+        (status = 403, description = "the key lacks the read scope", body = chat_runtime::error::ErrorBody),
+        (status = 503, description = "the store is unreachable", body = chat_runtime::error::ErrorBody),
+    )
+)]
+pub(crate) async fn connections(
+    req: HttpRequest,
+    api: web::Data<ServerApi>,
+) -> Result<HttpResponse, ApiError> {
+    api.authorize(&req, Scope::Read).await?;
+    let gateways: Vec<GatewayView> = api
+        .presence
+        .connections()
+        .await?
+        .into_iter()
+        .map(|n| GatewayView {
+            node: n.node,
+            connections: n.connections,
+            users: n.users,
+        })
+        .collect();
+    let connections = gateways.iter().map(|g| g.connections).sum();
+    Ok(HttpResponse::Ok().json(ConnectionsView {
+        gateways,
+        connections,
     }))
 }

@@ -81,7 +81,7 @@ pub use messages::{
     Appended, Direct, FrameText, HistoryEntry, InboxEntry, MessageStore, ReadMarker, SENT_IDS_KEPT,
     SENT_IDS_TTL, Unread, conversation, now_millis,
 };
-pub use presence::{ConnId, Presence, PresenceNode, PresenceState, Swept};
+pub use presence::{ConnId, NodeConnections, Presence, PresenceNode, PresenceState, Swept};
 pub use rooms::{
     Admission, Member, Role, RoomAppended, RoomError, RoomInfo, RoomRead, RoomSend, RoomStore,
     RoomSummary, RoomUnread,

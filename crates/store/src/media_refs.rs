@@ -40,6 +40,12 @@ pub trait MediaRefs: Send + Sync + 'static {
     /// Errors: [`StoreError::Unavailable`].
     fn release(&self, media: &str, message: &str) -> BoxFuture<'static, Result<bool, StoreError>>;
 
+    /// The note of a send that stored nothing goes (nothing else changes:
+    /// this message never carried the file, so no deletion follows).
+    ///
+    /// Errors: [`StoreError::Unavailable`].
+    fn unhold(&self, media: &str, message: &str) -> BoxFuture<'static, Result<(), StoreError>>;
+
     /// The file is deleted: its notes go. (A file whose deletion failed
     /// keeps its mark, and is never sent again.)
     ///

@@ -108,6 +108,19 @@ impl State {
 }
 
 impl Presence for MemoryPresence {
+    fn connections(&self) -> BoxFuture<'static, Result<Vec<crate::NodeConnections>, StoreError>> {
+        let state = self.lock();
+        let open = state.online.values().filter(|c| !c.is_empty());
+        let (users, connections) =
+            open.fold((0, 0), |(u, c), conns| (u + 1, c + conns.len() as u64));
+        let node = crate::NodeConnections {
+            node: "chatd".into(),
+            connections,
+            users,
+        };
+        Box::pin(std::future::ready(Ok(vec![node])))
+    }
+
     fn state(&self, user: &str) -> BoxFuture<'static, Result<PresenceState, StoreError>> {
         let state = self.lock();
         let answer = PresenceState {

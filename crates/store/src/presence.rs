@@ -38,10 +38,25 @@ pub struct Swept {
     pub last_seen: u64,
 }
 
+/// What one live gateway node holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeConnections {
+    /// The node's id (a ULID per gateway process; `chatd` for the embedded one).
+    pub node: String,
+    /// Its open user connections (the lobby's are not counted).
+    pub connections: u64,
+    /// The users those connections belong to.
+    pub users: u64,
+}
+
 /// Reading presence: what the presence API and `watch` ask.
 pub trait Presence: Send + Sync + 'static {
     /// Whether `user` is online now (on any live node), and last seen.
     fn state(&self, user: &str) -> BoxFuture<'static, Result<PresenceState, StoreError>>;
+
+    /// Every live node and what it holds (nodes whose lease lapsed are
+    /// left out).
+    fn connections(&self) -> BoxFuture<'static, Result<Vec<NodeConnections>, StoreError>>;
 
     /// Checks the backend works (for readiness probes).
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>>;

@@ -260,6 +260,15 @@ async fn send(
             "id must be 1 to 64 characters",
         );
     }
+    if id.starts_with("api:") {
+        // The server API's ids for messages in a user's name: a user's own
+        // could otherwise take their place (and swallow them as repeats).
+        return ctx.replies.error(
+            Some(&id),
+            ErrorCode::InvalidFrame,
+            "ids starting with 'api:' are the server API's",
+        );
+    }
     if to.is_some() == room.is_some() {
         return ctx.replies.error(
             Some(&id),

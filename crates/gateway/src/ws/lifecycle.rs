@@ -48,12 +48,12 @@ pub(crate) fn unhold(ctx: &Ctx<'_>, media: &str, held_by: &str, kept: &Kept) {
     if !(stored_as_other || matches!(kept, Kept::Nothing)) {
         return;
     }
-    // Nothing else can hold this fresh id, so this never frees the file
-    // for another message; the answer only matters for logging.
+    // This message never carried the file: its note goes, and no deletion
+    // follows (a release would mark an unsent upload as being deleted).
     let refs = std::sync::Arc::clone(&ctx.gw.media_refs);
     let (media, held_by) = (media.to_owned(), held_by.to_owned());
     tokio::spawn(async move {
-        if let Err(e) = refs.release(&media, &held_by).await {
+        if let Err(e) = refs.unhold(&media, &held_by).await {
             tracing::warn!(media, error = %e, "a file stays held by a send that stored nothing");
         }
     });

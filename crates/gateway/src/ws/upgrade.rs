@@ -174,6 +174,12 @@ async fn upgrade(
         .join(home)
         .await
         .map_err(|e| UpgradeError::Unavailable(e.to_string()))?;
+    if let Endpoint::User(_) = &endpoint {
+        // Following the user's channel now, this connection hears any
+        // disconnect from here on; one revoked while it was being set up
+        // is refused here.
+        gw.auth.still_valid(&req).await?;
+    }
     // The user's rooms, followed before `101` like the user's own channel
     // (a membership that changes from now on comes as a control on it).
     let mut rooms = std::collections::HashMap::new();

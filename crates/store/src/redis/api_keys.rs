@@ -79,24 +79,21 @@ impl ApiKeys for RedisStore {
     }
 }
 
-/// Token revocations on Redis: `revoked:{user}`, the time (ms) before
-/// which the user's tokens are refused.
+/// Token revocations on Redis: the sorted set `revoked`, user → the time
+/// (ms) before which their tokens are refused; `ZADD … GT` keeps the later
+/// time in one step (Redis 6.2 or later).
 impl crate::TokenRevocations for RedisStore {
     fn revoke_tokens(&self, user: &str, at: u64) -> BoxFuture<'static, Result<(), StoreError>> {
         let inner = self.inner();
-        let key = inner.keys.of("revoked", user);
-        with_conn(inner, &inner.redis, "SET", move |_, mut conn| async move {
-            // Keep the later of the two times (a late, older revocation
-            // must not let tokens back in).
-            let kept: Option<u64> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
-            if kept.is_none_or(|kept| kept < at) {
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(at)
-                    .query_async::<()>(&mut conn)
-                    .await?;
-            }
-            Ok(())
+        let (key, user) = (inner.keys.single("revoked"), user.to_owned());
+        with_conn(inner, &inner.redis, "ZADD", move |_, mut conn| async move {
+            redis::cmd("ZADD")
+                .arg(&key)
+                .arg("GT")
+                .arg(at)
+                .arg(&user)
+                .query_async::<()>(&mut conn)
+                .await
         })
     }
 }
@@ -104,13 +101,21 @@ impl crate::TokenRevocations for RedisStore {
 impl chat_auth::Revocations for RedisStore {
     fn revoked_before(&self, user: &str) -> BoxFuture<'static, Result<Option<u64>, String>> {
         let inner = self.inner();
-        let key = inner.keys.of("revoked", user);
-        let read = with_conn(inner, &inner.redis, "GET", move |_, mut conn| async move {
-            redis::cmd("GET")
-                .arg(&key)
-                .query_async::<Option<u64>>(&mut conn)
-                .await
-        });
+        let (key, user) = (inner.keys.single("revoked"), user.to_owned());
+        let read = with_conn(
+            inner,
+            &inner.redis,
+            "ZSCORE",
+            move |_, mut conn| async move {
+                let score: Option<f64> = redis::cmd("ZSCORE")
+                    .arg(&key)
+                    .arg(&user)
+                    .query_async(&mut conn)
+                    .await?;
+                // Scores are doubles: whole milliseconds are exact below 2^53.
+                Ok(score.map(|ms| ms as u64))
+            },
+        );
         Box::pin(async move { read.await.map_err(|e| e.to_string()) })
     }
 }

@@ -72,6 +72,19 @@ impl MediaRefs for RedisStore {
         )
     }
 
+    fn unhold(&self, media: &str, message: &str) -> BoxFuture<'static, Result<(), StoreError>> {
+        let inner = self.inner();
+        let (key, message) = (inner.keys.of("media_refs", media), message.to_owned());
+        with_conn(inner, &inner.redis, "SREM", move |_, mut conn| async move {
+            // An empty set is no key: nothing is left behind.
+            redis::cmd("SREM")
+                .arg(&key)
+                .arg(&message)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+    }
+
     fn forget(&self, media: &str) -> BoxFuture<'static, Result<(), StoreError>> {
         let inner = self.inner();
         let key = inner.keys.of("media_refs", media);

@@ -38,7 +38,7 @@
 //! | `{room:NAME}:sent_order` | sorted set, 7-day TTL | those fields → seq, to forget the old ones |
 //! | `rooms:{user}` | set | the rooms the user is a member of |
 //! | `api_keys` | hash | API key id → its record (JSON: name, scopes, SHA-256 of the secret, created, revoked) |
-//! | `revoked:{user}` | string | ms: the user's tokens issued before are refused (the server API's revoke) |
+//! | `revoked` | sorted set | user → ms: their tokens issued before are refused (the server API's revoke; only ever later) |
 //! | `schema` | string | the data layout last upgraded to (`upgrade.rs`): 2 = sorted-set inboxes and histories |
 //! | `media_refs:{media id}` | set | ids of the messages that carry the file (a delete of the last one deletes the file) |
 //!

@@ -221,6 +221,46 @@ impl RedisPresence {
 }
 
 impl Presence for RedisPresence {
+    fn connections(&self) -> BoxFuture<'static, Result<Vec<crate::NodeConnections>, StoreError>> {
+        let keys = self.reader.keys.clone();
+        with_conn(
+            &self.reader,
+            &self.reader.redis,
+            "connections",
+            move |_, mut conn| async move {
+                let nodes: Vec<String> = redis::cmd("HKEYS")
+                    .arg(keys.single("nodes"))
+                    .query_async(&mut conn)
+                    .await?;
+                let mut live = Vec::new();
+                for node in nodes {
+                    // A node whose lease lapsed holds nothing any more (its
+                    // users are swept).
+                    let alive: bool = redis::cmd("EXISTS")
+                        .arg(keys.of("node", &node))
+                        .query_async(&mut conn)
+                        .await?;
+                    if !alive {
+                        continue;
+                    }
+                    let (connections, users): (u64, u64) = redis::pipe()
+                        .cmd("SCARD")
+                        .arg(keys.of("node_conns", &node))
+                        .cmd("SCARD")
+                        .arg(keys.of("node_users", &node))
+                        .query_async(&mut conn)
+                        .await?;
+                    live.push(crate::NodeConnections {
+                        node,
+                        connections,
+                        users,
+                    });
+                }
+                Ok(live)
+            },
+        )
+    }
+
     fn state(&self, user: &str) -> BoxFuture<'static, Result<PresenceState, StoreError>> {
         let keys = &self.reader.keys;
         let call = StateOf {
@@ -433,6 +473,10 @@ async fn keep_alive(node: Weak<Node>, every: Duration) {
 impl Presence for RedisNode {
     fn state(&self, user: &str) -> BoxFuture<'static, Result<PresenceState, StoreError>> {
         self.node.reader.state(user)
+    }
+
+    fn connections(&self) -> BoxFuture<'static, Result<Vec<crate::NodeConnections>, StoreError>> {
+        self.node.reader.connections()
     }
 
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {

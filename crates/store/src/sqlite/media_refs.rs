@@ -83,6 +83,23 @@ impl MediaRefs for SqliteStore {
         .boxed()
     }
 
+    fn unhold(&self, media: &str, message: &str) -> BoxFuture<'static, Result<(), StoreError>> {
+        let (this, media, message) = (self.clone(), media.to_owned(), message.to_owned());
+        async move {
+            let _writer = this.inner.write.lock().await;
+            this.inner
+                .db
+                .execute_raw(stmt(
+                    "DELETE FROM media_refs WHERE media = ? AND message = ?",
+                    vec![media.into(), message.into()],
+                ))
+                .await
+                .map_err(|e| failed("dropping a send's note", e))?;
+            Ok(())
+        }
+        .boxed()
+    }
+
     fn forget(&self, media: &str) -> BoxFuture<'static, Result<(), StoreError>> {
         let (this, media) = (self.clone(), media.to_owned());
         async move {
