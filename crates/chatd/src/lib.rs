@@ -23,6 +23,7 @@ use chat_runtime::settings::{
     SharedSettings,
 };
 use chat_server_api::{ServerApi, ServerApiSettings};
+use chat_webhooks::WebhookSettings;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tracing::info;
@@ -43,6 +44,8 @@ pub struct Settings {
     pub media: MediaSettings,
     /// The server API (its bootstrap key).
     pub server_api: ServerApiSettings,
+    /// Webhooks.
+    pub webhooks: WebhookSettings,
 }
 
 impl Settings {
@@ -56,6 +59,7 @@ impl Settings {
             (RoomSettings::TITLE, RoomSettings::describe()),
             (MediaSettings::TITLE, MediaSettings::describe()),
             (ServerApiSettings::TITLE, ServerApiSettings::describe()),
+            (WebhookSettings::TITLE, WebhookSettings::describe()),
         ]
     }
 
@@ -80,12 +84,14 @@ impl BinarySettings for Settings {
             rooms: layered::extract(layers)?,
             media: layered::extract(layers)?,
             server_api: layered::extract(layers)?,
+            webhooks: layered::extract(layers)?,
         };
         this.shared.validate()?;
         this.gateway.validate()?;
         this.rooms.validate()?;
         this.media.validate()?;
         this.server_api.validate()?;
+        this.webhooks.validate()?;
         Ok(this)
     }
 
@@ -117,6 +123,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
     let receipts_max = settings.rooms.room_receipts_max;
     let gateway =
         Gateway::build(settings.gateway, settings.rooms, engine, access, &mut obs).await?;
+    gateway.start_webhooks(&settings.webhooks, &obs)?;
     let presence = PresenceService::new(
         Arc::clone(gateway.store()),
         Arc::clone(gateway.rooms()),

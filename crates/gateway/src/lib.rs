@@ -49,6 +49,7 @@ use chat_store::{
     Lifecycle, Limits, MediaRefs, MessageStore, Presence, PresenceNode, RoomLimits, RoomStore,
     StoreEngine,
 };
+use chat_webhooks::WebhookSettings;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
@@ -320,6 +321,31 @@ impl Gateway {
             .route("/ws/{user}", web::get().to(ws::upgrade::user));
     }
 
+    /// Webhooks, when `settings` name a receiver: `message.offline` events
+    /// are queued with the messages from now on (if asked for), and a
+    /// sender posts due events until the gateway drains (registering its
+    /// counters in `obs`).
+    ///
+    /// Errors: the sender cannot be set up, or its counters registered.
+    pub fn start_webhooks(
+        &self,
+        settings: &WebhookSettings,
+        obs: &Observability,
+    ) -> anyhow::Result<()> {
+        if settings.wants("message.offline") {
+            self.inner.engine.queue_offline_events();
+        }
+        let metrics = chat_webhooks::SenderMetrics::register(&obs.registry)?;
+        // A process's own consumer name in the queue's group.
+        let consumer = format!("gateway-{}", ulid::Ulid::new());
+        let queue = Arc::clone(&self.inner.engine) as Arc<dyn chat_store::WebhookQueue>;
+        if let Some(sender) = chat_webhooks::Sender::new(queue, settings, &consumer, metrics)? {
+            let stop = self.inner.shutdown.clone();
+            tokio::spawn(sender.run(stop));
+        }
+        Ok(())
+    }
+
     /// The store engine (every store interface), to share with services
     /// composed in one process.
     pub fn engine(&self) -> &Arc<dyn StoreEngine> {
@@ -391,9 +417,11 @@ impl Gateway {
         rooms: RoomSettings,
         engine: Engine,
         access: Access,
+        webhooks: &WebhookSettings,
     ) -> anyhow::Result<(Application, Gateway)> {
         let mut obs = Observability::new();
         let gateway = Gateway::build(settings, rooms, engine, access, &mut obs).await?;
+        gateway.start_webhooks(webhooks, &obs)?;
         let routes = gateway.clone();
         let app = Application::build(server, obs, move |cfg| {
             routes.configure(cfg);
@@ -418,6 +446,8 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     /// Limits of rooms.
     pub rooms: RoomSettings,
+    /// Webhooks (this gateway sends them, with the other gateways).
+    pub webhooks: WebhookSettings,
 }
 
 impl Settings {
@@ -429,6 +459,7 @@ impl Settings {
             (AuthSettings::TITLE, AuthSettings::describe()),
             (GatewaySettings::TITLE, GatewaySettings::describe()),
             (RoomSettings::TITLE, RoomSettings::describe()),
+            (WebhookSettings::TITLE, WebhookSettings::describe()),
         ])
     }
 }
@@ -441,10 +472,12 @@ impl BinarySettings for Settings {
             auth: layered::extract(layers)?,
             gateway: layered::extract(layers)?,
             rooms: layered::extract(layers)?,
+            webhooks: layered::extract(layers)?,
         };
         this.shared.validate()?;
         this.shared.require_redis("the gateway")?;
         this.gateway.validate()?;
+        this.webhooks.validate()?;
         Ok(this)
     }
 
@@ -472,6 +505,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
         settings.rooms,
         engine,
         access,
+        &settings.webhooks,
     )
     .await?;
     Ok(app)

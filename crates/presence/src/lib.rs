@@ -39,6 +39,7 @@ use chat_server_api::{ServerApi, ServerApiSettings};
 use chat_store::redis::messages::RedisStore;
 use chat_store::redis::presence::RedisPresence;
 use chat_store::{Limits, MessageStore, Presence, RoomLimits, RoomStore};
+use chat_webhooks::WebhookSettings;
 use utoipa::OpenApi;
 
 pub use error::ApiError;
@@ -180,6 +181,9 @@ pub struct Settings {
     pub rooms: RoomSettings,
     /// The server API this binary also serves (its bootstrap key).
     pub server_api: ServerApiSettings,
+    /// Webhooks: messages published here queue their events too (the
+    /// gateways send them).
+    pub webhooks: WebhookSettings,
 }
 
 impl Settings {
@@ -191,6 +195,7 @@ impl Settings {
             (AuthSettings::TITLE, AuthSettings::describe()),
             (RoomSettings::TITLE, RoomSettings::describe()),
             (ServerApiSettings::TITLE, ServerApiSettings::describe()),
+            (WebhookSettings::TITLE, WebhookSettings::describe()),
         ])
     }
 }
@@ -203,10 +208,12 @@ impl BinarySettings for Settings {
             auth: layered::extract(layers)?,
             rooms: layered::extract(layers)?,
             server_api: layered::extract(layers)?,
+            webhooks: layered::extract(layers)?,
         };
         this.shared.validate()?;
         this.rooms.validate()?;
         this.server_api.validate()?;
+        this.webhooks.validate()?;
         this.shared.require_redis("the presence service")?;
         Ok(this)
     }
@@ -251,6 +258,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
         },
         Arc::new(|_: &str, _| {}),
     )?);
+    if settings.webhooks.wants("message.offline") {
+        chat_store::WebhookQueue::queue_offline_events(&store);
+    }
     // Tokens revoked through the server API are refused here too.
     auth.set_revocations(Arc::new(store.clone()));
     let mut obs = Observability::new();

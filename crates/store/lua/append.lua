@@ -22,6 +22,7 @@
 -- KEYS[12] sent_order    list: the sender's client ids, oldest first
 -- KEYS[13] msgs          hash: message id -> "{position} {seq_r} {seq_s} {update seq_r} {update seq_s}"
 -- KEYS[14] replies       zset: reply id -> position of the message it answers
+-- KEYS[15] webhooks      stream: events for the webhook receiver (field e)
 -- ARGV[1]  sender        who sends
 -- ARGV[2]  id            the message's server id (a ULID)
 -- ARGV[3]  client_id     the sender's id for this send ('' for none: seed frames)
@@ -42,6 +43,8 @@
 -- ARGV[18] channel_r     the receiver's channel
 -- ARGV[19] channel_s     the sender's channel
 -- ARGV[20] reply_pos     position of the message this one answers ('' for none)
+-- ARGV[21] events        '1' to queue a message.offline event when the receiver is offline
+-- ARGV[22] receiver      who receives (named in the event)
 --
 -- Returns {receiver's seq, sender's seq (0 without a copy), 1 if kept
 -- offline else 0, the first send's history when this one repeats it, else nil}.
@@ -59,6 +62,7 @@ local sent_key = KEYS[11]
 local sent_order_key = KEYS[12]
 local msgs_key = KEYS[13]
 local replies_key = KEYS[14]
+local webhooks_key = KEYS[15]
 local sender = ARGV[1]
 local id = ARGV[2]
 local client_id = ARGV[3]
@@ -79,6 +83,8 @@ local unread_tail = ARGV[17]
 local channel_r = ARGV[18]
 local channel_s = ARGV[19]
 local reply_pos = ARGV[20]
+local events = ARGV[21]
+local receiver = ARGV[22]
 
 if client_id ~= '' then
   local first = redis.call('HGET', sent_key, client_id)
@@ -131,6 +137,13 @@ end
 redis.call('PUBLISH', channel_r, envelope .. frame_r)
 if unread >= 0 then
   redis.call('PUBLISH', channel_r, envelope .. unread_head .. unread .. unread_tail)
+end
+if events == '1' and not online then
+  -- The receiver's unread total, for the application's own notification.
+  local total = 0
+  for _, count in ipairs(redis.call('HVALS', unread_r_key)) do total = total + tonumber(count) end
+  redis.call('XADD', webhooks_key, '*', 'e', '{"type":"message.offline","data":{"user":'
+    .. cjson.encode(receiver) .. ',"unread":' .. total .. ',"message":' .. frame_r .. '}}')
 end
 local seq_s = 0
 if copy == '1' then

@@ -46,6 +46,7 @@ mod revocations;
 mod rooms;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod webhooks;
 
 pub use api_keys::{ApiKey, ApiKeys};
 pub use error::StoreError;
@@ -53,6 +54,7 @@ pub use lifecycle::{Change, ChangeError, ChangeRequest, Changed, Conversation, L
 pub use limits::{Limits, RoomLimits};
 pub use media_refs::MediaRefs;
 pub use revocations::TokenRevocations;
+pub use webhooks::{Queued, WebhookQueue};
 
 /// Everything one store engine keeps (Redis, or the embedded SQLite): what
 /// a gateway and the services composed beside it share.
@@ -64,6 +66,7 @@ pub trait StoreEngine:
     + ApiKeys
     + TokenRevocations
     + chat_auth::Revocations
+    + WebhookQueue
 {
 }
 
@@ -75,6 +78,7 @@ impl<T> StoreEngine for T where
         + ApiKeys
         + TokenRevocations
         + chat_auth::Revocations
+        + WebhookQueue
 {
 }
 pub use messages::{

@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod raw;
 pub mod redis;
 pub mod schema;
+pub mod webhooks;
 pub mod ws;
 
 use std::time::Duration;

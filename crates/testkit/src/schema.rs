@@ -31,6 +31,26 @@ impl Schemas {
         })
     }
 
+    /// Checks a webhook event against its schema,
+    /// `proto/webhooks/{type}.schema.json`.
+    pub fn check_webhook(&self, event: &Value) -> anyhow::Result<()> {
+        let kind = event["type"].as_str().context("an event has a type")?;
+        let path = crate::workspace_root().join(format!("proto/webhooks/{kind}.schema.json"));
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path:?}"))?;
+        let schema: Value = serde_json::from_str(&text)?;
+        let validator =
+            jsonschema::validator_for(&schema).map_err(|e| anyhow::anyhow!("{kind}: {e}"))?;
+        let errors: Vec<String> = validator
+            .iter_errors(event)
+            .map(|e| e.to_string())
+            .collect();
+        anyhow::ensure!(
+            errors.is_empty(),
+            "event {event} breaks its schema: {errors:?}"
+        );
+        Ok(())
+    }
+
     /// Checks a frame the server sent on a user connection: a typed frame
     /// against the server-frame schema, anything else against the seed frame.
     pub fn check_server_frame(&self, frame: &Value) -> anyhow::Result<()> {

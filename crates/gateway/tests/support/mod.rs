@@ -70,7 +70,8 @@ impl Node {
             shutdown_grace: Duration::from_secs(5),
             ..ServerSettings::default()
         };
-        let (app, gateway) = Gateway::alone(&server, settings, rooms(), engine, access)
+        let webhooks = chat_webhooks::WebhookSettings::default();
+        let (app, gateway) = Gateway::alone(&server, settings, rooms(), engine, access, &webhooks)
             .await
             .expect("gateway builds");
         let addr = app.addr().to_string();

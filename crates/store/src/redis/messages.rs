@@ -41,6 +41,7 @@ struct Append {
     sent_order: String,
     msgs: String,
     replies: String,
+    webhooks: String,
     sender: String,
     id: String,
     client_id: String,
@@ -61,6 +62,8 @@ struct Append {
     channel_r: String,
     channel_s: String,
     reply_pos: String,
+    events: bool,
+    receiver: String,
 }
 
 impl Lua for Append {
@@ -82,6 +85,7 @@ impl Lua for Append {
             .key("sent_order", &self.sent_order)
             .key("msgs", &self.msgs)
             .key("replies", &self.replies)
+            .key("webhooks", &self.webhooks)
             .arg("sender", &self.sender)
             .arg("id", &self.id)
             .arg("client_id", &self.client_id)
@@ -101,7 +105,9 @@ impl Lua for Append {
             .arg("unread_tail", &self.unread_tail)
             .arg("channel_r", &self.channel_r)
             .arg("channel_s", &self.channel_s)
-            .arg("reply_pos", &self.reply_pos);
+            .arg("reply_pos", &self.reply_pos)
+            .arg("events", flag(self.events))
+            .arg("receiver", &self.receiver);
     }
 }
 
@@ -158,6 +164,8 @@ pub(crate) struct Inner {
     mark_read: Loaded<MarkRead>,
     /// Whether data an older version stored is converted ([`super::upgrade`]).
     upgraded: std::sync::atomic::AtomicBool,
+    /// Whether `message.offline` events are queued ([`crate::WebhookQueue`]).
+    pub(crate) offline_events: std::sync::atomic::AtomicBool,
 }
 
 /// The Redis message store. Cloning shares it.
@@ -202,6 +210,7 @@ impl RedisStore {
                 take_offline: Loaded::new(),
                 mark_read: Loaded::new(),
                 upgraded: std::sync::atomic::AtomicBool::new(upgraded),
+                offline_events: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -242,6 +251,13 @@ impl Inner {
             msgs: keys.pair("msgs", &a, &b),
             replies: keys.pair("replies", &a, &b),
             reply_pos: message.reply_to.map(|p| p.to_string()).unwrap_or_default(),
+            webhooks: keys.single("webhooks"),
+            events: self
+                .offline_events
+                .load(std::sync::atomic::Ordering::Relaxed)
+                && typed
+                && !to_self,
+            receiver: message.to.clone(),
             client_id: message.client_id.unwrap_or_default(),
             max_len: self.limits.history_max,
             offline_max: self.limits.offline_max,
@@ -497,6 +513,7 @@ mod tests {
             take_offline: Loaded::new(),
             mark_read: Loaded::new(),
             upgraded: true.into(),
+            offline_events: false.into(),
         };
         legend::check(&inner.append_call(direct));
         legend::check(&TakeOffline {

@@ -126,6 +126,15 @@ const MIGRATIONS: &[&[&str]] = &[
     // 8: token revocations (api_keys.rs): tokens of `user` issued before
     // `before` (ms) are refused.
     &["CREATE TABLE revocations (user TEXT PRIMARY KEY, before INTEGER NOT NULL)"],
+    // 9: the webhooks' queue (webhooks.rs) and its dead letters.
+    &[
+        "CREATE TABLE webhooks (id INTEGER PRIMARY KEY AUTOINCREMENT, payload TEXT NOT NULL,
+           attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0,
+           queued_at INTEGER NOT NULL)",
+        "CREATE INDEX webhooks_due ON webhooks (next_at)",
+        "CREATE TABLE webhooks_dead (id INTEGER NOT NULL, payload TEXT NOT NULL,
+           dead_at INTEGER NOT NULL)",
+    ],
 ];
 
 struct Inner {
@@ -135,12 +144,15 @@ struct Inner {
     limits: Limits,
     /// One writer at a time.
     write: tokio::sync::Mutex<()>,
+    /// Whether `message.offline` events are queued ([`crate::WebhookQueue`]).
+    offline_events: std::sync::atomic::AtomicBool,
 }
 
 mod api_keys;
 mod lifecycle;
 mod media_refs;
 mod rooms;
+mod webhooks;
 
 /// The embedded message store. Cloning shares it.
 #[derive(Clone)]
@@ -187,6 +199,7 @@ impl SqliteStore {
                 presence,
                 limits,
                 write: tokio::sync::Mutex::new(()),
+                offline_events: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -437,6 +450,29 @@ impl SqliteStore {
             .await?;
             frames.push((message.from.clone(), frame_s));
             seq_s = Some(seq);
+        }
+        if self
+            .inner
+            .offline_events
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && offline
+            && !to_self
+            && matches!(message.frame, crate::FrameText::Typed { .. })
+        {
+            let total = txn
+                .query_one_raw(stmt(
+                    "SELECT COALESCE(SUM(count), 0) FROM unread WHERE receiver = ?",
+                    vec![message.to.clone().into()],
+                ))
+                .await?
+                .map_or(Ok(0), |r| r.try_get_by_index::<i64>(0))?;
+            let event =
+                crate::webhooks::message_offline(&message.to, total.max(0) as u64, &frames[0].1);
+            txn.execute_raw(stmt(
+                "INSERT INTO webhooks (payload, queued_at) VALUES (?, ?)",
+                vec![event.into(), int(crate::now_millis())],
+            ))
+            .await?;
         }
         let appended = Appended {
             receiver_seq: seq_r,

@@ -1,0 +1,79 @@
+//! The webhooks' durable queue: events wait here until the application's
+//! receiver takes them (at least once). On Redis, a stream (`webhooks`)
+//! with one consumer group (`senders`) shared by every gateway, so each
+//! event is sent by one of them at a time; on SQLite, a table. An event
+//! that stores a message (`message.offline`) is queued in the same atomic
+//! step as the message.
+
+use futures_util::future::BoxFuture;
+
+use crate::StoreError;
+
+/// An event taken from the queue to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// Its id in the queue: stable across attempts (the `webhook-id`).
+    pub id: String,
+    /// The event as queued: JSON `{"type", "data"}`.
+    pub payload: String,
+    /// This is its how-manyth attempt (1 for the first).
+    pub attempt: u32,
+    /// When it was queued, ms since the Unix epoch.
+    pub queued_at: u64,
+}
+
+/// The queue of events for the webhook receiver.
+pub trait WebhookQueue: Send + Sync + 'static {
+    /// Queues an event (JSON `{"type", "data"}`) made outside a store step.
+    ///
+    /// Errors: [`StoreError::Unavailable`].
+    fn enqueue(&self, payload: &str) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// Up to `max` events due at `now` (ms), taken by `consumer` for
+    /// `lease_ms`: new ones, and ones whose next attempt has come (or whose
+    /// sender went quiet past its lease). No other consumer gets them
+    /// meanwhile.
+    ///
+    /// Errors: [`StoreError::Unavailable`].
+    fn due(
+        &self,
+        consumer: &str,
+        max: usize,
+        now: u64,
+        lease_ms: u64,
+    ) -> BoxFuture<'static, Result<Vec<Queued>, StoreError>>;
+
+    /// Event `id` was taken by the receiver: it leaves the queue.
+    ///
+    /// Errors: [`StoreError::Unavailable`].
+    fn delivered(&self, id: &str) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// Event `id` failed: its next attempt is at `at` (ms).
+    ///
+    /// Errors: [`StoreError::Unavailable`].
+    fn retry(&self, id: &str, at: u64) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// Event `id` is given up on: it moves to the dead letters
+    /// (`webhooks:dead`, the `webhooks_dead` table).
+    ///
+    /// Errors: [`StoreError::Unavailable`].
+    fn dead(&self, id: &str) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// From now on, queue a `message.offline` event with each direct
+    /// message kept for a user with no connection, in the step that stores
+    /// it (off until called: a deployment without webhooks queues nothing).
+    fn queue_offline_events(&self);
+}
+
+/// The `message.offline` event of a direct message kept for `user`, who
+/// has `unread` messages in all: JSON `{"type", "data": {"user", "unread",
+/// "message"}}`, `message` the frame their inbox delivers. (Redis's
+/// `append.lua` writes the same shape.)
+pub(crate) fn message_offline(user: &str, unread: u64, frame: &str) -> String {
+    // unwrap: a string always serialises.
+    #[allow(clippy::unwrap_used)]
+    let user = serde_json::to_string(user).unwrap();
+    format!(
+        r#"{{"type":"message.offline","data":{{"user":{user},"unread":{unread},"message":{frame}}}}}"#
+    )
+}

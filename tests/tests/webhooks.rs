@@ -1,0 +1,186 @@
+//! Webhooks from the real binaries to a receiver on loopback: a message
+//! kept for a user with no connection is posted once, signed as Standard
+//! Webhooks says; a receiver that fails gets it again until it takes it,
+//! then never again; a receiver that is down gets it once back, from one
+//! of two gateways.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
+
+use chat_testkit::eventually;
+use chat_testkit::process::Service;
+use chat_testkit::redis::TestRedis;
+use chat_testkit::webhooks::{Delivery, Receiver};
+use chat_testkit::ws::WsClient;
+use serde_json::{Value, json};
+
+/// `whsec_` and the base64 of 32 bytes.
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw/6eR8YHiFYY=";
+
+fn webhook_env(receiver: &Receiver) -> Vec<(&'static str, String)> {
+    vec![
+        ("CHAT_WEBHOOK_URL", receiver.url()),
+        ("CHAT_WEBHOOK_SECRET", SECRET.to_owned()),
+        ("CHAT_WEBHOOK_RETRY_MIN", "50ms".to_owned()),
+    ]
+}
+
+/// The delivery's event, once its signature checks out.
+fn verified(delivery: &Delivery) -> Value {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in &delivery.headers {
+        headers.insert(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    standardwebhooks::Webhook::new(SECRET)
+        .unwrap()
+        .verify(delivery.body.as_bytes(), &headers)
+        .unwrap_or_else(|e| panic!("a bad signature: {e}: {delivery:?}"));
+    let event: Value = serde_json::from_str(&delivery.body).unwrap();
+    chat_testkit::schema::Schemas::get()
+        .check_webhook(&event)
+        .unwrap();
+    event
+}
+
+async fn send(from: &mut WsClient, id: &str, to: &str, body: &str) {
+    from.send_json(&json!({"type": "send", "id": id, "to": to, "body": body}))
+        .await
+        .unwrap();
+    from.recv_ack(id).await.unwrap();
+}
+
+async fn chatd(receiver: &Receiver, data: &std::path::Path) -> Service {
+    let mut env = webhook_env(receiver);
+    env.push(("CHAT_DATA_DIR", data.to_str().unwrap().to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Service::start("chatd", &[], &env).await.unwrap()
+}
+
+async fn deliveries(receiver: &Receiver, n: usize) -> Vec<Delivery> {
+    eventually(&format!("{n} deliveries"), || {
+        receiver.deliveries().len() >= n
+    })
+    .await
+    .unwrap();
+    receiver.deliveries()
+}
+
+#[tokio::test]
+async fn a_message_for_a_user_with_no_connection_is_posted_once_and_signed() {
+    let receiver = Receiver::start().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let chatd = chatd(&receiver, data.path()).await;
+    let mut alice = WsClient::user(chatd.addr(), "alice").await.unwrap();
+    send(&mut alice, "1", "bob", "are you there?").await;
+
+    let event = verified(&deliveries(&receiver, 1).await[0]);
+    assert_eq!(event["type"], "message.offline");
+    assert_eq!(
+        (
+            event["data"]["user"].as_str(),
+            event["data"]["unread"].as_u64()
+        ),
+        (Some("bob"), Some(1))
+    );
+    assert_eq!(event["data"]["message"]["body"], "are you there?");
+    assert!(
+        event["timestamp"].as_str().unwrap().ends_with('Z'),
+        "{event}"
+    );
+
+    // Bob online: nothing to tell; carol offline: her event is the next one.
+    let mut bob = WsClient::user(chatd.addr(), "bob").await.unwrap();
+    bob.recv_type("message").await.unwrap();
+    send(&mut alice, "2", "bob", "hello bob").await;
+    bob.recv_type("message").await.unwrap();
+    send(&mut alice, "3", "carol", "and you?").await;
+    let all = deliveries(&receiver, 2).await;
+    assert_eq!(
+        verified(&all[1])["data"]["user"],
+        "carol",
+        "no event for a message delivered live"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_receiver_gets_the_event_again_until_it_takes_it_then_never_again() {
+    let receiver = Receiver::start().await.unwrap();
+    receiver.plan(&[500, 500, 503]);
+    let data = tempfile::tempdir().unwrap();
+    let chatd = chatd(&receiver, data.path()).await;
+    let mut alice = WsClient::user(chatd.addr(), "alice").await.unwrap();
+    send(&mut alice, "1", "bob", "ping").await;
+
+    let tries = deliveries(&receiver, 4).await;
+    let id = tries[0].headers["webhook-id"].clone();
+    assert!(
+        tries.iter().all(|d| d.headers["webhook-id"] == id),
+        "one event, the same id each time"
+    );
+    assert_eq!(
+        tries.iter().map(|d| d.status).collect::<Vec<_>>(),
+        [500, 500, 503, 204]
+    );
+    for attempt in &tries {
+        verified(attempt);
+    }
+    // Taken: the next request is the next event, not the first again.
+    send(&mut alice, "2", "carol", "pong").await;
+    let all = deliveries(&receiver, 5).await;
+    assert_ne!(all[4].headers["webhook-id"], id);
+    assert_eq!(verified(&all[4])["data"]["user"], "carol");
+    let metrics = reqwest::get(format!("http://{}/metrics", chatd.addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"chat_webhook_events_total{result="failed"} 3"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_that_was_down_gets_the_event_once_from_one_of_two_gateways() {
+    let redis = TestRedis::start().unwrap();
+    let receiver = Receiver::start().await.unwrap();
+    receiver.set_down(true);
+    let mut env = webhook_env(&receiver);
+    env.extend([
+        ("REDIS_URL", redis.url().to_owned()),
+        ("CHAT_REDIS_PREFIX", redis.prefix().to_owned()),
+        ("CHAT_AUTH", "open".to_owned()),
+    ]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let one = Service::start("gateway", &[], &env).await.unwrap();
+    let _two = Service::start("gateway", &[], &env).await.unwrap();
+    let mut alice = WsClient::user(one.addr(), "alice").await.unwrap();
+    send(&mut alice, "1", "bob", "while you were out").await;
+
+    // Tried (and refused) a few times, backing off; then the receiver is back.
+    eventually("a few attempts on a receiver that is down", || {
+        receiver.dropped() >= 3
+    })
+    .await
+    .unwrap();
+    receiver.set_down(false);
+    let first = deliveries(&receiver, 1).await;
+    let id = first[0].headers["webhook-id"].clone();
+    assert_eq!(
+        verified(&first[0])["data"]["message"]["body"],
+        "while you were out"
+    );
+    // A later event comes after it: had both gateways sent the first, the
+    // receiver would hold it twice.
+    send(&mut alice, "2", "carol", "later").await;
+    let all = deliveries(&receiver, 2).await;
+    assert_eq!(
+        all.iter().filter(|d| d.headers["webhook-id"] == id).count(),
+        1,
+        "{all:?}"
+    );
+    assert_eq!(verified(all.last().unwrap())["data"]["user"], "carol");
+}
