@@ -16,11 +16,13 @@ use serde_json::{Value, json};
 /// `whsec_` and the base64 of 32 bytes.
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw/6eR8YHiFYY=";
 
-fn webhook_env(receiver: &Receiver) -> Vec<(&'static str, String)> {
+/// Webhooks to `receiver`, for `events`, retried quickly.
+fn webhook_env(receiver: &Receiver, events: &str) -> Vec<(&'static str, String)> {
     vec![
         ("CHAT_WEBHOOK_URL", receiver.url()),
         ("CHAT_WEBHOOK_SECRET", SECRET.to_owned()),
         ("CHAT_WEBHOOK_RETRY_MIN", "50ms".to_owned()),
+        ("CHAT_WEBHOOK_EVENTS", events.to_owned()),
     ]
 }
 
@@ -52,7 +54,7 @@ async fn send(from: &mut WsClient, id: &str, to: &str, body: &str) {
 }
 
 async fn chatd(receiver: &Receiver, data: &std::path::Path) -> Service {
-    let mut env = webhook_env(receiver);
+    let mut env = webhook_env(receiver, "message.offline");
     env.push(("CHAT_DATA_DIR", data.to_str().unwrap().to_owned()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Service::start("chatd", &[], &env).await.unwrap()
@@ -148,7 +150,7 @@ async fn a_receiver_that_was_down_gets_the_event_once_from_one_of_two_gateways()
     let redis = TestRedis::start().unwrap();
     let receiver = Receiver::start().await.unwrap();
     receiver.set_down(true);
-    let mut env = webhook_env(&receiver);
+    let mut env = webhook_env(&receiver, "message.offline");
     env.extend([
         ("REDIS_URL", redis.url().to_owned()),
         ("CHAT_REDIS_PREFIX", redis.prefix().to_owned()),
@@ -183,4 +185,52 @@ async fn a_receiver_that_was_down_gets_the_event_once_from_one_of_two_gateways()
         "{all:?}"
     );
     assert_eq!(verified(all.last().unwrap())["data"]["user"], "carol");
+}
+
+/// Presence events, on each engine: a user's first connection is
+/// `user.online`, their last one closing `user.offline` with when; events
+/// not asked for (`message.offline` here) are never posted.
+#[tokio::test]
+async fn users_coming_and_going_are_posted_and_nothing_else_when_only_they_are_asked_for() {
+    let redis = TestRedis::start().unwrap();
+    for engine in ["embedded", "redis"] {
+        let receiver = Receiver::start().await.unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let mut env = webhook_env(&receiver, "user.online,user.offline");
+        env.push(("CHAT_DATA_DIR", data.path().to_str().unwrap().to_owned()));
+        let binary = if engine == "redis" {
+            env.extend([
+                ("REDIS_URL", redis.url().to_owned()),
+                ("CHAT_REDIS_PREFIX", format!("{}{engine}:", redis.prefix())),
+                ("CHAT_AUTH", "open".to_owned()),
+            ]);
+            "gateway"
+        } else {
+            "chatd"
+        };
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let server = Service::start(binary, &[], &env).await.unwrap();
+
+        let mut bob = WsClient::user(server.addr(), "bob").await.unwrap();
+        bob.recv_type("unread").await.unwrap();
+        let online = verified(&deliveries(&receiver, 1).await[0]);
+        assert_eq!(
+            (online["type"].as_str(), online["data"]["user"].as_str()),
+            (Some("user.online"), Some("bob")),
+            "{engine}"
+        );
+        // A message for someone offline: not asked for, not posted.
+        send(&mut bob, "1", "carol", "hi").await;
+        bob.close().await.unwrap();
+        let offline = verified(&deliveries(&receiver, 2).await[1]);
+        assert_eq!(offline["type"], "user.offline", "{engine}: {offline}");
+        assert!(offline["data"]["last_seen"].as_u64().unwrap() > 0);
+        let _dave = WsClient::user(server.addr(), "dave").await.unwrap();
+        let next = verified(&deliveries(&receiver, 3).await[2]);
+        assert_eq!(
+            (next["type"].as_str(), next["data"]["user"].as_str()),
+            (Some("user.online"), Some("dave")),
+            "{engine}: no message.offline between"
+        );
+    }
 }

@@ -335,6 +335,10 @@ impl Gateway {
         if settings.wants("message.offline") {
             self.inner.engine.queue_offline_events();
         }
+        if settings.wants("user.online") || settings.wants("user.offline") {
+            let queue = Arc::clone(&self.inner.engine) as Arc<dyn chat_store::WebhookQueue>;
+            self.inner.presence.queue_presence_events(queue);
+        }
         let metrics = chat_webhooks::SenderMetrics::register(&obs.registry)?;
         // A process's own consumer name in the queue's group.
         let consumer = format!("gateway-{}", ulid::Ulid::new());

@@ -10,6 +10,7 @@
 -- KEYS[4]  node_swept       hash: user -> connections a sweep took from this node
 -- KEYS[5]  node_conns       set: "{conn} {user}" for each connection counted here
 -- KEYS[6]  presence         hash: node id -> the user's connections there
+-- KEYS[7]  webhooks         stream: events for the webhook receiver
 -- ARGV[1]  node_id          this node's id
 -- ARGV[2]  lease_ms         how long the lease lasts unrenewed (ms)
 -- ARGV[3]  node_prefix      key prefix of every node's lease ("node:")
@@ -18,6 +19,7 @@
 -- ARGV[6]  envelope         broker envelope header for published frames
 -- ARGV[7]  user             who connected
 -- ARGV[8]  conn             the connection's id on this node
+-- ARGV[9]  events           '1' to queue user.online / user.offline events
 --
 -- Returns {the user's connections on live nodes, this one included,
 --          1 if this call counted it in}.
@@ -27,6 +29,7 @@ local node_users_key = KEYS[3]
 local node_swept_key = KEYS[4]
 local node_conns_key = KEYS[5]
 local presence_key = KEYS[6]
+local webhooks_key = KEYS[7]
 local node_id = ARGV[1]
 local lease_ms = ARGV[2]
 local node_prefix = ARGV[3]
@@ -35,12 +38,14 @@ local watch_prefix = ARGV[5]
 local envelope = ARGV[6]
 local user = ARGV[7]
 local conn = ARGV[8]
+local events = ARGV[9]
 
 revive({
   id = node_id, lease_key = lease_key, lease_ms = lease_ms, nodes_key = nodes_key,
   users_key = node_users_key, swept_key = node_swept_key, conns_key = node_conns_key,
   node_prefix = node_prefix,
   presence_prefix = presence_prefix, watch_prefix = watch_prefix, envelope = envelope,
+  webhooks_key = webhooks_key, events = events,
 })
 if redis.call('SADD', node_conns_key, conn .. ' ' .. user) == 0 then
   return {live_total(presence_key, node_prefix), 0}
@@ -50,5 +55,6 @@ redis.call('HINCRBY', presence_key, node_id, 1)
 local total = live_total(presence_key, node_prefix)
 if total == 1 then
   redis.call('PUBLISH', watch_prefix .. user, envelope .. online_frame(user))
+  presence_event(webhooks_key, events, user)
 end
 return {total, 1}

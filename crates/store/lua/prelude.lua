@@ -35,6 +35,16 @@ local function offline_frame(user, last_seen)
     .. ',"online":false,"last_seen":' .. last_seen .. '}'
 end
 
+-- Queues the webhook event `user.online` (or `user.offline`, last seen at
+-- `last_seen` ms) on the stream `events_key`, when `events` is '1'.
+local function presence_event(events_key, events, user, last_seen)
+  if events ~= '1' then return end
+  local kind, seen = 'online', ''
+  if last_seen then kind, seen = 'offline', ',"last_seen":' .. last_seen end
+  redis.call('XADD', events_key, '*', 'e',
+    '{"type":"user.' .. kind .. '","data":{"user":' .. json_string(user) .. seen .. '}}')
+end
+
 -- Redis's clock in milliseconds since the Unix epoch, as a string.
 local function now_ms()
   local t = redis.call('TIME')
@@ -76,6 +86,7 @@ local function revive(node)
     redis.call('SADD', node.users_key, user)
     if live_total(presence_key, node.node_prefix) == here then
       redis.call('PUBLISH', node.watch_prefix .. user, node.envelope .. online_frame(user))
+      presence_event(node.webhooks_key, node.events, user)
     end
   end
   return #swept / 2

@@ -8,6 +8,7 @@
 -- the same atomic step keeps the announcement in order with a reconnect.
 --
 -- KEYS[1]  nodes            hash: node id -> its last renewal (ms, Redis's clock)
+-- KEYS[2]  webhooks         stream: events for the webhook receiver
 -- ARGV[1]  node_prefix      key prefix of every node's lease ("node:")
 -- ARGV[2]  users_prefix     key prefix of every node's node_users set
 -- ARGV[3]  swept_prefix     key prefix of every node's node_swept hash
@@ -19,10 +20,12 @@
 -- ARGV[9]  batch            most users handed out by this call
 -- ARGV[10] self_id          the sweeping node's id (never swept by itself)
 -- ARGV[11] swept_ttl_s      how long a lapsed node's swept users are kept (s)
+-- ARGV[12] events           '1' to queue user.offline events
 --
 -- Returns {1 if users are left for another call else 0,
 --          {user, last seen, user, last seen, ...} announced offline}.
 local nodes_key = KEYS[1]
+local webhooks_key = KEYS[2]
 local node_prefix = ARGV[1]
 local users_prefix = ARGV[2]
 local swept_prefix = ARGV[3]
@@ -34,6 +37,7 @@ local envelope = ARGV[8]
 local batch = ARGV[9]
 local self_id = ARGV[10]
 local swept_ttl_s = ARGV[11]
+local events = ARGV[12]
 
 local swept, more, budget = {}, 0, tonumber(batch)
 local nodes = redis.call('HGETALL', nodes_key)
@@ -65,6 +69,7 @@ for i = 1, #nodes, 2 do
         if seen <= tonumber(renewed) then
           redis.call('SET', last_seen_prefix .. user, renewed)
           redis.call('PUBLISH', watch_prefix .. user, envelope .. offline_frame(user, renewed))
+          presence_event(webhooks_key, events, user, renewed)
           table.insert(swept, user)
           table.insert(swept, renewed)
         end

@@ -40,6 +40,8 @@ pub struct MemoryPresence {
 struct Inner {
     state: Mutex<State>,
     broker: Arc<dyn Broker>,
+    /// Where `user.online` / `user.offline` webhook events go, once asked.
+    events: std::sync::OnceLock<Arc<dyn crate::WebhookQueue>>,
     /// Held while a count changes and is announced, and by a store while it
     /// decides whether a receiver is online and publishes: so a message is
     /// seen by a connection or kept offline, never neither.
@@ -52,6 +54,7 @@ impl MemoryPresence {
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::default(),
+                events: std::sync::OnceLock::new(),
                 broker,
                 gate: AsyncMutex::new(()),
             }),
@@ -139,7 +142,7 @@ impl PresenceNode for MemoryPresence {
     fn connected(&self, user: &str, conn: ConnId) -> BoxFuture<'static, Result<bool, StoreError>> {
         let (this, user) = (self.clone(), user.to_owned());
         async move {
-            let _gate = this.inner.gate.lock().await;
+            let gate = this.inner.gate.lock().await;
             let came_online = {
                 let mut state = this.lock();
                 let conns = state.online.entry(user.clone()).or_default();
@@ -147,6 +150,12 @@ impl PresenceNode for MemoryPresence {
             };
             if came_online {
                 this.announce(&user, frames::online_frame(&user)).await;
+            }
+            // Queued once the gate is open: a store takes its writer lock
+            // before the gate, so the queue's lock must not be taken inside it.
+            drop(gate);
+            if came_online {
+                this.queue_event(&user, None).await;
             }
             Ok(came_online)
         }
@@ -160,7 +169,7 @@ impl PresenceNode for MemoryPresence {
     ) -> BoxFuture<'static, Result<bool, StoreError>> {
         let (this, user) = (self.clone(), user.to_owned());
         async move {
-            let _gate = this.inner.gate.lock().await;
+            let gate = this.inner.gate.lock().await;
             let went_offline = {
                 let mut state = this.lock();
                 let left = state
@@ -181,8 +190,31 @@ impl PresenceNode for MemoryPresence {
                 let (head, tail) = frames::offline_template(&user);
                 this.announce(&user, format!("{head}{now}{tail}")).await;
             }
+            drop(gate);
+            if let Some(now) = went_offline {
+                this.queue_event(&user, Some(now)).await;
+            }
             Ok(went_offline.is_some())
         }
         .boxed()
+    }
+
+    fn queue_presence_events(&self, queue: Arc<dyn crate::WebhookQueue>) {
+        let _ = self.inner.events.set(queue);
+    }
+}
+
+impl MemoryPresence {
+    /// Queues the webhook event of a change, when asked to. In the step
+    /// that counts and announces (the process holds presence in memory: a
+    /// crash loses both).
+    async fn queue_event(&self, user: &str, last_seen: Option<u64>) {
+        let Some(queue) = self.inner.events.get() else {
+            return;
+        };
+        let event = crate::presence::presence_event(user, last_seen);
+        if let Err(e) = queue.enqueue(&event).await {
+            tracing::warn!(user, error = %e, "a presence event was not queued");
+        }
     }
 }

@@ -82,4 +82,23 @@ pub trait PresenceNode: Presence {
         user: &str,
         conn: ConnId,
     ) -> BoxFuture<'static, Result<bool, StoreError>>;
+
+    /// From now on, queue `user.online` / `user.offline` webhook events
+    /// with the announcements (on Redis, in the same script step, on the
+    /// store's `webhooks` stream; in memory, on `queue`).
+    fn queue_presence_events(&self, queue: std::sync::Arc<dyn crate::WebhookQueue>);
+}
+
+/// A `user.online` (no `last_seen`) or `user.offline` webhook event.
+pub(crate) fn presence_event(user: &str, last_seen: Option<u64>) -> String {
+    let data = match last_seen {
+        None => serde_json::json!({"user": user}),
+        Some(at) => serde_json::json!({"user": user, "last_seen": at}),
+    };
+    let kind = if last_seen.is_some() {
+        "user.offline"
+    } else {
+        "user.online"
+    };
+    serde_json::json!({"type": kind, "data": data}).to_string()
 }

@@ -120,8 +120,16 @@ impl Sender {
         }
     }
 
-    /// One attempt at `event`, and what follows from its answer.
+    /// One attempt at `event`, and what follows from its answer. An event
+    /// of a type not asked for (`user.offline` queued with `user.online`)
+    /// leaves the queue unsent.
     async fn attempt(&self, event: Queued) {
+        if !self.settings.wants(&kind(&event.payload)) {
+            if let Err(e) = self.queue.delivered(&event.id).await {
+                tracing::warn!(event = %event.id, error = %e, "webhooks: cannot drop an unwanted event");
+            }
+            return;
+        }
         let outcome = self.post(&event).await;
         let result = match outcome {
             Ok(()) => match self.queue.delivered(&event.id).await {
@@ -191,6 +199,14 @@ impl Sender {
             Err(format!("the receiver answered {}", response.status()))
         }
     }
+}
+
+/// The `type` of a queued event (empty when it has none).
+fn kind(payload: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| v["type"].as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// The body sent: the queued `{"type", "data"}` with the `timestamp` it

@@ -53,9 +53,21 @@ struct NodeValues {
     presence_prefix: String,
     watch_prefix: String,
     envelope: Vec<u8>,
+    webhooks: String,
+    events: bool,
 }
 
 impl NodeValues {
+    /// The webhooks stream: each script names it after its own keys.
+    fn webhooks_key(&self, call: &mut Call) {
+        call.key("webhooks", &self.webhooks);
+    }
+
+    /// Whether presence events are queued: each script's last argument.
+    fn events_arg(&self, call: &mut Call) {
+        call.arg("events", if self.events { "1" } else { "0" });
+    }
+
     fn keys(&self, call: &mut Call) {
         call.key("lease", &self.lease)
             .key("nodes", &self.nodes)
@@ -89,8 +101,10 @@ impl Lua for Connected {
     fn push(&self, call: &mut Call) {
         self.node.keys(call);
         call.key("presence", &self.presence);
+        self.node.webhooks_key(call);
         self.node.args(call);
         call.arg("user", &self.user).arg("conn", self.conn);
+        self.node.events_arg(call);
     }
 }
 
@@ -111,8 +125,10 @@ impl Lua for Disconnected {
         self.node.keys(call);
         call.key("presence", &self.presence)
             .key("last_seen", &self.last_seen);
+        self.node.webhooks_key(call);
         self.node.args(call);
         call.arg("user", &self.user).arg("conn", self.conn);
+        self.node.events_arg(call);
     }
 }
 
@@ -129,7 +145,9 @@ impl Lua for Renew {
         // renew.lua names only the first four common keys and the node_conns
         // key (to make it live again): the common set.
         self.node.keys(call);
+        self.node.webhooks_key(call);
         self.node.args(call);
+        self.node.events_arg(call);
     }
 }
 
@@ -147,6 +165,8 @@ struct Sweep {
     batch: usize,
     self_id: String,
     swept_ttl_s: u64,
+    webhooks: String,
+    events: bool,
 }
 
 impl Lua for Sweep {
@@ -155,6 +175,7 @@ impl Lua for Sweep {
 
     fn push(&self, call: &mut Call) {
         call.key("nodes", &self.nodes)
+            .key("webhooks", &self.webhooks)
             .arg("node_prefix", &self.node_prefix)
             .arg("users_prefix", &self.users_prefix)
             .arg("swept_prefix", &self.swept_prefix)
@@ -165,7 +186,8 @@ impl Lua for Sweep {
             .arg("envelope", &self.envelope[..])
             .arg("batch", self.batch)
             .arg("self_id", &self.self_id)
-            .arg("swept_ttl_s", self.swept_ttl_s);
+            .arg("swept_ttl_s", self.swept_ttl_s)
+            .arg("events", if self.events { "1" } else { "0" });
     }
 }
 
@@ -298,6 +320,8 @@ struct Node {
     disconnected: Loaded<Disconnected>,
     renew: Loaded<Renew>,
     sweep: Loaded<Sweep>,
+    /// Whether `user.online` / `user.offline` webhook events are queued.
+    events: std::sync::atomic::AtomicBool,
 }
 
 /// A gateway node's presence on Redis: counts its connections under its
@@ -337,6 +361,7 @@ impl RedisNode {
             disconnected: Loaded::new(),
             renew: Loaded::new(),
             sweep: Loaded::new(),
+            events: std::sync::atomic::AtomicBool::new(false),
         });
         let background = tokio::spawn(keep_alive(Arc::downgrade(&node), lease / 3));
         Self { node, background }
@@ -380,6 +405,8 @@ impl Node {
             presence_prefix: keys.prefix_of("presence"),
             watch_prefix: keys.channel(&chat_broker::channel::watch("")),
             envelope: chat_broker::envelope::text_header(),
+            webhooks: keys.single("webhooks"),
+            events: self.events.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -398,6 +425,8 @@ impl Node {
             batch: SWEEP_BATCH,
             self_id: self.id.clone(),
             swept_ttl_s: SWEPT_TTL.as_secs(),
+            webhooks: keys.single("webhooks"),
+            events: self.events.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -485,6 +514,12 @@ impl Presence for RedisNode {
 }
 
 impl PresenceNode for RedisNode {
+    fn queue_presence_events(&self, _queue: Arc<dyn crate::WebhookQueue>) {
+        // The scripts queue them on the store's stream, in their own step.
+        let on = &self.node.events;
+        on.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn connected(&self, user: &str, conn: ConnId) -> BoxFuture<'static, Result<bool, StoreError>> {
         let call = Connected {
             node: self.node.values(),
@@ -549,6 +584,7 @@ mod tests {
                 disconnected: Loaded::new(),
                 renew: Loaded::new(),
                 sweep: Loaded::new(),
+                events: false.into(),
             }),
             background: tokio::spawn(async {}),
         };
