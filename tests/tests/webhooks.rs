@@ -234,3 +234,93 @@ async fn users_coming_and_going_are_posted_and_nothing_else_when_only_they_are_a
         );
     }
 }
+
+/// Room membership events, on each engine: a join (creating the room), an
+/// addition by a member (through the rooms API: the presence binary on
+/// Redis), and a leave.
+#[tokio::test]
+async fn room_memberships_are_posted_with_who_changed_them() {
+    let redis = TestRedis::start().unwrap();
+    for engine in ["embedded", "redis"] {
+        let receiver = Receiver::start().await.unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let mut env = webhook_env(&receiver, "room.member_joined,room.member_left");
+        env.push(("CHAT_DATA_DIR", data.path().to_str().unwrap().to_owned()));
+        if engine == "redis" {
+            env.extend([
+                ("REDIS_URL", redis.url().to_owned()),
+                ("CHAT_REDIS_PREFIX", format!("{}{engine}:", redis.prefix())),
+                ("CHAT_AUTH", "open".to_owned()),
+            ]);
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (server, api) = if engine == "redis" {
+            let gateway = Service::start("gateway", &[], &env).await.unwrap();
+            let presence = Service::start("presence", &[], &env).await.unwrap();
+            (gateway, Some(presence))
+        } else {
+            (Service::start("chatd", &[], &env).await.unwrap(), None)
+        };
+        let api_addr = api.as_ref().map_or(server.addr(), |p| p.addr()).to_owned();
+
+        let mut alice = WsClient::user(server.addr(), "alice").await.unwrap();
+        alice
+            .send_json(&json!({"type": "join", "id": "j", "room": "ops"}))
+            .await
+            .unwrap();
+        alice.recv_type("joined").await.unwrap();
+        let added = reqwest::Client::new()
+            .post(format!(
+                "http://{api_addr}/api/v1/rooms/ops/members?user=alice"
+            ))
+            .json(&json!({"user": "bob"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(added.status().as_u16(), 200, "{engine}");
+        let mut bob = WsClient::user(server.addr(), "bob").await.unwrap();
+        bob.send_json(&json!({"type": "leave", "id": "l", "room": "ops"}))
+            .await
+            .unwrap();
+        bob.recv_until("left").await.unwrap();
+
+        let events: Vec<Value> = deliveries(&receiver, 3)
+            .await
+            .iter()
+            .map(verified)
+            .collect();
+        let seen: Vec<(String, String, Option<String>)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e["type"].as_str().unwrap().to_owned(),
+                    e["data"]["user"].as_str().unwrap().to_owned(),
+                    e["data"]["by"].as_str().map(str::to_owned),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("room.member_joined".into(), "alice".into(), None),
+                (
+                    "room.member_joined".into(),
+                    "bob".into(),
+                    Some("alice".into())
+                ),
+                ("room.member_left".into(), "bob".into(), None),
+            ],
+            "{engine}"
+        );
+        assert!(events.iter().all(|e| e["data"]["room"] == "ops"));
+        let seqs: Vec<u64> = events
+            .iter()
+            .map(|e| e["data"]["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            seqs,
+            [1, 2, 3],
+            "{engine}: the room entries that record them"
+        );
+    }
+}

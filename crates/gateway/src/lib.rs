@@ -335,6 +335,9 @@ impl Gateway {
         if settings.wants("message.offline") {
             self.inner.engine.queue_offline_events();
         }
+        if settings.wants("room.member_joined") || settings.wants("room.member_left") {
+            self.inner.engine.queue_room_events();
+        }
         if settings.wants("user.online") || settings.wants("user.offline") {
             let queue = Arc::clone(&self.inner.engine) as Arc<dyn chat_store::WebhookQueue>;
             self.inner.presence.queue_presence_events(queue);

@@ -59,10 +59,36 @@ pub trait WebhookQueue: Send + Sync + 'static {
     /// Errors: [`StoreError::Unavailable`].
     fn dead(&self, id: &str) -> BoxFuture<'static, Result<(), StoreError>>;
 
+    /// From now on, queue `room.member_joined` / `room.member_left` events
+    /// with each membership change (SQLite: in its transaction; Redis: right
+    /// after the room's script, which touches the room's keys only).
+    fn queue_room_events(&self);
+
     /// From now on, queue a `message.offline` event with each direct
     /// message kept for a user with no connection, in the step that stores
     /// it (off until called: a deployment without webhooks queues nothing).
     fn queue_offline_events(&self);
+}
+
+/// A `room.member_joined` (`joined`) or `room.member_left` event: `user`
+/// in `room` at entry `seq`, added or removed by `by` when someone else.
+pub(crate) fn room_event(
+    joined: bool,
+    room: &str,
+    user: &str,
+    by: Option<&str>,
+    seq: u64,
+) -> String {
+    let kind = if joined {
+        "room.member_joined"
+    } else {
+        "room.member_left"
+    };
+    let mut data = serde_json::json!({"room": room, "user": user, "seq": seq});
+    if let Some(by) = by.filter(|by| *by != user) {
+        data["by"] = by.into();
+    }
+    serde_json::json!({"type": kind, "data": data}).to_string()
 }
 
 /// The `message.offline` event of a direct message kept for `user`, who

@@ -17,9 +17,7 @@ chat_runtime::settings! {
         pub webhook_secret: Option<Secret> = None => "none",
         /// The events to send, comma-separated: message.offline,
         /// user.online, user.offline, room.member_joined, room.member_left
-        /// (this version sends message.offline for direct messages,
-        /// user.online and user.offline; the room events are taken and
-        /// still to come).
+        /// (message.offline is sent for direct messages only, for now).
         pub webhook_events: String = "message.offline,user.online,user.offline,room.member_joined,room.member_left".to_owned(),
         /// How long the receiver has to answer 2xx before the attempt counts as failed.
         #[serde(with = "humantime_serde")]

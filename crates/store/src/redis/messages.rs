@@ -166,6 +166,8 @@ pub(crate) struct Inner {
     upgraded: std::sync::atomic::AtomicBool,
     /// Whether `message.offline` events are queued ([`crate::WebhookQueue`]).
     pub(crate) offline_events: std::sync::atomic::AtomicBool,
+    /// Whether room membership events are queued.
+    pub(crate) room_events: std::sync::atomic::AtomicBool,
 }
 
 /// The Redis message store. Cloning shares it.
@@ -211,6 +213,7 @@ impl RedisStore {
                 mark_read: Loaded::new(),
                 upgraded: std::sync::atomic::AtomicBool::new(upgraded),
                 offline_events: std::sync::atomic::AtomicBool::new(false),
+                room_events: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -514,6 +517,7 @@ mod tests {
             mark_read: Loaded::new(),
             upgraded: true.into(),
             offline_events: false.into(),
+            room_events: false.into(),
         };
         legend::check(&inner.append_call(direct));
         legend::check(&TakeOffline {

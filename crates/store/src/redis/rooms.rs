@@ -371,12 +371,18 @@ impl Inner {
         private: bool,
     ) -> Result<Option<u64>, RoomError> {
         let (room, user) = (call.room.clone(), call.user.clone());
+        let by = (!call.by.is_empty()).then(|| call.by.clone());
         let noted = self.note_room(conn, &room, &user).await?;
         let call = Join { private, ..call };
         let answer = ROOM_JOIN.invoke::<Answer>(&call, conn).await;
         let refused = match &answer {
             Ok(answer) => match answer.outcome().as_str() {
-                "joined" => return Ok(Some(answer.number(1))),
+                "joined" => {
+                    let seq = answer.number(1);
+                    self.room_event(conn, true, &room, &user, by.as_deref(), seq)
+                        .await;
+                    return Ok(Some(seq));
+                }
                 "already" => return Ok(None),
                 "exists" => RoomError::Exists(room.clone()),
                 "not_found" => RoomError::NotFound(room.clone()),
@@ -394,6 +400,34 @@ impl Inner {
                 .await;
         }
         Err(refused)
+    }
+
+    /// Queues a membership change's webhook event, when asked to: after the
+    /// room's script (which touches the room's keys only, one hash slot),
+    /// so a crash in between loses it. Best effort: logged when it fails.
+    async fn room_event(
+        &self,
+        conn: &mut ConnectionManager,
+        joined: bool,
+        room: &str,
+        user: &str,
+        by: Option<&str>,
+        seq: u64,
+    ) {
+        if !self.room_events.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let event = crate::webhooks::room_event(joined, room, user, by, seq);
+        let queued = redis::cmd("XADD")
+            .arg(self.keys.single("webhooks"))
+            .arg("*")
+            .arg("e")
+            .arg(event)
+            .query_async::<()>(conn)
+            .await;
+        if let Err(e) = queued {
+            tracing::warn!(room, user, error = %e, "a room event was not queued");
+        }
     }
 
     /// Whether `room` exists and `user` is a member: `Err` unless both.
@@ -546,6 +580,11 @@ impl RoomStore for RedisStore {
                 .query_async::<i64>(&mut conn)
                 .await
                 .map_err(|e| super::unavailable("SREM", e))?;
+            if let Some(seq) = left {
+                inner
+                    .room_event(&mut conn, false, &room, &user, by.as_deref(), seq)
+                    .await;
+            }
             Ok(left)
         })
     }

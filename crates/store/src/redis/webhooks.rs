@@ -155,6 +155,11 @@ impl WebhookQueue for RedisStore {
         })
     }
 
+    fn queue_room_events(&self) {
+        let on = &self.inner().room_events;
+        on.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn queue_offline_events(&self) {
         let on = &self.inner().offline_events;
         on.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -146,6 +146,8 @@ struct Inner {
     write: tokio::sync::Mutex<()>,
     /// Whether `message.offline` events are queued ([`crate::WebhookQueue`]).
     offline_events: std::sync::atomic::AtomicBool,
+    /// Whether room membership events are queued.
+    room_events: std::sync::atomic::AtomicBool,
 }
 
 mod api_keys;
@@ -200,6 +202,7 @@ impl SqliteStore {
                 limits,
                 write: tokio::sync::Mutex::new(()),
                 offline_events: std::sync::atomic::AtomicBool::new(false),
+                room_events: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }

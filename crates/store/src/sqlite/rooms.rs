@@ -186,6 +186,33 @@ impl SqliteStore {
     }
 
     /// `room` exists and `user` is a member, or why not.
+    /// Queues a membership change's webhook event in its transaction, when
+    /// asked to.
+    async fn queue_room_event(
+        &self,
+        txn: &impl ConnectionTrait,
+        joined: bool,
+        room: &str,
+        user: &str,
+        by: Option<&str>,
+        seq: i64,
+    ) -> Result<(), sea_orm::DbErr> {
+        if !self
+            .inner
+            .room_events
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
+        let event = crate::webhooks::room_event(joined, room, user, by, seq.max(0) as u64);
+        txn.execute_raw(stmt(
+            "INSERT INTO webhooks (payload, queued_at) VALUES (?, ?)",
+            vec![event.into(), super::int(crate::now_millis())],
+        ))
+        .await?;
+        Ok(())
+    }
+
     async fn member_check(
         &self,
         db: &impl ConnectionTrait,
@@ -305,6 +332,8 @@ impl SqliteStore {
             // The adder has seen what they did (as a sender their message).
             mark_seen(&txn, room, by, seq).await?;
         }
+        self.queue_room_event(&txn, true, room, user, by, seq)
+            .await?;
         txn.commit().await?;
         let control = Control::Joined {
             room: room.into(),
@@ -389,6 +418,8 @@ impl SqliteStore {
             ))
             .await?;
         }
+        self.queue_room_event(&txn, false, room, user, by, seq)
+            .await?;
         txn.commit().await?;
         let control = Control::Left {
             room: room.into(),
