@@ -47,14 +47,9 @@ impl HttpError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Room(e) => match e {
-                RoomError::NotFound(_) => StatusCode::NOT_FOUND,
-                RoomError::Forbidden(_) => StatusCode::FORBIDDEN,
-                RoomError::Full(..) | RoomError::TooManyRooms(..) | RoomError::Exists(_) => {
-                    StatusCode::CONFLICT
-                }
-                RoomError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            },
+            ApiError::Room(e) => {
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -14,6 +14,15 @@ local JSON_ESCAPES = {
   ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
 }
 
+-- The value of field `name` in a stream entry's field list
+-- ({name, value, name, value, ...}), or nil.
+local function field(fields, name)
+  for i = 1, #fields, 2 do
+    if fields[i] == name then return fields[i + 1] end
+  end
+  return nil
+end
+
 -- `s` as a JSON string literal, escaped exactly as serde_json escapes it
 -- (quote, backslash, control characters; every other byte as it is), so a
 -- frame written here has the bytes the protocol types would give it.

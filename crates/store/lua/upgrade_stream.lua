@@ -25,14 +25,6 @@ if redis.call('TYPE', stream_key)['ok'] ~= 'stream' then return {} end
 local entries = redis.call('XRANGE', stream_key, '-', '+')
 redis.call('DEL', stream_key)
 
--- The value of field `name` of a stream entry's field list.
-local function field(fields, name)
-  for i = 1, #fields, 2 do
-    if fields[i] == name then return fields[i + 1] end
-  end
-  return nil
-end
-
 local out = {#entries}
 if kind == 'inbox' then
   for _, entry in ipairs(entries) do

@@ -29,12 +29,6 @@ if type(made) == 'table' and made.err and not string.find(made.err, 'BUSYGROUP')
 end
 
 local out = {}
-local function field(fields, name)
-  for i = 1, #fields, 2 do
-    if fields[i] == name then return fields[i + 1] end
-  end
-  return nil
-end
 local function take(id, fields, deliveries)
   table.insert(out, id)
   table.insert(out, field(fields, 'e') or '')

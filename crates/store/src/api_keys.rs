@@ -62,7 +62,26 @@ pub(crate) fn record(key: &ApiKey) -> String {
 }
 
 /// `key` revoked at `at`, unless it was already.
-pub(crate) fn revoked(mut key: ApiKey, at: u64) -> ApiKey {
+fn revoked(mut key: ApiKey, at: u64) -> ApiKey {
     key.revoked_at.get_or_insert(at);
     key
+}
+
+/// [`ApiKeys::revoke_key`] for an engine that reads and writes whole
+/// records: read, mark, write back. (Two revocations at once both write
+/// a true revocation time.)
+pub(crate) fn revoke_by_rewrite<S: ApiKeys + Clone>(
+    store: &S,
+    id: &str,
+    at: u64,
+) -> BoxFuture<'static, Result<Option<ApiKey>, StoreError>> {
+    let (found, store) = (store.key(id), store.clone());
+    Box::pin(async move {
+        let Some(key) = found.await? else {
+            return Ok(None);
+        };
+        let key = revoked(key, at);
+        store.create_key(key.clone()).await?;
+        Ok(Some(key))
+    })
 }

@@ -117,6 +117,17 @@ impl RoomError {
             RoomError::Store(_) => ErrorCode::Unavailable,
         }
     }
+
+    /// The HTTP status answering this refusal (RFC 9110): 404, 403, 409
+    /// (a limit reached, a taken name), 503 (the store failed).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            RoomError::NotFound(_) => 404,
+            RoomError::Forbidden(_) => 403,
+            RoomError::Full(..) | RoomError::TooManyRooms(..) | RoomError::Exists(_) => 409,
+            RoomError::Store(_) => 503,
+        }
+    }
 }
 
 /// A room as its members see it.

@@ -5,7 +5,7 @@ use futures_util::future::BoxFuture;
 
 use super::messages::RedisStore;
 use super::with_conn;
-use crate::api_keys::{parse, record, revoked};
+use crate::api_keys::{parse, record};
 use crate::{ApiKey, ApiKeys, StoreError};
 
 impl ApiKeys for RedisStore {
@@ -65,17 +65,7 @@ impl ApiKeys for RedisStore {
         id: &str,
         at: u64,
     ) -> BoxFuture<'static, Result<Option<ApiKey>, StoreError>> {
-        let (found, this) = (self.key(id), self.clone());
-        Box::pin(async move {
-            let Some(key) = found.await? else {
-                return Ok(None);
-            };
-            // Two revokes at once write the same record but for the time:
-            // either is a true revocation time.
-            let key = revoked(key, at);
-            this.create_key(key.clone()).await?;
-            Ok(Some(key))
-        })
+        crate::api_keys::revoke_by_rewrite(self, id, at)
     }
 }
 

@@ -50,6 +50,14 @@ fn stream_ms(id: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Adds to `pipe` what takes event `id` out of the queue: acknowledged in
+/// the group, deleted from the stream, its retry time forgotten.
+fn take_out(pipe: &mut redis::Pipeline, stream: &str, retry_at: &str, id: &str) {
+    pipe.cmd("XACK").arg(stream).arg(GROUP).arg(id);
+    pipe.cmd("XDEL").arg(stream).arg(id);
+    pipe.cmd("HDEL").arg(retry_at).arg(id);
+}
+
 impl RedisStore {
     fn queue_keys(&self) -> (String, String, String) {
         let keys = &self.inner().keys;
@@ -124,20 +132,9 @@ impl WebhookQueue for RedisStore {
         let id = id.to_owned();
         let inner = self.inner();
         with_conn(inner, &inner.redis, "XACK", move |_, mut conn| async move {
-            redis::pipe()
-                .atomic()
-                .cmd("XACK")
-                .arg(&stream)
-                .arg(GROUP)
-                .arg(&id)
-                .cmd("XDEL")
-                .arg(&stream)
-                .arg(&id)
-                .cmd("HDEL")
-                .arg(&retry_at)
-                .arg(&id)
-                .query_async::<()>(&mut conn)
-                .await
+            let mut pipe = redis::pipe();
+            take_out(pipe.atomic(), &stream, &retry_at, &id);
+            pipe.query_async::<()>(&mut conn).await
         })
     }
 

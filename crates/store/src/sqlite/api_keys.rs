@@ -6,7 +6,7 @@ use futures_util::future::BoxFuture;
 use sea_orm::ConnectionTrait;
 
 use super::{SqliteStore, failed, stmt};
-use crate::api_keys::{parse, record, revoked};
+use crate::api_keys::{parse, record};
 use crate::{ApiKey, ApiKeys, StoreError};
 
 impl ApiKeys for SqliteStore {
@@ -77,16 +77,7 @@ impl ApiKeys for SqliteStore {
         id: &str,
         at: u64,
     ) -> BoxFuture<'static, Result<Option<ApiKey>, StoreError>> {
-        let (found, this) = (self.key(id), self.clone());
-        async move {
-            let Some(key) = found.await? else {
-                return Ok(None);
-            };
-            let key = revoked(key, at);
-            this.create_key(key.clone()).await?;
-            Ok(Some(key))
-        }
-        .boxed()
+        crate::api_keys::revoke_by_rewrite(self, id, at)
     }
 }
 
