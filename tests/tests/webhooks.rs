@@ -284,11 +284,13 @@ async fn room_memberships_are_posted_with_who_changed_them() {
             .unwrap();
         bob.recv_until("left").await.unwrap();
 
-        let events: Vec<Value> = deliveries(&receiver, 3)
+        // Posted in batches, in parallel: their order is the entries'.
+        let mut events: Vec<Value> = deliveries(&receiver, 3)
             .await
             .iter()
             .map(verified)
             .collect();
+        events.sort_by_key(|e| e["data"]["seq"].as_u64());
         let seen: Vec<(String, String, Option<String>)> = events
             .iter()
             .map(|e| {
@@ -323,4 +325,76 @@ async fn room_memberships_are_posted_with_who_changed_them() {
             "{engine}: the room entries that record them"
         );
     }
+}
+
+/// Only `user.online` asked for: the `user.offline` queued with it is
+/// dropped unsent.
+#[tokio::test]
+async fn events_of_a_type_not_asked_for_are_dropped_unsent() {
+    let receiver = Receiver::start().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut env = webhook_env(&receiver, "user.online");
+    env.push(("CHAT_DATA_DIR", data.path().to_str().unwrap().to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let chatd = Service::start("chatd", &[], &env).await.unwrap();
+    let bob = WsClient::user(chatd.addr(), "bob").await.unwrap();
+    deliveries(&receiver, 1).await;
+    bob.close().await.unwrap();
+    // Bob's offline is queued (presence queues both) and must be dropped:
+    // dave's online is the next thing posted, and the only other one.
+    let _dave = WsClient::user(chatd.addr(), "dave").await.unwrap();
+    let all = deliveries(&receiver, 2).await;
+    let seen: Vec<(String, String)> = all
+        .iter()
+        .map(verified)
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                e["data"]["user"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("user.online".into(), "bob".into()),
+            ("user.online".into(), "dave".into())
+        ]
+    );
+}
+
+/// A receiver down past the give-up time: the event goes to the dead
+/// letters (counted) and is never posted; the next one is.
+#[tokio::test]
+async fn an_event_given_up_on_is_dead_lettered_and_never_posted() {
+    let receiver = Receiver::start().await.unwrap();
+    receiver.set_down(true);
+    let data = tempfile::tempdir().unwrap();
+    let mut env = webhook_env(&receiver, "message.offline");
+    env.push(("CHAT_DATA_DIR", data.path().to_str().unwrap().to_owned()));
+    env.push(("CHAT_WEBHOOK_GIVE_UP", "300ms".to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let chatd = Service::start("chatd", &[], &env).await.unwrap();
+    let mut alice = WsClient::user(chatd.addr(), "alice").await.unwrap();
+    send(&mut alice, "1", "bob", "lost in the post").await;
+    let metrics = || async {
+        reqwest::get(format!("http://{}/metrics", chatd.addr()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    chat_testkit::eventually_async("the event is dead-lettered", || async {
+        metrics()
+            .await
+            .contains(r#"chat_webhook_events_total{result="dead"} 1"#)
+    })
+    .await
+    .unwrap();
+    receiver.set_down(false);
+    send(&mut alice, "2", "carol", "this one arrives").await;
+    let all = deliveries(&receiver, 1).await;
+    assert_eq!(verified(&all[0])["data"]["user"], "carol");
+    assert_eq!(all.len(), 1, "{all:?}");
 }

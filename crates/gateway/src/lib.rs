@@ -348,7 +348,8 @@ impl Gateway {
         let queue = Arc::clone(&self.inner.engine) as Arc<dyn chat_store::WebhookQueue>;
         if let Some(sender) = chat_webhooks::Sender::new(queue, settings, &consumer, metrics)? {
             let stop = self.inner.shutdown.clone();
-            tokio::spawn(sender.run(stop));
+            // Tracked: a draining gateway lets the batch in flight finish.
+            self.inner.sessions.spawn(sender.run(stop));
         }
         Ok(())
     }

@@ -1,12 +1,12 @@
 -- webhook_due: takes up to `max` events for a consumer, in one step (no
--- other consumer takes them meanwhile): first the ones whose next attempt
--- has come (pending in the group, their time in the retry hash passed, or
--- none kept: a consumer that took them went away), then new ones. Each
--- taken event's next attempt is set `lease_ms` ahead: if its sender goes
+-- other consumer takes them meanwhile): first the pending ones whose next
+-- attempt has come (by the time each is scored with in `retry_at`: a
+-- retry's, or the end of the lease of a sender that went quiet), then new
+-- ones. Each taken event is scored `lease_ms` ahead: if its sender goes
 -- quiet, another takes it then.
 --
 -- KEYS[1]  stream           the webhooks stream (field e: the event)
--- KEYS[2]  retry_at         hash: event id -> ms of its next attempt
+-- KEYS[2]  retry_at         zset: event id scored by the ms of its next attempt
 -- ARGV[1]  group            the consumer group
 -- ARGV[2]  consumer         this consumer
 -- ARGV[3]  max              events at most
@@ -33,24 +33,21 @@ local function take(id, fields, deliveries)
   table.insert(out, id)
   table.insert(out, field(fields, 'e') or '')
   table.insert(out, deliveries)
-  redis.call('HSET', retry_at_key, id, now + lease_ms)
+  redis.call('ZADD', retry_at_key, now + lease_ms, id)
 end
 
--- Retries: looked for among the oldest pending, a few times `max` of them.
-local pending = redis.call('XPENDING', stream_key, group, '-', '+', max * 4)
-for _, p in ipairs(pending) do
-  if #out >= max * 3 then break end
-  local id, deliveries = p[1], p[4]
-  local at = redis.call('HGET', retry_at_key, id)
-  if not at or tonumber(at) <= now then
-    local claimed = redis.call('XCLAIM', stream_key, group, consumer, 0, id)
-    if claimed[1] and claimed[1][2] then
-      take(id, claimed[1][2], deliveries + 1)
-    else
-      -- Deleted meanwhile: nothing left to send.
-      redis.call('XACK', stream_key, group, id)
-      redis.call('HDEL', retry_at_key, id)
-    end
+-- Retries whose time has come, soonest first (however many others wait).
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', retry_at_key, '-inf', now, 'LIMIT', 0, max)) do
+  local claimed = redis.call('XCLAIM', stream_key, group, consumer, 0, id)
+  if claimed[1] and claimed[1][2] then
+    local pending = redis.call('XPENDING', stream_key, group, id, id, 1)
+    local deliveries = 1
+    if pending[1] then deliveries = pending[1][4] end
+    take(id, claimed[1][2], deliveries)
+  else
+    -- Gone from the stream meanwhile: nothing left to send.
+    redis.call('XACK', stream_key, group, id)
+    redis.call('ZREM', retry_at_key, id)
   end
 end
 if #out < max * 3 then

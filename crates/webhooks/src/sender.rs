@@ -110,7 +110,7 @@ impl Sender {
                     false
                 }
             };
-            if full {
+            if full && !stop.is_cancelled() {
                 continue;
             }
             tokio::select! {
@@ -141,7 +141,15 @@ impl Sender {
                     "delivered"
                 }
             },
-            Err(why) => {
+            Err(Failure::Unsendable(why)) => {
+                // Never sendable: no point trying all day.
+                tracing::warn!(event = %event.id, why, "webhooks: an event that cannot be sent");
+                if let Err(e) = self.queue.dead(&event.id).await {
+                    tracing::warn!(event = %event.id, error = %e, "webhooks: cannot move an event to the dead letters");
+                }
+                "dead"
+            }
+            Err(Failure::Refused(why)) => {
                 let now = chat_store::now_millis();
                 let give_up = event.queued_at + self.settings.webhook_give_up.as_millis() as u64;
                 if now >= give_up {
@@ -168,16 +176,17 @@ impl Sender {
         self.metrics.events.with_label_values(&[result]).inc();
     }
 
-    /// Posts `event`, signed; `Err` with why when the receiver did not
-    /// answer 2xx within the timeout.
-    async fn post(&self, event: &Queued) -> Result<(), String> {
-        let body = body(event)?;
+    /// Posts `event`, signed. Errors: why the receiver did not take it
+    /// (no 2xx within the timeout; the URL is left out of the reason, as it
+    /// may carry credentials), or why it cannot be sent at all.
+    async fn post(&self, event: &Queued) -> Result<(), Failure> {
+        let body = body(event).map_err(Failure::Unsendable)?;
         let id = format!("evt_{}", event.id);
         let timestamp = (chat_store::now_millis() / 1000) as i64;
         let signature = self
             .signer
             .sign(&id, timestamp, body.as_bytes())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failure::Unsendable(e.to_string()))?;
         let url = self.settings.webhook_url.as_deref().unwrap_or_default();
         let response = self
             .client
@@ -192,13 +201,22 @@ impl Sender {
             .body(body)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failure::Refused(e.without_url().to_string()))?;
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(format!("the receiver answered {}", response.status()))
+            let why = format!("the receiver answered {}", response.status());
+            Err(Failure::Refused(why))
         }
     }
+}
+
+/// Why an attempt failed.
+enum Failure {
+    /// The receiver did not take it: tried again later.
+    Refused(String),
+    /// It cannot be sent at all (unreadable): dead at once.
+    Unsendable(String),
 }
 
 /// The `type` of a queued event (empty when it has none).

@@ -41,15 +41,32 @@ impl WebhookSettings {
         let Some(url) = &self.webhook_url else {
             return Ok(());
         };
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return fail("CHAT_WEBHOOK_URL", "must start with http:// or https://");
+        match reqwest::Url::parse(url) {
+            Ok(parsed)
+                if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {}
+            _ => {
+                return fail(
+                    "CHAT_WEBHOOK_URL",
+                    "must be an http:// or https:// URL with a host",
+                );
+            }
         }
         let Some(secret) = &self.webhook_secret else {
             return fail("CHAT_WEBHOOK_SECRET", "required with CHAT_WEBHOOK_URL");
         };
-        let secret = std::str::from_utf8(secret.expose()).unwrap_or_default();
-        if !secret.starts_with("whsec_") || standardwebhooks::Webhook::new(secret).is_err() {
-            return fail("CHAT_WEBHOOK_SECRET", "must be whsec_ followed by base64");
+        // Standard Webhooks: whsec_ and the base64 of 24 to 64 random bytes.
+        let key = std::str::from_utf8(secret.expose())
+            .ok()
+            .and_then(|s| s.strip_prefix("whsec_"))
+            .and_then(|b64| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.decode(b64).ok()
+            });
+        if !key.is_some_and(|key| (24..=64).contains(&key.len())) {
+            return fail(
+                "CHAT_WEBHOOK_SECRET",
+                "must be whsec_ followed by the base64 of 24 to 64 bytes",
+            );
         }
         for event in self.events() {
             if !crate::EVENTS.contains(&event) {
@@ -82,5 +99,50 @@ impl WebhookSettings {
     /// Whether webhooks are on and `event` is among those asked for.
     pub fn wants(&self, event: &str) -> bool {
         self.webhook_url.is_some() && self.events().any(|e| e == event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(url: &str, secret: &str) -> WebhookSettings {
+        let layers = chat_runtime::settings::Figment::new()
+            .merge(("webhook_url", url))
+            .merge(("webhook_secret", secret));
+        layers.extract().unwrap()
+    }
+
+    #[test]
+    fn a_receiver_needs_a_url_and_a_standard_secret() {
+        let good = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw/6eR8YHiFYY=";
+        assert!(with("https://app.example/hooks", good).validate().is_ok());
+        for (url, secret, says) in [
+            ("http://", good, "CHAT_WEBHOOK_URL"),
+            ("ftp://app.example/", good, "CHAT_WEBHOOK_URL"),
+            ("https://app.example/", "whsec_", "CHAT_WEBHOOK_SECRET"),
+            (
+                "https://app.example/",
+                "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw/6eR8YHiFYY=",
+                "CHAT_WEBHOOK_SECRET",
+            ),
+            (
+                "https://app.example/",
+                "whsec_c2hvcnQ=",
+                "CHAT_WEBHOOK_SECRET",
+            ),
+        ] {
+            let error = with(url, secret).validate().unwrap_err().to_string();
+            assert!(error.contains(says), "{url} {secret}: {error}");
+        }
+        let mut unknown = with("https://app.example/", good);
+        unknown.webhook_events = "message.offline,user.typing".into();
+        assert!(
+            unknown
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("user.typing")
+        );
     }
 }

@@ -40,7 +40,7 @@
 //! | `api_keys` | hash | API key id → its record (JSON: name, scopes, SHA-256 of the secret, created, revoked) |
 //! | `revoked` | sorted set | user → ms: their tokens issued before are refused (the server API's revoke; only ever later) |
 //! | `webhooks` | stream | events for the webhook receiver (field `e`), read by the consumer group `senders` |
-//! | `webhooks:retry_at` | hash | event id → ms of its next attempt |
+//! | `webhooks:retry_at` | sorted set | event ids by the ms of their next attempt (a retry, or a lease's end) |
 //! | `webhooks:dead` | stream | events given up on (`id`, `e`), the last 10 000 |
 //! | `schema` | string | the data layout last upgraded to (`upgrade.rs`): 2 = sorted-set inboxes and histories |
 //! | `media_refs:{media id}` | set | ids of the messages that carry the file (a delete of the last one deletes the file) |

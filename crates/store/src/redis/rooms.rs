@@ -574,17 +574,18 @@ impl RoomStore for RedisStore {
                 "not_found" => return Err(RoomError::NotFound(room)),
                 _ => return Err(forbidden(&answer, "not allowed")),
             };
+            // Queued before anything else can fail: the membership changed.
+            if let Some(seq) = left {
+                inner
+                    .room_event(&mut conn, false, &room, &user, by.as_deref(), seq)
+                    .await;
+            }
             redis::cmd("SREM")
                 .arg(inner.keys.of("rooms", &user))
                 .arg(&room)
                 .query_async::<i64>(&mut conn)
                 .await
                 .map_err(|e| super::unavailable("SREM", e))?;
-            if let Some(seq) = left {
-                inner
-                    .room_event(&mut conn, false, &room, &user, by.as_deref(), seq)
-                    .await;
-            }
             Ok(left)
         })
     }

@@ -1,6 +1,7 @@
 //! [`WebhookQueue`] on Redis: the stream `webhooks` (field `e`: the event)
-//! with the consumer group `senders` shared by every gateway, the hash
-//! `webhooks:retry_at` (event id → ms of its next attempt) and the stream
+//! with the consumer group `senders` shared by every gateway, the sorted
+//! set `webhooks:retry_at` (event ids scored by the ms of their next
+//! attempt) and the stream
 //! `webhooks:dead` of events given up on (its last 10 000).
 
 use futures_util::future::BoxFuture;
@@ -55,7 +56,7 @@ fn stream_ms(id: &str) -> u64 {
 fn take_out(pipe: &mut redis::Pipeline, stream: &str, retry_at: &str, id: &str) {
     pipe.cmd("XACK").arg(stream).arg(GROUP).arg(id);
     pipe.cmd("XDEL").arg(stream).arg(id);
-    pipe.cmd("HDEL").arg(retry_at).arg(id);
+    pipe.cmd("ZREM").arg(retry_at).arg(id);
 }
 
 impl RedisStore {
@@ -142,11 +143,14 @@ impl WebhookQueue for RedisStore {
         let (_, retry_at, _) = self.queue_keys();
         let id = id.to_owned();
         let inner = self.inner();
-        with_conn(inner, &inner.redis, "HSET", move |_, mut conn| async move {
-            redis::cmd("HSET")
+        with_conn(inner, &inner.redis, "ZADD", move |_, mut conn| async move {
+            // XX: only an event still queued (a slow sender's retry must
+            // not bring back one another sender delivered meanwhile).
+            redis::cmd("ZADD")
                 .arg(&retry_at)
-                .arg(&id)
+                .arg("XX")
                 .arg(at)
+                .arg(&id)
                 .query_async::<()>(&mut conn)
                 .await
         })
@@ -182,30 +186,23 @@ impl WebhookQueue for RedisStore {
                     .and_then(|(_, fields)| fields.iter().find(|(k, _)| k == "e"))
                     .map(|(_, v)| v.clone())
                     .unwrap_or_default();
-                redis::pipe()
-                    .atomic()
-                    .cmd("XADD")
-                    .arg(&dead)
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(DEAD_KEPT)
-                    .arg("*")
-                    .arg("id")
-                    .arg(&id)
-                    .arg("e")
-                    .arg(&payload)
-                    .cmd("XACK")
-                    .arg(&stream)
-                    .arg(GROUP)
-                    .arg(&id)
-                    .cmd("XDEL")
-                    .arg(&stream)
-                    .arg(&id)
-                    .cmd("HDEL")
-                    .arg(&retry_at)
-                    .arg(&id)
-                    .query_async::<()>(&mut conn)
-                    .await
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                // Gone already (delivered by another sender): nothing to keep.
+                if !payload.is_empty() {
+                    pipe.cmd("XADD")
+                        .arg(&dead)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(DEAD_KEPT)
+                        .arg("*")
+                        .arg("id")
+                        .arg(&id)
+                        .arg("e")
+                        .arg(&payload);
+                }
+                take_out(&mut pipe, &stream, &retry_at, &id);
+                pipe.query_async::<()>(&mut conn).await
             },
         )
     }

@@ -185,7 +185,6 @@ impl SqliteStore {
         }
     }
 
-    /// `room` exists and `user` is a member, or why not.
     /// Queues a membership change's webhook event in its transaction, when
     /// asked to.
     async fn queue_room_event(
@@ -213,6 +212,7 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// `room` exists and `user` is a member, or why not.
     async fn member_check(
         &self,
         db: &impl ConnectionTrait,

@@ -7,6 +7,9 @@ use sea_orm::{ConnectionTrait, TransactionTrait};
 
 use super::{SqliteStore, failed, int, stmt};
 use crate::StoreError;
+
+/// Dead letters kept (older ones are dropped).
+const DEAD_KEPT: u64 = 10_000;
 use crate::webhooks::{Queued, WebhookQueue};
 
 impl SqliteStore {
@@ -27,9 +30,19 @@ impl SqliteStore {
     }
 }
 
-/// An event id as its row id.
+/// An event's id: `{queued at, ms}-{row id}`, shaped like a Redis stream
+/// id, so that ids stay unique for a receiver even if the database starts
+/// over (its row ids would repeat, not with the same times).
+fn event_id(queued_at: i64, row: i64) -> String {
+    format!("{queued_at}-{row}")
+}
+
+/// An event id's row id.
 fn row_id(id: &str) -> i64 {
-    id.parse().unwrap_or(-1)
+    id.rsplit('-')
+        .next()
+        .and_then(|row| row.parse().ok())
+        .unwrap_or(-1)
 }
 
 impl WebhookQueue for SqliteStore {
@@ -70,11 +83,12 @@ impl WebhookQueue for SqliteStore {
                 let mut taken = rows
                     .iter()
                     .map(|r| {
+                        let queued_at: i64 = r.try_get("", "queued_at")?;
                         Ok(Queued {
-                            id: r.try_get::<i64>("", "id")?.to_string(),
+                            id: event_id(queued_at, r.try_get("", "id")?),
                             payload: r.try_get("", "payload")?,
                             attempt: r.try_get::<i64>("", "attempts")?.max(1) as u32,
-                            queued_at: r.try_get::<i64>("", "queued_at")?.max(0) as u64,
+                            queued_at: queued_at.max(0) as u64,
                         })
                     })
                     .collect::<Result<Vec<_>, sea_orm::DbErr>>()?;
@@ -136,6 +150,12 @@ impl WebhookQueue for SqliteStore {
                 .await?;
                 txn.execute_raw(stmt("DELETE FROM webhooks WHERE id = ?", vec![id.into()]))
                     .await?;
+                // The last DEAD_KEPT dead letters, as on Redis.
+                txn.execute_raw(stmt(
+                    "DELETE FROM webhooks_dead WHERE rowid <= (SELECT MAX(rowid) FROM webhooks_dead) - ?",
+                    vec![int(DEAD_KEPT)],
+                ))
+                .await?;
                 txn.commit().await
             };
             run.await

@@ -1,5 +1,6 @@
-//! The server API's keys, kept by both engines: made, found, listed in
-//! age order, revoked once (a second revocation keeps the first time).
+//! What the integration with an application's backend keeps in the store,
+//! on both engines: the server API's keys (made, found, listed in age
+//! order, revoked once), token revocations, and the webhooks' queue.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
 
@@ -124,5 +125,65 @@ async fn revocations_keep_the_latest_time_per_user(f: Fixture) {
     assert_eq!(f.keys.revoked_before("alice").await.unwrap(), None);
 }
 
-chat_testkit::contract!(sqlite: keys_are_kept_listed_and_revoked_once, revocations_keep_the_latest_time_per_user);
-chat_testkit::contract!(redis: keys_are_kept_listed_and_revoked_once, revocations_keep_the_latest_time_per_user);
+/// The queue: events are taken once each (leased), come back when their
+/// retry time comes or their lease runs out, counting attempts, however
+/// many others wait; delivered or dead ones never come back, not even
+/// through a late retry.
+async fn the_webhook_queue_hands_each_event_to_one_taker_at_a_time(f: Fixture) {
+    let now = chat_store::now_millis();
+    let lease = 60_000;
+    for n in 0..3 {
+        f.keys
+            .enqueue(&format!(r#"{{"type":"t","data":{{"n":{n}}}}}"#))
+            .await
+            .unwrap();
+    }
+    let first = f.keys.due("one", 2, now, lease).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|e| e.attempt == 1));
+    let rest = f.keys.due("two", 10, now, lease).await.unwrap();
+    assert_eq!(rest.len(), 1, "the first two are leased to one");
+    assert!(rest[0].payload.contains(r#""n":2"#));
+    assert!(f.keys.due("two", 10, now, lease).await.unwrap().is_empty());
+
+    // A retry whose time has come, behind many that have not.
+    f.keys.retry(&first[0].id, now + 1).await.unwrap();
+    let again = f.keys.due("two", 10, now + 2, lease).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].id.as_str(), again[0].attempt),
+        (first[0].id.as_str(), 2)
+    );
+    f.keys.delivered(&first[0].id).await.unwrap();
+    f.keys.retry(&first[0].id, now + 3).await.unwrap(); // late, from a slow sender
+    f.keys.dead(&rest[0].id).await.unwrap();
+
+    // Past every lease: only the event whose taker went quiet is left.
+    let late = f
+        .keys
+        .due("three", 10, now + 2 * lease, lease)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = late.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, [first[1].id.as_str()]);
+    assert_eq!(late[0].attempt, 2);
+    f.keys.delivered(&first[1].id).await.unwrap();
+    assert!(
+        f.keys
+            .due("three", 10, now + 10 * lease, lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+chat_testkit::contract!(sqlite:
+    keys_are_kept_listed_and_revoked_once,
+    revocations_keep_the_latest_time_per_user,
+    the_webhook_queue_hands_each_event_to_one_taker_at_a_time,
+);
+chat_testkit::contract!(redis:
+    keys_are_kept_listed_and_revoked_once,
+    revocations_keep_the_latest_time_per_user,
+    the_webhook_queue_hands_each_event_to_one_taker_at_a_time,
+);
