@@ -398,3 +398,35 @@ async fn an_event_given_up_on_is_dead_lettered_and_never_posted() {
     assert_eq!(verified(&all[0])["data"]["user"], "carol");
     assert_eq!(all.len(), 1, "{all:?}");
 }
+
+/// The server API's publish to a user with no connection: stored, counted,
+/// and one signed `message.offline` for the application's own push.
+#[tokio::test]
+async fn a_published_message_for_an_offline_user_is_one_signed_event() {
+    let receiver = Receiver::start().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let bootstrap = "bootstrap-key-for-the-webhook-tests-000";
+    let mut env = webhook_env(&receiver, "message.offline");
+    env.push(("CHAT_DATA_DIR", data.path().to_str().unwrap().to_owned()));
+    env.push(("CHAT_SERVER_API_KEY", bootstrap.to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let chatd = Service::start("chatd", &[], &env).await.unwrap();
+    let published = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/server/publish", chatd.addr()))
+        .bearer_auth(bootstrap)
+        .json(&json!({"to": "bob", "body": "Your order has shipped.", "id": "order-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status().as_u16(), 201);
+    let event = verified(&deliveries(&receiver, 1).await[0]);
+    assert_eq!(
+        (
+            event["data"]["user"].as_str(),
+            event["data"]["unread"].as_u64()
+        ),
+        (Some("bob"), Some(1))
+    );
+    assert_eq!(event["data"]["message"]["from"], "system");
+    assert_eq!(event["data"]["message"]["body"], "Your order has shipped.");
+}
