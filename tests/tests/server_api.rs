@@ -697,3 +697,148 @@ async fn a_user_is_thrown_out_of_every_gateway_and_read_by_the_server() {
         .unwrap();
     alice.recv_ack("b").await.unwrap();
 }
+
+/// Rooms with the application's power, through the presence binary on
+/// Redis: created for a user, a private room joined by someone its members
+/// did not add, a member made admin, the owner removed; each member hears
+/// of it live.
+#[tokio::test]
+async fn the_application_manages_rooms_with_its_own_power() {
+    let redis = TestRedis::start().unwrap();
+    let env = [
+        ("REDIS_URL", redis.url()),
+        ("CHAT_REDIS_PREFIX", redis.prefix()),
+        ("CHAT_JWT_SECRET", SECRET),
+        ("CHAT_SERVER_API_KEY", BOOTSTRAP),
+    ];
+    let gateway = Service::start("gateway", &[], &env).await.unwrap();
+    let presence = Service::start("presence", &[], &env).await.unwrap();
+    let (rooms, _) = key(presence.addr(), "rooms", &["rooms"]).await;
+    let (publisher, _) = key(presence.addr(), "shop", &["publish"]).await;
+    let mut carol = WsClient::connect(
+        gateway.addr(),
+        &format!("/ws/carol/?token={}", token("carol")),
+    )
+    .await
+    .unwrap();
+    carol.recv_type("unread").await.unwrap();
+
+    let new = json!({"name": "Order-1042", "owner": "alice", "private": true, "members": ["bob", "bad\u{0}name"]});
+    let (status, answer) = call(
+        presence.addr(),
+        "POST",
+        "/api/v1/server/rooms",
+        &publisher,
+        Some(new.clone()),
+    )
+    .await;
+    assert_eq!(status, 403, "a publish key manages no rooms: {answer}");
+    let (status, created) = call(
+        presence.addr(),
+        "POST",
+        "/api/v1/server/rooms",
+        &rooms,
+        Some(new.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        (created["room"].as_str(), created["owner"].as_str()),
+        (Some("order-1042"), Some("alice"))
+    );
+    assert_eq!(created["added"], json!(["bob"]));
+    assert_eq!(created["not_added"][0]["error"], "invalid_name");
+    let (status, _) = call(
+        presence.addr(),
+        "POST",
+        "/api/v1/server/rooms",
+        &rooms,
+        Some(new),
+    )
+    .await;
+    assert_eq!(status, 409, "the name is taken");
+
+    // Carol joins the private room: its members could not have added her
+    // without being asked; the application can, as an admin.
+    let path = "/api/v1/server/rooms/order-1042/members";
+    let (status, added) = call(
+        presence.addr(),
+        "POST",
+        path,
+        &rooms,
+        Some(json!({"user": "carol", "role": "admin"})),
+    )
+    .await;
+    assert_eq!(
+        (status, added["changed"].as_bool()),
+        (200, Some(true)),
+        "{added}"
+    );
+    let joined = carol.recv_type("joined").await.unwrap();
+    assert_eq!(joined["room"], "order-1042");
+    let entry = carol.recv_type("member_joined").await.unwrap();
+    assert_eq!(
+        (entry["user"].as_str(), entry["by"].as_str()),
+        (Some("carol"), Some("system"))
+    );
+    let (status, again) = call(
+        presence.addr(),
+        "POST",
+        path,
+        &rooms,
+        Some(json!({"user": "carol"})),
+    )
+    .await;
+    assert_eq!((status, again["changed"].as_bool()), (200, Some(false)));
+    let (status, _) = call(
+        presence.addr(),
+        "POST",
+        path,
+        &rooms,
+        Some(json!({"user": "dave", "role": "owner"})),
+    )
+    .await;
+    assert_eq!(status, 400, "the owner is who created the room");
+    let (status, _) = call(
+        presence.addr(),
+        "POST",
+        "/api/v1/server/rooms/nowhere/members",
+        &rooms,
+        Some(json!({"user": "dave"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // The owner removed: carol hears it, and the room goes on.
+    let (status, removed) = call(
+        presence.addr(),
+        "DELETE",
+        &format!("{path}/alice"),
+        &rooms,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, removed["changed"].as_bool()),
+        (200, Some(true)),
+        "{removed}"
+    );
+    let left = carol.recv_until("member_left").await.unwrap();
+    assert_eq!(
+        (left["user"].as_str(), left["by"].as_str()),
+        (Some("alice"), Some("system"))
+    );
+    let (status, info) = call(
+        presence.addr(),
+        "GET",
+        &format!("/api/v1/rooms/order-1042?token={}", token("carol")),
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(
+        info["owner"], "carol",
+        "the admin who joined first takes the room: {info}"
+    );
+}

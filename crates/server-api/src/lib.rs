@@ -10,6 +10,9 @@
 //!   user (scope `read`); `POST /api/v1/server/users/{user}/disconnect` —
 //!   close every connection of the user (scope `users`; `users.rs`);
 //!   `GET /api/v1/server/connections` — connections per live gateway.
+//! - `POST /api/v1/server/rooms`, `POST /api/v1/server/rooms/{room}/members`,
+//!   `DELETE /api/v1/server/rooms/{room}/members/{user}` — rooms with the
+//!   application's power (scope `rooms`; `rooms.rs`).
 //! - `POST|GET /api/v1/server/api-keys`, `DELETE /api/v1/server/api-keys/{id}`
 //!   — make, list and revoke keys (`admin.rs`). The bootstrap key only.
 //! - `GET /api/v1/server/openapi.json` — this API as OpenAPI 3.
@@ -21,6 +24,7 @@ mod admin;
 mod error;
 pub mod keys;
 mod publish;
+mod rooms;
 mod users;
 
 use std::sync::Arc;
@@ -135,6 +139,20 @@ impl ServerApi {
                     .app_data(body_limit())
                     .route(web::post().to(users::disconnect)),
             )
+            .service(
+                resource("/api/v1/server/rooms", "POST")
+                    .app_data(body_limit())
+                    .route(web::post().to(rooms::create)),
+            )
+            .service(
+                resource("/api/v1/server/rooms/{room}/members", "POST")
+                    .app_data(body_limit())
+                    .route(web::post().to(rooms::add)),
+            )
+            .service(
+                resource("/api/v1/server/rooms/{room}/members/{user}", "DELETE")
+                    .route(web::delete().to(rooms::remove)),
+            )
             .service(resource("/api/v1/server/openapi.json", "GET").route(web::get().to(openapi)));
     }
 
@@ -217,6 +235,9 @@ impl ServerApi {
         users::show,
         users::disconnect,
         users::connections,
+        rooms::create,
+        rooms::add,
+        rooms::remove,
         admin::create,
         admin::list,
         admin::revoke
@@ -229,6 +250,11 @@ impl ServerApi {
         users::Disconnected,
         users::GatewayView,
         users::ConnectionsView,
+        rooms::NewRoom,
+        rooms::CreatedRoom,
+        rooms::NotAdded,
+        rooms::NewMember,
+        rooms::MembershipView,
         admin::NewKey,
         admin::MadeKey,
         admin::KeyView,

@@ -15,7 +15,7 @@ use crate::{ApiError, Scope, ServerApi};
 /// Who a message is from when the request names nobody: the application
 /// itself. A deployment whose users may be called `system` names a sender
 /// in every request instead.
-pub const SYSTEM_SENDER: &str = "system";
+pub const SYSTEM_SENDER: &str = chat_store::SYSTEM;
 
 /// The longest `body`, in bytes (a WebSocket frame's default limit).
 const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -14,7 +14,7 @@
 -- KEYS[5]  ids              zset: entry id -> seq
 -- ARGV[1]  room             the room's name
 -- ARGV[2]  user             who becomes a member
--- ARGV[3]  mode             'create', 'join' or 'add'
+-- ARGV[3]  mode             'create', 'join', 'add' or 'server' (the application adds them)
 -- ARGV[4]  by               who adds them ('add' only)
 -- ARGV[5]  role             'member' or 'admin' ('add' only)
 -- ARGV[6]  private          '1' for a private room ('create' only)
@@ -56,7 +56,7 @@ if mode == 'create' then
   if exists then return {'exists'} end
   redis.call('HSET', meta_key, 'private', private, 'owner', '', 'seq', 0, 'members', 0)
 elseif not exists then
-  if mode == 'add' then return {'not_found'} end
+  if mode == 'add' or mode == 'server' then return {'not_found'} end
   redis.call('HSET', meta_key, 'private', '0', 'owner', '', 'seq', 0, 'members', 0)
 end
 -- The caller's right first: an outsider learns nothing of who is in.
@@ -68,7 +68,7 @@ if mode == 'add' then
   if role == 'admin' and by_role ~= 'owner' then
     return {'forbidden', "only the owner of room '" .. room .. "' may add admins"}
   end
-else
+elseif mode ~= 'server' then
   role = 'member'
 end
 if member_of(members_key, user) then return {'already'} end

@@ -21,6 +21,7 @@
 -- ARGV[9]  control          broker envelope header for the user's control
 -- ARGV[10] room_channel     the room's channel
 -- ARGV[11] user_channel     the user's channel
+-- ARGV[12] server           '1' when the application removes them (no rights asked)
 --
 -- Returns {'left', seq}, {'absent'}, {'not_found'} or {'forbidden', why}.
 local meta_key = KEYS[1]
@@ -39,11 +40,12 @@ local envelope = ARGV[8]
 local control = ARGV[9]
 local room_channel = ARGV[10]
 local user_channel = ARGV[11]
+local server = ARGV[12] == '1'
 
 if redis.call('EXISTS', meta_key) == 0 then return {'not_found'} end
 -- The caller's right first: an outsider learns nothing of who is in.
 local by_role = nil
-if by ~= '' and by ~= user then
+if not server and by ~= '' and by ~= user then
   by_role = member_of(members_key, by)
   if by_role ~= 'owner' and by_role ~= 'admin' then
     return {'forbidden', "only the owner and admins of room '" .. room .. "' remove members"}
@@ -61,7 +63,7 @@ redis.call('HDEL', members_key, user)
 redis.call('HDEL', read_key, user)
 redis.call('HINCRBY', meta_key, 'members', -1)
 -- The remover has seen what they did.
-if by ~= '' and by ~= user then redis.call('HSET', read_key, by, seq) end
+if not server and by ~= '' and by ~= user then redis.call('HSET', read_key, by, seq) end
 if role == 'owner' then
   local heir, heir_rank, heir_joined = '', 3, 0
   local all = redis.call('HGETALL', members_key)

@@ -56,6 +56,11 @@ pub use media_refs::MediaRefs;
 pub use revocations::TokenRevocations;
 pub use webhooks::{Queued, WebhookQueue};
 
+/// Who the application is in what it does through the server API (the
+/// sender of its messages, who adds and removes room members): a plain
+/// user id, so clients need nothing new to show it.
+pub const SYSTEM: &str = "system";
+
 /// Everything one store engine keeps (Redis, or the embedded SQLite): what
 /// a gateway and the services composed beside it share.
 pub trait StoreEngine:

@@ -77,6 +77,12 @@ pub enum Admission {
         /// Their role.
         role: Role,
     },
+    /// Added by the application (the server API): no member's rights are
+    /// asked, a private room too; the entry names [`crate::SYSTEM`].
+    Server {
+        /// Their role (`member` or `admin`).
+        role: Role,
+    },
 }
 
 /// Why a room call was refused. Nothing changed.
@@ -267,6 +273,17 @@ pub trait RoomStore: Send + Sync + 'static {
         room: &str,
         user: &str,
         by: Option<&str>,
+    ) -> BoxFuture<'static, Result<Option<u64>, RoomError>>;
+
+    /// Ends `user`'s membership as the application (the server API): no
+    /// member's rights are asked; the entry names [`crate::SYSTEM`].
+    /// `Ok(None)` when they were no member.
+    ///
+    /// Errors: [`RoomError::NotFound`].
+    fn remove_as_server(
+        &self,
+        room: &str,
+        user: &str,
     ) -> BoxFuture<'static, Result<Option<u64>, RoomError>>;
 
     /// Stores a message at the room's next `seq` (before answering), moves

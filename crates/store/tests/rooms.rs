@@ -621,7 +621,71 @@ async fn client_ids_of_different_senders_never_collide(f: Fixture) {
     assert_ne!(first.seq, second.seq);
 }
 
+/// The application adds to a private room, as an admin, without being a
+/// member; it removes the owner; entries name it; nobody's marker moves
+/// for it.
+async fn the_application_adds_and_removes_with_its_own_power(f: Fixture) {
+    f.rooms.create_room("vault", "olga", true).await.unwrap();
+    let server = |role| Admission::Server { role };
+    let seq = f
+        .rooms
+        .join_room("vault", "rita", server(Role::Admin))
+        .await
+        .unwrap();
+    assert!(seq.is_some());
+    assert!(
+        f.rooms
+            .join_room("vault", "rita", server(Role::Member))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        f.rooms
+            .join_room("nowhere", "rita", server(Role::Member))
+            .await,
+        Err(RoomError::NotFound(_))
+    ));
+    let entries = f.rooms.room_since("vault", "rita", 0, 10).await.unwrap();
+    let last: serde_json::Value = serde_json::from_str(&entries.last().unwrap().frame).unwrap();
+    assert_eq!(
+        (last["user"].as_str(), last["by"].as_str()),
+        (Some("rita"), Some(chat_store::SYSTEM))
+    );
+    assert!(
+        f.rooms
+            .remove_as_server("vault", "olga")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        f.rooms
+            .remove_as_server("vault", "olga")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (info, members) = f.rooms.room_info("vault", "rita").await.unwrap();
+    assert_eq!(
+        info.owner.as_deref(),
+        Some("rita"),
+        "the admin takes the room"
+    );
+    assert_eq!(members.len(), 1);
+    assert_eq!(
+        f.unread("rita").await,
+        [("vault".to_owned(), 1)],
+        "olga's removal, unread for rita"
+    );
+    assert!(matches!(
+        f.rooms.remove_as_server("nowhere", "rita").await,
+        Err(RoomError::NotFound(_))
+    ));
+}
+
 chat_testkit::contract!(sqlite:
+    the_application_adds_and_removes_with_its_own_power,
     unread_counts_are_derived_and_markers_only_move_forward,
     entries_page_forward_and_back_for_members_only,
     roles_decide_who_joins_adds_and_removes,
@@ -631,6 +695,7 @@ chat_testkit::contract!(sqlite:
     client_ids_of_different_senders_never_collide,
 );
 chat_testkit::contract!(redis:
+    the_application_adds_and_removes_with_its_own_power,
     unread_counts_are_derived_and_markers_only_move_forward,
     entries_page_forward_and_back_for_members_only,
     roles_decide_who_joins_adds_and_removes,

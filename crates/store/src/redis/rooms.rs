@@ -115,6 +115,7 @@ struct Leave {
     control: Vec<u8>,
     room_channel: String,
     user_channel: String,
+    server: bool,
 }
 
 impl Lua for Leave {
@@ -133,7 +134,8 @@ impl Lua for Leave {
             .arg("envelope", &self.envelope[..])
             .arg("control", &self.control[..])
             .arg("room_channel", &self.room_channel)
-            .arg("user_channel", &self.user_channel);
+            .arg("user_channel", &self.user_channel)
+            .arg("server", if self.server { "1" } else { "0" });
     }
 }
 
@@ -256,6 +258,7 @@ impl Inner {
         let keys = &self.keys;
         let (by, role) = match how {
             Admission::Added { by, role } => (by.clone(), role.as_str()),
+            Admission::Server { role } => (crate::SYSTEM.to_owned(), role.as_str()),
             Admission::Join => (String::new(), Role::Member.as_str()),
         };
         let (id, head, tail) =
@@ -280,7 +283,7 @@ impl Inner {
         }
     }
 
-    fn room_leave_call(&self, room: &str, user: &str, by: Option<&str>) -> Leave {
+    fn room_leave_call(&self, room: &str, user: &str, by: Option<&str>, server: bool) -> Leave {
         let keys = &self.keys;
         let (id, head, tail) = frames::member_event(false, room, user, by);
         Leave {
@@ -288,6 +291,7 @@ impl Inner {
             room: room.to_owned(),
             user: user.to_owned(),
             by: by.unwrap_or_default().to_owned(),
+            server,
             max_len: self.limits.history_max,
             id,
             head,
@@ -524,6 +528,45 @@ where
     })
 }
 
+impl RedisStore {
+    /// A leave or a removal (`server`: by the application, no rights asked).
+    fn leave(
+        &self,
+        room: &str,
+        user: &str,
+        by: Option<&str>,
+        server: bool,
+    ) -> BoxFuture<'static, Result<Option<u64>, RoomError>> {
+        let (room, user, by) = (room.to_owned(), user.to_owned(), by.map(str::to_owned));
+        call(self, "leave", move |inner, mut conn| async move {
+            let leave = inner.room_leave_call(&room, &user, by.as_deref(), server);
+            let answer: Answer = ROOM_LEAVE
+                .invoke(&leave, &mut conn)
+                .await
+                .map_err(|e| super::unavailable("leave", e))?;
+            let left = match answer.outcome().as_str() {
+                "left" => Some(answer.number(1)),
+                "absent" => None,
+                "not_found" => return Err(RoomError::NotFound(room)),
+                _ => return Err(forbidden(&answer, "not allowed")),
+            };
+            // Queued before anything else can fail: the membership changed.
+            if let Some(seq) = left {
+                inner
+                    .room_event(&mut conn, false, &room, &user, by.as_deref(), seq)
+                    .await;
+            }
+            redis::cmd("SREM")
+                .arg(inner.keys.of("rooms", &user))
+                .arg(&room)
+                .query_async::<i64>(&mut conn)
+                .await
+                .map_err(|e| super::unavailable("SREM", e))?;
+            Ok(left)
+        })
+    }
+}
+
 impl RoomStore for RedisStore {
     fn create_room(
         &self,
@@ -549,6 +592,7 @@ impl RoomStore for RedisStore {
             let mode = match how {
                 Admission::Join => "join",
                 Admission::Added { .. } => "add",
+                Admission::Server { .. } => "server",
             };
             let join = inner.room_join_call(&room, &user, mode, &how);
             inner.run_join(&mut conn, join, false).await
@@ -561,33 +605,15 @@ impl RoomStore for RedisStore {
         user: &str,
         by: Option<&str>,
     ) -> BoxFuture<'static, Result<Option<u64>, RoomError>> {
-        let (room, user, by) = (room.to_owned(), user.to_owned(), by.map(str::to_owned));
-        call(self, "leave", move |inner, mut conn| async move {
-            let leave = inner.room_leave_call(&room, &user, by.as_deref());
-            let answer: Answer = ROOM_LEAVE
-                .invoke(&leave, &mut conn)
-                .await
-                .map_err(|e| super::unavailable("leave", e))?;
-            let left = match answer.outcome().as_str() {
-                "left" => Some(answer.number(1)),
-                "absent" => None,
-                "not_found" => return Err(RoomError::NotFound(room)),
-                _ => return Err(forbidden(&answer, "not allowed")),
-            };
-            // Queued before anything else can fail: the membership changed.
-            if let Some(seq) = left {
-                inner
-                    .room_event(&mut conn, false, &room, &user, by.as_deref(), seq)
-                    .await;
-            }
-            redis::cmd("SREM")
-                .arg(inner.keys.of("rooms", &user))
-                .arg(&room)
-                .query_async::<i64>(&mut conn)
-                .await
-                .map_err(|e| super::unavailable("SREM", e))?;
-            Ok(left)
-        })
+        self.leave(room, user, by, false)
+    }
+
+    fn remove_as_server(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> BoxFuture<'static, Result<Option<u64>, RoomError>> {
+        self.leave(room, user, Some(crate::SYSTEM), true)
     }
 
     fn append_room(
@@ -902,7 +928,7 @@ mod tests {
         );
         let inner = store.inner();
         legend::check(&inner.room_join_call("r", "bob", "join", &Admission::Join));
-        legend::check(&inner.room_leave_call("r", "bob", Some("alice")));
+        legend::check(&inner.room_leave_call("r", "bob", Some("alice"), false));
         legend::check(&inner.room_append_call(RoomSend {
             room: "r".into(),
             id: "01J".into(),

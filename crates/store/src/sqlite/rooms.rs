@@ -255,7 +255,7 @@ impl SqliteStore {
         let existing = meta(&txn, room).await?;
         match (create, &existing, how) {
             (Some(_), Some(_), _) => return Err(RoomError::Exists(room.to_owned()).into()),
-            (None, None, Admission::Added { .. }) => {
+            (None, None, Admission::Added { .. } | Admission::Server { .. }) => {
                 return Err(RoomError::NotFound(room.to_owned()).into());
             }
             _ => {}
@@ -286,6 +286,9 @@ impl SqliteStore {
             }
             role = *asked;
         }
+        if let Admission::Server { role: asked } = how {
+            role = *asked;
+        }
         if member(&txn, room, user).await?.is_some() {
             return Ok((None, Vec::new()));
         }
@@ -308,6 +311,7 @@ impl SqliteStore {
         }
         let by = match how {
             Admission::Added { by, .. } => Some(by.as_str()),
+            Admission::Server { .. } => Some(crate::SYSTEM),
             Admission::Join => None,
         };
         let (id, head, tail) = frames::member_event(true, room, user, by);
@@ -328,7 +332,7 @@ impl SqliteStore {
             vec![room.into()],
         ))
         .await?;
-        if let Some(by) = by {
+        if let Admission::Added { by, .. } = how {
             // The adder has seen what they did (as a sender their message).
             mark_seen(&txn, room, by, seq).await?;
         }
@@ -348,12 +352,14 @@ impl SqliteStore {
         ))
     }
 
-    /// One leave or removal (the rules of `room_leave.lua`).
+    /// One leave or removal (the rules of `room_leave.lua`); `server`: by
+    /// the application, no rights asked.
     async fn leave_txn(
         &self,
         room: &str,
         user: &str,
         by: Option<&str>,
+        server: bool,
     ) -> Result<(Option<u64>, Publishes), Refused> {
         let txn = self.inner.db.begin().await?;
         if meta(&txn, room).await?.is_none() {
@@ -361,7 +367,7 @@ impl SqliteStore {
         }
         // The caller's right first: an outsider learns nothing of who is in.
         let mut by_role = None;
-        if let Some(by) = by.filter(|by| *by != user) {
+        if let Some(by) = by.filter(|by| *by != user && !server) {
             by_role = member(&txn, room, by).await?.map(|(r, _)| r);
             if !matches!(by_role, Some(Role::Owner | Role::Admin)) {
                 return Err(RoomError::Forbidden(format!(
@@ -382,7 +388,7 @@ impl SqliteStore {
         let (id, head, tail) = frames::member_event(false, room, user, by);
         let (seq, frame) =
             append_entry(&txn, room, &id, &head, &tail, self.inner.limits.history_max).await?;
-        if let Some(by) = by.filter(|by| *by != user) {
+        if let Some(by) = by.filter(|by| *by != user && !server) {
             mark_seen(&txn, room, by, seq).await?;
         }
         txn.execute_raw(stmt(
@@ -630,7 +636,19 @@ impl RoomStore for SqliteStore {
     ) -> BoxFuture<'static, Result<Option<u64>, RoomError>> {
         let (room, user, by) = (room.to_owned(), user.to_owned(), by.map(str::to_owned));
         writing(self, "leaving a room", move |this| async move {
-            this.leave_txn(&room, &user, by.as_deref()).await
+            this.leave_txn(&room, &user, by.as_deref(), false).await
+        })
+    }
+
+    fn remove_as_server(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> BoxFuture<'static, Result<Option<u64>, RoomError>> {
+        let (room, user) = (room.to_owned(), user.to_owned());
+        writing(self, "removing a member", move |this| async move {
+            this.leave_txn(&room, &user, Some(crate::SYSTEM), true)
+                .await
         })
     }
 
