@@ -115,7 +115,7 @@ async fn every_wrong_credential_is_refused_on_every_endpoint() {
     let tampered = format!("{}x", publisher);
 
     let publish = json!({"to": "bob", "body": "hello"});
-    let endpoints: [(&str, &str, Option<Value>); 6] = [
+    let endpoints: [(&str, &str, Option<Value>); 10] = [
         ("POST", "/api/v1/server/publish", Some(publish)),
         (
             "POST",
@@ -130,6 +130,18 @@ async fn every_wrong_credential_is_refused_on_every_endpoint() {
         ),
         ("GET", "/api/v1/server/users/bob", None),
         ("POST", "/api/v1/server/users/bob/disconnect", None),
+        ("GET", "/api/v1/server/connections", None),
+        (
+            "POST",
+            "/api/v1/server/rooms",
+            Some(json!({"name": "r", "owner": "alice"})),
+        ),
+        (
+            "POST",
+            "/api/v1/server/rooms/r/members",
+            Some(json!({"user": "bob"})),
+        ),
+        ("DELETE", "/api/v1/server/rooms/r/members/bob", None),
     ];
     let user_token = token("alice");
     // Credentials are checked before the body is read: a stranger learns
@@ -184,7 +196,7 @@ async fn every_wrong_credential_is_refused_on_every_endpoint() {
         let (status, answer) = call(addr, method, path, &publisher, body.clone()).await;
         assert_eq!(
             status, 403,
-            "{method} {path}: a publish key neither manages keys nor reads or removes users: {answer}"
+            "{method} {path}: a publish key opens nothing else (keys, users, connections, rooms): {answer}"
         );
     }
     // What opens the server API opens no user's WebSocket.
