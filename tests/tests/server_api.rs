@@ -115,7 +115,7 @@ async fn every_wrong_credential_is_refused_on_every_endpoint() {
     let tampered = format!("{}x", publisher);
 
     let publish = json!({"to": "bob", "body": "hello"});
-    let endpoints: [(&str, &str, Option<Value>); 10] = [
+    let endpoints: [(&str, &str, Option<Value>); 11] = [
         ("POST", "/api/v1/server/publish", Some(publish)),
         (
             "POST",
@@ -142,6 +142,7 @@ async fn every_wrong_credential_is_refused_on_every_endpoint() {
             Some(json!({"user": "bob"})),
         ),
         ("DELETE", "/api/v1/server/rooms/r/members/bob", None),
+        ("DELETE", "/api/v1/server/rooms/r", None),
     ];
     let user_token = token("alice");
     // Credentials are checked before the body is read: a stranger learns
@@ -853,4 +854,35 @@ async fn the_application_manages_rooms_with_its_own_power() {
         info["owner"], "carol",
         "the admin who joined first takes the room: {info}"
     );
+    // Deleted: carol's connection is told, the room is no more.
+    let (status, deleted) = call(
+        presence.addr(),
+        "DELETE",
+        "/api/v1/server/rooms/order-1042",
+        &rooms,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{deleted}");
+    let mut members: Vec<&str> = deleted["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    members.sort_unstable();
+    assert_eq!(members, ["bob", "carol"]);
+    assert_eq!(
+        carol.recv_until("left").await.unwrap()["room"],
+        "order-1042"
+    );
+    let (status, _) = call(
+        presence.addr(),
+        "DELETE",
+        "/api/v1/server/rooms/order-1042",
+        &rooms,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
 }

@@ -10,7 +10,8 @@
 //!   user (scope `read`); `POST /api/v1/server/users/{user}/disconnect` —
 //!   close every connection of the user (scope `users`; `users.rs`);
 //!   `GET /api/v1/server/connections` — connections per live gateway.
-//! - `POST /api/v1/server/rooms`, `POST /api/v1/server/rooms/{room}/members`,
+//! - `POST /api/v1/server/rooms`, `DELETE /api/v1/server/rooms/{room}`,
+//!   `POST /api/v1/server/rooms/{room}/members`,
 //!   `DELETE /api/v1/server/rooms/{room}/members/{user}` — rooms with the
 //!   application's power (scope `rooms`; `rooms.rs`).
 //! - `POST|GET /api/v1/server/api-keys`, `DELETE /api/v1/server/api-keys/{id}`
@@ -145,6 +146,10 @@ impl ServerApi {
                     .route(web::post().to(rooms::create)),
             )
             .service(
+                resource("/api/v1/server/rooms/{room}", "DELETE")
+                    .route(web::delete().to(rooms::delete)),
+            )
+            .service(
                 resource("/api/v1/server/rooms/{room}/members", "POST")
                     .app_data(body_limit())
                     .route(web::post().to(rooms::add)),
@@ -236,6 +241,7 @@ impl ServerApi {
         users::disconnect,
         users::connections,
         rooms::create,
+        rooms::delete,
         rooms::add,
         rooms::remove,
         admin::create,
@@ -255,6 +261,7 @@ impl ServerApi {
         rooms::NotAdded,
         rooms::NewMember,
         rooms::MembershipView,
+        rooms::DeletedRoom,
         admin::NewKey,
         admin::MadeKey,
         admin::KeyView,

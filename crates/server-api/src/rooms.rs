@@ -235,3 +235,44 @@ pub(crate) async fn remove(
         changed: left.is_some(),
     }))
 }
+
+/// A room deleted.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DeletedRoom {
+    /// The room.
+    room: String,
+    /// Who were its members (each of their connections got `left`).
+    members: Vec<String>,
+}
+
+/// Deletes a room and everything it keeps (history, members, read
+/// markers); every member's connections get `left`. Files of its messages
+/// stay in the media service.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/server/rooms/{room}",
+    params(("room" = String, Path, description = "the room")),
+    responses(
+        (status = 200, description = "deleted", body = DeletedRoom),
+        (status = 400, description = "a name the rules refuse", body = chat_runtime::error::ErrorBody),
+        (status = 401, description = "no API key, or one that opens nothing", body = chat_runtime::error::ErrorBody),
+        (status = 403, description = "the key lacks the rooms scope", body = chat_runtime::error::ErrorBody),
+        (status = 404, description = "no such room", body = chat_runtime::error::ErrorBody),
+        (status = 503, description = "the store is unreachable", body = chat_runtime::error::ErrorBody),
+    )
+)]
+pub(crate) async fn delete(
+    req: HttpRequest,
+    api: web::Data<ServerApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    api.authorize(&req, Scope::Rooms).await?;
+    let room = room_id(&path)?;
+    let members = api.store.delete_room(&room).await.map_err(ApiError::Room)?;
+    tracing::info!(
+        room,
+        members = members.len(),
+        "room deleted by the server API"
+    );
+    Ok(HttpResponse::Ok().json(DeletedRoom { room, members }))
+}

@@ -275,6 +275,13 @@ pub trait RoomStore: Send + Sync + 'static {
         by: Option<&str>,
     ) -> BoxFuture<'static, Result<Option<u64>, RoomError>>;
 
+    /// Deletes `room` and everything it keeps (history, members, read
+    /// markers); each member's connections get `left`. Answers who were
+    /// members. (Files of its messages stay in the media service.)
+    ///
+    /// Errors: [`RoomError::NotFound`].
+    fn delete_room(&self, room: &str) -> BoxFuture<'static, Result<Vec<String>, RoomError>>;
+
     /// Ends `user`'s membership as the application (the server API): no
     /// member's rights are asked; the entry names [`crate::SYSTEM`].
     /// `Ok(None)` when they were no member.

@@ -684,7 +684,57 @@ async fn the_application_adds_and_removes_with_its_own_power(f: Fixture) {
     ));
 }
 
+/// A deleted room keeps nothing: not found, in nobody's rooms, and its
+/// name starts over; each member's connections are told to stop
+/// following it.
+async fn a_deleted_room_is_gone_for_everyone(mut f: Fixture) {
+    for user in ["olga", "pete"] {
+        f.observer
+            .subscribe(&chat_broker::channel::user(user))
+            .await
+            .unwrap();
+    }
+    f.rooms.create_room("gone", "olga", false).await.unwrap();
+    f.rooms.join_room("gone", "pete", join()).await.unwrap();
+    f.said("gone", "pete", "soon forgotten").await;
+    let mut members = f.rooms.delete_room("gone").await.unwrap();
+    members.sort();
+    assert_eq!(members, ["olga", "pete"]);
+    assert!(matches!(
+        f.rooms.room_info("gone", "olga").await,
+        Err(RoomError::NotFound(_))
+    ));
+    assert!(f.rooms.room_names("pete").await.unwrap().is_empty());
+    assert!(matches!(
+        f.rooms.delete_room("gone").await,
+        Err(RoomError::NotFound(_))
+    ));
+    let mut left = Vec::new();
+    while left.len() < 2 {
+        if let (channel, Outbound::Control(Control::Left { room, .. })) = f.heard().await {
+            assert_eq!(room, "gone");
+            left.push(channel);
+        }
+    }
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            chat_broker::channel::user("olga"),
+            chat_broker::channel::user("pete")
+        ]
+    );
+    f.rooms.create_room("gone", "quin", false).await.unwrap();
+    let entries = f.rooms.room_since("gone", "quin", 0, 10).await.unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1],
+        "a fresh start"
+    );
+}
+
 chat_testkit::contract!(sqlite:
+    a_deleted_room_is_gone_for_everyone,
     the_application_adds_and_removes_with_its_own_power,
     unread_counts_are_derived_and_markers_only_move_forward,
     entries_page_forward_and_back_for_members_only,
@@ -695,6 +745,7 @@ chat_testkit::contract!(sqlite:
     client_ids_of_different_senders_never_collide,
 );
 chat_testkit::contract!(redis:
+    a_deleted_room_is_gone_for_everyone,
     the_application_adds_and_removes_with_its_own_power,
     unread_counts_are_derived_and_markers_only_move_forward,
     entries_page_forward_and_back_for_members_only,

@@ -27,6 +27,7 @@ static ROOM_JOIN: LazyLock<Loaded<Join>> = LazyLock::new(Loaded::new);
 static ROOM_LEAVE: LazyLock<Loaded<Leave>> = LazyLock::new(Loaded::new);
 static ROOM_APPEND: LazyLock<Loaded<Append>> = LazyLock::new(Loaded::new);
 static ROOM_READ: LazyLock<Loaded<Read>> = LazyLock::new(Loaded::new);
+static ROOM_DELETE: LazyLock<Loaded<Delete>> = LazyLock::new(Loaded::new);
 
 /// The keys every room script starts with.
 struct RoomKeys {
@@ -116,6 +117,36 @@ struct Leave {
     room_channel: String,
     user_channel: String,
     server: bool,
+}
+
+/// `room_delete.lua`: deletes a room.
+struct Delete {
+    keys: RoomKeys,
+    updates: String,
+    quiet: String,
+    replies: String,
+    sent: String,
+    sent_order: String,
+    room: String,
+    control: Vec<u8>,
+    user_prefix: String,
+}
+
+impl Lua for Delete {
+    const NAME: &'static str = "room_delete";
+    const SOURCE: &'static str = lua!("room_delete");
+
+    fn push(&self, call: &mut Call) {
+        self.keys.push(call);
+        call.key("updates", &self.updates)
+            .key("quiet", &self.quiet)
+            .key("replies", &self.replies)
+            .key("sent", &self.sent)
+            .key("sent_order", &self.sent_order)
+            .arg("room", &self.room)
+            .arg("control", &self.control[..])
+            .arg("user_prefix", &self.user_prefix);
+    }
 }
 
 impl Lua for Leave {
@@ -280,6 +311,21 @@ impl Inner {
             control: envelope::control_header(),
             room_channel: keys.channel(&channel::room(room)),
             user_channel: keys.channel(&channel::user(user)),
+        }
+    }
+
+    fn room_delete_call(&self, room: &str) -> Delete {
+        let keys = &self.keys;
+        Delete {
+            keys: RoomKeys::of(keys, room),
+            updates: keys.room("updates", room),
+            quiet: keys.room("quiet", room),
+            replies: keys.room("replies", room),
+            sent: keys.room("sent", room),
+            sent_order: keys.room("sent_order", room),
+            room: room.to_owned(),
+            control: envelope::control_header(),
+            user_prefix: keys.channel(&channel::user("")),
         }
     }
 
@@ -616,6 +662,32 @@ impl RoomStore for RedisStore {
         self.leave(room, user, Some(crate::SYSTEM), true)
     }
 
+    fn delete_room(&self, room: &str) -> BoxFuture<'static, Result<Vec<String>, RoomError>> {
+        let room = room.to_owned();
+        call(self, "delete", move |inner, mut conn| async move {
+            let delete = inner.room_delete_call(&room);
+            let answer: Vec<String> = ROOM_DELETE
+                .invoke(&delete, &mut conn)
+                .await
+                .map_err(|e| super::unavailable("delete", e))?;
+            if answer.first().map(String::as_str) != Some("deleted") {
+                return Err(RoomError::NotFound(room));
+            }
+            let members = answer[1..].to_vec();
+            // Each member's index of rooms, outside the room's hash slot.
+            let mut pipe = redis::pipe();
+            for user in &members {
+                pipe.cmd("SREM")
+                    .arg(inner.keys.of("rooms", user))
+                    .arg(&room);
+            }
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| super::unavailable("SREM", e))?;
+            Ok(members)
+        })
+    }
+
     fn append_room(
         &self,
         message: RoomSend,
@@ -929,6 +1001,7 @@ mod tests {
         let inner = store.inner();
         legend::check(&inner.room_join_call("r", "bob", "join", &Admission::Join));
         legend::check(&inner.room_leave_call("r", "bob", Some("alice"), false));
+        legend::check(&inner.room_delete_call("r"));
         legend::check(&inner.room_append_call(RoomSend {
             room: "r".into(),
             id: "01J".into(),

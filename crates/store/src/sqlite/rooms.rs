@@ -352,6 +352,43 @@ impl SqliteStore {
         ))
     }
 
+    /// A room deleted with everything it keeps (the rules of
+    /// `room_delete.lua`): its former members, and their `left` controls.
+    async fn delete_txn(&self, room: &str) -> Result<(Vec<String>, Publishes), Refused> {
+        let txn = self.inner.db.begin().await?;
+        let Some((_, _, _, seq)) = meta(&txn, room).await? else {
+            return Err(RoomError::NotFound(room.to_owned()).into());
+        };
+        let members: Vec<String> = txn
+            .query_all_raw(stmt(
+                "SELECT user FROM room_members WHERE room = ?",
+                vec![room.into()],
+            ))
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String>("", "user"))
+            .collect::<Result<_, _>>()?;
+        for table in ["room_members", "room_log", "room_sent", "room_quiet"] {
+            txn.execute_raw(stmt(
+                &format!("DELETE FROM {table} WHERE room = ?"),
+                vec![room.into()],
+            ))
+            .await?;
+        }
+        txn.execute_raw(stmt("DELETE FROM rooms WHERE name = ?", vec![room.into()]))
+            .await?;
+        txn.commit().await?;
+        let control = Control::Left {
+            room: room.into(),
+            seq: seq.max(0) as u64 + 1,
+        };
+        let publishes = members
+            .iter()
+            .map(|user| (channel::user(user), envelope::control(&control)))
+            .collect();
+        Ok((members, publishes))
+    }
+
     /// One leave or removal (the rules of `room_leave.lua`); `server`: by
     /// the application, no rights asked.
     async fn leave_txn(
@@ -637,6 +674,13 @@ impl RoomStore for SqliteStore {
         let (room, user, by) = (room.to_owned(), user.to_owned(), by.map(str::to_owned));
         writing(self, "leaving a room", move |this| async move {
             this.leave_txn(&room, &user, by.as_deref(), false).await
+        })
+    }
+
+    fn delete_room(&self, room: &str) -> BoxFuture<'static, Result<Vec<String>, RoomError>> {
+        let room = room.to_owned();
+        writing(self, "deleting a room", move |this| async move {
+            this.delete_txn(&room).await
         })
     }
 
