@@ -20,6 +20,14 @@
 -- Returns {'deleted', member, ...} (who were members) or {'not_found'}.
 local meta_key = KEYS[1]
 local members_key = KEYS[2]
+local read_key = KEYS[3]
+local log_key = KEYS[4]
+local ids_key = KEYS[5]
+local updates_key = KEYS[6]
+local quiet_key = KEYS[7]
+local replies_key = KEYS[8]
+local sent_key = KEYS[9]
+local sent_order_key = KEYS[10]
 local room = ARGV[1]
 local control = ARGV[2]
 local user_prefix = ARGV[3]
@@ -27,7 +35,8 @@ local user_prefix = ARGV[3]
 if redis.call('EXISTS', meta_key) == 0 then return {'not_found'} end
 local seq = tonumber(redis.call('HGET', meta_key, 'seq') or '0') + 1
 local members = redis.call('HKEYS', members_key)
-redis.call('DEL', unpack(KEYS))
+redis.call('DEL', meta_key, members_key, read_key, log_key, ids_key, updates_key,
+  quiet_key, replies_key, sent_key, sent_order_key)
 for _, user in ipairs(members) do
   redis.call('PUBLISH', user_prefix .. user, control .. '-' .. seq .. ' ' .. room)
 end
