@@ -63,38 +63,59 @@ fn fail(e: &dyn std::fmt::Display) -> ExitCode {
 
 async fn run(config: Option<&std::path::Path>, action: Action) -> anyhow::Result<Vec<String>> {
     let settings = crate::Settings::load_from(config)?;
+    // Where the keys are: said with every answer, and never a new SQLite
+    // file (keys made in a folder chatd does not use would open nothing).
+    let place = match &settings.shared.redis_url {
+        Some(_) => format!("Redis (prefix '{}')", settings.shared.redis_prefix),
+        None => {
+            let path = settings.shared.data_dir.join("messages.db");
+            if !path.exists() {
+                anyhow::bail!(
+                    "no store at {}: set CHAT_DATA_DIR to the folder chatd keeps its data in \
+                     (or REDIS_URL for gateways sharing a Redis)",
+                    path.display()
+                );
+            }
+            path.display().to_string()
+        }
+    };
     let keys = Engine::from_settings(&settings.shared).open_store().await?;
+    let when = |ms: u64| {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        humantime::format_rfc3339_seconds(at).to_string()
+    };
     match action {
         Action::Create { name, scopes } => {
             let (record, key) = chat_server_api::make_key(&*keys, &name, &scopes).await?;
             Ok(vec![
                 key,
                 format!(
-                    "id {}: keep the key above; it is not shown again",
+                    "id {}, kept in {place}: keep the key above; it is not shown again",
                     record.id
                 ),
             ])
         }
-        Action::List => Ok(keys
-            .keys()
-            .await?
-            .into_iter()
-            .map(|k| {
+        Action::List => {
+            let mut lines = vec![format!(
+                "# API keys in {place}: id, name, scopes, made, state"
+            )];
+            lines.extend(keys.keys().await?.into_iter().map(|k| {
                 let state = k
                     .revoked_at
-                    .map_or("active".to_owned(), |at| format!("revoked at {at}"));
+                    .map_or("active".to_owned(), |at| format!("revoked {}", when(at)));
                 format!(
-                    "{}\t{}\t{}\tmade at {}\t{state}",
+                    "{}\t{}\t{}\t{}\t{state}",
                     k.id,
                     k.name,
                     k.scopes.join(","),
-                    k.created_at
+                    when(k.created_at)
                 )
-            })
-            .collect()),
+            }));
+            Ok(lines)
+        }
         Action::Revoke { id } => match keys.revoke_key(&id, chat_server_api::now_ms()).await? {
-            Some(key) => Ok(vec![format!("revoked {}", key.id)]),
-            None => anyhow::bail!("no API key '{id}'"),
+            Some(key) => Ok(vec![format!("revoked {} in {place}", key.id)]),
+            None => anyhow::bail!("no API key '{id}' in {place}"),
         },
     }
 }

@@ -80,10 +80,10 @@ pub async fn make_key(
     scopes: &[Scope],
 ) -> Result<(ApiKey, String), ApiError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME {
+    if name.is_empty() || name.chars().count() > MAX_NAME || name.contains(char::is_control) {
         return Err(ApiError::BadRequest(
             ErrorCode::InvalidFrame,
-            format!("a key's name has 1 to {MAX_NAME} characters"),
+            format!("a key's name has 1 to {MAX_NAME} characters, none of them control characters"),
         ));
     }
     if scopes.is_empty() {
@@ -189,9 +189,13 @@ pub(crate) async fn revoke(
             tracing::info!(key = %key.id, "revoked an API key");
             Ok(HttpResponse::Ok().json(KeyView::from(key)))
         }
-        None => Err(ApiError::NotFound(format!(
-            "no API key '{}'",
-            path.chars().take(40).collect::<String>()
-        ))),
+        // An id is 26 letters and digits; anything else (a whole key pasted
+        // by mistake) is not echoed, so no secret lands in an answer or a log.
+        None if path.len() == 26 && path.bytes().all(|b| b.is_ascii_alphanumeric()) => Err(
+            ApiError::NotFound(format!("no API key '{}'", path.as_str())),
+        ),
+        None => Err(ApiError::NotFound(
+            "no API key with that id (an id is the 26 characters after ck_)".into(),
+        )),
     }
 }

@@ -195,11 +195,13 @@ impl ServerApi {
             .ok_or_else(|| {
                 unauthorized("the server API needs an API key: Authorization: Bearer <key>")
             })?;
+        // The scheme's name is case-insensitive (RFC 9110 §11.1).
         let credential = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, credential)| credential.trim())
             .ok_or_else(|| unauthorized("the Authorization header must read 'Bearer <API key>'"))?;
         if let Some(bootstrap) = &self.bootstrap
             && keys::is_bootstrap(bootstrap.expose(), credential)
@@ -324,9 +326,10 @@ pub(crate) fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Api
     serde_json::from_value(value).map_err(|e| bad(format!("invalid JSON body: {e}")))
 }
 
-/// The largest request body, in bytes: a publish's 64 KiB text, escaped,
-/// and its fields. Larger is refused with 413 before it is read whole.
-const MAX_BODY_BYTES: usize = 192 * 1024;
+/// The largest request body, in bytes: a publish's 64 KiB text however it
+/// is escaped (`\uXXXX` pairs for emoji: six bytes for each), and its
+/// fields. Larger is refused with 413 before it is read whole.
+const MAX_BODY_BYTES: usize = 512 * 1024;
 
 fn body_limit() -> web::PayloadConfig {
     web::PayloadConfig::new(MAX_BODY_BYTES)

@@ -121,7 +121,9 @@ pub(crate) async fn create(
         };
         let how = Admission::Server { role: Role::Member };
         match api.store.join_room(&room, &member, how).await {
-            Ok(_) => added.push(member),
+            // A member already (the owner, a name given twice): not added again.
+            Ok(None) => {}
+            Ok(Some(_)) => added.push(member),
             Err(e) => not_added.push(NotAdded {
                 user: member,
                 error: e.code().as_str().to_owned(),

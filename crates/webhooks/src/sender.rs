@@ -160,7 +160,7 @@ impl Sender {
                     "dead"
                 } else {
                     let wait = backoff(self.settings.webhook_retry_min, event.attempt);
-                    tracing::debug!(event = %event.id, attempt = event.attempt, why, ?wait, "webhooks: will try again");
+                    tracing::warn!(event = %event.id, attempt = event.attempt, why, ?wait, "webhooks: the receiver did not take an event; trying again");
                     if let Err(e) = self
                         .queue
                         .retry(&event.id, now + wait.as_millis() as u64)
