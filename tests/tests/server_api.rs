@@ -36,6 +36,11 @@ async fn call(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// `POST /api/v1/server/publish` on `addr` with `key`: status and answer.
+async fn publish(addr: &str, key: &str, body: Value) -> (u16, Value) {
+    call(addr, "POST", "/api/v1/server/publish", key, Some(body)).await
+}
+
 fn token(user: &str) -> String {
     let output = std::process::Command::new(binary("chatd").unwrap())
         .args(["token", user])
@@ -114,9 +119,9 @@ async fn every_wrong_credential_is_refused_on_every_endpoint() {
     let unknown = format!("ck_01J00000000000000000000001.{}", "x".repeat(43));
     let tampered = format!("{}x", publisher);
 
-    let publish = json!({"to": "bob", "body": "hello"});
+    let message = json!({"to": "bob", "body": "hello"});
     let endpoints: [(&str, &str, Option<Value>); 11] = [
-        ("POST", "/api/v1/server/publish", Some(publish)),
+        ("POST", "/api/v1/server/publish", Some(message)),
         (
             "POST",
             "/api/v1/server/api-keys",
@@ -147,14 +152,7 @@ async fn every_wrong_credential_is_refused_on_every_endpoint() {
     let user_token = token("alice");
     // Credentials are checked before the body is read: a stranger learns
     // nothing of the schema.
-    let (status, answer) = call(
-        addr,
-        "POST",
-        "/api/v1/server/publish",
-        "",
-        Some(json!({"nonsense": 1})),
-    )
-    .await;
+    let (status, answer) = publish(addr, "", json!({"nonsense": 1})).await;
     assert_eq!(status, 401, "{answer}");
     for (method, path, body) in &endpoints {
         for (credential, why) in [
@@ -180,14 +178,7 @@ async fn every_wrong_credential_is_refused_on_every_endpoint() {
         }
     }
     // The right kind of key, without the power.
-    let (status, answer) = call(
-        addr,
-        "POST",
-        "/api/v1/server/publish",
-        &reader,
-        Some(json!({"to": "bob", "body": "x"})),
-    )
-    .await;
+    let (status, answer) = publish(addr, &reader, json!({"to": "bob", "body": "x"})).await;
     assert_eq!(
         (status, answer["error"].as_str()),
         (403, Some("forbidden")),
@@ -261,24 +252,14 @@ async fn a_message_published_for_an_offline_user_is_stored_counted_and_delivered
     assert!(publisher.starts_with("ck_"), "{made}");
 
     let order = json!({"to": "bob", "body": "Your order has shipped.", "id": "order-1042"});
-    let (status, first) = call(
-        addr,
-        "POST",
-        "/api/v1/server/publish",
-        &publisher,
-        Some(order.clone()),
-    )
-    .await;
+    let (status, first) = publish(addr, &publisher, order.clone()).await;
     assert_eq!(status, 201, "{first}");
     assert_eq!(first["message"]["from"], "system");
-    let (status, again) = call(
-        addr,
-        "POST",
-        "/api/v1/server/publish",
-        &publisher,
-        Some(order.clone()),
-    )
-    .await;
+    // A request over 512 KiB is refused whole, before anything is parsed.
+    let huge = json!({"to": "bob", "body": "x".repeat(512 * 1024)});
+    let (status, answer) = publish(addr, &publisher, huge).await;
+    assert_eq!(status, 413, "{answer}");
+    let (status, again) = publish(addr, &publisher, order.clone()).await;
     assert_eq!(
         (status, again["repeated"].as_bool()),
         (200, Some(true)),
@@ -291,14 +272,7 @@ async fn a_message_published_for_an_offline_user_is_stored_counted_and_delivered
     // The same id for another user is another message.
     let mut other = order.clone();
     other["to"] = "carol".into();
-    let (status, to_carol) = call(
-        addr,
-        "POST",
-        "/api/v1/server/publish",
-        &publisher,
-        Some(other),
-    )
-    .await;
+    let (status, to_carol) = publish(addr, &publisher, other).await;
     assert_eq!(
         (status, to_carol["repeated"].as_bool()),
         (201, Some(false)),
@@ -336,12 +310,10 @@ async fn a_message_published_for_an_offline_user_is_stored_counted_and_delivered
     );
 
     // As a named user: the sender keeps a copy, as if they had sent it.
-    let (status, sent) = call(
+    let (status, sent) = publish(
         addr,
-        "POST",
-        "/api/v1/server/publish",
         &publisher,
-        Some(json!({"to": "bob", "from": "shop", "body": "Thanks!"})),
+        json!({"to": "bob", "from": "shop", "body": "Thanks!"}),
     )
     .await;
     assert_eq!(status, 201, "{sent}");
@@ -358,12 +330,10 @@ async fn a_message_published_for_an_offline_user_is_stored_counted_and_delivered
     let mut lobby = WsClient::connect(addr, &format!("/ws/?token={bob_token}"))
         .await
         .unwrap();
-    let (status, _) = call(
+    let (status, _) = publish(
         addr,
-        "POST",
-        "/api/v1/server/publish",
         &publisher,
-        Some(json!({"lobby": true, "body": "maintenance at 22:00"})),
+        json!({"lobby": true, "body": "maintenance at 22:00"}),
     )
     .await;
     assert_eq!(status, 202);
@@ -386,14 +356,7 @@ async fn a_message_published_for_an_offline_user_is_stored_counted_and_delivered
             "invalid_frame",
         ),
     ] {
-        let (status, answer) = call(
-            addr,
-            "POST",
-            "/api/v1/server/publish",
-            &publisher,
-            Some(body.clone()),
-        )
-        .await;
+        let (status, answer) = publish(addr, &publisher, body.clone()).await;
         assert_eq!(
             (status, answer["error"].as_str()),
             (400, Some(code)),
@@ -412,14 +375,7 @@ async fn a_message_published_for_an_offline_user_is_stored_counted_and_delivered
         .unwrap();
     alice.recv_type("joined").await.unwrap();
     let notice = json!({"room": "ops", "body": "deploy at five", "id": "deploy-5"});
-    let (status, posted) = call(
-        addr,
-        "POST",
-        "/api/v1/server/publish",
-        &publisher,
-        Some(notice.clone()),
-    )
-    .await;
+    let (status, posted) = publish(addr, &publisher, notice.clone()).await;
     assert_eq!(status, 201, "{posted}");
     let live = alice.recv_until("message").await.unwrap();
     assert_eq!(
@@ -430,14 +386,7 @@ async fn a_message_published_for_an_offline_user_is_stored_counted_and_delivered
         ),
         (Some("system"), Some("ops"), posted["message"]["id"].clone())
     );
-    let (status, again) = call(
-        addr,
-        "POST",
-        "/api/v1/server/publish",
-        &publisher,
-        Some(notice),
-    )
-    .await;
+    let (status, again) = publish(addr, &publisher, notice).await;
     assert_eq!(
         (status, again["message"]["id"].clone()),
         (200, posted["message"]["id"].clone())
@@ -467,14 +416,7 @@ async fn a_message_published_for_an_offline_user_is_stored_counted_and_delivered
             "invalid_frame",
         ),
     ] {
-        let (got, answer) = call(
-            addr,
-            "POST",
-            "/api/v1/server/publish",
-            &publisher,
-            Some(body.clone()),
-        )
-        .await;
+        let (got, answer) = publish(addr, &publisher, body.clone()).await;
         assert_eq!(
             (got, answer["error"].as_str()),
             (status, Some(code)),
@@ -494,14 +436,7 @@ async fn a_message_published_for_an_offline_user_is_stored_counted_and_delivered
         .to_owned();
     assert!(cli(data.path(), &["list"]).contains(&id));
     cli(data.path(), &["revoke", &id]);
-    let (status, _) = call(
-        addr,
-        "POST",
-        "/api/v1/server/publish",
-        &publisher,
-        Some(json!({"to": "bob", "body": "late"})),
-    )
-    .await;
+    let (status, _) = publish(addr, &publisher, json!({"to": "bob", "body": "late"})).await;
     assert_eq!(status, 401);
 }
 
@@ -523,12 +458,10 @@ async fn the_presence_binary_serves_the_server_api_beside_gateways() {
         .await
         .unwrap();
     bob.recv_type("unread").await.unwrap();
-    let (status, published) = call(
+    let (status, published) = publish(
         presence.addr(),
-        "POST",
-        "/api/v1/server/publish",
         BOOTSTRAP,
-        Some(json!({"to": "bob", "body": "from the backend"})),
+        json!({"to": "bob", "body": "from the backend"}),
     )
     .await;
     assert_eq!(status, 201, "{published}");
@@ -547,12 +480,10 @@ async fn the_presence_binary_serves_the_server_api_beside_gateways() {
         .await
         .unwrap();
     bob.recv_type("joined").await.unwrap();
-    let (status, posted) = call(
+    let (status, posted) = publish(
         presence.addr(),
-        "POST",
-        "/api/v1/server/publish",
         BOOTSTRAP,
-        Some(json!({"room": "ops", "body": "deploy at five"})),
+        json!({"room": "ops", "body": "deploy at five"}),
     )
     .await;
     assert_eq!(status, 201, "{posted}");

@@ -53,11 +53,16 @@ async fn send(from: &mut WsClient, id: &str, to: &str, body: &str) {
     from.recv_ack(id).await.unwrap();
 }
 
+/// `binary` started with `env` (owned values, as the tests build them).
+async fn start(binary: &str, env: &[(&str, String)]) -> Service {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Service::start(binary, &[], &env).await.unwrap()
+}
+
 async fn chatd(receiver: &Receiver, data: &std::path::Path) -> Service {
     let mut env = webhook_env(receiver, "message.offline");
     env.push(("CHAT_DATA_DIR", data.to_str().unwrap().to_owned()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Service::start("chatd", &[], &env).await.unwrap()
+    start("chatd", &env).await
 }
 
 async fn deliveries(receiver: &Receiver, n: usize) -> Vec<Delivery> {
@@ -156,9 +161,8 @@ async fn a_receiver_that_was_down_gets_the_event_once_from_one_of_two_gateways()
         ("CHAT_REDIS_PREFIX", redis.prefix().to_owned()),
         ("CHAT_AUTH", "open".to_owned()),
     ]);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let one = Service::start("gateway", &[], &env).await.unwrap();
-    let _two = Service::start("gateway", &[], &env).await.unwrap();
+    let one = start("gateway", &env).await;
+    let _two = start("gateway", &env).await;
     let mut alice = WsClient::user(one.addr(), "alice").await.unwrap();
     send(&mut alice, "1", "bob", "while you were out").await;
 
@@ -175,16 +179,20 @@ async fn a_receiver_that_was_down_gets_the_event_once_from_one_of_two_gateways()
         verified(&first[0])["data"]["message"]["body"],
         "while you were out"
     );
-    // A later event comes after it: had both gateways sent the first, the
-    // receiver would hold it twice.
+    // Two later events, the second sent once the first has arrived: had
+    // both gateways sent the first event, the receiver would hold it twice
+    // (and more than three deliveries).
     send(&mut alice, "2", "carol", "later").await;
-    let all = deliveries(&receiver, 2).await;
+    deliveries(&receiver, 2).await;
+    send(&mut alice, "3", "dave", "later still").await;
+    let all = deliveries(&receiver, 3).await;
     assert_eq!(
         all.iter().filter(|d| d.headers["webhook-id"] == id).count(),
         1,
         "{all:?}"
     );
-    assert_eq!(verified(all.last().unwrap())["data"]["user"], "carol");
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert_eq!(verified(all.last().unwrap())["data"]["user"], "dave");
 }
 
 /// Presence events, on each engine: a user's first connection is
@@ -208,8 +216,7 @@ async fn users_coming_and_going_are_posted_and_nothing_else_when_only_they_are_a
         } else {
             "chatd"
         };
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let server = Service::start(binary, &[], &env).await.unwrap();
+        let server = start(binary, &env).await;
 
         let mut bob = WsClient::user(server.addr(), "bob").await.unwrap();
         bob.recv_type("unread").await.unwrap();
@@ -253,13 +260,12 @@ async fn room_memberships_are_posted_with_who_changed_them() {
                 ("CHAT_AUTH", "open".to_owned()),
             ]);
         }
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let (server, api) = if engine == "redis" {
-            let gateway = Service::start("gateway", &[], &env).await.unwrap();
-            let presence = Service::start("presence", &[], &env).await.unwrap();
+            let gateway = start("gateway", &env).await;
+            let presence = start("presence", &env).await;
             (gateway, Some(presence))
         } else {
-            (Service::start("chatd", &[], &env).await.unwrap(), None)
+            (start("chatd", &env).await, None)
         };
         let api_addr = api.as_ref().map_or(server.addr(), |p| p.addr()).to_owned();
 
@@ -335,15 +341,18 @@ async fn events_of_a_type_not_asked_for_are_dropped_unsent() {
     let data = tempfile::tempdir().unwrap();
     let mut env = webhook_env(&receiver, "user.online");
     env.push(("CHAT_DATA_DIR", data.path().to_str().unwrap().to_owned()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let chatd = Service::start("chatd", &[], &env).await.unwrap();
+    let chatd = start("chatd", &env).await;
     let bob = WsClient::user(chatd.addr(), "bob").await.unwrap();
     deliveries(&receiver, 1).await;
     bob.close().await.unwrap();
-    // Bob's offline is queued (presence queues both) and must be dropped:
-    // dave's online is the next thing posted, and the only other one.
+    // Bob's offline is queued (presence queues both) and must be dropped.
+    // Batches go out in parallel, so a wrongly sent offline could land
+    // after dave's online: erin's, queued only once dave's has arrived,
+    // comes after the batch that would have carried it.
     let _dave = WsClient::user(chatd.addr(), "dave").await.unwrap();
-    let all = deliveries(&receiver, 2).await;
+    deliveries(&receiver, 2).await;
+    let _erin = WsClient::user(chatd.addr(), "erin").await.unwrap();
+    let all = deliveries(&receiver, 3).await;
     let seen: Vec<(String, String)> = all
         .iter()
         .map(verified)
@@ -358,7 +367,8 @@ async fn events_of_a_type_not_asked_for_are_dropped_unsent() {
         seen,
         [
             ("user.online".into(), "bob".into()),
-            ("user.online".into(), "dave".into())
+            ("user.online".into(), "dave".into()),
+            ("user.online".into(), "erin".into())
         ]
     );
 }
@@ -373,8 +383,7 @@ async fn an_event_given_up_on_is_dead_lettered_and_never_posted() {
     let mut env = webhook_env(&receiver, "message.offline");
     env.push(("CHAT_DATA_DIR", data.path().to_str().unwrap().to_owned()));
     env.push(("CHAT_WEBHOOK_GIVE_UP", "300ms".to_owned()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let chatd = Service::start("chatd", &[], &env).await.unwrap();
+    let chatd = start("chatd", &env).await;
     let mut alice = WsClient::user(chatd.addr(), "alice").await.unwrap();
     send(&mut alice, "1", "bob", "lost in the post").await;
     let metrics = || async {
@@ -409,8 +418,7 @@ async fn a_published_message_for_an_offline_user_is_one_signed_event() {
     let mut env = webhook_env(&receiver, "message.offline");
     env.push(("CHAT_DATA_DIR", data.path().to_str().unwrap().to_owned()));
     env.push(("CHAT_SERVER_API_KEY", bootstrap.to_owned()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let chatd = Service::start("chatd", &[], &env).await.unwrap();
+    let chatd = start("chatd", &env).await;
     let published = reqwest::Client::new()
         .post(format!("http://{}/api/v1/server/publish", chatd.addr()))
         .bearer_auth(bootstrap)

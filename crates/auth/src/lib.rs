@@ -110,7 +110,8 @@ pub struct Authenticator {
 }
 
 /// Where the time before which a user's tokens are refused is kept (the
-/// message store's engine: `revoked:{user}` on Redis, a SQLite table).
+/// message store's engine: the sorted set `revoked` on Redis, a SQLite
+/// table).
 pub trait Revocations: Send + Sync + 'static {
     /// Tokens of `user` issued before this time (ms since the Unix epoch)
     /// are refused; `None` when none are.

@@ -101,13 +101,11 @@ impl Engine {
     /// Errors: the store cannot be opened (the SQLite file, Redis's URL).
     pub async fn open_store(&self) -> anyhow::Result<Arc<dyn StoreEngine>> {
         match self {
-            Engine::Embedded { bus, data_dir } => {
-                let broker: Arc<dyn Broker> =
-                    Arc::new(bus.node(Arc::new(|_: &str, _: bytes::Bytes| {})));
-                let presence = MemoryPresence::new(Arc::clone(&broker));
+            Engine::Embedded { data_dir, .. } => {
                 let path = data_dir.join("messages.db");
-                let store = SqliteStore::open(&path, broker, presence, Limits::default()).await?;
-                Ok(Arc::new(store))
+                Ok(Arc::new(
+                    SqliteStore::open_alone(&path, Limits::default()).await?,
+                ))
             }
             Engine::Redis(options) => {
                 let redis = chat_broker::redis::command_connection(&options.url)
@@ -321,8 +319,8 @@ impl Gateway {
             .route("/ws/{user}", web::get().to(ws::upgrade::user));
     }
 
-    /// Webhooks, when `settings` name a receiver: `message.offline` events
-    /// are queued with the messages from now on (if asked for), and a
+    /// Webhooks, when `settings` name a receiver: the events asked for are
+    /// queued from now on, and a
     /// sender posts due events until the gateway drains (registering its
     /// counters in `obs`).
     ///
@@ -332,13 +330,8 @@ impl Gateway {
         settings: &WebhookSettings,
         obs: &Observability,
     ) -> anyhow::Result<()> {
-        if settings.wants("message.offline") {
-            self.inner.engine.queue_offline_events();
-        }
-        if settings.wants("room.member_joined") || settings.wants("room.member_left") {
-            self.inner.engine.queue_room_events();
-        }
-        if settings.wants("user.online") || settings.wants("user.offline") {
+        settings.enable_queues(&*self.inner.engine);
+        if settings.wants_presence() {
             let queue = Arc::clone(&self.inner.engine) as Arc<dyn chat_store::WebhookQueue>;
             self.inner.presence.queue_presence_events(queue);
         }

@@ -258,13 +258,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
         },
         Arc::new(|_: &str, _| {}),
     )?);
-    if settings.webhooks.wants("message.offline") {
-        chat_store::WebhookQueue::queue_offline_events(&store);
-    }
-    if settings.webhooks.wants("room.member_joined") || settings.webhooks.wants("room.member_left")
-    {
-        chat_store::WebhookQueue::queue_room_events(&store);
-    }
+    settings.webhooks.enable_queues(&store);
     // Tokens revoked through the server API are refused here too.
     auth.set_revocations(Arc::new(store.clone()));
     let mut obs = Observability::new();

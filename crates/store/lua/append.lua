@@ -99,22 +99,15 @@ local function render(seq)
   return head
 end
 
--- Appends `frame` at `seq` to an inbox, keeping its last max_len entries.
-local function add(inbox_key, seq, frame)
-  redis.call('ZADD', inbox_key, seq, seq .. ' ' .. frame)
-  if seq > max_len then
-    redis.call('ZREMRANGEBYSCORE', inbox_key, '-inf', '(' .. (seq - max_len + 1))
-  end
-end
-
 local seq_r = redis.call('INCR', seq_r_key)
 local frame_r = render(seq_r)
-add(inbox_r_key, seq_r, frame_r)
+add_entry(inbox_r_key, seq_r, frame_r, max_len)
 local unread = -1
 if to_self ~= '1' then unread = redis.call('HINCRBY', unread_r_key, sender, 1) end
 local position = redis.call('INCR', conv_seq_key)
-add(conv_key, position, history)
+add_entry(conv_key, position, history, max_len)
 redis.call('ZADD', posts_key, position, id)
+if reply_pos ~= '' then redis.call('ZADD', replies_key, reply_pos, id) end
 -- (A posts index holds at most `position` ids; a writer that never trims
 -- passes a max_len past any position, which Lua could not negate exactly.)
 if position > max_len then
@@ -123,9 +116,6 @@ if position > max_len then
     redis.call('HDEL', msgs_key, unpack(dropped))
     redis.call('ZREMRANGEBYRANK', posts_key, 0, -(max_len + 1))
   end
-end
-if reply_pos ~= '' then redis.call('ZADD', replies_key, reply_pos, id) end
-if position > max_len then
   redis.call('ZREMRANGEBYSCORE', replies_key, '-inf', '(' .. (position - max_len + 1))
 end
 local online = live_total(presence_r_key, node_prefix) > 0
@@ -143,13 +133,13 @@ if events == '1' and not online then
   local total = 0
   for _, count in ipairs(redis.call('HVALS', unread_r_key)) do total = total + tonumber(count) end
   redis.call('XADD', webhooks_key, '*', 'e', '{"type":"message.offline","data":{"user":'
-    .. cjson.encode(receiver) .. ',"unread":' .. total .. ',"message":' .. frame_r .. '}}')
+    .. json_string(receiver) .. ',"unread":' .. total .. ',"message":' .. frame_r .. '}}')
 end
 local seq_s = 0
 if copy == '1' then
   seq_s = redis.call('INCR', seq_s_key)
   local frame_s = render(seq_s)
-  add(inbox_s_key, seq_s, frame_s)
+  add_entry(inbox_s_key, seq_s, frame_s, max_len)
   redis.call('PUBLISH', channel_s, envelope .. frame_s)
 end
 redis.call('HSET', msgs_key, id, position .. ' ' .. seq_r .. ' ' .. seq_s .. ' 0 0')

@@ -148,10 +148,7 @@ local function update(seq_key, inbox_key, previous, head, tail, channel)
   if previous ~= '0' then redis.call('ZREMRANGEBYSCORE', inbox_key, previous, previous) end
   local at = redis.call('INCR', seq_key)
   local frame = head .. at .. tail
-  redis.call('ZADD', inbox_key, at, at .. ' ' .. frame)
-  if at > max_len then
-    redis.call('ZREMRANGEBYSCORE', inbox_key, '-inf', '(' .. (at - max_len + 1))
-  end
+  add_entry(inbox_key, at, frame, max_len)
   redis.call('PUBLISH', channel, envelope .. frame)
   return at
 end

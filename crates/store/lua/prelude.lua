@@ -54,6 +54,15 @@ local function presence_event(events_key, events, user, last_seen)
     '{"type":"user.' .. kind .. '","data":{"user":' .. json_string(user) .. seen .. '}}')
 end
 
+-- Adds `text` at `seq` to a sorted set of "{seq} {text}" entries scored by
+-- seq (an inbox, a conversation's history), keeping its last `max_len`.
+local function add_entry(key, seq, text, max_len)
+  redis.call('ZADD', key, seq, seq .. ' ' .. text)
+  if seq > max_len then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (seq - max_len + 1))
+  end
+end
+
 -- Redis's clock in milliseconds since the Unix epoch, as a string.
 local function now_ms()
   local t = redis.call('TIME')

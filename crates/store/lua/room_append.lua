@@ -61,6 +61,10 @@ local frame = head .. seq .. tail
 room_append(log_key, ids_key, seq, id, frame, max_len)
 if not as_server then redis.call('HSET', read_key, sender, seq) end
 if reply_seq ~= '' then redis.call('ZADD', replies_key, reply_seq, id) end
+if seq > max_len then
+  -- Replies to entries the history no longer keeps.
+  redis.call('ZREMRANGEBYSCORE', replies_key, '-inf', '(' .. (seq - max_len + 1))
+end
 redis.call('HSET', sent_key, client_key, seq .. ' ' .. frame)
 redis.call('ZADD', sent_order_key, seq, client_key)
 if seq > sent_max then

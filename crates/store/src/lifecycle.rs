@@ -86,7 +86,7 @@ pub struct Changed {
 }
 
 /// The file `after` no longer carries that `before` did (a delete's), by media id.
-pub fn removed_media(before: &ChatMessage, after: &ChatMessage) -> Option<String> {
+pub(crate) fn removed_media(before: &ChatMessage, after: &ChatMessage) -> Option<String> {
     match (&before.media, &after.media) {
         (Some(media), None) => Some(media.id.clone()),
         _ => None,
@@ -156,7 +156,7 @@ pub fn emoji(text: &str) -> Option<&'static str> {
 /// Errors: [`ChangeError::Forbidden`]: someone else's message edited, or
 /// deleted by a non-admin; a deleted message edited or reacted to; an edit
 /// after the window; a reaction past [`MAX_REACTIONS`].
-pub fn apply(
+pub(crate) fn apply(
     message: &ChatMessage,
     actor: &str,
     admin: bool,
@@ -242,7 +242,7 @@ pub fn apply(
 }
 
 /// `message` deleted: its place, author and time, nothing of its content.
-pub fn tombstone(message: &ChatMessage) -> ChatMessage {
+fn tombstone(message: &ChatMessage) -> ChatMessage {
     ChatMessage {
         seq: message.seq,
         id: message.id.clone(),
@@ -257,7 +257,7 @@ pub fn tombstone(message: &ChatMessage) -> ChatMessage {
 }
 
 /// How a reply quotes `original`.
-pub fn quote(original: &ChatMessage) -> Quote {
+pub(crate) fn quote(original: &ChatMessage) -> Quote {
     let mut excerpt: String = original.body.chars().take(EXCERPT_CHARS).collect();
     if excerpt.len() < original.body.len() {
         excerpt.push('…');
@@ -272,7 +272,7 @@ pub fn quote(original: &ChatMessage) -> Quote {
 }
 
 /// `reply` with its quote of a deleted original: nothing of it is kept.
-pub fn unquote(reply: &ChatMessage) -> ChatMessage {
+pub(crate) fn unquote(reply: &ChatMessage) -> ChatMessage {
     let mut next = reply.clone();
     if let Some(quoted) = &reply.reply_to {
         next.reply_to = Some(Quote {

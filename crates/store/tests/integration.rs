@@ -6,10 +6,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use chat_broker::Broker;
-use chat_broker::memory::MemoryBus;
-use chat_store::memory::MemoryPresence;
 use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
 use chat_store::sqlite::SqliteStore;
 use chat_store::{ApiKey, Limits, StoreEngine};
@@ -24,16 +20,9 @@ struct Fixture {
 
 async fn sqlite() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let broker: Arc<dyn Broker> = Arc::new(MemoryBus::new().node(Arc::new(|_: &str, _: Bytes| {})));
-    let presence = MemoryPresence::new(Arc::clone(&broker));
-    let store = SqliteStore::open(
-        &dir.path().join("messages.db"),
-        broker,
-        presence,
-        Limits::DEFAULT,
-    )
-    .await
-    .unwrap();
+    let store = SqliteStore::open_alone(&dir.path().join("messages.db"), Limits::DEFAULT)
+        .await
+        .unwrap();
     Fixture {
         keys: Arc::new(store),
         _redis: None,

@@ -8,12 +8,8 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use chat_broker::Broker;
 use chat_broker::envelope;
-use chat_broker::memory::MemoryBus;
 use chat_protocol::{ChatMessage, ServerFrame};
-use chat_store::memory::MemoryPresence;
 use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
 use chat_store::sqlite::SqliteStore;
 use chat_store::{
@@ -34,17 +30,9 @@ impl<T: MessageStore + RoomStore + Lifecycle + MediaRefs> Store for T {}
 
 async fn sqlite() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let bus = MemoryBus::new();
-    let broker: Arc<dyn Broker> = Arc::new(bus.node(Arc::new(|_: &str, _: Bytes| {})));
-    let presence = MemoryPresence::new(Arc::clone(&broker));
-    let store = SqliteStore::open(
-        &dir.path().join("messages.db"),
-        broker,
-        presence,
-        Limits::DEFAULT,
-    )
-    .await
-    .unwrap();
+    let store = SqliteStore::open_alone(&dir.path().join("messages.db"), Limits::DEFAULT)
+        .await
+        .unwrap();
     Fixture {
         store: Arc::new(store),
         redis: None,

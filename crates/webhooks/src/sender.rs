@@ -57,8 +57,9 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// A sender for `queue` as consumer `consumer` (this process's node
-    /// id), or `None` when `settings` name no URL.
+    /// A sender for `queue` as consumer `consumer` (a name of this
+    /// process's own in the queue's group), or `None` when `settings` name
+    /// no URL.
     ///
     /// Errors: the secret or the HTTP client cannot be set up (the
     /// settings' `validate` refuses such secrets first).

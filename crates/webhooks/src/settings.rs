@@ -96,6 +96,22 @@ impl WebhookSettings {
             .filter(|e| !e.is_empty())
     }
 
+    /// Tells `queue` to queue the message and room events asked for, in
+    /// the steps that store what they tell (see [`chat_store::WebhookQueue`]).
+    pub fn enable_queues(&self, queue: &dyn chat_store::WebhookQueue) {
+        if self.wants("message.offline") {
+            queue.queue_offline_events();
+        }
+        if self.wants("room.member_joined") || self.wants("room.member_left") {
+            queue.queue_room_events();
+        }
+    }
+
+    /// Whether presence events (`user.online`, `user.offline`) are asked for.
+    pub fn wants_presence(&self) -> bool {
+        self.wants("user.online") || self.wants("user.offline")
+    }
+
     /// Whether webhooks are on and `event` is among those asked for.
     pub fn wants(&self, event: &str) -> bool {
         self.webhook_url.is_some() && self.events().any(|e| e == event)

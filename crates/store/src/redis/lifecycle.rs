@@ -11,7 +11,7 @@ use redis::aio::ConnectionManager;
 
 use super::messages::{Inner, RedisStore};
 use super::rooms::{Answer, call};
-use super::script::{Call, Loaded, Lua, lua};
+use super::script::{Call, Loaded, Lua, flag, lua};
 use crate::StoreError;
 use crate::lifecycle::{
     self, Change, ChangeError, ChangeRequest, Changed, Conversation, Lifecycle,
@@ -49,7 +49,7 @@ impl Lua for RoomLoad {
             .key("replies", &self.replies)
             .arg("user", &self.user)
             .arg("id", &self.id)
-            .arg("with_replies", if self.with_replies { "1" } else { "0" });
+            .arg("with_replies", flag(self.with_replies));
     }
 }
 
@@ -95,7 +95,7 @@ impl Lua for RoomChange {
             .arg("seq", self.seq)
             .arg("old", &self.old)
             .arg("new", &self.new)
-            .arg("deleted", if self.deleted { "1" } else { "0" })
+            .arg("deleted", flag(self.deleted))
             .arg("head", &self.head)
             .arg("tail", &self.tail)
             .arg("max_len", self.max_len)
@@ -123,7 +123,7 @@ impl Lua for DmLoad {
             .key("msgs", &self.msgs)
             .key("replies", &self.replies)
             .arg("id", &self.id)
-            .arg("with_replies", if self.with_replies { "1" } else { "0" });
+            .arg("with_replies", flag(self.with_replies));
     }
 }
 
@@ -180,8 +180,8 @@ impl Lua for DmChange {
             .arg("id", &self.id)
             .arg("sender", &self.sender)
             .arg("rewrites", &self.rewrites)
-            .arg("deleted", if self.deleted { "1" } else { "0" })
-            .arg("to_self", if self.to_self { "1" } else { "0" })
+            .arg("deleted", flag(self.deleted))
+            .arg("to_self", flag(self.to_self))
             .arg("head_r", &self.head_r)
             .arg("tail_r", &self.tail_r)
             .arg("head_s", &self.head_s)

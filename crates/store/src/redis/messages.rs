@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use redis::aio::ConnectionManager;
 
-use super::script::{Call, Loaded, Lua, lua};
+use super::script::{Call, Loaded, Lua, flag, lua};
 use super::{Keys, with_conn};
 use crate::messages::{
     Appended, Direct, FrameText, HistoryEntry, InboxEntry, MessageStore, ReadMarker, SENT_IDS_KEPT,
@@ -149,10 +149,6 @@ impl Lua for MarkRead {
             .arg("peer", &self.peer)
             .arg("up_to", &self.up_to);
     }
-}
-
-fn flag(on: bool) -> &'static str {
-    if on { "1" } else { "0" }
 }
 
 pub(crate) struct Inner {

@@ -64,7 +64,7 @@ pub mod messages;
 pub mod presence;
 mod rooms;
 mod script;
-pub mod upgrade;
+mod upgrade;
 mod webhooks;
 
 use std::sync::Arc;

@@ -16,7 +16,7 @@ use futures_util::future::BoxFuture;
 use redis::aio::ConnectionManager;
 use tracing::{debug, warn};
 
-use super::script::{Call, Loaded, Lua, lua};
+use super::script::{Call, Loaded, Lua, flag, lua};
 use super::{Keys, with_conn};
 use crate::StoreError;
 use crate::presence::{ConnId, Presence, PresenceNode, PresenceState, Swept};
@@ -65,7 +65,7 @@ impl NodeValues {
 
     /// Whether presence events are queued: each script's last argument.
     fn events_arg(&self, call: &mut Call) {
-        call.arg("events", if self.events { "1" } else { "0" });
+        call.arg("events", flag(self.events));
     }
 
     fn keys(&self, call: &mut Call) {
@@ -187,7 +187,7 @@ impl Lua for Sweep {
             .arg("batch", self.batch)
             .arg("self_id", &self.self_id)
             .arg("swept_ttl_s", self.swept_ttl_s)
-            .arg("events", if self.events { "1" } else { "0" });
+            .arg("events", flag(self.events));
     }
 }
 
@@ -254,30 +254,26 @@ impl Presence for RedisPresence {
                     .arg(keys.single("nodes"))
                     .query_async(&mut conn)
                     .await?;
-                let mut live = Vec::new();
-                for node in nodes {
-                    // A node whose lease lapsed holds nothing any more (its
-                    // users are swept).
-                    let alive: bool = redis::cmd("EXISTS")
-                        .arg(keys.of("node", &node))
-                        .query_async(&mut conn)
-                        .await?;
-                    if !alive {
-                        continue;
-                    }
-                    let (connections, users): (u64, u64) = redis::pipe()
-                        .cmd("SCARD")
-                        .arg(keys.of("node_conns", &node))
-                        .cmd("SCARD")
-                        .arg(keys.of("node_users", &node))
-                        .query_async(&mut conn)
-                        .await?;
-                    live.push(crate::NodeConnections {
-                        node,
-                        connections,
-                        users,
-                    });
+                // One round trip for every node: its lease, and its two sets.
+                let mut pipe = redis::pipe();
+                for node in &nodes {
+                    pipe.cmd("EXISTS").arg(keys.of("node", node));
+                    pipe.cmd("SCARD").arg(keys.of("node_conns", node));
+                    pipe.cmd("SCARD").arg(keys.of("node_users", node));
                 }
+                let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
+                // A node whose lease lapsed holds nothing any more (its
+                // users are swept).
+                let live = nodes
+                    .into_iter()
+                    .zip(counts.chunks_exact(3))
+                    .filter(|(_, c)| c[0] == 1)
+                    .map(|(node, c)| crate::NodeConnections {
+                        node,
+                        connections: c[1],
+                        users: c[2],
+                    })
+                    .collect();
                 Ok(live)
             },
         )

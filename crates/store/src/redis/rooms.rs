@@ -11,7 +11,7 @@ use futures_util::future::BoxFuture;
 use redis::aio::ConnectionManager;
 
 use super::messages::{Inner, RedisStore};
-use super::script::{Call, Loaded, Lua, lua};
+use super::script::{Call, Loaded, Lua, flag, lua};
 use super::{Keys, with_conn};
 use crate::messages::{InboxEntry, SENT_IDS_KEPT, SENT_IDS_TTL};
 use crate::rooms::{
@@ -89,7 +89,7 @@ impl Lua for Join {
             .arg("mode", self.mode)
             .arg("by", &self.by)
             .arg("role", self.role)
-            .arg("private", if self.private { "1" } else { "0" })
+            .arg("private", flag(self.private))
             .arg("max_members", self.max_members)
             .arg("max_len", self.max_len)
             .arg("id", &self.id)
@@ -166,7 +166,7 @@ impl Lua for Leave {
             .arg("control", &self.control[..])
             .arg("room_channel", &self.room_channel)
             .arg("user_channel", &self.user_channel)
-            .arg("server", if self.server { "1" } else { "0" });
+            .arg("server", flag(self.server));
     }
 }
 
@@ -210,7 +210,7 @@ impl Lua for Append {
             .arg("envelope", &self.envelope[..])
             .arg("room_channel", &self.room_channel)
             .arg("reply_seq", &self.reply_seq)
-            .arg("as_server", if self.as_server { "1" } else { "0" });
+            .arg("as_server", flag(self.as_server));
     }
 }
 
@@ -480,7 +480,6 @@ impl Inner {
         }
     }
 
-    /// Whether `room` exists and `user` is a member: `Err` unless both.
     /// For each `(room, last seq, marker)`, how many of the room's quiet
     /// seqs (updates, deleted messages: never unread) come after the
     /// marker; asked only of rooms with entries after it.
@@ -509,6 +508,7 @@ impl Inner {
         Ok(counts)
     }
 
+    /// Whether `room` exists and `user` is a member: `Err` unless both.
     async fn member_check(
         &self,
         conn: &mut ConnectionManager,

@@ -20,6 +20,11 @@ macro_rules! lua {
 }
 pub(crate) use lua;
 
+/// A yes/no argument as the scripts read it: `'1'` or `'0'`.
+pub(crate) fn flag(on: bool) -> &'static str {
+    if on { "1" } else { "0" }
+}
+
 /// The keys and arguments of one call, in the order they were pushed.
 #[derive(Default)]
 pub(crate) struct Call {

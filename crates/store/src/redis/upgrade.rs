@@ -59,13 +59,13 @@ impl Lua for UpgradeRecord {
     }
 }
 
-/// What an upgrade converted.
+/// What an upgrade converted (for the log).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Upgraded {
+struct Upgraded {
     /// Conversation histories converted.
-    pub conversations: usize,
+    conversations: usize,
     /// Inboxes converted.
-    pub inboxes: usize,
+    inboxes: usize,
 }
 
 /// How long to wait before trying again while Redis is away.
@@ -79,7 +79,7 @@ const SCHEMA: u32 = 2;
 
 /// Runs [`upgrade_once`] on the keys under `keys`' prefix until it
 /// succeeds (Redis may be away at start).
-pub(crate) async fn upgrade(redis: &ConnectionManager, keys: &Keys) -> Upgraded {
+pub(crate) async fn upgrade(redis: &ConnectionManager, keys: &Keys) {
     loop {
         match upgrade_once(keys, &mut redis.clone()).await {
             Ok(upgraded) => {
@@ -90,7 +90,7 @@ pub(crate) async fn upgrade(redis: &ConnectionManager, keys: &Keys) -> Upgraded 
                         "converted streams an older version stored"
                     );
                 }
-                return upgraded;
+                return;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot check for older stored data yet; trying again");

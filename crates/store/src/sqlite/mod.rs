@@ -175,6 +175,18 @@ fn int(n: u64) -> Value {
 }
 
 impl SqliteStore {
+    /// The store at `path` on its own, for tools and tests: what it
+    /// publishes reaches nobody (an in-process bus no one listens to), and
+    /// nobody counts as online.
+    ///
+    /// Errors: as [`Self::open`].
+    pub async fn open_alone(path: &Path, limits: Limits) -> Result<Self, StoreError> {
+        let bus = chat_broker::memory::MemoryBus::new();
+        let broker: Arc<dyn Broker> = Arc::new(bus.node(Arc::new(|_: &str, _: Bytes| {})));
+        let presence = MemoryPresence::new(Arc::clone(&broker));
+        Self::open(path, broker, presence, limits).await
+    }
+
     /// Opens (creating or upgrading when needed) the database file at
     /// `path`. Whether receivers are online is asked of `presence`;
     /// published frames go to `broker`.
