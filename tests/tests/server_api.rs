@@ -120,7 +120,7 @@ async fn every_wrong_credential_is_refused_on_every_endpoint() {
     let tampered = format!("{}x", publisher);
 
     let message = json!({"to": "bob", "body": "hello"});
-    let endpoints: [(&str, &str, Option<Value>); 11] = [
+    let endpoints: [(&str, &str, Option<Value>); 13] = [
         ("POST", "/api/v1/server/publish", Some(message)),
         (
             "POST",
@@ -148,6 +148,8 @@ async fn every_wrong_credential_is_refused_on_every_endpoint() {
         ),
         ("DELETE", "/api/v1/server/rooms/r/members/bob", None),
         ("DELETE", "/api/v1/server/rooms/r", None),
+        ("GET", "/api/v1/server/rooms/r", None),
+        ("GET", "/api/v1/server/users/bob/rooms", None),
     ];
     let user_token = token("alice");
     // Credentials are checked before the body is read: a stranger learns
@@ -804,6 +806,49 @@ async fn the_application_manages_rooms_with_its_own_power() {
         info["owner"], "carol",
         "the admin who joined first takes the room: {info}"
     );
+    // The application reads the private room, and each member's rooms.
+    let (reader, _) = key(presence.addr(), "dashboard", &["read"]).await;
+    let (status, _) = call(
+        presence.addr(),
+        "GET",
+        "/api/v1/server/rooms/order-1042",
+        &rooms,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "reading needs the read scope");
+    let (status, seen) = call(
+        presence.addr(),
+        "GET",
+        "/api/v1/server/rooms/Order-1042",
+        &reader,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(
+        (seen["private"].as_bool(), seen["owner"].as_str()),
+        (Some(true), Some("carol"))
+    );
+    assert_eq!(
+        seen["members"],
+        json!([{"user": "carol", "role": "owner"}, {"user": "bob", "role": "member"}])
+    );
+    let (status, listed) = call(
+        presence.addr(),
+        "GET",
+        "/api/v1/server/users/carol/rooms",
+        &reader,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["rooms"][0]["room"], "order-1042");
+    assert_eq!(listed["rooms"][0]["role"], "owner");
+    assert_eq!(
+        listed["rooms"][0]["unread"], 1,
+        "alice's removal is unread for carol: {listed}"
+    );
     // Deleted: carol's connection is told, the room is no more.
     let (status, deleted) = call(
         presence.addr(),
@@ -826,6 +871,24 @@ async fn the_application_manages_rooms_with_its_own_power() {
         carol.recv_until("left").await.unwrap()["room"],
         "order-1042"
     );
+    let (status, _) = call(
+        presence.addr(),
+        "GET",
+        "/api/v1/server/rooms/order-1042",
+        &reader,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "a deleted room is gone");
+    let (status, listed) = call(
+        presence.addr(),
+        "GET",
+        "/api/v1/server/users/bob/rooms",
+        &reader,
+        None,
+    )
+    .await;
+    assert_eq!((status, listed["rooms"].clone()), (200, json!([])));
     let (status, _) = call(
         presence.addr(),
         "DELETE",

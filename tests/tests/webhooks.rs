@@ -333,6 +333,108 @@ async fn room_memberships_are_posted_with_who_changed_them() {
     }
 }
 
+/// A room message: one `message.offline` for each member with no
+/// connection (a name in any script), none for the sender or a member
+/// online; each under an id of its own, on both engines.
+#[tokio::test]
+async fn a_room_message_is_posted_for_each_member_with_no_connection() {
+    let redis = TestRedis::start().unwrap();
+    for engine in ["embedded", "redis"] {
+        let receiver = Receiver::start().await.unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let mut env = webhook_env(&receiver, "message.offline");
+        env.push(("CHAT_DATA_DIR", data.path().to_str().unwrap().to_owned()));
+        if engine == "redis" {
+            env.extend([
+                ("REDIS_URL", redis.url().to_owned()),
+                ("CHAT_REDIS_PREFIX", format!("{}{engine}:", redis.prefix())),
+                ("CHAT_AUTH", "open".to_owned()),
+            ]);
+        }
+        let (server, api) = if engine == "redis" {
+            (
+                start("gateway", &env).await,
+                Some(start("presence", &env).await),
+            )
+        } else {
+            (start("chatd", &env).await, None)
+        };
+        let api_addr = api.as_ref().map_or(server.addr(), |p| p.addr()).to_owned();
+
+        let mut alice = WsClient::user(server.addr(), "alice").await.unwrap();
+        alice
+            .send_json(&json!({"type": "join", "id": "j", "room": "ops"}))
+            .await
+            .unwrap();
+        alice.recv_type("joined").await.unwrap();
+        for member in ["bob", "carol", "李雷"] {
+            let added = reqwest::Client::new()
+                .post(format!(
+                    "http://{api_addr}/api/v1/rooms/ops/members?user=alice"
+                ))
+                .json(&json!({"user": member}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(added.status().as_u16(), 200, "{engine}: {member}");
+        }
+        let mut carol = WsClient::user(server.addr(), "carol").await.unwrap();
+        carol.recv_type("unread").await.unwrap();
+        alice
+            .send_json(&json!({"type": "send", "id": "m", "room": "ops", "body": "deploy at 5"}))
+            .await
+            .unwrap();
+        let ack = alice.recv_ack("m").await.unwrap();
+        carol.recv_until("message").await.unwrap();
+
+        let events: Vec<(String, Value)> = deliveries(&receiver, 2)
+            .await
+            .iter()
+            .map(|d| (d.headers["webhook-id"].clone(), verified(d)))
+            .collect();
+        let mut users: Vec<&str> = events
+            .iter()
+            .map(|(_, e)| e["data"]["user"].as_str().unwrap())
+            .collect();
+        users.sort_unstable();
+        assert_eq!(users, ["bob", "李雷"], "{engine}: {events:?}");
+        for (id, event) in &events {
+            assert_eq!(event["type"], "message.offline");
+            let data = &event["data"];
+            // Entries since each joined: bob saw carol and 李雷 join.
+            let room_unread = if data["user"] == "bob" { 3 } else { 1 };
+            assert_eq!(
+                (
+                    data["room"].as_str(),
+                    data["room_unread"].as_u64(),
+                    data["unread"].as_u64()
+                ),
+                (Some("ops"), Some(room_unread), Some(0)),
+                "{engine}: {event}"
+            );
+            assert_eq!(data["message"]["body"], "deploy at 5");
+            assert_eq!(
+                (&data["message"]["id"], &data["message"]["seq"]),
+                (&ack["message"]["id"], &ack["message"]["seq"]),
+                "{engine}: the frame members get"
+            );
+            let message_id = data["message"]["id"].as_str().unwrap();
+            assert!(
+                id.starts_with(&format!("msg_{message_id}_")) && id.is_ascii(),
+                "{engine}: an id of its own, plain ASCII: {id}"
+            );
+        }
+        assert_ne!(events[0].0, events[1].0);
+
+        // Nothing else was made for that message: the next event is the
+        // next message's (events made together are posted together).
+        send(&mut alice, "d", "zed", "and you?").await;
+        let all = deliveries(&receiver, 3).await;
+        assert_eq!(all.len(), 3, "{engine}: {all:?}");
+        assert_eq!(verified(&all[2])["data"]["user"], "zed", "{engine}");
+    }
+}
+
 /// Only `user.online` asked for: the `user.offline` queued with it is
 /// dropped unsent.
 #[tokio::test]

@@ -338,8 +338,11 @@ impl Gateway {
         let metrics = chat_webhooks::SenderMetrics::register(&obs.registry)?;
         // A process's own consumer name in the queue's group.
         let consumer = format!("gateway-{}", ulid::Ulid::new());
-        let queue = Arc::clone(&self.inner.engine) as Arc<dyn chat_store::WebhookQueue>;
-        if let Some(sender) = chat_webhooks::Sender::new(queue, settings, &consumer, metrics)? {
+        let store = Arc::clone(&self.inner.engine);
+        let presence = Arc::clone(&self.inner.presence) as Arc<dyn chat_store::Presence>;
+        if let Some(sender) =
+            chat_webhooks::Sender::new(store, presence, settings, &consumer, metrics)?
+        {
             let stop = self.inner.shutdown.clone();
             // Tracked: a draining gateway lets the batch in flight finish.
             self.inner.sessions.spawn(sender.run(stop));

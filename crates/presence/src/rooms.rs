@@ -147,7 +147,7 @@ async fn view(
     user: &str,
     not_added: Vec<NotAdded>,
 ) -> Result<RoomView, ApiError> {
-    let (info, members) = svc.rooms.room_info(room, user).await?;
+    let (info, members) = svc.rooms.room_info(room, Some(user)).await?;
     Ok(RoomView {
         room: info.name,
         private: info.private,

@@ -13,7 +13,10 @@
 //! - `POST /api/v1/server/rooms`, `DELETE /api/v1/server/rooms/{room}`,
 //!   `POST /api/v1/server/rooms/{room}/members`,
 //!   `DELETE /api/v1/server/rooms/{room}/members/{user}` — rooms with the
-//!   application's power (scope `rooms`; `rooms.rs`).
+//!   application's power (scope `rooms`; `rooms.rs`);
+//!   `GET /api/v1/server/rooms/{room}` and
+//!   `GET /api/v1/server/users/{user}/rooms` — any room with its members,
+//!   any user's rooms (scope `read`).
 //! - `POST|GET /api/v1/server/api-keys`, `DELETE /api/v1/server/api-keys/{id}`
 //!   — make, list and revoke keys (`admin.rs`). The bootstrap key only.
 //! - `GET /api/v1/server/openapi.json` — this API as OpenAPI 3.
@@ -132,6 +135,10 @@ impl ServerApi {
                 resource("/api/v1/server/users/{user}", "GET").route(web::get().to(users::show)),
             )
             .service(
+                resource("/api/v1/server/users/{user}/rooms", "GET")
+                    .route(web::get().to(rooms::of_user)),
+            )
+            .service(
                 resource("/api/v1/server/connections", "GET")
                     .route(web::get().to(users::connections)),
             )
@@ -146,7 +153,8 @@ impl ServerApi {
                     .route(web::post().to(rooms::create)),
             )
             .service(
-                resource("/api/v1/server/rooms/{room}", "DELETE")
+                resource("/api/v1/server/rooms/{room}", "GET, DELETE")
+                    .route(web::get().to(rooms::show))
                     .route(web::delete().to(rooms::delete)),
             )
             .service(
@@ -243,6 +251,8 @@ impl ServerApi {
         users::disconnect,
         users::connections,
         rooms::create,
+        rooms::show,
+        rooms::of_user,
         rooms::delete,
         rooms::add,
         rooms::remove,
@@ -264,6 +274,10 @@ impl ServerApi {
         rooms::NewMember,
         rooms::MembershipView,
         rooms::DeletedRoom,
+        rooms::RoomView,
+        rooms::MemberView,
+        rooms::UserRoom,
+        rooms::UserRooms,
         admin::NewKey,
         admin::MadeKey,
         admin::KeyView,

@@ -1,7 +1,8 @@
 //! Rooms as the application manages them (scope `rooms`): created for a
 //! user, members added (private rooms too, as admins too) and removed with
 //! the application's own power, no member's rights asked. The entries
-//! name the application (`system`) as who added or removed them.
+//! name the application (`system`) as who added or removed them. Any
+//! room, and any user's rooms, may be read (scope `read`).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_protocol::ErrorCode;
@@ -277,4 +278,131 @@ pub(crate) async fn delete(
         "room deleted by the server API"
     );
     Ok(HttpResponse::Ok().json(DeletedRoom { room, members }))
+}
+
+/// A room and its members, as the application sees it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RoomView {
+    /// Its id.
+    room: String,
+    /// Only members may add members.
+    private: bool,
+    /// Its owner, while it has members.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
+    /// The `seq` of its latest entry (0 for none).
+    last_seq: u64,
+    /// Its members with their roles, the owner and admins first.
+    members: Vec<MemberView>,
+}
+
+/// A member and their role.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MemberView {
+    /// The user.
+    user: String,
+    /// `owner`, `admin` or `member`.
+    role: String,
+}
+
+/// A room and its members, private rooms too.
+#[utoipa::path(
+    get,
+    path = "/api/v1/server/rooms/{room}",
+    params(("room" = String, Path, description = "the room")),
+    responses(
+        (status = 200, description = "the room and its members", body = RoomView),
+        (status = 400, description = "a name the rules refuse", body = chat_runtime::error::ErrorBody),
+        (status = 401, description = "no API key, or one that opens nothing", body = chat_runtime::error::ErrorBody),
+        (status = 403, description = "the key lacks the read scope", body = chat_runtime::error::ErrorBody),
+        (status = 404, description = "no such room", body = chat_runtime::error::ErrorBody),
+        (status = 503, description = "the store is unreachable", body = chat_runtime::error::ErrorBody),
+    )
+)]
+pub(crate) async fn show(
+    req: HttpRequest,
+    api: web::Data<ServerApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    api.authorize(&req, Scope::Read).await?;
+    let room = room_id(&path)?;
+    let (info, members) = api
+        .store
+        .room_info(&room, None)
+        .await
+        .map_err(ApiError::Room)?;
+    Ok(HttpResponse::Ok().json(RoomView {
+        room: info.name,
+        private: info.private,
+        owner: info.owner,
+        last_seq: info.last_seq,
+        members: members
+            .into_iter()
+            .map(|m| MemberView {
+                user: m.user,
+                role: m.role.as_str().to_owned(),
+            })
+            .collect(),
+    }))
+}
+
+/// One of a user's rooms.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UserRoom {
+    /// The room.
+    room: String,
+    /// Whether it is private.
+    private: bool,
+    /// The user's role: `owner`, `admin` or `member`.
+    role: String,
+    /// Entries after the user's read marker.
+    unread: u64,
+}
+
+/// A user's rooms.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UserRooms {
+    /// The user id.
+    user: String,
+    /// Their rooms, by name.
+    rooms: Vec<UserRoom>,
+}
+
+/// The rooms a user is a member of, with their role and unread count.
+#[utoipa::path(
+    get,
+    path = "/api/v1/server/users/{user}/rooms",
+    params(("user" = String, Path, description = "the user id (a nickname in open mode)")),
+    responses(
+        (status = 200, description = "the user's rooms (none for a user never seen)", body = UserRooms),
+        (status = 400, description = "a name the naming rules refuse", body = chat_runtime::error::ErrorBody),
+        (status = 401, description = "no API key, or one that opens nothing", body = chat_runtime::error::ErrorBody),
+        (status = 403, description = "the key lacks the read scope", body = chat_runtime::error::ErrorBody),
+        (status = 503, description = "the store is unreachable", body = chat_runtime::error::ErrorBody),
+    )
+)]
+pub(crate) async fn of_user(
+    req: HttpRequest,
+    api: web::Data<ServerApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    api.authorize(&req, Scope::Read).await?;
+    let member = user(&api, &path, "user")?;
+    let mut rooms: Vec<UserRoom> = api
+        .store
+        .room_list(&member)
+        .await?
+        .into_iter()
+        .map(|summary| UserRoom {
+            room: summary.room,
+            private: summary.private,
+            role: summary.role.as_str().to_owned(),
+            unread: summary.unread,
+        })
+        .collect();
+    rooms.sort_by(|a, b| a.room.cmp(&b.room));
+    Ok(HttpResponse::Ok().json(UserRooms {
+        user: member,
+        rooms,
+    }))
 }

@@ -343,13 +343,14 @@ pub trait RoomStore: Send + Sync + 'static {
     /// `user`'s rooms with their unread counts and latest entries.
     fn room_list(&self, user: &str) -> BoxFuture<'static, Result<Vec<RoomSummary>, StoreError>>;
 
-    /// A room and its members. Anyone may look at a public room; only
-    /// members at a private one.
+    /// A room and its members, as `viewer` sees it: anyone may look at a
+    /// public room, only members at a private one; `None` is the
+    /// application (the server API), which sees every room.
     ///
     /// Errors: [`RoomError::NotFound`], [`RoomError::Forbidden`].
     fn room_info(
         &self,
         room: &str,
-        user: &str,
+        viewer: Option<&str>,
     ) -> BoxFuture<'static, Result<(RoomInfo, Vec<Member>), RoomError>>;
 }

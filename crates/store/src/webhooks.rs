@@ -4,6 +4,12 @@
 //! event is sent by one of them at a time; on SQLite, a table. An event
 //! that stores a message (`message.offline`) is queued in the same atomic
 //! step as the message.
+//!
+//! A room message for members with no connection is queued as one job,
+//! [`ROOM_MESSAGE`] (never sent as it is): the sender that takes it finds
+//! the room's members with no connection and queues a `message.offline`
+//! for each, with an id of its own ([`Queued::id`] is then the payload's
+//! `id`), so a job taken twice makes events a receiver drops as repeats.
 
 use futures_util::future::BoxFuture;
 
@@ -66,7 +72,9 @@ pub trait WebhookQueue: Send + Sync + 'static {
 
     /// From now on, queue a `message.offline` event with each direct
     /// message kept for a user with no connection, in the step that stores
-    /// it (off until called: a deployment without webhooks queues nothing).
+    /// it, and a [`ROOM_MESSAGE`] job with each room message (SQLite: in
+    /// its transaction; Redis: right after the room's script). Off until
+    /// called: a deployment without webhooks queues nothing.
     fn queue_offline_events(&self);
 }
 
@@ -101,5 +109,25 @@ pub(crate) fn message_offline(user: &str, unread: u64, frame: &str) -> String {
     let user = serde_json::to_string(user).unwrap();
     format!(
         r#"{{"type":"message.offline","data":{{"user":{user},"unread":{unread},"message":{frame}}}}}"#
+    )
+}
+
+/// The `type` of the job a room message queues: its members with no
+/// connection each get a `message.offline` once a sender takes it.
+pub const ROOM_MESSAGE: &str = "room.message";
+
+/// The [`ROOM_MESSAGE`] job of message `id` from `from`, stored in `room`
+/// at `seq` as `frame` (the `message` frame members get): JSON `{"type",
+/// "data": {"room", "seq", "id", "from", "message"}}`.
+pub(crate) fn room_message(room: &str, seq: u64, id: &str, from: &str, frame: &str) -> String {
+    // unwrap: strings always serialise.
+    #[allow(clippy::unwrap_used)]
+    let (room, id, from) = (
+        serde_json::to_string(room).unwrap(),
+        serde_json::to_string(id).unwrap(),
+        serde_json::to_string(from).unwrap(),
+    );
+    format!(
+        r#"{{"type":"{ROOM_MESSAGE}","data":{{"room":{room},"seq":{seq},"id":{id},"from":{from},"message":{frame}}}}}"#
     )
 }

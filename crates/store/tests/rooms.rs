@@ -415,7 +415,7 @@ async fn roles_decide_who_joins_adds_and_removes(f: Fixture) {
             .unwrap()
             .is_some()
     );
-    let (info, members) = f.rooms.room_info("board", "quin").await.unwrap();
+    let (info, members) = f.rooms.room_info("board", Some("quin")).await.unwrap();
     assert_eq!(
         (info.owner.as_deref(), info.members, info.private),
         (Some("pete"), 2, true)
@@ -429,7 +429,7 @@ async fn roles_decide_who_joins_adds_and_removes(f: Fixture) {
     );
     assert!(
         matches!(
-            f.rooms.room_info("board", "olga").await,
+            f.rooms.room_info("board", Some("olga")).await,
             Err(RoomError::Forbidden(_))
         ),
         "private"
@@ -479,7 +479,7 @@ async fn limits_refuse_and_trim(f: Fixture) {
     ));
     // The refused creation left nothing behind.
     assert!(matches!(
-        f.rooms.room_info("third", "u4").await,
+        f.rooms.room_info("third", Some("u4")).await,
         Err(RoomError::NotFound(_))
     ));
     f.rooms.join_room("third", "u4", join()).await.unwrap();
@@ -666,13 +666,26 @@ async fn the_application_adds_and_removes_with_its_own_power(f: Fixture) {
             .unwrap()
             .is_none()
     );
-    let (info, members) = f.rooms.room_info("vault", "rita").await.unwrap();
+    let (info, members) = f.rooms.room_info("vault", Some("rita")).await.unwrap();
     assert_eq!(
         info.owner.as_deref(),
         Some("rita"),
         "the admin takes the room"
     );
     assert_eq!(members.len(), 1);
+    assert!(
+        matches!(
+            f.rooms.room_info("vault", Some("olga")).await,
+            Err(RoomError::Forbidden(_))
+        ),
+        "olga is out of the private room"
+    );
+    let (seen, listed) = f.rooms.room_info("vault", None).await.unwrap();
+    assert_eq!(
+        (seen, listed),
+        (info, members),
+        "the application sees the private room as its member does"
+    );
     assert_eq!(
         f.unread("rita").await,
         [("vault".to_owned(), 1)],
@@ -701,7 +714,7 @@ async fn a_deleted_room_is_gone_for_everyone(mut f: Fixture) {
     members.sort();
     assert_eq!(members, ["olga", "pete"]);
     assert!(matches!(
-        f.rooms.room_info("gone", "olga").await,
+        f.rooms.room_info("gone", Some("olga")).await,
         Err(RoomError::NotFound(_))
     ));
     assert!(f.rooms.room_names("pete").await.unwrap().is_empty());

@@ -10,8 +10,11 @@
 //!
 //! The body is `{"type", "timestamp", "data"}` (the specification's
 //! recommended shape); `webhook-id` is the event's queue id, the same on
-//! every attempt, so a receiver drops duplicates by it.
+//! every attempt, so a receiver drops duplicates by it. A room message is
+//! queued as one job, which the sender that takes it turns into a
+//! `message.offline` per member with no connection (`expand.rs`).
 
+mod expand;
 mod sender;
 mod settings;
 

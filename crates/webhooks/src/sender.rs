@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_store::{Queued, WebhookQueue};
+use chat_store::{Presence, Queued, StoreEngine, WebhookQueue};
 use futures_util::future::join_all;
 use prometheus::{IntCounterVec, Opts, Registry};
 use tokio_util::sync::CancellationToken;
 
 use crate::WebhookSettings;
+use crate::expand::Expander;
 
 /// Events taken from the queue at once.
 const BATCH: usize = 32;
@@ -49,6 +50,7 @@ impl SenderMetrics {
 /// Posts queued events to the receiver; one per gateway process.
 pub struct Sender {
     queue: Arc<dyn WebhookQueue>,
+    expander: Expander,
     settings: WebhookSettings,
     signer: standardwebhooks::Webhook,
     client: reqwest::Client,
@@ -57,14 +59,16 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// A sender for `queue` as consumer `consumer` (a name of this
-    /// process's own in the queue's group), or `None` when `settings` name
-    /// no URL.
+    /// A sender for the queue of `store` as consumer `consumer` (a name of
+    /// this process's own in the queue's group), or `None` when `settings`
+    /// name no URL; room messages' jobs are expanded with `store` and
+    /// `presence`.
     ///
     /// Errors: the secret or the HTTP client cannot be set up (the
     /// settings' `validate` refuses such secrets first).
     pub fn new(
-        queue: Arc<dyn WebhookQueue>,
+        store: Arc<dyn StoreEngine>,
+        presence: Arc<dyn Presence>,
         settings: &WebhookSettings,
         consumer: &str,
         metrics: SenderMetrics,
@@ -83,7 +87,8 @@ impl Sender {
             .timeout(settings.webhook_timeout)
             .build()?;
         Ok(Some(Self {
-            queue,
+            queue: Arc::clone(&store) as Arc<dyn WebhookQueue>,
+            expander: Expander::new(store, presence),
             settings: settings.clone(),
             signer,
             client,
@@ -123,16 +128,51 @@ impl Sender {
 
     /// One attempt at `event`, and what follows from its answer. An event
     /// of a type not asked for (`user.offline` queued with `user.online`)
-    /// leaves the queue unsent.
+    /// leaves the queue unsent; a room message's job is expanded into its
+    /// members' events ([`Expander`]).
     async fn attempt(&self, event: Queued) {
-        if !self.settings.wants(&kind(&event.payload)) {
-            if let Err(e) = self.queue.delivered(&event.id).await {
-                tracing::warn!(event = %event.id, error = %e, "webhooks: cannot drop an unwanted event");
+        let (outcome, counted) = match prepare(&event) {
+            Err(why) => (Err(Failure::Unsendable(why)), true),
+            Ok(Prepared::Job(data)) => (self.expand(data).await, false),
+            Ok(Prepared::Event { kind, id, body }) => {
+                if !self.settings.wants(&kind) {
+                    if let Err(e) = self.queue.delivered(&event.id).await {
+                        tracing::warn!(event = %event.id, error = %e, "webhooks: cannot drop an unwanted event");
+                    }
+                    return;
+                }
+                (self.post(&id, body).await, true)
             }
-            return;
+        };
+        let result = self.settle(&event, outcome).await;
+        if counted {
+            self.metrics.events.with_label_values(&[result]).inc();
         }
-        let outcome = self.post(&event).await;
-        let result = match outcome {
+    }
+
+    /// Queues the events of a room message's job (`data`).
+    async fn expand(&self, data: serde_json::Value) -> Result<(), Failure> {
+        if !self.settings.wants("message.offline") {
+            return Ok(());
+        }
+        let events = self.expander.events(data).await.map_err(|why| match why {
+            None => Failure::Unsendable("an unreadable room message job".into()),
+            Some(why) => Failure::Refused(why),
+        })?;
+        for event in events {
+            self.queue
+                .enqueue(&event)
+                .await
+                .map_err(|e| Failure::Refused(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// What follows from an attempt's `outcome`: `event` leaves the queue,
+    /// waits for its next attempt, or goes to the dead letters. Answers
+    /// which, as the metric counts it.
+    async fn settle(&self, event: &Queued, outcome: Result<(), Failure>) -> &'static str {
+        match outcome {
             Ok(()) => match self.queue.delivered(&event.id).await {
                 Ok(()) => "delivered",
                 Err(e) => {
@@ -173,27 +213,24 @@ impl Sender {
                     "failed"
                 }
             }
-        };
-        self.metrics.events.with_label_values(&[result]).inc();
+        }
     }
 
-    /// Posts `event`, signed. Errors: why the receiver did not take it
-    /// (no 2xx within the timeout; the URL is left out of the reason, as it
-    /// may carry credentials), or why it cannot be sent at all.
-    async fn post(&self, event: &Queued) -> Result<(), Failure> {
-        let body = body(event).map_err(Failure::Unsendable)?;
-        let id = format!("evt_{}", event.id);
+    /// Posts `body` signed as event `id`. Errors: why the receiver did not
+    /// take it (no 2xx within the timeout; the URL is left out of the
+    /// reason, as it may carry credentials), or why it cannot be sent.
+    async fn post(&self, id: &str, body: String) -> Result<(), Failure> {
         let timestamp = (chat_store::now_millis() / 1000) as i64;
         let signature = self
             .signer
-            .sign(&id, timestamp, body.as_bytes())
+            .sign(id, timestamp, body.as_bytes())
             .map_err(|e| Failure::Unsendable(e.to_string()))?;
         let url = self.settings.webhook_url.as_deref().unwrap_or_default();
         let response = self
             .client
             .post(url)
             .header("content-type", "application/json")
-            .header(standardwebhooks::HEADER_WEBHOOK_ID, &id)
+            .header(standardwebhooks::HEADER_WEBHOOK_ID, id)
             .header(
                 standardwebhooks::HEADER_WEBHOOK_TIMESTAMP,
                 timestamp.to_string(),
@@ -220,26 +257,51 @@ enum Failure {
     Unsendable(String),
 }
 
-/// The `type` of a queued event (empty when it has none).
-fn kind(payload: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(payload)
-        .ok()
-        .and_then(|v| v["type"].as_str().map(str::to_owned))
-        .unwrap_or_default()
+/// A queued payload, read once.
+enum Prepared {
+    /// A room message's job: its `data`.
+    Job(serde_json::Value),
+    /// An event to post.
+    Event {
+        /// Its `type`.
+        kind: String,
+        /// Its `webhook-id`: the payload's own `id` when it has one (a room
+        /// message's events), else `evt_{queue id}`.
+        id: String,
+        /// The body sent: the queued `{"type", "data"}` with the
+        /// `timestamp` it was queued at (RFC 3339), as Standard Webhooks
+        /// recommends.
+        body: String,
+    },
 }
 
-/// The body sent: the queued `{"type", "data"}` with the `timestamp` it
-/// was queued at (RFC 3339), as Standard Webhooks recommends.
-fn body(event: &Queued) -> Result<String, String> {
-    let mut value: serde_json::Value =
+/// Reads `event`'s payload. Errors: it is no JSON object (never sendable).
+fn prepare(event: &Queued) -> Result<Prepared, String> {
+    let value: serde_json::Value =
         serde_json::from_str(&event.payload).map_err(|e| format!("unreadable event: {e}"))?;
-    let at = std::time::UNIX_EPOCH + Duration::from_millis(event.queued_at);
-    let timestamp = humantime::format_rfc3339_millis(at).to_string();
-    let serde_json::Value::Object(fields) = &mut value else {
+    let serde_json::Value::Object(mut fields) = value else {
         return Err("an event is not a JSON object".into());
     };
+    let kind = fields
+        .get("type")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if kind == chat_store::webhooks::ROOM_MESSAGE {
+        return Ok(Prepared::Job(fields.remove("data").unwrap_or_default()));
+    }
+    let id = match fields.remove("id") {
+        Some(serde_json::Value::String(id)) => id,
+        _ => format!("evt_{}", event.id),
+    };
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(event.queued_at);
+    let timestamp = humantime::format_rfc3339_millis(at).to_string();
     fields.insert("timestamp".into(), timestamp.into());
-    Ok(value.to_string())
+    Ok(Prepared::Event {
+        kind,
+        id,
+        body: serde_json::Value::Object(fields).to_string(),
+    })
 }
 
 /// The wait after failed attempt `attempt` (1 for the first): `min`
@@ -274,9 +336,47 @@ mod tests {
             attempt: 1,
             queued_at: 1_796_000_000_123,
         };
-        let body: serde_json::Value = serde_json::from_str(&body(&event).unwrap()).unwrap();
+        let Ok(Prepared::Event { kind, id, body }) = prepare(&event) else {
+            panic!("an event")
+        };
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((kind.as_str(), id.as_str()), ("user.online", "evt_1-0"));
         assert_eq!(body["type"], "user.online");
         assert_eq!(body["data"]["user"], "bob");
         assert_eq!(body["timestamp"], "2026-11-30T00:53:20.123Z");
+    }
+
+    #[test]
+    fn an_event_with_an_id_of_its_own_is_sent_under_it() {
+        let event = Queued {
+            id: "7-0".into(),
+            payload: r#"{"id":"msg_1_ab","type":"message.offline","data":{}}"#.into(),
+            attempt: 1,
+            queued_at: 0,
+        };
+        let Ok(Prepared::Event { id, body, .. }) = prepare(&event) else {
+            panic!("an event")
+        };
+        assert_eq!(id, "msg_1_ab");
+        assert!(
+            !body.contains("msg_1_ab"),
+            "the id travels in its header: {body}"
+        );
+    }
+
+    #[test]
+    fn a_room_message_job_is_expanded_not_sent() {
+        let event = Queued {
+            id: "8-0".into(),
+            payload: r#"{"type":"room.message","data":{"room":"r"}}"#.into(),
+            attempt: 1,
+            queued_at: 0,
+        };
+        assert!(matches!(prepare(&event), Ok(Prepared::Job(data)) if data["room"] == "r"));
+        let junk = Queued {
+            payload: "[1]".into(),
+            ..event
+        };
+        assert!(prepare(&junk).is_err());
     }
 }

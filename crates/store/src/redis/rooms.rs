@@ -468,6 +468,13 @@ impl Inner {
             return;
         }
         let event = crate::webhooks::room_event(joined, room, user, by, seq);
+        self.queue_after_script(conn, room, event).await;
+    }
+
+    /// Queues `event` of `room` for the webhook receiver after the room's
+    /// script (which stays in the room's hash slot), so a crash in between
+    /// loses it. Best effort: logged when it fails.
+    async fn queue_after_script(&self, conn: &mut ConnectionManager, room: &str, event: String) {
         let queued = redis::cmd("XADD")
             .arg(self.keys.single("webhooks"))
             .arg("*")
@@ -476,7 +483,7 @@ impl Inner {
             .query_async::<()>(conn)
             .await;
         if let Err(e) = queued {
-            tracing::warn!(room, user, error = %e, "a room event was not queued");
+            tracing::warn!(room, error = %e, "a room's webhook event was not queued");
         }
     }
 
@@ -695,16 +702,34 @@ impl RoomStore for RedisStore {
         call(self, "room send", move |inner, mut conn| async move {
             let room = message.room.clone();
             let from = message.from.clone();
+            let offline = inner
+                .offline_events
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .then(|| {
+                    (
+                        message.id.clone(),
+                        message.head.clone(),
+                        message.tail.clone(),
+                    )
+                });
             let append = inner.room_append_call(message);
             let answer: Answer = ROOM_APPEND
                 .invoke(&append, &mut conn)
                 .await
                 .map_err(|e| super::unavailable("room send", e))?;
             match answer.outcome().as_str() {
-                "stored" => Ok(crate::rooms::RoomAppended {
-                    seq: answer.number(1),
-                    repeated: None,
-                }),
+                "stored" => {
+                    let seq = answer.number(1);
+                    if let Some((id, head, tail)) = offline {
+                        let frame = format!("{head}{seq}{tail}");
+                        let job = crate::webhooks::room_message(&room, seq, &id, &from, &frame);
+                        inner.queue_after_script(&mut conn, &room, job).await;
+                    }
+                    Ok(crate::rooms::RoomAppended {
+                        seq,
+                        repeated: None,
+                    })
+                }
                 "repeated" => Ok(crate::rooms::RoomAppended {
                     seq: answer.number(1),
                     repeated: Some(answer.text(2)),
@@ -944,9 +969,9 @@ impl RoomStore for RedisStore {
     fn room_info(
         &self,
         room: &str,
-        user: &str,
+        viewer: Option<&str>,
     ) -> BoxFuture<'static, Result<(RoomInfo, Vec<Member>), RoomError>> {
-        let (room, user) = (room.to_owned(), user.to_owned());
+        let (room, viewer) = (room.to_owned(), viewer.map(str::to_owned));
         call(self, "room", move |inner, mut conn| async move {
             let (meta, members): (HashMap<String, String>, HashMap<String, String>) = redis::pipe()
                 .hgetall(inner.keys.room("meta", &room))
@@ -958,7 +983,7 @@ impl RoomStore for RedisStore {
                 return Err(RoomError::NotFound(room));
             }
             let private = meta.get("private").map(String::as_str) == Some("1");
-            if private && !members.contains_key(&user) {
+            if private && viewer.is_some_and(|user| !members.contains_key(&user)) {
                 return Err(RoomError::Forbidden(format!(
                     "room '{room}' is private: only its members see it"
                 )));

@@ -540,6 +540,24 @@ impl SqliteStore {
             vec![room.into(), (seq - SENT_IDS_KEPT as i64).into()],
         ))
         .await?;
+        if self
+            .inner
+            .offline_events
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let job = crate::webhooks::room_message(
+                room,
+                seq.max(0) as u64,
+                &message.id,
+                &message.from,
+                &frame,
+            );
+            txn.execute_raw(stmt(
+                "INSERT INTO webhooks (payload, queued_at) VALUES (?, ?)",
+                vec![job.into(), int(crate::now_millis())],
+            ))
+            .await?;
+        }
         txn.commit().await?;
         let mut payload = message.envelope_header.clone();
         payload.extend_from_slice(frame.as_bytes());
@@ -834,16 +852,20 @@ impl RoomStore for SqliteStore {
     fn room_info(
         &self,
         room: &str,
-        user: &str,
+        viewer: Option<&str>,
     ) -> BoxFuture<'static, Result<(RoomInfo, Vec<Member>), RoomError>> {
-        let (this, room, user) = (self.clone(), room.to_owned(), user.to_owned());
+        let (this, room, viewer) = (self.clone(), room.to_owned(), viewer.map(str::to_owned));
         async move {
             let run = async {
                 let db = &this.inner.db;
                 let Some((private, owner, members, last)) = meta(db, &room).await? else {
                     return Err(RoomError::NotFound(room.clone()).into());
                 };
-                if private && member(db, &room, &user).await?.is_none() {
+                let outsider = match &viewer {
+                    Some(user) => member(db, &room, user).await?.is_none(),
+                    None => false,
+                };
+                if private && outsider {
                     return Err(RoomError::Forbidden(format!(
                         "room '{room}' is private: only its members see it"
                     ))
