@@ -62,6 +62,7 @@ def main():
     check(gateway["environment"].get("CHAT_JWT_SECRET") == SECRETS["CHAT_JWT_SECRET"], "the secret comes from .env")
     check(gateway["environment"].get("CHAT_MEDIA_URL") == "http://media:8080", "gateway checks media with the media service")
     check(gateway.get("depends_on", {}).get("redis", {}).get("condition") == "service_healthy", "gateway waits for a healthy redis")
+    check(services["presence"]["environment"].get("CHAT_MEDIA_URL") == "http://media:8080", "presence checks the server API's files with the media service")
 
     for name in ["gateway", "media", "presence"]:
         check("healthcheck" in services[name], f"{name} has a health check")

@@ -353,10 +353,6 @@ async fn a_message_published_for_an_offline_user_is_stored_counted_and_delivered
             json!({"to": "bob", "body": "x", "id": "y".repeat(65)}),
             "invalid_frame",
         ),
-        (
-            json!({"to": "bob", "body": "x", "media": {"id": "m"}}),
-            "invalid_frame",
-        ),
     ] {
         let (status, answer) = publish(addr, &publisher, body.clone()).await;
         assert_eq!(
@@ -898,4 +894,180 @@ async fn the_application_manages_rooms_with_its_own_power() {
     )
     .await;
     assert_eq!(status, 404);
+}
+
+/// An upload of `user`'s to the media service at `media`: its id.
+async fn upload(media: &str, user: &str) -> String {
+    let part = reqwest::multipart::Part::bytes(chat_testkit::PNG_1X1.to_vec()).file_name("dot.png");
+    let response = reqwest::Client::new()
+        .post(format!("http://{media}/api/v1/media"))
+        .bearer_auth(token(user))
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let made: Value = response.json().await.unwrap();
+    made["id"].as_str().unwrap().to_owned()
+}
+
+/// The application publishes files: any file as itself, only the named
+/// sender's own in their name; the file is held like a user's send holds
+/// it, and deleted once the last message carrying it is (as its uploader,
+/// whoever sent the message). On `chatd` (media in process) and on the
+/// presence binary beside a gateway and the media service over HTTP.
+#[tokio::test]
+async fn a_published_message_carries_a_file() {
+    let redis = TestRedis::start().unwrap();
+    let (data, files) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for setup in ["chatd", "replicas"] {
+        let mut running = Vec::new();
+        let (api, gateway, media) = if setup == "chatd" {
+            let chatd = chatd(data.path()).await;
+            let addr = chatd.addr().to_owned();
+            running.push(chatd);
+            (addr.clone(), addr.clone(), addr)
+        } else {
+            let media = Service::start(
+                "media",
+                &[],
+                &[
+                    ("CHAT_JWT_SECRET", SECRET),
+                    ("CHAT_DATA_DIR", files.path().to_str().unwrap()),
+                ],
+            )
+            .await
+            .unwrap();
+            let url = format!("http://{}", media.addr());
+            let env = [
+                ("REDIS_URL", redis.url()),
+                ("CHAT_REDIS_PREFIX", redis.prefix()),
+                ("CHAT_JWT_SECRET", SECRET),
+                ("CHAT_SERVER_API_KEY", BOOTSTRAP),
+                ("CHAT_MEDIA_URL", &url),
+            ];
+            let gateway = Service::start("gateway", &[], &env).await.unwrap();
+            let presence = Service::start("presence", &[], &env).await.unwrap();
+            let addrs = (
+                presence.addr().to_owned(),
+                gateway.addr().to_owned(),
+                media.addr().to_owned(),
+            );
+            running.extend([media, gateway, presence]);
+            addrs
+        };
+        let alices = upload(&media, "alice").await;
+        let mut bob = WsClient::connect(&gateway, &format!("/ws/bob/?token={}", token("bob")))
+            .await
+            .unwrap();
+        bob.recv_type("unread").await.unwrap();
+
+        // As the application: alice's file, no text.
+        let (status, published) = publish(
+            &api,
+            BOOTSTRAP,
+            json!({"to": "bob", "media": {"id": alices}}),
+        )
+        .await;
+        assert_eq!(status, 201, "{setup}: {published}");
+        let got = bob.recv_type("message").await.unwrap();
+        assert_eq!(
+            (got["from"].as_str(), got["media"]["id"].as_str()),
+            (Some("system"), Some(alices.as_str())),
+            "{setup}: {got}"
+        );
+        assert!(got["media"]["url"].is_string(), "{setup}: ready to render");
+
+        // In a user's name: only their own file.
+        let (status, answer) = publish(
+            &api,
+            BOOTSTRAP,
+            json!({"to": "bob", "from": "carol", "body": "look", "media": {"id": alices}}),
+        )
+        .await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (403, Some("forbidden")),
+            "{setup}: {answer}"
+        );
+        let (status, answer) = publish(
+            &api,
+            BOOTSTRAP,
+            json!({"to": "bob", "from": "alice", "body": "mine", "media": {"id": alices}}),
+        )
+        .await;
+        assert_eq!(status, 201, "{setup}: {answer}");
+        for (body, want) in [
+            (json!({"to": "bob", "media": {"id": "0".repeat(26)}}), 404),
+            (json!({"to": "bob", "media": {"id": "../etc"}}), 404),
+            (json!({"to": "bob", "body": ""}), 400),
+            (json!({"to": "bob", "media": {"id": alices, "x": 1}}), 400),
+            (
+                json!({"lobby": true, "body": "x", "media": {"id": alices}}),
+                400,
+            ),
+        ] {
+            let (status, answer) = publish(&api, BOOTSTRAP, body.clone()).await;
+            assert_eq!(status, want, "{setup}: {body} → {answer}");
+        }
+
+        // A room's owner deletes the application's message carrying her
+        // other file, its only message: the file goes from the media service.
+        let room = format!("news-{setup}");
+        let (status, _) = call(
+            &api,
+            "POST",
+            "/api/v1/server/rooms",
+            BOOTSTRAP,
+            Some(json!({"name": room, "owner": "alice"})),
+        )
+        .await;
+        assert_eq!(status, 201);
+        let other = upload(&media, "alice").await;
+        let (status, posted) = publish(
+            &api,
+            BOOTSTRAP,
+            json!({"room": room, "body": "the new menu", "media": {"id": other}}),
+        )
+        .await;
+        assert_eq!(status, 201, "{setup}: {posted}");
+        let mut alice =
+            WsClient::connect(&gateway, &format!("/ws/alice/?token={}", token("alice")))
+                .await
+                .unwrap();
+        alice.recv_type("unread").await.unwrap();
+        let delete =
+            json!({"type": "delete", "id": "d", "room": room, "message": posted["message"]["id"]});
+        alice.send_json(&delete).await.unwrap();
+        assert_eq!(
+            alice.recv_ack("d").await.unwrap()["message"]["deleted"],
+            true,
+            "{setup}"
+        );
+        let metadata = |id: String| {
+            let url = format!("http://{media}/api/v1/media/{id}");
+            async move {
+                reqwest::Client::new()
+                    .get(url)
+                    .bearer_auth(token("bob"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        };
+        chat_testkit::eventually_async(&format!("{setup}: the file is deleted"), || {
+            let status = metadata(other.clone());
+            async move { status.await == 404 }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            metadata(alices.clone()).await,
+            200,
+            "{setup}: messages still carry the first file"
+        );
+        drop(running);
+    }
 }

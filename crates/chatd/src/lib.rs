@@ -132,15 +132,24 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
         Arc::clone(&auth),
         receipts_max,
     );
+    let media = MediaService::build(
+        &settings.media,
+        data_dir,
+        Arc::clone(&auth),
+        proxies,
+        &mut obs,
+    )
+    .await?;
+    let directory = Arc::new(InProcessMedia(media.clone()));
     let server_api = ServerApi::new(
         Arc::clone(gateway.engine()),
         gateway.presence(),
         gateway.broker(),
         auth.user_names(),
         &settings.server_api,
-    );
-    let media = MediaService::build(&settings.media, data_dir, auth, proxies, &mut obs).await?;
-    gateway.set_media(Arc::new(InProcessMedia(media.clone())));
+    )
+    .with_media(Arc::clone(&directory) as _);
+    gateway.set_media(directory);
     let routes = gateway.clone();
     let app = Application::build(&settings.server, obs, move |cfg| {
         routes.configure(cfg);
@@ -195,13 +204,15 @@ struct InProcessMedia(MediaService);
 impl MediaDirectory for InProcessMedia {
     fn lookup(
         &self,
-        owner: &str,
+        owner: Option<&str>,
         id: &str,
     ) -> BoxFuture<'static, Result<MediaInfo, MediaLookupError>> {
-        let (service, owner, id) = (self.0.clone(), owner.to_owned(), id.to_owned());
+        let (service, owner, id) = (self.0.clone(), owner.map(str::to_owned), id.to_owned());
         async move {
             match service.describe(&id).await {
-                Ok(Some((uploader, info))) if uploader == owner => Ok(info),
+                Ok(Some((uploader, info))) if owner.is_none_or(|owner| uploader == owner) => {
+                    Ok(info)
+                }
                 Ok(Some(_)) => Err(MediaLookupError::NotOwner(id)),
                 Ok(None) => Err(MediaLookupError::NotFound(id)),
                 Err(e) => Err(MediaLookupError::Unavailable(e.to_string())),
@@ -210,7 +221,7 @@ impl MediaDirectory for InProcessMedia {
         .boxed()
     }
 
-    fn delete(&self, _owner: &str, id: &str) -> BoxFuture<'static, Result<(), MediaLookupError>> {
+    fn delete(&self, id: &str) -> BoxFuture<'static, Result<(), MediaLookupError>> {
         let (service, id) = (self.0.clone(), id.to_owned());
         async move {
             service

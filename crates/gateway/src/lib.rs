@@ -13,7 +13,7 @@
 //! ([`serve`]) and tests do.
 
 pub mod hub;
-pub mod media;
+pub use chat_media_client as media;
 
 pub mod metrics;
 pub mod settings;

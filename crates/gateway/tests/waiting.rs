@@ -23,7 +23,11 @@ use tokio::sync::Notify;
 struct HeldMedia(Arc<Notify>);
 
 impl MediaDirectory for HeldMedia {
-    fn lookup(&self, _: &str, id: &str) -> BoxFuture<'static, Result<MediaInfo, MediaLookupError>> {
+    fn lookup(
+        &self,
+        _: Option<&str>,
+        id: &str,
+    ) -> BoxFuture<'static, Result<MediaInfo, MediaLookupError>> {
         let (release, id) = (Arc::clone(&self.0), id.to_owned());
         async move {
             release.notified().await;
@@ -32,7 +36,7 @@ impl MediaDirectory for HeldMedia {
         .boxed()
     }
 
-    fn delete(&self, _: &str, _: &str) -> BoxFuture<'static, Result<(), MediaLookupError>> {
+    fn delete(&self, _: &str) -> BoxFuture<'static, Result<(), MediaLookupError>> {
         futures_util::future::ready(Ok(())).boxed()
     }
 }

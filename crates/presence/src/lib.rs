@@ -169,6 +169,18 @@ pub fn openapi_json() -> String {
     ApiDoc::openapi().to_pretty_json().unwrap()
 }
 
+chat_runtime::settings! {
+    /// Where the files of messages published through the server API are
+    /// checked.
+    #[title = "Media"]
+    pub struct MediaLinkSettings {
+        /// The media service (`http://host:port`, as the gateways'
+        /// `CHAT_MEDIA_URL`) that checks the files of messages published
+        /// through the server API; unset, they carry none (501).
+        pub media_url: Option<String> = None,
+    }
+}
+
 /// Everything the `presence` binary reads.
 pub struct Settings {
     /// The HTTP server.
@@ -181,6 +193,8 @@ pub struct Settings {
     pub rooms: RoomSettings,
     /// The server API this binary also serves (its bootstrap key).
     pub server_api: ServerApiSettings,
+    /// The media service the server API checks files with.
+    pub media: MediaLinkSettings,
     /// Webhooks: messages published here queue their events too (the
     /// gateways send them).
     pub webhooks: WebhookSettings,
@@ -195,6 +209,7 @@ impl Settings {
             (AuthSettings::TITLE, AuthSettings::describe()),
             (RoomSettings::TITLE, RoomSettings::describe()),
             (ServerApiSettings::TITLE, ServerApiSettings::describe()),
+            (MediaLinkSettings::TITLE, MediaLinkSettings::describe()),
             (WebhookSettings::TITLE, WebhookSettings::describe()),
         ])
     }
@@ -208,6 +223,7 @@ impl BinarySettings for Settings {
             auth: layered::extract(layers)?,
             rooms: layered::extract(layers)?,
             server_api: layered::extract(layers)?,
+            media: layered::extract(layers)?,
             webhooks: layered::extract(layers)?,
         };
         this.shared.validate()?;
@@ -264,19 +280,25 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
     let mut obs = Observability::new();
     let checked = store.clone();
     obs.check("store", move || checked.check());
-    let server_api = ServerApi::new(
+    let auth = Arc::new(auth);
+    let mut server_api = ServerApi::new(
         Arc::new(store.clone()),
         Arc::clone(&presence),
         Arc::clone(&broker),
         auth.user_names(),
         &settings.server_api,
     );
+    if let Some(url) = &settings.media.media_url {
+        let directory = chat_media_client::HttpMediaDirectory::new(url, Arc::clone(&auth))
+            .map_err(|e| anyhow::anyhow!("CHAT_MEDIA_URL: {e}"))?;
+        server_api = server_api.with_media(Arc::new(directory));
+    }
     let service = PresenceService::new(
         Arc::new(store.clone()),
         Arc::new(store),
         presence,
         broker,
-        Arc::new(auth),
+        auth,
         settings.rooms.room_receipts_max,
     );
     Application::build(&settings.server, obs, move |cfg| {

@@ -24,6 +24,9 @@ pub enum ApiError {
     /// A room refused the message (not found, the sender no member).
     #[error(transparent)]
     Room(RoomError),
+    /// This server cannot do that (a file, and no media service).
+    #[error("{0}")]
+    NotImplemented(String),
     /// The store or the broker is unreachable; nothing was done.
     #[error(transparent)]
     Unavailable(#[from] StoreError),
@@ -37,6 +40,7 @@ impl HttpError for ApiError {
             ApiError::BadRequest(code, _) => *code,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::Room(e) => e.code(),
+            ApiError::NotImplemented(_) => ErrorCode::Unsupported,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
@@ -50,6 +54,7 @@ impl HttpError for ApiError {
             ApiError::Room(e) => {
                 StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
             }
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

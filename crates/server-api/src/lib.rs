@@ -89,6 +89,8 @@ pub struct ServerApi {
     broker: Arc<dyn Broker>,
     names: UserNames,
     bootstrap: Option<Secret>,
+    /// Resolves the files published messages carry; unset, they carry none.
+    media: Option<Arc<dyn chat_media_client::MediaDirectory>>,
 }
 
 impl ServerApi {
@@ -109,7 +111,14 @@ impl ServerApi {
             broker,
             names,
             bootstrap: settings.server_api_key.clone(),
+            media: None,
         }
+    }
+
+    /// Published messages may carry files `directory` resolves.
+    pub fn with_media(mut self, directory: Arc<dyn chat_media_client::MediaDirectory>) -> Self {
+        self.media = Some(directory);
+        self
     }
 
     /// Mounts the routes under `/api/v1/server`.
@@ -262,6 +271,7 @@ impl ServerApi {
     ),
     components(schemas(
         publish::Publish,
+        publish::FileRef,
         publish::Published,
         users::UserView,
         users::Disconnect,

@@ -103,7 +103,7 @@ pub(crate) async fn send(
 /// `id` if it can be a media id (a ULID); anything else names nothing
 /// (and never reaches a URL or a key).
 pub(crate) fn media_id(id: &str) -> Result<(), (ErrorCode, String)> {
-    if id.len() != 26 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if !crate::media::is_media_id(id) {
         return Err((
             ErrorCode::NotFound,
             format!(
@@ -127,7 +127,7 @@ pub(crate) async fn resolve_media(
             "this gateway has no media service configured".into(),
         ));
     };
-    directory.lookup(ctx.user, id).await.map_err(|e| {
+    directory.lookup(Some(ctx.user), id).await.map_err(|e| {
         let code = match e {
             MediaLookupError::NotFound(_) => ErrorCode::NotFound,
             MediaLookupError::NotOwner(_) => ErrorCode::Forbidden,

@@ -64,14 +64,14 @@ pub(crate) fn unhold(ctx: &Ctx<'_>, media: &str, held_by: &str, kept: &Kept) {
 const DELETE_ATTEMPTS: u32 = 5;
 const DELETE_FIRST_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A delete took file `media` (uploaded by `owner`) off message `message`:
+/// A delete took file `media` off message `message`:
 /// when no other message holds it, it is deleted from the media service.
 /// The hold is let go before the delete is answered (the file is marked as
 /// being deleted in the same step, so no send takes it up again); the file
 /// itself is deleted in the background, tried again with backoff, and its
 /// notes forgotten once it is gone. A deletion that keeps failing leaves
 /// the file, marked, never sent again (logged).
-async fn release_media(ctx: &Ctx<'_>, owner: &str, message: &str, media: &str) {
+async fn release_media(ctx: &Ctx<'_>, message: &str, media: &str) {
     match ctx.gw.media_refs.release(media, message).await {
         Ok(true) => {}
         Ok(false) => return,
@@ -84,11 +84,11 @@ async fn release_media(ctx: &Ctx<'_>, owner: &str, message: &str, media: &str) {
         return;
     };
     let refs = std::sync::Arc::clone(&ctx.gw.media_refs);
-    let (owner, media) = (owner.to_owned(), media.to_owned());
+    let media = media.to_owned();
     tokio::spawn(async move {
         let mut wait = DELETE_FIRST_WAIT;
         for attempt in 1..=DELETE_ATTEMPTS {
-            match directory.delete(&owner, &media).await {
+            match directory.delete(&media).await {
                 Ok(()) => {
                     tracing::info!(media, "deleted the file no message carries any more");
                     if let Err(e) = refs.forget(&media).await {
@@ -197,7 +197,7 @@ pub(crate) async fn frame(ctx: &Ctx<'_>, frame: ClientFrame) -> Outcome {
             if let Some(media) = &changed.removed_media {
                 // The author's upload (a send checks it is theirs).
                 let m = &changed.message;
-                release_media(ctx, &m.from, &m.id, media).await;
+                release_media(ctx, &m.id, media).await;
             }
             ctx.replies.send(&ServerFrame::Ack {
                 id,

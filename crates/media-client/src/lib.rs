@@ -1,7 +1,8 @@
-//! Checking the files messages refer to: the media must exist and belong to
-//! the sender; and deleting a file once the last message carrying it is
-//! deleted. In `chatd` the media service answers in process; replicas ask
-//! it over HTTP (`CHAT_MEDIA_URL`).
+//! The media service as its callers (the gateways, the server API) see it:
+//! checking the files messages refer to (the file must exist and belong to
+//! the sender; the application may attach any), and deleting a file once
+//! the last message carrying it is deleted. In `chatd` the media service
+//! answers in process; replicas ask it over HTTP (`CHAT_MEDIA_URL`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,22 +30,38 @@ pub enum MediaLookupError {
     Unavailable(String),
 }
 
+/// Whether `id` has a media id's shape (a ULID: 26 letters and digits);
+/// others are refused before anything is asked.
+pub fn is_media_id(id: &str) -> bool {
+    id.len() == 26 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Who the application is to the media service when it looks a file up:
+/// any signed-in user may read a file's metadata.
+pub const APPLICATION: &str = "system";
+
 /// Resolves a media id for a sender, and deletes files no message carries.
 pub trait MediaDirectory: Send + Sync + 'static {
-    /// The media `id`, if `owner` uploaded it, with a fresh link.
+    /// The media `id` with a fresh link, if `owner` uploaded it; with
+    /// `owner` `None` (the application, through the server API), whoever
+    /// uploaded it.
+    ///
+    /// Errors: [`MediaLookupError::NotFound`], [`MediaLookupError::NotOwner`],
+    /// [`MediaLookupError::Unavailable`].
     fn lookup(
         &self,
-        owner: &str,
+        owner: Option<&str>,
         id: &str,
     ) -> BoxFuture<'static, Result<MediaInfo, MediaLookupError>>;
 
-    /// Deletes file `id`, uploaded by `owner` (a file already gone is no
+    /// Deletes file `id` as whoever uploaded it (a file already gone is no
     /// error). Errors: [`MediaLookupError::Unavailable`].
-    fn delete(&self, owner: &str, id: &str) -> BoxFuture<'static, Result<(), MediaLookupError>>;
+    fn delete(&self, id: &str) -> BoxFuture<'static, Result<(), MediaLookupError>>;
 }
 
 /// Asks a media service over HTTP, as the sender (a short token it mints
 /// in jwt mode, `?user=` in open mode).
+#[derive(Clone)]
 pub struct HttpMediaDirectory {
     base: String,
     client: reqwest::Client,
@@ -116,27 +133,14 @@ impl HttpMediaDirectory {
 impl MediaDirectory for HttpMediaDirectory {
     fn lookup(
         &self,
-        owner: &str,
+        owner: Option<&str>,
         id: &str,
     ) -> BoxFuture<'static, Result<MediaInfo, MediaLookupError>> {
-        let response = self.call(reqwest::Method::GET, owner, id);
-        let (owner, id) = (owner.to_owned(), id.to_owned());
+        let metadata = self.metadata(owner.unwrap_or(APPLICATION), id);
+        let (owner, id) = (owner.map(str::to_owned), id.to_owned());
         async move {
-            let response = response.await?;
-            match response.status().as_u16() {
-                200 => {}
-                404 | 400 => return Err(MediaLookupError::NotFound(id)),
-                status => {
-                    return Err(MediaLookupError::Unavailable(format!(
-                        "media service answered {status}"
-                    )));
-                }
-            }
-            let meta: Metadata = response
-                .json()
-                .await
-                .map_err(|e| MediaLookupError::Unavailable(e.to_string()))?;
-            if meta.owner != owner {
+            let meta = metadata.await?;
+            if owner.is_some_and(|owner| meta.owner != owner) {
                 return Err(MediaLookupError::NotOwner(id));
             }
             let w = meta.info;
@@ -154,15 +158,62 @@ impl MediaDirectory for HttpMediaDirectory {
         .boxed()
     }
 
-    fn delete(&self, owner: &str, id: &str) -> BoxFuture<'static, Result<(), MediaLookupError>> {
-        let response = self.call(reqwest::Method::DELETE, owner, id);
+    fn delete(&self, id: &str) -> BoxFuture<'static, Result<(), MediaLookupError>> {
+        // Only its uploader may delete a file: who that is comes first (a
+        // message may carry a file someone else uploaded, when the
+        // application sent it).
+        let metadata = self.metadata(APPLICATION, id);
+        let this = self.clone();
+        let id = id.to_owned();
         async move {
-            match response.await?.status().as_u16() {
+            let owner = match metadata.await {
+                Ok(meta) => meta.owner,
+                Err(MediaLookupError::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            match this
+                .call(reqwest::Method::DELETE, &owner, &id)
+                .await?
+                .status()
+                .as_u16()
+            {
                 204 | 404 => Ok(()),
                 status => Err(MediaLookupError::Unavailable(format!(
                     "media service answered {status} to DELETE"
                 ))),
             }
+        }
+        .boxed()
+    }
+}
+
+impl HttpMediaDirectory {
+    /// File `id`'s metadata, read as `reader`.
+    ///
+    /// Errors: [`MediaLookupError::NotFound`] (no such file, or no media
+    /// id), [`MediaLookupError::Unavailable`].
+    fn metadata(
+        &self,
+        reader: &str,
+        id: &str,
+    ) -> BoxFuture<'static, Result<Metadata, MediaLookupError>> {
+        let response = self.call(reqwest::Method::GET, reader, id);
+        let id = id.to_owned();
+        async move {
+            let response = response.await?;
+            match response.status().as_u16() {
+                200 => {}
+                404 | 400 => return Err(MediaLookupError::NotFound(id)),
+                status => {
+                    return Err(MediaLookupError::Unavailable(format!(
+                        "media service answered {status}"
+                    )));
+                }
+            }
+            response
+                .json()
+                .await
+                .map_err(|e| MediaLookupError::Unavailable(e.to_string()))
         }
         .boxed()
     }
