@@ -39,6 +39,7 @@ mod media_refs;
 pub mod memory;
 mod messages;
 mod presence;
+pub mod push;
 pub mod read;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -53,6 +54,7 @@ pub use error::StoreError;
 pub use lifecycle::{Change, ChangeError, ChangeRequest, Changed, Conversation, Lifecycle};
 pub use limits::{Limits, RoomLimits};
 pub use media_refs::MediaRefs;
+pub use push::{PushStore, PushSubscription};
 pub use revocations::TokenRevocations;
 pub use webhooks::{Queued, WebhookQueue};
 
@@ -72,6 +74,7 @@ pub trait StoreEngine:
     + TokenRevocations
     + chat_auth::Revocations
     + WebhookQueue
+    + PushStore
 {
 }
 
@@ -84,6 +87,7 @@ impl<T> StoreEngine for T where
         + TokenRevocations
         + chat_auth::Revocations
         + WebhookQueue
+        + PushStore
 {
 }
 pub use messages::{

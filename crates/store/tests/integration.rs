@@ -1,14 +1,16 @@
 //! What the integration with an application's backend keeps in the store,
 //! on both engines: the server API's keys (made, found, listed in age
-//! order, revoked once), token revocations, and the webhooks' queue.
+//! order, revoked once), token revocations, the webhooks' queue, and Web
+//! Push subscriptions and settings.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
 
 use std::sync::Arc;
 
+use chat_store::push::{MAX_SUBSCRIPTIONS, QUIET, mute_flag};
 use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
 use chat_store::sqlite::SqliteStore;
-use chat_store::{ApiKey, Limits, StoreEngine};
+use chat_store::{ApiKey, Limits, PushSubscription, StoreEngine};
 use chat_testkit::redis::TestRedis;
 
 /// A store, and what must live as long as it.
@@ -166,13 +168,72 @@ async fn the_webhook_queue_hands_each_event_to_one_taker_at_a_time(f: Fixture) {
     );
 }
 
+fn subscription(n: u64) -> PushSubscription {
+    PushSubscription {
+        endpoint: format!("https://push.example/{n}"),
+        p256dh: format!("key{n}"),
+        auth: format!("auth{n}"),
+        created_at: 1_000 + n,
+    }
+}
+
+/// One subscription per endpoint (again: new keys), the newest
+/// `MAX_SUBSCRIPTIONS` kept, each user's apart; flags set and cleared.
+async fn push_subscriptions_are_kept_per_endpoint_and_bounded(f: Fixture) {
+    let store = &f.keys;
+    assert!(store.subscriptions("李雷").await.unwrap().is_empty());
+    store.subscribe("李雷", subscription(1)).await.unwrap();
+    let renewed = PushSubscription {
+        p256dh: "fresh".into(),
+        ..subscription(1)
+    };
+    store.subscribe("李雷", renewed.clone()).await.unwrap();
+    assert_eq!(store.subscriptions("李雷").await.unwrap(), [renewed]);
+    for n in 2..=(MAX_SUBSCRIPTIONS as u64 + 2) {
+        store.subscribe("李雷", subscription(n)).await.unwrap();
+    }
+    let kept: Vec<String> = store
+        .subscriptions("李雷")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.endpoint)
+        .collect();
+    let newest: Vec<String> = (3..=(MAX_SUBSCRIPTIONS as u64 + 2))
+        .map(|n| subscription(n).endpoint)
+        .collect();
+    assert_eq!(kept, newest, "the oldest two went");
+    assert!(store.subscriptions("bob").await.unwrap().is_empty());
+    assert!(store.unsubscribe("李雷", &newest[0]).await.unwrap());
+    assert!(!store.unsubscribe("李雷", &newest[0]).await.unwrap());
+    assert!(!store.unsubscribe("bob", &newest[1]).await.unwrap());
+    assert_eq!(
+        store.subscriptions("李雷").await.unwrap().len(),
+        MAX_SUBSCRIPTIONS - 1
+    );
+
+    let muted = mute_flag("room:ops");
+    store.set_push_flag("李雷", &muted, true).await.unwrap();
+    store.set_push_flag("李雷", QUIET, true).await.unwrap();
+    store.set_push_flag("李雷", QUIET, true).await.unwrap();
+    assert_eq!(
+        store.push_flags("李雷").await.unwrap(),
+        ["mute:room:ops", "quiet"]
+    );
+    store.set_push_flag("李雷", QUIET, false).await.unwrap();
+    assert_eq!(store.push_flags("李雷").await.unwrap(), [muted]);
+    assert!(store.push_flags("bob").await.unwrap().is_empty());
+}
+
 chat_testkit::contract!(sqlite:
     keys_are_kept_listed_and_revoked_once,
     revocations_keep_the_latest_time_per_user,
     the_webhook_queue_hands_each_event_to_one_taker_at_a_time,
+    push_subscriptions_are_kept_per_endpoint_and_bounded,
 );
 chat_testkit::contract!(redis:
     keys_are_kept_listed_and_revoked_once,
     revocations_keep_the_latest_time_per_user,
     the_webhook_queue_hands_each_event_to_one_taker_at_a_time,
+    push_subscriptions_are_kept_per_endpoint_and_bounded,
 );

@@ -44,6 +44,8 @@
 //! | `webhooks:dead` | stream | events given up on (`id`, `e`), the last 10 000 |
 //! | `schema` | string | the data layout last upgraded to (`upgrade.rs`): 2 = sorted-set inboxes and histories |
 //! | `media_refs:{media id}` | set | ids of the messages that carry the file (a delete of the last one deletes the file) |
+//! | `push_subs:{user}` | hash | Web Push endpoint → the subscription's record (JSON: keys, when kept) |
+//! | `push_flags:{user}` | set | the user's push settings: `quiet`, `mute:user:{peer}`, `mute:room:{room}` |
 //!
 //! A key is the kind, then the name(s): a single name as it is (the user
 //! id, any string: `unread:auth0|5f3c` is that user's counters; no other
@@ -62,6 +64,7 @@ mod lifecycle;
 mod media_refs;
 pub mod messages;
 pub mod presence;
+mod push;
 mod rooms;
 mod script;
 mod upgrade;

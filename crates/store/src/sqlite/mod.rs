@@ -135,6 +135,14 @@ const MIGRATIONS: &[&[&str]] = &[
         "CREATE TABLE webhooks_dead (id INTEGER NOT NULL, payload TEXT NOT NULL,
            dead_at INTEGER NOT NULL)",
     ],
+    // 10: Web Push subscriptions and settings (push.rs).
+    &[
+        "CREATE TABLE push_subscriptions (user TEXT NOT NULL, endpoint TEXT NOT NULL,
+           created_at INTEGER NOT NULL, record TEXT NOT NULL,
+           PRIMARY KEY (user, endpoint)) WITHOUT ROWID",
+        "CREATE TABLE push_flags (user TEXT NOT NULL, flag TEXT NOT NULL,
+           PRIMARY KEY (user, flag)) WITHOUT ROWID",
+    ],
 ];
 
 struct Inner {
@@ -153,6 +161,7 @@ struct Inner {
 mod api_keys;
 mod lifecycle;
 mod media_refs;
+mod push;
 mod rooms;
 mod webhooks;
 

@@ -1,0 +1,171 @@
+//! Sending one push: the notification encrypted for the subscription
+//! (RFC 8291, `aes128gcm` content coding of RFC 8188, by `web-push-native`),
+//! posted to its push service with VAPID authorization (RFC 8292) and the
+//! `TTL`, `Urgency` and `Topic` headers of RFC 8030.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::vapid::VapidKey;
+
+/// How long a push service may take to answer.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A push waiting in the queue: JSON `{"type": "push", "data": PushJob}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushJob {
+    /// Whose subscription it is.
+    pub user: String,
+    /// The subscription's push service URL.
+    pub endpoint: String,
+    /// The browser's public key (base64url).
+    pub p256dh: String,
+    /// The browser's authentication secret (base64url).
+    pub auth: String,
+    /// The notification ([`crate::notification`]).
+    pub notification: serde_json::Value,
+    /// The conversation's key: pushes of one conversation waiting at the
+    /// push service for a device that is off replace each other (`Topic`).
+    pub topic: String,
+}
+
+/// What the push service made of a push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Taken (2xx).
+    Sent,
+    /// The subscription is no more (404, 410): forget it.
+    Gone,
+    /// Not now (no answer, 408, 429, 5xx): try again later.
+    Retry(String),
+    /// Never (a bad subscription, a refused key, a payload too large).
+    Rejected(String),
+}
+
+/// Sends pushes, signed with the application server's key.
+#[derive(Clone)]
+pub struct Pusher {
+    key: VapidKey,
+    subject: Option<String>,
+    ttl: Duration,
+    client: reqwest::Client,
+}
+
+impl Pusher {
+    /// A pusher signing with `key` as `subject` (a `mailto:` or `https:`
+    /// address), asking push services to keep notifications for `ttl`.
+    ///
+    /// Errors: the HTTP client cannot be built.
+    pub fn new(key: VapidKey, subject: Option<String>, ttl: Duration) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        Ok(Self {
+            key,
+            subject,
+            ttl,
+            client,
+        })
+    }
+
+    /// The public half of the key, as the page hands it to the browser.
+    pub fn public_key(&self) -> &str {
+        self.key.public_base64()
+    }
+
+    /// Encrypts `job`'s notification for its subscription and posts it.
+    pub async fn send(&self, job: &PushJob) -> Delivery {
+        let request = match self.request(job) {
+            Ok(request) => request,
+            Err(why) => return Delivery::Rejected(why),
+        };
+        match request.send().await {
+            Err(e) => Delivery::Retry(e.without_url().to_string()),
+            Ok(response) => {
+                let status = response.status();
+                match status.as_u16() {
+                    200..=299 => Delivery::Sent,
+                    404 | 410 => Delivery::Gone,
+                    408 | 429 | 500..=599 => {
+                        Delivery::Retry(format!("the push service answered {status}"))
+                    }
+                    _ => Delivery::Rejected(format!("the push service answered {status}")),
+                }
+            }
+        }
+    }
+
+    /// The request carrying `job`. Errors: what makes it unsendable.
+    fn request(&self, job: &PushJob) -> Result<reqwest::RequestBuilder, String> {
+        let endpoint = reqwest::Url::parse(&job.endpoint)
+            .map_err(|e| format!("the endpoint is no URL: {e}"))?;
+        let public = URL_SAFE_NO_PAD
+            .decode(job.p256dh.trim_end_matches('='))
+            .ok()
+            .and_then(|bytes| web_push_native::p256::PublicKey::from_sec1_bytes(&bytes).ok())
+            .ok_or("the subscription's p256dh is no P-256 public key")?;
+        let auth = URL_SAFE_NO_PAD
+            .decode(job.auth.trim_end_matches('='))
+            .ok()
+            .filter(|bytes| bytes.len() == 16)
+            .ok_or("the subscription's auth is not 16 bytes of base64url")?;
+        let body = serde_json::to_vec(&job.notification).map_err(|e| e.to_string())?;
+        let payload = web_push_native::encrypt(
+            body,
+            &public,
+            &web_push_native::Auth::clone_from_slice(&auth),
+        )
+        .map_err(|e| format!("cannot encrypt: {e}"))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let authorization = self
+            .key
+            .authorization(&endpoint, self.subject.as_deref(), now)?;
+        Ok(self
+            .client
+            .post(endpoint)
+            .header("authorization", authorization)
+            .header("ttl", self.ttl.as_secs().to_string())
+            .header("urgency", "normal")
+            .header("topic", topic(&job.topic))
+            .header("content-encoding", "aes128gcm")
+            .header("content-type", "application/octet-stream")
+            .body(payload))
+    }
+}
+
+/// A `Topic` header for `conversation`: RFC 8030 allows 32 base64url
+/// characters, so a digest of it (any name fits).
+fn topic(conversation: &str) -> String {
+    URL_SAFE_NO_PAD.encode(&Sha256::digest(conversation.as_bytes())[..24])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_fit_the_header_whatever_the_name() {
+        for name in [
+            "user:bob",
+            "room:运维",
+            &format!("room:{}", "x".repeat(255)),
+        ] {
+            let topic = topic(name);
+            assert_eq!(topic.len(), 32, "{topic}");
+            assert!(
+                topic
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            );
+        }
+        assert_ne!(topic("user:a"), topic("user:b"));
+    }
+}

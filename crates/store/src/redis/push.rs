@@ -1,0 +1,144 @@
+//! [`PushStore`] on Redis: the hash `push_subs:{user}` (endpoint → the
+//! subscription's record, JSON) and the set `push_flags:{user}`.
+
+use futures_util::future::BoxFuture;
+
+use super::messages::RedisStore;
+use super::with_conn;
+use crate::StoreError;
+use crate::push::{MAX_SUBSCRIPTIONS, PushStore, PushSubscription, parse, record};
+
+impl PushStore for RedisStore {
+    fn subscribe(
+        &self,
+        user: &str,
+        subscription: PushSubscription,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        let inner = self.inner();
+        let hash = inner.keys.of("push_subs", user);
+        let all = with_conn(inner, &inner.redis, "HSET", move |_, mut conn| async move {
+            let (_, all): ((), Vec<String>) = redis::pipe()
+                .cmd("HSET")
+                .arg(&hash)
+                .arg(&subscription.endpoint)
+                .arg(record(&subscription))
+                .cmd("HVALS")
+                .arg(&hash)
+                .query_async(&mut conn)
+                .await?;
+            Ok((hash, all, conn))
+        });
+        Box::pin(async move {
+            let (hash, all, mut conn) = all.await?;
+            if all.len() <= MAX_SUBSCRIPTIONS {
+                return Ok(());
+            }
+            // Over the limit: the oldest go (two subscribing at once may
+            // both trim; the newest stay either way).
+            let mut kept = all
+                .iter()
+                .map(|r| parse(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            kept.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+            let old: Vec<&str> = kept[MAX_SUBSCRIPTIONS..]
+                .iter()
+                .map(|s| s.endpoint.as_str())
+                .collect();
+            redis::cmd("HDEL")
+                .arg(&hash)
+                .arg(&old)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| super::unavailable("HDEL", e))
+        })
+    }
+
+    fn unsubscribe(
+        &self,
+        user: &str,
+        endpoint: &str,
+    ) -> BoxFuture<'static, Result<bool, StoreError>> {
+        let inner = self.inner();
+        let (hash, endpoint) = (inner.keys.of("push_subs", user), endpoint.to_owned());
+        with_conn(inner, &inner.redis, "HDEL", move |_, mut conn| async move {
+            redis::cmd("HDEL")
+                .arg(&hash)
+                .arg(&endpoint)
+                .query_async::<u64>(&mut conn)
+                .await
+                .map(|removed| removed > 0)
+        })
+    }
+
+    fn subscriptions(
+        &self,
+        user: &str,
+    ) -> BoxFuture<'static, Result<Vec<PushSubscription>, StoreError>> {
+        let inner = self.inner();
+        let hash = inner.keys.of("push_subs", user);
+        let all = with_conn(
+            inner,
+            &inner.redis,
+            "HVALS",
+            move |_, mut conn| async move {
+                redis::cmd("HVALS")
+                    .arg(&hash)
+                    .query_async::<Vec<String>>(&mut conn)
+                    .await
+            },
+        );
+        Box::pin(async move {
+            let mut all = all
+                .await?
+                .iter()
+                .map(|r| parse(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            all.sort_by(|a, b| (a.created_at, &a.endpoint).cmp(&(b.created_at, &b.endpoint)));
+            Ok(all)
+        })
+    }
+
+    fn set_push_flag(
+        &self,
+        user: &str,
+        flag: &str,
+        on: bool,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        let inner = self.inner();
+        let (set, flag) = (inner.keys.of("push_flags", user), flag.to_owned());
+        let command = if on { "SADD" } else { "SREM" };
+        with_conn(
+            inner,
+            &inner.redis,
+            command,
+            move |_, mut conn| async move {
+                redis::cmd(command)
+                    .arg(&set)
+                    .arg(&flag)
+                    .query_async::<()>(&mut conn)
+                    .await
+            },
+        )
+    }
+
+    fn push_flags(&self, user: &str) -> BoxFuture<'static, Result<Vec<String>, StoreError>> {
+        let inner = self.inner();
+        let set = inner.keys.of("push_flags", user);
+        let all = with_conn(
+            inner,
+            &inner.redis,
+            "SMEMBERS",
+            move |_, mut conn| async move {
+                redis::cmd("SMEMBERS")
+                    .arg(&set)
+                    .query_async::<Vec<String>>(&mut conn)
+                    .await
+            },
+        );
+        Box::pin(async move {
+            let mut flags = all.await?;
+            flags.sort();
+            Ok(flags)
+        })
+    }
+}
