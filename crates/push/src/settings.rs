@@ -72,11 +72,12 @@ mod tests {
     use super::*;
 
     fn with(key: Option<&str>, subject: Option<&str>, ttl: u64) -> PushSettings {
-        let mut settings = PushSettings::default();
-        settings.vapid_private_key = key.map(|k| serde_json::from_value(k.into()).unwrap());
-        settings.vapid_subject = subject.map(str::to_owned);
-        settings.push_ttl = Duration::from_secs(ttl);
-        settings
+        PushSettings {
+            vapid_private_key: key.map(|k| serde_json::from_value(k.into()).unwrap()),
+            vapid_subject: subject.map(str::to_owned),
+            push_ttl: Duration::from_secs(ttl),
+            ..PushSettings::default()
+        }
     }
 
     #[test]
