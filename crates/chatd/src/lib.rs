@@ -16,6 +16,7 @@ use chat_gateway::{Access, Engine, Gateway, GatewaySettings};
 use chat_media::{MediaService, MediaSettings};
 use chat_presence::PresenceService;
 use chat_protocol::MediaInfo;
+use chat_push::{PushApi, PushSettings};
 use chat_runtime::app::{Application, BinarySettings};
 use chat_runtime::observe::Observability;
 use chat_runtime::settings::{
@@ -46,6 +47,8 @@ pub struct Settings {
     pub server_api: ServerApiSettings,
     /// Webhooks.
     pub webhooks: WebhookSettings,
+    /// Web Push.
+    pub push: PushSettings,
 }
 
 impl Settings {
@@ -60,6 +63,7 @@ impl Settings {
             (MediaSettings::TITLE, MediaSettings::describe()),
             (ServerApiSettings::TITLE, ServerApiSettings::describe()),
             (WebhookSettings::TITLE, WebhookSettings::describe()),
+            (PushSettings::TITLE, PushSettings::describe()),
         ]
     }
 
@@ -85,6 +89,7 @@ impl BinarySettings for Settings {
             media: layered::extract(layers)?,
             server_api: layered::extract(layers)?,
             webhooks: layered::extract(layers)?,
+            push: layered::extract(layers)?,
         };
         this.shared.validate()?;
         this.gateway.validate()?;
@@ -92,6 +97,7 @@ impl BinarySettings for Settings {
         this.media.validate()?;
         this.server_api.validate()?;
         this.webhooks.validate()?;
+        this.push.validate()?;
         Ok(this)
     }
 
@@ -123,7 +129,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
     let receipts_max = settings.rooms.room_receipts_max;
     let gateway =
         Gateway::build(settings.gateway, settings.rooms, engine, access, &mut obs).await?;
-    gateway.start_webhooks(&settings.webhooks, &obs)?;
+    let pusher = settings.push.pusher(Some(data_dir))?;
+    let push_api = PushApi::new(
+        Arc::clone(gateway.engine()) as _,
+        Arc::clone(&auth),
+        pusher.as_ref().map(|p| p.public_key().to_owned()),
+        settings.push.services(),
+    );
+    gateway.start_webhooks(&settings.webhooks, pusher, &obs)?;
     let presence = PresenceService::new(
         Arc::clone(gateway.store()),
         Arc::clone(gateway.rooms()),
@@ -155,6 +168,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
         routes.configure(cfg);
         presence.configure(cfg);
         server_api.configure(cfg);
+        push_api.configure(cfg);
         media.configure(cfg);
         chat_web::configure(cfg);
     })?;

@@ -328,9 +328,10 @@ impl Gateway {
     pub fn start_webhooks(
         &self,
         settings: &WebhookSettings,
+        pusher: Option<chat_push::Pusher>,
         obs: &Observability,
     ) -> anyhow::Result<()> {
-        settings.enable_queues(&*self.inner.engine);
+        settings.enable_queues(&*self.inner.engine, pusher.is_some());
         if settings.wants_presence() {
             let queue = Arc::clone(&self.inner.engine) as Arc<dyn chat_store::WebhookQueue>;
             self.inner.presence.queue_presence_events(queue);
@@ -341,7 +342,7 @@ impl Gateway {
         let store = Arc::clone(&self.inner.engine);
         let presence = Arc::clone(&self.inner.presence) as Arc<dyn chat_store::Presence>;
         if let Some(sender) =
-            chat_webhooks::Sender::new(store, presence, settings, &consumer, metrics)?
+            chat_webhooks::Sender::new(store, presence, settings, pusher, &consumer, metrics)?
         {
             let stop = self.inner.shutdown.clone();
             // Tracked: a draining gateway lets the batch in flight finish.
@@ -422,10 +423,11 @@ impl Gateway {
         engine: Engine,
         access: Access,
         webhooks: &WebhookSettings,
+        pusher: Option<chat_push::Pusher>,
     ) -> anyhow::Result<(Application, Gateway)> {
         let mut obs = Observability::new();
         let gateway = Gateway::build(settings, rooms, engine, access, &mut obs).await?;
-        gateway.start_webhooks(webhooks, &obs)?;
+        gateway.start_webhooks(webhooks, pusher, &obs)?;
         let routes = gateway.clone();
         let app = Application::build(server, obs, move |cfg| {
             routes.configure(cfg);
@@ -452,6 +454,8 @@ pub struct Settings {
     pub rooms: RoomSettings,
     /// Webhooks (this gateway sends them, with the other gateways).
     pub webhooks: WebhookSettings,
+    /// Web Push (this gateway sends pushes, with the other gateways).
+    pub push: chat_push::PushSettings,
 }
 
 impl Settings {
@@ -464,6 +468,10 @@ impl Settings {
             (GatewaySettings::TITLE, GatewaySettings::describe()),
             (RoomSettings::TITLE, RoomSettings::describe()),
             (WebhookSettings::TITLE, WebhookSettings::describe()),
+            (
+                chat_push::PushSettings::TITLE,
+                chat_push::PushSettings::describe(),
+            ),
         ])
     }
 }
@@ -477,11 +485,13 @@ impl BinarySettings for Settings {
             gateway: layered::extract(layers)?,
             rooms: layered::extract(layers)?,
             webhooks: layered::extract(layers)?,
+            push: layered::extract(layers)?,
         };
         this.shared.validate()?;
         this.shared.require_redis("the gateway")?;
         this.gateway.validate()?;
         this.webhooks.validate()?;
+        this.push.validate()?;
         Ok(this)
     }
 
@@ -503,6 +513,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
         prefix: settings.shared.redis_prefix.clone(),
         errors: None,
     });
+    let pusher = settings.push.pusher(None)?;
     let (app, _gateway) = Gateway::alone(
         &settings.server,
         settings.gateway,
@@ -510,6 +521,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
         engine,
         access,
         &settings.webhooks,
+        pusher,
     )
     .await?;
     Ok(app)

@@ -166,7 +166,10 @@ pub struct ApiDoc;
 pub fn openapi_json() -> String {
     // unwrap: the document is built from static types and always serialises.
     #[allow(clippy::unwrap_used)]
-    ApiDoc::openapi().to_pretty_json().unwrap()
+    let mut doc = ApiDoc::openapi();
+    // The Web Push API is served beside it (`chat-push`).
+    doc.merge(chat_push::PushApiDoc::openapi());
+    doc.to_pretty_json().unwrap()
 }
 
 chat_runtime::settings! {
@@ -198,6 +201,9 @@ pub struct Settings {
     /// Webhooks: messages published here queue their events too (the
     /// gateways send them).
     pub webhooks: WebhookSettings,
+    /// Web Push: the subscriptions API, and the jobs of messages published
+    /// here (the gateways send the pushes).
+    pub push: chat_push::PushSettings,
 }
 
 impl Settings {
@@ -211,6 +217,10 @@ impl Settings {
             (ServerApiSettings::TITLE, ServerApiSettings::describe()),
             (MediaLinkSettings::TITLE, MediaLinkSettings::describe()),
             (WebhookSettings::TITLE, WebhookSettings::describe()),
+            (
+                chat_push::PushSettings::TITLE,
+                chat_push::PushSettings::describe(),
+            ),
         ])
     }
 }
@@ -225,11 +235,13 @@ impl BinarySettings for Settings {
             server_api: layered::extract(layers)?,
             media: layered::extract(layers)?,
             webhooks: layered::extract(layers)?,
+            push: layered::extract(layers)?,
         };
         this.shared.validate()?;
         this.rooms.validate()?;
         this.server_api.validate()?;
         this.webhooks.validate()?;
+        this.push.validate()?;
         this.shared.require_redis("the presence service")?;
         Ok(this)
     }
@@ -274,7 +286,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
         },
         Arc::new(|_: &str, _| {}),
     )?);
-    settings.webhooks.enable_queues(&store);
+    let pusher = settings.push.pusher(None)?;
+    settings.webhooks.enable_queues(&store, pusher.is_some());
     // Tokens revoked through the server API are refused here too.
     auth.set_revocations(Arc::new(store.clone()));
     let mut obs = Observability::new();
@@ -293,6 +306,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
             .map_err(|e| anyhow::anyhow!("CHAT_MEDIA_URL: {e}"))?;
         server_api = server_api.with_media(Arc::new(directory));
     }
+    let push_api = chat_push::PushApi::new(
+        Arc::new(store.clone()),
+        Arc::clone(&auth),
+        pusher.as_ref().map(|p| p.public_key().to_owned()),
+        settings.push.services(),
+    );
     let service = PresenceService::new(
         Arc::new(store.clone()),
         Arc::new(store),
@@ -304,5 +323,6 @@ pub async fn serve(settings: Settings) -> anyhow::Result<Application> {
     Application::build(&settings.server, obs, move |cfg| {
         service.configure(cfg);
         server_api.configure(cfg);
+        push_api.configure(cfg);
     })
 }

@@ -10,6 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::services::PushServices;
 use crate::vapid::VapidKey;
 
 /// How long a push service may take to answer.
@@ -52,15 +53,22 @@ pub struct Pusher {
     key: VapidKey,
     subject: Option<String>,
     ttl: Duration,
+    services: PushServices,
     client: reqwest::Client,
 }
 
 impl Pusher {
     /// A pusher signing with `key` as `subject` (a `mailto:` or `https:`
-    /// address), asking push services to keep notifications for `ttl`.
+    /// address), asking push services to keep notifications for `ttl`,
+    /// posting only to `services`.
     ///
     /// Errors: the HTTP client cannot be built.
-    pub fn new(key: VapidKey, subject: Option<String>, ttl: Duration) -> Result<Self, String> {
+    pub fn new(
+        key: VapidKey,
+        subject: Option<String>,
+        ttl: Duration,
+        services: PushServices,
+    ) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .build()
@@ -69,6 +77,7 @@ impl Pusher {
             key,
             subject,
             ttl,
+            services,
             client,
         })
     }
@@ -102,6 +111,9 @@ impl Pusher {
 
     /// The request carrying `job`. Errors: what makes it unsendable.
     fn request(&self, job: &PushJob) -> Result<reqwest::RequestBuilder, String> {
+        // Checked when subscribing too; again here, as the list may have
+        // changed since.
+        self.services.check(&job.endpoint)?;
         let endpoint = reqwest::Url::parse(&job.endpoint)
             .map_err(|e| format!("the endpoint is no URL: {e}"))?;
         let public = URL_SAFE_NO_PAD

@@ -41,6 +41,41 @@ impl PushSettings {
         crate::PushServices::parse(&self.push_services)
     }
 
+    /// The pusher these settings make: signing with the key set, else (with
+    /// a `data_dir`: `chatd`) the one kept there, made on first use;
+    /// `None` (Web Push off, logged) for a replica without a key.
+    ///
+    /// Errors: the kept key cannot be read or written.
+    pub fn pusher(
+        &self,
+        data_dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<Option<crate::Pusher>> {
+        let setting = self.vapid_private_key.as_ref().map(Secret::expose);
+        let key = match (setting, data_dir) {
+            (None, None) => {
+                tracing::info!(
+                    "Web Push is off: set CHAT_VAPID_PRIVATE_KEY (the same on every replica)"
+                );
+                return Ok(None);
+            }
+            (setting, Some(dir)) => crate::VapidKey::load_or_generate(setting, dir)?,
+            (Some(setting), None) => crate::VapidKey::parse(setting)?,
+        };
+        if self.vapid_subject.is_none() {
+            tracing::warn!(
+                "CHAT_VAPID_SUBJECT is unset: some push services refuse pushes without a contact (mailto: or https:)"
+            );
+        }
+        let pusher = crate::Pusher::new(
+            key,
+            self.vapid_subject.clone(),
+            self.push_ttl,
+            self.services(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        Ok(Some(pusher))
+    }
+
     /// Checks values a type cannot: the key's shape, the subject's scheme,
     /// the TTL's range.
     pub fn validate(&self) -> Result<(), SettingsError> {

@@ -22,7 +22,7 @@
 -- KEYS[12] sent_order    list: the sender's client ids, oldest first
 -- KEYS[13] msgs          hash: message id -> "{position} {seq_r} {seq_s} {update seq_r} {update seq_s}"
 -- KEYS[14] replies       zset: reply id -> position of the message it answers
--- KEYS[15] webhooks      stream: events for the webhook receiver (field e)
+-- KEYS[15] webhooks      stream: what goes out: webhook events, pushes, jobs (field e)
 -- ARGV[1]  sender        who sends
 -- ARGV[2]  id            the message's server id (a ULID)
 -- ARGV[3]  client_id     the sender's id for this send ('' for none: seed frames)
@@ -43,7 +43,7 @@
 -- ARGV[18] channel_r     the receiver's channel
 -- ARGV[19] channel_s     the sender's channel
 -- ARGV[20] reply_pos     position of the message this one answers ('' for none)
--- ARGV[21] events        '1' to queue a message.offline event when the receiver is offline
+-- ARGV[21] events        '1' to queue a direct.message job when the receiver is offline
 -- ARGV[22] receiver      who receives (named in the event)
 --
 -- Returns {receiver's seq, sender's seq (0 without a copy), 1 if kept
@@ -129,10 +129,12 @@ if unread >= 0 then
   redis.call('PUBLISH', channel_r, envelope .. unread_head .. unread .. unread_tail)
 end
 if events == '1' and not online then
-  -- The receiver's unread total, for the application's own notification.
+  -- A job for the queue's sender: the message.offline webhook and the
+  -- pushes of a message kept for a receiver with no connection, with
+  -- their unread direct messages in all (webhooks.rs, direct_message).
   local total = 0
   for _, count in ipairs(redis.call('HVALS', unread_r_key)) do total = total + tonumber(count) end
-  redis.call('XADD', webhooks_key, '*', 'e', '{"type":"message.offline","data":{"user":'
+  redis.call('XADD', webhooks_key, '*', 'e', '{"type":"direct.message","data":{"user":'
     .. json_string(receiver) .. ',"unread":' .. total .. ',"message":' .. frame_r .. '}}')
 end
 local seq_s = 0

@@ -1,15 +1,17 @@
-//! The webhooks' durable queue: events wait here until the application's
-//! receiver takes them (at least once). On Redis, a stream (`webhooks`)
-//! with one consumer group (`senders`) shared by every gateway, so each
-//! event is sent by one of them at a time; on SQLite, a table. An event
-//! that stores a message (`message.offline`) is queued in the same atomic
-//! step as the message.
+//! The durable queue of what goes out of the chat: webhook events until
+//! the application's receiver takes them, and Web Push notifications until
+//! the push service takes them (at least once). On Redis, a stream
+//! (`webhooks`) with one consumer group (`senders`) shared by every
+//! gateway, so each item is sent by one of them at a time; on SQLite, a
+//! table.
 //!
-//! A room message for members with no connection is queued as one job,
-//! [`ROOM_MESSAGE`] (never sent as it is): the sender that takes it finds
-//! the room's members with no connection and queues a `message.offline`
-//! for each, with an id of its own ([`Queued::id`] is then the payload's
-//! `id`), so a job taken twice makes events a receiver drops as repeats.
+//! A message for someone with no connection is queued as a job, never
+//! sent as it is: [`DIRECT_MESSAGE`], in the same atomic step as the
+//! message, or [`ROOM_MESSAGE`] (the sender that takes it finds the room's
+//! members with no connection). The sender turns a job into each
+//! receiver's `message.offline` event, with an id of its own (the
+//! payload's `id`, so a job taken twice makes events a receiver drops as
+//! repeats), and their pushes.
 
 use futures_util::future::BoxFuture;
 
@@ -70,11 +72,11 @@ pub trait WebhookQueue: Send + Sync + 'static {
     /// after the room's script, which touches the room's keys only).
     fn queue_room_events(&self);
 
-    /// From now on, queue a `message.offline` event with each direct
-    /// message kept for a user with no connection, in the step that stores
-    /// it, and a [`ROOM_MESSAGE`] job with each room message (SQLite: in
-    /// its transaction; Redis: right after the room's script). Off until
-    /// called: a deployment without webhooks queues nothing.
+    /// From now on, queue a [`DIRECT_MESSAGE`] job with each direct message
+    /// kept for a user with no connection, in the step that stores it, and
+    /// a [`ROOM_MESSAGE`] job with each room message (SQLite: in its
+    /// transaction; Redis: right after the room's script). Off until
+    /// called: a deployment without webhooks or pushes queues nothing.
     fn queue_offline_events(&self);
 }
 
@@ -99,16 +101,21 @@ pub(crate) fn room_event(
     serde_json::json!({"type": kind, "data": data}).to_string()
 }
 
-/// The `message.offline` event of a direct message kept for `user`, who
-/// has `unread` messages in all: JSON `{"type", "data": {"user", "unread",
-/// "message"}}`, `message` the frame their inbox delivers. (Redis's
-/// `append.lua` writes the same shape.)
-pub(crate) fn message_offline(user: &str, unread: u64, frame: &str) -> String {
+/// The `type` of the job a direct message kept for a receiver with no
+/// connection queues: a sender turns it into the receiver's
+/// `message.offline` event and their pushes.
+pub const DIRECT_MESSAGE: &str = "direct.message";
+
+/// The [`DIRECT_MESSAGE`] job of a direct message kept for `user`, who has
+/// `unread` direct messages in all: JSON `{"type", "data": {"user",
+/// "unread", "message"}}`, `message` the frame their inbox delivers.
+/// (Redis's `append.lua` writes the same shape.)
+pub(crate) fn direct_message(user: &str, unread: u64, frame: &str) -> String {
     // unwrap: a string always serialises.
     #[allow(clippy::unwrap_used)]
     let user = serde_json::to_string(user).unwrap();
     format!(
-        r#"{{"type":"message.offline","data":{{"user":{user},"unread":{unread},"message":{frame}}}}}"#
+        r#"{{"type":"{DIRECT_MESSAGE}","data":{{"user":{user},"unread":{unread},"message":{frame}}}}}"#
     )
 }
 

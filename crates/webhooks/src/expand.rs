@@ -1,26 +1,49 @@
-//! Room messages for members with no connection: a room message queues one
-//! job ([`chat_store::webhooks::ROOM_MESSAGE`]), and the sender that takes
-//! it turns it here into one `message.offline` per member with no
-//! connection. Done off the message's path, so a message costs the store
-//! the same whatever the room's size; the members' presence is read when
-//! the job is taken (within the sender's poll, 200 ms, of the message).
+//! Jobs of messages for someone with no connection, turned into what goes
+//! out for each receiver: their `message.offline` webhook event and a push
+//! to each of their browsers.
+//!
+//! - A direct message queues a [`chat_store::webhooks::DIRECT_MESSAGE`]
+//!   job in the step that stores it, when the receiver has no connection.
+//! - A room message queues one [`chat_store::webhooks::ROOM_MESSAGE`] job,
+//!   whatever the room's size; its members with no connection are found
+//!   here, off the message's path, when the job is taken (within the
+//!   sender's poll, 200 ms, of the message).
+//!
+//! Events get ids of their own, `msg_{message id}_{hash of the user}`, the
+//! same however often a job is expanded (a sender that died half-way), so
+//! receivers drop repeats; pushes carry the conversation as their tag, so
+//! a browser shows a repeat in the place of the first.
 
 use std::sync::Arc;
 
+use chat_push::{Conversation, PushJob};
+use chat_store::push::{QUIET, mute_flag};
 use chat_store::{Presence, StoreEngine};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Deserialize;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-/// Members looked at together (presence and unread counts read at once).
+/// Members looked at together (presence and counts read at once).
 const CONCURRENCY: usize = 16;
 
-/// What expanding needs: the room's members and their counts (the store),
-/// and whether each has a connection (presence).
+/// What expanding needs, and what it makes.
 #[derive(Clone)]
-pub struct Expander {
+pub(crate) struct Expander {
     store: Arc<dyn StoreEngine>,
     presence: Arc<dyn Presence>,
+    /// `message.offline` events are asked for.
+    pub(crate) events: bool,
+    /// Pushes are sent.
+    pub(crate) pushes: bool,
+}
+
+/// A [`chat_store::webhooks::DIRECT_MESSAGE`] job's `data`.
+#[derive(Deserialize)]
+struct DirectMessage {
+    user: String,
+    unread: u64,
+    message: Value,
 }
 
 /// A [`chat_store::webhooks::ROOM_MESSAGE`] job's `data`.
@@ -29,73 +52,147 @@ struct RoomMessage {
     room: String,
     id: String,
     from: String,
-    message: serde_json::Value,
+    message: Value,
+}
+
+/// Why a job was not expanded.
+pub(crate) enum ExpandError {
+    /// It is unreadable: it never will be.
+    Unreadable,
+    /// The store or presence failed: try again later.
+    Unavailable(String),
 }
 
 impl Expander {
-    /// An expander reading members and counts from `store` and
-    /// connections from `presence`.
-    pub fn new(store: Arc<dyn StoreEngine>, presence: Arc<dyn Presence>) -> Self {
-        Self { store, presence }
+    /// An expander reading `store` and `presence`, making events and/or
+    /// pushes.
+    pub(crate) fn new(
+        store: Arc<dyn StoreEngine>,
+        presence: Arc<dyn Presence>,
+        events: bool,
+        pushes: bool,
+    ) -> Self {
+        Self {
+            store,
+            presence,
+            events,
+            pushes,
+        }
     }
 
-    /// The `message.offline` events (JSON `{"id", "type", "data": {"user",
-    /// "unread", "room", "room_unread", "message"}}`) of the room message
-    /// in job `data`: one per member, its sender aside, with no connection
-    /// now. `id` is `msg_{message id}_{a hash of the user}`: the same
-    /// however often the job is expanded. A room deleted since has none.
-    ///
-    /// Errors: the job is unreadable (`Err(None)`: it never will be), or
-    /// the store or presence failed (`Err(Some(why))`: try again later).
-    pub(crate) async fn events(
-        &self,
-        data: serde_json::Value,
-    ) -> Result<Vec<String>, Option<String>> {
-        let job = RoomMessage::deserialize(data).map_err(|_| None)?;
+    /// What a direct message's job makes: the receiver's event and pushes
+    /// (items to queue, JSON).
+    pub(crate) async fn direct(&self, data: Value) -> Result<Vec<String>, ExpandError> {
+        let job = DirectMessage::deserialize(data).map_err(|_| ExpandError::Unreadable)?;
+        let id = job.message["id"].as_str().unwrap_or_default().to_owned();
+        let from = job.message["from"].as_str().unwrap_or_default().to_owned();
+        let mut out = Vec::new();
+        if self.events {
+            let data = json!({"user": job.user, "unread": job.unread, "message": job.message});
+            out.push(event(&id, &job.user, data));
+        }
+        if self.pushes {
+            let conversation = Conversation::Peer(from);
+            out.extend(self.pushes(&job.user, &conversation, &job.message).await?);
+        }
+        Ok(out)
+    }
+
+    /// What a room message's job makes: for each member with no connection
+    /// but its sender, their event and pushes. A room deleted since makes
+    /// nothing.
+    pub(crate) async fn room(&self, data: Value) -> Result<Vec<String>, ExpandError> {
+        let job = RoomMessage::deserialize(data).map_err(|_| ExpandError::Unreadable)?;
         let members = match self.store.room_info(&job.room, None).await {
             Ok((_, members)) => members,
             Err(chat_store::RoomError::NotFound(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(Some(e.to_string())),
+            Err(e) => return Err(ExpandError::Unavailable(e.to_string())),
         };
         let job = &job;
-        stream::iter(members.into_iter().filter(|m| m.user != job.from))
-            .map(|member| async move { self.event(job, &member.user).await })
-            .buffered(CONCURRENCY)
-            .try_filter_map(|event| async move { Ok(event) })
-            .try_collect()
-            .await
-            .map_err(Some)
+        let each: Vec<Vec<String>> =
+            stream::iter(members.into_iter().filter(|m| m.user != job.from))
+                .map(|member| async move { self.member(job, &member.user).await })
+                .buffered(CONCURRENCY)
+                .try_collect()
+                .await?;
+        Ok(each.into_iter().flatten().collect())
     }
 
-    /// `user`'s event for `job`, if they have no connection.
-    async fn event(&self, job: &RoomMessage, user: &str) -> Result<Option<String>, String> {
-        let state = self.presence.state(user).await.map_err(|e| e.to_string())?;
+    /// `user`'s event and pushes for room message `job`, if they have no
+    /// connection.
+    async fn member(&self, job: &RoomMessage, user: &str) -> Result<Vec<String>, ExpandError> {
+        let state = self.presence.state(user).await.map_err(unavailable)?;
         if state.online {
-            return Ok(None);
+            return Ok(Vec::new());
         }
-        let direct = self.store.unread(user).await.map_err(|e| e.to_string())?;
-        let rooms = self
-            .store
-            .room_unread(user)
-            .await
-            .map_err(|e| e.to_string())?;
-        let event = serde_json::json!({
-            "id": format!("msg_{}_{}", job.id, user_hash(user)),
-            "type": "message.offline",
-            "data": {
+        let mut out = Vec::new();
+        if self.events {
+            let direct = self.store.unread(user).await.map_err(unavailable)?;
+            let rooms = self.store.room_unread(user).await.map_err(unavailable)?;
+            let data = json!({
                 "user": user,
                 "unread": direct.values().sum::<u64>(),
                 "room": job.room,
                 "room_unread": rooms.get(&job.room).copied().unwrap_or(0),
                 "message": job.message,
-            },
-        });
-        Ok(Some(event.to_string()))
+            });
+            out.push(event(&job.id, user, data));
+        }
+        if self.pushes {
+            let conversation = Conversation::Room(job.room.clone());
+            out.extend(self.pushes(user, &conversation, &job.message).await?);
+        }
+        Ok(out)
+    }
+
+    /// A push of `message` in `conversation` to each of `user`'s browsers,
+    /// unless they muted it: with their unread total (direct messages and
+    /// room entries), and no text when they chose the quiet preview.
+    async fn pushes(
+        &self,
+        user: &str,
+        conversation: &Conversation,
+        message: &Value,
+    ) -> Result<Vec<String>, ExpandError> {
+        let subscriptions = self.store.subscriptions(user).await.map_err(unavailable)?;
+        if subscriptions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = conversation.key();
+        let flags = self.store.push_flags(user).await.map_err(unavailable)?;
+        if flags.contains(&mute_flag(&key)) {
+            return Ok(Vec::new());
+        }
+        let quiet = flags.iter().any(|f| f == QUIET);
+        let direct = self.store.unread(user).await.map_err(unavailable)?;
+        let rooms = self.store.room_unread(user).await.map_err(unavailable)?;
+        let unread = direct.values().sum::<u64>() + rooms.values().sum::<u64>();
+        let notification = chat_push::notification(message, conversation, unread, quiet);
+        Ok(subscriptions
+            .into_iter()
+            .map(|s| {
+                let job = PushJob {
+                    user: user.to_owned(),
+                    endpoint: s.endpoint,
+                    p256dh: s.p256dh,
+                    auth: s.auth,
+                    notification: notification.clone(),
+                    topic: key.clone(),
+                };
+                json!({"type": crate::PUSH, "data": job}).to_string()
+            })
+            .collect())
     }
 }
 
-/// 16 hex digits of the SHA-256 of `user`: an id part that is plain ASCII
-/// whatever the name (a header carries it).
-fn user_hash(user: &str) -> String {
-    hex::encode(&Sha256::digest(user.as_bytes())[..8])
+fn unavailable(e: impl std::fmt::Display) -> ExpandError {
+    ExpandError::Unavailable(e.to_string())
+}
+
+/// The `message.offline` event of message `id` for `user`, under its own
+/// id: `msg_{id}_{16 hex digits of the SHA-256 of the user}` (plain ASCII
+/// whatever the name: a header carries it).
+fn event(id: &str, user: &str, data: Value) -> String {
+    let hash = hex::encode(&Sha256::digest(user.as_bytes())[..8]);
+    json!({"id": format!("msg_{id}_{hash}"), "type": "message.offline", "data": data}).to_string()
 }

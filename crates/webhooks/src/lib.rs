@@ -10,15 +10,22 @@
 //!
 //! The body is `{"type", "timestamp", "data"}` (the specification's
 //! recommended shape); `webhook-id` is the event's queue id, the same on
-//! every attempt, so a receiver drops duplicates by it. A room message is
-//! queued as one job, which the sender that takes it turns into a
-//! `message.offline` per member with no connection (`expand.rs`).
+//! every attempt, so a receiver drops duplicates by it.
+//!
+//! The same queue and senders carry Web Push (`chat-push`): a message for
+//! someone with no connection is queued as a job, which the sender that
+//! takes it turns into that receiver's `message.offline` event and a push
+//! to each of their browsers (`expand.rs`); a room message is one job for
+//! all its members.
 
 mod expand;
 mod sender;
 mod settings;
 
 pub use sender::{Sender, SenderMetrics};
+
+/// The `type` of a queued push: `data` is a [`chat_push::PushJob`].
+pub const PUSH: &str = "push";
 pub use settings::WebhookSettings;
 
 /// The events there are, as `type` names them.

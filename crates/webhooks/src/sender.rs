@@ -1,20 +1,24 @@
-//! The sender: takes due events from the queue, posts them signed, and
-//! marks each delivered, to be retried, or dead.
+//! The sender: takes due items from the queue and sends them: webhook
+//! events posted signed to the application's receiver, pushes posted to
+//! push services, jobs of messages for someone with no connection turned
+//! into both (`expand.rs`). Each item is then marked delivered, to be
+//! retried, or dead.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_store::{Presence, Queued, StoreEngine, WebhookQueue};
+use chat_push::{Delivery, PushJob, Pusher};
+use chat_store::{Presence, PushStore, Queued, StoreEngine, WebhookQueue};
 use futures_util::future::join_all;
 use prometheus::{IntCounterVec, Opts, Registry};
 use tokio_util::sync::CancellationToken;
 
 use crate::WebhookSettings;
-use crate::expand::Expander;
+use crate::expand::{ExpandError, Expander};
 
-/// Events taken from the queue at once.
+/// Items taken from the queue at once.
 const BATCH: usize = 32;
-/// How long a taken event is this sender's before another may take it (a
+/// How long a taken item is this sender's before another may take it (a
 /// sender that died mid-send): longer than any attempt.
 const LEASE_EXTRA: Duration = Duration::from_secs(30);
 /// How often an idle sender looks at the queue again.
@@ -28,6 +32,10 @@ pub struct SenderMetrics {
     /// `chat_webhook_events_total{result}`: `delivered`, `failed` (an
     /// attempt that will be retried), `dead` (given up on).
     events: IntCounterVec,
+    /// `chat_push_total{result}`: `sent`, `failed` (an attempt that will be
+    /// retried), `expired` (the subscription is gone: forgotten), `dead`
+    /// (given up on, or refused for good).
+    pushes: IntCounterVec,
 }
 
 impl SenderMetrics {
@@ -43,26 +51,42 @@ impl SenderMetrics {
             &["result"],
         )?;
         registry.register(Box::new(events.clone()))?;
-        Ok(Self { events })
+        let pushes = IntCounterVec::new(
+            Opts::new(
+                "chat_push_total",
+                "Web Push attempts by result: sent, failed (retried later), expired (subscription gone), dead (given up on)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(pushes.clone()))?;
+        Ok(Self { events, pushes })
     }
 }
 
-/// Posts queued events to the receiver; one per gateway process.
-pub struct Sender {
-    queue: Arc<dyn WebhookQueue>,
-    expander: Expander,
-    settings: WebhookSettings,
+/// Posts webhook events to the receiver.
+struct Poster {
     signer: standardwebhooks::Webhook,
     client: reqwest::Client,
+    url: String,
+}
+
+/// Sends what the queue holds; one per gateway process.
+pub struct Sender {
+    queue: Arc<dyn WebhookQueue>,
+    subscriptions: Arc<dyn PushStore>,
+    expander: Expander,
+    settings: WebhookSettings,
+    poster: Option<Poster>,
+    pusher: Option<Pusher>,
     consumer: String,
     metrics: SenderMetrics,
 }
 
 impl Sender {
     /// A sender for the queue of `store` as consumer `consumer` (a name of
-    /// this process's own in the queue's group), or `None` when `settings`
-    /// name no URL; room messages' jobs are expanded with `store` and
-    /// `presence`.
+    /// this process's own in the queue's group): webhooks when `settings`
+    /// name a URL, pushes with `pusher`; `None` when neither. Jobs are
+    /// expanded with `store` and `presence`.
     ///
     /// Errors: the secret or the HTTP client cannot be set up (the
     /// settings' `validate` refuses such secrets first).
@@ -70,45 +94,67 @@ impl Sender {
         store: Arc<dyn StoreEngine>,
         presence: Arc<dyn Presence>,
         settings: &WebhookSettings,
+        pusher: Option<Pusher>,
         consumer: &str,
         metrics: SenderMetrics,
     ) -> anyhow::Result<Option<Self>> {
-        if settings.webhook_url.is_none() {
+        let poster = match &settings.webhook_url {
+            None => None,
+            Some(url) => {
+                let secret = settings
+                    .webhook_secret
+                    .as_ref()
+                    .map(|s| String::from_utf8_lossy(s.expose()).into_owned())
+                    .unwrap_or_default();
+                let signer = standardwebhooks::Webhook::new(&secret)
+                    .map_err(|e| anyhow::anyhow!("CHAT_WEBHOOK_SECRET: {e}"))?;
+                let client = reqwest::Client::builder()
+                    .timeout(settings.webhook_timeout)
+                    .build()?;
+                Some(Poster {
+                    signer,
+                    client,
+                    url: url.clone(),
+                })
+            }
+        };
+        if poster.is_none() && pusher.is_none() {
             return Ok(None);
         }
-        let secret = settings
-            .webhook_secret
-            .as_ref()
-            .map(|s| String::from_utf8_lossy(s.expose()).into_owned())
-            .unwrap_or_default();
-        let signer = standardwebhooks::Webhook::new(&secret)
-            .map_err(|e| anyhow::anyhow!("CHAT_WEBHOOK_SECRET: {e}"))?;
-        let client = reqwest::Client::builder()
-            .timeout(settings.webhook_timeout)
-            .build()?;
+        let expander = Expander::new(
+            Arc::clone(&store),
+            presence,
+            settings.wants("message.offline"),
+            pusher.is_some(),
+        );
         Ok(Some(Self {
             queue: Arc::clone(&store) as Arc<dyn WebhookQueue>,
-            expander: Expander::new(store, presence),
+            subscriptions: store as Arc<dyn PushStore>,
+            expander,
             settings: settings.clone(),
-            signer,
-            client,
+            poster,
+            pusher,
             consumer: consumer.to_owned(),
             metrics,
         }))
     }
 
-    /// Runs until `stop` is cancelled: takes due events and sends them.
+    /// Runs until `stop` is cancelled: takes due items and sends them.
     pub async fn run(self, stop: CancellationToken) {
-        let lease = (self.settings.webhook_timeout + LEASE_EXTRA).as_millis() as u64;
+        let longest = self
+            .settings
+            .webhook_timeout
+            .max(chat_push::pusher::TIMEOUT);
+        let lease = (longest + LEASE_EXTRA).as_millis() as u64;
         loop {
             let due = self
                 .queue
                 .due(&self.consumer, BATCH, chat_store::now_millis(), lease)
                 .await;
             let full = match due {
-                Ok(events) => {
-                    let full = events.len() == BATCH;
-                    join_all(events.into_iter().map(|e| self.attempt(e))).await;
+                Ok(items) => {
+                    let full = items.len() == BATCH;
+                    join_all(items.into_iter().map(|e| self.attempt(e))).await;
                     full
                 }
                 Err(e) => {
@@ -126,46 +172,100 @@ impl Sender {
         }
     }
 
-    /// One attempt at `event`, and what follows from its answer. An event
+    /// One attempt at `item`, and what follows from its answer. An event
     /// of a type not asked for (`user.offline` queued with `user.online`)
-    /// leaves the queue unsent; a room message's job is expanded into its
-    /// members' events ([`Expander`]).
-    async fn attempt(&self, event: Queued) {
-        let (outcome, counted) = match prepare(&event) {
-            Err(why) => (Err(Failure::Unsendable(why)), true),
-            Ok(Prepared::Job(data)) => (self.expand(data).await, false),
-            Ok(Prepared::Event { kind, id, body }) => {
-                if !self.settings.wants(&kind) {
-                    if let Err(e) = self.queue.delivered(&event.id).await {
-                        tracing::warn!(event = %event.id, error = %e, "webhooks: cannot drop an unwanted event");
-                    }
-                    return;
-                }
-                (self.post(&id, body).await, true)
+    /// leaves the queue unsent; a job is expanded ([`Expander`]).
+    async fn attempt(&self, item: Queued) {
+        let outcome = match prepare(&item) {
+            Err(why) => Outcome::Event(Err(Failure::Unsendable(why))),
+            Ok(Prepared::Direct(data)) => {
+                Outcome::Job(self.expand(self.expander.direct(data).await).await)
             }
+            Ok(Prepared::Room(data)) => {
+                Outcome::Job(self.expand(self.expander.room(data).await).await)
+            }
+            Ok(Prepared::Push(data)) => self.push(data).await,
+            Ok(Prepared::Event { kind, id, body }) => match &self.poster {
+                Some(poster) if self.settings.wants(&kind) => {
+                    Outcome::Event(self.post(poster, &id, body).await)
+                }
+                _ => Outcome::Job(Ok(())),
+            },
         };
-        let result = self.settle(&event, outcome).await;
-        if counted {
-            self.metrics.events.with_label_values(&[result]).inc();
+        match outcome {
+            Outcome::Job(result) => {
+                self.settle(&item, result).await;
+            }
+            Outcome::Event(result) => {
+                let result = self.settle(&item, result).await;
+                self.metrics.events.with_label_values(&[result]).inc();
+            }
+            Outcome::Push { result, expired } => {
+                let result = match self.settle(&item, result).await {
+                    "delivered" if expired => "expired",
+                    "delivered" => "sent",
+                    other => other,
+                };
+                self.metrics.pushes.with_label_values(&[result]).inc();
+            }
         }
     }
 
-    /// Queues the events of a room message's job (`data`).
-    async fn expand(&self, data: serde_json::Value) -> Result<(), Failure> {
-        if !self.settings.wants("message.offline") {
-            return Ok(());
-        }
-        let events = self.expander.events(data).await.map_err(|why| match why {
-            None => Failure::Unsendable("an unreadable room message job".into()),
-            Some(why) => Failure::Refused(why),
+    /// Queues what a job made.
+    async fn expand(&self, made: Result<Vec<String>, ExpandError>) -> Result<(), Failure> {
+        let items = made.map_err(|e| match e {
+            ExpandError::Unreadable => Failure::Unsendable("an unreadable job".into()),
+            ExpandError::Unavailable(why) => Failure::Refused(why),
         })?;
-        for event in events {
+        for item in items {
             self.queue
-                .enqueue(&event)
+                .enqueue(&item)
                 .await
                 .map_err(|e| Failure::Refused(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// Sends one push; a subscription the push service no longer knows is
+    /// forgotten.
+    async fn push(&self, data: serde_json::Value) -> Outcome {
+        let Some(pusher) = &self.pusher else {
+            // Queued by a process with Web Push on; this one has it off.
+            tracing::warn!("webhooks: a push, and Web Push is off here (CHAT_VAPID_PRIVATE_KEY)");
+            let result = Err(Failure::Refused("Web Push is off on this sender".into()));
+            return Outcome::Push {
+                result,
+                expired: false,
+            };
+        };
+        let Ok(job) = serde_json::from_value::<PushJob>(data) else {
+            let result = Err(Failure::Unsendable("an unreadable push".into()));
+            return Outcome::Push {
+                result,
+                expired: false,
+            };
+        };
+        let (result, expired) = match pusher.send(&job).await {
+            Delivery::Sent => (Ok(()), false),
+            Delivery::Gone => {
+                if let Err(e) = self
+                    .subscriptions
+                    .unsubscribe(&job.user, &job.endpoint)
+                    .await
+                {
+                    tracing::warn!(user = job.user, error = %e, "push: an expired subscription stays");
+                } else {
+                    tracing::info!(
+                        user = job.user,
+                        "push: the push service forgot a subscription; so do we"
+                    );
+                }
+                (Ok(()), true)
+            }
+            Delivery::Retry(why) => (Err(Failure::Refused(why)), false),
+            Delivery::Rejected(why) => (Err(Failure::Unsendable(why)), false),
+        };
+        Outcome::Push { result, expired }
     }
 
     /// What follows from an attempt's `outcome`: `event` leaves the queue,
@@ -219,16 +319,15 @@ impl Sender {
     /// Posts `body` signed as event `id`. Errors: why the receiver did not
     /// take it (no 2xx within the timeout; the URL is left out of the
     /// reason, as it may carry credentials), or why it cannot be sent.
-    async fn post(&self, id: &str, body: String) -> Result<(), Failure> {
+    async fn post(&self, poster: &Poster, id: &str, body: String) -> Result<(), Failure> {
         let timestamp = (chat_store::now_millis() / 1000) as i64;
-        let signature = self
+        let signature = poster
             .signer
             .sign(id, timestamp, body.as_bytes())
             .map_err(|e| Failure::Unsendable(e.to_string()))?;
-        let url = self.settings.webhook_url.as_deref().unwrap_or_default();
-        let response = self
+        let response = poster
             .client
-            .post(url)
+            .post(&poster.url)
             .header("content-type", "application/json")
             .header(standardwebhooks::HEADER_WEBHOOK_ID, id)
             .header(
@@ -249,6 +348,19 @@ impl Sender {
     }
 }
 
+/// What an attempt came to, by what was attempted.
+enum Outcome {
+    /// A job expanded, or an event dropped unsent.
+    Job(Result<(), Failure>),
+    /// A webhook event posted.
+    Event(Result<(), Failure>),
+    /// A push sent; `expired`: the subscription was gone.
+    Push {
+        result: Result<(), Failure>,
+        expired: bool,
+    },
+}
+
 /// Why an attempt failed.
 enum Failure {
     /// The receiver did not take it: tried again later.
@@ -259,8 +371,12 @@ enum Failure {
 
 /// A queued payload, read once.
 enum Prepared {
+    /// A direct message's job: its `data`.
+    Direct(serde_json::Value),
     /// A room message's job: its `data`.
-    Job(serde_json::Value),
+    Room(serde_json::Value),
+    /// A push: its `data` ([`PushJob`]).
+    Push(serde_json::Value),
     /// An event to post.
     Event {
         /// Its `type`.
@@ -287,8 +403,12 @@ fn prepare(event: &Queued) -> Result<Prepared, String> {
         .and_then(serde_json::Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    if kind == chat_store::webhooks::ROOM_MESSAGE {
-        return Ok(Prepared::Job(fields.remove("data").unwrap_or_default()));
+    let data = || fields.get("data").cloned().unwrap_or_default();
+    match kind.as_str() {
+        chat_store::webhooks::DIRECT_MESSAGE => return Ok(Prepared::Direct(data())),
+        chat_store::webhooks::ROOM_MESSAGE => return Ok(Prepared::Room(data())),
+        crate::PUSH => return Ok(Prepared::Push(data())),
+        _ => {}
     }
     let id = match fields.remove("id") {
         Some(serde_json::Value::String(id)) => id,
@@ -372,7 +492,7 @@ mod tests {
             attempt: 1,
             queued_at: 0,
         };
-        assert!(matches!(prepare(&event), Ok(Prepared::Job(data)) if data["room"] == "r"));
+        assert!(matches!(prepare(&event), Ok(Prepared::Room(data)) if data["room"] == "r"));
         let junk = Queued {
             payload: "[1]".into(),
             ..event

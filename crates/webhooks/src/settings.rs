@@ -97,9 +97,11 @@ impl WebhookSettings {
     }
 
     /// Tells `queue` to queue the message and room events asked for, in
-    /// the steps that store what they tell (see [`chat_store::WebhookQueue`]).
-    pub fn enable_queues(&self, queue: &dyn chat_store::WebhookQueue) {
-        if self.wants("message.offline") {
+    /// the steps that store what they tell (see [`chat_store::WebhookQueue`]);
+    /// with `pushes` (Web Push on), the jobs of messages for someone with
+    /// no connection whatever the webhooks.
+    pub fn enable_queues(&self, queue: &dyn chat_store::WebhookQueue, pushes: bool) {
+        if pushes || self.wants("message.offline") {
             queue.queue_offline_events();
         }
         if self.wants("room.member_joined") || self.wants("room.member_left") {

@@ -71,9 +71,10 @@ impl Node {
             ..ServerSettings::default()
         };
         let webhooks = chat_webhooks::WebhookSettings::default();
-        let (app, gateway) = Gateway::alone(&server, settings, rooms(), engine, access, &webhooks)
-            .await
-            .expect("gateway builds");
+        let (app, gateway) =
+            Gateway::alone(&server, settings, rooms(), engine, access, &webhooks, None)
+                .await
+                .expect("gateway builds");
         let addr = app.addr().to_string();
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(app.run_until_stopped(async {

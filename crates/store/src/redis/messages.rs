@@ -160,7 +160,7 @@ pub(crate) struct Inner {
     mark_read: Loaded<MarkRead>,
     /// Whether data an older version stored is converted ([`super::upgrade`]).
     upgraded: std::sync::atomic::AtomicBool,
-    /// Whether `message.offline` events are queued ([`crate::WebhookQueue`]).
+    /// Whether jobs of messages for someone offline are queued ([`crate::WebhookQueue`]).
     pub(crate) offline_events: std::sync::atomic::AtomicBool,
     /// Whether room membership events are queued.
     pub(crate) room_events: std::sync::atomic::AtomicBool,

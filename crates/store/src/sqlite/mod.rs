@@ -152,7 +152,7 @@ struct Inner {
     limits: Limits,
     /// One writer at a time.
     write: tokio::sync::Mutex<()>,
-    /// Whether `message.offline` events are queued ([`crate::WebhookQueue`]).
+    /// Whether jobs of messages for someone offline are queued ([`crate::WebhookQueue`]).
     offline_events: std::sync::atomic::AtomicBool,
     /// Whether room membership events are queued.
     room_events: std::sync::atomic::AtomicBool,
@@ -491,7 +491,7 @@ impl SqliteStore {
                 .await?
                 .map_or(Ok(0), |r| r.try_get_by_index::<i64>(0))?;
             let event =
-                crate::webhooks::message_offline(&message.to, total.max(0) as u64, &frames[0].1);
+                crate::webhooks::direct_message(&message.to, total.max(0) as u64, &frames[0].1);
             txn.execute_raw(stmt(
                 "INSERT INTO webhooks (payload, queued_at) VALUES (?, ?)",
                 vec![event.into(), int(crate::now_millis())],
