@@ -164,11 +164,11 @@ pub struct ApiDoc;
 
 /// The OpenAPI document as pretty JSON.
 pub fn openapi_json() -> String {
-    // unwrap: the document is built from static types and always serialises.
-    #[allow(clippy::unwrap_used)]
     let mut doc = ApiDoc::openapi();
     // The Web Push API is served beside it (`chat-push`).
     doc.merge(chat_push::PushApiDoc::openapi());
+    // unwrap: the document is built from static types and always serialises.
+    #[allow(clippy::unwrap_used)]
     doc.to_pretty_json().unwrap()
 }
 

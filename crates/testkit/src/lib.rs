@@ -18,6 +18,7 @@ pub mod identity;
 pub mod postgres;
 pub mod process;
 pub mod proxy;
+pub mod push;
 pub mod raw;
 pub mod redis;
 pub mod schema;

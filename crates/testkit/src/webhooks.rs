@@ -54,9 +54,13 @@ impl Receiver {
                         }
                         return; // dropped unanswered: as a receiver that is down
                     }
-                    let Some((headers, body)) = read_request(&mut stream).await else {
+                    let Some(request) = read_request(&mut stream).await else {
                         return;
                     };
+                    let (headers, body) = (
+                        request.headers,
+                        String::from_utf8_lossy(&request.body).into_owned(),
+                    );
                     let status = {
                         let Ok(mut s) = state.lock() else { return };
                         let status = s.plan.pop_front().unwrap_or(204);
@@ -121,10 +125,18 @@ impl Drop for Receiver {
     }
 }
 
-/// A request's headers and body (by `content-length`), or `None`.
-async fn read_request(
-    stream: &mut tokio::net::TcpStream,
-) -> Option<(HashMap<String, String>, String)> {
+/// A request as a loopback stand-in reads it.
+pub(crate) struct Request {
+    /// The request target (`/push/1`).
+    pub path: String,
+    /// Header names (lowercase) and values.
+    pub headers: HashMap<String, String>,
+    /// The body (by `content-length`).
+    pub body: Vec<u8>,
+}
+
+/// The next request on `stream`, or `None`.
+pub(crate) async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Request> {
     let mut data = Vec::new();
     let mut buf = [0u8; 4096];
     let head_end = loop {
@@ -143,6 +155,12 @@ async fn read_request(
         .filter_map(|line| line.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
+    let path = head
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or_default()
+        .to_owned();
     let length: usize = headers
         .get("content-length")
         .and_then(|l| l.parse().ok())
@@ -154,5 +172,10 @@ async fn read_request(
             Ok(n) => body.extend_from_slice(&buf[..n]),
         }
     }
-    Some((headers, String::from_utf8_lossy(&body).into_owned()))
+    body.truncate(length);
+    Some(Request {
+        path,
+        headers,
+        body,
+    })
 }
