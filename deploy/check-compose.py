@@ -17,6 +17,7 @@ SECRETS = {
     "CHAT_MEDIA_SECRET": "check-compose-media-secret-0123456789abcdef",
     "POSTGRES_PASSWORD": "check-compose-pg",
     "GRAFANA_ADMIN_PASSWORD": "check-compose-grafana",
+    "CHAT_VAPID_PRIVATE_KEY": "Zx1wYvKsH3Q6rE9mT2aB5cD8fG0hJ4kL7nP1qR3sU6w",
 }
 
 
@@ -63,6 +64,8 @@ def main():
     check(gateway["environment"].get("CHAT_MEDIA_URL") == "http://media:8080", "gateway checks media with the media service")
     check(gateway.get("depends_on", {}).get("redis", {}).get("condition") == "service_healthy", "gateway waits for a healthy redis")
     check(services["presence"]["environment"].get("CHAT_MEDIA_URL") == "http://media:8080", "presence checks the server API's files with the media service")
+    for name in ["gateway", "presence"]:
+        check(services[name]["environment"].get("CHAT_VAPID_PRIVATE_KEY") == SECRETS["CHAT_VAPID_PRIVATE_KEY"], f"{name} signs pushes with the VAPID key from .env")
 
     for name in ["gateway", "media", "presence"]:
         check("healthcheck" in services[name], f"{name} has a health check")

@@ -104,6 +104,17 @@ async fn a_conversation_through_the_balancer_spans_replicas_and_survives_losing_
         page.contains("<title>chat</title>"),
         "the page through the balancer"
     );
+    // Web Push through the one origin: the service worker from a gateway,
+    // the key from the presence service, the same key every replica signs with.
+    let (worker_status, worker) = http_get(cluster.lb(), "/sw.js").await.unwrap();
+    assert_eq!(worker_status, 200);
+    assert!(worker.contains("showNotification"), "the service worker");
+    let (key_status, key) = http_get(cluster.lb(), "/api/v1/push/vapid-public-key")
+        .await
+        .unwrap();
+    assert_eq!(key_status, 200, "{key}");
+    let key: serde_json::Value = serde_json::from_str(&key).unwrap();
+    assert_eq!(key["key"].as_str().map(str::len), Some(87), "{key}");
 
     let bob_path = format!("/ws/bob/?token={}", cluster.token("bob"));
     let mut bob = WsClient::connect(cluster.lb(), &bob_path).await.unwrap();

@@ -25,11 +25,12 @@ export async function freePort() {
   });
 }
 
-/** Runs chatd (the debug build the test script made) until stop(). */
-export async function startChatd({ port, dataDir } = {}) {
+/** Runs chatd (the debug build the test script made) until stop(), with
+ *  `settings` added to its environment. */
+export async function startChatd({ port, dataDir, settings = {} } = {}) {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), "chat-web-"));
   const listen = `127.0.0.1:${port ?? 0}`;
-  const env = { ...process.env, CHAT_LISTEN: listen, CHAT_DATA_DIR: dir, CHAT_LOG_FORMAT: "json", RUST_LOG: "info" };
+  const env = { ...process.env, CHAT_LISTEN: listen, CHAT_DATA_DIR: dir, CHAT_LOG_FORMAT: "json", RUST_LOG: "info", ...settings };
   delete env.REDIS_URL; // the embedded engines: chatd as a person runs it
   // The debug build scripts/test made (CARGO_TARGET_DIR moves it).
   const target = process.env.CARGO_TARGET_DIR || join(root, "target");

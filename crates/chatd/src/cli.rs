@@ -1,4 +1,5 @@
-//! `chatd`'s command line: serve (the default), or print a token.
+//! `chatd`'s command line: serve (the default), print a token or a VAPID
+//! key, manage API keys.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,11 @@ enum Command {
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         ttl: Duration,
     },
+    /// Print a new VAPID key pair for Web Push: the line to set on every
+    /// gateway and the presence binary (CHAT_VAPID_PRIVATE_KEY=…), then the
+    /// public key, for reference (the servers hand it to browsers).
+    #[command(name = "vapid-key")]
+    VapidKey,
 }
 
 /// Runs what the command line asks, and answers its exit code: serving's
@@ -45,6 +51,27 @@ pub fn main() -> ExitCode {
             crate::token_command(cli.config.as_deref(), &user, ttl)
         }
         Some(Command::ApiKey(action)) => crate::api_keys::command(cli.config.as_deref(), action),
+        Some(Command::VapidKey) => vapid_key(),
         None => chat_runtime::app::main("chatd", cli.config.as_deref(), crate::serve),
+    }
+}
+
+/// `chatd vapid-key`: a new key pair, from the operating system's random
+/// source.
+fn vapid_key() -> ExitCode {
+    match chat_push::VapidKey::generate() {
+        Ok(key) => {
+            // What this command is for.
+            #[allow(clippy::print_stdout)]
+            {
+                println!("CHAT_VAPID_PRIVATE_KEY={}", key.private_base64());
+                println!("# public key: {}", key.public_base64());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("chatd vapid-key: {e}");
+            ExitCode::from(2)
+        }
     }
 }

@@ -124,6 +124,8 @@ async function start(user, token) {
   await listRooms();
   page.client.connect();
   render();
+  openFrom(location.hash);
+  setUpNotifications();
 }
 
 async function listRooms() {
@@ -903,4 +905,89 @@ composer.addEventListener("drop", (event) => {
   composer.classList.remove("drop");
   const file = event.dataTransfer.files[0];
   if (file) attach(file);
+});
+
+// ---- notifications (Web Push) ----------------------------------------------
+
+/** The service worker showing notifications (/sw.js), once registered. */
+let worker = null;
+/** The server's Web Push key, when Web Push is on there. */
+let pushKey = null;
+
+/** Opens the conversation a notification's link names: `#peer=bob`, `#room=ops`. */
+function openFrom(hash) {
+  const found = /^#(peer|room)=(.+)$/.exec(hash || "");
+  if (!found) return;
+  const name = decodeURIComponent(found[2]);
+  history.replaceState(null, "", location.pathname + location.search);
+  if (found[1] === "room") openRoom(name);
+  else open(name);
+}
+
+function setNotify(on) {
+  const button = $("notify");
+  button.setAttribute("aria-pressed", String(on));
+  button.textContent = on ? "🔔 On" : "🔔 Notify me";
+  button.title = on
+    ? "Notifications are on for when this page is closed; click to turn them off"
+    : "Get a notification for messages while this page is closed";
+}
+
+/** Registers the service worker, and shows the button when the server
+ *  pushes. Permission is asked only when the button is clicked. */
+async function setUpNotifications() {
+  if (!("serviceWorker" in navigator) || !("PushManager" in window)) return;
+  try {
+    worker = await navigator.serviceWorker.register("/sw.js");
+    pushKey = await page.client.pushKey();
+  } catch (e) {
+    notice(`notifications: ${e.message}`);
+    return;
+  }
+  if (!pushKey) return;
+  const subscription = await worker.pushManager.getSubscription();
+  let mine = false;
+  if (subscription && Notification.permission === "granted") {
+    const kept = await page.client.pushSubscriptions().catch(() => []);
+    mine = kept.some((s) => s.endpoint === subscription.endpoint);
+  }
+  setNotify(mine);
+  $("notify").hidden = false;
+}
+
+/** base64url → bytes (the key `pushManager.subscribe` takes). */
+function bytes(base64url) {
+  const base64 = base64url.replace(/-/g, "+").replace(/_/g, "/");
+  return Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+}
+
+$("notify").addEventListener("click", async () => {
+  try {
+    if ($("notify").getAttribute("aria-pressed") === "true") {
+      const subscription = await worker.pushManager.getSubscription();
+      if (subscription) {
+        await page.client.unsubscribePush(subscription.endpoint).catch(() => {});
+        await subscription.unsubscribe();
+      }
+      setNotify(false);
+      return;
+    }
+    if ((await Notification.requestPermission()) !== "granted") {
+      notice("Notifications are blocked for this page in the browser's settings.");
+      return;
+    }
+    const subscription = await worker.pushManager.subscribe({
+      userVisibleOnly: true,
+      applicationServerKey: bytes(pushKey),
+    });
+    await page.client.subscribePush(subscription);
+    setNotify(true);
+  } catch (e) {
+    notice(`notifications: ${e.message}`);
+  }
+});
+
+// A click on a notification while this page is open brings it here.
+navigator.serviceWorker?.addEventListener("message", (event) => {
+  if (event.data?.type === "open" && page.client) openFrom(new URL(event.data.url).hash);
 });

@@ -425,6 +425,49 @@ export class ChatClient extends EventTarget {
     return answer;
   }
 
+  /** The server's Web Push key (VAPID, base64url) for
+   *  `pushManager.subscribe`; null when Web Push is off there. */
+  async pushKey() {
+    try {
+      return (await this.#api("GET", "/api/v1/push/vapid-public-key")).key;
+    } catch (e) {
+      if (e.status === 501) return null;
+      throw e;
+    }
+  }
+
+  /** Keeps a browser's `PushSubscription` for this user: a message for
+   *  them while they have no connection is pushed to it. */
+  subscribePush(subscription) {
+    return this.#api("POST", "/api/v1/push/subscriptions", subscription.toJSON());
+  }
+
+  /** This user's kept subscriptions: `[{endpoint, created_at}]`. */
+  async pushSubscriptions() {
+    return (await this.#api("GET", "/api/v1/push/subscriptions")).subscriptions;
+  }
+
+  /** Forgets the subscription at `endpoint`. */
+  unsubscribePush(endpoint) {
+    return this.#api("DELETE", `/api/v1/push/subscriptions?endpoint=${encodeURIComponent(endpoint)}`);
+  }
+
+  /** This user's push settings: `{quiet, muted: {users, rooms}}`. */
+  pushSettings() {
+    return this.#api("GET", "/api/v1/push/settings");
+  }
+
+  /** The quiet preview on or off (notifications without the message's text). */
+  setQuietPush(quiet) {
+    return this.#api("PUT", "/api/v1/push/settings", { quiet });
+  }
+
+  /** Mutes (or unmutes) the conversation with `peer`, or `room`. */
+  mutePush({ peer, room }, muted = true) {
+    const path = room ? `rooms/${encodeURIComponent(room)}` : `users/${encodeURIComponent(peer)}`;
+    return this.#api(muted ? "PUT" : "DELETE", `/api/v1/push/muted/${path}`);
+  }
+
   /** Uploads a file, reporting progress (0..1); resolves with the media metadata. */
   upload(file, onProgress = () => {}) {
     return new Promise((resolve, reject) => {

@@ -1,6 +1,8 @@
 //! The web client, embedded in the binary: `/` (the page), `/app.js` (its
 //! rendering), `/client.js` (the reference protocol client, documented in
-//! `proto/CLIENT.md`), `/style.css` and the icon, `/favicon.svg` — also at
+//! `proto/CLIENT.md`), `/sw.js` (the service worker showing Web Push
+//! notifications; at the root, so its scope is the whole page),
+//! `/style.css` and the icon, `/favicon.svg` — also at
 //! `/favicon.ico`, where browsers look for one without asking the page, so
 //! no request of theirs ends in a 404. Plain ES modules: no build step, and
 //! nothing is loaded from the internet.
@@ -32,6 +34,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "/client.js",
         "text/javascript; charset=utf-8",
         include_str!("../assets/client.js"),
+    ),
+    (
+        "/sw.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/sw.js"),
     ),
     (
         "/style.css",
