@@ -286,6 +286,7 @@ pub(crate) struct Which {
     params(Which),
     responses(
         (status = 204, description = "forgotten"),
+        (status = 400, description = "no endpoint named", body = chat_runtime::error::ErrorBody),
         (status = 401, description = "no valid credentials", body = chat_runtime::error::ErrorBody),
         (status = 404, description = "the caller has no such subscription", body = chat_runtime::error::ErrorBody),
         (status = 501, description = "Web Push is off here", body = chat_runtime::error::ErrorBody),
