@@ -374,3 +374,74 @@ fn check_room_history(
     assert_eq!(unique.len(), acked.len(), "a message nobody acked");
     assert!(before_the_kill.len() >= 200 / 3);
 }
+
+/// The embedded engine commits direct messages in groups: chatd is killed
+/// with SIGKILL while four senders pipeline 300 messages each to bob, who
+/// is away. After a restart on the same data, every message that was acked
+/// is in bob's inbox, once (acked ⇒ committed), whatever batch it was in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chatd_killed_under_a_burst_keeps_every_acked_message_once() {
+    use std::sync::{Arc, Mutex};
+    let data = tempfile::tempdir().unwrap();
+    let env = [
+        ("CHAT_DATA_DIR", data.path().to_str().unwrap()),
+        ("CHAT_RATE_PER_SEC", "100000"),
+        ("CHAT_RATE_BURST", "100000"),
+    ];
+    let chatd = Service::start("chatd", &[], &env).await.unwrap();
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut senders = Vec::new();
+    for n in 0..4 {
+        let mut client = WsClient::user(chatd.addr(), &format!("sender{n}"))
+            .await
+            .unwrap();
+        let acked = Arc::clone(&acked);
+        senders.push(tokio::spawn(async move {
+            for i in 0..300 {
+                let send = json!({"type":"send","id":format!("{i}"),"to":"bob","body":format!("{n}/{i}")});
+                if client.send_json(&send).await.is_err() {
+                    break;
+                }
+            }
+            // Acks until the connection dies with the server.
+            while let Ok(frame) = client.recv_json().await {
+                if frame["type"] == "ack" {
+                    let id = frame["message"]["id"].as_str().unwrap().to_owned();
+                    acked.lock().unwrap().push(id);
+                }
+            }
+        }));
+    }
+    chat_testkit::eventually("100 acks", || acked.lock().unwrap().len() >= 100)
+        .await
+        .unwrap();
+    chatd.kill().await.unwrap();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 100);
+
+    let chatd = Service::start("chatd", &[], &env).await.unwrap();
+    let mut bob = WsClient::connect(chatd.addr(), "/ws/bob/?since=0")
+        .await
+        .unwrap();
+    let mut kept = Vec::new();
+    loop {
+        let frame = bob.recv_json().await.unwrap();
+        match frame["type"].as_str() {
+            Some("message") => kept.push(frame["id"].as_str().unwrap().to_owned()),
+            Some("synced") => break,
+            _ => {}
+        }
+    }
+    let unique: std::collections::HashSet<&String> = kept.iter().collect();
+    assert_eq!(unique.len(), kept.len(), "each message once");
+    let missing: Vec<&String> = acked.iter().filter(|id| !unique.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acked messages lost: {missing:?}",
+        missing.len(),
+        acked.len()
+    );
+}

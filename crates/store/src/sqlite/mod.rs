@@ -24,8 +24,8 @@ use chat_broker::Broker;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
-    TransactionTrait, Value,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    Statement, TransactionTrait, Value,
 };
 
 use crate::memory::MemoryPresence;
@@ -152,6 +152,8 @@ struct Inner {
     limits: Limits,
     /// One writer at a time.
     write: tokio::sync::Mutex<()>,
+    /// Direct messages waiting for the group-commit writer ([`group_commit`]).
+    appends: tokio::sync::mpsc::Sender<PendingAppend>,
     /// Whether jobs of messages for someone offline are queued ([`crate::WebhookQueue`]).
     offline_events: std::sync::atomic::AtomicBool,
     /// Whether room membership events are queued.
@@ -215,17 +217,98 @@ impl SqliteStore {
             .await
             .map_err(|e| failed("opening SQLite", e))?;
         migrate(&db).await?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                db,
-                broker,
-                presence,
-                limits,
-                write: tokio::sync::Mutex::new(()),
-                offline_events: std::sync::atomic::AtomicBool::new(false),
-                room_events: std::sync::atomic::AtomicBool::new(false),
-            }),
-        })
+        let (appends, pending) = tokio::sync::mpsc::channel(APPENDS_QUEUED);
+        let inner = Arc::new(Inner {
+            db,
+            broker,
+            presence,
+            limits,
+            write: tokio::sync::Mutex::new(()),
+            appends,
+            offline_events: std::sync::atomic::AtomicBool::new(false),
+            room_events: std::sync::atomic::AtomicBool::new(false),
+        });
+        tokio::spawn(group_commit(Arc::downgrade(&inner), pending));
+        Ok(Self { inner })
+    }
+}
+
+/// The most direct messages one transaction commits.
+const BATCH_MAX: usize = 512;
+/// Direct messages that may wait for the writer; senders past it wait.
+const APPENDS_QUEUED: usize = 8 * BATCH_MAX;
+
+/// A direct message waiting to be stored, and who waits for its answer.
+struct PendingAppend {
+    message: Direct,
+    reply: tokio::sync::oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+/// The writer of direct messages, with group commit: the messages that
+/// arrived while the last transaction was being written are stored
+/// together, in one transaction (each in a savepoint of its own), and each
+/// is answered (acked) and published only once that transaction is
+/// committed: an acked message is on disk, and one commit's `fsync` is
+/// shared by the batch. Ends when the store is dropped.
+async fn group_commit(
+    store: std::sync::Weak<Inner>,
+    mut pending: tokio::sync::mpsc::Receiver<PendingAppend>,
+) {
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    while pending.recv_many(&mut batch, BATCH_MAX).await > 0 {
+        let Some(inner) = store.upgrade() else { return };
+        SqliteStore { inner }.commit_batch(std::mem::take(&mut batch)).await;
+    }
+}
+
+impl SqliteStore {
+    /// Stores `batch` in one transaction, then answers and publishes each.
+    async fn commit_batch(&self, batch: Vec<PendingAppend>) {
+        let _writer = self.inner.write.lock().await;
+        // Presence holds still from deciding "online" to publishing.
+        let _presence = self.inner.presence.hold().await;
+        let txn = match self.inner.db.begin().await {
+            Ok(txn) => txn,
+            Err(e) => {
+                let why = failed("storing a message", e);
+                for append in batch {
+                    let _ = append.reply.send(Err(why.clone()));
+                }
+                return;
+            }
+        };
+        let mut stored = Vec::with_capacity(batch.len());
+        for append in batch {
+            let result = self.store(&txn, &append.message).await;
+            stored.push((append, result));
+        }
+        if let Err(e) = txn.commit().await {
+            let why = failed("committing messages", e);
+            for (append, _) in stored {
+                let _ = append.reply.send(Err(why.clone()));
+            }
+            return;
+        }
+        for (append, result) in stored {
+            let answer = match result {
+                Ok((appended, frames)) => {
+                    for (user, frame) in frames {
+                        let mut payload = append.message.envelope_header.clone();
+                        payload.extend_from_slice(frame.as_bytes());
+                        // Stored already: a failed live push is recovered by sync.
+                        let _ = self
+                            .inner
+                            .broker
+                            .publish(&chat_broker::channel::user(&user), Bytes::from(payload))
+                            .await;
+                    }
+                    Ok(appended)
+                }
+                Err(e) => Err(failed("storing a message", e)),
+            };
+            // A sender that stopped waiting (its connection closed) is no error.
+            let _ = append.reply.send(answer);
+        }
     }
 }
 
@@ -384,15 +467,19 @@ async fn insert_inbox(
 }
 
 impl SqliteStore {
+    /// Stores `message` within `batch` (the writer's transaction), in a
+    /// savepoint of its own: a message that fails leaves the others of
+    /// its batch whole.
     async fn store(
         &self,
+        batch: &DatabaseTransaction,
         message: &Direct,
     ) -> Result<(Appended, Vec<(String, String)>), sea_orm::DbErr> {
         let limits = self.inner.limits;
         let to_self = message.from == message.to;
         let copy = message.copy_to_sender && !to_self;
         let (a, b) = conversation(&message.from, &message.to);
-        let txn = self.inner.db.begin().await?;
+        let txn = batch.begin().await?;
         if let Some(client_id) = &message.client_id
             && let Some(first) = first_send(&txn, &message.from, client_id).await?
         {
@@ -535,26 +622,16 @@ impl SqliteStore {
 
 impl MessageStore for SqliteStore {
     fn append_direct(&self, message: Direct) -> BoxFuture<'static, Result<Appended, StoreError>> {
-        let this = self.clone();
+        let appends = self.inner.appends.clone();
         async move {
-            let _writer = this.inner.write.lock().await;
-            // Presence holds still from deciding "online" to publishing.
-            let _presence = this.inner.presence.hold().await;
-            let (appended, frames) = this
-                .store(&message)
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            appends
+                .send(PendingAppend { message, reply })
                 .await
-                .map_err(|e| failed("storing a message", e))?;
-            for (user, frame) in frames {
-                let mut payload = message.envelope_header.clone();
-                payload.extend_from_slice(frame.as_bytes());
-                // Stored already: a failed live push is recovered by sync.
-                let _ = this
-                    .inner
-                    .broker
-                    .publish(&chat_broker::channel::user(&user), Bytes::from(payload))
-                    .await;
-            }
-            Ok(appended)
+                .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
+            answer
+                .await
+                .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
         }
         .boxed()
     }
