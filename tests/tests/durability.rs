@@ -398,7 +398,8 @@ async fn chatd_killed_under_a_burst_keeps_every_acked_message_once() {
         let acked = Arc::clone(&acked);
         senders.push(tokio::spawn(async move {
             for i in 0..300 {
-                let send = json!({"type":"send","id":format!("{i}"),"to":"bob","body":format!("{n}/{i}")});
+                let send =
+                    json!({"type":"send","id":format!("{i}"),"to":"bob","body":format!("{n}/{i}")});
                 if client.send_json(&send).await.is_err() {
                     break;
                 }

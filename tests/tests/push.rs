@@ -154,13 +154,66 @@ async fn an_offline_user_gets_one_push_per_browser_and_nothing_else_is_pushed() 
     send(&mut alice, "4", "bob", "muted, this").await;
     send(&mut alice, "5", "carol", "secret plans").await;
     let all = pushes(&service, 4).await;
-    assert_eq!(all.len(), 4, "nothing for a muted conversation");
     let quiet = &all[3].notification;
     assert_eq!(
         (quiet["quiet"].as_bool(), quiet.get("text")),
         (Some(true), None)
     );
     assert_eq!(quiet["unread"], 2, "carol's unread total");
+
+    // bob turns his laptop off; carol's browser is gone at its push
+    // service (404): each is forgotten.
+    let (status, _) = call(
+        addr,
+        "DELETE",
+        &format!("/api/v1/push/subscriptions?endpoint={}", laptop.endpoint),
+        "bob",
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(
+        addr,
+        "DELETE",
+        "/api/v1/push/muted/users/alice",
+        "bob",
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    service.drop_browser(&carols);
+    send(&mut alice, "6", "bob", "unmuted again").await;
+    send(&mut alice, "7", "carol", "still there?").await;
+    chat_testkit::eventually_async("carol's subscription is forgotten", || async {
+        let (_, list) = call(addr, "GET", "/api/v1/push/subscriptions", "carol", None).await;
+        list["subscriptions"] == json!([])
+    })
+    .await
+    .unwrap();
+    // A last push, taken after everything above was sent (the sender takes
+    // the next items only once the ones it holds are done): the totals are
+    // final.
+    let last = service.browser();
+    subscribe(addr, "dora", &last).await;
+    send(&mut alice, "8", "dora", "the end").await;
+    pushes(&service, 6).await;
+    assert_eq!(
+        service.pushes_for(&phone).len(),
+        2,
+        "bob's phone: the first, and unmuted"
+    );
+    assert_eq!(
+        service.pushes_for(&laptop).len(),
+        1,
+        "nothing after it was deleted"
+    );
+    assert_eq!(
+        service.pushes_for(&carols).len(),
+        2,
+        "nothing online, nothing after 404"
+    );
+    assert_eq!(service.pushes().len(), 6, "nothing online, nothing muted");
+    assert!(service.refused().is_empty(), "{:?}", service.refused());
 }
 
 /// The sum of `chat_push_total{result}` over `servers`' metrics.
@@ -355,6 +408,33 @@ async fn the_push_api_refuses_what_it_cannot_use() {
         data.path().join("vapid.key").exists(),
         "chatd made its key once"
     );
+
+    // In jwt mode the push API is a signed-in user's only.
+    let secure_data = tempfile::tempdir().unwrap();
+    let secure = start(
+        "chatd",
+        &[
+            (
+                "CHAT_DATA_DIR",
+                secure_data.path().to_str().unwrap().to_owned(),
+            ),
+            ("CHAT_AUTH", "jwt".to_owned()),
+            (
+                "CHAT_JWT_SECRET",
+                "push-test-secret-of-at-least-32-bytes".to_owned(),
+            ),
+        ],
+    )
+    .await;
+    for credential in ["", "Bearer not-a-token"] {
+        let mut request =
+            reqwest::Client::new().get(format!("http://{}/api/v1/push/settings", secure.addr()));
+        if !credential.is_empty() {
+            request = request.header("authorization", credential);
+        }
+        let status = request.send().await.unwrap().status().as_u16();
+        assert_eq!(status, 401, "{credential:?}");
+    }
 
     // A replica with no key: Web Push is off, and says so.
     let redis = TestRedis::start().unwrap();

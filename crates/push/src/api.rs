@@ -214,8 +214,14 @@ pub(crate) async fn subscribe(
     let user = api.caller(&req).await?;
     let new = body.into_inner();
     let bad = |why: String| PushApiError::BadRequest(ErrorCode::InvalidFrame, why);
+    if new.endpoint.len() > MAX_ENDPOINT_BYTES {
+        return Err(bad(format!("endpoint: at most {MAX_ENDPOINT_BYTES} bytes")));
+    }
     api.services.check(&new.endpoint).map_err(bad)?;
-    check_key(&new.keys.p256dh, 65, "keys.p256dh").map_err(bad)?;
+    let point = check_key(&new.keys.p256dh, 65, "keys.p256dh").map_err(bad)?;
+    if p256::PublicKey::from_sec1_bytes(&point).is_err() {
+        return Err(bad("keys.p256dh is not a P-256 public key".into()));
+    }
     check_key(&new.keys.auth, 16, "keys.auth").map_err(bad)?;
     let subscription = PushSubscription {
         endpoint: new.endpoint,
@@ -232,13 +238,16 @@ pub(crate) async fn subscribe(
     Ok(HttpResponse::Created().json(view))
 }
 
-/// Whether `text` is base64url of `bytes` bytes.
-fn check_key(text: &str, bytes: usize, what: &str) -> Result<(), String> {
-    use base64::Engine as _;
-    let decoded =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim_end_matches('='));
-    match decoded {
-        Ok(key) if key.len() == bytes => Ok(()),
+/// The longest endpoint kept, in bytes (the push services' are about 200).
+const MAX_ENDPOINT_BYTES: usize = 2048;
+
+/// The most conversations one user mutes.
+const MAX_MUTED: usize = 1000;
+
+/// The bytes of `text`, base64url of `bytes` bytes.
+fn check_key(text: &str, bytes: usize, what: &str) -> Result<Vec<u8>, String> {
+    match crate::base64url(text) {
+        Some(key) if key.len() == bytes => Ok(key),
         _ => Err(format!("{what} must be {bytes} bytes of base64url")),
     }
 }
@@ -473,9 +482,18 @@ async fn set_mute(
     let user = api.caller(&req).await?;
     let (kind, name) = path.into_inner();
     let conversation = conversation(&api, &kind, &name)?;
-    api.store
-        .set_push_flag(&user, &mute_flag(&conversation), on)
-        .await?;
+    let flag = mute_flag(&conversation);
+    if on {
+        let flags = api.store.push_flags(&user).await?;
+        let muted = flags.iter().filter(|f| f.starts_with("mute:")).count();
+        if muted >= MAX_MUTED && !flags.contains(&flag) {
+            return Err(PushApiError::BadRequest(
+                ErrorCode::InvalidFrame,
+                format!("at most {MAX_MUTED} conversations are muted; unmute one first"),
+            ));
+        }
+    }
+    api.store.set_push_flag(&user, &flag, on).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

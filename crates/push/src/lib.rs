@@ -24,3 +24,11 @@ pub use pusher::{Delivery, PushJob, Pusher};
 pub use services::PushServices;
 pub use settings::PushSettings;
 pub use vapid::VapidKey;
+
+/// The bytes of base64url `text` (padding allowed), or `None`.
+pub(crate) fn base64url(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim().trim_end_matches('='))
+        .ok()
+}

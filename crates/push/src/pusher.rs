@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::services::PushServices;
 use crate::vapid::VapidKey;
@@ -69,8 +69,11 @@ impl Pusher {
         ttl: Duration,
         services: PushServices,
     ) -> Result<Self, String> {
+        // No redirects: the push service is checked against the allowed
+        // list (`services`), a redirect's target would not be.
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
         Ok(Self {
@@ -116,14 +119,10 @@ impl Pusher {
         self.services.check(&job.endpoint)?;
         let endpoint = reqwest::Url::parse(&job.endpoint)
             .map_err(|e| format!("the endpoint is no URL: {e}"))?;
-        let public = URL_SAFE_NO_PAD
-            .decode(job.p256dh.trim_end_matches('='))
-            .ok()
+        let public = crate::base64url(&job.p256dh)
             .and_then(|bytes| web_push_native::p256::PublicKey::from_sec1_bytes(&bytes).ok())
             .ok_or("the subscription's p256dh is no P-256 public key")?;
-        let auth = URL_SAFE_NO_PAD
-            .decode(job.auth.trim_end_matches('='))
-            .ok()
+        let auth = crate::base64url(&job.auth)
             .filter(|bytes| bytes.len() == 16)
             .ok_or("the subscription's auth is not 16 bytes of base64url")?;
         let body = serde_json::to_vec(&job.notification).map_err(|e| e.to_string())?;
@@ -146,17 +145,29 @@ impl Pusher {
             .header("authorization", authorization)
             .header("ttl", self.ttl.as_secs().to_string())
             .header("urgency", "normal")
-            .header("topic", topic(&job.topic))
+            .header("topic", self.topic(&job.user, &job.topic))
             .header("content-encoding", "aes128gcm")
             .header("content-type", "application/octet-stream")
             .body(payload))
     }
 }
 
-/// A `Topic` header for `conversation`: RFC 8030 allows 32 base64url
-/// characters, so a digest of it (any name fits).
-fn topic(conversation: &str) -> String {
-    URL_SAFE_NO_PAD.encode(&Sha256::digest(conversation.as_bytes())[..24])
+impl Pusher {
+    /// The `Topic` header of `user`'s pushes for `conversation`: RFC 8030
+    /// allows 32 base64url characters, so a digest (any name fits), keyed
+    /// with the server's VAPID key so that a push service cannot tell from
+    /// it who talks with whom (a plain hash of `user:bob` is guessed).
+    fn topic(&self, user: &str, conversation: &str) -> String {
+        use hmac::Mac as _;
+        // unwrap: HMAC takes a key of any length.
+        #[allow(clippy::unwrap_used)]
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&self.key.secret_bytes()).unwrap();
+        mac.update(b"chat push topic\0");
+        mac.update(user.as_bytes());
+        mac.update(b"\0");
+        mac.update(conversation.as_bytes());
+        URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..24])
+    }
 }
 
 #[cfg(test)]
@@ -164,20 +175,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn topics_fit_the_header_whatever_the_name() {
+    fn topics_fit_the_header_whatever_the_name_and_say_nothing_without_the_key() {
+        let pusher =
+            |key| Pusher::new(key, None, Duration::from_secs(60), PushServices::parse("")).unwrap();
+        let (one, other) = (
+            pusher(VapidKey::generate().unwrap()),
+            pusher(VapidKey::generate().unwrap()),
+        );
         for name in [
             "user:bob",
             "room:运维",
             &format!("room:{}", "x".repeat(255)),
         ] {
-            let topic = topic(name);
+            let topic = one.topic("alice", name);
             assert_eq!(topic.len(), 32, "{topic}");
             assert!(
                 topic
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             );
+            assert_eq!(
+                topic,
+                one.topic("alice", name),
+                "the same for the same conversation"
+            );
+            assert_ne!(topic, other.topic("alice", name), "keyed");
         }
-        assert_ne!(topic("user:a"), topic("user:b"));
+        assert_ne!(
+            one.topic("alice", "user:bob"),
+            one.topic("carol", "user:bob")
+        );
     }
 }

@@ -15,6 +15,35 @@ pub const DEFAULT: &str =
 pub struct PushServices(Vec<String>);
 
 impl PushServices {
+    /// Checks `list` names hosts only (no scheme, path, port or wildcard):
+    /// what is wrong, else nothing.
+    pub fn validate(list: &str) -> Result<(), String> {
+        let entries: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .collect();
+        if entries.is_empty() {
+            return Err("names no push service: pushes could go nowhere".into());
+        }
+        for entry in entries {
+            let plain = entry.trim_start_matches('[').trim_end_matches(']');
+            let host = plain.parse::<std::net::IpAddr>().is_ok()
+                || entry.split('.').all(|label| {
+                    !label.is_empty()
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !host {
+                return Err(format!(
+                    "'{entry}' is not a host name: list hosts or domains (fcm.googleapis.com), no scheme, path, port or wildcard"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The services `list` names: hosts or domains, comma-separated.
     pub fn parse(list: &str) -> Self {
         Self(
@@ -46,12 +75,16 @@ impl PushServices {
             || host
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback());
-        match url.scheme() {
-            "https" if listed => Ok(()),
-            "http" if listed && loopback => Ok(()),
-            "https" | "http" => Err(format!(
+        if !listed {
+            return Err(format!(
                 "endpoint: '{host}' is not a known push service (CHAT_PUSH_SERVICES)"
-            )),
+            ));
+        }
+        match url.scheme() {
+            // Push services listen on https's own port.
+            "https" if url.port().is_none() || loopback => Ok(()),
+            "https" => Err("endpoint: a push service is reached on port 443".into()),
+            "http" if loopback => Ok(()),
             scheme => Err(format!(
                 "endpoint: a push service is reached over https, not {scheme}"
             )),
@@ -80,6 +113,7 @@ mod tests {
             "https://evilnotify.windows.com/x",
             "https://10.0.0.7/admin",
             "http://127.0.0.1:9000/push",
+            "https://fcm.googleapis.com:6379/x",
             "ftp://fcm.googleapis.com/x",
             "not a url",
         ] {

@@ -87,10 +87,25 @@ impl PushSettings {
             )));
         }
         if let Some(subject) = &self.vapid_subject
-            && !(subject.starts_with("mailto:") || subject.starts_with("https:"))
+            && !(subject
+                .strip_prefix("mailto:")
+                .is_some_and(|a| a.contains('@'))
+                || subject
+                    .strip_prefix("https://")
+                    .is_some_and(|h| !h.is_empty()))
         {
             return Err(SettingsError::new(
                 "invalid setting CHAT_VAPID_SUBJECT: must be a mailto: or https: address (RFC 8292)",
+            ));
+        }
+        if let Err(e) = crate::PushServices::validate(&self.push_services) {
+            return Err(SettingsError::new(format!(
+                "invalid setting CHAT_PUSH_SERVICES: {e}"
+            )));
+        }
+        if self.push_ttl < Duration::from_secs(1) || self.push_ttl.subsec_nanos() != 0 {
+            return Err(SettingsError::new(
+                "invalid setting CHAT_PUSH_TTL: whole seconds, at least 1s (the TTL header counts seconds)",
             ));
         }
         if self.push_ttl > TTL_MAX {
@@ -139,6 +154,29 @@ mod tests {
                 "CHAT_VAPID_SUBJECT",
             ),
             (with(None, None, 29 * 24 * 3600), "CHAT_PUSH_TTL"),
+            (with(None, Some("mailto:"), 60), "CHAT_VAPID_SUBJECT"),
+            (with(None, None, 0), "CHAT_PUSH_TTL"),
+            (
+                PushSettings {
+                    push_services: "https://fcm.googleapis.com/".into(),
+                    ..PushSettings::default()
+                },
+                "CHAT_PUSH_SERVICES",
+            ),
+            (
+                PushSettings {
+                    push_services: " , ".into(),
+                    ..PushSettings::default()
+                },
+                "CHAT_PUSH_SERVICES",
+            ),
+            (
+                PushSettings {
+                    push_services: "*.push.example".into(),
+                    ..PushSettings::default()
+                },
+                "CHAT_PUSH_SERVICES",
+            ),
         ] {
             let error = settings.validate().unwrap_err().to_string();
             assert!(error.contains(what), "{error}");

@@ -62,13 +62,9 @@ impl VapidKey {
     ///
     /// Errors: [`KeyError::Invalid`], saying what is wrong (never the key).
     pub fn parse(text: &[u8]) -> Result<Self, KeyError> {
-        let text = std::str::from_utf8(text)
-            .map_err(|_| KeyError::Invalid("not text".into()))?
-            .trim()
-            .trim_end_matches('=');
-        let bytes = URL_SAFE_NO_PAD
-            .decode(text)
-            .map_err(|_| KeyError::Invalid("not base64url".into()))?;
+        let text = std::str::from_utf8(text).map_err(|_| KeyError::Invalid("not text".into()))?;
+        let bytes =
+            crate::base64url(text).ok_or_else(|| KeyError::Invalid("not base64url".into()))?;
         if bytes.len() != 32 {
             return Err(KeyError::Invalid(format!(
                 "a P-256 private key is 32 bytes, this is {}",
@@ -102,13 +98,27 @@ impl VapidKey {
     /// Errors: the setting or the kept file is no key; the file cannot be
     /// written.
     pub fn load_or_generate(setting: Option<&[u8]>, data_dir: &Path) -> Result<Self, KeyError> {
-        if let Some(text) = setting {
-            return Self::parse(text);
-        }
         let path = data_dir.join("vapid.key");
+        if let Some(text) = setting {
+            let key = Self::parse(text)?;
+            if let Ok(kept) = std::fs::read(&path)
+                && Self::parse(&kept).is_ok_and(|kept| kept.public != key.public)
+            {
+                tracing::warn!(
+                    kept = %path.display(),
+                    "CHAT_VAPID_PRIVATE_KEY differs from the key kept in CHAT_DATA_DIR: \
+                     browsers subscribed with the kept one get no pushes until they subscribe again"
+                );
+            }
+            return Ok(key);
+        }
         match std::fs::read(&path) {
-            Ok(text) => Self::parse(&text)
-                .map_err(|e| KeyError::Invalid(format!("{}: {e}", path.display()))),
+            Ok(text) => Self::parse(&text).map_err(|e| {
+                KeyError::Invalid(format!(
+                    "{}: {e} (remove the file to make a new key; browsers then subscribe again)",
+                    path.display()
+                ))
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 use std::io::Write;
                 #[cfg(unix)]
@@ -150,6 +160,11 @@ impl VapidKey {
     /// the uncompressed P-256 point (65 bytes), base64url.
     pub fn public_base64(&self) -> &str {
         &self.public
+    }
+
+    /// The private scalar's 32 bytes (a secret: to key digests with).
+    pub(crate) fn secret_bytes(&self) -> Vec<u8> {
+        self.secret.to_bytes().to_vec()
     }
 
     /// The private scalar, base64url (what `CHAT_VAPID_PRIVATE_KEY` takes).

@@ -4,7 +4,9 @@
 //! Push API's `PushSubscription`): the push service's endpoint and the
 //! keys to encrypt for (RFC 8291). A user has one per browser or device,
 //! at most [`MAX_SUBSCRIPTIONS`] (subscribing one more forgets the oldest);
-//! subscribing an endpoint again replaces its keys.
+//! subscribing an endpoint again replaces its keys. An endpoint is one
+//! user's: subscribing it takes it from whoever had it (a browser shared
+//! by two accounts notifies the one signed in last).
 //!
 //! Settings are flags: `quiet` (notifications carry no message text) and
 //! `mute:{conversation}` (`user:{peer}`, `room:{room}`: nothing is pushed
@@ -40,7 +42,8 @@ pub fn mute_flag(conversation: &str) -> String {
 }
 
 /// Where subscriptions and settings are kept: on Redis the hash
-/// `push_subs:{user}` (endpoint → record) and the set `push_flags:{user}`;
+/// `push_subs:{user}` (endpoint → record), the hash `push_endpoints`
+/// (endpoint → user) and the set `push_flags:{user}`;
 /// on SQLite the tables `push_subscriptions` and `push_flags`.
 pub trait PushStore: Send + Sync + 'static {
     /// Keeps `subscription` for `user` (replacing one with its endpoint);

@@ -51,6 +51,15 @@ pub trait WebhookQueue: Send + Sync + 'static {
         lease_ms: u64,
     ) -> BoxFuture<'static, Result<Vec<Queued>, StoreError>>;
 
+    /// Job `id` (taken by this sender) is replaced by `items`, in one
+    /// step, unless it is no longer queued (another sender took it when
+    /// this one's lease ran out, and finished first): `false` then, and
+    /// nothing is queued. What a job makes is so queued once.
+    ///
+    /// Errors: [`StoreError::Unavailable`].
+    fn replace(&self, id: &str, items: Vec<String>)
+    -> BoxFuture<'static, Result<bool, StoreError>>;
+
     /// Event `id` was taken by the receiver: it leaves the queue.
     ///
     /// Errors: [`StoreError::Unavailable`].

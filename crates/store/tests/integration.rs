@@ -204,6 +204,25 @@ async fn push_subscriptions_are_kept_per_endpoint_and_bounded(f: Fixture) {
         .collect();
     assert_eq!(kept, newest, "the oldest two went");
     assert!(store.subscriptions("bob").await.unwrap().is_empty());
+    // A shared browser: its subscription is the last subscriber's.
+    let shared = subscription(99);
+    store.subscribe("bob", shared.clone()).await.unwrap();
+    store.subscribe("carol", shared.clone()).await.unwrap();
+    assert!(
+        store.subscriptions("bob").await.unwrap().is_empty(),
+        "taken by carol"
+    );
+    assert_eq!(
+        store.subscriptions("carol").await.unwrap(),
+        std::slice::from_ref(&shared)
+    );
+    assert!(!store.unsubscribe("bob", &shared.endpoint).await.unwrap());
+    store.subscribe("bob", shared.clone()).await.unwrap();
+    assert!(
+        store.subscriptions("carol").await.unwrap().is_empty(),
+        "and back"
+    );
+    assert!(store.unsubscribe("bob", &shared.endpoint).await.unwrap());
     assert!(store.unsubscribe("李雷", &newest[0]).await.unwrap());
     assert!(!store.unsubscribe("李雷", &newest[0]).await.unwrap());
     assert!(!store.unsubscribe("bob", &newest[1]).await.unwrap());
@@ -225,15 +244,61 @@ async fn push_subscriptions_are_kept_per_endpoint_and_bounded(f: Fixture) {
     assert!(store.push_flags("bob").await.unwrap().is_empty());
 }
 
+/// A job is replaced by what it made, once: a second sender that took it
+/// after the first's lease ran out queues nothing.
+async fn a_job_is_replaced_by_what_it_made_once(f: Fixture) {
+    let now = chat_store::now_millis();
+    let lease = 1_000;
+    f.keys
+        .enqueue(r#"{"type":"direct.message","data":{}}"#)
+        .await
+        .unwrap();
+    let job = f.keys.due("slow", 10, now, lease).await.unwrap().remove(0);
+    // The slow sender's lease runs out; another takes the job and finishes.
+    let again = f
+        .keys
+        .due("quick", 10, now + lease + 1, lease)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    let made = |who: &str| {
+        vec![
+            format!(r#"{{"type":"a","by":"{who}"}}"#),
+            format!(r#"{{"type":"b","by":"{who}"}}"#),
+        ]
+    };
+    assert!(f.keys.replace(&again[0].id, made("quick")).await.unwrap());
+    assert!(
+        !f.keys.replace(&job.id, made("slow")).await.unwrap(),
+        "the slow sender finds it done"
+    );
+    let queued = f
+        .keys
+        .due("next", 10, now + 10 * lease, lease)
+        .await
+        .unwrap();
+    let payloads: Vec<&str> = queued.iter().map(|q| q.payload.as_str()).collect();
+    assert_eq!(
+        payloads,
+        [
+            r#"{"type":"a","by":"quick"}"#,
+            r#"{"type":"b","by":"quick"}"#
+        ],
+        "what the job made, once, and the job gone"
+    );
+}
+
 chat_testkit::contract!(sqlite:
     keys_are_kept_listed_and_revoked_once,
     revocations_keep_the_latest_time_per_user,
     the_webhook_queue_hands_each_event_to_one_taker_at_a_time,
     push_subscriptions_are_kept_per_endpoint_and_bounded,
+    a_job_is_replaced_by_what_it_made_once,
 );
 chat_testkit::contract!(redis:
     keys_are_kept_listed_and_revoked_once,
     revocations_keep_the_latest_time_per_user,
     the_webhook_queue_hands_each_event_to_one_taker_at_a_time,
     push_subscriptions_are_kept_per_endpoint_and_bounded,
+    a_job_is_replaced_by_what_it_made_once,
 );

@@ -173,6 +173,14 @@ impl PushService {
         }
     }
 
+    /// From now on the stand-in knows `browser` no more: its pushes are
+    /// answered 404.
+    pub fn drop_browser(&self, browser: &Browser) {
+        if let Ok(mut s) = self.state.lock() {
+            s.browsers.remove(&browser.id);
+        }
+    }
+
     /// While down, connections are dropped unanswered.
     pub fn set_down(&self, down: bool) {
         if let Ok(mut s) = self.state.lock() {

@@ -80,20 +80,23 @@ impl Expander {
         }
     }
 
-    /// What a direct message's job makes: the receiver's event and pushes
-    /// (items to queue, JSON).
-    pub(crate) async fn direct(&self, data: Value) -> Result<Vec<String>, ExpandError> {
+    /// What a direct message's job, queued at `at` (ms), makes: the
+    /// receiver's event and pushes (items to queue, JSON).
+    pub(crate) async fn direct(&self, data: Value, at: u64) -> Result<Vec<String>, ExpandError> {
         let job = DirectMessage::deserialize(data).map_err(|_| ExpandError::Unreadable)?;
         let id = job.message["id"].as_str().unwrap_or_default().to_owned();
         let from = job.message["from"].as_str().unwrap_or_default().to_owned();
         let mut out = Vec::new();
         if self.events {
             let data = json!({"user": job.user, "unread": job.unread, "message": job.message});
-            out.push(event(&id, &job.user, data));
+            out.push(event(&id, &job.user, at, data));
         }
         if self.pushes {
             let conversation = Conversation::Peer(from);
-            out.extend(self.pushes(&job.user, &conversation, &job.message).await?);
+            out.extend(
+                self.pushes(&job.user, &conversation, &job.message, None)
+                    .await?,
+            );
         }
         Ok(out)
     }
@@ -101,7 +104,7 @@ impl Expander {
     /// What a room message's job makes: for each member with no connection
     /// but its sender, their event and pushes. A room deleted since makes
     /// nothing.
-    pub(crate) async fn room(&self, data: Value) -> Result<Vec<String>, ExpandError> {
+    pub(crate) async fn room(&self, data: Value, at: u64) -> Result<Vec<String>, ExpandError> {
         let job = RoomMessage::deserialize(data).map_err(|_| ExpandError::Unreadable)?;
         let members = match self.store.room_info(&job.room, None).await {
             Ok((_, members)) => members,
@@ -111,7 +114,7 @@ impl Expander {
         let job = &job;
         let each: Vec<Vec<String>> =
             stream::iter(members.into_iter().filter(|m| m.user != job.from))
-                .map(|member| async move { self.member(job, &member.user).await })
+                .map(|member| async move { self.member(job, &member.user, at).await })
                 .buffered(CONCURRENCY)
                 .try_collect()
                 .await?;
@@ -119,40 +122,59 @@ impl Expander {
     }
 
     /// `user`'s event and pushes for room message `job`, if they have no
-    /// connection.
-    async fn member(&self, job: &RoomMessage, user: &str) -> Result<Vec<String>, ExpandError> {
+    /// connection. Their counts are read once, for both.
+    async fn member(
+        &self,
+        job: &RoomMessage,
+        user: &str,
+        at: u64,
+    ) -> Result<Vec<String>, ExpandError> {
         let state = self.presence.state(user).await.map_err(unavailable)?;
         if state.online {
             return Ok(Vec::new());
         }
+        let counts = self.counts(user).await?;
         let mut out = Vec::new();
         if self.events {
-            let direct = self.store.unread(user).await.map_err(unavailable)?;
-            let rooms = self.store.room_unread(user).await.map_err(unavailable)?;
             let data = json!({
                 "user": user,
-                "unread": direct.values().sum::<u64>(),
+                "unread": counts.direct,
                 "room": job.room,
-                "room_unread": rooms.get(&job.room).copied().unwrap_or(0),
+                "room_unread": counts.rooms.get(&job.room).copied().unwrap_or(0),
                 "message": job.message,
             });
-            out.push(event(&job.id, user, data));
+            out.push(event(&job.id, user, at, data));
         }
         if self.pushes {
             let conversation = Conversation::Room(job.room.clone());
-            out.extend(self.pushes(user, &conversation, &job.message).await?);
+            out.extend(
+                self.pushes(user, &conversation, &job.message, Some(counts))
+                    .await?,
+            );
         }
         Ok(out)
+    }
+
+    /// `user`'s unread counts: direct messages in all, and by room.
+    async fn counts(&self, user: &str) -> Result<Counts, ExpandError> {
+        let direct = self.store.unread(user).await.map_err(unavailable)?;
+        let rooms = self.store.room_unread(user).await.map_err(unavailable)?;
+        Ok(Counts {
+            direct: direct.values().sum(),
+            rooms,
+        })
     }
 
     /// A push of `message` in `conversation` to each of `user`'s browsers,
     /// unless they muted it: with their unread total (direct messages and
     /// room entries), and no text when they chose the quiet preview.
+    /// `counts` are the user's, when read already.
     async fn pushes(
         &self,
         user: &str,
         conversation: &Conversation,
         message: &Value,
+        counts: Option<Counts>,
     ) -> Result<Vec<String>, ExpandError> {
         let subscriptions = self.store.subscriptions(user).await.map_err(unavailable)?;
         if subscriptions.is_empty() {
@@ -164,9 +186,11 @@ impl Expander {
             return Ok(Vec::new());
         }
         let quiet = flags.iter().any(|f| f == QUIET);
-        let direct = self.store.unread(user).await.map_err(unavailable)?;
-        let rooms = self.store.room_unread(user).await.map_err(unavailable)?;
-        let unread = direct.values().sum::<u64>() + rooms.values().sum::<u64>();
+        let counts = match counts {
+            Some(counts) => counts,
+            None => self.counts(user).await?,
+        };
+        let unread = counts.direct + counts.rooms.values().sum::<u64>();
         let notification = chat_push::notification(message, conversation, unread, quiet);
         Ok(subscriptions
             .into_iter()
@@ -185,14 +209,24 @@ impl Expander {
     }
 }
 
+/// A user's unread counts.
+struct Counts {
+    /// Direct messages, in all.
+    direct: u64,
+    /// By room.
+    rooms: chat_store::RoomUnread,
+}
+
 fn unavailable(e: impl std::fmt::Display) -> ExpandError {
     ExpandError::Unavailable(e.to_string())
 }
 
 /// The `message.offline` event of message `id` for `user`, under its own
 /// id: `msg_{id}_{16 hex digits of the SHA-256 of the user}` (plain ASCII
-/// whatever the name: a header carries it).
-fn event(id: &str, user: &str, data: Value) -> String {
+/// whatever the name: a header carries it), timed `at` (ms: when its job
+/// was queued, with the message).
+fn event(id: &str, user: &str, at: u64, data: Value) -> String {
     let hash = hex::encode(&Sha256::digest(user.as_bytes())[..8]);
-    json!({"id": format!("msg_{id}_{hash}"), "type": "message.offline", "data": data}).to_string()
+    json!({"id": format!("msg_{id}_{hash}"), "at": at, "type": "message.offline", "data": data})
+        .to_string()
 }

@@ -9,8 +9,10 @@
 //! event goes to the dead letters and is counted.
 //!
 //! The body is `{"type", "timestamp", "data"}` (the specification's
-//! recommended shape); `webhook-id` is the event's queue id, the same on
-//! every attempt, so a receiver drops duplicates by it.
+//! recommended shape); `webhook-id` is the event's queue id (`evt_…`), or
+//! for `message.offline` one made from the message and its receiver
+//! (`msg_…`), the same on every attempt, so a receiver drops duplicates
+//! by it.
 //!
 //! The same queue and senders carry Web Push (`chat-push`): a message for
 //! someone with no connection is queued as a job, which the sender that

@@ -36,6 +36,10 @@ pub struct SenderMetrics {
     /// retried), `expired` (the subscription is gone: forgotten), `dead`
     /// (given up on, or refused for good).
     pushes: IntCounterVec,
+    /// `chat_notify_jobs_total{result}`: jobs of messages for someone with
+    /// no connection: `expanded` (into events and pushes), `failed` (tried
+    /// again later), `dead` (given up on: their events and pushes are lost).
+    jobs: IntCounterVec,
 }
 
 impl SenderMetrics {
@@ -59,7 +63,19 @@ impl SenderMetrics {
             &["result"],
         )?;
         registry.register(Box::new(pushes.clone()))?;
-        Ok(Self { events, pushes })
+        let jobs = IntCounterVec::new(
+            Opts::new(
+                "chat_notify_jobs_total",
+                "jobs of messages for someone offline: expanded (into events and pushes), failed (retried later), dead (given up on)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(jobs.clone()))?;
+        Ok(Self {
+            events,
+            pushes,
+            jobs,
+        })
     }
 }
 
@@ -158,7 +174,7 @@ impl Sender {
                     full
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "webhooks: cannot read the queue");
+                    tracing::warn!(error = %e, "outbox: cannot read the queue");
                     false
                 }
             };
@@ -179,10 +195,12 @@ impl Sender {
         let outcome = match prepare(&item) {
             Err(why) => Outcome::Event(Err(Failure::Unsendable(why))),
             Ok(Prepared::Direct(data)) => {
-                Outcome::Job(self.expand(self.expander.direct(data).await).await)
+                let made = self.expander.direct(data, item.queued_at).await;
+                self.expand(&item, made).await
             }
             Ok(Prepared::Room(data)) => {
-                Outcome::Job(self.expand(self.expander.room(data).await).await)
+                let made = self.expander.room(data, item.queued_at).await;
+                self.expand(&item, made).await
             }
             Ok(Prepared::Push(data)) => self.push(data).await,
             Ok(Prepared::Event { kind, id, body }) => match &self.poster {
@@ -193,8 +211,12 @@ impl Sender {
             },
         };
         match outcome {
+            Outcome::Expanded => self.metrics.jobs.with_label_values(&["expanded"]).inc(),
             Outcome::Job(result) => {
-                self.settle(&item, result).await;
+                let result = self.settle(&item, result).await;
+                if result != "delivered" {
+                    self.metrics.jobs.with_label_values(&[result]).inc();
+                }
             }
             Outcome::Event(result) => {
                 let result = self.settle(&item, result).await;
@@ -211,19 +233,24 @@ impl Sender {
         }
     }
 
-    /// Queues what a job made.
-    async fn expand(&self, made: Result<Vec<String>, ExpandError>) -> Result<(), Failure> {
-        let items = made.map_err(|e| match e {
-            ExpandError::Unreadable => Failure::Unsendable("an unreadable job".into()),
-            ExpandError::Unavailable(why) => Failure::Refused(why),
-        })?;
-        for item in items {
-            self.queue
-                .enqueue(&item)
-                .await
-                .map_err(|e| Failure::Refused(e.to_string()))?;
+    /// Replaces job `item` by what it made, in one step (so what it made
+    /// is queued once, however often the job is taken).
+    async fn expand(&self, item: &Queued, made: Result<Vec<String>, ExpandError>) -> Outcome {
+        let items = match made {
+            Ok(items) => items,
+            Err(ExpandError::Unreadable) => {
+                return Outcome::Job(Err(Failure::Unsendable("an unreadable job".into())));
+            }
+            Err(ExpandError::Unavailable(why)) => return Outcome::Job(Err(Failure::Refused(why))),
+        };
+        match self.queue.replace(&item.id, items).await {
+            Ok(true) => Outcome::Expanded,
+            Ok(false) => {
+                tracing::debug!(job = %item.id, "outbox: a job another sender expanded already");
+                Outcome::Expanded
+            }
+            Err(e) => Outcome::Job(Err(Failure::Refused(e.to_string()))),
         }
-        Ok(())
     }
 
     /// Sends one push; a subscription the push service no longer knows is
@@ -231,7 +258,7 @@ impl Sender {
     async fn push(&self, data: serde_json::Value) -> Outcome {
         let Some(pusher) = &self.pusher else {
             // Queued by a process with Web Push on; this one has it off.
-            tracing::warn!("webhooks: a push, and Web Push is off here (CHAT_VAPID_PRIVATE_KEY)");
+            tracing::warn!("outbox: a push, and Web Push is off here (CHAT_VAPID_PRIVATE_KEY)");
             let result = Err(Failure::Refused("Web Push is off on this sender".into()));
             return Outcome::Push {
                 result,
@@ -245,6 +272,25 @@ impl Sender {
                 expired: false,
             };
         };
+        // Unsubscribed (or taken by another user) since it was queued:
+        // nothing more goes to that browser.
+        match self.subscriptions.subscriptions(&job.user).await {
+            Ok(kept) if !kept.iter().any(|s| s.endpoint == job.endpoint) => {
+                let result = Ok(());
+                return Outcome::Push {
+                    result,
+                    expired: true,
+                };
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let result = Err(Failure::Refused(e.to_string()));
+                return Outcome::Push {
+                    result,
+                    expired: false,
+                };
+            }
+        }
         let (result, expired) = match pusher.send(&job).await {
             Delivery::Sent => (Ok(()), false),
             Delivery::Gone => {
@@ -278,15 +324,15 @@ impl Sender {
                 Err(e) => {
                     // Sent, but still queued: it will be sent again (at
                     // least once; receivers drop it by its id).
-                    tracing::warn!(event = %event.id, error = %e, "webhooks: delivered, not yet dropped");
+                    tracing::warn!(event = %event.id, error = %e, "outbox: delivered, not yet dropped");
                     "delivered"
                 }
             },
             Err(Failure::Unsendable(why)) => {
                 // Never sendable: no point trying all day.
-                tracing::warn!(event = %event.id, why, "webhooks: an event that cannot be sent");
+                tracing::warn!(event = %event.id, why, "outbox: an item that cannot be sent");
                 if let Err(e) = self.queue.dead(&event.id).await {
-                    tracing::warn!(event = %event.id, error = %e, "webhooks: cannot move an event to the dead letters");
+                    tracing::warn!(event = %event.id, error = %e, "outbox: cannot move an item to the dead letters");
                 }
                 "dead"
             }
@@ -294,21 +340,21 @@ impl Sender {
                 let now = chat_store::now_millis();
                 let give_up = event.queued_at + self.settings.webhook_give_up.as_millis() as u64;
                 if now >= give_up {
-                    tracing::warn!(event = %event.id, attempts = event.attempt, why, "webhooks: giving up on an event");
+                    tracing::warn!(event = %event.id, attempts = event.attempt, why, "outbox: giving up on an item");
                     if let Err(e) = self.queue.dead(&event.id).await {
-                        tracing::warn!(event = %event.id, error = %e, "webhooks: cannot move an event to the dead letters");
+                        tracing::warn!(event = %event.id, error = %e, "outbox: cannot move an item to the dead letters");
                     }
                     "dead"
                 } else {
                     let wait = backoff(self.settings.webhook_retry_min, event.attempt);
-                    tracing::warn!(event = %event.id, attempt = event.attempt, why, ?wait, "webhooks: the receiver did not take an event; trying again");
+                    tracing::warn!(event = %event.id, attempt = event.attempt, why, ?wait, "outbox: not taken (webhook receiver or push service); trying again");
                     if let Err(e) = self
                         .queue
                         .retry(&event.id, now + wait.as_millis() as u64)
                         .await
                     {
                         // Its lease still runs out: it is tried again then.
-                        tracing::warn!(event = %event.id, error = %e, "webhooks: cannot schedule a retry");
+                        tracing::warn!(event = %event.id, error = %e, "outbox: cannot schedule a retry");
                     }
                     "failed"
                 }
@@ -350,7 +396,9 @@ impl Sender {
 
 /// What an attempt came to, by what was attempted.
 enum Outcome {
-    /// A job expanded, or an event dropped unsent.
+    /// A job replaced by what it made (or found done by another sender).
+    Expanded,
+    /// A job that could not be expanded, or an event dropped unsent.
     Job(Result<(), Failure>),
     /// A webhook event posted.
     Event(Result<(), Failure>),
@@ -414,7 +462,12 @@ fn prepare(event: &Queued) -> Result<Prepared, String> {
         Some(serde_json::Value::String(id)) => id,
         _ => format!("evt_{}", event.id),
     };
-    let at = std::time::UNIX_EPOCH + Duration::from_millis(event.queued_at);
+    // An event made from a job is timed when the job was queued.
+    let queued_at = fields
+        .remove("at")
+        .and_then(|at| at.as_u64())
+        .unwrap_or(event.queued_at);
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(queued_at);
     let timestamp = humantime::format_rfc3339_millis(at).to_string();
     fields.insert("timestamp".into(), timestamp.into());
     Ok(Prepared::Event {
@@ -482,6 +535,23 @@ mod tests {
             !body.contains("msg_1_ab"),
             "the id travels in its header: {body}"
         );
+    }
+
+    #[test]
+    fn an_event_made_from_a_job_is_timed_when_the_job_was_queued() {
+        let event = Queued {
+            id: "9-0".into(),
+            payload: r#"{"id":"msg_1_ab","at":1796000000123,"type":"message.offline","data":{}}"#
+                .into(),
+            attempt: 1,
+            queued_at: 1_796_000_999_000,
+        };
+        let Ok(Prepared::Event { body, .. }) = prepare(&event) else {
+            panic!("an event")
+        };
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["timestamp"], "2026-11-30T00:53:20.123Z");
+        assert!(body.get("at").is_none(), "{body}");
     }
 
     #[test]

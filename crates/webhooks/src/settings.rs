@@ -15,9 +15,9 @@ chat_runtime::settings! {
         /// The signing secret, `whsec_` and base64 (as Standard Webhooks
         /// gives them); required with a URL. Never logged.
         pub webhook_secret: Option<Secret> = None => "none",
-        /// The events to send, comma-separated: message.offline,
-        /// user.online, user.offline, room.member_joined, room.member_left
-        /// (message.offline is sent for direct messages only, for now).
+        /// The events to send, comma-separated: message.offline (direct and
+        /// room messages), user.online, user.offline, room.member_joined,
+        /// room.member_left.
         pub webhook_events: String = "message.offline,user.online,user.offline,room.member_joined,room.member_left".to_owned(),
         /// How long the receiver has to answer 2xx before the attempt counts as failed.
         #[serde(with = "humantime_serde")]

@@ -195,7 +195,8 @@ pub(crate) async fn frame(ctx: &Ctx<'_>, frame: ClientFrame) -> Outcome {
     match ctx.gw.lifecycle.change(request).await {
         Ok(changed) => {
             if let Some(media) = &changed.removed_media {
-                // The author's upload (a send checks it is theirs).
+                // Deleted from the media service as whoever uploaded it (the
+                // sender's own, or any file the application attached).
                 let m = &changed.message;
                 release_media(ctx, &m.id, media).await;
             }

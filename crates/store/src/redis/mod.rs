@@ -45,6 +45,7 @@
 //! | `schema` | string | the data layout last upgraded to (`upgrade.rs`): 2 = sorted-set inboxes and histories |
 //! | `media_refs:{media id}` | set | ids of the messages that carry the file (a delete of the last one deletes the file) |
 //! | `push_subs:{user}` | hash | Web Push endpoint → the subscription's record (JSON: keys, when kept) |
+//! | `push_endpoints` | hash | Web Push endpoint → the user it belongs to (the last who subscribed it) |
 //! | `push_flags:{user}` | set | the user's push settings: `quiet`, `mute:user:{peer}`, `mute:room:{room}` |
 //!
 //! A key is the kind, then the name(s): a single name as it is (the user

@@ -16,20 +16,43 @@ impl PushStore for RedisStore {
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         let inner = self.inner();
         let hash = inner.keys.of("push_subs", user);
+        let index = inner.keys.single("push_endpoints");
+        let owner_of = |who: &str| inner.keys.of("push_subs", who);
+        let prefix = owner_of("");
+        let user = user.to_owned();
         let all = with_conn(inner, &inner.redis, "HSET", move |_, mut conn| async move {
-            let (_, all): ((), Vec<String>) = redis::pipe()
-                .cmd("HSET")
+            // A browser's subscription is one user's: the last who
+            // subscribed it (a shared browser's earlier user gets no more
+            // of the later one's notifications, nor they theirs).
+            let before: Option<String> = redis::cmd("HGET")
+                .arg(&index)
+                .arg(&subscription.endpoint)
+                .query_async(&mut conn)
+                .await?;
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            if let Some(before) = before.filter(|b| *b != user) {
+                pipe.cmd("HDEL")
+                    .arg(format!("{prefix}{before}"))
+                    .arg(&subscription.endpoint)
+                    .ignore();
+            }
+            pipe.cmd("HSET")
+                .arg(&index)
+                .arg(&subscription.endpoint)
+                .arg(&user)
+                .ignore();
+            pipe.cmd("HSET")
                 .arg(&hash)
                 .arg(&subscription.endpoint)
                 .arg(record(&subscription))
-                .cmd("HVALS")
-                .arg(&hash)
-                .query_async(&mut conn)
-                .await?;
-            Ok((hash, all, conn))
+                .ignore();
+            pipe.cmd("HVALS").arg(&hash);
+            let (all,): (Vec<String>,) = pipe.query_async(&mut conn).await?;
+            Ok((hash, index, all, conn))
         });
         Box::pin(async move {
-            let (hash, all, mut conn) = all.await?;
+            let (hash, index, all, mut conn) = all.await?;
             if all.len() <= MAX_SUBSCRIPTIONS {
                 return Ok(());
             }
@@ -39,13 +62,18 @@ impl PushStore for RedisStore {
                 .iter()
                 .map(|r| parse(r))
                 .collect::<Result<Vec<_>, _>>()?;
-            kept.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+            kept.sort_by(|a, b| (b.created_at, &b.endpoint).cmp(&(a.created_at, &a.endpoint)));
             let old: Vec<&str> = kept[MAX_SUBSCRIPTIONS..]
                 .iter()
                 .map(|s| s.endpoint.as_str())
                 .collect();
-            redis::cmd("HDEL")
+            redis::pipe()
+                .atomic()
+                .cmd("HDEL")
                 .arg(&hash)
+                .arg(&old)
+                .cmd("HDEL")
+                .arg(&index)
                 .arg(&old)
                 .query_async::<()>(&mut conn)
                 .await
@@ -60,13 +88,30 @@ impl PushStore for RedisStore {
     ) -> BoxFuture<'static, Result<bool, StoreError>> {
         let inner = self.inner();
         let (hash, endpoint) = (inner.keys.of("push_subs", user), endpoint.to_owned());
+        let index = inner.keys.single("push_endpoints");
+        let user = user.to_owned();
         with_conn(inner, &inner.redis, "HDEL", move |_, mut conn| async move {
-            redis::cmd("HDEL")
+            let removed: u64 = redis::cmd("HDEL")
                 .arg(&hash)
                 .arg(&endpoint)
-                .query_async::<u64>(&mut conn)
-                .await
-                .map(|removed| removed > 0)
+                .query_async(&mut conn)
+                .await?;
+            if removed > 0 {
+                // The index names this user unless another took it since.
+                let owner: Option<String> = redis::cmd("HGET")
+                    .arg(&index)
+                    .arg(&endpoint)
+                    .query_async(&mut conn)
+                    .await?;
+                if owner.as_deref() == Some(user.as_str()) {
+                    redis::cmd("HDEL")
+                        .arg(&index)
+                        .arg(&endpoint)
+                        .query_async::<()>(&mut conn)
+                        .await?;
+                }
+            }
+            Ok(removed > 0)
         })
     }
 

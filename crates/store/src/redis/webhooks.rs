@@ -43,6 +43,28 @@ impl Lua for Due {
     }
 }
 
+/// `webhook_replace.lua`.
+pub(crate) struct Replace {
+    stream: String,
+    retry_at: String,
+    id: String,
+    /// JSON array of the items.
+    items: String,
+}
+
+impl Lua for Replace {
+    const NAME: &'static str = "webhook_replace";
+    const SOURCE: &'static str = lua!("webhook_replace");
+
+    fn push(&self, call: &mut Call) {
+        call.key("stream", &self.stream)
+            .key("retry_at", &self.retry_at)
+            .arg("group", GROUP)
+            .arg("id", &self.id)
+            .arg("items", &self.items);
+    }
+}
+
 /// The ms a stream id (`{ms}-{n}`) was made at.
 fn stream_ms(id: &str) -> u64 {
     id.split('-')
@@ -139,6 +161,32 @@ impl WebhookQueue for RedisStore {
         })
     }
 
+    fn replace(
+        &self,
+        id: &str,
+        items: Vec<String>,
+    ) -> BoxFuture<'static, Result<bool, StoreError>> {
+        let (stream, retry_at, _) = self.queue_keys();
+        let call = Replace {
+            stream,
+            retry_at,
+            id: id.to_owned(),
+            // unwrap: a list of strings always serialises.
+            #[allow(clippy::unwrap_used)]
+            items: serde_json::to_string(&items).unwrap(),
+        };
+        let inner = self.inner();
+        with_conn(
+            inner,
+            &inner.redis,
+            "webhook replace",
+            move |_, mut conn| async move {
+                let replaced: i64 = Loaded::<Replace>::new().invoke(&call, &mut conn).await?;
+                Ok(replaced == 1)
+            },
+        )
+    }
+
     fn retry(&self, id: &str, at: u64) -> BoxFuture<'static, Result<(), StoreError>> {
         let (_, retry_at, _) = self.queue_keys();
         let id = id.to_owned();
@@ -222,6 +270,12 @@ mod tests {
             max: 1,
             now: 1,
             lease_ms: 1,
+        });
+        legend::check(&Replace {
+            stream: "s".into(),
+            retry_at: "r".into(),
+            id: "1-0".into(),
+            items: "[]".into(),
         });
     }
 }

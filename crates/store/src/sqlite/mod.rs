@@ -142,6 +142,7 @@ const MIGRATIONS: &[&[&str]] = &[
            PRIMARY KEY (user, endpoint)) WITHOUT ROWID",
         "CREATE TABLE push_flags (user TEXT NOT NULL, flag TEXT NOT NULL,
            PRIMARY KEY (user, flag)) WITHOUT ROWID",
+        "CREATE INDEX push_subscriptions_endpoint ON push_subscriptions (endpoint)",
     ],
 ];
 
@@ -257,7 +258,9 @@ async fn group_commit(
     let mut batch = Vec::with_capacity(BATCH_MAX);
     while pending.recv_many(&mut batch, BATCH_MAX).await > 0 {
         let Some(inner) = store.upgrade() else { return };
-        SqliteStore { inner }.commit_batch(std::mem::take(&mut batch)).await;
+        SqliteStore { inner }
+            .commit_batch(std::mem::take(&mut batch))
+            .await;
     }
 }
 

@@ -20,6 +20,14 @@ impl PushStore for SqliteStore {
             let _writer = this.inner.write.lock().await;
             let db = &this.inner.db;
             let run = async {
+                // A browser's subscription is one user's: the last who
+                // subscribed it (a shared browser's earlier user gets no
+                // more of the later one's notifications, nor they theirs).
+                db.execute_raw(stmt(
+                    "DELETE FROM push_subscriptions WHERE endpoint = ? AND user != ?",
+                    vec![subscription.endpoint.clone().into(), user.clone().into()],
+                ))
+                .await?;
                 db.execute_raw(stmt(
                     "INSERT INTO push_subscriptions (user, endpoint, created_at, record)
                      VALUES (?, ?, ?, ?)

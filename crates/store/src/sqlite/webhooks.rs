@@ -113,6 +113,38 @@ impl WebhookQueue for SqliteStore {
         .boxed()
     }
 
+    fn replace(
+        &self,
+        id: &str,
+        items: Vec<String>,
+    ) -> BoxFuture<'static, Result<bool, StoreError>> {
+        let (this, id) = (self.clone(), row_id(id));
+        async move {
+            let _writer = this.inner.write.lock().await;
+            let run = async {
+                let txn = this.inner.db.begin().await?;
+                let gone = txn
+                    .execute_raw(stmt("DELETE FROM webhooks WHERE id = ?", vec![id.into()]))
+                    .await?;
+                if gone.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                let now = int(crate::now_millis());
+                for item in items {
+                    txn.execute_raw(stmt(
+                        "INSERT INTO webhooks (payload, queued_at) VALUES (?, ?)",
+                        vec![item.into(), now.clone()],
+                    ))
+                    .await?;
+                }
+                txn.commit().await?;
+                Ok::<_, sea_orm::DbErr>(true)
+            };
+            run.await.map_err(|e| failed("replacing a job", e))
+        }
+        .boxed()
+    }
+
     fn retry(&self, id: &str, at: u64) -> BoxFuture<'static, Result<(), StoreError>> {
         let (this, id) = (self.clone(), row_id(id));
         async move {
