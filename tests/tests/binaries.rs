@@ -287,3 +287,27 @@ async fn a_config_file_is_read_and_the_environment_overrides_it() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/chat.toml"));
 }
+
+/// `chatd vapid-key` prints the one line to set (a key the settings take)
+/// on standard output, and the public key apart, so `$(chatd vapid-key)`
+/// is the setting; each run makes a new key.
+#[test]
+fn chatd_vapid_key_prints_the_setting_alone() {
+    let run = || {
+        std::process::Command::new(binary("chatd").unwrap())
+            .arg("vapid-key")
+            .output()
+            .unwrap()
+    };
+    let (one, two) = (run(), run());
+    assert!(one.status.success());
+    let line = String::from_utf8(one.stdout).unwrap();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    let key = line
+        .trim()
+        .strip_prefix("CHAT_VAPID_PRIVATE_KEY=")
+        .expect("the setting's name");
+    assert!(chat_push::VapidKey::parse(key.as_bytes()).is_ok());
+    assert!(String::from_utf8_lossy(&one.stderr).contains("public key"));
+    assert_ne!(String::from_utf8(two.stdout).unwrap(), line);
+}

@@ -35,8 +35,14 @@ async function standIn() {
     const chunks = [];
     request.on("data", (chunk) => chunks.push(chunk));
     request.on("end", () => {
-      const push = { headers: request.headers, notification: JSON.parse(decrypt(Buffer.concat(chunks), ecdh, auth)) };
-      pushes.push(push);
+      let notification;
+      try {
+        notification = JSON.parse(decrypt(Buffer.concat(chunks), ecdh, auth));
+      } catch (e) {
+        // Recorded, so the test fails on it rather than the process.
+        notification = { undecryptable: e.message };
+      }
+      pushes.push({ headers: request.headers, notification });
       waiting.splice(0).forEach((resolve) => resolve());
       response.writeHead(201).end();
     });

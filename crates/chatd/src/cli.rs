@@ -34,9 +34,10 @@ enum Command {
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         ttl: Duration,
     },
-    /// Print a new VAPID key pair for Web Push: the line to set on every
-    /// gateway and the presence binary (CHAT_VAPID_PRIVATE_KEY=…), then the
-    /// public key, for reference (the servers hand it to browsers).
+    /// Print a new VAPID key pair for Web Push: on standard output the line
+    /// to set on every gateway and the presence binary
+    /// (CHAT_VAPID_PRIVATE_KEY=…); on standard error the public key, for
+    /// reference (the servers hand it to browsers).
     #[command(name = "vapid-key")]
     VapidKey,
 }
@@ -62,11 +63,13 @@ fn vapid_key() -> ExitCode {
     match chat_push::VapidKey::generate() {
         Ok(key) => {
             // What this command is for.
+            // The setting alone on standard output, so `$(chatd vapid-key)`
+            // is the line to set; the public key, for reference, apart.
             #[allow(clippy::print_stdout)]
             {
                 println!("CHAT_VAPID_PRIVATE_KEY={}", key.private_base64());
-                println!("# public key: {}", key.public_base64());
             }
+            eprintln!("# public key: {}", key.public_base64());
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -50,13 +50,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .error_handler(|e: PathError, _| bad_request(format!("path: {e}"))),
     )
     .app_data(
-        web::JsonConfig::default().error_handler(|e: JsonPayloadError, _| {
-            bad_request(match e {
-                JsonPayloadError::ContentType => {
-                    "the body must be JSON (Content-Type: application/json)".into()
-                }
-                e => format!("body: {e}"),
-            })
+        web::JsonConfig::default().error_handler(|e: JsonPayloadError, _| match e {
+            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+                let message = format!("body: {e}");
+                actix_web::error::InternalError::from_response(
+                    message.clone(),
+                    answer(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        ErrorCode::InvalidFrame,
+                        message,
+                    ),
+                )
+                .into()
+            }
+            JsonPayloadError::ContentType => {
+                bad_request("the body must be JSON (Content-Type: application/json)".into())
+            }
+            e => bad_request(format!("body: {e}")),
         }),
     );
 }

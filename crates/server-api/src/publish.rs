@@ -214,7 +214,14 @@ where
     }
     let stored = store(draft).await;
     if let Some((media, message)) = held {
-        let kept = matches!(&stored, Ok((stored, false)) if stored.id == message);
+        // Kept when stored under this id, or when the store's answer was lost
+        // (it may have stored it: a hold too many is a file kept, a hold
+        // too few a file deleted under a message).
+        let kept = match &stored {
+            Ok((stored, repeated)) => !repeated && stored.id == message,
+            Err(ApiError::Unavailable(_) | ApiError::Room(chat_store::RoomError::Store(_))) => true,
+            Err(_) => false,
+        };
         if !kept && let Err(e) = api.store.unhold(&media, &message).await {
             tracing::warn!(media, error = %e, "a file stays held by a publish that stored nothing");
         }
