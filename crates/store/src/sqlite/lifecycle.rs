@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
 
 use super::rooms::append_entry;
-use super::{Row, SqliteStore, failed, insert_inbox, int, next_seq, stmt};
+use super::{SqliteStore, failed, insert_update, int, next_seq, stmt};
 use crate::lifecycle::{
     self, Change, ChangeError, ChangeRequest, Changed, Conversation, Lifecycle,
 };
@@ -340,16 +340,7 @@ impl SqliteStore {
             }
             .to_json();
             let limits = self.inner.limits;
-            insert_inbox(
-                &txn,
-                limits,
-                &user,
-                at,
-                &frame,
-                false,
-                Row::Update(&next.id),
-            )
-            .await?;
+            insert_update(&txn, limits, &user, at, &frame, &next.id).await?;
             txn.execute_raw(stmt(
                 "DELETE FROM inbox WHERE user = ? AND update_of = ? AND seq < ?",
                 vec![user.clone().into(), next.id.clone().into(), int(at)],

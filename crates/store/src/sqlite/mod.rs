@@ -24,14 +24,13 @@ use chat_broker::Broker;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    Statement, TransactionTrait, Value,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+    TransactionTrait, Value,
 };
 
 use crate::memory::MemoryPresence;
 use crate::messages::{
-    Appended, Direct, HistoryEntry, InboxEntry, MessageStore, ReadMarker, SENT_IDS_KEPT, Unread,
-    conversation,
+    Appended, Direct, HistoryEntry, InboxEntry, MessageStore, ReadMarker, Unread, conversation,
 };
 use crate::{Limits, StoreError};
 
@@ -155,6 +154,8 @@ struct Inner {
     write: tokio::sync::Mutex<()>,
     /// Direct messages waiting for the group-commit writer ([`group_commit`]).
     appends: tokio::sync::mpsc::Sender<PendingAppend>,
+    /// The connection direct messages are written with.
+    direct: Arc<writer::DirectWriter>,
     /// Whether jobs of messages for someone offline are queued ([`crate::WebhookQueue`]).
     offline_events: std::sync::atomic::AtomicBool,
     /// Whether room membership events are queued.
@@ -167,6 +168,7 @@ mod media_refs;
 mod push;
 mod rooms;
 mod webhooks;
+mod writer;
 
 /// The embedded message store. Cloning shares it.
 #[derive(Clone)]
@@ -218,6 +220,7 @@ impl SqliteStore {
             .await
             .map_err(|e| failed("opening SQLite", e))?;
         migrate(&db).await?;
+        let direct = Arc::new(writer::DirectWriter::open(path)?);
         let (appends, pending) = tokio::sync::mpsc::channel(APPENDS_QUEUED);
         let inner = Arc::new(Inner {
             db,
@@ -226,6 +229,7 @@ impl SqliteStore {
             limits,
             write: tokio::sync::Mutex::new(()),
             appends,
+            direct,
             offline_events: std::sync::atomic::AtomicBool::new(false),
             room_events: std::sync::atomic::AtomicBool::new(false),
         });
@@ -265,38 +269,44 @@ async fn group_commit(
 }
 
 impl SqliteStore {
-    /// Stores `batch` in one transaction, then answers and publishes each.
+    /// Stores `batch` in one transaction (on the writer's own connection, in
+    /// a blocking thread), then answers and publishes each.
     async fn commit_batch(&self, batch: Vec<PendingAppend>) {
         let _writer = self.inner.write.lock().await;
         // Presence holds still from deciding "online" to publishing.
         let _presence = self.inner.presence.hold().await;
-        let txn = match self.inner.db.begin().await {
-            Ok(txn) => txn,
-            Err(e) => {
-                let why = failed("storing a message", e);
-                for append in batch {
-                    let _ = append.reply.send(Err(why.clone()));
-                }
-                return;
-            }
+        let (messages, replies): (Vec<Direct>, Vec<_>) =
+            batch.into_iter().map(|a| (a.message, a.reply)).unzip();
+        let (direct, presence, limits) = (
+            Arc::clone(&self.inner.direct),
+            self.inner.presence.clone(),
+            self.inner.limits,
+        );
+        let offline_events = self
+            .inner
+            .offline_events
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let written = tokio::task::spawn_blocking(move || {
+            let context = writer::Context {
+                limits,
+                presence: &presence,
+                offline_events,
+            };
+            let refs: Vec<&Direct> = messages.iter().collect();
+            let outcomes = direct.store_batch(&context, &refs);
+            (messages, outcomes)
+        })
+        .await;
+        let (messages, outcomes) = match written {
+            Ok((messages, Ok(outcomes))) => (messages, outcomes),
+            Ok((_, Err(e))) => return answer_all(replies, failed("committing messages", e)),
+            Err(e) => return answer_all(replies, failed("the SQLite writer", e)),
         };
-        let mut stored = Vec::with_capacity(batch.len());
-        for append in batch {
-            let result = self.store(&txn, &append.message).await;
-            stored.push((append, result));
-        }
-        if let Err(e) = txn.commit().await {
-            let why = failed("committing messages", e);
-            for (append, _) in stored {
-                let _ = append.reply.send(Err(why.clone()));
-            }
-            return;
-        }
-        for (append, result) in stored {
-            let answer = match result {
+        for ((message, reply), outcome) in messages.into_iter().zip(replies).zip(outcomes) {
+            let answer = match outcome {
                 Ok((appended, frames)) => {
                     for (user, frame) in frames {
-                        let mut payload = append.message.envelope_header.clone();
+                        let mut payload = message.envelope_header.clone();
                         payload.extend_from_slice(frame.as_bytes());
                         // Stored already: a failed live push is recovered by sync.
                         let _ = self
@@ -310,8 +320,18 @@ impl SqliteStore {
                 Err(e) => Err(failed("storing a message", e)),
             };
             // A sender that stopped waiting (its connection closed) is no error.
-            let _ = append.reply.send(answer);
+            let _ = reply.send(answer);
         }
+    }
+}
+
+/// Answers every waiting sender of a batch that was not stored with `why`.
+fn answer_all(
+    replies: Vec<tokio::sync::oneshot::Sender<Result<Appended, StoreError>>>,
+    why: StoreError,
+) {
+    for reply in replies {
+        let _ = reply.send(Err(why.clone()));
     }
 }
 
@@ -371,81 +391,21 @@ async fn unread_of(db: &impl ConnectionTrait, user: &str) -> Result<Unread, sea_
         .collect()
 }
 
-/// The first send with this client id, if the sender made one.
-async fn first_send(
-    db: &impl ConnectionTrait,
-    user: &str,
-    client_id: &str,
-) -> Result<Option<Appended>, sea_orm::DbErr> {
-    let row = db
-        .query_one_raw(stmt(
-            "SELECT seq_r, seq_s, offline, message FROM sent WHERE user = ? AND client_id = ?",
-            vec![user.into(), client_id.into()],
-        ))
-        .await?;
-    row.map(|r| {
-        let seq_s = r.try_get::<i64>("", "seq_s")? as u64;
-        Ok(Appended {
-            receiver_seq: r.try_get::<i64>("", "seq_r")? as u64,
-            sender_seq: (seq_s > 0).then_some(seq_s),
-            offline: r.try_get::<i64>("", "offline")? == 1,
-            repeated: Some(r.try_get("", "message")?),
-        })
-    })
-    .transpose()
-}
-
-/// Counts one more write of `kind` for the key `(a, b)`; answers whether it
-/// is time to trim that key (every [`TRIM_EVERY`] writes).
-async fn trim_due(
-    txn: &impl ConnectionTrait,
-    kind: &str,
-    a: &str,
-    b: &str,
-) -> Result<bool, sea_orm::DbErr> {
-    let row = txn
-        .query_one_raw(stmt(
-            "INSERT INTO writes (kind, a, b, n) VALUES (?, ?, ?, 1)
-             ON CONFLICT (kind, a, b) DO UPDATE SET n = n + 1 RETURNING n",
-            vec![kind.into(), a.into(), b.into()],
-        ))
-        .await?;
-    let n: i64 = row.map_or(Ok(1), |r| r.try_get_by_index(0))?;
-    Ok(n % TRIM_EVERY == 0)
-}
-
-/// What an inbox row holds: a message, or the update of one (by id).
-#[derive(Clone, Copy)]
-enum Row<'a> {
-    Message(&'a str),
-    Update(&'a str),
-}
-
-/// Inserts one inbox entry at `seq` and keeps the inbox to `limits`.
-async fn insert_inbox(
+/// Inserts, at `seq`, the inbox entry of an update of message
+/// `update_of`, and keeps the inbox to `limits`. (Messages themselves are
+/// written by `writer.rs`.)
+async fn insert_update(
     txn: &impl ConnectionTrait,
     limits: Limits,
     user: &str,
     seq: u64,
     frame: &str,
-    offline: bool,
-    row: Row<'_>,
+    update_of: &str,
 ) -> Result<(), sea_orm::DbErr> {
-    let (message_id, update_of) = match row {
-        Row::Message(id) => (Some(id), None),
-        Row::Update(id) => (None, Some(id)),
-    };
     txn.execute_raw(stmt(
         "INSERT INTO inbox (user, seq, frame, offline, message_id, update_of)
-           VALUES (?, ?, ?, ?, ?, ?)",
-        vec![
-            user.into(),
-            int(seq),
-            frame.into(),
-            i32::from(offline).into(),
-            message_id.into(),
-            update_of.into(),
-        ],
+           VALUES (?, ?, ?, 0, NULL, ?)",
+        vec![user.into(), int(seq), frame.into(), update_of.into()],
     ))
     .await?;
     if seq > limits.history_max {
@@ -455,172 +415,7 @@ async fn insert_inbox(
         ))
         .await?;
     }
-    if offline {
-        // Only the newest `offline_max` stay on the offline list (they stay
-        // in the inbox, for sync).
-        txn.execute_raw(stmt(
-            "UPDATE inbox SET offline = 0 WHERE user = ?1 AND offline = 1 AND seq <
-               (SELECT seq FROM inbox WHERE user = ?1 AND offline = 1
-                ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
-            vec![user.into(), int(limits.offline_max.saturating_sub(1))],
-        ))
-        .await?;
-    }
     Ok(())
-}
-
-impl SqliteStore {
-    /// Stores `message` within `batch` (the writer's transaction), in a
-    /// savepoint of its own: a message that fails leaves the others of
-    /// its batch whole.
-    async fn store(
-        &self,
-        batch: &DatabaseTransaction,
-        message: &Direct,
-    ) -> Result<(Appended, Vec<(String, String)>), sea_orm::DbErr> {
-        let limits = self.inner.limits;
-        let to_self = message.from == message.to;
-        let copy = message.copy_to_sender && !to_self;
-        let (a, b) = conversation(&message.from, &message.to);
-        let txn = batch.begin().await?;
-        if let Some(client_id) = &message.client_id
-            && let Some(first) = first_send(&txn, &message.from, client_id).await?
-        {
-            return Ok((first, Vec::new()));
-        }
-        let offline = !self.inner.presence.is_online(&message.to);
-        let seq_r = next_seq(&txn, &message.to).await?;
-        let frame_r = message.frame.render(seq_r);
-        insert_inbox(
-            &txn,
-            limits,
-            &message.to,
-            seq_r,
-            &frame_r,
-            offline,
-            Row::Message(&message.id),
-        )
-        .await?;
-        let mut frames = vec![(message.to.clone(), frame_r)];
-        if !to_self {
-            let row = txn
-                .query_one_raw(stmt(
-                    "INSERT INTO unread (receiver, sender, count) VALUES (?, ?, 1)
-                     ON CONFLICT (receiver, sender) DO UPDATE SET count = count + 1
-                     RETURNING count",
-                    vec![message.to.clone().into(), message.from.clone().into()],
-                ))
-                .await?;
-            let count: i64 = row.map_or(Ok(1), |r| r.try_get("", "count"))?;
-            let counts = [(message.from.clone(), count as u64)].into_iter().collect();
-            let unread = chat_protocol::ServerFrame::Unread {
-                counts,
-                rooms: Default::default(),
-            }
-            .to_json();
-            frames.push((message.to.clone(), unread));
-        }
-        txn.execute_raw(stmt(
-            "INSERT INTO history (a, b, message, id, sender, reply_to) VALUES (?, ?, ?, ?, ?, ?)",
-            vec![
-                a.clone().into(),
-                b.clone().into(),
-                message.history.clone().into(),
-                message.id.clone().into(),
-                message.from.clone().into(),
-                message
-                    .reply_to
-                    .map(|p| p.min(i64::MAX as u64) as i64)
-                    .into(),
-            ],
-        ))
-        .await?;
-        if trim_due(&txn, "history", &a, &b).await? {
-            txn.execute_raw(stmt(
-                "DELETE FROM history WHERE a = ?1 AND b = ?2 AND pos <
-                   (SELECT pos FROM history WHERE a = ?1 AND b = ?2
-                    ORDER BY pos DESC LIMIT 1 OFFSET ?3)",
-                vec![
-                    a.into(),
-                    b.into(),
-                    int(limits.history_max.saturating_sub(1)),
-                ],
-            ))
-            .await?;
-        }
-        let mut seq_s = None;
-        if copy {
-            let seq = next_seq(&txn, &message.from).await?;
-            let frame_s = message.frame.render(seq);
-            insert_inbox(
-                &txn,
-                limits,
-                &message.from,
-                seq,
-                &frame_s,
-                false,
-                Row::Message(&message.id),
-            )
-            .await?;
-            frames.push((message.from.clone(), frame_s));
-            seq_s = Some(seq);
-        }
-        if self
-            .inner
-            .offline_events
-            .load(std::sync::atomic::Ordering::Relaxed)
-            && offline
-            && !to_self
-            && matches!(message.frame, crate::FrameText::Typed { .. })
-        {
-            let total = txn
-                .query_one_raw(stmt(
-                    "SELECT COALESCE(SUM(count), 0) FROM unread WHERE receiver = ?",
-                    vec![message.to.clone().into()],
-                ))
-                .await?
-                .map_or(Ok(0), |r| r.try_get_by_index::<i64>(0))?;
-            let event =
-                crate::webhooks::direct_message(&message.to, total.max(0) as u64, &frames[0].1);
-            txn.execute_raw(stmt(
-                "INSERT INTO webhooks (payload, queued_at) VALUES (?, ?)",
-                vec![event.into(), int(crate::now_millis())],
-            ))
-            .await?;
-        }
-        let appended = Appended {
-            receiver_seq: seq_r,
-            sender_seq: seq_s,
-            offline,
-            repeated: None,
-        };
-        if let Some(client_id) = &message.client_id {
-            txn.execute_raw(stmt(
-                "INSERT INTO sent (user, client_id, seq_r, seq_s, offline, message)
-                     VALUES (?, ?, ?, ?, ?, ?)",
-                vec![
-                    message.from.clone().into(),
-                    client_id.clone().into(),
-                    int(seq_r),
-                    int(seq_s.unwrap_or(0)),
-                    i32::from(offline).into(),
-                    message.history.clone().into(),
-                ],
-            ))
-            .await?;
-            if trim_due(&txn, "sent", &message.from, "").await? {
-                txn.execute_raw(stmt(
-                    "DELETE FROM sent WHERE user = ?1 AND rowid <
-                       (SELECT rowid FROM sent WHERE user = ?1
-                        ORDER BY rowid DESC LIMIT 1 OFFSET ?2)",
-                    vec![message.from.clone().into(), int(SENT_IDS_KEPT as u64 - 1)],
-                ))
-                .await?;
-            }
-        }
-        txn.commit().await?;
-        Ok((appended, frames))
-    }
 }
 
 impl MessageStore for SqliteStore {
