@@ -435,6 +435,83 @@ async fn a_room_message_is_posted_for_each_member_with_no_connection() {
     }
 }
 
+/// A room deleted through the server API is one `room.deleted` event
+/// (its members are not each told `room.member_left`), on both engines.
+#[tokio::test]
+async fn a_deleted_room_is_one_event() {
+    const KEY: &str = "webhooks-test-bootstrap-key-of-32-bytes";
+    let redis = TestRedis::start().unwrap();
+    for engine in ["embedded", "redis"] {
+        let receiver = Receiver::start().await.unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let mut env = webhook_env(&receiver, "room.deleted");
+        env.push(("CHAT_DATA_DIR", data.path().to_str().unwrap().to_owned()));
+        env.push(("CHAT_SERVER_API_KEY", KEY.to_owned()));
+        if engine == "redis" {
+            env.extend([
+                ("REDIS_URL", redis.url().to_owned()),
+                (
+                    "CHAT_REDIS_PREFIX",
+                    format!("{}{engine}-deleted:", redis.prefix()),
+                ),
+                ("CHAT_AUTH", "open".to_owned()),
+            ]);
+        }
+        let (server, api) = if engine == "redis" {
+            (
+                start("gateway", &env).await,
+                Some(start("presence", &env).await),
+            )
+        } else {
+            (start("chatd", &env).await, None)
+        };
+        let api_addr = api.as_ref().map_or(server.addr(), |p| p.addr()).to_owned();
+        let client = reqwest::Client::new();
+        for room in ["standup", "retro"] {
+            let created = client
+                .post(format!("http://{api_addr}/api/v1/server/rooms"))
+                .bearer_auth(KEY)
+                .json(&json!({"name": room, "owner": "alice", "members": ["bob", "李雷"]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(created.status().as_u16(), 201, "{engine}");
+        }
+        for room in ["standup", "retro"] {
+            let deleted = client
+                .delete(format!("http://{api_addr}/api/v1/server/rooms/{room}"))
+                .bearer_auth(KEY)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(deleted.status().as_u16(), 200, "{engine}");
+        }
+        let events: Vec<Value> = deliveries(&receiver, 2)
+            .await
+            .iter()
+            .map(verified)
+            .collect();
+        let mut rooms: Vec<&str> = events
+            .iter()
+            .map(|e| e["data"]["room"].as_str().unwrap())
+            .collect();
+        rooms.sort_unstable();
+        assert_eq!(rooms, ["retro", "standup"], "{engine}: {events:?}");
+        for event in &events {
+            assert_eq!(event["type"], "room.deleted");
+            assert_eq!(
+                (
+                    event["data"]["members"].as_u64(),
+                    event["data"]["by"].as_str()
+                ),
+                (Some(3), Some("system")),
+                "{engine}: {event}"
+            );
+        }
+        assert_eq!(receiver.deliveries().len(), 2, "{engine}: one each");
+    }
+}
+
 /// Only `user.online` asked for: the `user.offline` queued with it is
 /// dropped unsent.
 #[tokio::test]

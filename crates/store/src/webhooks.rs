@@ -77,7 +77,7 @@ pub trait WebhookQueue: Send + Sync + 'static {
     fn dead(&self, id: &str) -> BoxFuture<'static, Result<(), StoreError>>;
 
     /// From now on, queue `room.member_joined` / `room.member_left` events
-    /// with each membership change (SQLite: in its transaction; Redis: right
+    /// with each membership change, and `room.deleted` with each deletion (SQLite: in its transaction; Redis: right
     /// after the room's script, which touches the room's keys only).
     fn queue_room_events(&self);
 
@@ -108,6 +108,17 @@ pub(crate) fn room_event(
         data["by"] = by.into();
     }
     serde_json::json!({"type": kind, "data": data}).to_string()
+}
+
+/// The `room.deleted` event of `room`, which had `members` members: JSON
+/// `{"type", "data": {"room", "members", "by": "system"}}` (only the
+/// application deletes rooms).
+pub(crate) fn room_deleted(room: &str, members: usize) -> String {
+    serde_json::json!({
+        "type": "room.deleted",
+        "data": {"room": room, "members": members, "by": crate::SYSTEM},
+    })
+    .to_string()
 }
 
 /// The `type` of the job a direct message kept for a receiver with no

@@ -31,10 +31,11 @@ pub const PUSH: &str = "push";
 pub use settings::WebhookSettings;
 
 /// The events there are, as `type` names them.
-pub const EVENTS: [&str; 5] = [
+pub const EVENTS: [&str; 6] = [
     "message.offline",
     "user.online",
     "user.offline",
     "room.member_joined",
     "room.member_left",
+    "room.deleted",
 ];

@@ -17,8 +17,8 @@ chat_runtime::settings! {
         pub webhook_secret: Option<Secret> = None => "none",
         /// The events to send, comma-separated: message.offline (direct and
         /// room messages), user.online, user.offline, room.member_joined,
-        /// room.member_left.
-        pub webhook_events: String = "message.offline,user.online,user.offline,room.member_joined,room.member_left".to_owned(),
+        /// room.member_left, room.deleted.
+        pub webhook_events: String = "message.offline,user.online,user.offline,room.member_joined,room.member_left,room.deleted".to_owned(),
         /// How long the receiver has to answer 2xx before the attempt counts as failed.
         #[serde(with = "humantime_serde")]
         pub webhook_timeout: Duration = Duration::from_secs(5),
@@ -104,7 +104,10 @@ impl WebhookSettings {
         if pushes || self.wants("message.offline") {
             queue.queue_offline_events();
         }
-        if self.wants("room.member_joined") || self.wants("room.member_left") {
+        if self.wants("room.member_joined")
+            || self.wants("room.member_left")
+            || self.wants("room.deleted")
+        {
             queue.queue_room_events();
         }
     }

@@ -691,6 +691,10 @@ impl RoomStore for RedisStore {
             pipe.query_async::<()>(&mut conn)
                 .await
                 .map_err(|e| super::unavailable("SREM", e))?;
+            if inner.room_events.load(std::sync::atomic::Ordering::Relaxed) {
+                let event = crate::webhooks::room_deleted(&room, members.len());
+                inner.queue_after_script(&mut conn, &room, event).await;
+            }
             Ok(members)
         })
     }

@@ -377,6 +377,18 @@ impl SqliteStore {
         }
         txn.execute_raw(stmt("DELETE FROM rooms WHERE name = ?", vec![room.into()]))
             .await?;
+        if self
+            .inner
+            .room_events
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let event = crate::webhooks::room_deleted(room, members.len());
+            txn.execute_raw(stmt(
+                "INSERT INTO webhooks (payload, queued_at) VALUES (?, ?)",
+                vec![event.into(), super::int(crate::now_millis())],
+            ))
+            .await?;
+        }
         txn.commit().await?;
         let control = Control::Left {
             room: room.into(),
