@@ -1068,6 +1068,55 @@ async fn a_published_message_carries_a_file() {
             200,
             "{setup}: messages still carry the first file"
         );
+
+        // A deleted room's files go with it, once nothing else carries them.
+        let archive = format!("archive-{setup}");
+        let (status, _) = call(
+            &api,
+            "POST",
+            "/api/v1/server/rooms",
+            BOOTSTRAP,
+            Some(json!({"name": archive, "owner": "alice"})),
+        )
+        .await;
+        assert_eq!(status, 201);
+        let third = upload(&media, "alice").await;
+        for target in [
+            json!({"room": archive}),
+            json!({"room": archive, "from": "alice"}),
+        ] {
+            let mut body = target;
+            body["media"] = json!({"id": third});
+            let (status, answer) = publish(&api, BOOTSTRAP, body).await;
+            assert_eq!(status, 201, "{setup}: {answer}");
+        }
+        let (status, answer) = publish(
+            &api,
+            BOOTSTRAP,
+            json!({"room": archive, "media": {"id": alices}}),
+        )
+        .await;
+        assert_eq!(status, 201, "{setup}: {answer}");
+        let (status, _) = call(
+            &api,
+            "DELETE",
+            &format!("/api/v1/server/rooms/{archive}"),
+            BOOTSTRAP,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        chat_testkit::eventually_async(&format!("{setup}: the room's file is deleted"), || {
+            let status = metadata(third.clone());
+            async move { status.await == 404 }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            metadata(alices.clone()).await,
+            200,
+            "{setup}: a file other messages carry stays"
+        );
         drop(running);
     }
 }

@@ -233,3 +233,59 @@ fn query_value(value: &str) -> String {
         })
         .collect()
 }
+
+/// How often, and after how long at first, the deletion of a file no
+/// message carries is tried (doubling: 1 s, 2 s, … 16 s).
+const DELETE_ATTEMPTS: u32 = 5;
+const DELETE_FIRST_WAIT: Duration = Duration::from_secs(1);
+
+/// Message `message` no longer carries file `media` (it was deleted, or
+/// its room was): when no other message holds the file, it is deleted from
+/// the media service (`directory`; none: the file stays).
+///
+/// The hold is let go before this returns (the file is marked as being
+/// deleted in the same step, so no send takes it up again); the file
+/// itself is deleted in the background, tried again with backoff, and its
+/// notes forgotten once it is gone. A deletion that keeps failing leaves
+/// the file, marked, never sent again (logged).
+pub async fn release(
+    refs: Arc<dyn chat_store::MediaRefs>,
+    directory: Option<Arc<dyn MediaDirectory>>,
+    message: &str,
+    media: &str,
+) {
+    match refs.release(media, message).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!(media, error = %e, "a deleted message's file is kept");
+            return;
+        }
+    }
+    let Some(directory) = directory else {
+        return;
+    };
+    let media = media.to_owned();
+    tokio::spawn(async move {
+        let mut wait = DELETE_FIRST_WAIT;
+        for attempt in 1..=DELETE_ATTEMPTS {
+            match directory.delete(&media).await {
+                Ok(()) => {
+                    tracing::info!(media, "deleted the file no message carries any more");
+                    if let Err(e) = refs.forget(&media).await {
+                        tracing::warn!(media, error = %e, "a deleted file's notes stay");
+                    }
+                    return;
+                }
+                Err(e) if attempt < DELETE_ATTEMPTS => {
+                    tracing::debug!(media, attempt, error = %e, "deleting a file: trying again");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(e) => {
+                    tracing::warn!(media, error = %e, "could not delete a file no message carries");
+                }
+            }
+        }
+    });
+}

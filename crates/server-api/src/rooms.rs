@@ -249,8 +249,9 @@ pub(crate) struct DeletedRoom {
 }
 
 /// Deletes a room and everything it keeps (history, members, read
-/// markers); every member's connections get `left`. Files of its messages
-/// stay in the media service.
+/// markers); every member's connections get `left`; the files its
+/// messages carried are deleted from the media service once no other
+/// message carries them.
 #[utoipa::path(
     delete,
     path = "/api/v1/server/rooms/{room}",
@@ -271,7 +272,14 @@ pub(crate) async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     api.authorize(&req, Scope::Rooms).await?;
     let room = room_id(&path)?;
+    // Read first: the files its messages carry go with it. (A file sent
+    // between this read and the deletion stays, held by nothing.)
+    let files = api.store.room_files(&room).await.map_err(ApiError::Room)?;
     let members = api.store.delete_room(&room).await.map_err(ApiError::Room)?;
+    for (message, media) in &files {
+        let refs = std::sync::Arc::clone(&api.store) as std::sync::Arc<dyn chat_store::MediaRefs>;
+        chat_media_client::release(refs, api.media.clone(), message, media).await;
+    }
     tracing::info!(
         room,
         members = members.len(),

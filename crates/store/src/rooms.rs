@@ -277,10 +277,20 @@ pub trait RoomStore: Send + Sync + 'static {
 
     /// Deletes `room` and everything it keeps (history, members, read
     /// markers); each member's connections get `left`. Answers who were
-    /// members. (Files of its messages stay in the media service.)
+    /// members. (The files of its messages are the caller's to let go:
+    /// [`Self::room_files`] first.)
     ///
     /// Errors: [`RoomError::NotFound`].
     fn delete_room(&self, room: &str) -> BoxFuture<'static, Result<Vec<String>, RoomError>>;
+
+    /// The files `room`'s kept messages carry: `(message id, media id)` of
+    /// each (read before a deletion, to let the files go with the room).
+    ///
+    /// Errors: [`RoomError::NotFound`].
+    fn room_files(
+        &self,
+        room: &str,
+    ) -> BoxFuture<'static, Result<Vec<(String, String)>, RoomError>>;
 
     /// Ends `user`'s membership as the application (the server API): no
     /// member's rights are asked; the entry names [`crate::SYSTEM`].
@@ -353,4 +363,39 @@ pub trait RoomStore: Send + Sync + 'static {
         room: &str,
         viewer: Option<&str>,
     ) -> BoxFuture<'static, Result<(RoomInfo, Vec<Member>), RoomError>>;
+}
+
+/// `(message id, media id)` of each `message` frame among `frames` that
+/// carries a file (other entries, and frames that are no JSON, are skipped).
+pub(crate) fn files_of<'a>(frames: impl Iterator<Item = &'a str>) -> Vec<(String, String)> {
+    frames
+        .filter(|frame| frame.contains("\"media\""))
+        .filter_map(|frame| serde_json::from_str::<serde_json::Value>(frame).ok())
+        .filter(|entry| entry["type"] == "message")
+        .filter_map(|entry| {
+            let id = entry["id"].as_str()?.to_owned();
+            let media = entry["media"]["id"].as_str()?.to_owned();
+            Some((id, media))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_files_of_a_room_are_its_messages_media() {
+        let frames = [
+            r#"{"type":"message","seq":1,"id":"m1","from":"a","room":"r","body":"x","media":{"id":"f1","kind":"image"}}"#,
+            r#"{"type":"member_joined","seq":2,"id":"j","room":"r","user":"b"}"#,
+            r#"{"type":"message","seq":3,"id":"m2","from":"a","room":"r","body":"no file"}"#,
+            r#"{"type":"update","seq":4,"message":{"id":"m1","media":{"id":"f1"}}}"#,
+            "not json \"media\"",
+        ];
+        assert_eq!(
+            files_of(frames.into_iter()),
+            [("m1".to_owned(), "f1".to_owned())]
+        );
+    }
 }

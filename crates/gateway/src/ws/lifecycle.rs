@@ -59,56 +59,6 @@ pub(crate) fn unhold(ctx: &Ctx<'_>, media: &str, held_by: &str, kept: &Kept) {
     });
 }
 
-/// How often, and after how long at first, the deletion of a file no
-/// message carries is tried (doubling: 1 s, 2 s, … 16 s).
-const DELETE_ATTEMPTS: u32 = 5;
-const DELETE_FIRST_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// A delete took file `media` off message `message`:
-/// when no other message holds it, it is deleted from the media service.
-/// The hold is let go before the delete is answered (the file is marked as
-/// being deleted in the same step, so no send takes it up again); the file
-/// itself is deleted in the background, tried again with backoff, and its
-/// notes forgotten once it is gone. A deletion that keeps failing leaves
-/// the file, marked, never sent again (logged).
-async fn release_media(ctx: &Ctx<'_>, message: &str, media: &str) {
-    match ctx.gw.media_refs.release(media, message).await {
-        Ok(true) => {}
-        Ok(false) => return,
-        Err(e) => {
-            tracing::warn!(media, error = %e, "a deleted message's file is kept");
-            return;
-        }
-    }
-    let Some(directory) = ctx.gw.media.get().map(std::sync::Arc::clone) else {
-        return;
-    };
-    let refs = std::sync::Arc::clone(&ctx.gw.media_refs);
-    let media = media.to_owned();
-    tokio::spawn(async move {
-        let mut wait = DELETE_FIRST_WAIT;
-        for attempt in 1..=DELETE_ATTEMPTS {
-            match directory.delete(&media).await {
-                Ok(()) => {
-                    tracing::info!(media, "deleted the file no message carries any more");
-                    if let Err(e) = refs.forget(&media).await {
-                        tracing::warn!(media, error = %e, "a deleted file's notes stay");
-                    }
-                    return;
-                }
-                Err(e) if attempt < DELETE_ATTEMPTS => {
-                    tracing::debug!(media, attempt, error = %e, "deleting a file: trying again");
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                }
-                Err(e) => {
-                    tracing::warn!(media, error = %e, "could not delete a file no message carries");
-                }
-            }
-        }
-    });
-}
-
 /// `edit`, `delete`, `react`, `unreact` (any other frame is not routed
 /// here): answered by `ack` with the message as it now is; everyone who
 /// sees it gets an `update` from the store.
@@ -198,7 +148,13 @@ pub(crate) async fn frame(ctx: &Ctx<'_>, frame: ClientFrame) -> Outcome {
                 // Deleted from the media service as whoever uploaded it (the
                 // sender's own, or any file the application attached).
                 let m = &changed.message;
-                release_media(ctx, &m.id, media).await;
+                chat_media_client::release(
+                    std::sync::Arc::clone(&ctx.gw.media_refs),
+                    ctx.gw.media.get().map(std::sync::Arc::clone),
+                    &m.id,
+                    media,
+                )
+                .await;
             }
             ctx.replies.send(&ServerFrame::Ack {
                 id,

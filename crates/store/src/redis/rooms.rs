@@ -699,6 +699,25 @@ impl RoomStore for RedisStore {
         })
     }
 
+    fn room_files(
+        &self,
+        room: &str,
+    ) -> BoxFuture<'static, Result<Vec<(String, String)>, RoomError>> {
+        let room = room.to_owned();
+        call(self, "room files", move |inner, mut conn| async move {
+            let (exists, log): (bool, Vec<String>) = redis::pipe()
+                .exists(inner.keys.room("meta", &room))
+                .zrange(inner.keys.room("log", &room), 0, -1)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| super::unavailable("room files", e))?;
+            if !exists {
+                return Err(RoomError::NotFound(room));
+            }
+            Ok(crate::rooms::files_of(log.iter().map(String::as_str)))
+        })
+    }
+
     fn append_room(
         &self,
         message: RoomSend,

@@ -726,6 +726,35 @@ impl RoomStore for SqliteStore {
         })
     }
 
+    fn room_files(
+        &self,
+        room: &str,
+    ) -> BoxFuture<'static, Result<Vec<(String, String)>, RoomError>> {
+        let (this, room) = (self.clone(), room.to_owned());
+        async move {
+            let run = async {
+                let db = &this.inner.db;
+                if meta(db, &room).await?.is_none() {
+                    return Err(RoomError::NotFound(room.clone()).into());
+                }
+                let rows = db
+                    .query_all_raw(stmt(
+                        "SELECT frame FROM room_log WHERE room = ?
+                           AND json_valid(frame) AND json_extract(frame, '$.media.id') IS NOT NULL",
+                        vec![room.clone().into()],
+                    ))
+                    .await?;
+                let frames = rows
+                    .iter()
+                    .map(|r| r.try_get::<String>("", "frame"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok::<_, Refused>(crate::rooms::files_of(frames.iter().map(String::as_str)))
+            };
+            run.await.map_err(|e| e.into_room("reading a room's files"))
+        }
+        .boxed()
+    }
+
     fn append_room(
         &self,
         message: RoomSend,
