@@ -120,7 +120,7 @@ async fn every_wrong_credential_is_refused_on_every_endpoint() {
     let tampered = format!("{}x", publisher);
 
     let message = json!({"to": "bob", "body": "hello"});
-    let endpoints: [(&str, &str, Option<Value>); 13] = [
+    let endpoints: [(&str, &str, Option<Value>); 14] = [
         ("POST", "/api/v1/server/publish", Some(message)),
         (
             "POST",
@@ -150,6 +150,11 @@ async fn every_wrong_credential_is_refused_on_every_endpoint() {
         ("DELETE", "/api/v1/server/rooms/r", None),
         ("GET", "/api/v1/server/rooms/r", None),
         ("GET", "/api/v1/server/users/bob/rooms", None),
+        (
+            "PATCH",
+            "/api/v1/server/rooms/r/members/bob",
+            Some(json!({"role": "admin"})),
+        ),
     ];
     let user_token = token("alice");
     // Credentials are checked before the body is read: a stranger learns
@@ -802,6 +807,37 @@ async fn the_application_manages_rooms_with_its_own_power() {
         info["owner"], "carol",
         "the admin who joined first takes the room: {info}"
     );
+    // The application makes bob an admin; the owner's role stays.
+    let member = "/api/v1/server/rooms/order-1042/members";
+    let (status, promoted) = call(
+        presence.addr(),
+        "PATCH",
+        &format!("{member}/bob"),
+        &rooms,
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(
+        (status, promoted["changed"].as_bool()),
+        (200, Some(true)),
+        "{promoted}"
+    );
+    for (user, role, want) in [
+        ("carol", "member", 409),
+        ("dave", "admin", 404),
+        ("bob", "owner", 400),
+    ] {
+        let (status, answer) = call(
+            presence.addr(),
+            "PATCH",
+            &format!("{member}/{user}"),
+            &rooms,
+            Some(json!({"role": role})),
+        )
+        .await;
+        assert_eq!(status, want, "{user} {role}: {answer}");
+    }
+
     // The application reads the private room, and each member's rooms.
     let (reader, _) = key(presence.addr(), "dashboard", &["read"]).await;
     let (status, _) = call(
@@ -828,7 +864,7 @@ async fn the_application_manages_rooms_with_its_own_power() {
     );
     assert_eq!(
         seen["members"],
-        json!([{"user": "carol", "role": "owner"}, {"user": "bob", "role": "member"}])
+        json!([{"user": "carol", "role": "owner"}, {"user": "bob", "role": "admin"}])
     );
     let (status, listed) = call(
         presence.addr(),

@@ -24,6 +24,9 @@ pub enum ApiError {
     /// A room refused the message (not found, the sender no member).
     #[error(transparent)]
     Room(RoomError),
+    /// What the request asks contradicts what is (the owner's role).
+    #[error("{0}")]
+    Conflict(String),
     /// This server cannot do that (a file, and no media service).
     #[error("{0}")]
     NotImplemented(String),
@@ -40,6 +43,7 @@ impl HttpError for ApiError {
             ApiError::BadRequest(code, _) => *code,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::Room(e) => e.code(),
+            ApiError::Conflict(_) => ErrorCode::Conflict,
             ApiError::NotImplemented(_) => ErrorCode::Unsupported,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
         }
@@ -54,6 +58,7 @@ impl HttpError for ApiError {
             ApiError::Room(e) => {
                 StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
             }
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -12,8 +12,8 @@
 //!   `GET /api/v1/server/connections` — connections per live gateway.
 //! - `POST /api/v1/server/rooms`, `DELETE /api/v1/server/rooms/{room}`,
 //!   `POST /api/v1/server/rooms/{room}/members`,
-//!   `DELETE /api/v1/server/rooms/{room}/members/{user}` — rooms with the
-//!   application's power (scope `rooms`; `rooms.rs`);
+//!   `PATCH|DELETE /api/v1/server/rooms/{room}/members/{user}` — rooms
+//!   with the application's power (scope `rooms`; `rooms.rs`);
 //!   `GET /api/v1/server/rooms/{room}` and
 //!   `GET /api/v1/server/users/{user}/rooms` — any room with its members,
 //!   any user's rooms (scope `read`).
@@ -172,8 +172,13 @@ impl ServerApi {
                     .route(web::post().to(rooms::add)),
             )
             .service(
-                resource("/api/v1/server/rooms/{room}/members/{user}", "DELETE")
-                    .route(web::delete().to(rooms::remove)),
+                resource(
+                    "/api/v1/server/rooms/{room}/members/{user}",
+                    "PATCH, DELETE",
+                )
+                .app_data(body_limit())
+                .route(web::patch().to(rooms::set_role))
+                .route(web::delete().to(rooms::remove)),
             )
             .service(resource("/api/v1/server/openapi.json", "GET").route(web::get().to(openapi)));
     }
@@ -265,6 +270,7 @@ impl ServerApi {
         rooms::delete,
         rooms::add,
         rooms::remove,
+        rooms::set_role,
         admin::create,
         admin::list,
         admin::revoke
@@ -282,6 +288,7 @@ impl ServerApi {
         rooms::CreatedRoom,
         rooms::NotAdded,
         rooms::NewMember,
+        rooms::NewRole,
         rooms::MembershipView,
         rooms::DeletedRoom,
         rooms::RoomView,

@@ -239,6 +239,74 @@ pub(crate) async fn remove(
     }))
 }
 
+/// A member's new role.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewRole {
+    /// `member` or `admin`.
+    #[schema(example = "admin")]
+    role: String,
+}
+
+/// Gives a member another role (`member` or `admin`), private rooms too.
+/// The owner's role does not change: remove them, and the room passes to
+/// the admin, else the member, who joined first.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/server/rooms/{room}/members/{user}",
+    params(
+        ("room" = String, Path, description = "the room"),
+        ("user" = String, Path, description = "the member"),
+    ),
+    request_body = NewRole,
+    responses(
+        (status = 200, description = "the member has the role (changed: false when they had it)", body = MembershipView),
+        (status = 400, description = "a name the rules refuse, a role other than member or admin", body = chat_runtime::error::ErrorBody),
+        (status = 401, description = "no API key, or one that opens nothing", body = chat_runtime::error::ErrorBody),
+        (status = 403, description = "the key lacks the rooms scope", body = chat_runtime::error::ErrorBody),
+        (status = 404, description = "no such room, or the user is no member", body = chat_runtime::error::ErrorBody),
+        (status = 409, description = "the user owns the room", body = chat_runtime::error::ErrorBody),
+        (status = 503, description = "the store is unreachable", body = chat_runtime::error::ErrorBody),
+    )
+)]
+pub(crate) async fn set_role(
+    req: HttpRequest,
+    api: web::Data<ServerApi>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    api.authorize(&req, Scope::Rooms).await?;
+    let new: NewRole = crate::json(&body)?;
+    let (room, name) = path.into_inner();
+    let room = room_id(&room)?;
+    let member = user(&api, &name, "user")?;
+    let role = role(Some(&new.role))?;
+    let change = api
+        .store
+        .set_role(&room, &member, role)
+        .await
+        .map_err(ApiError::Room)?;
+    use chat_store::RoleChange;
+    let changed = match change {
+        RoleChange::Changed => true,
+        RoleChange::Same => false,
+        RoleChange::NotMember => {
+            return Err(ApiError::NotFound(format!(
+                "'{member}' is not a member of room '{room}'"
+            )));
+        }
+        RoleChange::Owner => {
+            return Err(ApiError::Conflict(format!(
+                "'{member}' owns room '{room}': the owner's role does not change (remove them, and the room passes on)"
+            )));
+        }
+    };
+    Ok(HttpResponse::Ok().json(MembershipView {
+        user: member,
+        changed,
+    }))
+}
+
 /// A room deleted.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct DeletedRoom {

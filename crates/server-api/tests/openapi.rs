@@ -53,6 +53,7 @@ fn every_operation_asks_for_an_api_key() {
             "GET /api/v1/server/rooms/{room}",
             "GET /api/v1/server/users/{user}",
             "GET /api/v1/server/users/{user}/rooms",
+            "PATCH /api/v1/server/rooms/{room}/members/{user}",
             "POST /api/v1/server/api-keys",
             "POST /api/v1/server/publish",
             "POST /api/v1/server/rooms",

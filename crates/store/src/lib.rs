@@ -96,6 +96,6 @@ pub use messages::{
 };
 pub use presence::{ConnId, NodeConnections, Presence, PresenceNode, PresenceState, Swept};
 pub use rooms::{
-    Admission, Member, Role, RoomAppended, RoomError, RoomInfo, RoomRead, RoomSend, RoomStore,
-    RoomSummary, RoomUnread,
+    Admission, Member, Role, RoleChange, RoomAppended, RoomError, RoomInfo, RoomRead, RoomSend,
+    RoomStore, RoomSummary, RoomUnread,
 };

@@ -201,6 +201,20 @@ pub struct RoomSend {
     pub as_server: bool,
 }
 
+/// What [`RoomStore::set_role`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleChange {
+    /// The member has the new role.
+    Changed,
+    /// They had it already.
+    Same,
+    /// They are no member.
+    NotMember,
+    /// They own the room: the owner's role does not change (remove them,
+    /// and the room passes on).
+    Owner,
+}
+
 /// Where a room message landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomAppended {
@@ -282,6 +296,17 @@ pub trait RoomStore: Send + Sync + 'static {
     ///
     /// Errors: [`RoomError::NotFound`].
     fn delete_room(&self, room: &str) -> BoxFuture<'static, Result<Vec<String>, RoomError>>;
+
+    /// Gives member `user` of `room` another `role` (`member` or `admin`),
+    /// as the application: what it did.
+    ///
+    /// Errors: [`RoomError::NotFound`] (no such room).
+    fn set_role(
+        &self,
+        room: &str,
+        user: &str,
+        role: Role,
+    ) -> BoxFuture<'static, Result<RoleChange, RoomError>>;
 
     /// The files `room`'s kept messages carry: `(message id, media id)` of
     /// each (read before a deletion, to let the files go with the room).

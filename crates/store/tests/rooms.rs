@@ -746,6 +746,61 @@ async fn a_deleted_room_is_gone_for_everyone(mut f: Fixture) {
     );
 }
 
+/// The application gives a member another role; the owner's stays.
+async fn the_application_changes_a_members_role(f: Fixture) {
+    use chat_store::RoleChange;
+    f.rooms.create_room("desk", "olga", true).await.unwrap();
+    f.rooms
+        .join_room("desk", "pete", added_by("olga", Role::Member))
+        .await
+        .unwrap();
+    let role_of = |members: &[chat_store::Member], user: &str| {
+        members.iter().find(|m| m.user == user).map(|m| m.role)
+    };
+    assert_eq!(
+        f.rooms.set_role("desk", "pete", Role::Admin).await.unwrap(),
+        RoleChange::Changed
+    );
+    let (_, members) = f.rooms.room_info("desk", None).await.unwrap();
+    assert_eq!(role_of(&members, "pete"), Some(Role::Admin));
+    assert_eq!(
+        f.rooms.set_role("desk", "pete", Role::Admin).await.unwrap(),
+        RoleChange::Same
+    );
+    assert_eq!(
+        f.rooms
+            .set_role("desk", "olga", Role::Member)
+            .await
+            .unwrap(),
+        RoleChange::Owner
+    );
+    assert_eq!(
+        f.rooms.set_role("desk", "quin", Role::Admin).await.unwrap(),
+        RoleChange::NotMember
+    );
+    assert!(matches!(
+        f.rooms.set_role("nowhere", "pete", Role::Admin).await,
+        Err(RoomError::NotFound(_))
+    ));
+    assert_eq!(
+        f.rooms
+            .set_role("desk", "pete", Role::Member)
+            .await
+            .unwrap(),
+        RoleChange::Changed
+    );
+    let (info, members) = f.rooms.room_info("desk", None).await.unwrap();
+    assert_eq!(
+        (
+            role_of(&members, "pete"),
+            role_of(&members, "olga"),
+            info.members
+        ),
+        (Some(Role::Member), Some(Role::Owner), 2),
+        "the role alone changed"
+    );
+}
+
 chat_testkit::contract!(sqlite:
     a_deleted_room_is_gone_for_everyone,
     the_application_adds_and_removes_with_its_own_power,
@@ -756,6 +811,7 @@ chat_testkit::contract!(sqlite:
     changes_are_published_to_the_room_and_the_user,
     an_outsider_learns_nothing_of_who_is_in,
     client_ids_of_different_senders_never_collide,
+    the_application_changes_a_members_role,
 );
 chat_testkit::contract!(redis:
     a_deleted_room_is_gone_for_everyone,
@@ -767,6 +823,7 @@ chat_testkit::contract!(redis:
     changes_are_published_to_the_room_and_the_user,
     an_outsider_learns_nothing_of_who_is_in,
     client_ids_of_different_senders_never_collide,
+    the_application_changes_a_members_role,
 );
 chat_testkit::contract!(sqlite_small: limits_refuse_and_trim);
 chat_testkit::contract!(redis_small: limits_refuse_and_trim);

@@ -28,6 +28,27 @@ static ROOM_LEAVE: LazyLock<Loaded<Leave>> = LazyLock::new(Loaded::new);
 static ROOM_APPEND: LazyLock<Loaded<Append>> = LazyLock::new(Loaded::new);
 static ROOM_READ: LazyLock<Loaded<Read>> = LazyLock::new(Loaded::new);
 static ROOM_DELETE: LazyLock<Loaded<Delete>> = LazyLock::new(Loaded::new);
+static ROOM_ROLE: LazyLock<Loaded<SetRole>> = LazyLock::new(Loaded::new);
+
+/// `room_role.lua`: gives a member another role.
+struct SetRole {
+    meta: String,
+    members: String,
+    user: String,
+    role: &'static str,
+}
+
+impl Lua for SetRole {
+    const NAME: &'static str = "room_role";
+    const SOURCE: &'static str = lua!("room_role");
+
+    fn push(&self, call: &mut Call) {
+        call.key("meta", &self.meta)
+            .key("members", &self.members)
+            .arg("user", &self.user)
+            .arg("role", self.role);
+    }
+}
 
 /// The keys every room script starts with.
 struct RoomKeys {
@@ -699,6 +720,35 @@ impl RoomStore for RedisStore {
         })
     }
 
+    fn set_role(
+        &self,
+        room: &str,
+        user: &str,
+        role: Role,
+    ) -> BoxFuture<'static, Result<crate::rooms::RoleChange, RoomError>> {
+        let (room, user) = (room.to_owned(), user.to_owned());
+        call(self, "room role", move |inner, mut conn| async move {
+            let set = SetRole {
+                meta: inner.keys.room("meta", &room),
+                members: inner.keys.room("members", &room),
+                user,
+                role: role.as_str(),
+            };
+            let answer: String = ROOM_ROLE
+                .invoke(&set, &mut conn)
+                .await
+                .map_err(|e| super::unavailable("room role", e))?;
+            use crate::rooms::RoleChange;
+            match answer.as_str() {
+                "changed" => Ok(RoleChange::Changed),
+                "same" => Ok(RoleChange::Same),
+                "not_member" => Ok(RoleChange::NotMember),
+                "owner" => Ok(RoleChange::Owner),
+                _ => Err(RoomError::NotFound(room)),
+            }
+        })
+    }
+
     fn room_files(
         &self,
         room: &str,
@@ -1050,6 +1100,12 @@ mod tests {
         legend::check(&inner.room_join_call("r", "bob", "join", &Admission::Join));
         legend::check(&inner.room_leave_call("r", "bob", Some("alice"), false));
         legend::check(&inner.room_delete_call("r"));
+        legend::check(&SetRole {
+            meta: "m".into(),
+            members: "b".into(),
+            user: "bob".into(),
+            role: "admin",
+        });
         legend::check(&inner.room_append_call(RoomSend {
             room: "r".into(),
             id: "01J".into(),

@@ -726,6 +726,49 @@ impl RoomStore for SqliteStore {
         })
     }
 
+    fn set_role(
+        &self,
+        room: &str,
+        user: &str,
+        role: Role,
+    ) -> BoxFuture<'static, Result<crate::rooms::RoleChange, RoomError>> {
+        use crate::rooms::RoleChange;
+        let (room, user) = (room.to_owned(), user.to_owned());
+        writing(self, "changing a member's role", move |this| async move {
+            let txn = this.inner.db.begin().await?;
+            if meta(&txn, &room).await?.is_none() {
+                return Err(RoomError::NotFound(room.clone()).into());
+            }
+            let current = txn
+                .query_one_raw(stmt(
+                    "SELECT role FROM room_members WHERE room = ? AND user = ?",
+                    vec![room.clone().into(), user.clone().into()],
+                ))
+                .await?
+                .map(|r| r.try_get::<String>("", "role"))
+                .transpose()?;
+            let change = match current.as_deref().map(Role::parse) {
+                None => RoleChange::NotMember,
+                Some(Some(Role::Owner)) => RoleChange::Owner,
+                Some(Some(now)) if now == role => RoleChange::Same,
+                Some(_) => {
+                    txn.execute_raw(stmt(
+                        "UPDATE room_members SET role = ? WHERE room = ? AND user = ?",
+                        vec![
+                            role.as_str().into(),
+                            room.clone().into(),
+                            user.clone().into(),
+                        ],
+                    ))
+                    .await?;
+                    RoleChange::Changed
+                }
+            };
+            txn.commit().await?;
+            Ok((change, Vec::new()))
+        })
+    }
+
     fn room_files(
         &self,
         room: &str,
