@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod push;
 pub mod raw;
 pub mod redis;
+pub mod redis_cluster;
 pub mod schema;
 pub mod webhooks;
 pub mod ws;
