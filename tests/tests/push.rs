@@ -30,6 +30,13 @@ async fn start(binary: &str, env: &[(&str, String)]) -> Service {
     Service::start(binary, &[], &env).await.unwrap()
 }
 
+/// `chatd` on the data folder `data`, pushing to `service`.
+async fn chatd(service: &PushService, data: &std::path::Path) -> Service {
+    let mut env = push_env(service);
+    env.push(("CHAT_DATA_DIR", data.to_str().unwrap().to_owned()));
+    start("chatd", &env).await
+}
+
 /// `method path?user={user}` on `addr` with a JSON body: status, answer.
 async fn call(
     addr: &str,
@@ -80,9 +87,7 @@ async fn pushes(service: &PushService, n: usize) -> Vec<chat_testkit::push::Push
 async fn an_offline_user_gets_one_push_per_browser_and_nothing_else_is_pushed() {
     let service = PushService::start().await.unwrap();
     let data = tempfile::tempdir().unwrap();
-    let mut env = push_env(&service);
-    env.push(("CHAT_DATA_DIR", data.path().to_str().unwrap().to_owned()));
-    let chatd = start("chatd", &env).await;
+    let chatd = chatd(&service, data.path()).await;
     let addr = chatd.addr();
 
     let (status, key) = call(addr, "GET", "/api/v1/push/vapid-public-key", "x", None).await;
@@ -325,8 +330,37 @@ async fn replicas_push_room_messages_once_forget_expired_subscriptions_and_retry
     assert_eq!(all[2].notification["text"], "are you there?");
     assert_eq!(all[2].notification["peer"], "alice");
 
+    // A push waiting for its service while its user turns notifications
+    // off is never sent.
+    let erins = service.browser();
+    subscribe(api, "erin", &erins).await;
+    service.set_down(true);
+    let dropped = service.dropped();
+    send(&mut alice, "e1", "erin", "before you go").await;
+    eventually("erin's push attempted while down", || {
+        service.dropped() > dropped
+    })
+    .await
+    .unwrap();
+    let (status, _) = call(
+        api,
+        "DELETE",
+        &format!("/api/v1/push/subscriptions?endpoint={}", erins.endpoint),
+        "erin",
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    service.set_down(false);
+    chat_testkit::eventually_async("erin's push is dropped unsent", || async {
+        pushed(&[&one, &two], "unsubscribed").await == 1
+    })
+    .await
+    .unwrap();
+    assert!(service.pushes_for(&erins).is_empty());
+
     assert_eq!(pushed(&[&one, &two], "expired").await, 1);
-    assert!(pushed(&[&one, &two], "failed").await >= 2);
+    assert!(pushed(&[&one, &two], "failed").await >= 3);
     assert_eq!(pushed(&[&one, &two], "sent").await, 3);
 }
 
@@ -338,9 +372,7 @@ async fn replicas_push_room_messages_once_forget_expired_subscriptions_and_retry
 async fn the_push_api_refuses_what_it_cannot_use() {
     let service = PushService::start().await.unwrap();
     let data = tempfile::tempdir().unwrap();
-    let mut env = push_env(&service);
-    env.push(("CHAT_DATA_DIR", data.path().to_str().unwrap().to_owned()));
-    let chatd = start("chatd", &env).await;
+    let chatd = chatd(&service, data.path()).await;
     let addr = chatd.addr();
     let browser = service.browser();
     let with = |f: &dyn Fn(&mut Value)| {
@@ -348,8 +380,20 @@ async fn the_push_api_refuses_what_it_cannot_use() {
         f(&mut subscription);
         subscription
     };
+    let zeros = format!("BA{}", "A".repeat(85));
     for (body, why) in [
         (json!({"endpoint": browser.endpoint}), "no keys"),
+        (
+            with(&|s| s["keys"]["p256dh"] = zeros.clone().into()),
+            "a key that is no P-256 point",
+        ),
+        (
+            with(&|s| {
+                s["endpoint"] =
+                    format!("{}/{}", s["endpoint"].as_str().unwrap(), "x".repeat(3000)).into()
+            }),
+            "an endpoint of 3 KB",
+        ),
         (
             with(&|s| s["keys"]["auth"] = "c2hvcnQ".into()),
             "a short auth",

@@ -82,6 +82,19 @@ async fn chatd(data: &std::path::Path) -> Service {
     .unwrap()
 }
 
+/// `binary` (a gateway, or the presence binary) on `redis`, in jwt mode
+/// with the bootstrap key, and `extra` settings.
+async fn replica(binary: &str, redis: &TestRedis, extra: &[(&str, &str)]) -> Service {
+    let mut env = vec![
+        ("REDIS_URL", redis.url()),
+        ("CHAT_REDIS_PREFIX", redis.prefix()),
+        ("CHAT_JWT_SECRET", SECRET),
+        ("CHAT_SERVER_API_KEY", BOOTSTRAP),
+    ];
+    env.extend_from_slice(extra);
+    Service::start(binary, &[], &env).await.unwrap()
+}
+
 /// Makes a key with `scopes` through the API: the key.
 async fn key(addr: &str, name: &str, scopes: &[&str]) -> (String, String) {
     let (status, made) = call(
@@ -449,14 +462,8 @@ async fn a_message_published_for_an_offline_user_is_stored_counted_and_delivered
 #[tokio::test]
 async fn the_presence_binary_serves_the_server_api_beside_gateways() {
     let redis = TestRedis::start().unwrap();
-    let env = [
-        ("REDIS_URL", redis.url()),
-        ("CHAT_REDIS_PREFIX", redis.prefix()),
-        ("CHAT_JWT_SECRET", SECRET),
-        ("CHAT_SERVER_API_KEY", BOOTSTRAP),
-    ];
-    let gateway = Service::start("gateway", &[], &env).await.unwrap();
-    let presence = Service::start("presence", &[], &env).await.unwrap();
+    let gateway = replica("gateway", &redis, &[]).await;
+    let presence = replica("presence", &redis, &[]).await;
     let mut bob = WsClient::connect(gateway.addr(), &format!("/ws/bob/?token={}", token("bob")))
         .await
         .unwrap();
@@ -513,17 +520,11 @@ async fn the_presence_binary_serves_the_server_api_beside_gateways() {
 #[tokio::test]
 async fn a_user_is_thrown_out_of_every_gateway_and_read_by_the_server() {
     let redis = TestRedis::start().unwrap();
-    let env = [
-        ("REDIS_URL", redis.url()),
-        ("CHAT_REDIS_PREFIX", redis.prefix()),
-        ("CHAT_JWT_SECRET", SECRET),
-        ("CHAT_SERVER_API_KEY", BOOTSTRAP),
-    ];
     let (one, two) = (
-        Service::start("gateway", &[], &env).await.unwrap(),
-        Service::start("gateway", &[], &env).await.unwrap(),
+        replica("gateway", &redis, &[]).await,
+        replica("gateway", &redis, &[]).await,
     );
-    let presence = Service::start("presence", &[], &env).await.unwrap();
+    let presence = replica("presence", &redis, &[]).await;
     let (reader, _) = key(presence.addr(), "dashboard", &["read"]).await;
     let (bouncer, _) = key(presence.addr(), "moderation", &["users"]).await;
     let bob_token = token("bob");
@@ -671,14 +672,8 @@ async fn a_user_is_thrown_out_of_every_gateway_and_read_by_the_server() {
 #[tokio::test]
 async fn the_application_manages_rooms_with_its_own_power() {
     let redis = TestRedis::start().unwrap();
-    let env = [
-        ("REDIS_URL", redis.url()),
-        ("CHAT_REDIS_PREFIX", redis.prefix()),
-        ("CHAT_JWT_SECRET", SECRET),
-        ("CHAT_SERVER_API_KEY", BOOTSTRAP),
-    ];
-    let gateway = Service::start("gateway", &[], &env).await.unwrap();
-    let presence = Service::start("presence", &[], &env).await.unwrap();
+    let gateway = replica("gateway", &redis, &[]).await;
+    let presence = replica("presence", &redis, &[]).await;
     let (rooms, _) = key(presence.addr(), "rooms", &["rooms"]).await;
     let (publisher, _) = key(presence.addr(), "shop", &["publish"]).await;
     let mut carol = WsClient::connect(
@@ -975,15 +970,9 @@ async fn a_published_message_carries_a_file() {
             .await
             .unwrap();
             let url = format!("http://{}", media.addr());
-            let env = [
-                ("REDIS_URL", redis.url()),
-                ("CHAT_REDIS_PREFIX", redis.prefix()),
-                ("CHAT_JWT_SECRET", SECRET),
-                ("CHAT_SERVER_API_KEY", BOOTSTRAP),
-                ("CHAT_MEDIA_URL", &url),
-            ];
-            let gateway = Service::start("gateway", &[], &env).await.unwrap();
-            let presence = Service::start("presence", &[], &env).await.unwrap();
+            let media_url = [("CHAT_MEDIA_URL", url.as_str())];
+            let gateway = replica("gateway", &redis, &media_url).await;
+            let presence = replica("presence", &redis, &media_url).await;
             let addrs = (
                 presence.addr().to_owned(),
                 gateway.addr().to_owned(),

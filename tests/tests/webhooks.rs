@@ -65,6 +65,49 @@ async fn chatd(receiver: &Receiver, data: &std::path::Path) -> Service {
     start("chatd", &env).await
 }
 
+/// What a test runs, for `engine`: `chatd` alone (`embedded`), or a
+/// gateway and the presence binary sharing `redis` (open identities), each
+/// with `env` and a data folder of its own.
+struct Deployment {
+    ws: Service,
+    api: Option<Service>,
+    _data: tempfile::TempDir,
+}
+
+impl Deployment {
+    async fn start(engine: &str, redis: &TestRedis, mut env: Vec<(&'static str, String)>) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        env.push(("CHAT_DATA_DIR", data.path().to_str().unwrap().to_owned()));
+        if engine == "embedded" {
+            return Self {
+                ws: start("chatd", &env).await,
+                api: None,
+                _data: data,
+            };
+        }
+        env.extend([
+            ("REDIS_URL", redis.url().to_owned()),
+            ("CHAT_REDIS_PREFIX", redis.prefix().to_owned()),
+            ("CHAT_AUTH", "open".to_owned()),
+        ]);
+        Self {
+            ws: start("gateway", &env).await,
+            api: Some(start("presence", &env).await),
+            _data: data,
+        }
+    }
+
+    /// Where WebSockets connect.
+    fn ws(&self) -> &str {
+        self.ws.addr()
+    }
+
+    /// Where the HTTP APIs answer.
+    fn api(&self) -> &str {
+        self.api.as_ref().unwrap_or(&self.ws).addr()
+    }
+}
+
 async fn deliveries(receiver: &Receiver, n: usize) -> Vec<Delivery> {
     eventually(&format!("{n} deliveries"), || {
         receiver.deliveries().len() >= n
@@ -203,22 +246,14 @@ async fn users_coming_and_going_are_posted_and_nothing_else_when_only_they_are_a
     let redis = TestRedis::start().unwrap();
     for engine in ["embedded", "redis"] {
         let receiver = Receiver::start().await.unwrap();
-        let data = tempfile::tempdir().unwrap();
-        let mut env = webhook_env(&receiver, "user.online,user.offline");
-        env.push(("CHAT_DATA_DIR", data.path().to_str().unwrap().to_owned()));
-        let binary = if engine == "redis" {
-            env.extend([
-                ("REDIS_URL", redis.url().to_owned()),
-                ("CHAT_REDIS_PREFIX", format!("{}{engine}:", redis.prefix())),
-                ("CHAT_AUTH", "open".to_owned()),
-            ]);
-            "gateway"
-        } else {
-            "chatd"
-        };
-        let server = start(binary, &env).await;
+        let server = Deployment::start(
+            engine,
+            &redis,
+            webhook_env(&receiver, "user.online,user.offline"),
+        )
+        .await;
 
-        let mut bob = WsClient::user(server.addr(), "bob").await.unwrap();
+        let mut bob = WsClient::user(server.ws(), "bob").await.unwrap();
         bob.recv_type("unread").await.unwrap();
         let online = verified(&deliveries(&receiver, 1).await[0]);
         assert_eq!(
@@ -232,7 +267,7 @@ async fn users_coming_and_going_are_posted_and_nothing_else_when_only_they_are_a
         let offline = verified(&deliveries(&receiver, 2).await[1]);
         assert_eq!(offline["type"], "user.offline", "{engine}: {offline}");
         assert!(offline["data"]["last_seen"].as_u64().unwrap() > 0);
-        let _dave = WsClient::user(server.addr(), "dave").await.unwrap();
+        let _dave = WsClient::user(server.ws(), "dave").await.unwrap();
         let next = verified(&deliveries(&receiver, 3).await[2]);
         assert_eq!(
             (next["type"].as_str(), next["data"]["user"].as_str()),
@@ -250,26 +285,15 @@ async fn room_memberships_are_posted_with_who_changed_them() {
     let redis = TestRedis::start().unwrap();
     for engine in ["embedded", "redis"] {
         let receiver = Receiver::start().await.unwrap();
-        let data = tempfile::tempdir().unwrap();
-        let mut env = webhook_env(&receiver, "room.member_joined,room.member_left");
-        env.push(("CHAT_DATA_DIR", data.path().to_str().unwrap().to_owned()));
-        if engine == "redis" {
-            env.extend([
-                ("REDIS_URL", redis.url().to_owned()),
-                ("CHAT_REDIS_PREFIX", format!("{}{engine}:", redis.prefix())),
-                ("CHAT_AUTH", "open".to_owned()),
-            ]);
-        }
-        let (server, api) = if engine == "redis" {
-            let gateway = start("gateway", &env).await;
-            let presence = start("presence", &env).await;
-            (gateway, Some(presence))
-        } else {
-            (start("chatd", &env).await, None)
-        };
-        let api_addr = api.as_ref().map_or(server.addr(), |p| p.addr()).to_owned();
+        let server = Deployment::start(
+            engine,
+            &redis,
+            webhook_env(&receiver, "room.member_joined,room.member_left"),
+        )
+        .await;
+        let api_addr = server.api().to_owned();
 
-        let mut alice = WsClient::user(server.addr(), "alice").await.unwrap();
+        let mut alice = WsClient::user(server.ws(), "alice").await.unwrap();
         alice
             .send_json(&json!({"type": "join", "id": "j", "room": "ops"}))
             .await
@@ -284,7 +308,7 @@ async fn room_memberships_are_posted_with_who_changed_them() {
             .await
             .unwrap();
         assert_eq!(added.status().as_u16(), 200, "{engine}");
-        let mut bob = WsClient::user(server.addr(), "bob").await.unwrap();
+        let mut bob = WsClient::user(server.ws(), "bob").await.unwrap();
         bob.send_json(&json!({"type": "leave", "id": "l", "room": "ops"}))
             .await
             .unwrap();
@@ -341,27 +365,11 @@ async fn a_room_message_is_posted_for_each_member_with_no_connection() {
     let redis = TestRedis::start().unwrap();
     for engine in ["embedded", "redis"] {
         let receiver = Receiver::start().await.unwrap();
-        let data = tempfile::tempdir().unwrap();
-        let mut env = webhook_env(&receiver, "message.offline");
-        env.push(("CHAT_DATA_DIR", data.path().to_str().unwrap().to_owned()));
-        if engine == "redis" {
-            env.extend([
-                ("REDIS_URL", redis.url().to_owned()),
-                ("CHAT_REDIS_PREFIX", format!("{}{engine}:", redis.prefix())),
-                ("CHAT_AUTH", "open".to_owned()),
-            ]);
-        }
-        let (server, api) = if engine == "redis" {
-            (
-                start("gateway", &env).await,
-                Some(start("presence", &env).await),
-            )
-        } else {
-            (start("chatd", &env).await, None)
-        };
-        let api_addr = api.as_ref().map_or(server.addr(), |p| p.addr()).to_owned();
+        let server =
+            Deployment::start(engine, &redis, webhook_env(&receiver, "message.offline")).await;
+        let api_addr = server.api().to_owned();
 
-        let mut alice = WsClient::user(server.addr(), "alice").await.unwrap();
+        let mut alice = WsClient::user(server.ws(), "alice").await.unwrap();
         alice
             .send_json(&json!({"type": "join", "id": "j", "room": "ops"}))
             .await
@@ -378,7 +386,7 @@ async fn a_room_message_is_posted_for_each_member_with_no_connection() {
                 .unwrap();
             assert_eq!(added.status().as_u16(), 200, "{engine}: {member}");
         }
-        let mut carol = WsClient::user(server.addr(), "carol").await.unwrap();
+        let mut carol = WsClient::user(server.ws(), "carol").await.unwrap();
         carol.recv_type("unread").await.unwrap();
         alice
             .send_json(&json!({"type": "send", "id": "m", "room": "ops", "body": "deploy at 5"}))
@@ -443,31 +451,12 @@ async fn a_deleted_room_is_one_event() {
     let redis = TestRedis::start().unwrap();
     for engine in ["embedded", "redis"] {
         let receiver = Receiver::start().await.unwrap();
-        let data = tempfile::tempdir().unwrap();
-        let mut env = webhook_env(&receiver, "room.deleted");
-        env.push(("CHAT_DATA_DIR", data.path().to_str().unwrap().to_owned()));
+        let mut env = webhook_env(&receiver, "room.deleted,room.member_left");
         env.push(("CHAT_SERVER_API_KEY", KEY.to_owned()));
-        if engine == "redis" {
-            env.extend([
-                ("REDIS_URL", redis.url().to_owned()),
-                (
-                    "CHAT_REDIS_PREFIX",
-                    format!("{}{engine}-deleted:", redis.prefix()),
-                ),
-                ("CHAT_AUTH", "open".to_owned()),
-            ]);
-        }
-        let (server, api) = if engine == "redis" {
-            (
-                start("gateway", &env).await,
-                Some(start("presence", &env).await),
-            )
-        } else {
-            (start("chatd", &env).await, None)
-        };
-        let api_addr = api.as_ref().map_or(server.addr(), |p| p.addr()).to_owned();
+        let server = Deployment::start(engine, &redis, env).await;
+        let api_addr = server.api().to_owned();
         let client = reqwest::Client::new();
-        for room in ["standup", "retro"] {
+        for room in ["standup", "retro", "marker"] {
             let created = client
                 .post(format!("http://{api_addr}/api/v1/server/rooms"))
                 .bearer_auth(KEY)
@@ -508,7 +497,29 @@ async fn a_deleted_room_is_one_event() {
                 "{engine}: {event}"
             );
         }
-        assert_eq!(receiver.deliveries().len(), 2, "{engine}: one each");
+        // A last event, queued once those two were posted: whatever the
+        // deletions queued came before it.
+        let removed = client
+            .delete(format!(
+                "http://{api_addr}/api/v1/server/rooms/marker/members/bob"
+            ))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(removed.status().as_u16(), 200, "{engine}");
+        let all = deliveries(&receiver, 3).await;
+        assert_eq!(
+            all.len(),
+            3,
+            "{engine}: one each, no member_left for a deleted room"
+        );
+        let last = verified(&all[2]);
+        assert_eq!(
+            (last["type"].as_str(), last["data"]["room"].as_str()),
+            (Some("room.member_left"), Some("marker")),
+            "{engine}: {last}"
+        );
     }
 }
 

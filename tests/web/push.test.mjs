@@ -56,9 +56,17 @@ async function standIn() {
       keys: { p256dh: ecdh.getPublicKey().toString("base64url"), auth: auth.toString("base64url") },
     },
     pushes,
-    /** Resolves with the pushes once there are `n`. */
+    /** Resolves with the pushes once there are `n`; rejects after 10 s. */
     async next(n) {
-      while (pushes.length < n) await new Promise((resolve) => waiting.push(resolve));
+      const deadline = Date.now() + 10_000;
+      while (pushes.length < n) {
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`${pushes.length} of ${n} pushes after 10 s`);
+        await new Promise((resolve) => {
+          waiting.push(resolve);
+          setTimeout(resolve, left);
+        });
+      }
       return pushes;
     },
     close: () => new Promise((resolve) => server.close(resolve)),

@@ -33,7 +33,8 @@ pub struct SenderMetrics {
     /// attempt that will be retried), `dead` (given up on).
     events: IntCounterVec,
     /// `chat_push_total{result}`: `sent`, `failed` (an attempt that will be
-    /// retried), `expired` (the subscription is gone: forgotten), `dead`
+    /// retried), `expired` (the push service forgot the subscription: so
+    /// do we), `unsubscribed` (deleted since it was queued: not sent), `dead`
     /// (given up on, or refused for good).
     pushes: IntCounterVec,
     /// `chat_notify_jobs_total{result}`: jobs of messages for someone with
@@ -58,7 +59,7 @@ impl SenderMetrics {
         let pushes = IntCounterVec::new(
             Opts::new(
                 "chat_push_total",
-                "Web Push attempts by result: sent, failed (retried later), expired (subscription gone), dead (given up on)",
+                "Web Push attempts by result: sent, failed (retried later), expired (the push service forgot the subscription), unsubscribed (deleted since queued, not sent), dead (given up on)",
             ),
             &["result"],
         )?;
@@ -222,10 +223,9 @@ impl Sender {
                 let result = self.settle(&item, result).await;
                 self.metrics.events.with_label_values(&[result]).inc();
             }
-            Outcome::Push { result, expired } => {
+            Outcome::Push { result, taken } => {
                 let result = match self.settle(&item, result).await {
-                    "delivered" if expired => "expired",
-                    "delivered" => "sent",
+                    "delivered" => taken,
                     other => other,
                 };
                 self.metrics.pushes.with_label_values(&[result]).inc();
@@ -262,14 +262,14 @@ impl Sender {
             let result = Err(Failure::Refused("Web Push is off on this sender".into()));
             return Outcome::Push {
                 result,
-                expired: false,
+                taken: "sent",
             };
         };
         let Ok(job) = serde_json::from_value::<PushJob>(data) else {
             let result = Err(Failure::Unsendable("an unreadable push".into()));
             return Outcome::Push {
                 result,
-                expired: false,
+                taken: "sent",
             };
         };
         // Unsubscribed (or taken by another user) since it was queued:
@@ -279,7 +279,7 @@ impl Sender {
                 let result = Ok(());
                 return Outcome::Push {
                     result,
-                    expired: true,
+                    taken: "unsubscribed",
                 };
             }
             Ok(_) => {}
@@ -287,12 +287,12 @@ impl Sender {
                 let result = Err(Failure::Refused(e.to_string()));
                 return Outcome::Push {
                     result,
-                    expired: false,
+                    taken: "sent",
                 };
             }
         }
-        let (result, expired) = match pusher.send(&job).await {
-            Delivery::Sent => (Ok(()), false),
+        let (result, taken) = match pusher.send(&job).await {
+            Delivery::Sent => (Ok(()), "sent"),
             Delivery::Gone => {
                 if let Err(e) = self
                     .subscriptions
@@ -306,12 +306,12 @@ impl Sender {
                         "push: the push service forgot a subscription; so do we"
                     );
                 }
-                (Ok(()), true)
+                (Ok(()), "expired")
             }
-            Delivery::Retry(why) => (Err(Failure::Refused(why)), false),
-            Delivery::Rejected(why) => (Err(Failure::Unsendable(why)), false),
+            Delivery::Retry(why) => (Err(Failure::Refused(why)), "sent"),
+            Delivery::Rejected(why) => (Err(Failure::Unsendable(why)), "sent"),
         };
-        Outcome::Push { result, expired }
+        Outcome::Push { result, taken }
     }
 
     /// What follows from an attempt's `outcome`: `event` leaves the queue,
@@ -402,10 +402,12 @@ enum Outcome {
     Job(Result<(), Failure>),
     /// A webhook event posted.
     Event(Result<(), Failure>),
-    /// A push sent; `expired`: the subscription was gone.
+    /// A push attempted; `taken`: what its leaving the queue counts as
+    /// (`sent`, `expired`: the push service forgot the subscription,
+    /// `unsubscribed`: the user deleted it since it was queued).
     Push {
         result: Result<(), Failure>,
-        expired: bool,
+        taken: &'static str,
     },
 }
 

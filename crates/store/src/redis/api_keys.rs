@@ -23,19 +23,7 @@ impl ApiKeys for RedisStore {
     }
 
     fn keys(&self) -> BoxFuture<'static, Result<Vec<ApiKey>, StoreError>> {
-        let inner = self.inner();
-        let hash = inner.keys.single("api_keys");
-        let all = with_conn(
-            inner,
-            &inner.redis,
-            "HVALS",
-            move |_, mut conn| async move {
-                redis::cmd("HVALS")
-                    .arg(&hash)
-                    .query_async::<Vec<String>>(&mut conn)
-                    .await
-            },
-        );
+        let all = self.hash_values(self.inner().keys.single("api_keys"));
         Box::pin(async move {
             let mut keys = all
                 .await?

@@ -170,6 +170,27 @@ where
     .boxed()
 }
 
+impl messages::RedisStore {
+    /// Every value of the hash `key` (`HVALS`), in no order.
+    pub(crate) fn hash_values(
+        &self,
+        key: String,
+    ) -> BoxFuture<'static, Result<Vec<String>, StoreError>> {
+        let inner = self.inner();
+        with_conn(
+            inner,
+            &inner.redis,
+            "HVALS",
+            move |_, mut conn| async move {
+                redis::cmd("HVALS")
+                    .arg(&key)
+                    .query_async::<Vec<String>>(&mut conn)
+                    .await
+            },
+        )
+    }
+}
+
 /// Answers a readiness check with `PING`.
 pub(crate) fn ping(conn: &ConnectionManager) -> BoxFuture<'static, Result<(), StoreError>> {
     let mut conn = conn.clone();

@@ -119,19 +119,7 @@ impl PushStore for RedisStore {
         &self,
         user: &str,
     ) -> BoxFuture<'static, Result<Vec<PushSubscription>, StoreError>> {
-        let inner = self.inner();
-        let hash = inner.keys.of("push_subs", user);
-        let all = with_conn(
-            inner,
-            &inner.redis,
-            "HVALS",
-            move |_, mut conn| async move {
-                redis::cmd("HVALS")
-                    .arg(&hash)
-                    .query_async::<Vec<String>>(&mut conn)
-                    .await
-            },
-        );
+        let all = self.hash_values(self.inner().keys.of("push_subs", user));
         Box::pin(async move {
             let mut all = all
                 .await?
