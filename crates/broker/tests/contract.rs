@@ -1,5 +1,6 @@
 //! The broker contract, run against every engine: the in-process bus and
-//! Redis pub/sub (a real Redis — `REDIS_URL`, or a private `redis-server`).
+//! Redis pub/sub (a real Redis — `REDIS_URL`, or a private `redis-server`),
+//! and sharded pub/sub on a real six-node Redis Cluster.
 
 #![allow(clippy::expect_used)] // a failed expect is a failed test (or benchmark), with its message
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
@@ -12,6 +13,7 @@ use chat_broker::redis::{RedisBroker, RedisOptions};
 use chat_broker::{Broker, Handler};
 use chat_testkit::WAIT;
 use chat_testkit::redis::TestRedis;
+use chat_testkit::redis_cluster::TestRedisCluster;
 use tokio::sync::mpsc;
 
 /// A node and what it receives.
@@ -273,4 +275,125 @@ async fn a_channel_wanted_again_during_its_unsubscribe_is_confirmed_after_the_re
         a.next().await,
         ("user:bob".into(), "after the reconnect".into())
     );
+}
+
+/// Two nodes on a Redis Cluster (sharded pub/sub), under their own prefix.
+fn cluster_pair(cluster: &TestRedisCluster) -> (Node, Node) {
+    let prefix = chat_testkit::unique("test:");
+    let node = || {
+        let (h, inbox) = handler();
+        let options = RedisOptions {
+            url: cluster.url(),
+            prefix: prefix.clone(),
+            errors: None,
+        };
+        Node {
+            broker: Box::new(RedisBroker::start(options, h).expect("valid URL")),
+            inbox,
+        }
+    };
+    (node(), node())
+}
+
+/// The whole contract on one Redis Cluster (one cluster for every case:
+/// six processes are slow to start), each case with fresh nodes.
+#[tokio::test]
+async fn the_contract_holds_on_a_redis_cluster() {
+    let cluster = TestRedisCluster::start().expect("a Redis Cluster");
+    let pair = || {
+        let (a, b) = cluster_pair(&cluster);
+        Pair { a, b, _redis: None }
+    };
+    a_subscriber_receives_what_any_node_publishes(pair()).await;
+    messages_arrive_in_publish_order(pair()).await;
+    a_node_hears_only_its_channels(pair()).await;
+    nothing_arrives_after_unsubscribe(pair()).await;
+    subscription_changes_apply_in_call_order(pair()).await;
+    the_check_passes_on_a_working_engine(pair()).await;
+}
+
+/// Channel names that land in every partition, and so on every shard.
+fn spread_channels() -> Vec<String> {
+    (0..300).map(|i| format!("user:李雷{i}")).collect()
+}
+
+/// Receives `expected` messages (any order), each `channel` → `channel`.
+async fn receive_each(node: &mut Node, channels: &[String]) {
+    let mut missing: std::collections::HashSet<&String> = channels.iter().collect();
+    while !missing.is_empty() {
+        let (channel, payload) = node.next().await;
+        assert_eq!(channel, payload, "each message names its channel");
+        assert!(
+            missing.remove(&channel),
+            "{channel} arrived twice or unasked"
+        );
+    }
+}
+
+/// Sharded pub/sub spreads the channels over the shards: each master holds
+/// about a third of the subscriptions, and a message is published on one
+/// shard only.
+#[tokio::test]
+async fn a_cluster_spreads_channels_over_its_shards() {
+    let cluster = TestRedisCluster::start().expect("a Redis Cluster");
+    let (mut a, b) = cluster_pair(&cluster);
+    let channels = spread_channels();
+    for channel in &channels {
+        a.broker.subscribe(channel).await.expect("subscribe");
+    }
+    let masters = cluster.masters().expect("masters");
+    assert_eq!(masters.len(), 3);
+    for port in &masters {
+        let shard_channels = cluster
+            .cli(*port, &["PUBSUB", "SHARDCHANNELS", "*user:*"])
+            .expect("PUBSUB SHARDCHANNELS");
+        let held = shard_channels.lines().filter(|l| !l.is_empty()).count();
+        // 100 each if perfectly even; partitions give 21, 22 and 21 of 64.
+        assert!(
+            (70..=130).contains(&held),
+            "master {port} holds {held} of 300"
+        );
+    }
+    for channel in &channels {
+        publish(&b, channel, channel).await;
+    }
+    receive_each(&mut a, &channels).await;
+}
+
+/// A master killed with SIGKILL: the node sees its subscriptions broken
+/// (not ready), then by itself finds the replica that took over, subscribes
+/// again (ready), and hears every channel again.
+#[tokio::test]
+async fn a_cluster_node_subscribes_again_after_a_master_fails_over() {
+    let mut cluster = TestRedisCluster::start().expect("a Redis Cluster");
+    let (mut a, b) = cluster_pair(&cluster);
+    let channels = spread_channels();
+    for channel in &channels {
+        a.broker.subscribe(channel).await.expect("subscribe");
+    }
+    a.broker.check().await.expect("ready before the failure");
+    let victim = cluster.masters().expect("masters")[0];
+    cluster.kill(victim).expect("kill a master");
+
+    let failover = std::time::Duration::from_secs(30);
+    tokio::time::timeout(failover, async {
+        while a.broker.check().await.is_ok() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the check notices the lost master");
+    tokio::time::timeout(failover, async {
+        while a.broker.check().await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("ready again by itself after the failover");
+    assert!(!cluster.masters().expect("masters").contains(&victim));
+
+    for channel in &channels {
+        publish(&b, channel, channel).await;
+    }
+    receive_each(&mut a, &channels).await;
 }

@@ -324,6 +324,18 @@ impl SharedSettings {
                 "invalid setting CHAT_REDIS_PREFIX: must not contain spaces",
             ));
         }
+        // `chat_broker::redis::url::CLUSTER_SCHEME`: pub/sub runs on a
+        // cluster, the store and presence scripts do not yet.
+        if self
+            .redis_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with("redis+cluster://"))
+        {
+            return Err(SettingsError::new(
+                "invalid setting REDIS_URL: a Redis Cluster (redis+cluster://) is not supported \
+                 yet: the message store and presence need one Redis (redis://host:port/db)",
+            ));
+        }
         if let Err(e) = crate::per_ip::TrustedProxies::parse(&self.trusted_proxies) {
             return Err(SettingsError::new(format!(
                 "invalid setting CHAT_TRUSTED_PROXIES: {e}"

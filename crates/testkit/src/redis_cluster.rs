@@ -173,6 +173,14 @@ impl TestRedisCluster {
         Ok(())
     }
 
+    /// What `redis-cli -p {port} {args…}` prints: a test's own question
+    /// to one node (`INFO stats`, `PUBSUB SHARDCHANNELS`).
+    ///
+    /// Errors: redis-cli fails (the node is down).
+    pub fn cli(&self, port: u16, args: &[&str]) -> anyhow::Result<String> {
+        command(port, args)
+    }
+
     fn live_ports(&self) -> Vec<u16> {
         self.nodes
             .iter()
