@@ -331,8 +331,8 @@ async fn receive_each(node: &mut Node, channels: &[String]) {
 }
 
 /// Sharded pub/sub spreads the channels over the shards: each master holds
-/// about a third of the subscriptions, and a message is published on one
-/// shard only.
+/// about a third of the subscriptions and takes about a third of the
+/// publishes (its own `INFO commandstats`), each message on one shard only.
 #[tokio::test]
 async fn a_cluster_spreads_channels_over_its_shards() {
     let cluster = TestRedisCluster::start().expect("a Redis Cluster");
@@ -358,6 +358,21 @@ async fn a_cluster_spreads_channels_over_its_shards() {
         publish(&b, channel, channel).await;
     }
     receive_each(&mut a, &channels).await;
+    let mut total = 0;
+    for port in &masters {
+        let stats = cluster
+            .cli(*port, &["INFO", "commandstats"])
+            .expect("INFO commandstats");
+        let calls: usize = stats
+            .lines()
+            .find_map(|line| line.strip_prefix("cmdstat_spublish:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|calls| calls.parse().ok())
+            .unwrap_or(0);
+        assert!((70..=130).contains(&calls), "master {port} took {calls} of 300 publishes");
+        total += calls;
+    }
+    assert_eq!(total, 300, "each message is published on one shard");
 }
 
 /// A master killed with SIGKILL: the node sees its subscriptions broken

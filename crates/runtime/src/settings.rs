@@ -301,7 +301,9 @@ crate::settings! {
         /// Redis for the gateways and the presence service (pub/sub,
         /// messages, presence), `redis://host:port/db`. Required by
         /// `gateway` and `presence`; without it `chatd` runs its in-process
-        /// broker and SQLite store.
+        /// broker and SQLite store. A Redis Cluster
+        /// (`redis+cluster://h1:p1,h2:p2`) is refused for now: only pub/sub
+        /// runs on one yet.
         pub redis_url: Option<String> = None,
         /// Prefix of every Redis key and channel, to share one Redis between
         /// deployments; empty keeps keys exactly as documented
