@@ -369,7 +369,10 @@ async fn a_cluster_spreads_channels_over_its_shards() {
             .and_then(|rest| rest.split(',').next())
             .and_then(|calls| calls.parse().ok())
             .unwrap_or(0);
-        assert!((70..=130).contains(&calls), "master {port} took {calls} of 300 publishes");
+        assert!(
+            (70..=130).contains(&calls),
+            "master {port} took {calls} of 300 publishes"
+        );
         total += calls;
     }
     assert_eq!(total, 300, "each message is published on one shard");

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use chat_broker::{Broker, channel, envelope};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use tokio::sync::{Mutex as AsyncMutex, MutexGuard};
+use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
 use crate::presence::{ConnId, Presence, PresenceNode, PresenceState};
 use crate::{StoreError, frames, now_millis};
@@ -42,10 +42,12 @@ struct Inner {
     broker: Arc<dyn Broker>,
     /// Where `user.online` / `user.offline` webhook events go, once asked.
     events: std::sync::OnceLock<Arc<dyn crate::WebhookQueue>>,
-    /// Held while a count changes and is announced, and by a store while it
-    /// decides whether a receiver is online and publishes: so a message is
-    /// seen by a connection or kept offline, never neither.
-    gate: AsyncMutex<()>,
+    /// Held alone (written) while a count changes and is announced, and
+    /// shared (read) by a store from deciding whether a receiver is online
+    /// to publishing: so a message is seen by a connection or kept offline,
+    /// never neither. Shared, so a batch being published does not stop the
+    /// next from being decided.
+    gate: Arc<RwLock<()>>,
 }
 
 impl MemoryPresence {
@@ -56,15 +58,16 @@ impl MemoryPresence {
                 state: Mutex::default(),
                 events: std::sync::OnceLock::new(),
                 broker,
-                gate: AsyncMutex::new(()),
+                gate: Arc::new(RwLock::new(())),
             }),
         }
     }
 
     /// Holds every count still until dropped: a store takes it to decide
     /// whether a receiver is online and publish the message as one step.
-    pub async fn hold(&self) -> MutexGuard<'_, ()> {
-        self.inner.gate.lock().await
+    /// Several stores (or batches) may hold it at once.
+    pub async fn hold(&self) -> OwnedRwLockReadGuard<()> {
+        Arc::clone(&self.inner.gate).read_owned().await
     }
 
     /// Whether `user` has a connection now.
@@ -142,7 +145,7 @@ impl PresenceNode for MemoryPresence {
     fn connected(&self, user: &str, conn: ConnId) -> BoxFuture<'static, Result<bool, StoreError>> {
         let (this, user) = (self.clone(), user.to_owned());
         async move {
-            let gate = this.inner.gate.lock().await;
+            let gate = this.inner.gate.write().await;
             let came_online = {
                 let mut state = this.lock();
                 let conns = state.online.entry(user.clone()).or_default();
@@ -169,7 +172,7 @@ impl PresenceNode for MemoryPresence {
     ) -> BoxFuture<'static, Result<bool, StoreError>> {
         let (this, user) = (self.clone(), user.to_owned());
         async move {
-            let gate = this.inner.gate.lock().await;
+            let gate = this.inner.gate.write().await;
             let went_offline = {
                 let mut state = this.lock();
                 let left = state

@@ -742,3 +742,33 @@ async fn an_embedded_store_from_an_earlier_version_is_upgraded_in_place() {
         ReadMarker::Moved(Default::default())
     );
 }
+
+/// The embedded writer commits a batch in one transaction; a message that
+/// fails there (here a trigger refuses it) is refused alone, and the rest of
+/// its batch is stored and acked.
+#[tokio::test]
+async fn a_message_that_fails_in_an_embedded_batch_fails_alone() {
+    let f = sqlite_with(Limits::DEFAULT).await;
+    let db = rusqlite::Connection::open(f._dir.path().join("store.db")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER poison BEFORE INSERT ON history WHEN NEW.message LIKE '%poison%'
+         BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+    )
+    .unwrap();
+    // Queued together before the writer runs (one thread): one batch.
+    let (first, poisoned, last) = tokio::join!(
+        f.store.append_direct(typed("alice", "bob", "before")),
+        f.store.append_direct(typed("alice", "bob", "poison")),
+        f.store.append_direct(typed("alice", "bob", "after")),
+    );
+    assert_eq!(first.unwrap().receiver_seq, 1);
+    assert!(
+        matches!(poisoned, Err(StoreError::Unavailable(_))),
+        "{poisoned:?}"
+    );
+    assert_eq!(last.unwrap().receiver_seq, 2);
+    let inbox = f.store.inbox_since("bob", 0, 10).await.unwrap();
+    let bodies: Vec<bool> = inbox.iter().map(|e| e.frame.contains("poison")).collect();
+    assert_eq!(bodies, [false, false]);
+    assert_eq!(inbox.len(), 2);
+}

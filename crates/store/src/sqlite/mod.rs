@@ -143,6 +143,9 @@ const MIGRATIONS: &[&[&str]] = &[
            PRIMARY KEY (user, flag)) WITHOUT ROWID",
         "CREATE INDEX push_subscriptions_endpoint ON push_subscriptions (endpoint)",
     ],
+    // 11: the write counts of 3 live in the writer's memory (writer.rs):
+    // two statements less per message.
+    &["DROP TABLE writes"],
 ];
 
 struct Inner {
@@ -249,32 +252,78 @@ struct PendingAppend {
     reply: tokio::sync::oneshot::Sender<Result<Appended, StoreError>>,
 }
 
+/// Committed batches the publisher has not taken yet; the writer waits
+/// past them.
+const BATCHES_PUBLISHING: usize = 2;
+
 /// The writer of direct messages, with group commit: the messages that
 /// arrived while the last transaction was being written are stored
-/// together, in one transaction (each in a savepoint of its own), and each
-/// is answered (acked) and published only once that transaction is
-/// committed: an acked message is on disk, and one commit's `fsync` is
-/// shared by the batch. Ends when the store is dropped.
+/// together, in one transaction, and each is answered (acked) and published
+/// only once that transaction is committed: an acked message is on disk,
+/// and one commit's `fsync` is shared by the batch. Publishing is a task of
+/// its own, taking batches in commit order, so the next batch is written
+/// while the last one is published. Ends when the store is dropped.
 async fn group_commit(
     store: std::sync::Weak<Inner>,
     mut pending: tokio::sync::mpsc::Receiver<PendingAppend>,
 ) {
+    let (committed, to_publish) = tokio::sync::mpsc::channel(BATCHES_PUBLISHING);
+    tokio::spawn(publish_batches(to_publish));
     let mut batch = Vec::with_capacity(BATCH_MAX);
     while pending.recv_many(&mut batch, BATCH_MAX).await > 0 {
         let Some(inner) = store.upgrade() else { return };
-        SqliteStore { inner }
+        let done = SqliteStore { inner }
             .commit_batch(std::mem::take(&mut batch))
             .await;
+        if committed.send(done).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A committed batch on its way to its receivers and senders.
+struct Committed {
+    broker: Arc<dyn Broker>,
+    /// Who waits for each message's answer, and its outcome: where it
+    /// landed and what to publish (channel, payload).
+    answers: Vec<(AppendReply, Result<Publishing, StoreError>)>,
+    /// Presence holds still until the batch is published.
+    _presence: tokio::sync::OwnedRwLockReadGuard<()>,
+}
+
+type AppendReply = tokio::sync::oneshot::Sender<Result<Appended, StoreError>>;
+
+/// Where a stored message landed, and what it publishes (channel, payload).
+type Publishing = (Appended, Vec<(String, Bytes)>);
+
+/// Publishes each committed batch's frames, then acks its senders, batch
+/// after batch in commit order (so a user's frames arrive in `seq` order).
+async fn publish_batches(mut committed: tokio::sync::mpsc::Receiver<Committed>) {
+    while let Some(batch) = committed.recv().await {
+        for (reply, outcome) in batch.answers {
+            let answer = match outcome {
+                Ok((appended, payloads)) => {
+                    for (channel, payload) in payloads {
+                        // Stored already: a failed live push is recovered by sync.
+                        let _ = batch.broker.publish(&channel, payload).await;
+                    }
+                    Ok(appended)
+                }
+                Err(e) => Err(e),
+            };
+            // A sender that stopped waiting (its connection closed) is no error.
+            let _ = reply.send(answer);
+        }
     }
 }
 
 impl SqliteStore {
     /// Stores `batch` in one transaction (on the writer's own connection, in
-    /// a blocking thread), then answers and publishes each.
-    async fn commit_batch(&self, batch: Vec<PendingAppend>) {
+    /// a blocking thread): each message's outcome, for the publisher.
+    async fn commit_batch(&self, batch: Vec<PendingAppend>) -> Committed {
         let _writer = self.inner.write.lock().await;
         // Presence holds still from deciding "online" to publishing.
-        let _presence = self.inner.presence.hold().await;
+        let presence_held = self.inner.presence.hold().await;
         let (messages, replies): (Vec<Direct>, Vec<_>) =
             batch.into_iter().map(|a| (a.message, a.reply)).unzip();
         let (direct, presence, limits) = (
@@ -297,42 +346,38 @@ impl SqliteStore {
             (messages, outcomes)
         })
         .await;
-        let (messages, outcomes) = match written {
-            Ok((messages, Ok(outcomes))) => (messages, outcomes),
-            Ok((_, Err(e))) => return answer_all(replies, failed("committing messages", e)),
-            Err(e) => return answer_all(replies, failed("the SQLite writer", e)),
+        let outcomes = match written {
+            Ok((messages, Ok(outcomes))) => messages
+                .into_iter()
+                .zip(outcomes)
+                .map(|(message, outcome)| {
+                    outcome
+                        .map(|(appended, frames)| (appended, payloads(&message, frames)))
+                        .map_err(|e| failed("storing a message", e))
+                })
+                .collect(),
+            Ok((_, Err(e))) => vec![Err(failed("committing messages", e)); replies.len()],
+            Err(e) => vec![Err(failed("the SQLite writer", e)); replies.len()],
         };
-        for ((message, reply), outcome) in messages.into_iter().zip(replies).zip(outcomes) {
-            let answer = match outcome {
-                Ok((appended, frames)) => {
-                    for (user, frame) in frames {
-                        let mut payload = message.envelope_header.clone();
-                        payload.extend_from_slice(frame.as_bytes());
-                        // Stored already: a failed live push is recovered by sync.
-                        let _ = self
-                            .inner
-                            .broker
-                            .publish(&chat_broker::channel::user(&user), Bytes::from(payload))
-                            .await;
-                    }
-                    Ok(appended)
-                }
-                Err(e) => Err(failed("storing a message", e)),
-            };
-            // A sender that stopped waiting (its connection closed) is no error.
-            let _ = reply.send(answer);
+        Committed {
+            broker: Arc::clone(&self.inner.broker),
+            answers: replies.into_iter().zip(outcomes).collect(),
+            _presence: presence_held,
         }
     }
 }
 
-/// Answers every waiting sender of a batch that was not stored with `why`.
-fn answer_all(
-    replies: Vec<tokio::sync::oneshot::Sender<Result<Appended, StoreError>>>,
-    why: StoreError,
-) {
-    for reply in replies {
-        let _ = reply.send(Err(why.clone()));
-    }
+/// What a stored message publishes: each frame on its user's channel,
+/// behind the message's envelope header.
+fn payloads(message: &Direct, frames: Vec<(String, String)>) -> Vec<(String, Bytes)> {
+    frames
+        .into_iter()
+        .map(|(user, frame)| {
+            let mut payload = message.envelope_header.clone();
+            payload.extend_from_slice(frame.as_bytes());
+            (chat_broker::channel::user(&user), Bytes::from(payload))
+        })
+        .collect()
 }
 
 /// Brings the schema to the last version, one transaction per step.

@@ -10,6 +10,7 @@
 //! the two connections never write at once; reads keep sea-orm's pool and,
 //! with WAL, never wait for the writer.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -25,9 +26,48 @@ use super::TRIM_EVERY;
 /// publish (user, frame).
 pub(super) type Stored = (Appended, Vec<(String, String)>);
 
-/// The writer's connection.
+/// The writer's connection, and its write counts.
 pub(super) struct DirectWriter {
-    conn: Mutex<Connection>,
+    state: Mutex<State>,
+}
+
+/// The WAL's size (pages) at which the writer checkpoints itself: 64 MiB
+/// of 4 KiB pages. SQLite's default (1 000 pages) had the writer stop for
+/// a checkpoint every few hundred messages, each copying back pages that
+/// the next commits dirtied again.
+const WAL_PAGES: u32 = 16_384;
+
+/// What the writer thread owns.
+struct State {
+    conn: Connection,
+    writes: Writes,
+}
+
+/// Writes counted per conversation (histories) and per sender (client
+/// ids), so each is trimmed every [`TRIM_EVERY`] of its own writes. In
+/// memory: the one writer is the only one counting, and a count lost to a
+/// restart only delays a trim by fewer than [`TRIM_EVERY`] writes. Bounded:
+/// past [`Writes::MAX`] entries the counts start again from zero.
+#[derive(Default)]
+struct Writes {
+    counts: HashMap<(&'static str, String, String), i64>,
+}
+
+impl Writes {
+    const MAX: usize = 100_000;
+
+    /// Counts one more write of `kind` for `(a, b)`: whether it is time to trim.
+    fn due(&mut self, kind: &'static str, a: &str, b: &str) -> bool {
+        if self.counts.len() >= Self::MAX {
+            self.counts.clear();
+        }
+        let n = self
+            .counts
+            .entry((kind, a.to_owned(), b.to_owned()))
+            .or_insert(0);
+        *n += 1;
+        *n % TRIM_EVERY == 0
+    }
 }
 
 /// What every message of a batch is stored with.
@@ -49,18 +89,29 @@ impl DirectWriter {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(failed)?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;",
+            // A cache as large as a busy inbox index (pages read once stay):
+            // SQLite's default of 2 MiB had the writer re-reading pages.
+            &format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;
+                 PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = {WAL_PAGES};"
+            ),
         )
         .map_err(failed)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(Self {
-            conn: Mutex::new(conn),
+            state: Mutex::new(State {
+                conn,
+                writes: Writes::default(),
+            }),
         })
     }
 
-    /// Stores `messages` in one transaction, each in a savepoint of its own
-    /// (one that fails leaves the others whole): each one's outcome, once
-    /// the transaction is committed.
+    /// Stores `messages` in one transaction: each one's outcome, once the
+    /// transaction is committed. One that fails leaves the others whole:
+    /// the batch is first written straight (the common case, with no
+    /// statement spent on savepoints); if any message fails, that attempt
+    /// is rolled back and the batch written again with each message in a
+    /// savepoint of its own.
     ///
     /// Errors: the transaction could not be begun or committed (nothing of
     /// the batch is stored).
@@ -69,12 +120,27 @@ impl DirectWriter {
         context: &Context<'_>,
         messages: &[&Direct],
     ) -> Result<Vec<Result<Stored, String>>, String> {
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let State { conn, writes } = &mut *state;
+        {
+            let txn = conn.transaction().map_err(|e| e.to_string())?;
+            // Counted again if this attempt is rolled back: a trim comes
+            // early, never late.
+            let stored: rusqlite::Result<Vec<Stored>> = messages
+                .iter()
+                .map(|message| store(&txn, writes, context, message))
+                .collect();
+            if let Ok(stored) = stored {
+                txn.commit().map_err(|e| e.to_string())?;
+                return Ok(stored.into_iter().map(Ok).collect());
+            }
+            // Dropped: rolled back.
+        }
         let mut txn = conn.transaction().map_err(|e| e.to_string())?;
         let mut outcomes = Vec::with_capacity(messages.len());
         for message in messages {
             let savepoint = txn.savepoint().map_err(|e| e.to_string())?;
-            match store(&savepoint, context, message) {
+            match store(&savepoint, writes, context, message) {
                 Ok(stored) => {
                     savepoint.commit().map_err(|e| e.to_string())?;
                     outcomes.push(Ok(stored));
@@ -89,7 +155,12 @@ impl DirectWriter {
 }
 
 /// Stores one direct message (the rules of [`crate::MessageStore::append_direct`]).
-fn store(txn: &Connection, context: &Context<'_>, message: &Direct) -> rusqlite::Result<Stored> {
+fn store(
+    txn: &Connection,
+    writes: &mut Writes,
+    context: &Context<'_>,
+    message: &Direct,
+) -> rusqlite::Result<Stored> {
     let limits = context.limits;
     let to_self = message.from == message.to;
     let copy = message.copy_to_sender && !to_self;
@@ -141,7 +212,7 @@ fn store(txn: &Connection, context: &Context<'_>, message: &Direct) -> rusqlite:
         message.from,
         message.reply_to.map(|p| p.min(i64::MAX as u64) as i64),
     ])?;
-    if trim_due(txn, "history", &a, &b)? {
+    if writes.due("history", &a, &b) {
         txn.prepare_cached(
             "DELETE FROM history WHERE a = ?1 AND b = ?2 AND pos <
                (SELECT pos FROM history WHERE a = ?1 AND b = ?2
@@ -196,7 +267,7 @@ fn store(txn: &Connection, context: &Context<'_>, message: &Direct) -> rusqlite:
             i32::from(offline),
             message.history,
         ])?;
-        if trim_due(txn, "sent", &message.from, "")? {
+        if writes.due("sent", &message.from, "") {
             txn.prepare_cached(
                 "DELETE FROM sent WHERE user = ?1 AND rowid <
                    (SELECT rowid FROM sent WHERE user = ?1
@@ -238,17 +309,6 @@ fn next_seq(txn: &Connection, user: &str) -> rusqlite::Result<u64> {
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM inbox WHERE user = ?1")?
         .query_row(params![user], |r| r.get(0))?;
     Ok(next.max(1) as u64)
-}
-
-/// Counts one more write of `kind` for `(a, b)`: whether it is time to trim.
-fn trim_due(txn: &Connection, kind: &str, a: &str, b: &str) -> rusqlite::Result<bool> {
-    let n: i64 = txn
-        .prepare_cached(
-            "INSERT INTO writes (kind, a, b, n) VALUES (?1, ?2, ?3, 1)
-             ON CONFLICT (kind, a, b) DO UPDATE SET n = n + 1 RETURNING n",
-        )?
-        .query_row(params![kind, a, b], |r| r.get(0))?;
-    Ok(n % TRIM_EVERY == 0)
 }
 
 /// Inserts message `id`'s inbox entry at `seq` and keeps the inbox to
