@@ -420,6 +420,18 @@ enum Incoming {
     Broken(String),
 }
 
+/// `attempt` (a subscription change) bounded by [`COMMAND_TIMEOUT`], its
+/// error as text.
+async fn bounded(
+    attempt: impl std::future::Future<Output = redis::RedisResult<()>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, attempt).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".to_owned()),
+    }
+}
+
 /// A batch on its way: answers the batch and whether Redis took it.
 type Sent = BoxFuture<'static, (Batch, Result<(), String>)>;
 

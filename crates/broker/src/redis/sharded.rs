@@ -34,7 +34,7 @@ use redis::{ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::{Notify, mpsc};
 use tracing::{debug, info};
 
-use super::{Batch, COMMAND_TIMEOUT, Connected, Incoming, Sent, Shared, Sink, partitions};
+use super::{Batch, COMMAND_TIMEOUT, Connected, Incoming, Sent, Shared, Sink, bounded, partitions};
 
 /// How often the watcher reads the cluster's slot owners.
 pub(super) const TOPOLOGY_INTERVAL: Duration = Duration::from_secs(1);
@@ -241,11 +241,7 @@ impl Sink for Subscriber {
                 }
                 Ok::<(), redis::RedisError>(())
             };
-            let result = match tokio::time::timeout(COMMAND_TIMEOUT, attempt).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("timed out".to_owned()),
-            };
+            let result = bounded(attempt).await;
             (batch, result)
         }
         .boxed()

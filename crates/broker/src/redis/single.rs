@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use redis::aio::PubSubSink;
 
-use super::{Batch, COMMAND_TIMEOUT, Connected, Incoming, Sent, Shared, Sink};
+use super::{Batch, COMMAND_TIMEOUT, Connected, Incoming, Sent, Shared, Sink, bounded};
 
 /// Connects to one Redis.
 pub(super) struct Connector {
@@ -53,11 +53,7 @@ impl Sink for Subscriber {
                 }
                 Ok::<(), redis::RedisError>(())
             };
-            let result = match tokio::time::timeout(COMMAND_TIMEOUT, attempt).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("timed out".to_owned()),
-            };
+            let result = bounded(attempt).await;
             (batch, result)
         }
         .boxed()
