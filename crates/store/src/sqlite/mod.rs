@@ -218,7 +218,13 @@ impl SqliteStore {
         options.sqlx_logging(false);
         // A deleted message's text is overwritten on disk, not only
         // unlinked (the lifecycle's promise: its body is gone).
-        options.map_sqlx_sqlite_opts(|o| o.pragma("secure_delete", "ON"));
+        // Every connection checkpoints at the writer's WAL size: with
+        // SQLite's default, any other write (a read marker, a room message)
+        // would copy the whole 64 MiB back while holding the writer lock.
+        options.map_sqlx_sqlite_opts(|o| {
+            o.pragma("secure_delete", "ON")
+                .pragma("wal_autocheckpoint", writer::WAL_PAGES.to_string())
+        });
         let db = Database::connect(options)
             .await
             .map_err(|e| failed("opening SQLite", e))?;
@@ -687,5 +693,29 @@ impl MessageStore for SqliteStore {
                 .map_err(|e| failed("SQLite", e))
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_connection_checkpoints_at_the_writers_wal_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_alone(&dir.path().join("m.db"), Limits::default())
+            .await
+            .unwrap();
+        // Pool connections are made on demand: ask several at once.
+        let asks = (0..4).map(|_| {
+            store
+                .inner
+                .db
+                .query_one_raw(stmt("PRAGMA wal_autocheckpoint", vec![]))
+        });
+        for row in futures_util::future::join_all(asks).await {
+            let pages: i64 = row.unwrap().unwrap().try_get_by_index(0).unwrap();
+            assert_eq!(pages, i64::from(writer::WAL_PAGES));
+        }
     }
 }

@@ -35,7 +35,7 @@ pub(super) struct DirectWriter {
 /// of 4 KiB pages. SQLite's default (1 000 pages) had the writer stop for
 /// a checkpoint every few hundred messages, each copying back pages that
 /// the next commits dirtied again.
-const WAL_PAGES: u32 = 16_384;
+pub(super) const WAL_PAGES: u32 = 16_384;
 
 /// What the writer thread owns.
 struct State {
