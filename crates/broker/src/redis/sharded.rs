@@ -12,8 +12,8 @@
 //!   Publishes and checks go through a second cluster connection (plain
 //!   requests, retried by redis-rs on `MOVED`/`ASK`).
 //! - **Topology.** A watcher reads `CLUSTER SLOTS` every
-//!   [`TOPOLOGY_INTERVAL`]; when the owner of any slot range changed (a
-//!   failover, a resharding), or when Redis drops a subscription by itself
+//!   [`TOPOLOGY_INTERVAL`]; when the owner of a partition's slot changed (a
+//!   failover, a resharding that moved it), or when Redis drops a subscription by itself
 //!   (`sunsubscribe` on a slot migration), or a node's connection is lost,
 //!   the subscriber connection is made again and every wanted channel is
 //!   subscribed again, partition by partition, with the new owners.
@@ -39,9 +39,9 @@ use super::{Batch, COMMAND_TIMEOUT, Connected, Incoming, Sent, Shared, Sink, bou
 /// How often the watcher reads the cluster's slot owners.
 pub(super) const TOPOLOGY_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Who owns which slots: `(first slot, last slot, master "host:port")`,
-/// sorted.
-type Topology = Vec<(u16, u16, String)>;
+/// The master (`host:port`) owning each partition's slot, by partition:
+/// the only slots whose owner matters to the subscriptions.
+type Topology = Vec<String>;
 
 /// Makes the subscriber's cluster connections.
 pub(super) struct Connector {
@@ -109,13 +109,13 @@ async fn watch(mut conn: ClusterConnection, moved: Arc<Notify>, shared: Arc<Shar
 
 /// The distinct masters of `topology`, for the log.
 fn masters(topology: &Topology) -> Vec<&str> {
-    let mut masters: Vec<&str> = topology.iter().map(|(_, _, m)| m.as_str()).collect();
+    let mut masters: Vec<&str> = topology.iter().map(String::as_str).collect();
     masters.sort_unstable();
     masters.dedup();
     masters
 }
 
-/// `CLUSTER SLOTS`, as the owner of each slot range.
+/// `CLUSTER SLOTS` from one master, as the owner of each partition's slot.
 async fn topology(conn: &mut ClusterConnection) -> redis::RedisResult<Topology> {
     let reply = conn
         .route_command(
@@ -123,30 +123,51 @@ async fn topology(conn: &mut ClusterConnection) -> redis::RedisResult<Topology> 
             RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
         )
         .await?;
-    let mut owners = Topology::new();
+    owners(&reply).ok_or_else(|| {
+        redis::RedisError::from((
+            redis::ErrorKind::Parse,
+            "CLUSTER SLOTS: an answer of an unknown shape",
+        ))
+    })
+}
+
+/// The owner of each partition's slot in a `CLUSTER SLOTS` reply (ranges
+/// of `[first, last, [host, port, id, …], replicas…]`); an unserved slot's
+/// owner is empty. `None` when the reply has another shape.
+fn owners(reply: &Value) -> Option<Topology> {
     let Value::Array(ranges) = reply else {
-        return Ok(owners);
+        return None;
     };
+    let mut owned = Vec::new();
     for range in ranges {
-        let Value::Array(parts) = range else { continue };
+        let Value::Array(parts) = range else {
+            return None;
+        };
         let (Some(Value::Int(first)), Some(Value::Int(last)), Some(Value::Array(master))) =
             (parts.first(), parts.get(1), parts.get(2))
         else {
-            continue;
+            return None;
         };
-        let host = match master.first() {
-            Some(Value::BulkString(host)) => String::from_utf8_lossy(host).into_owned(),
-            _ => continue,
+        let (Some(Value::BulkString(host)), Some(Value::Int(port))) =
+            (master.first(), master.get(1))
+        else {
+            return None;
         };
-        let port = match master.get(1) {
-            Some(Value::Int(port)) => *port,
-            _ => continue,
-        };
-        let slot = |s: i64| u16::try_from(s).unwrap_or(u16::MAX);
-        owners.push((slot(*first), slot(*last), format!("{host}:{port}")));
+        let owner = format!("{}:{port}", String::from_utf8_lossy(host));
+        owned.push((*first, *last, owner));
     }
-    owners.sort();
-    Ok(owners)
+    Some(
+        (0..partitions::PARTITIONS)
+            .map(|p| {
+                let slot = i64::from(partitions::slot_of(p));
+                owned
+                    .iter()
+                    .find(|(first, last, _)| (*first..=*last).contains(&slot))
+                    .map(|(_, _, owner)| owner.clone())
+                    .unwrap_or_default()
+            })
+            .collect(),
+    )
 }
 
 impl super::Connector for Connector {
@@ -258,4 +279,50 @@ fn by_partition(names: &[String]) -> Vec<Vec<String>> {
             .push(name.clone());
     }
     groups.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(first: i64, last: i64, port: i64) -> Value {
+        Value::Array(vec![
+            Value::Int(first),
+            Value::Int(last),
+            Value::Array(vec![
+                Value::BulkString(b"127.0.0.1".to_vec()),
+                Value::Int(port),
+                Value::BulkString(b"id".to_vec()),
+            ]),
+        ])
+    }
+
+    #[test]
+    fn each_partition_is_owned_by_the_master_of_its_slot() {
+        let reply = Value::Array(vec![
+            range(0, 5460, 7000),
+            range(5461, 10922, 7001),
+            range(10923, 16383, 7002),
+        ]);
+        let owners = owners(&reply).expect("a CLUSTER SLOTS reply");
+        assert_eq!(owners.len(), partitions::PARTITIONS);
+        assert_eq!(owners[0], "127.0.0.1:7000");
+        assert_eq!(owners[21], "127.0.0.1:7001");
+        assert_eq!(owners[63], "127.0.0.1:7002");
+        assert_eq!(masters(&owners).len(), 3);
+        // A slot moving that no partition lives in changes nothing.
+        let moved = Value::Array(vec![
+            range(0, 0, 7002),
+            range(1, 5460, 7000),
+            range(5461, 10922, 7001),
+            range(10923, 16383, 7002),
+        ]);
+        assert_eq!(super::owners(&moved), Some(owners));
+    }
+
+    #[test]
+    fn an_answer_of_another_shape_is_no_topology() {
+        assert_eq!(owners(&Value::Int(1)), None);
+        assert_eq!(owners(&Value::Array(vec![Value::Int(1)])), None);
+    }
 }

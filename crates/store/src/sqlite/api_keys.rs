@@ -13,7 +13,7 @@ impl ApiKeys for SqliteStore {
     fn create_key(&self, key: ApiKey) -> BoxFuture<'static, Result<(), StoreError>> {
         let this = self.clone();
         async move {
-            let _writer = this.inner.write.lock().await;
+            let _writer = this.inner.writer().await;
             this.inner
                 .db
                 .execute_raw(stmt(
@@ -86,7 +86,7 @@ impl crate::TokenRevocations for SqliteStore {
     fn revoke_tokens(&self, user: &str, at: u64) -> BoxFuture<'static, Result<(), StoreError>> {
         let (this, user) = (self.clone(), user.to_owned());
         async move {
-            let _writer = this.inner.write.lock().await;
+            let _writer = this.inner.writer().await;
             this.inner
                 .db
                 .execute_raw(stmt(

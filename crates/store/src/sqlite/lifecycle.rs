@@ -413,7 +413,7 @@ impl Lifecycle for SqliteStore {
     fn change(&self, request: ChangeRequest) -> BoxFuture<'static, Result<Changed, ChangeError>> {
         let this = self.clone();
         async move {
-            let _writer = this.inner.write.lock().await;
+            let _writer = this.inner.writer().await;
             let (changed, publishes) = match &request.conversation {
                 Conversation::Room(room) => this.room_change(room, &request).await?,
                 Conversation::Direct(peer) => this.direct_change(peer, &request).await?,

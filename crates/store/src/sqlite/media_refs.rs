@@ -35,7 +35,7 @@ impl MediaRefs for SqliteStore {
     fn hold(&self, media: &str, message: &str) -> BoxFuture<'static, Result<bool, StoreError>> {
         let (this, media, message) = (self.clone(), media.to_owned(), message.to_owned());
         async move {
-            let _writer = this.inner.write.lock().await;
+            let _writer = this.inner.writer().await;
             let run = async {
                 let txn = this.inner.db.begin().await?;
                 if count(&txn, &media, Some(DELETING)).await? > 0 {
@@ -57,7 +57,7 @@ impl MediaRefs for SqliteStore {
     fn release(&self, media: &str, message: &str) -> BoxFuture<'static, Result<bool, StoreError>> {
         let (this, media, message) = (self.clone(), media.to_owned(), message.to_owned());
         async move {
-            let _writer = this.inner.write.lock().await;
+            let _writer = this.inner.writer().await;
             let run = async {
                 let txn = this.inner.db.begin().await?;
                 let removed = txn
@@ -86,7 +86,7 @@ impl MediaRefs for SqliteStore {
     fn unhold(&self, media: &str, message: &str) -> BoxFuture<'static, Result<(), StoreError>> {
         let (this, media, message) = (self.clone(), media.to_owned(), message.to_owned());
         async move {
-            let _writer = this.inner.write.lock().await;
+            let _writer = this.inner.writer().await;
             this.inner
                 .db
                 .execute_raw(stmt(
@@ -103,7 +103,7 @@ impl MediaRefs for SqliteStore {
     fn forget(&self, media: &str) -> BoxFuture<'static, Result<(), StoreError>> {
         let (this, media) = (self.clone(), media.to_owned());
         async move {
-            let _writer = this.inner.write.lock().await;
+            let _writer = this.inner.writer().await;
             this.inner
                 .db
                 .execute_raw(stmt(

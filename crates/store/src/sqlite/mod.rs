@@ -155,6 +155,11 @@ struct Inner {
     limits: Limits,
     /// One writer at a time.
     write: tokio::sync::Mutex<()>,
+    /// Held while a committed batch of direct messages is published (the
+    /// writer lock is let go at its commit, so the next batch is written
+    /// meanwhile); every other writer waits for it ([`Inner::writer`]), so
+    /// nothing committed after a batch is published before it.
+    publishing: Arc<tokio::sync::Mutex<()>>,
     /// Direct messages waiting for the group-commit writer ([`group_commit`]).
     appends: tokio::sync::mpsc::Sender<PendingAppend>,
     /// The connection direct messages are written with.
@@ -171,6 +176,22 @@ mod media_refs;
 mod push;
 mod rooms;
 mod webhooks;
+impl Inner {
+    /// The writer lock, for a write that is not a direct-message batch: it
+    /// also waits until the last batch is published, so what it publishes
+    /// (or its caller does, after it) comes after that batch's frames.
+    async fn writer(
+        &self,
+    ) -> (
+        tokio::sync::MutexGuard<'_, ()>,
+        tokio::sync::MutexGuard<'_, ()>,
+    ) {
+        let write = self.write.lock().await;
+        let published = self.publishing.lock().await;
+        (write, published)
+    }
+}
+
 mod writer;
 
 /// The embedded message store. Cloning shares it.
@@ -237,6 +258,7 @@ impl SqliteStore {
             presence,
             limits,
             write: tokio::sync::Mutex::new(()),
+            publishing: Arc::default(),
             appends,
             direct,
             offline_events: std::sync::atomic::AtomicBool::new(false),
@@ -258,32 +280,22 @@ struct PendingAppend {
     reply: tokio::sync::oneshot::Sender<Result<Appended, StoreError>>,
 }
 
-/// Committed batches the publisher has not taken yet; the writer waits
-/// past them.
-const BATCHES_PUBLISHING: usize = 2;
-
 /// The writer of direct messages, with group commit: the messages that
 /// arrived while the last transaction was being written are stored
 /// together, in one transaction, and each is answered (acked) and published
 /// only once that transaction is committed: an acked message is on disk,
-/// and one commit's `fsync` is shared by the batch. Publishing is a task of
-/// its own, taking batches in commit order, so the next batch is written
-/// while the last one is published. Ends when the store is dropped.
+/// and one commit's `fsync` is shared by the batch. Ends when the store is
+/// dropped.
 async fn group_commit(
     store: std::sync::Weak<Inner>,
     mut pending: tokio::sync::mpsc::Receiver<PendingAppend>,
 ) {
-    let (committed, to_publish) = tokio::sync::mpsc::channel(BATCHES_PUBLISHING);
-    tokio::spawn(publish_batches(to_publish));
     let mut batch = Vec::with_capacity(BATCH_MAX);
     while pending.recv_many(&mut batch, BATCH_MAX).await > 0 {
         let Some(inner) = store.upgrade() else { return };
-        let done = SqliteStore { inner }
+        SqliteStore { inner }
             .commit_batch(std::mem::take(&mut batch))
             .await;
-        if committed.send(done).await.is_err() {
-            return;
-        }
     }
 }
 
@@ -293,8 +305,6 @@ struct Committed {
     /// Who waits for each message's answer, and its outcome: where it
     /// landed and what to publish (channel, payload).
     answers: Vec<(AppendReply, Result<Publishing, StoreError>)>,
-    /// Presence holds still until the batch is published.
-    _presence: tokio::sync::OwnedRwLockReadGuard<()>,
 }
 
 type AppendReply = tokio::sync::oneshot::Sender<Result<Appended, StoreError>>;
@@ -302,33 +312,36 @@ type AppendReply = tokio::sync::oneshot::Sender<Result<Appended, StoreError>>;
 /// Where a stored message landed, and what it publishes (channel, payload).
 type Publishing = (Appended, Vec<(String, Bytes)>);
 
-/// Publishes each committed batch's frames, then acks its senders, batch
-/// after batch in commit order (so a user's frames arrive in `seq` order).
-async fn publish_batches(mut committed: tokio::sync::mpsc::Receiver<Committed>) {
-    while let Some(batch) = committed.recv().await {
-        for (reply, outcome) in batch.answers {
-            let answer = match outcome {
-                Ok((appended, payloads)) => {
-                    for (channel, payload) in payloads {
-                        // Stored already: a failed live push is recovered by sync.
-                        let _ = batch.broker.publish(&channel, payload).await;
-                    }
-                    Ok(appended)
+/// Publishes a committed batch's frames, then acks its senders.
+async fn publish_batch(batch: Committed) {
+    for (reply, outcome) in batch.answers {
+        let answer = match outcome {
+            Ok((appended, payloads)) => {
+                for (channel, payload) in payloads {
+                    // Stored already: a failed live push is recovered by sync.
+                    let _ = batch.broker.publish(&channel, payload).await;
                 }
-                Err(e) => Err(e),
-            };
-            // A sender that stopped waiting (its connection closed) is no error.
-            let _ = reply.send(answer);
-        }
+                Ok(appended)
+            }
+            Err(e) => Err(e),
+        };
+        // A sender that stopped waiting (its connection closed) is no error.
+        let _ = reply.send(answer);
     }
 }
 
 impl SqliteStore {
     /// Stores `batch` in one transaction (on the writer's own connection, in
-    /// a blocking thread): each message's outcome, for the publisher.
-    async fn commit_batch(&self, batch: Vec<PendingAppend>) -> Committed {
-        let _writer = self.inner.write.lock().await;
-        // Presence holds still from deciding "online" to publishing.
+    /// a blocking thread), then publishes and answers each in a task of its
+    /// own, so the next batch is written meanwhile. That task holds
+    /// `publishing`, taken before the writer lock is let go: batches are
+    /// published in commit order, and a change made after (an edit, a
+    /// delete, a read, which wait for `publishing`) publishes after the
+    /// batch, so a user's frames arrive in `seq` order.
+    async fn commit_batch(&self, batch: Vec<PendingAppend>) {
+        let writer = self.inner.write.lock().await;
+        // Presence holds still from deciding "online" to publishing (shared
+        // with the next batch, which decides while this one publishes).
         let presence_held = self.inner.presence.hold().await;
         let (messages, replies): (Vec<Direct>, Vec<_>) =
             batch.into_iter().map(|a| (a.message, a.reply)).unzip();
@@ -365,11 +378,16 @@ impl SqliteStore {
             Ok((_, Err(e))) => vec![Err(failed("committing messages", e)); replies.len()],
             Err(e) => vec![Err(failed("the SQLite writer", e)); replies.len()],
         };
-        Committed {
+        let committed = Committed {
             broker: Arc::clone(&self.inner.broker),
             answers: replies.into_iter().zip(outcomes).collect(),
-            _presence: presence_held,
-        }
+        };
+        let published = Arc::clone(&self.inner.publishing).lock_owned().await;
+        drop(writer);
+        tokio::spawn(async move {
+            publish_batch(committed).await;
+            drop((published, presence_held));
+        });
     }
 }
 
@@ -518,7 +536,7 @@ impl MessageStore for SqliteStore {
     fn take_offline(&self, user: &str) -> BoxFuture<'static, Result<Vec<InboxEntry>, StoreError>> {
         let (this, user) = (self.clone(), user.to_owned());
         async move {
-            let _writer = this.inner.write.lock().await;
+            let _writer = this.inner.writer().await;
             let run = async {
                 let txn = this.inner.db.begin().await?;
                 let rows = txn
@@ -566,7 +584,7 @@ impl MessageStore for SqliteStore {
         let this = self.clone();
         let (reader, peer, up_to) = (reader.to_owned(), peer.to_owned(), up_to.to_owned());
         async move {
-            let _writer = this.inner.write.lock().await;
+            let _writer = this.inner.writer().await;
             let (a, b) = conversation(&reader, &peer);
             let run = async {
                 let txn = this.inner.db.begin().await?;

@@ -17,7 +17,7 @@ impl PushStore for SqliteStore {
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         let (this, user) = (self.clone(), user.to_owned());
         async move {
-            let _writer = this.inner.write.lock().await;
+            let _writer = this.inner.writer().await;
             let db = &this.inner.db;
             let run = async {
                 // A browser's subscription is one user's: the last who
@@ -64,7 +64,7 @@ impl PushStore for SqliteStore {
     ) -> BoxFuture<'static, Result<bool, StoreError>> {
         let (this, user, endpoint) = (self.clone(), user.to_owned(), endpoint.to_owned());
         async move {
-            let _writer = this.inner.write.lock().await;
+            let _writer = this.inner.writer().await;
             let done = this
                 .inner
                 .db
@@ -115,7 +115,7 @@ impl PushStore for SqliteStore {
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         let (this, user, flag) = (self.clone(), user.to_owned(), flag.to_owned());
         async move {
-            let _writer = this.inner.write.lock().await;
+            let _writer = this.inner.writer().await;
             let sql = if on {
                 "INSERT OR IGNORE INTO push_flags (user, flag) VALUES (?, ?)"
             } else {

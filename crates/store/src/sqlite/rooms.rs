@@ -659,7 +659,7 @@ where
 {
     let this = this.clone();
     async move {
-        let _writer = this.inner.write.lock().await;
+        let _writer = this.inner.writer().await;
         let (answer, publishes) = f(this.clone()).await.map_err(|e| e.into_room(what))?;
         this.announce(publishes).await;
         Ok(answer)

@@ -20,7 +20,7 @@ impl SqliteStore {
         sql: &str,
         values: Vec<sea_orm::Value>,
     ) -> Result<(), StoreError> {
-        let _writer = self.inner.write.lock().await;
+        let _writer = self.inner.writer().await;
         self.inner
             .db
             .execute_raw(stmt(sql, values))
@@ -68,7 +68,7 @@ impl WebhookQueue for SqliteStore {
     ) -> BoxFuture<'static, Result<Vec<Queued>, StoreError>> {
         let this = self.clone();
         async move {
-            let _writer = this.inner.write.lock().await;
+            let _writer = this.inner.writer().await;
             let run = async {
                 let txn = this.inner.db.begin().await?;
                 let rows = txn
@@ -120,7 +120,7 @@ impl WebhookQueue for SqliteStore {
     ) -> BoxFuture<'static, Result<bool, StoreError>> {
         let (this, id) = (self.clone(), row_id(id));
         async move {
-            let _writer = this.inner.write.lock().await;
+            let _writer = this.inner.writer().await;
             let run = async {
                 let txn = this.inner.db.begin().await?;
                 let gone = txn
@@ -171,7 +171,7 @@ impl WebhookQueue for SqliteStore {
     fn dead(&self, id: &str) -> BoxFuture<'static, Result<(), StoreError>> {
         let (this, id) = (self.clone(), row_id(id));
         async move {
-            let _writer = this.inner.write.lock().await;
+            let _writer = this.inner.writer().await;
             let run = async {
                 let txn = this.inner.db.begin().await?;
                 txn.execute_raw(stmt(

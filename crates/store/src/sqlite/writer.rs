@@ -45,28 +45,57 @@ struct State {
 
 /// Writes counted per conversation (histories) and per sender (client
 /// ids), so each is trimmed every [`TRIM_EVERY`] of its own writes. In
-/// memory: the one writer is the only one counting, and a count lost to a
-/// restart only delays a trim by fewer than [`TRIM_EVERY`] writes. Bounded:
-/// past [`Writes::MAX`] entries the counts start again from zero.
+/// memory: the one writer is the only one counting. A count starts at a
+/// random point of its cycle (from the message id's random part), so a
+/// count lost (to a restart, or dropped when more than [`Writes::MAX`] are
+/// kept) still trims within [`TRIM_EVERY`] writes, and a name written once
+/// per loss is still trimmed one write in [`TRIM_EVERY`] on average.
 #[derive(Default)]
 struct Writes {
     counts: HashMap<(&'static str, String, String), i64>,
+    /// The counts moved by the transaction being written, to take back if
+    /// it is rolled back.
+    moved: Vec<(&'static str, String, String)>,
 }
+
+type Key = (&'static str, String, String);
 
 impl Writes {
     const MAX: usize = 100_000;
 
-    /// Counts one more write of `kind` for `(a, b)`: whether it is time to trim.
-    fn due(&mut self, kind: &'static str, a: &str, b: &str) -> bool {
+    /// Counts one more write of `kind` for `(a, b)`, by message `id` (a
+    /// ULID): whether it is time to trim.
+    fn due(&mut self, kind: &'static str, a: &str, b: &str, id: &str) -> bool {
         if self.counts.len() >= Self::MAX {
             self.counts.clear();
         }
-        let n = self
-            .counts
-            .entry((kind, a.to_owned(), b.to_owned()))
-            .or_insert(0);
+        let key: Key = (kind, a.to_owned(), b.to_owned());
+        let start = id.bytes().last().map_or(0, |c| i64::from(c) % TRIM_EVERY);
+        let n = self.counts.entry(key.clone()).or_insert(start);
         *n += 1;
+        self.moved.push(key);
         *n % TRIM_EVERY == 0
+    }
+
+    /// The transaction was committed: its counts stand.
+    fn commit(&mut self) {
+        self.moved.clear();
+    }
+
+    /// The transaction was rolled back: its counts are taken back, so a
+    /// trim it was due is due again when the batch is written again.
+    fn roll_back(&mut self) {
+        self.roll_back_to(0);
+    }
+
+    /// The counts moved since the `mark`-th are taken back (a savepoint
+    /// rolled back).
+    fn roll_back_to(&mut self, mark: usize) {
+        for key in self.moved.drain(mark.min(self.moved.len())..) {
+            if let Some(n) = self.counts.get_mut(&key) {
+                *n -= 1;
+            }
+        }
     }
 }
 
@@ -124,33 +153,48 @@ impl DirectWriter {
         let State { conn, writes } = &mut *state;
         {
             let txn = conn.transaction().map_err(|e| e.to_string())?;
-            // Counted again if this attempt is rolled back: a trim comes
-            // early, never late.
             let stored: rusqlite::Result<Vec<Stored>> = messages
                 .iter()
                 .map(|message| store(&txn, writes, context, message))
                 .collect();
             if let Ok(stored) = stored {
-                txn.commit().map_err(|e| e.to_string())?;
+                let committed = txn.commit().map_err(|e| e.to_string());
+                if committed.is_err() {
+                    writes.roll_back();
+                }
+                committed?;
+                writes.commit();
                 return Ok(stored.into_iter().map(Ok).collect());
             }
             // Dropped: rolled back.
+            writes.roll_back();
         }
-        let mut txn = conn.transaction().map_err(|e| e.to_string())?;
-        let mut outcomes = Vec::with_capacity(messages.len());
-        for message in messages {
-            let savepoint = txn.savepoint().map_err(|e| e.to_string())?;
-            match store(&savepoint, writes, context, message) {
-                Ok(stored) => {
-                    savepoint.commit().map_err(|e| e.to_string())?;
-                    outcomes.push(Ok(stored));
+        let written = (|| {
+            let mut txn = conn.transaction().map_err(|e| e.to_string())?;
+            let mut outcomes = Vec::with_capacity(messages.len());
+            for message in messages {
+                let savepoint = txn.savepoint().map_err(|e| e.to_string())?;
+                let mark = writes.moved.len();
+                match store(&savepoint, writes, context, message) {
+                    Ok(stored) => {
+                        savepoint.commit().map_err(|e| e.to_string())?;
+                        outcomes.push(Ok(stored));
+                    }
+                    // Dropped: rolled back to the savepoint.
+                    Err(e) => {
+                        writes.roll_back_to(mark);
+                        outcomes.push(Err(e.to_string()));
+                    }
                 }
-                // Dropped: rolled back to the savepoint.
-                Err(e) => outcomes.push(Err(e.to_string())),
             }
+            txn.commit().map_err(|e| e.to_string())?;
+            Ok(outcomes)
+        })();
+        match written {
+            Ok(_) => writes.commit(),
+            Err(_) => writes.roll_back_to(0),
         }
-        txn.commit().map_err(|e| e.to_string())?;
-        Ok(outcomes)
+        written
     }
 }
 
@@ -212,7 +256,7 @@ fn store(
         message.from,
         message.reply_to.map(|p| p.min(i64::MAX as u64) as i64),
     ])?;
-    if writes.due("history", &a, &b) {
+    if writes.due("history", &a, &b, &message.id) {
         txn.prepare_cached(
             "DELETE FROM history WHERE a = ?1 AND b = ?2 AND pos <
                (SELECT pos FROM history WHERE a = ?1 AND b = ?2
@@ -267,7 +311,7 @@ fn store(
             i32::from(offline),
             message.history,
         ])?;
-        if writes.due("sent", &message.from, "") {
+        if writes.due("sent", &message.from, "", &message.id) {
             txn.prepare_cached(
                 "DELETE FROM sent WHERE user = ?1 AND rowid <
                    (SELECT rowid FROM sent WHERE user = ?1
@@ -342,4 +386,45 @@ fn insert_inbox(
         .execute(params![user, sql_int(limits.offline_max.saturating_sub(1))])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> String {
+        ulid::Ulid::new().to_string()
+    }
+
+    /// Writes of one name until its trim is due.
+    fn writes_until_due(writes: &mut Writes) -> i64 {
+        (1..=TRIM_EVERY * 2)
+            .find(|_| writes.due("history", "a", "b", &id()))
+            .unwrap_or(i64::MAX)
+    }
+
+    #[test]
+    fn a_name_is_trimmed_every_trim_every_writes_from_wherever_it_starts() {
+        let mut writes = Writes::default();
+        assert!(writes_until_due(&mut writes) <= TRIM_EVERY);
+        for _ in 0..3 {
+            assert_eq!(writes_until_due(&mut writes), TRIM_EVERY);
+        }
+        // A count lost (a restart) still trims within one cycle.
+        let mut restarted = Writes::default();
+        assert!(writes_until_due(&mut restarted) <= TRIM_EVERY);
+    }
+
+    #[test]
+    fn a_rolled_back_write_is_not_counted() {
+        let mut writes = Writes::default();
+        writes_until_due(&mut writes);
+        writes.commit();
+        for _ in 0..TRIM_EVERY - 1 {
+            assert!(!writes.due("history", "a", "b", &id()));
+        }
+        writes.roll_back();
+        // The trim due at the cycle's end is still due after the rollback.
+        assert_eq!(writes_until_due(&mut writes), TRIM_EVERY);
+    }
 }
