@@ -36,6 +36,14 @@ async fn call(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// `POST /api/v1/server/rooms` on `addr`: a public room `name` owned by
+/// `owner`, made with the bootstrap key; panics unless it is made.
+async fn create_room(addr: &str, name: &str, owner: &str) {
+    let body = json!({"name": name, "owner": owner});
+    let (status, answer) = call(addr, "POST", "/api/v1/server/rooms", BOOTSTRAP, Some(body)).await;
+    assert_eq!(status, 201, "room {name}: {answer}");
+}
+
 /// `POST /api/v1/server/publish` on `addr` with `key`: status and answer.
 async fn publish(addr: &str, key: &str, body: Value) -> (u16, Value) {
     call(addr, "POST", "/api/v1/server/publish", key, Some(body)).await
@@ -1039,15 +1047,7 @@ async fn a_published_message_carries_a_file() {
         // A room's owner deletes the application's message carrying her
         // other file, its only message: the file goes from the media service.
         let room = format!("news-{setup}");
-        let (status, _) = call(
-            &api,
-            "POST",
-            "/api/v1/server/rooms",
-            BOOTSTRAP,
-            Some(json!({"name": room, "owner": "alice"})),
-        )
-        .await;
-        assert_eq!(status, 201);
+        create_room(&api, &room, "alice").await;
         let other = upload(&media, "alice").await;
         let (status, posted) = publish(
             &api,
@@ -1096,15 +1096,7 @@ async fn a_published_message_carries_a_file() {
 
         // A deleted room's files go with it, once nothing else carries them.
         let archive = format!("archive-{setup}");
-        let (status, _) = call(
-            &api,
-            "POST",
-            "/api/v1/server/rooms",
-            BOOTSTRAP,
-            Some(json!({"name": archive, "owner": "alice"})),
-        )
-        .await;
-        assert_eq!(status, 201);
+        create_room(&api, &archive, "alice").await;
         let third = upload(&media, "alice").await;
         for target in [
             json!({"room": archive}),

@@ -52,12 +52,13 @@ struct State {
 /// per loss is still trimmed one write in [`TRIM_EVERY`] on average.
 #[derive(Default)]
 struct Writes {
-    counts: HashMap<(&'static str, String, String), i64>,
+    counts: HashMap<Key, i64>,
     /// The counts moved by the transaction being written, to take back if
     /// it is rolled back.
-    moved: Vec<(&'static str, String, String)>,
+    moved: Vec<Key>,
 }
 
+/// What a count is kept for: `(kind, a, b)`.
 type Key = (&'static str, String, String);
 
 impl Writes {
@@ -215,17 +216,7 @@ fn store(
         return Ok((first, Vec::new()));
     }
     let offline = !context.presence.is_online(&message.to);
-    let seq_r = next_seq(txn, &message.to)?;
-    let frame_r = message.frame.render(seq_r);
-    insert_inbox(
-        txn,
-        limits,
-        &message.to,
-        seq_r,
-        &frame_r,
-        offline,
-        &message.id,
-    )?;
+    let (seq_r, frame_r) = append_inbox(txn, limits, &message.to, message, offline)?;
     let mut frames = vec![(message.to.clone(), frame_r)];
     if !to_self {
         let count: i64 = txn
@@ -254,7 +245,7 @@ fn store(
         message.history,
         message.id,
         message.from,
-        message.reply_to.map(|p| p.min(i64::MAX as u64) as i64),
+        message.reply_to.map(sql_int),
     ])?;
     if writes.due("history", &a, &b, &message.id) {
         txn.prepare_cached(
@@ -266,17 +257,7 @@ fn store(
     }
     let mut seq_s = None;
     if copy {
-        let seq = next_seq(txn, &message.from)?;
-        let frame_s = message.frame.render(seq);
-        insert_inbox(
-            txn,
-            limits,
-            &message.from,
-            seq,
-            &frame_s,
-            false,
-            &message.id,
-        )?;
+        let (seq, frame_s) = append_inbox(txn, limits, &message.from, message, false)?;
         frames.push((message.from.clone(), frame_s));
         seq_s = Some(seq);
     }
@@ -353,6 +334,21 @@ fn next_seq(txn: &Connection, user: &str) -> rusqlite::Result<u64> {
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM inbox WHERE user = ?1")?
         .query_row(params![user], |r| r.get(0))?;
     Ok(next.max(1) as u64)
+}
+
+/// Appends `message` to `user`'s inbox at its next `seq`: that seq and the
+/// frame as delivered there.
+fn append_inbox(
+    txn: &Connection,
+    limits: Limits,
+    user: &str,
+    message: &Direct,
+    offline: bool,
+) -> rusqlite::Result<(u64, String)> {
+    let seq = next_seq(txn, user)?;
+    let frame = message.frame.render(seq);
+    insert_inbox(txn, limits, user, seq, &frame, offline, &message.id)?;
+    Ok((seq, frame))
 }
 
 /// Inserts message `id`'s inbox entry at `seq` and keeps the inbox to
