@@ -15,9 +15,11 @@
 -- KEYS[10] sent_order       zset: those fields -> seq
 -- ARGV[1]  room             the room's name
 -- ARGV[2]  control          broker envelope header for the members' controls
--- ARGV[3]  user_prefix      channel prefix of users' channels
+-- ARGV[3]  user_prefix      channel prefix of users' channels ('' on a cluster: the
+--                           caller publishes the controls after the script)
 --
--- Returns {'deleted', member, ...} (who were members) or {'not_found'}.
+-- Returns {'deleted', seq of the controls, member, ...} (who were members) or
+-- {'not_found'}.
 local meta_key = KEYS[1]
 local members_key = KEYS[2]
 local read_key = KEYS[3]
@@ -37,9 +39,11 @@ local seq = tonumber(redis.call('HGET', meta_key, 'seq') or '0') + 1
 local members = redis.call('HKEYS', members_key)
 redis.call('DEL', meta_key, members_key, read_key, log_key, ids_key, updates_key,
   quiet_key, replies_key, sent_key, sent_order_key)
-for _, user in ipairs(members) do
-  redis.call('PUBLISH', user_prefix .. user, control .. '-' .. seq .. ' ' .. room)
+if user_prefix ~= '' then
+  for _, user in ipairs(members) do
+    redis.call('PUBLISH', user_prefix .. user, control .. '-' .. seq .. ' ' .. room)
+  end
 end
-local out = {'deleted'}
+local out = {'deleted', seq}
 for _, user in ipairs(members) do table.insert(out, user) end
 return out

@@ -26,7 +26,9 @@
 -- ARGV[12] envelope         broker envelope header for the entry
 -- ARGV[13] control          broker envelope header for the user's control
 -- ARGV[14] room_channel     the room's channel
--- ARGV[15] user_channel     the user's channel
+-- ARGV[15] user_channel     the user's channel ('' on a cluster: the caller publishes
+--                           the control after the script, the channel being in
+--                           another slot)
 --
 -- Returns {'joined', seq}, {'already'}, {'exists'}, {'not_found'},
 -- {'forbidden', why} or {'full'}.
@@ -89,5 +91,7 @@ redis.call('HSET', read_key, user, seq)
 -- The adder has seen what they did (as a sender has their own message).
 if mode == 'add' then redis.call('HSET', read_key, by, seq) end
 redis.call('PUBLISH', room_channel, envelope .. frame)
-redis.call('PUBLISH', user_channel, control .. '+' .. seq .. ' ' .. room)
+if user_channel ~= '' then
+  redis.call('PUBLISH', user_channel, control .. '+' .. seq .. ' ' .. room)
+end
 return {'joined', seq}

@@ -20,7 +20,8 @@
 -- ARGV[8]  envelope         broker envelope header for the entry
 -- ARGV[9]  control          broker envelope header for the user's control
 -- ARGV[10] room_channel     the room's channel
--- ARGV[11] user_channel     the user's channel
+-- ARGV[11] user_channel     the user's channel ('' on a cluster: the caller publishes
+--                           the control after the script)
 -- ARGV[12] server           '1' when the application removes them (no rights asked)
 --
 -- Returns {'left', seq}, {'absent'}, {'not_found'} or {'forbidden', why}.
@@ -80,5 +81,7 @@ if role == 'owner' then
   if heir ~= '' then redis.call('HSET', members_key, heir, 'owner ' .. heir_joined) end
 end
 redis.call('PUBLISH', room_channel, envelope .. frame)
-redis.call('PUBLISH', user_channel, control .. '-' .. seq .. ' ' .. room)
+if user_channel ~= '' then
+  redis.call('PUBLISH', user_channel, control .. '-' .. seq .. ' ' .. room)
+end
 return {'left', seq}

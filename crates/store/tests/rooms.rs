@@ -17,6 +17,7 @@ use chat_store::sqlite::SqliteStore;
 use chat_store::{Admission, Limits, Role, RoomError, RoomLimits, RoomRead, RoomSend, RoomStore};
 use chat_testkit::WAIT;
 use chat_testkit::redis::TestRedis;
+use chat_testkit::redis_cluster::TestRedisCluster;
 use tokio::sync::mpsc;
 
 /// A room store and a broker node that hears what it publishes.
@@ -84,16 +85,28 @@ async fn redis_small() -> Fixture {
 
 fn redis_with(limits: Limits) -> Fixture {
     let redis = TestRedis::start().unwrap();
+    let (url, prefix) = (redis.url().to_owned(), redis.prefix().to_owned());
+    redis_at(url, prefix, limits, Some(redis))
+}
+
+/// A fixture on `cluster` (shared by the cases: six processes are slow to
+/// start), under a prefix of its own.
+fn cluster_with(cluster: &TestRedisCluster, limits: Limits) -> Fixture {
+    redis_at(cluster.url(), chat_testkit::unique("test:"), limits, None)
+}
+
+/// A Redis room store and an observer on `url`, under `prefix`.
+fn redis_at(url: String, prefix: String, limits: Limits, redis: Option<TestRedis>) -> Fixture {
     let (handler, heard) = observer_handler();
     let options = RedisOptions {
-        url: redis.url().into(),
-        prefix: redis.prefix().into(),
+        url: url.clone(),
+        prefix: prefix.clone(),
         errors: None,
     };
     let observer = Arc::new(RedisBroker::start(options, handler).unwrap());
     let store = RedisStore::start(RedisStoreOptions {
-        url: redis.url().into(),
-        prefix: redis.prefix().into(),
+        url,
+        prefix,
         limits,
     })
     .unwrap();
@@ -101,7 +114,7 @@ fn redis_with(limits: Limits) -> Fixture {
         rooms: Box::new(store),
         observer,
         heard,
-        _redis: Some(redis),
+        _redis: redis,
         _dir: tempfile::tempdir().unwrap(),
     }
 }
@@ -827,6 +840,28 @@ chat_testkit::contract!(redis:
 );
 chat_testkit::contract!(sqlite_small: limits_refuse_and_trim);
 chat_testkit::contract!(redis_small: limits_refuse_and_trim);
+
+/// The whole room contract on one Redis Cluster (three masters), each case
+/// under its own prefix: a room's keys live in the slot of its channel's
+/// partition, its scripts publish with `SPUBLISH`, and a member's control
+/// (follow, stop following) is published after the room's script, the
+/// member's channel being in another slot.
+#[tokio::test]
+async fn the_room_contract_holds_on_a_redis_cluster() {
+    let cluster = TestRedisCluster::start().unwrap();
+    let f = || cluster_with(&cluster, Limits::DEFAULT);
+    a_deleted_room_is_gone_for_everyone(f()).await;
+    the_application_adds_and_removes_with_its_own_power(f()).await;
+    unread_counts_are_derived_and_markers_only_move_forward(f()).await;
+    entries_page_forward_and_back_for_members_only(f()).await;
+    roles_decide_who_joins_adds_and_removes(f()).await;
+    a_repeated_room_send_is_stored_once(f()).await;
+    changes_are_published_to_the_room_and_the_user(f()).await;
+    an_outsider_learns_nothing_of_who_is_in(f()).await;
+    client_ids_of_different_senders_never_collide(f()).await;
+    the_application_changes_a_members_role(f()).await;
+    limits_refuse_and_trim(cluster_with(&cluster, SMALL)).await;
+}
 
 /// Redis only: what a message costs the store does not depend on how many
 /// members the room has (one history, one marker each; fan-out on read):

@@ -31,18 +31,18 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cluster_async::ClusterConnection;
 use tokio::sync::{Notify, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::broker::{Broker, BrokerError, Handler};
 
+mod connection;
 pub mod partitions;
 mod sharded;
 mod single;
 pub mod url;
 
+pub use connection::{Connection, command_connection};
 pub use url::Target;
 
 /// How long one Redis command may take before it counts as unavailable.
@@ -168,16 +168,9 @@ enum Arrival<'a> {
     Foreign,
 }
 
-/// The connection publishes and checks go through.
-#[derive(Clone)]
-enum Publisher {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
 /// A node on Redis pub/sub. Dropping it stops its background tasks.
 pub struct RedisBroker {
-    publisher: Publisher,
+    publisher: Connection,
     shared: Arc<Shared>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -188,39 +181,6 @@ impl Drop for RedisBroker {
             task.abort();
         }
     }
-}
-
-/// The connection for Redis commands, shared by every Redis engine of the
-/// workspace: one multiplexed connection (cheap to clone; concurrent commands
-/// are pipelined on it, with no per-use health check as a pool would make),
-/// made on first use and remade after a failure. Connecting and each answer
-/// give up after [`COMMAND_TIMEOUT`], so callers fail fast while Redis is
-/// away. Must be called inside a tokio runtime.
-///
-/// Errors: `url` is not a Redis URL, or names a Redis Cluster: the message
-/// store and presence scripts touch several users' keys at once and need
-/// one Redis (only pub/sub, [`RedisBroker`], runs on a cluster so far; see
-/// `docs/DECISIONS.md`).
-pub fn command_connection(url: &str) -> Result<ConnectionManager, String> {
-    let target = Target::parse(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
-    if let Target::Cluster(_) = target {
-        return Err(format!(
-            "REDIS_URL names a Redis Cluster ({}…): the message store and presence \
-             need one Redis for now; only pub/sub runs on a cluster",
-            url::CLUSTER_SCHEME
-        ));
-    }
-    let client = redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(COMMAND_TIMEOUT))
-        .set_response_timeout(Some(COMMAND_TIMEOUT))
-        // One quick retry; beyond that the caller reports `unavailable`
-        // and the next command tries again.
-        .set_number_of_retries(1)
-        .set_min_delay(BACKOFF_MIN)
-        .set_max_delay(BACKOFF_MAX);
-    ConnectionManager::new_lazy_with_config(client, config)
-        .map_err(|e| format!("cannot set up the Redis connection: {e}"))
 }
 
 impl RedisBroker {
@@ -252,14 +212,14 @@ impl RedisBroker {
             Target::Single(url) => {
                 let client =
                     redis::Client::open(url.as_str()).map_err(|e| invalid(e.to_string()))?;
-                let redis = command_connection(&url).map_err(BrokerError::Unavailable)?;
+                let redis = connection::single(&url).map_err(BrokerError::Unavailable)?;
                 let task = tokio::spawn(subscriber_task(
                     single::Connector { client },
                     handler,
                     Arc::clone(&shared),
                 ));
                 Ok(Self {
-                    publisher: Publisher::Single(redis),
+                    publisher: Connection::Single(redis),
                     shared,
                     tasks: vec![task],
                 })
@@ -269,7 +229,7 @@ impl RedisBroker {
                     sharded::start(seeds, &shared).map_err(|e| invalid(e.to_string()))?;
                 let task = tokio::spawn(subscriber_task(connector, handler, Arc::clone(&shared)));
                 Ok(Self {
-                    publisher: Publisher::Cluster(publisher),
+                    publisher: Connection::Cluster(publisher),
                     shared,
                     tasks: vec![task, watcher],
                 })
@@ -281,18 +241,18 @@ impl RedisBroker {
 /// Publishes `payload` on the wire channel `channel`: `PUBLISH` on one
 /// Redis, `SPUBLISH` (to the channel's shard) on a cluster.
 async fn publish_raw(
-    publisher: Publisher,
+    publisher: Connection,
     shared: &Shared,
     channel: &str,
     payload: &[u8],
 ) -> Result<(), BrokerError> {
     let (name, attempt) = match publisher {
-        Publisher::Single(mut conn) => {
+        Connection::Single(mut conn) => {
             let command = redis::cmd("PUBLISH").arg(channel).arg(payload).clone();
             let attempt = async move { command.query_async::<i64>(&mut conn).await }.boxed();
             ("PUBLISH", attempt)
         }
-        Publisher::Cluster(mut conn) => {
+        Connection::Cluster(mut conn) => {
             let command = redis::cmd("SPUBLISH").arg(channel).arg(payload).clone();
             let attempt = async move { command.query_async::<i64>(&mut conn).await }.boxed();
             ("SPUBLISH", attempt)
@@ -385,7 +345,7 @@ impl Broker for RedisBroker {
 /// Publishes a nonce on the health channel `channel` (wire name) and waits
 /// for it to come back.
 async fn round_trip(
-    publisher: Publisher,
+    publisher: Connection,
     shared: &Shared,
     channel: &str,
 ) -> Result<(), BrokerError> {

@@ -27,13 +27,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
-use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use redis::cluster::ClusterConfig;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::{Notify, mpsc};
 use tracing::{debug, info};
 
+use super::connection::cluster_builder;
 use super::{Batch, COMMAND_TIMEOUT, Connected, Incoming, Sent, Shared, Sink, bounded, partitions};
 
 /// How often the watcher reads the cluster's slot owners.
@@ -56,7 +57,7 @@ pub(super) fn start(
     seeds: Vec<String>,
     shared: &Arc<Shared>,
 ) -> redis::RedisResult<(Connector, ClusterConnection, tokio::task::JoinHandle<()>)> {
-    let client = builder(&seeds).build()?;
+    let client = cluster_builder(&seeds).build()?;
     let publisher = client.get_pending_async_connection_with_config(ClusterConfig::new());
     let moved = Arc::new(Notify::new());
     let watcher = tokio::spawn(watch(
@@ -65,17 +66,6 @@ pub(super) fn start(
         Arc::clone(shared),
     ));
     Ok((Connector { seeds, moved }, publisher, watcher))
-}
-
-fn builder(seeds: &[String]) -> ClusterClientBuilder {
-    ClusterClient::builder(seeds.iter().map(String::as_str))
-        .connection_timeout(COMMAND_TIMEOUT)
-        .response_timeout(COMMAND_TIMEOUT)
-        // Quick retries (MOVED, a node being replaced), within the
-        // caller's COMMAND_TIMEOUT.
-        .retries(3)
-        .min_retry_wait(50)
-        .max_retry_wait(400)
 }
 
 /// Reads the topology every [`TOPOLOGY_INTERVAL`] and tells the subscriber
@@ -174,7 +164,7 @@ impl super::Connector for Connector {
     fn connect<'a>(&'a self, shared: &'a Shared) -> BoxFuture<'a, Result<Connected, String>> {
         async move {
             let (tx, rx) = mpsc::unbounded_channel::<PushInfo>();
-            let client = builder(&self.seeds)
+            let client = cluster_builder(&self.seeds)
                 .use_protocol(ProtocolVersion::RESP3)
                 .push_sender(tx)
                 .build()

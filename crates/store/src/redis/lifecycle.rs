@@ -5,9 +5,9 @@
 use std::sync::LazyLock;
 
 use chat_broker::channel;
+use chat_broker::redis::Connection;
 use chat_protocol::{ChatMessage, Quote, ServerFrame};
 use futures_util::future::BoxFuture;
-use redis::aio::ConnectionManager;
 
 use super::messages::{Inner, RedisStore};
 use super::rooms::{Answer, call};
@@ -249,7 +249,7 @@ impl Inner {
 
     async fn room_entry(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Connection,
         room: &str,
         user: &str,
         id: &str,
@@ -290,7 +290,7 @@ impl Inner {
     /// between the load and the write.
     async fn room_change_once(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Connection,
         room: &str,
         request: &ChangeRequest,
     ) -> Result<Option<Changed>, ChangeError> {
@@ -373,7 +373,7 @@ impl Inner {
     /// to it when asked for.
     async fn direct_load(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Connection,
         actor: &str,
         peer: &str,
         id: &str,
@@ -409,7 +409,7 @@ impl Inner {
 
     async fn direct_entry(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Connection,
         actor: &str,
         peer: &str,
         id: &str,
@@ -421,7 +421,7 @@ impl Inner {
     /// moved between the load and the write.
     async fn direct_change_once(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Connection,
         peer: &str,
         request: &ChangeRequest,
     ) -> Result<Option<Changed>, ChangeError> {

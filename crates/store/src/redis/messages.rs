@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use chat_broker::redis::Connection;
 use futures_util::future::BoxFuture;
-use redis::aio::ConnectionManager;
 
 use super::script::{Call, Loaded, Lua, flag, lua};
 use super::{Keys, with_conn};
@@ -152,7 +152,7 @@ impl Lua for MarkRead {
 }
 
 pub(crate) struct Inner {
-    pub(crate) redis: ConnectionManager,
+    pub(crate) redis: Connection,
     pub(crate) keys: Keys,
     pub(crate) limits: Limits,
     append: Loaded<Append>,
@@ -194,15 +194,15 @@ impl RedisStore {
 
     /// A store on an existing command connection (shared with presence).
     /// It does not look for older data: [`Self::start`] does.
-    pub fn on(redis: ConnectionManager, prefix: &str, limits: Limits) -> Self {
+    pub fn on(redis: Connection, prefix: &str, limits: Limits) -> Self {
         Self::built(redis, prefix, limits, true)
     }
 
-    fn built(redis: ConnectionManager, prefix: &str, limits: Limits, upgraded: bool) -> Self {
+    fn built(redis: Connection, prefix: &str, limits: Limits, upgraded: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
+                keys: Keys::new(prefix, redis.is_cluster()),
                 redis,
-                keys: Keys::new(prefix),
                 limits,
                 append: Loaded::new(),
                 take_offline: Loaded::new(),
@@ -219,7 +219,7 @@ impl RedisStore {
     }
 
     /// The command connection, to share with presence.
-    pub fn connection(&self) -> &ConnectionManager {
+    pub fn connection(&self) -> &Connection {
         &self.inner.redis
     }
 }
@@ -506,7 +506,7 @@ mod tests {
         let inner = Inner {
             redis: chat_broker::redis::command_connection("redis://127.0.0.1:1/")
                 .expect("a lazy connection"),
-            keys: Keys::new("p:"),
+            keys: Keys::new("p:", false),
             limits: Limits::default(),
             append: Loaded::new(),
             take_offline: Loaded::new(),

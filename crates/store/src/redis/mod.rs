@@ -55,10 +55,17 @@
 //! so the pair cannot be read two ways.
 //!
 //! A room's keys share the hash tag `{room:NAME}`, and the room scripts
-//! touch only those: one hash slot each, ready for Redis Cluster. The
-//! direct-message and presence scripts (`crates/store/lua/`) touch keys of
-//! several users and keys they compute (a node's lease), so they need a
-//! single Redis for now.
+//! touch only those: one hash slot each. On a Redis Cluster (a
+//! `redis+cluster://` URL) every room key starts with the hash tag of the
+//! room channel's partition instead (`{p17-2041}{prefix}{room:NAME}:log`),
+//! so a room script's `SPUBLISH` to its room stays on its node; the
+//! scripts run with `SPUBLISH` for `PUBLISH` (`script.rs`), a member's
+//! control is published after the script (the user's channel is in
+//! another slot), and reads over many rooms go one pipeline per room
+//! ([`grouped`]). The direct-message and presence scripts
+//! (`crates/store/lua/`) touch keys of several users and keys they compute
+//! (a node's lease), so they need a single Redis for now: presence refuses
+//! a cluster URL, and the binaries refuse one for `REDIS_URL`.
 
 mod api_keys;
 mod lifecycle;
@@ -74,26 +81,37 @@ mod webhooks;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chat_broker::redis::{Connection, partitions};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use redis::aio::ConnectionManager;
 
 use crate::StoreError;
 
 /// How long one store call may take before it counts as unavailable.
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Key and channel names under one prefix.
+/// Key and channel names under one prefix, laid out for one Redis or for
+/// a Redis Cluster.
 #[derive(Clone, Debug)]
 pub(crate) struct Keys {
     prefix: String,
+    /// Names for a cluster: a room's keys carry the hash tag of its
+    /// channel's partition, channels are shard channels.
+    cluster: bool,
 }
 
 impl Keys {
-    pub(crate) fn new(prefix: &str) -> Self {
+    /// Names under `prefix`, for a cluster when `cluster`.
+    pub(crate) fn new(prefix: &str, cluster: bool) -> Self {
         Self {
             prefix: prefix.to_owned(),
+            cluster,
         }
+    }
+
+    /// Whether names are laid out for a Redis Cluster.
+    pub(crate) fn cluster(&self) -> bool {
+        self.cluster
     }
 
     /// `{prefix}{kind}:{name}`.
@@ -114,8 +132,32 @@ impl Keys {
     /// slot (a Redis Cluster keeps them on one node and a script may touch
     /// them all). A name holding `}` ends the tag early, the same way for
     /// every key of that room: they still share a slot.
+    ///
+    /// On a cluster the key starts with the hash tag of the room channel's
+    /// partition instead (`{p17-2041}{prefix}{room:{name}}:{kind}`; the
+    /// first tag is the one Redis hashes): the room's scripts `SPUBLISH` to
+    /// that channel, and a script may only publish to a shard channel its
+    /// node serves. Rooms of one partition share a slot.
     pub(crate) fn room(&self, kind: &str, name: &str) -> String {
+        if self.cluster {
+            let partition = partitions::of(&chat_broker::channel::room(name));
+            return format!(
+                "{{{}}}{}{{room:{name}}}:{kind}",
+                partitions::tags()[partition],
+                self.prefix
+            );
+        }
         format!("{}{{room:{name}}}:{kind}", self.prefix)
+    }
+
+    /// A user's channel as a room script takes it: its wire name on one
+    /// Redis, and `''` on a cluster, where the channel lives in another slot
+    /// than the room's keys and the caller publishes after the script.
+    pub(crate) fn user_channel_in_script(&self, user: &str) -> String {
+        if self.cluster {
+            return String::new();
+        }
+        self.channel(&chat_broker::channel::user(user))
     }
 
     /// `{prefix}{kind}:`: what scripts put in front of names they compute.
@@ -128,8 +170,12 @@ impl Keys {
         format!("{}{kind}", self.prefix)
     }
 
-    /// A broker channel, prefixed as the broker publishes it.
+    /// A broker channel's wire name, as the broker publishes it: prefixed,
+    /// and on a cluster the shard channel of its partition.
     pub(crate) fn channel(&self, channel: &str) -> String {
+        if self.cluster {
+            return partitions::shard_channel(&self.prefix, channel);
+        }
         format!("{}{channel}", self.prefix)
     }
 }
@@ -149,14 +195,14 @@ pub(crate) fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
 /// Runs `f` with a clone of `conn`, bounded by [`COMMAND_TIMEOUT`].
 pub(crate) fn with_conn<S, T, F, Fut>(
     state: &Arc<S>,
-    conn: &ConnectionManager,
+    conn: &Connection,
     what: &'static str,
     f: F,
 ) -> BoxFuture<'static, Result<T, StoreError>>
 where
     S: Send + Sync + 'static,
     T: Send + 'static,
-    F: FnOnce(Arc<S>, ConnectionManager) -> Fut + Send + 'static,
+    F: FnOnce(Arc<S>, Connection) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = redis::RedisResult<T>> + Send,
 {
     let state = Arc::clone(state);
@@ -191,8 +237,45 @@ impl messages::RedisStore {
     }
 }
 
+/// Runs `groups`, each a pipeline whose commands touch one hash slot (one
+/// room's keys, say), and answers each group's replies as one `T` (a tuple,
+/// one element per command), in order. On one Redis every group goes in a
+/// single pipeline (one round trip); on a cluster, where a pipeline may
+/// only touch one slot (`CROSSSLOT` otherwise), each group is a pipeline of
+/// its own, all sent at once. Not bounded in time: callers are.
+///
+/// Errors: Redis's, or a group's replies do not read as `T`.
+pub(crate) async fn grouped<T: redis::FromRedisValue>(
+    conn: &Connection,
+    groups: Vec<redis::Pipeline>,
+) -> redis::RedisResult<Vec<T>> {
+    if conn.is_cluster() {
+        let queries = groups.into_iter().map(|group| {
+            let mut conn = conn.clone();
+            async move { group.query_async::<T>(&mut conn).await }
+        });
+        return futures_util::future::try_join_all(queries).await;
+    }
+    let sizes: Vec<usize> = groups.iter().map(redis::Pipeline::len).collect();
+    let mut all = redis::pipe();
+    for cmd in groups.iter().flat_map(redis::Pipeline::cmd_iter) {
+        all.add_command(cmd.clone());
+    }
+    let mut replies = all
+        .query_async::<Vec<redis::Value>>(&mut conn.clone())
+        .await?
+        .into_iter();
+    sizes
+        .into_iter()
+        .map(|n| {
+            let group = redis::Value::Array(replies.by_ref().take(n).collect());
+            redis::from_redis_value(group).map_err(Into::into)
+        })
+        .collect()
+}
+
 /// Answers a readiness check with `PING`.
-pub(crate) fn ping(conn: &ConnectionManager) -> BoxFuture<'static, Result<(), StoreError>> {
+pub(crate) fn ping(conn: &Connection) -> BoxFuture<'static, Result<(), StoreError>> {
     let mut conn = conn.clone();
     async move {
         let ping = redis::cmd("PING");

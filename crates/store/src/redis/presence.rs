@@ -12,8 +12,8 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use chat_broker::redis::Connection;
 use futures_util::future::BoxFuture;
-use redis::aio::ConnectionManager;
 use tracing::{debug, warn};
 
 use super::script::{Call, Loaded, Lua, flag, lua};
@@ -217,25 +217,44 @@ pub struct RedisPresence {
 }
 
 struct Reader {
-    redis: ConnectionManager,
+    redis: Connection,
     keys: Keys,
     state: Loaded<StateOf>,
+}
+
+/// A command connection to the one Redis `url` names. Presence needs one:
+/// its scripts count a user's connections against every node's lease, keys
+/// a cluster keeps in different slots (`docs/DECISIONS.md`, "Scaling out
+/// on Redis Cluster").
+///
+/// Errors: `url` is not a Redis URL, or names a Redis Cluster.
+fn single_redis(url: &str) -> Result<Connection, StoreError> {
+    let redis = chat_broker::redis::command_connection(url).map_err(StoreError::Unavailable)?;
+    if redis.is_cluster() {
+        return Err(StoreError::Unavailable(
+            "presence on a Redis Cluster is not supported yet: REDIS_URL must name one Redis"
+                .to_owned(),
+        ));
+    }
+    Ok(redis)
 }
 
 impl RedisPresence {
     /// A reader of the presence kept under `prefix`. Connects lazily; must
     /// be called inside a tokio runtime.
+    ///
+    /// Errors: `url` is not a Redis URL, or names a Redis Cluster
+    /// ([`single_redis`]).
     pub fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let redis = chat_broker::redis::command_connection(url).map_err(StoreError::Unavailable)?;
-        Ok(Self::on(redis, prefix))
+        Ok(Self::on(single_redis(url)?, prefix))
     }
 
     /// A reader on an existing command connection.
-    pub fn on(redis: ConnectionManager, prefix: &str) -> Self {
+    pub fn on(redis: Connection, prefix: &str) -> Self {
         Self {
             reader: Arc::new(Reader {
                 redis,
-                keys: Keys::new(prefix),
+                keys: Keys::new(prefix, false),
                 state: Loaded::new(),
             }),
         }
@@ -308,7 +327,7 @@ impl Presence for RedisPresence {
 
 struct Node {
     reader: RedisPresence,
-    redis: ConnectionManager,
+    redis: Connection,
     keys: Keys,
     id: String,
     lease: Duration,
@@ -338,18 +357,20 @@ impl RedisNode {
     /// A new node (a fresh id) on `options.url`. Connects lazily; must be
     /// called inside a tokio runtime.
     pub fn start(options: RedisNodeOptions) -> Result<Self, StoreError> {
-        let redis = chat_broker::redis::command_connection(&options.url)
-            .map_err(StoreError::Unavailable)?;
-        Ok(Self::on(redis, &options.prefix, options.lease))
+        Ok(Self::on(
+            single_redis(&options.url)?,
+            &options.prefix,
+            options.lease,
+        ))
     }
 
     /// A new node on an existing command connection (shared with the
     /// message store).
-    pub fn on(redis: ConnectionManager, prefix: &str, lease: Duration) -> Self {
+    pub fn on(redis: Connection, prefix: &str, lease: Duration) -> Self {
         let reader = RedisPresence::on(redis, prefix);
         let node = Arc::new(Node {
             redis: reader.reader.redis.clone(),
-            keys: Keys::new(prefix),
+            keys: Keys::new(prefix, false),
             reader,
             id: ulid::Ulid::new().to_string(),
             lease,
@@ -573,7 +594,7 @@ mod tests {
                 reader: RedisPresence::connect("redis://127.0.0.1:1/", "p:").expect("lazy"),
                 redis: chat_broker::redis::command_connection("redis://127.0.0.1:1/")
                     .expect("lazy"),
-                keys: Keys::new("p:"),
+                keys: Keys::new("p:", false),
                 id: "n1".into(),
                 lease: Duration::from_secs(30),
                 connected: Loaded::new(),

@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use chat_broker::redis::Connection;
 use chat_broker::{channel, envelope};
 use futures_util::future::BoxFuture;
-use redis::aio::ConnectionManager;
 
 use super::messages::{Inner, RedisStore};
 use super::script::{Call, Loaded, Lua, flag, lua};
@@ -331,7 +331,7 @@ impl Inner {
             envelope: envelope::text_header(),
             control: envelope::control_header(),
             room_channel: keys.channel(&channel::room(room)),
-            user_channel: keys.channel(&channel::user(user)),
+            user_channel: keys.user_channel_in_script(user),
         }
     }
 
@@ -346,7 +346,11 @@ impl Inner {
             sent_order: keys.room("sent_order", room),
             room: room.to_owned(),
             control: envelope::control_header(),
-            user_prefix: keys.channel(&channel::user("")),
+            user_prefix: if keys.cluster() {
+                String::new()
+            } else {
+                keys.channel(&channel::user(""))
+            },
         }
     }
 
@@ -366,7 +370,7 @@ impl Inner {
             envelope: envelope::text_header(),
             control: envelope::control_header(),
             room_channel: keys.channel(&channel::room(room)),
-            user_channel: keys.channel(&channel::user(user)),
+            user_channel: keys.user_channel_in_script(user),
         }
     }
 
@@ -407,7 +411,7 @@ impl Inner {
     /// left by a crash before it is dropped when the index is next read.
     async fn note_room(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Connection,
         room: &str,
         user: &str,
     ) -> Result<bool, RoomError> {
@@ -437,7 +441,7 @@ impl Inner {
     /// Runs a join (of mode `mode`), keeping the user's room index.
     async fn run_join(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Connection,
         call: Join,
         private: bool,
     ) -> Result<Option<u64>, RoomError> {
@@ -450,6 +454,8 @@ impl Inner {
             Ok(answer) => match answer.outcome().as_str() {
                 "joined" => {
                     let seq = answer.number(1);
+                    self.control_after_script(conn, &user, '+', seq, &room)
+                        .await;
                     self.room_event(conn, true, &room, &user, by.as_deref(), seq)
                         .await;
                     return Ok(Some(seq));
@@ -478,7 +484,7 @@ impl Inner {
     /// so a crash in between loses it. Best effort: logged when it fails.
     async fn room_event(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Connection,
         joined: bool,
         room: &str,
         user: &str,
@@ -492,10 +498,40 @@ impl Inner {
         self.queue_after_script(conn, room, event).await;
     }
 
+    /// On a cluster, tells `user`'s connections to follow (`sign` `+`) or
+    /// stop following (`-`) `room` from `seq` on: the control a room's
+    /// script publishes itself on one Redis, published here right after it,
+    /// because the user's channel lives in another slot. A crash in between
+    /// loses it, as Redis loses a publish to a node that is away: the user's
+    /// connections then follow the change when they next connect. Nothing
+    /// on one Redis. Best effort: logged when it fails.
+    async fn control_after_script(
+        &self,
+        conn: &mut Connection,
+        user: &str,
+        sign: char,
+        seq: u64,
+        room: &str,
+    ) {
+        if !self.keys.cluster() {
+            return;
+        }
+        let mut payload = envelope::control_header();
+        payload.extend_from_slice(format!("{sign}{seq} {room}").as_bytes());
+        let published = redis::cmd("SPUBLISH")
+            .arg(self.keys.channel(&channel::user(user)))
+            .arg(payload)
+            .query_async::<i64>(conn)
+            .await;
+        if let Err(e) = published {
+            tracing::warn!(room, user, error = %e, "a room control was not published");
+        }
+    }
+
     /// Queues `event` of `room` for the webhook receiver after the room's
     /// script (which stays in the room's hash slot), so a crash in between
     /// loses it. Best effort: logged when it fails.
-    async fn queue_after_script(&self, conn: &mut ConnectionManager, room: &str, event: String) {
+    async fn queue_after_script(&self, conn: &mut Connection, room: &str, event: String) {
         let queued = redis::cmd("XADD")
             .arg(self.keys.single("webhooks"))
             .arg("*")
@@ -519,18 +555,18 @@ impl Inner {
         if behind.is_empty() {
             return Ok(counts);
         }
-        let mut pipe = redis::pipe();
-        for &i in &behind {
+        let groups = behind.iter().map(|&i| {
             let (room, _, read) = &marks[i];
+            let mut pipe = redis::pipe();
             pipe.zcount(self.keys.room("quiet", room), format!("({read}"), "+inf");
-        }
-        let mut conn = self.redis.clone();
-        let query = pipe.query_async::<Vec<u64>>(&mut conn);
+            pipe
+        });
+        let query = super::grouped::<(u64,)>(&self.redis, groups.collect());
         let quiet = tokio::time::timeout(super::COMMAND_TIMEOUT, query)
             .await
             .map_err(|e| super::unavailable("unread", e))?
             .map_err(|e| super::unavailable("unread", e))?;
-        for (i, n) in behind.into_iter().zip(quiet) {
+        for (i, (n,)) in behind.into_iter().zip(quiet) {
             counts[i] = n;
         }
         Ok(counts)
@@ -539,7 +575,7 @@ impl Inner {
     /// Whether `room` exists and `user` is a member: `Err` unless both.
     async fn member_check(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Connection,
         room: &str,
         user: &str,
     ) -> Result<(), RoomError> {
@@ -589,7 +625,7 @@ pub(super) fn call<T, E, F, Fut>(
 where
     T: Send + 'static,
     E: From<StoreError> + Send + 'static,
-    F: FnOnce(std::sync::Arc<Inner>, ConnectionManager) -> Fut + Send + 'static,
+    F: FnOnce(std::sync::Arc<Inner>, Connection) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<T, E>> + Send + 'static,
 {
     let inner = std::sync::Arc::clone(store.inner());
@@ -626,6 +662,9 @@ impl RedisStore {
             };
             // Queued before anything else can fail: the membership changed.
             if let Some(seq) = left {
+                inner
+                    .control_after_script(&mut conn, &user, '-', seq, &room)
+                    .await;
                 inner
                     .room_event(&mut conn, false, &room, &user, by.as_deref(), seq)
                     .await;
@@ -701,15 +740,22 @@ impl RoomStore for RedisStore {
             if answer.first().map(String::as_str) != Some("deleted") {
                 return Err(RoomError::NotFound(room));
             }
-            let members = answer[1..].to_vec();
-            // Each member's index of rooms, outside the room's hash slot.
-            let mut pipe = redis::pipe();
+            let seq: u64 = answer.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let members = answer.get(2..).unwrap_or_default().to_vec();
             for user in &members {
+                inner
+                    .control_after_script(&mut conn, user, '-', seq, &room)
+                    .await;
+            }
+            // Each member's index of rooms, outside the room's hash slot.
+            let groups = members.iter().map(|user| {
+                let mut pipe = redis::pipe();
                 pipe.cmd("SREM")
                     .arg(inner.keys.of("rooms", user))
                     .arg(&room);
-            }
-            pipe.query_async::<()>(&mut conn)
+                pipe
+            });
+            super::grouped::<(i64,)>(&conn, groups.collect())
                 .await
                 .map_err(|e| super::unavailable("SREM", e))?;
             if inner.room_events.load(std::sync::atomic::Ordering::Relaxed) {
@@ -921,13 +967,14 @@ impl RoomStore for RedisStore {
                 }
                 // The room's member hash is the truth; the index can hold
                 // a room a crash or a failed SREM left behind.
-                let mut pipe = redis::pipe();
-                for room in &rooms {
+                let groups = rooms.iter().map(|room| {
+                    let mut pipe = redis::pipe();
                     pipe.hexists(inner.keys.room("members", room), &user);
-                }
-                let member: Vec<bool> = pipe.query_async(&mut conn).await?;
+                    pipe
+                });
+                let member = super::grouped::<(bool,)>(&conn, groups.collect()).await?;
                 let (kept, stale): (Vec<_>, Vec<_>) =
-                    rooms.into_iter().zip(member).partition(|(_, m)| *m);
+                    rooms.into_iter().zip(member).partition(|(_, (m,))| *m);
                 if !stale.is_empty() {
                     let stale: Vec<String> = stale.into_iter().map(|(r, _)| r).collect();
                     redis::cmd("SREM")
@@ -951,13 +998,14 @@ impl RoomStore for RedisStore {
                 return Ok(RoomUnread::new());
             }
             // Two numbers per room: nothing else is read on every connect.
-            let mut pipe = redis::pipe();
-            for room in &rooms {
+            let groups = rooms.iter().map(|room| {
+                let mut pipe = redis::pipe();
                 pipe.hget(inner.keys.room("meta", room), "seq")
                     .hget(inner.keys.room("read", room), &user);
-            }
-            let mut conn = inner.redis.clone();
-            let query = pipe.query_async::<Vec<(Option<u64>, Option<u64>)>>(&mut conn);
+                pipe
+            });
+            let query =
+                super::grouped::<(Option<u64>, Option<u64>)>(&inner.redis, groups.collect());
             let counts = tokio::time::timeout(super::COMMAND_TIMEOUT, query)
                 .await
                 .map_err(|e| super::unavailable("unread", e))?
@@ -985,9 +1033,8 @@ impl RoomStore for RedisStore {
             if rooms.is_empty() {
                 return Ok(Vec::new());
             }
-            let mut conn = inner.redis.clone();
-            let mut pipe = redis::pipe();
-            for room in &rooms {
+            let groups = rooms.iter().map(|room| {
+                let mut pipe = redis::pipe();
                 pipe.cmd("HMGET")
                     .arg(inner.keys.room("meta", room))
                     .arg("seq")
@@ -998,14 +1045,15 @@ impl RoomStore for RedisStore {
                     .arg(inner.keys.room("log", room))
                     .arg(-1)
                     .arg(-1);
-            }
+                pipe
+            });
             type Row = (
                 (Option<u64>, Option<String>),
                 Option<u64>,
                 Option<String>,
                 Vec<String>,
             );
-            let query = pipe.query_async::<Vec<Row>>(&mut conn);
+            let query = super::grouped::<Row>(&inner.redis, groups.collect());
             let rows = tokio::time::timeout(super::COMMAND_TIMEOUT, query)
                 .await
                 .map_err(|e| super::unavailable("rooms", e))?
@@ -1129,8 +1177,37 @@ mod tests {
     }
 
     #[test]
+    fn on_a_cluster_every_key_of_a_room_is_in_the_slot_of_its_channel() {
+        use chat_broker::redis::partitions::slot;
+        let keys = Keys::new("t1:", true);
+        let kinds = [
+            "meta",
+            "members",
+            "read",
+            "log",
+            "ids",
+            "updates",
+            "quiet",
+            "replies",
+            "sent",
+            "sent_order",
+        ];
+        let mut slots = std::collections::HashSet::new();
+        for room in ["général", "a}b", "x{y", "lobby", "b"] {
+            let channel = keys.channel(&channel::room(room));
+            let want = slot(channel.as_bytes());
+            slots.insert(want);
+            for kind in kinds {
+                let key = keys.room(kind, room);
+                assert_eq!(slot(key.as_bytes()), want, "{key} and {channel}");
+            }
+        }
+        assert!(slots.len() > 1, "rooms spread over partitions: {slots:?}");
+    }
+
+    #[test]
     fn every_key_of_a_room_shares_its_hash_tag() {
-        let keys = Keys::new("t1:");
+        let keys = Keys::new("t1:", false);
         for room in ["général", "a}b", "x{y"] {
             let calls = [
                 keys.room("meta", room),

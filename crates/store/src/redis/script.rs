@@ -7,7 +7,8 @@
 //! so the two cannot drift. `prelude.lua` (the shared helpers) is put in
 //! front of each script at compile time.
 
-use redis::{FromRedisValue, RedisResult, Script, ToRedisArgs, aio::ConnectionLike};
+use chat_broker::redis::Connection;
+use redis::{FromRedisValue, RedisResult, Script, ToRedisArgs};
 
 /// A script's text: the prelude, then the script itself.
 macro_rules! lua {
@@ -67,30 +68,47 @@ pub(crate) trait Lua {
 }
 
 /// A loaded script of type `L`, run with `EVALSHA` (loaded again by
-/// redis-rs when Redis answers `NOSCRIPT`, e.g. after a restart).
+/// redis-rs when Redis answers `NOSCRIPT`, e.g. after a restart; on a
+/// cluster, on every node).
 pub(crate) struct Loaded<L> {
     script: Script,
+    /// The same script publishing with `SPUBLISH`, for a cluster.
+    sharded: Script,
     _kind: std::marker::PhantomData<fn(&L)>,
+}
+
+/// `source` publishing to shard channels: every `PUBLISH` call an
+/// `SPUBLISH` (Redis Cluster; the scripts spell the call one way only).
+fn sharded(source: &str) -> String {
+    source.replace("redis.call('PUBLISH',", "redis.call('SPUBLISH',")
 }
 
 impl<L: Lua> Loaded<L> {
     pub(crate) fn new() -> Self {
         Self {
             script: Script::new(L::SOURCE),
+            sharded: Script::new(&sharded(L::SOURCE)),
             _kind: std::marker::PhantomData,
         }
     }
 
-    /// Runs the script with `call`'s values.
+    /// Runs the script with `call`'s values: as written on one Redis, with
+    /// `SPUBLISH` on a cluster (where every key it touches must be in one
+    /// slot, and every channel it publishes to served by that slot's node).
     pub(crate) async fn invoke<T: FromRedisValue>(
         &self,
         call: &L,
-        conn: &mut (impl ConnectionLike + Send),
+        conn: &mut Connection,
     ) -> RedisResult<T> {
         tracing::trace!(script = L::NAME, "running a Lua script");
         let mut values = Call::default();
         call.push(&mut values);
-        let mut invocation = self.script.prepare_invoke();
+        let script = if conn.is_cluster() {
+            &self.sharded
+        } else {
+            &self.script
+        };
+        let mut invocation = script.prepare_invoke();
         for key in values.keys {
             invocation.key(key);
         }
@@ -189,5 +207,36 @@ pub(crate) mod legend {
             "{}: every name bound once",
             L::NAME
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every publish in every script is spelled as [`super::sharded`]
+    /// rewrites it, so no script sends a classic `PUBLISH` on a cluster
+    /// (where it would go to every node, to channels nobody subscribes).
+    #[test]
+    fn every_publish_in_the_scripts_becomes_a_shard_publish() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lua");
+        let mut publishes = 0;
+        for entry in std::fs::read_dir(&dir).expect("the lua folder") {
+            let path = entry.expect("an entry").path();
+            let source = std::fs::read_to_string(&path).expect("a script");
+            let code: String = source
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            publishes += code.matches("redis.call('PUBLISH',").count();
+            let sharded = super::sharded(&code);
+            assert!(
+                !sharded
+                    .replace("redis.call('SPUBLISH',", "")
+                    .contains("PUBLISH"),
+                "{}: a publish not spelled redis.call('PUBLISH', …)",
+                path.display()
+            );
+        }
+        assert!(publishes > 5, "the scripts publish ({publishes} found)");
     }
 }

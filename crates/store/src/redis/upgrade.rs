@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use chat_broker::redis::Connection;
 
 use super::Keys;
 use super::script::{Call, Loaded, Lua, lua};
@@ -79,7 +79,7 @@ const SCHEMA: u32 = 2;
 
 /// Runs [`upgrade_once`] on the keys under `keys`' prefix until it
 /// succeeds (Redis may be away at start).
-pub(crate) async fn upgrade(redis: &ConnectionManager, keys: &Keys) {
+pub(crate) async fn upgrade(redis: &Connection, keys: &Keys) {
     loop {
         match upgrade_once(keys, &mut redis.clone()).await {
             Ok(upgraded) => {
@@ -103,7 +103,7 @@ pub(crate) async fn upgrade(redis: &ConnectionManager, keys: &Keys) {
 /// Skipped when the `schema` key says this layout already; otherwise the
 /// conversion, then the mark. Histories first, so that every record an
 /// inbox fills in exists.
-async fn upgrade_once(keys: &Keys, conn: &mut ConnectionManager) -> redis::RedisResult<Upgraded> {
+async fn upgrade_once(keys: &Keys, conn: &mut Connection) -> redis::RedisResult<Upgraded> {
     let schema_key = keys.single("schema");
     // Anything but a number counts as no mark (the conversion is safe to run again).
     let schema: Option<String> = redis::cmd("GET").arg(&schema_key).query_async(conn).await?;
@@ -123,7 +123,7 @@ async fn upgrade_once(keys: &Keys, conn: &mut ConnectionManager) -> redis::Redis
 }
 
 /// Converts every stream under the prefix, histories first.
-async fn convert(keys: &Keys, conn: &mut ConnectionManager) -> redis::RedisResult<Upgraded> {
+async fn convert(keys: &Keys, conn: &mut Connection) -> redis::RedisResult<Upgraded> {
     let script = Loaded::<UpgradeStream>::new();
     let record = Loaded::<UpgradeRecord>::new();
     let mut upgraded = Upgraded::default();
@@ -214,7 +214,7 @@ struct DirectCopy {
 async fn keys_of_type(
     prefix: &str,
     kind: &str,
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
 ) -> redis::RedisResult<Vec<String>> {
     let pattern = format!("{}*", glob_escape(prefix));
     let mut cursor: u64 = 0;
