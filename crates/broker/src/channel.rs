@@ -13,6 +13,11 @@ pub fn watch(name: &str) -> String {
     format!("watch:{name}")
 }
 
+/// The user a [`watch`] channel is about, or `None` for another channel.
+pub fn watched(channel: &str) -> Option<&str> {
+    channel.strip_prefix("watch:")
+}
+
 /// Every connection that joined a room.
 pub fn room(name: &str) -> String {
     format!("room:{name}")

@@ -71,12 +71,14 @@ end
 
 -- A user's open connections on live nodes: the per-node counts in the
 -- hash `presence_key` whose node still holds its lease (`node_prefix` .. id).
+-- With `node_prefix` '' (Redis Cluster, where the leases are in other
+-- slots) every count counts: a lapsed node's are taken out by the sweep.
 local function live_total(presence_key, node_prefix)
   local total = 0
   local presence = redis.call('HGETALL', presence_key)
   for i = 1, #presence, 2 do
     local n = tonumber(presence[i + 1])
-    if n > 0 and redis.call('EXISTS', node_prefix .. presence[i]) == 1 then
+    if n > 0 and (node_prefix == '' or redis.call('EXISTS', node_prefix .. presence[i]) == 1) then
       total = total + n
     end
   end

@@ -42,9 +42,22 @@ pub fn slot(key: &[u8]) -> u16 {
 }
 
 /// The partition of a channel (its name as the application gives it,
-/// without prefix): the channel's own slot, scaled to [`PARTITIONS`].
+/// without prefix): the slot of its [`placed_by`] name, scaled to
+/// [`PARTITIONS`].
 pub fn of(channel: &str) -> usize {
-    usize::from(slot(channel.as_bytes())) * PARTITIONS / usize::from(SLOTS)
+    usize::from(slot(placed_by(channel).as_bytes())) * PARTITIONS / usize::from(SLOTS)
+}
+
+/// The name a channel is placed by: its own, except that a user's watch
+/// channel (`watch:{name}`) goes where the user's channel (`user:{name}`)
+/// goes. A user's keys carry that partition's tag, so one script in the
+/// user's slot can publish to both (the message store to the user, presence
+/// to their watchers).
+fn placed_by(channel: &str) -> std::borrow::Cow<'_, str> {
+    match crate::channel::watched(channel) {
+        Some(name) => std::borrow::Cow::Owned(crate::channel::user(name)),
+        None => std::borrow::Cow::Borrowed(channel),
+    }
 }
 
 /// The hash tag of each partition, without braces (`p17-2041`).
@@ -96,6 +109,24 @@ pub fn untagged(name: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_users_watch_channel_shares_the_users_partition() {
+        use crate::channel;
+        let mut partitions = std::collections::HashSet::new();
+        for name in ["alice", "李雷", "a}b", "watch:x", ""] {
+            let user = of(&channel::user(name));
+            assert_eq!(of(&channel::watch(name)), user, "{name}");
+            partitions.insert(user);
+        }
+        assert!(partitions.len() > 1, "users spread: {partitions:?}");
+        // Other channels keep their own slot.
+        let room = channel::room("alice");
+        assert_eq!(
+            of(&room),
+            usize::from(slot(room.as_bytes())) * PARTITIONS / 16_384
+        );
+    }
 
     #[test]
     fn slots_match_the_cluster_specification() {

@@ -235,18 +235,18 @@ impl Inner {
         let to_self = message.from == message.to;
         let (unread_head, unread_tail) = frames::unread_template(&message.from);
         Append {
-            seq_r: keys.of("seq", &message.to),
-            inbox_r: keys.of("inbox", &message.to),
-            offline_r: keys.of("offline", &message.to),
-            unread_r: keys.of("unread", &message.to),
+            seq_r: keys.user("seq", &message.to),
+            inbox_r: keys.user("inbox", &message.to),
+            offline_r: keys.user("offline", &message.to),
+            unread_r: keys.user("unread", &message.to),
             conv: keys.pair("conv", &a, &b),
             conv_seq: keys.pair("conv_seq", &a, &b),
             posts: keys.pair("posts", &message.from, &message.to),
-            presence_r: keys.of("presence", &message.to),
-            seq_s: keys.of("seq", &message.from),
-            inbox_s: keys.of("inbox", &message.from),
-            sent: keys.of("sent", &message.from),
-            sent_order: keys.of("sent_order", &message.from),
+            presence_r: keys.user("presence", &message.to),
+            seq_s: keys.user("seq", &message.from),
+            inbox_s: keys.user("inbox", &message.from),
+            sent: keys.user("sent", &message.from),
+            sent_order: keys.user("sent_order", &message.from),
             msgs: keys.pair("msgs", &a, &b),
             replies: keys.pair("replies", &a, &b),
             reply_pos: message.reply_to.map(|p| p.to_string()).unwrap_or_default(),
@@ -322,7 +322,7 @@ impl MessageStore for RedisStore {
         after: u64,
         limit: usize,
     ) -> BoxFuture<'static, Result<Vec<InboxEntry>, StoreError>> {
-        let key = self.inner.keys.of("inbox", user);
+        let key = self.inner.keys.user("inbox", user);
         with_conn(
             &self.inner,
             &self.inner.redis,
@@ -347,7 +347,7 @@ impl MessageStore for RedisStore {
 
     fn take_offline(&self, user: &str) -> BoxFuture<'static, Result<Vec<InboxEntry>, StoreError>> {
         let call = TakeOffline {
-            offline: self.inner.keys.of("offline", user),
+            offline: self.inner.keys.user("offline", user),
         };
         with_conn(
             &self.inner,
@@ -370,7 +370,7 @@ impl MessageStore for RedisStore {
     }
 
     fn unread(&self, user: &str) -> BoxFuture<'static, Result<Unread, StoreError>> {
-        let key = self.inner.keys.of("unread", user);
+        let key = self.inner.keys.user("unread", user);
         with_conn(
             &self.inner,
             &self.inner.redis,
@@ -394,9 +394,9 @@ impl MessageStore for RedisStore {
         let keys = &self.inner.keys;
         let (reader, peer, up_to) = (reader.to_owned(), peer.to_owned(), up_to.to_owned());
         let (unread, read, read_pos) = (
-            keys.of("unread", &reader),
-            keys.of("read", &reader),
-            keys.of("read_pos", &reader),
+            keys.user("unread", &reader),
+            keys.user("read", &reader),
+            keys.user("read_pos", &reader),
         );
         let posts_in = keys.pair("posts", &peer, &reader);
         let posts_out = keys.pair("posts", &reader, &peer);

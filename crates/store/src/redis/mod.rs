@@ -26,6 +26,7 @@
 //! | `node_users:{id}` | set | users with a connection counted on that node |
 //! | `node_conns:{id}` | set | `"{conn} {user}"` of each connection counted on that node |
 //! | `node_swept:{id}` | hash, 1 day TTL | user → their connections on a lapsed node, moved out of `presence:{user}` by a sweep |
+//! | `node_counts:{id}` | hash | user → their connections on that node (Redis Cluster only, in place of `node_users`) |
 //! | `{room:NAME}:meta` | hash | `private` (0/1), `owner`, `seq` (the last entry's), `members` (how many) |
 //! | `{room:NAME}:members` | hash | user → `"{role} {seq joined at}"` (role: `owner`, `admin`, `member`) |
 //! | `{room:NAME}:read` | hash | member → seq read up to (unread = `seq` − this − quiet seqs after it) |
@@ -62,10 +63,16 @@
 //! scripts run with `SPUBLISH` for `PUBLISH` (`script.rs`), a member's
 //! control is published after the script (the user's channel is in
 //! another slot), and reads over many rooms go one pipeline per room
-//! ([`grouped`]). The direct-message and presence scripts
-//! (`crates/store/lua/`) touch keys of several users and keys they compute
-//! (a node's lease), so they need a single Redis for now: presence refuses
-//! a cluster URL, and the binaries refuse one for `REDIS_URL`.
+//! ([`grouped`]).
+//!
+//! On a cluster a user's keys ([`Keys::user`]) start with the hash tag of
+//! their channel's partition (`{p17-2041}{prefix}presence:alice`; the
+//! user's watch channel is placed in that partition too), and a gateway
+//! node's keys ([`Keys::node`]) with `{node:{id}}`. Presence runs there in
+//! two single-slot steps per change (`presence/cluster.rs`). The
+//! direct-message scripts touch keys of two users and their conversation,
+//! so they need a single Redis for now; the binaries refuse a cluster
+//! `REDIS_URL` until they run there too.
 
 mod api_keys;
 mod lifecycle;
@@ -117,6 +124,32 @@ impl Keys {
     /// `{prefix}{kind}:{name}`.
     pub(crate) fn of(&self, kind: &str, name: &str) -> String {
         format!("{}{kind}:{name}", self.prefix)
+    }
+
+    /// `{prefix}{kind}:{user}`: a key of one user's. On a cluster it starts
+    /// with the hash tag of the partition of the user's channel (where their
+    /// watch channel lives too), `{p17-2041}{prefix}{kind}:{user}`, so a
+    /// script on the user's keys can publish to both channels.
+    pub(crate) fn user(&self, kind: &str, user: &str) -> String {
+        if self.cluster {
+            let partition = partitions::of(&chat_broker::channel::user(user));
+            return format!(
+                "{{{}}}{}",
+                partitions::tags()[partition],
+                self.of(kind, user)
+            );
+        }
+        self.of(kind, user)
+    }
+
+    /// `{prefix}{kind}:{id}`: a key of one gateway node's. On a cluster it
+    /// starts with the hash tag `{node:{id}}`, so the node's keys share a
+    /// slot (node ids are ULIDs: no brace).
+    pub(crate) fn node(&self, kind: &str, id: &str) -> String {
+        if self.cluster {
+            return format!("{{node:{id}}}{}", self.of(kind, id));
+        }
+        self.of(kind, id)
     }
 
     /// `{prefix}{kind}:{a}:{b}` for a key naming two users, each with `%`

@@ -8,6 +8,9 @@
 //! lease) looks for such nodes and announces their users offline, each
 //! once (see `lua/sweep.lua`). A node that was only cut off from Redis
 //! takes its users back when it next renews (`revive` in `lua/prelude.lua`).
+//!
+//! On a Redis Cluster (a `redis+cluster://` URL) the same happens in two
+//! single-slot steps per change, the node's and the user's: `cluster.rs`.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -15,6 +18,8 @@ use std::time::Duration;
 use chat_broker::redis::Connection;
 use futures_util::future::BoxFuture;
 use tracing::{debug, warn};
+
+mod cluster;
 
 use super::script::{Call, Loaded, Lua, flag, lua};
 use super::{Keys, with_conn};
@@ -222,39 +227,22 @@ struct Reader {
     state: Loaded<StateOf>,
 }
 
-/// A command connection to the one Redis `url` names. Presence needs one:
-/// its scripts count a user's connections against every node's lease, keys
-/// a cluster keeps in different slots (`docs/DECISIONS.md`, "Scaling out
-/// on Redis Cluster").
-///
-/// Errors: `url` is not a Redis URL, or names a Redis Cluster.
-fn single_redis(url: &str) -> Result<Connection, StoreError> {
-    let redis = chat_broker::redis::command_connection(url).map_err(StoreError::Unavailable)?;
-    if redis.is_cluster() {
-        return Err(StoreError::Unavailable(
-            "presence on a Redis Cluster is not supported yet: REDIS_URL must name one Redis"
-                .to_owned(),
-        ));
-    }
-    Ok(redis)
-}
-
 impl RedisPresence {
     /// A reader of the presence kept under `prefix`. Connects lazily; must
     /// be called inside a tokio runtime.
     ///
-    /// Errors: `url` is not a Redis URL, or names a Redis Cluster
-    /// ([`single_redis`]).
+    /// Errors: `url` is not a Redis URL (or cluster URL).
     pub fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        Ok(Self::on(single_redis(url)?, prefix))
+        let redis = chat_broker::redis::command_connection(url).map_err(StoreError::Unavailable)?;
+        Ok(Self::on(redis, prefix))
     }
 
     /// A reader on an existing command connection.
     pub fn on(redis: Connection, prefix: &str) -> Self {
         Self {
             reader: Arc::new(Reader {
+                keys: Keys::new(prefix, redis.is_cluster()),
                 redis,
-                keys: Keys::new(prefix, false),
                 state: Loaded::new(),
             }),
         }
@@ -273,24 +261,30 @@ impl Presence for RedisPresence {
                     .arg(keys.single("nodes"))
                     .query_async(&mut conn)
                     .await?;
-                // One round trip for every node: its lease, and its two sets.
-                let mut pipe = redis::pipe();
-                for node in &nodes {
-                    pipe.cmd("EXISTS").arg(keys.of("node", node));
-                    pipe.cmd("SCARD").arg(keys.of("node_conns", node));
-                    pipe.cmd("SCARD").arg(keys.of("node_users", node));
-                }
-                let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
+                // For every node: its lease, its connections, its users (a
+                // set on one Redis, a hash of counts on a cluster).
+                let groups = nodes.iter().map(|node| {
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("EXISTS").arg(keys.node("node", node));
+                    pipe.cmd("SCARD").arg(keys.node("node_conns", node));
+                    if keys.cluster() {
+                        pipe.cmd("HLEN").arg(keys.node("node_counts", node));
+                    } else {
+                        pipe.cmd("SCARD").arg(keys.node("node_users", node));
+                    }
+                    pipe
+                });
+                let counts = super::grouped::<(u8, u64, u64)>(&conn, groups.collect()).await?;
                 // A node whose lease lapsed holds nothing any more (its
                 // users are swept).
                 let live = nodes
                     .into_iter()
-                    .zip(counts.chunks_exact(3))
-                    .filter(|(_, c)| c[0] == 1)
-                    .map(|(node, c)| crate::NodeConnections {
+                    .zip(counts)
+                    .filter(|(_, (lease, _, _))| *lease == 1)
+                    .map(|(node, (_, connections, users))| crate::NodeConnections {
                         node,
-                        connections: c[1],
-                        users: c[2],
+                        connections,
+                        users,
                     })
                     .collect();
                 Ok(live)
@@ -301,9 +295,15 @@ impl Presence for RedisPresence {
     fn state(&self, user: &str) -> BoxFuture<'static, Result<PresenceState, StoreError>> {
         let keys = &self.reader.keys;
         let call = StateOf {
-            presence: keys.of("presence", user),
-            last_seen: keys.of("last_seen", user),
-            node_prefix: keys.prefix_of("node"),
+            presence: keys.user("presence", user),
+            last_seen: keys.user("last_seen", user),
+            // On a cluster the leases are in other slots: every count
+            // counts until a sweep takes a lapsed node's out.
+            node_prefix: if keys.cluster() {
+                String::new()
+            } else {
+                keys.prefix_of("node")
+            },
         };
         with_conn(
             &self.reader,
@@ -357,11 +357,9 @@ impl RedisNode {
     /// A new node (a fresh id) on `options.url`. Connects lazily; must be
     /// called inside a tokio runtime.
     pub fn start(options: RedisNodeOptions) -> Result<Self, StoreError> {
-        Ok(Self::on(
-            single_redis(&options.url)?,
-            &options.prefix,
-            options.lease,
-        ))
+        let redis = chat_broker::redis::command_connection(&options.url)
+            .map_err(StoreError::Unavailable)?;
+        Ok(Self::on(redis, &options.prefix, options.lease))
     }
 
     /// A new node on an existing command connection (shared with the
@@ -370,7 +368,7 @@ impl RedisNode {
         let reader = RedisPresence::on(redis, prefix);
         let node = Arc::new(Node {
             redis: reader.reader.redis.clone(),
-            keys: Keys::new(prefix, false),
+            keys: reader.reader.keys.clone(),
             reader,
             id: ulid::Ulid::new().to_string(),
             lease,
@@ -411,11 +409,11 @@ impl Node {
     fn values(&self) -> NodeValues {
         let keys = &self.keys;
         NodeValues {
-            lease: keys.of("node", &self.id),
+            lease: keys.node("node", &self.id),
             nodes: keys.single("nodes"),
-            node_users: keys.of("node_users", &self.id),
-            node_swept: keys.of("node_swept", &self.id),
-            node_conns: keys.of("node_conns", &self.id),
+            node_users: keys.node("node_users", &self.id),
+            node_swept: keys.node("node_swept", &self.id),
+            node_conns: keys.node("node_conns", &self.id),
             node: self.id.clone(),
             lease_ms: self.lease.as_millis() as u64,
             node_prefix: keys.prefix_of("node"),
@@ -448,6 +446,9 @@ impl Node {
     }
 
     async fn renew(self: &Arc<Self>) -> Result<u64, StoreError> {
+        if self.keys.cluster() {
+            return self.renew_on_cluster().await;
+        }
         let call = Renew {
             node: self.values(),
         };
@@ -461,6 +462,9 @@ impl Node {
     }
 
     async fn sweep(self: &Arc<Self>) -> Result<Vec<Swept>, StoreError> {
+        if self.keys.cluster() {
+            return self.sweep_on_cluster().await;
+        }
         let mut swept = Vec::new();
         // One bounded call at a time: what a call announced stays announced
         // even if a later one fails.
@@ -538,9 +542,13 @@ impl PresenceNode for RedisNode {
     }
 
     fn connected(&self, user: &str, conn: ConnId) -> BoxFuture<'static, Result<bool, StoreError>> {
+        if self.node.keys.cluster() {
+            let (node, user) = (Arc::clone(&self.node), user.to_owned());
+            return Box::pin(async move { node.connected_on_cluster(user, conn).await });
+        }
         let call = Connected {
             node: self.node.values(),
-            presence: self.node.keys.of("presence", user),
+            presence: self.node.keys.user("presence", user),
             user: user.to_owned(),
             conn,
         };
@@ -562,10 +570,14 @@ impl PresenceNode for RedisNode {
         user: &str,
         conn: ConnId,
     ) -> BoxFuture<'static, Result<bool, StoreError>> {
+        if self.node.keys.cluster() {
+            let (node, user) = (Arc::clone(&self.node), user.to_owned());
+            return Box::pin(async move { node.disconnected_on_cluster(user, conn).await });
+        }
         let call = Disconnected {
             node: self.node.values(),
-            presence: self.node.keys.of("presence", user),
-            last_seen: self.node.keys.of("last_seen", user),
+            presence: self.node.keys.user("presence", user),
+            last_seen: self.node.keys.user("last_seen", user),
             user: user.to_owned(),
             conn,
         };

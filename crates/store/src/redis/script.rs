@@ -14,8 +14,8 @@ use redis::{FromRedisValue, RedisResult, Script, ToRedisArgs};
 macro_rules! lua {
     ($name:literal) => {
         concat!(
-            include_str!("../../lua/prelude.lua"),
-            include_str!(concat!("../../lua/", $name, ".lua"))
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/lua/prelude.lua")),
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/lua/", $name, ".lua"))
         )
     };
 }
