@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chat_broker::envelope::{self, Outbound};
 use chat_broker::memory::MemoryBus;
+use chat_broker::redis::partitions;
 use chat_broker::redis::{RedisBroker, RedisOptions};
 use chat_broker::{Broker, Handler, channel};
 use chat_protocol::ServerFrame;
@@ -18,6 +19,7 @@ use chat_store::sqlite::SqliteStore;
 use chat_store::{Direct, FrameText, Limits, MessageStore, PresenceNode, ReadMarker, StoreError};
 use chat_testkit::WAIT;
 use chat_testkit::redis::TestRedis;
+use chat_testkit::redis_cluster::TestRedisCluster;
 use tokio::sync::mpsc;
 
 /// A store, the presence it asks who is online, and a broker node that
@@ -81,22 +83,34 @@ fn redis_with(limits: Limits) -> Fixture {
 }
 
 fn redis_on(redis: TestRedis, limits: Limits) -> Fixture {
+    let (url, prefix) = (redis.url().to_owned(), redis.prefix().to_owned());
+    redis_at(&url, &prefix, limits, Some(redis))
+}
+
+/// A fixture on `cluster` (shared by the cases: six processes are slow to
+/// start), under a prefix of its own.
+fn cluster_with(cluster: &TestRedisCluster, limits: Limits) -> Fixture {
+    redis_at(&cluster.url(), &chat_testkit::unique("test:"), limits, None)
+}
+
+/// A Redis message store, presence and observer on `url` under `prefix`.
+fn redis_at(url: &str, prefix: &str, limits: Limits, redis: Option<TestRedis>) -> Fixture {
     let (handler, heard) = observer_handler();
     let options = RedisOptions {
-        url: redis.url().into(),
-        prefix: redis.prefix().into(),
+        url: url.into(),
+        prefix: prefix.into(),
         errors: None,
     };
     let observer = Arc::new(RedisBroker::start(options, handler).unwrap());
     let store = RedisStore::start(RedisStoreOptions {
-        url: redis.url().into(),
-        prefix: redis.prefix().into(),
+        url: url.into(),
+        prefix: prefix.into(),
         limits,
     })
     .unwrap();
     let presence = RedisNode::start(RedisNodeOptions {
-        url: redis.url().into(),
-        prefix: redis.prefix().into(),
+        url: url.into(),
+        prefix: prefix.into(),
         lease: std::time::Duration::from_secs(30),
     })
     .unwrap();
@@ -105,7 +119,7 @@ fn redis_on(redis: TestRedis, limits: Limits) -> Fixture {
         presence: Box::new(presence),
         observer,
         heard,
-        redis: Some(redis),
+        redis,
         _dir: tempfile::tempdir().unwrap(),
     }
 }
@@ -562,6 +576,92 @@ both!(
     history_pages_newest_first_for_both_sides,
     the_check_passes_on_a_working_engine,
 );
+
+/// The whole message store contract on one Redis Cluster (three masters),
+/// each case under its own prefix: each user's keys in the slot of their
+/// channel, each keeping a copy of the conversation, every message written
+/// in two single-slot steps (the receiver's, then the sender's).
+#[tokio::test]
+async fn the_message_contract_holds_on_a_redis_cluster() {
+    let cluster = TestRedisCluster::start().unwrap();
+    let f = || cluster_with(&cluster, LIMITS);
+    messages_get_consecutive_sequence_numbers_and_are_published(f()).await;
+    seed_frames_are_kept_byte_for_byte_for_the_receiver_only(f()).await;
+    unread_counts_per_sender_and_a_read_keeps_what_came_after_it(f()).await;
+    a_read_must_name_a_message_of_that_conversation(f()).await;
+    reading_up_to_ones_own_message_reads_what_came_before_it(f()).await;
+    a_read_tells_every_device_of_both_sides_once(f()).await;
+    a_repeated_send_is_stored_once_and_answered_as_the_first(f()).await;
+    offline_messages_are_handed_over_once_in_order(f()).await;
+    frames_for_any_name_are_the_protocols_bytes(f()).await;
+    history_pages_newest_first_for_both_sides(f()).await;
+    the_check_passes_on_a_working_engine(f()).await;
+    lists_are_kept_to_their_limits(cluster_with(&cluster, SMALL)).await;
+    a_send_cut_between_its_two_steps_is_completed_by_its_retry(&cluster).await;
+}
+
+/// On a cluster a direct message is two steps, the receiver's side then
+/// the sender's. A send whose process died between them (here: the
+/// sender's side taken away after the fact, as if it never ran) and that
+/// the client retries with the same client id is stored once for the
+/// receiver, and the retry writes the sender's side for the first send.
+async fn a_send_cut_between_its_two_steps_is_completed_by_its_retry(cluster: &TestRedisCluster) {
+    let prefix = chat_testkit::unique("test:");
+    let f = redis_at(&cluster.url(), &prefix, LIMITS, None);
+    let (sender, receiver) = ("alice", "bob");
+    let partition = |user: &str| partitions::of(&channel::user(user));
+    assert_ne!(partition(sender), partition(receiver), "two slots");
+    let message = typed(sender, receiver, "cut");
+    let first = f.store.append_direct(message.clone()).await.unwrap();
+    assert_eq!((first.receiver_seq, first.sender_seq), (1, Some(1)));
+    // Every key of the sender's side, in the sender's slot (the key table
+    // of `chat_store::redis`): the sender's step never ran.
+    let tag = &partitions::tags()[partition(sender)];
+    let mut conn = chat_broker::redis::command_connection(&cluster.url()).unwrap();
+    for key in [
+        format!("seq:{sender}"),
+        format!("inbox:{sender}"),
+        format!("sent:{sender}"),
+        format!("sent_order:{sender}"),
+        format!("conv:{sender}:{receiver}"),
+        format!("msgs:{sender}:{receiver}"),
+        format!("posts:{sender}:{receiver}"),
+    ] {
+        let deleted: u8 = ::redis::cmd("DEL")
+            .arg(format!("{{{tag}}}{prefix}{key}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(deleted == 1 || key.starts_with("sent_order"), "{key}");
+    }
+    assert!(f.store.inbox_since(sender, 0, 10).await.unwrap().is_empty());
+
+    let retry = Direct {
+        id: ulid::Ulid::new().to_string(),
+        ..message.clone()
+    };
+    let retried = f.store.append_direct(retry).await.unwrap();
+    assert_eq!(retried.repeated.as_deref(), Some(message.history.as_str()));
+    assert_eq!((retried.receiver_seq, retried.sender_seq), (1, Some(1)));
+    assert_eq!(f.store.inbox_since(receiver, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(f.store.unread(receiver).await.unwrap()[sender], 1);
+    // The sender's copy is the first send's, at the same place in both
+    // histories.
+    let copy = f.store.inbox_since(sender, 0, 10).await.unwrap();
+    assert_eq!(copy.len(), 1);
+    assert!(copy[0].frame.contains(&message.id), "{}", copy[0].frame);
+    let mine = f.store.history(sender, receiver, None, 10).await.unwrap();
+    let theirs = f.store.history(receiver, sender, None, 10).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(
+        (mine[0].cursor.as_str(), mine[0].message.as_str()),
+        (theirs[0].cursor.as_str(), theirs[0].message.as_str())
+    );
+    // Once written, a third try is answered from the sent record.
+    let again = f.store.append_direct(message.clone()).await.unwrap();
+    assert_eq!((again.receiver_seq, again.sender_seq), (1, Some(1)));
+    assert_eq!(f.store.inbox_since(sender, 0, 10).await.unwrap().len(), 1);
+}
 
 #[tokio::test]
 async fn redis_keeps_unread_counters_in_the_seeds_hash_shape() {

@@ -380,10 +380,11 @@ impl Inner {
         with_replies: bool,
     ) -> Result<(DirectEntry, Vec<DirectEntry>), ChangeError> {
         let (a, b) = crate::conversation(actor, peer);
+        // The actor's copy (on one Redis, the only one).
         let call = DmLoad {
-            conv: self.keys.pair("conv", &a, &b),
-            msgs: self.keys.pair("msgs", &a, &b),
-            replies: self.keys.pair("replies", &a, &b),
+            conv: self.keys.copy(actor, "conv", &a, &b),
+            msgs: self.keys.copy(actor, "msgs", &a, &b),
+            replies: self.keys.copy(actor, "replies", &a, &b),
             id: id.to_owned(),
             with_replies,
         };
@@ -425,6 +426,11 @@ impl Inner {
         peer: &str,
         request: &ChangeRequest,
     ) -> Result<Option<Changed>, ChangeError> {
+        if self.keys.cluster() {
+            return Err(ChangeError::Store(StoreError::Unavailable(
+                "changing a direct message on a Redis Cluster is not supported yet".to_owned(),
+            )));
+        }
         let deleting = request.change == Change::Delete;
         let actor = &request.actor;
         let (entry, replies) = self

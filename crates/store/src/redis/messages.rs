@@ -6,6 +6,8 @@ use std::sync::Arc;
 use chat_broker::redis::Connection;
 use futures_util::future::BoxFuture;
 
+mod cluster;
+
 use super::script::{Call, Loaded, Lua, flag, lua};
 use super::{Keys, with_conn};
 use crate::messages::{
@@ -303,6 +305,9 @@ impl MessageStore for RedisStore {
             &inner.redis,
             "append",
             move |inner, mut conn| async move {
+                if inner.keys.cluster() {
+                    return inner.append_on_cluster(&mut conn, message).await;
+                }
                 let call = inner.append_call(message);
                 let (seq_r, seq_s, offline, repeated): (u64, u64, u64, Option<String>) =
                     inner.append.invoke(&call, &mut conn).await?;
@@ -398,8 +403,9 @@ impl MessageStore for RedisStore {
             keys.user("read", &reader),
             keys.user("read_pos", &reader),
         );
-        let posts_in = keys.pair("posts", &peer, &reader);
-        let posts_out = keys.pair("posts", &reader, &peer);
+        // The reader's copy (on one Redis, the only one).
+        let posts_in = keys.copy(&reader, "posts", &peer, &reader);
+        let posts_out = keys.copy(&reader, "posts", &reader, &peer);
         with_conn(
             &self.inner,
             &self.inner.redis,
@@ -432,8 +438,12 @@ impl MessageStore for RedisStore {
         before: Option<&str>,
         limit: usize,
     ) -> BoxFuture<'static, Result<Vec<HistoryEntry>, StoreError>> {
-        let (a, b) = conversation(a, b);
-        let key = self.inner.keys.pair("conv", &a, &b);
+        // `a`'s copy (on one Redis, the only one): both hold each message
+        // at the same position, so a cursor means the same for both.
+        let key = {
+            let (first, second) = conversation(a, b);
+            self.inner.keys.copy(a, "conv", &first, &second)
+        };
         // Positions are `0-{position}` cursors, as on SQLite.
         let end = match before {
             None => "+inf".to_owned(),

@@ -69,10 +69,16 @@
 //! their channel's partition (`{p17-2041}{prefix}presence:alice`; the
 //! user's watch channel is placed in that partition too), and a gateway
 //! node's keys ([`Keys::node`]) with `{node:{id}}`. Presence runs there in
-//! two single-slot steps per change (`presence/cluster.rs`). The
-//! direct-message scripts touch keys of two users and their conversation,
-//! so they need a single Redis for now; the binaries refuse a cluster
-//! `REDIS_URL` until they run there too.
+//! two single-slot steps per change (`presence/cluster.rs`), and so does a
+//! direct message (`messages/cluster.rs`), each user keeping their own copy
+//! of a conversation ([`Keys::copy`]). Changing a direct message does not
+//! run there yet; the binaries refuse a cluster `REDIS_URL` until the whole
+//! store does.
+//!
+//! | key (Redis Cluster only) | type | holds |
+//! |---|---|---|
+//! | `received:{user}` | hash, 7-day TTL | `"{len}:{sender} {client id}"` → `"{seq} {offline} {position} {id} {history}"` of the user's last received sends |
+//! | `received_order:{user}` | sorted set, 7-day TTL | those fields by seq, to forget the oldest |
 
 mod api_keys;
 mod lifecycle;
@@ -158,6 +164,22 @@ impl Keys {
     /// character, every name of earlier versions, are unchanged.
     pub(crate) fn pair(&self, kind: &str, a: &str, b: &str) -> String {
         format!("{}{kind}:{}:{}", self.prefix, escape(a), escape(b))
+    }
+
+    /// `owner`'s copy of a key naming two users ([`Keys::pair`]). On one
+    /// Redis both users share one key (there is one copy); on a cluster
+    /// each keeps their own, in their slot ([`Keys::user`]'s tag): a
+    /// conversation is written to the receiver's copy, then the sender's.
+    pub(crate) fn copy(&self, owner: &str, kind: &str, a: &str, b: &str) -> String {
+        if self.cluster {
+            let partition = partitions::of(&chat_broker::channel::user(owner));
+            return format!(
+                "{{{}}}{}",
+                partitions::tags()[partition],
+                self.pair(kind, a, b)
+            );
+        }
+        self.pair(kind, a, b)
     }
 
     /// `{prefix}{room:{name}}:{kind}`: a key of one room. Every key of a
