@@ -12,6 +12,7 @@ use chat_store::redis::messages::{RedisStore, RedisStoreOptions};
 use chat_store::sqlite::SqliteStore;
 use chat_store::{ApiKey, Limits, PushSubscription, StoreEngine};
 use chat_testkit::redis::TestRedis;
+use chat_testkit::redis_cluster::TestRedisCluster;
 
 /// A store, and what must live as long as it.
 struct Fixture {
@@ -302,3 +303,29 @@ chat_testkit::contract!(redis:
     push_subscriptions_are_kept_per_endpoint_and_bounded,
     a_job_is_replaced_by_what_it_made_once,
 );
+
+/// The same on one Redis Cluster (three masters), each case under its own
+/// prefix: the webhook queue's keys share one slot, a push subscription's
+/// user hash and the endpoint index are written one after the other.
+#[tokio::test]
+async fn the_integration_stores_hold_on_a_redis_cluster() {
+    let cluster = TestRedisCluster::start().unwrap();
+    let f = || {
+        let store = RedisStore::start(RedisStoreOptions {
+            url: cluster.url(),
+            prefix: chat_testkit::unique("test:"),
+            limits: Limits::DEFAULT,
+        })
+        .unwrap();
+        Fixture {
+            keys: Arc::new(store),
+            _redis: None,
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    };
+    keys_are_kept_listed_and_revoked_once(f()).await;
+    revocations_keep_the_latest_time_per_user(f()).await;
+    the_webhook_queue_hands_each_event_to_one_taker_at_a_time(f()).await;
+    push_subscriptions_are_kept_per_endpoint_and_bounded(f()).await;
+    a_job_is_replaced_by_what_it_made_once(f()).await;
+}

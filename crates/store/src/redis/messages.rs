@@ -252,7 +252,7 @@ impl Inner {
             msgs: keys.pair("msgs", &a, &b),
             replies: keys.pair("replies", &a, &b),
             reply_pos: message.reply_to.map(|p| p.to_string()).unwrap_or_default(),
-            webhooks: keys.single("webhooks"),
+            webhooks: keys.queue("webhooks"),
             events: self
                 .offline_events
                 .load(std::sync::atomic::Ordering::Relaxed)

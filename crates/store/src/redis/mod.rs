@@ -220,6 +220,17 @@ impl Keys {
         format!("{}{kind}:", self.prefix)
     }
 
+    /// A key of the webhook queue (`webhooks`, `webhooks:retry_at`,
+    /// `webhooks:dead`): [`Keys::single`] on one Redis; on a cluster they
+    /// share the hash tag `{webhooks}`, so the queue's scripts, which touch
+    /// the stream and its retry times at once, stay in one slot.
+    pub(crate) fn queue(&self, kind: &str) -> String {
+        if self.cluster {
+            return format!("{{webhooks}}{}", self.single(kind));
+        }
+        self.single(kind)
+    }
+
     /// A key without a name part (`nodes`).
     pub(crate) fn single(&self, kind: &str) -> String {
         format!("{}{kind}", self.prefix)
@@ -327,6 +338,31 @@ pub(crate) async fn grouped<T: redis::FromRedisValue>(
             redis::from_redis_value(group).map_err(Into::into)
         })
         .collect()
+}
+
+/// Runs `cmds` and answers their replies, in order: in one transaction
+/// (`MULTI`) on one Redis; one after the other on a cluster, where a
+/// transaction may only touch one slot (callers there accept that a crash
+/// in between leaves the first ones done).
+///
+/// Errors: Redis's (on a cluster, those after a failed command are not run).
+pub(crate) async fn in_order(
+    conn: &mut Connection,
+    cmds: Vec<redis::Cmd>,
+) -> redis::RedisResult<Vec<redis::Value>> {
+    if conn.is_cluster() {
+        let mut replies = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            replies.push(cmd.query_async(conn).await?);
+        }
+        return Ok(replies);
+    }
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for cmd in cmds {
+        pipe.add_command(cmd);
+    }
+    pipe.query_async(conn).await
 }
 
 /// Answers a readiness check with `PING`.

@@ -420,7 +420,7 @@ impl Node {
             presence_prefix: keys.prefix_of("presence"),
             watch_prefix: keys.channel(&chat_broker::channel::watch("")),
             envelope: chat_broker::envelope::text_header(),
-            webhooks: keys.single("webhooks"),
+            webhooks: keys.queue("webhooks"),
             events: self.events.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
@@ -440,7 +440,7 @@ impl Node {
             batch: SWEEP_BATCH,
             self_id: self.id.clone(),
             swept_ttl_s: SWEPT_TTL.as_secs(),
-            webhooks: keys.single("webhooks"),
+            webhooks: keys.queue("webhooks"),
             events: self.events.load(std::sync::atomic::Ordering::Relaxed),
         }
     }

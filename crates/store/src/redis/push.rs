@@ -29,26 +29,30 @@ impl PushStore for RedisStore {
                 .arg(&subscription.endpoint)
                 .query_async(&mut conn)
                 .await?;
-            let mut pipe = redis::pipe();
-            pipe.atomic();
+            let mut cmds = Vec::new();
             if let Some(before) = before.filter(|b| *b != user) {
-                pipe.cmd("HDEL")
-                    .arg(format!("{prefix}{before}"))
-                    .arg(&subscription.endpoint)
-                    .ignore();
+                let mut hdel = redis::cmd("HDEL");
+                hdel.arg(format!("{prefix}{before}"))
+                    .arg(&subscription.endpoint);
+                cmds.push(hdel);
             }
-            pipe.cmd("HSET")
+            let mut index_set = redis::cmd("HSET");
+            index_set
                 .arg(&index)
                 .arg(&subscription.endpoint)
-                .arg(&user)
-                .ignore();
-            pipe.cmd("HSET")
-                .arg(&hash)
+                .arg(&user);
+            let mut set = redis::cmd("HSET");
+            set.arg(&hash)
                 .arg(&subscription.endpoint)
-                .arg(record(&subscription))
-                .ignore();
-            pipe.cmd("HVALS").arg(&hash);
-            let (all,): (Vec<String>,) = pipe.query_async(&mut conn).await?;
+                .arg(record(&subscription));
+            let mut all = redis::cmd("HVALS");
+            all.arg(&hash);
+            cmds.extend([index_set, set, all]);
+            let replies = super::in_order(&mut conn, cmds).await?;
+            let all: Vec<String> = match replies.into_iter().last() {
+                Some(value) => redis::from_redis_value(value)?,
+                None => Vec::new(),
+            };
             Ok((hash, index, all, conn))
         });
         Box::pin(async move {
@@ -67,16 +71,12 @@ impl PushStore for RedisStore {
                 .iter()
                 .map(|s| s.endpoint.as_str())
                 .collect();
-            redis::pipe()
-                .atomic()
-                .cmd("HDEL")
-                .arg(&hash)
-                .arg(&old)
-                .cmd("HDEL")
-                .arg(&index)
-                .arg(&old)
-                .query_async::<()>(&mut conn)
+            let (mut from_user, mut from_index) = (redis::cmd("HDEL"), redis::cmd("HDEL"));
+            from_user.arg(&hash).arg(&old);
+            from_index.arg(&index).arg(&old);
+            super::in_order(&mut conn, vec![from_user, from_index])
                 .await
+                .map(drop)
                 .map_err(|e| super::unavailable("HDEL", e))
         })
     }

@@ -533,7 +533,7 @@ impl Inner {
     /// loses it. Best effort: logged when it fails.
     async fn queue_after_script(&self, conn: &mut Connection, room: &str, event: String) {
         let queued = redis::cmd("XADD")
-            .arg(self.keys.single("webhooks"))
+            .arg(self.keys.queue("webhooks"))
             .arg("*")
             .arg("e")
             .arg(event)

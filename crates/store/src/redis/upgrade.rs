@@ -105,6 +105,15 @@ pub(crate) async fn upgrade(redis: &Connection, keys: &Keys) {
 /// inbox fills in exists.
 async fn upgrade_once(keys: &Keys, conn: &mut Connection) -> redis::RedisResult<Upgraded> {
     let schema_key = keys.single("schema");
+    if keys.cluster() {
+        // The cluster layout is newer than any layout to convert from.
+        redis::cmd("SET")
+            .arg(&schema_key)
+            .arg(SCHEMA)
+            .query_async::<()>(conn)
+            .await?;
+        return Ok(Upgraded::default());
+    }
     // Anything but a number counts as no mark (the conversion is safe to run again).
     let schema: Option<String> = redis::cmd("GET").arg(&schema_key).query_async(conn).await?;
     if schema

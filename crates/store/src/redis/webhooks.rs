@@ -85,9 +85,9 @@ impl RedisStore {
     fn queue_keys(&self) -> (String, String, String) {
         let keys = &self.inner().keys;
         (
-            keys.single("webhooks"),
-            keys.single("webhooks:retry_at"),
-            keys.single("webhooks:dead"),
+            keys.queue("webhooks"),
+            keys.queue("webhooks:retry_at"),
+            keys.queue("webhooks:dead"),
         )
     }
 }

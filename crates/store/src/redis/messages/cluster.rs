@@ -295,7 +295,7 @@ impl Inner {
             return;
         }
         let queued = redis::cmd("XADD")
-            .arg(self.keys.single("webhooks"))
+            .arg(self.keys.queue("webhooks"))
             .arg("*")
             .arg("e")
             .arg(crate::webhooks::direct_message(user, unread, frame))

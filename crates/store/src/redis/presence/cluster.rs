@@ -251,7 +251,7 @@ impl Node {
             return;
         }
         let queued = redis::cmd("XADD")
-            .arg(self.keys.single("webhooks"))
+            .arg(self.keys.queue("webhooks"))
             .arg("*")
             .arg("e")
             .arg(crate::presence::presence_event(user, last_seen))
