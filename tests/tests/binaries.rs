@@ -230,12 +230,9 @@ fn a_bad_setting_exits_non_zero_with_one_line_naming_it() {
         ("chatd", "CHAT_AUTH", "magic"),
         ("chatd", "CHAT_MAX_FRAME_BYTES", "lots"),
         ("gateway", "REDIS_URL", ""),
-        (
-            "gateway",
-            "REDIS_URL",
-            "redis+cluster://127.0.0.1:7000,127.0.0.1:7001",
-        ),
-        ("presence", "REDIS_URL", "redis+cluster://127.0.0.1:7000"),
+        ("gateway", "REDIS_URL", "redis+cluster://127.0.0.1"),
+        ("gateway", "REDIS_URL", "127.0.0.1:6379"),
+        ("presence", "REDIS_URL", "redis+cluster://127.0.0.1:7000/0"),
     ];
     for (name, setting, value) in cases {
         let mut command = std::process::Command::new(binary(name).unwrap());

@@ -26,5 +26,6 @@ pub mod envelope;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod redis_url;
 
 pub use broker::{Broker, BrokerError, Handler};

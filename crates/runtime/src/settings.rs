@@ -299,11 +299,11 @@ crate::settings! {
     #[title = "Shared"]
     pub struct SharedSettings {
         /// Redis for the gateways and the presence service (pub/sub,
-        /// messages, presence), `redis://host:port/db`. Required by
-        /// `gateway` and `presence`; without it `chatd` runs its in-process
-        /// broker and SQLite store. A Redis Cluster
-        /// (`redis+cluster://h1:p1,h2:p2`) is refused for now: only pub/sub
-        /// runs on one yet.
+        /// messages, presence): one Redis, `redis://host:port/db`, or a
+        /// Redis Cluster by some of its nodes,
+        /// `redis+cluster://[user:password@]h1:p1,h2:p2` (Redis ≥ 7: sharded
+        /// pub/sub). Required by `gateway` and `presence`; without it
+        /// `chatd` runs its in-process broker and SQLite store.
         pub redis_url: Option<String> = None,
         /// Prefix of every Redis key and channel, to share one Redis between
         /// deployments; empty keeps keys exactly as documented
@@ -326,17 +326,14 @@ impl SharedSettings {
                 "invalid setting CHAT_REDIS_PREFIX: must not contain spaces",
             ));
         }
-        // `chat_broker::redis::url::CLUSTER_SCHEME`: pub/sub runs on a
-        // cluster, the store and presence scripts do not yet.
-        if self
+        if let Some(Err(e)) = self
             .redis_url
             .as_deref()
-            .is_some_and(|url| url.starts_with("redis+cluster://"))
+            .map(chat_broker::redis_url::Target::checked)
         {
-            return Err(SettingsError::new(
-                "invalid setting REDIS_URL: a Redis Cluster (redis+cluster://) is not supported \
-                 yet: the message store and presence need one Redis (redis://host:port/db)",
-            ));
+            return Err(SettingsError::new(format!(
+                "invalid setting REDIS_URL: {e}"
+            )));
         }
         if let Err(e) = crate::per_ip::TrustedProxies::parse(&self.trusted_proxies) {
             return Err(SettingsError::new(format!(

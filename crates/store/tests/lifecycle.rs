@@ -17,11 +17,14 @@ use chat_store::{
     InboxEntry, Lifecycle, Limits, MediaRefs, MessageStore, RoomSend, RoomStore,
 };
 use chat_testkit::redis::TestRedis;
+use chat_testkit::redis_cluster::TestRedisCluster;
 
 /// One store behind every interface, and how to look at its raw storage.
 struct Fixture {
     store: Arc<dyn Store>,
     redis: Option<TestRedis>,
+    /// On a cluster: its masters' ports and the test's prefix.
+    cluster: Option<(Vec<u16>, String)>,
     dir: tempfile::TempDir,
 }
 
@@ -36,6 +39,7 @@ async fn sqlite() -> Fixture {
     Fixture {
         store: Arc::new(store),
         redis: None,
+        cluster: None,
         dir,
     }
 }
@@ -51,6 +55,7 @@ async fn redis() -> Fixture {
     Fixture {
         store: Arc::new(store),
         redis: Some(redis),
+        cluster: None,
         dir: tempfile::tempdir().unwrap(),
     }
 }
@@ -163,41 +168,58 @@ impl Fixture {
     /// Whether `text` is anywhere in the raw storage: every key under the
     /// test's prefix (Redis), every byte of the database files (SQLite).
     fn stored_anywhere(&self, text: &str) -> Option<String> {
+        if let Some((masters, prefix)) = &self.cluster {
+            // Each master's keys: on a cluster, keys start with a hash tag.
+            return masters.iter().find_map(|port| {
+                let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+                let mut conn = client.get_connection().unwrap();
+                holding(&mut conn, &format!("*{prefix}*"), text)
+            });
+        }
         match &self.redis {
             Some(redis) => {
                 let mut conn = redis.connection().unwrap();
-                let keys: Vec<String> = ::redis::cmd("KEYS")
-                    .arg(format!("{}*", redis.prefix()))
-                    .query(&mut conn)
-                    .unwrap();
-                keys.into_iter().find(|key| {
-                    let kind: String = ::redis::cmd("TYPE").arg(key).query(&mut conn).unwrap();
-                    let values: Vec<Vec<u8>> = match kind.as_str() {
-                        "string" => vec![::redis::cmd("GET").arg(key).query(&mut conn).unwrap()],
-                        "hash" => ::redis::cmd("HGETALL").arg(key).query(&mut conn).unwrap(),
-                        "zset" => ::redis::cmd("ZRANGE")
-                            .arg(key)
-                            .arg(0)
-                            .arg(-1)
-                            .query(&mut conn)
-                            .unwrap(),
-                        "list" => ::redis::cmd("LRANGE")
-                            .arg(key)
-                            .arg(0)
-                            .arg(-1)
-                            .query(&mut conn)
-                            .unwrap(),
-                        "set" => ::redis::cmd("SMEMBERS").arg(key).query(&mut conn).unwrap(),
-                        other => panic!("unexpected key type {other} at {key}"),
-                    };
-                    values.iter().any(|v| contains(v, text.as_bytes()))
-                })
+                holding(&mut conn, &format!("{}*", redis.prefix()), text)
             }
             None => std::fs::read_dir(self.dir.path())
                 .unwrap()
                 .map(|file| file.unwrap().path())
                 .find(|path| contains(&std::fs::read(path).unwrap(), text.as_bytes()))
                 .map(|path| path.display().to_string()),
+        }
+    }
+}
+
+/// The first key matching `pattern` whose value holds `text`.
+fn holding(conn: &mut ::redis::Connection, pattern: &str, text: &str) -> Option<String> {
+    let keys: Vec<String> = ::redis::cmd("KEYS").arg(pattern).query(conn).unwrap();
+    {
+        {
+            {
+                keys.into_iter().find(|key| {
+                    let kind: String = ::redis::cmd("TYPE").arg(key).query(&mut *conn).unwrap();
+                    let values: Vec<Vec<u8>> = match kind.as_str() {
+                        "string" => vec![::redis::cmd("GET").arg(key).query(&mut *conn).unwrap()],
+                        "hash" => ::redis::cmd("HGETALL").arg(key).query(&mut *conn).unwrap(),
+                        "zset" => ::redis::cmd("ZRANGE")
+                            .arg(key)
+                            .arg(0)
+                            .arg(-1)
+                            .query(&mut *conn)
+                            .unwrap(),
+                        "list" => ::redis::cmd("LRANGE")
+                            .arg(key)
+                            .arg(0)
+                            .arg(-1)
+                            .query(&mut *conn)
+                            .unwrap(),
+                        "set" => ::redis::cmd("SMEMBERS").arg(key).query(&mut *conn).unwrap(),
+                        "stream" => Vec::new(),
+                        other => panic!("unexpected key type {other} at {key}"),
+                    };
+                    values.iter().any(|v| contains(v, text.as_bytes()))
+                })
+            }
         }
     }
 }
@@ -561,6 +583,35 @@ async fn a_file_goes_with_the_last_message_that_carries_it(f: Fixture) {
     // Deleted: its notes go, and the id is a plain unknown one again.
     f.store.forget(&media).await.unwrap();
     assert!(f.store.hold(&media, "another").await.unwrap());
+}
+
+/// The whole lifecycle contract on one Redis Cluster (three masters), each
+/// case under its own prefix: a room changes in its slot, a direct message
+/// in each user's copy, one step each.
+#[tokio::test]
+async fn the_lifecycle_contract_holds_on_a_redis_cluster() {
+    let cluster = TestRedisCluster::start().unwrap();
+    let masters = cluster.masters().unwrap();
+    let f = || {
+        let prefix = chat_testkit::unique("test:");
+        let store = RedisStore::start(RedisStoreOptions {
+            url: cluster.url(),
+            prefix: prefix.clone(),
+            limits: Limits::DEFAULT,
+        })
+        .unwrap();
+        Fixture {
+            store: Arc::new(store),
+            redis: None,
+            cluster: Some((masters.clone(), prefix)),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    };
+    a_file_goes_with_the_last_message_that_carries_it(f()).await;
+    a_room_edit_rewrites_in_place_and_keeps_one_update(f()).await;
+    a_room_delete_leaves_a_tombstone_and_no_text(f()).await;
+    a_deleted_unread_room_message_is_unread_no_more(f()).await;
+    a_direct_message_changes_in_both_inboxes(f()).await;
 }
 
 chat_testkit::contract!(sqlite:

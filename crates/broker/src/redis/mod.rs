@@ -40,7 +40,7 @@ mod connection;
 pub mod partitions;
 mod sharded;
 mod single;
-pub mod url;
+pub use crate::redis_url as url;
 
 pub use connection::{Connection, command_connection};
 pub use url::Target;

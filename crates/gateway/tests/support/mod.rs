@@ -4,8 +4,9 @@
 #![allow(dead_code)] // each test binary uses its own part of the support
 #![allow(clippy::expect_used)] // a failed expect is a failed test, with its message
 
-/// Runs each scenario `fn(Kind)` twice: on the embedded engines (as `chatd`
-/// runs) and on two gateway replicas sharing a real Redis.
+/// Runs each scenario `fn(Kind)` on the embedded engines (as `chatd` runs),
+/// on two gateway replicas sharing a real Redis, and on two sharing a real
+/// Redis Cluster.
 #[allow(unused_macros)] // identity.rs runs one engine only
 macro_rules! suite {
     ($($scenario:ident),* $(,)?) => {
@@ -19,6 +20,19 @@ macro_rules! suite {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                async fn $scenario() { super::$scenario(super::Kind::Redis).await } )*
         }
+        /// On two gateway replicas sharing a real Redis Cluster: every
+        /// scenario in turn on one cluster (six processes are slow to
+        /// start), each under a prefix of its own.
+        mod redis_cluster {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_suite_holds_on_a_redis_cluster() {
+                let cluster = std::sync::Arc::new(
+                    chat_testkit::redis_cluster::TestRedisCluster::start()
+                        .expect("a Redis Cluster"),
+                );
+                $( super::$scenario(super::Kind::Cluster(cluster.clone())).await; )*
+            }
+        }
     };
 }
 
@@ -27,7 +41,10 @@ use std::time::Duration;
 use chat_broker::redis::RedisOptions;
 use chat_gateway::{Access, Engine, Gateway, GatewaySettings};
 use chat_runtime::settings::{RoomSettings, ServerSettings};
+use std::sync::Arc;
+
 use chat_testkit::redis::TestRedis;
+use chat_testkit::redis_cluster::TestRedisCluster;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -114,6 +131,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// The Redis they share, for replicated clusters.
     pub redis: Option<TestRedis>,
+    /// The Redis Cluster they share, and the test's prefix there.
+    pub redis_cluster: Option<(Arc<TestRedisCluster>, String)>,
     /// The embedded store's folder, for the in-process cluster.
     _dir: Option<tempfile::TempDir>,
 }
@@ -128,12 +147,14 @@ pub fn redis_options(redis: &TestRedis) -> RedisOptions {
 }
 
 /// Which engines a scenario runs on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub enum Kind {
     /// One gateway, in-process broker, SQLite store ([`Cluster::memory`]).
     Memory,
     /// Two gateways sharing a real Redis ([`Cluster::redis`]).
     Redis,
+    /// Two gateways sharing this Redis Cluster, under a prefix of their own.
+    Cluster(Arc<TestRedisCluster>),
 }
 
 impl Kind {
@@ -147,6 +168,7 @@ impl Kind {
         match self {
             Kind::Memory => Cluster::memory_with(settings, access).await,
             Kind::Redis => Cluster::redis_with(settings, access).await,
+            Kind::Cluster(cluster) => Cluster::redis_cluster_with(settings, access, cluster).await,
         }
     }
 }
@@ -167,6 +189,7 @@ impl Cluster {
         Self {
             nodes: vec![Node::start_with(settings, engine, access).await],
             redis: None,
+            redis_cluster: None,
             _dir: Some(dir),
         }
     }
@@ -187,6 +210,31 @@ impl Cluster {
         Self {
             nodes,
             redis: Some(redis),
+            redis_cluster: None,
+            _dir: None,
+        }
+    }
+
+    /// Two gateway replicas sharing `cluster`, under a prefix of their own.
+    pub async fn redis_cluster_with(
+        settings: GatewaySettings,
+        access: Access,
+        cluster: Arc<TestRedisCluster>,
+    ) -> Self {
+        let prefix = chat_testkit::unique("test:");
+        let mut nodes = Vec::new();
+        for _ in 0..2 {
+            let engine = Engine::Redis(RedisOptions {
+                url: cluster.url(),
+                prefix: prefix.clone(),
+                errors: None,
+            });
+            nodes.push(Node::start_with(settings.clone(), engine, access.clone()).await);
+        }
+        Self {
+            nodes,
+            redis: None,
+            redis_cluster: Some((cluster, prefix)),
             _dir: None,
         }
     }
@@ -212,6 +260,23 @@ impl Cluster {
             .any(|n| n.gateway.hub().channel_count() > 0)
         {
             return false;
+        }
+        if let Some((cluster, prefix)) = &self.redis_cluster {
+            // Shard channels, on every master: `{tag}{prefix}…`.
+            let Ok(masters) = cluster.masters() else {
+                return false;
+            };
+            return masters.iter().all(|port| {
+                let Ok(listed) =
+                    cluster.cli(*port, &["PUBSUB", "SHARDCHANNELS", &format!("*{prefix}*")])
+                else {
+                    return false;
+                };
+                listed
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .all(|c| c.contains(&format!("{prefix}health:")))
+            });
         }
         match &self.redis {
             None => true,

@@ -12,6 +12,8 @@ use futures_util::future::BoxFuture;
 use super::messages::{Inner, RedisStore};
 use super::rooms::{Answer, call};
 use super::script::{Call, Loaded, Lua, flag, lua};
+
+mod cluster;
 use crate::StoreError;
 use crate::lifecycle::{
     self, Change, ChangeError, ChangeRequest, Changed, Conversation, Lifecycle,
@@ -206,6 +208,16 @@ struct DirectEntry {
 }
 
 impl DirectEntry {
+    /// Its seq in `user`'s inbox (0 for none): the receiver's, or the
+    /// sender's copy.
+    fn seq_in(&self, user: &str) -> u64 {
+        if self.message.from == user && self.message.to.as_deref() != Some(user) {
+            self.seq_s
+        } else {
+            self.seq_r
+        }
+    }
+
     /// From a `msgs` record and history entry.
     fn parse(record: &str, entry: String) -> Option<Self> {
         let mut numbers = record.split(' ').map(|n| n.parse::<u64>().ok());
@@ -219,6 +231,20 @@ impl DirectEntry {
             seq_r,
             seq_s,
         })
+    }
+}
+
+/// What a change that changes nothing answers: `entry` as `actor` sees it
+/// (at its seq in their inbox).
+fn unchanged(entry: DirectEntry, actor: &str) -> Changed {
+    let seq = entry.seq_in(actor);
+    Changed {
+        message: ChatMessage {
+            seq: (seq > 0).then_some(seq),
+            ..entry.message
+        },
+        update_seq: None,
+        removed_media: None,
     }
 }
 
@@ -427,9 +453,7 @@ impl Inner {
         request: &ChangeRequest,
     ) -> Result<Option<Changed>, ChangeError> {
         if self.keys.cluster() {
-            return Err(ChangeError::Store(StoreError::Unavailable(
-                "changing a direct message on a Redis Cluster is not supported yet".to_owned(),
-            )));
+            return self.direct_change_on_cluster(conn, peer, request).await;
         }
         let deleting = request.change == Change::Delete;
         let actor = &request.actor;
@@ -439,19 +463,7 @@ impl Inner {
         let original = &entry.message;
         let Some(next) = lifecycle::apply(original, actor, false, &request.change, request.now)?
         else {
-            let seq = if original.from == *actor && original.to.as_deref() != Some(actor) {
-                entry.seq_s
-            } else {
-                entry.seq_r
-            };
-            return Ok(Some(Changed {
-                message: ChatMessage {
-                    seq: (seq > 0).then_some(seq),
-                    ..entry.message
-                },
-                update_seq: None,
-                removed_media: None,
-            }));
+            return Ok(Some(unchanged(entry, actor)));
         };
         let removed_media = lifecycle::removed_media(original, &next);
         let sender = original.from.clone();

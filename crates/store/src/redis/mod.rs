@@ -71,9 +71,9 @@
 //! node's keys ([`Keys::node`]) with `{node:{id}}`. Presence runs there in
 //! two single-slot steps per change (`presence/cluster.rs`), and so does a
 //! direct message (`messages/cluster.rs`), each user keeping their own copy
-//! of a conversation ([`Keys::copy`]). Changing a direct message does not
-//! run there yet; the binaries refuse a cluster `REDIS_URL` until the whole
-//! store does.
+//! of a conversation ([`Keys::copy`]), and a change of one
+//! (`lifecycle/cluster.rs`, one step per copy). The webhook queue's keys
+//! share the tag `{webhooks}` ([`Keys::queue`]).
 //!
 //! | key (Redis Cluster only) | type | holds |
 //! |---|---|---|

@@ -37,10 +37,7 @@ impl PushStore for RedisStore {
                 cmds.push(hdel);
             }
             let mut index_set = redis::cmd("HSET");
-            index_set
-                .arg(&index)
-                .arg(&subscription.endpoint)
-                .arg(&user);
+            index_set.arg(&index).arg(&subscription.endpoint).arg(&user);
             let mut set = redis::cmd("HSET");
             set.arg(&hash)
                 .arg(&subscription.endpoint)

@@ -1,4 +1,6 @@
-//! Which Redis a URL names: one server, or a Redis Cluster.
+//! Which Redis a URL names: one server, or a Redis Cluster. Plain string
+//! reading, with no Redis client: the settings check a URL with it before
+//! anything connects.
 
 /// The scheme of a cluster URL: `redis+cluster://h1:p1,h2:p2,…`.
 pub const CLUSTER_SCHEME: &str = "redis+cluster://";
@@ -13,7 +15,25 @@ pub enum Target {
     Cluster(Vec<String>),
 }
 
+/// The schemes of one server's URL, as redis-rs reads them.
+pub const SINGLE_SCHEMES: [&str; 4] = ["redis://", "rediss://", "unix://", "redis+unix://"];
+
 impl Target {
+    /// [`Target::parse`], which also refuses a scheme that names no Redis
+    /// (not one of [`SINGLE_SCHEMES`] nor [`CLUSTER_SCHEME`]): what a
+    /// setting checks before anything connects.
+    ///
+    /// Errors: an unknown scheme, or a cluster URL [`Target::parse`] refuses.
+    pub fn checked(url: &str) -> Result<Self, String> {
+        if !url.starts_with(CLUSTER_SCHEME) && !SINGLE_SCHEMES.iter().any(|s| url.starts_with(s)) {
+            return Err(format!(
+                "not a Redis URL: it starts with {} (one Redis), or {CLUSTER_SCHEME} (a cluster)",
+                SINGLE_SCHEMES.join(", ")
+            ));
+        }
+        Self::parse(url)
+    }
+
     /// Reads `url`: `redis://…` (or `rediss://`, `unix://`, as redis-rs
     /// takes them) is one server; `redis+cluster://[user:password@]h1:p1,h2:p2,…`
     /// is a cluster known by those seed nodes (the credentials are used
