@@ -16,7 +16,15 @@ pub enum Target {
 }
 
 /// The schemes of one server's URL, as redis-rs reads them.
-pub const SINGLE_SCHEMES: [&str; 4] = ["redis://", "rediss://", "unix://", "redis+unix://"];
+pub const SINGLE_SCHEMES: [&str; 7] = [
+    "redis://",
+    "rediss://",
+    "unix://",
+    "redis+unix://",
+    "valkey://",
+    "valkeys://",
+    "valkey+unix://",
+];
 
 impl Target {
     /// [`Target::parse`], which also refuses a scheme that names no Redis
@@ -25,7 +33,11 @@ impl Target {
     ///
     /// Errors: an unknown scheme, or a cluster URL [`Target::parse`] refuses.
     pub fn checked(url: &str) -> Result<Self, String> {
-        if !url.starts_with(CLUSTER_SCHEME) && !SINGLE_SCHEMES.iter().any(|s| url.starts_with(s)) {
+        let scheme_is = |scheme: &str| {
+            url.get(..scheme.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(scheme))
+        };
+        if !scheme_is(CLUSTER_SCHEME) && !SINGLE_SCHEMES.iter().any(|s| scheme_is(s)) {
             return Err(format!(
                 "not a Redis URL: it starts with {} (one Redis), or {CLUSTER_SCHEME} (a cluster)",
                 SINGLE_SCHEMES.join(", ")
@@ -80,6 +92,28 @@ impl Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_setting_names_a_redis_by_its_scheme() {
+        for url in [
+            "redis://127.0.0.1:6379/0",
+            "REDIS://127.0.0.1:6379/",
+            "rediss://cache.internal:6380",
+            "unix:///run/redis.sock",
+            "valkey://127.0.0.1:6379",
+            "redis+cluster://127.0.0.1:7000",
+        ] {
+            assert!(Target::checked(url).is_ok(), "{url}");
+        }
+        for url in [
+            "127.0.0.1:6379",
+            "http://127.0.0.1:6379",
+            "",
+            "redis+cluster://h",
+        ] {
+            assert!(Target::checked(url).is_err(), "{url}");
+        }
+    }
 
     #[test]
     fn a_plain_url_names_one_server() {

@@ -383,7 +383,7 @@ async fn a_cluster_spreads_channels_over_its_shards() {
 /// again (ready), and hears every channel again.
 #[tokio::test]
 async fn a_cluster_node_subscribes_again_after_a_master_fails_over() {
-    let mut cluster = TestRedisCluster::start().expect("a Redis Cluster");
+    let cluster = TestRedisCluster::start().expect("a Redis Cluster");
     let (mut a, b) = cluster_pair(&cluster);
     let channels = spread_channels();
     for channel in &channels {

@@ -70,6 +70,19 @@ for _, rewrite in ipairs(rewrites) do
   end
 end
 
+local position, seq_r, seq_s, update_r, update_s =
+  string.match(record, '^(%d+) (%d+) (%d+) (%d+) (%d+)$')
+local update = update_r
+if role == 's' then update = update_s end
+
+-- This copy holds the change already (a retry after the other copy's step
+-- failed): nothing to write, count or announce again.
+local changed = false
+for _, rewrite in ipairs(rewrites) do
+  if rewrite[2] ~= rewrite[3] then changed = true end
+end
+if not changed then return {'changed', tonumber(update)} end
+
 local function replace(key, at, member)
   redis.call('ZREMRANGEBYSCORE', key, at, at)
   redis.call('ZADD', key, at, member)
@@ -79,9 +92,6 @@ for _, rewrite in ipairs(rewrites) do
   replace(conv_key, rewrite[1], rewrite[3])
   if rewrite[4] > 0 then replace(inbox_key, rewrite[4], rewrite[4] .. ' ' .. rewrite[5]) end
 end
-
-local position, seq_r, seq_s, update_r, update_s =
-  string.match(record, '^(%d+) (%d+) (%d+) (%d+) (%d+)$')
 
 if deleted == '1' then
   -- The offline copies (of the message, of the replies) too.
@@ -128,8 +138,7 @@ if deleted == '1' then
 end
 
 -- The message's update moves to the inbox's next seq.
-local previous = update_r
-if role == 's' then previous = update_s end
+local previous = update
 if previous ~= '0' then redis.call('ZREMRANGEBYSCORE', inbox_key, previous, previous) end
 local at = redis.call('INCR', seq_key)
 local frame = head .. at .. tail

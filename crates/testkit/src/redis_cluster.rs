@@ -15,7 +15,7 @@ const NODE_TIMEOUT_MS: u32 = 1_000;
 /// One node of the cluster.
 struct Node {
     port: u16,
-    child: Option<Child>,
+    child: std::sync::Mutex<Option<Child>>,
 }
 
 /// A six-node cluster (three masters, three replicas) on loopback.
@@ -53,7 +53,7 @@ impl TestRedisCluster {
                 .context("cannot start redis-server: install it (Debian: redis-server)")?;
             nodes.push(Node {
                 port,
-                child: Some(child),
+                child: std::sync::Mutex::new(Some(child)),
             });
         }
         let this = Self { nodes, _dir: dir };
@@ -161,13 +161,14 @@ impl TestRedisCluster {
     /// Kills the node on `port` with SIGKILL (no goodbye to the cluster).
     ///
     /// Errors: no such running node.
-    pub fn kill(&mut self, port: u16) -> anyhow::Result<()> {
+    pub fn kill(&self, port: u16) -> anyhow::Result<()> {
         let node = self
             .nodes
-            .iter_mut()
+            .iter()
             .find(|n| n.port == port)
             .context("no node on that port")?;
-        let mut child = node.child.take().context("that node is not running")?;
+        let taken = node.child.lock().map(|mut c| c.take()).unwrap_or_default();
+        let mut child = taken.context("that node is not running")?;
         child.kill()?;
         child.wait()?;
         Ok(())
@@ -184,7 +185,7 @@ impl TestRedisCluster {
     fn live_ports(&self) -> Vec<u16> {
         self.nodes
             .iter()
-            .filter(|n| n.child.is_some())
+            .filter(|n| n.child.lock().is_ok_and(|c| c.is_some()))
             .map(|n| n.port)
             .collect()
     }
@@ -193,7 +194,8 @@ impl TestRedisCluster {
 impl Drop for TestRedisCluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
-            if let Some(mut child) = node.child.take() {
+            let taken = node.child.get_mut().map(Option::take).unwrap_or_default();
+            if let Some(mut child) = taken {
                 let _ = child.kill();
                 let _ = child.wait();
             }
@@ -246,7 +248,7 @@ mod tests {
     /// a master killed with SIGKILL is replaced by its replica by itself.
     #[test]
     fn six_nodes_make_three_masters_and_a_killed_master_fails_over() {
-        let mut cluster = TestRedisCluster::start().unwrap();
+        let cluster = TestRedisCluster::start().unwrap();
         let roles = cluster.roles().unwrap();
         assert_eq!(roles.len(), 6, "{roles:?}");
         let masters = cluster.masters().unwrap();

@@ -226,10 +226,10 @@ impl RedisBroker {
             }
             Target::Cluster(seeds) => {
                 let (connector, publisher, watcher) =
-                    sharded::start(seeds, &shared).map_err(|e| invalid(e.to_string()))?;
+                    sharded::start(seeds.clone(), &shared).map_err(|e| invalid(e.to_string()))?;
                 let task = tokio::spawn(subscriber_task(connector, handler, Arc::clone(&shared)));
                 Ok(Self {
-                    publisher: Connection::Cluster(publisher),
+                    publisher: Connection::cluster(seeds, publisher),
                     shared,
                     tasks: vec![task, watcher],
                 })
@@ -246,18 +246,14 @@ async fn publish_raw(
     channel: &str,
     payload: &[u8],
 ) -> Result<(), BrokerError> {
-    let (name, attempt) = match publisher {
-        Connection::Single(mut conn) => {
-            let command = redis::cmd("PUBLISH").arg(channel).arg(payload).clone();
-            let attempt = async move { command.query_async::<i64>(&mut conn).await }.boxed();
-            ("PUBLISH", attempt)
-        }
-        Connection::Cluster(mut conn) => {
-            let command = redis::cmd("SPUBLISH").arg(channel).arg(payload).clone();
-            let attempt = async move { command.query_async::<i64>(&mut conn).await }.boxed();
-            ("SPUBLISH", attempt)
-        }
+    let name = if publisher.is_cluster() {
+        "SPUBLISH"
+    } else {
+        "PUBLISH"
     };
+    let mut conn = publisher;
+    let command = redis::cmd(name).arg(channel).arg(payload).clone();
+    let attempt = async move { command.query_async::<i64>(&mut conn).await };
     match tokio::time::timeout(COMMAND_TIMEOUT, attempt).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(shared.failed(name, &e)),

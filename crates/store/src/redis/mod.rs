@@ -365,6 +365,37 @@ pub(crate) async fn in_order(
     pipe.query_async(conn).await
 }
 
+/// How long a write on a cluster waits for a replica to have it (ms,
+/// [`replicated`]).
+const REPLICA_WAIT_MS: u64 = 100;
+
+/// On a cluster, waits until the writes made on the master owning each of
+/// `keys` are on one of its replicas (`WAIT 1 100` on those masters), so an
+/// acknowledged write survives its master's failover: Redis replicates
+/// asynchronously, and a replica promoted before it had a write would lose
+/// it. A master with no live replica holds its writes 100 ms each, then
+/// they are acknowledged anyway (logged). Nothing on one Redis (a failover
+/// there is the operator's, with its own rules).
+///
+/// Errors: a master does not answer (the writes may still be there: the
+/// caller answers `unavailable`, and a retry with the same client id is
+/// answered as the first).
+pub(crate) async fn replicated(conn: &Connection, keys: &[&str]) -> redis::RedisResult<()> {
+    if !conn.is_cluster() {
+        return Ok(());
+    }
+    let waits = keys
+        .iter()
+        .map(|key| conn.wait_replicated(key, REPLICA_WAIT_MS));
+    let replicas = futures_util::future::try_join_all(waits).await?;
+    if replicas.contains(&0) {
+        tracing::warn!(
+            "a write was acknowledged before any replica had it (a master without a live replica?)"
+        );
+    }
+    Ok(())
+}
+
 /// Answers a readiness check with `PING`.
 pub(crate) fn ping(conn: &Connection) -> BoxFuture<'static, Result<(), StoreError>> {
     let mut conn = conn.clone();

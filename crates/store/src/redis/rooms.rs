@@ -528,6 +528,34 @@ impl Inner {
         }
     }
 
+    /// On a cluster, tells every one of `members` to stop following the
+    /// deleted `room` from `seq` on ([`Inner::control_after_script`]), one
+    /// pipeline per member's slot, all at once: a room may have 100 000
+    /// members. Best effort: logged when it fails.
+    async fn controls_after_delete(
+        &self,
+        conn: &Connection,
+        members: &[String],
+        seq: u64,
+        room: &str,
+    ) {
+        if !self.keys.cluster() || members.is_empty() {
+            return;
+        }
+        let mut payload = envelope::control_header();
+        payload.extend_from_slice(format!("-{seq} {room}").as_bytes());
+        let groups = members.iter().map(|user| {
+            let mut pipe = redis::pipe();
+            pipe.cmd("SPUBLISH")
+                .arg(self.keys.channel(&channel::user(user)))
+                .arg(&payload);
+            pipe
+        });
+        if let Err(e) = super::grouped::<(i64,)>(conn, groups.collect()).await {
+            tracing::warn!(room, error = %e, "a deleted room's controls were not all published");
+        }
+    }
+
     /// Queues `event` of `room` for the webhook receiver after the room's
     /// script (which stays in the room's hash slot), so a crash in between
     /// loses it. Best effort: logged when it fails.
@@ -742,12 +770,15 @@ impl RoomStore for RedisStore {
             }
             let seq: u64 = answer.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
             let members = answer.get(2..).unwrap_or_default().to_vec();
-            for user in &members {
-                inner
-                    .control_after_script(&mut conn, user, '-', seq, &room)
-                    .await;
+            if inner.room_events.load(std::sync::atomic::Ordering::Relaxed) {
+                let event = crate::webhooks::room_deleted(&room, members.len());
+                inner.queue_after_script(&mut conn, &room, event).await;
             }
-            // Each member's index of rooms, outside the room's hash slot.
+            inner
+                .controls_after_delete(&conn, &members, seq, &room)
+                .await;
+            // Each member's index of rooms, outside the room's hash slot
+            // (an entry left by a failure here is dropped when next read).
             let groups = members.iter().map(|user| {
                 let mut pipe = redis::pipe();
                 pipe.cmd("SREM")
@@ -758,10 +789,6 @@ impl RoomStore for RedisStore {
             super::grouped::<(i64,)>(&conn, groups.collect())
                 .await
                 .map_err(|e| super::unavailable("SREM", e))?;
-            if inner.room_events.load(std::sync::atomic::Ordering::Relaxed) {
-                let event = crate::webhooks::room_deleted(&room, members.len());
-                inner.queue_after_script(&mut conn, &room, event).await;
-            }
             Ok(members)
         })
     }
@@ -839,6 +866,9 @@ impl RoomStore for RedisStore {
             match answer.outcome().as_str() {
                 "stored" => {
                     let seq = answer.number(1);
+                    super::replicated(&conn, &[&inner.keys.room("meta", &room)])
+                        .await
+                        .map_err(|e| super::unavailable("room send", e))?;
                     if let Some((id, head, tail)) = offline {
                         let frame = format!("{head}{seq}{tail}");
                         let job = crate::webhooks::room_message(&room, seq, &id, &from, &frame);

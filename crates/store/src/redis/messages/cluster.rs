@@ -275,6 +275,7 @@ impl Inner {
             typed,
         };
         let seq_s: u64 = DM_KEEP.invoke(&keep, conn).await?;
+        super::super::replicated(conn, &[&keep.seq_s, &receive.seq_r]).await?;
         Ok(Appended {
             receiver_seq: seq_r,
             sender_seq: (seq_s > 0).then_some(seq_s),

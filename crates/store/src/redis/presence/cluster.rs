@@ -418,6 +418,19 @@ impl Node {
     ) -> Result<(), StoreError> {
         let keys = &self.keys;
         loop {
+            // A node that renewed meanwhile (it was only cut off) keeps
+            // the users it still holds.
+            let renewed_since: bool = bounded(
+                "sweep",
+                redis::cmd("EXISTS")
+                    .arg(keys.node("node", node))
+                    .query_async::<u8>(conn),
+            )
+            .await
+            .map(|n| n == 1)?;
+            if renewed_since {
+                return Ok(());
+            }
             let users: Vec<String> = bounded(
                 "sweep",
                 redis::cmd("HRANDFIELD")
