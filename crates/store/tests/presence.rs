@@ -527,6 +527,40 @@ async fn presence_holds_on_a_redis_cluster() {
     a_crashed_nodes_users_go_offline(Site::on(&cluster)).await;
     a_node_swept_while_cut_off_takes_back(Site::on(&cluster)).await;
     a_crashed_node_with_many_users_is_swept(Site::on(&cluster)).await;
+    a_retried_goodbye_completes_the_users_step(Site::on(&cluster)).await;
+}
+
+/// On a cluster a goodbye is two steps, the node's then the user's. One
+/// whose node step landed and whose user step failed (here: the node's
+/// step done by hand) is completed by the retry: the connection is counted
+/// out of the user's presence once, and the other tab still counts.
+async fn a_retried_goodbye_completes_the_users_step(site: Site) {
+    let node = RedisNode::start(site.options(Duration::from_secs(30))).unwrap();
+    let (_observer, mut heard) = watching(&site, &["bob"]).await;
+    assert!(node.connected("bob", 1).await.unwrap());
+    assert!(!node.connected("bob", 2).await.unwrap());
+    assert!(
+        !node.connected("bob", 2).await.unwrap(),
+        "a retry counts nothing"
+    );
+    tokio::time::timeout(WAIT, heard.recv()).await.unwrap(); // online
+    let conns = format!(
+        "{{node:{id}}}{}node_conns:{id}",
+        site.prefix,
+        id = node.id()
+    );
+    let removed: u8 = site
+        .run(::redis::cmd("SREM").arg(&conns).arg("1 bob"))
+        .await;
+    assert_eq!(removed, 1, "the node's step of the first attempt");
+    assert!(!node.disconnected("bob", 1).await.unwrap(), "tab 2 is open");
+    assert!(node.state("bob").await.unwrap().online);
+    assert!(node.disconnected("bob", 2).await.unwrap(), "the last tab");
+    assert!(!node.state("bob").await.unwrap().online);
+    assert!(
+        !node.disconnected("bob", 1).await.unwrap(),
+        "counted out once"
+    );
 }
 
 /// A direct message, as a gateway would store it.

@@ -128,7 +128,10 @@ impl ConnectionLike for Connection {
                 renewed.renew(generation);
                 // A refused connection never got the command: once more,
                 // on the connection made again.
-                if answer.as_ref().is_err_and(redis::RedisError::is_connection_refusal) {
+                if answer
+                    .as_ref()
+                    .is_err_and(redis::RedisError::is_connection_refusal)
+                {
                     return renewed.current().1.req_packed_command(cmd).await;
                 }
                 answer
@@ -151,7 +154,10 @@ impl ConnectionLike for Connection {
                     return answer;
                 }
                 renewed.renew(generation);
-                if answer.as_ref().is_err_and(redis::RedisError::is_connection_refusal) {
+                if answer
+                    .as_ref()
+                    .is_err_and(redis::RedisError::is_connection_refusal)
+                {
                     return renewed
                         .current()
                         .1

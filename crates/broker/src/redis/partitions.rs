@@ -3,7 +3,8 @@
 //! In a Redis Cluster a shard channel lives in the hash slot of its name,
 //! like a key (`SSUBSCRIBE`/`SPUBLISH`, Redis ≥ 7), and one `SSUBSCRIBE`
 //! may only name channels of one slot. Each channel is put in one of
-//! [`PARTITIONS`] partitions by its own slot, and its shard channel name
+//! [`PARTITIONS`] partitions by its own slot (a user's watch channel by
+//! the slot of the user's channel: [`of`]), and its shard channel name
 //! starts with its partition's hash tag: `{p17-2041}chat:user:alice`. So
 //!
 //! - the channels of a partition share one slot: a batch of subscriptions

@@ -79,6 +79,7 @@
 //! |---|---|---|
 //! | `received:{user}` | hash, 7-day TTL | `"{len}:{sender} {client id}"` → `"{seq} {offline} {position} {id} {history}"` of the user's last received sends |
 //! | `received_order:{user}` | sorted set, 7-day TTL | those fields by seq, to forget the oldest |
+//! | `presence_conns:{user}` | set | `"{node} {conn}"` of each connection counted in `presence:{user}` |
 
 mod api_keys;
 mod lifecycle;

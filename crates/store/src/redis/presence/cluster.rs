@@ -22,10 +22,10 @@
 //! cannot look at them: on a cluster a user's count on a lapsed node counts
 //! until a sweep takes it out (within a third of a lease after it lapsed).
 //!
-//! A crash between two steps leaves the node's and the user's counts apart
-//! until they meet again: a connection counted on the node only is counted
-//! out on the node only (`user_close` finds nothing to take), and the
-//! user's count of a node that died is taken out by the sweep.
+//! The user's step counts each connection once (`presence_conns:{user}`)
+//! and runs whatever the node's step answered: a call retried after its
+//! user step failed completes it, and nothing is counted twice. A user's
+//! count on a node that died is taken out by the sweep.
 
 use std::sync::{Arc, LazyLock};
 
@@ -146,8 +146,9 @@ impl Lua for NodeRelease {
 /// `user_in.lua`: the user's step of counting connections in.
 struct UserIn {
     presence: String,
+    presence_conns: String,
     node_id: String,
-    n: u64,
+    conn_ids: String,
     user: String,
     watch_channel: String,
     envelope: Vec<u8>,
@@ -159,8 +160,9 @@ impl Lua for UserIn {
 
     fn push(&self, call: &mut Call) {
         call.key("presence", &self.presence)
+            .key("presence_conns", &self.presence_conns)
             .arg("node_id", &self.node_id)
-            .arg("n", self.n)
+            .arg("conn_ids", &self.conn_ids)
             .arg("user", &self.user)
             .arg("watch_channel", &self.watch_channel)
             .arg("envelope", &self.envelope[..]);
@@ -171,7 +173,9 @@ impl Lua for UserIn {
 struct UserClose {
     presence: String,
     last_seen: String,
+    presence_conns: String,
     node_id: String,
+    conn: ConnId,
     user: String,
     watch_channel: String,
     envelope: Vec<u8>,
@@ -184,7 +188,9 @@ impl Lua for UserClose {
     fn push(&self, call: &mut Call) {
         call.key("presence", &self.presence)
             .key("last_seen", &self.last_seen)
+            .key("presence_conns", &self.presence_conns)
             .arg("node_id", &self.node_id)
+            .arg("conn", self.conn)
             .arg("user", &self.user)
             .arg("watch_channel", &self.watch_channel)
             .arg("envelope", &self.envelope[..]);
@@ -195,6 +201,7 @@ impl Lua for UserClose {
 struct UserSwept {
     presence: String,
     last_seen: String,
+    presence_conns: String,
     node_id: String,
     renewed: u64,
     user: String,
@@ -209,6 +216,7 @@ impl Lua for UserSwept {
     fn push(&self, call: &mut Call) {
         call.key("presence", &self.presence)
             .key("last_seen", &self.last_seen)
+            .key("presence_conns", &self.presence_conns)
             .arg("node_id", &self.node_id)
             .arg("renewed", self.renewed)
             .arg("user", &self.user)
@@ -232,11 +240,13 @@ impl Node {
         }
     }
 
-    fn user_in(&self, user: &str, n: u64) -> UserIn {
+    /// The user's step counting `conns` (their ids on this node) in.
+    fn user_in(&self, user: &str, conns: &[String]) -> UserIn {
         UserIn {
             presence: self.keys.user("presence", user),
+            presence_conns: self.keys.user("presence_conns", user),
             node_id: self.id.clone(),
-            n,
+            conn_ids: conns.join(" "),
             user: user.to_owned(),
             watch_channel: self.keys.channel(&chat_broker::channel::watch(user)),
             envelope: chat_broker::envelope::text_header(),
@@ -285,10 +295,26 @@ impl Node {
         )
         .await?;
         let taken_back = back.len() as u64;
-        for (user, n) in back {
-            let (before, _): (u64, u64) = USER_IN.invoke(&self.user_in(&user, n), conn).await?;
-            if before == 0 {
-                self.presence_event(conn, &user, None).await;
+        if !back.is_empty() {
+            // Which connections are whose: "{conn} {user}" on this node.
+            let counted: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(self.keys.node("node_conns", &self.id))
+                .query_async(conn)
+                .await?;
+            let mut conns: std::collections::HashMap<&str, Vec<String>> =
+                std::collections::HashMap::new();
+            for member in &counted {
+                if let Some((id, user)) = member.split_once(' ') {
+                    conns.entry(user).or_default().push(id.to_owned());
+                }
+            }
+            for (user, _) in &back {
+                let theirs = conns.get(user.as_str()).cloned().unwrap_or_default();
+                let (before, after): (u64, u64) =
+                    USER_IN.invoke(&self.user_in(user, &theirs), conn).await?;
+                if before == 0 && after > 0 {
+                    self.presence_event(conn, user, None).await;
+                }
             }
         }
         Ok((changed == 1, taken_back))
@@ -305,18 +331,20 @@ impl Node {
             &self.redis,
             "presence",
             move |node, mut conn| async move {
-                let (counted_in, _) = node
-                    .node_step(&mut conn, Touch::In, &user, Some(id))
+                // The user's step runs whatever the node's says: a retry
+                // after it failed completes it (it counts each connection
+                // once).
+                node.node_step(&mut conn, Touch::In, &user, Some(id))
                     .await?;
-                if !counted_in {
-                    return Ok(false);
-                }
-                let (before, _): (u64, u64) =
-                    USER_IN.invoke(&node.user_in(&user, 1), &mut conn).await?;
-                if before == 0 {
+                let ids = [id.to_string()];
+                let (before, after): (u64, u64) = USER_IN
+                    .invoke(&node.user_in(&user, &ids), &mut conn)
+                    .await?;
+                let first = before == 0 && after > 0;
+                if first {
                     node.presence_event(&mut conn, &user, None).await;
                 }
-                Ok(before == 0)
+                Ok(first)
             },
         )
         .await
@@ -333,16 +361,16 @@ impl Node {
             &self.redis,
             "presence",
             move |node, mut conn| async move {
-                let (counted_out, _) = node
-                    .node_step(&mut conn, Touch::Out, &user, Some(id))
+                // The user's step runs whatever the node's says (see
+                // connected).
+                node.node_step(&mut conn, Touch::Out, &user, Some(id))
                     .await?;
-                if !counted_out {
-                    return Ok(false);
-                }
                 let close = UserClose {
                     presence: node.keys.user("presence", &user),
                     last_seen: node.keys.user("last_seen", &user),
+                    presence_conns: node.keys.user("presence_conns", &user),
                     node_id: node.id.clone(),
+                    conn: id,
                     user: user.clone(),
                     watch_channel: node.keys.channel(&chat_broker::channel::watch(&user)),
                     envelope: chat_broker::envelope::text_header(),
@@ -452,6 +480,7 @@ impl Node {
                 let out = UserSwept {
                     presence: keys.user("presence", &user),
                     last_seen: keys.user("last_seen", &user),
+                    presence_conns: keys.user("presence_conns", &user),
                     node_id: node.to_owned(),
                     renewed,
                     user: user.clone(),
@@ -529,8 +558,9 @@ mod tests {
         });
         legend::check(&UserIn {
             presence: "p".into(),
+            presence_conns: "c".into(),
             node_id: "a".into(),
-            n: 1,
+            conn_ids: "1 2".into(),
             user: "bob".into(),
             watch_channel: "w".into(),
             envelope: Vec::new(),
@@ -538,7 +568,9 @@ mod tests {
         legend::check(&UserClose {
             presence: "p".into(),
             last_seen: "l".into(),
+            presence_conns: "c".into(),
             node_id: "a".into(),
+            conn: 1,
             user: "bob".into(),
             watch_channel: "w".into(),
             envelope: Vec::new(),
@@ -546,6 +578,7 @@ mod tests {
         legend::check(&UserSwept {
             presence: "p".into(),
             last_seen: "l".into(),
+            presence_conns: "c".into(),
             node_id: "a".into(),
             renewed: 1,
             user: "bob".into(),
