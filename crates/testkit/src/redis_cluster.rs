@@ -83,14 +83,14 @@ impl TestRedisCluster {
         }
         this.wait_ready()?;
         // Replicas are told whom they follow last; gossip spreads it.
-        wait_until("three masters, each with a replica", || {
+        wait_until_long("three masters, each with a replica", || {
             this.roles().is_ok_and(|roles| {
                 roles.len() == 6 && roles.iter().filter(|(_, m)| *m).count() == 3
             })
         })?;
         for (port, master) in this.roles()? {
             if !master {
-                wait_until(&format!("replica {port} has synced"), || {
+                wait_until_long(&format!("replica {port} has synced"), || {
                     command(port, &["INFO", "replication"])
                         .is_ok_and(|info| info.contains("master_link_status:up"))
                 })?;
@@ -104,7 +104,7 @@ impl TestRedisCluster {
     /// Errors: not so in time.
     pub fn wait_ready(&self) -> anyhow::Result<()> {
         for port in self.live_ports() {
-            wait_until(&format!("node {port} says cluster_state:ok"), || {
+            wait_until_long(&format!("node {port} says cluster_state:ok"), || {
                 command(port, &["CLUSTER", "INFO"]).is_ok_and(|i| i.contains("cluster_state:ok"))
             })?;
         }
@@ -227,9 +227,26 @@ fn command(port: u16, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// How long a cluster may take to form: six processes meeting, electing
+/// and syncing on a machine that runs other tests' clusters too.
+const FORMING: Duration = Duration::from_secs(60);
+
 /// Polls `condition` until it holds, for at most the test kit's wait.
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + crate::WAIT;
+fn wait_until(what: &str, condition: impl FnMut() -> bool) -> anyhow::Result<()> {
+    wait_for(crate::WAIT, what, condition)
+}
+
+/// [`wait_until`] for the steps of forming a cluster ([`FORMING`]).
+fn wait_until_long(what: &str, condition: impl FnMut() -> bool) -> anyhow::Result<()> {
+    wait_for(FORMING, what, condition)
+}
+
+fn wait_for(
+    limit: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
     while !condition() {
         if Instant::now() > deadline {
             bail!("timed out waiting until {what}");
