@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use support::{Cluster, settings};
 
 /// How long the cluster may take to promote a replica and the gateways to
-/// see it (the test cluster's node timeout is 1 s).
+/// see it (the test cluster's node timeout is 2 s).
 const FAILOVER: Duration = Duration::from_secs(60);
 
 /// Sends `frame` (whose `id` is `id`) and answers whether it was
