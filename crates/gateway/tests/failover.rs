@@ -1,7 +1,7 @@
 //! Failover: a Redis Cluster master killed with SIGKILL while direct and
 //! room messages flow through two gateway replicas. Nothing acknowledged
-//! is lost, nothing is stored twice, the gateways go not ready and come
-//! back by themselves, and their subscriptions with them.
+//! is lost, nothing is stored twice, and once a replica took over the
+//! gateways are ready again by themselves, their subscriptions with them.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test, with its location
 

@@ -63,17 +63,7 @@ local kept = redis.call('HGET', msgs_key, id)
 if kept then
   seq_s = tonumber(string.match(kept, '^%d+ %d+ (%d+)') or '0')
 else
-  add_entry(conv_key, position, history, max_len)
-  redis.call('ZADD', posts_key, position, id)
-  if reply_pos ~= '' then redis.call('ZADD', replies_key, reply_pos, id) end
-  if position > max_len then
-    local dropped = redis.call('ZRANGEBYSCORE', posts_key, '-inf', '(' .. (position - max_len + 1))
-    if #dropped > 0 then
-      redis.call('HDEL', msgs_key, unpack(dropped))
-      redis.call('ZREM', posts_key, unpack(dropped))
-    end
-    redis.call('ZREMRANGEBYSCORE', replies_key, '-inf', '(' .. (position - max_len + 1))
-  end
+  add_to_copy(conv_key, posts_key, msgs_key, replies_key, position, id, history, reply_pos, max_len)
 end
 if copy == '1' and seq_s == 0 then
   seq_s = redis.call('INCR', seq_s_key)

@@ -87,17 +87,7 @@ if typed == '1' then frame_r = head .. seq_r .. tail end
 add_entry(inbox_r_key, seq_r, frame_r, max_len)
 local unread = -1
 if to_self ~= '1' then unread = redis.call('HINCRBY', unread_r_key, sender, 1) end
-add_entry(conv_key, position, history, max_len)
-redis.call('ZADD', posts_key, position, id)
-if reply_pos ~= '' then redis.call('ZADD', replies_key, reply_pos, id) end
-if position > max_len then
-  local dropped = redis.call('ZRANGEBYSCORE', posts_key, '-inf', '(' .. (position - max_len + 1))
-  if #dropped > 0 then
-    redis.call('HDEL', msgs_key, unpack(dropped))
-    redis.call('ZREM', posts_key, unpack(dropped))
-  end
-  redis.call('ZREMRANGEBYSCORE', replies_key, '-inf', '(' .. (position - max_len + 1))
-end
+add_to_copy(conv_key, posts_key, msgs_key, replies_key, position, id, history, reply_pos, max_len)
 local online = live_total(presence_r_key, '') > 0
 local offline = 0
 if not online then

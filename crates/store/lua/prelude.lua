@@ -63,6 +63,25 @@ local function add_entry(key, seq, text, max_len)
   end
 end
 
+-- Adds message `id` (`history`, answering the message at `reply_pos`, or
+-- '') at `position` to one user's copy of a conversation on a Redis
+-- Cluster (dm_receive, dm_keep): its history, its posts index, its replies;
+-- and forgets what fell out of the last `max_len` positions.
+local function add_to_copy(conv_key, posts_key, msgs_key, replies_key, position, id, history,
+                           reply_pos, max_len)
+  add_entry(conv_key, position, history, max_len)
+  redis.call('ZADD', posts_key, position, id)
+  if reply_pos ~= '' then redis.call('ZADD', replies_key, reply_pos, id) end
+  if position <= max_len then return end
+  local oldest = '(' .. (position - max_len + 1)
+  local dropped = redis.call('ZRANGEBYSCORE', posts_key, '-inf', oldest)
+  if #dropped > 0 then
+    redis.call('HDEL', msgs_key, unpack(dropped))
+    redis.call('ZREM', posts_key, unpack(dropped))
+  end
+  redis.call('ZREMRANGEBYSCORE', replies_key, '-inf', oldest)
+end
+
 -- Redis's clock in milliseconds since the Unix epoch, as a string.
 local function now_ms()
   local t = redis.call('TIME')

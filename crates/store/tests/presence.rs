@@ -364,16 +364,13 @@ async fn a_crashed_nodes_users_go_offline(site: Site) {
     assert_eq!(frame, expected.to_json(), "the protocol's bytes");
     let state = watcher.state("bob").await.unwrap();
     assert_eq!((state.online, state.last_seen), (false, Some(last_seen)));
-    // (Direct messages do not run on a cluster yet: issue 20.)
-    if !site.cluster {
-        assert!(
-            store
-                .append_direct(direct("alice", "bob", "x"))
-                .await
-                .unwrap()
-                .offline
-        );
-    }
+    assert!(
+        store
+            .append_direct(direct("alice", "bob", "x"))
+            .await
+            .unwrap()
+            .offline
+    );
     assert!(watcher.state("carol").await.unwrap().online);
     // Nobody is left to sweep, and nothing else was announced: a marker
     // published after these sweeps is the next thing heard.
