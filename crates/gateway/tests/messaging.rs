@@ -325,7 +325,76 @@ async fn a_send_repeated_with_its_id_is_acked_as_the_first_and_delivered_once(ki
     assert_eq!(bob.recv_type("message").await.unwrap()["body"], "next");
 }
 
+/// A client may send without waiting for each `ack` (the gateway reads the
+/// next `send` while the last is being stored): the answers come back in
+/// the frames' order, a refused frame's `error` in its place among the
+/// `ack`s, every message is stored once in order, and a frame of another
+/// kind is handled only after the sends before it are stored.
+async fn a_burst_of_sends_is_answered_in_order_and_stored_before_the_next_frame(kind: Kind) {
+    let cluster = kind.start(settings()).await;
+    let mut bob = WsClient::user(cluster.addr(1), "bob").await.unwrap();
+    bob.recv_type("unread").await.unwrap();
+    let mut alice = WsClient::user(cluster.addr(0), "alice").await.unwrap();
+    alice.recv_type("unread").await.unwrap();
+    let mut expected = Vec::new();
+    for i in 1..=40 {
+        let id = i.to_string();
+        if i == 20 {
+            // Refused at once (no body), answered in its place.
+            alice.send_json(&send(&id, "bob", "")).await.unwrap();
+            expected.push(("error".to_owned(), id));
+        } else {
+            let body = format!("m{i}");
+            alice.send_json(&send(&id, "bob", &body)).await.unwrap();
+            expected.push(("ack".to_owned(), id));
+        }
+    }
+    alice
+        .send_json(&json!({"type": "sync", "id": "s", "since": 38, "limit": 10}))
+        .await
+        .unwrap();
+    expected.push(("synced".to_owned(), "s".to_owned()));
+
+    let mut answers = Vec::new();
+    let mut acked_seqs = Vec::new();
+    let mut synced = Value::Null;
+    while answers.len() < expected.len() {
+        let frame = alice.recv_json().await.unwrap();
+        let kind = frame["type"].as_str().unwrap_or_default().to_owned();
+        match kind.as_str() {
+            "ack" => acked_seqs.push(frame["message"]["seq"].as_u64().unwrap()),
+            "error" => assert_eq!(frame["code"], "invalid_frame", "{frame}"),
+            "synced" => synced = frame.clone(),
+            // Live copies of alice's own messages, the sync's page, counters.
+            _ => continue,
+        }
+        answers.push((kind, frame["id"].as_str().unwrap_or_default().to_owned()));
+    }
+    assert_eq!(answers, expected, "answers in the frames' order");
+    assert_eq!(
+        acked_seqs,
+        (1..=39).collect::<Vec<u64>>(),
+        "the sender's copies"
+    );
+    // The sync ran once every send before it was stored.
+    assert_eq!(synced["until"], 39);
+    assert_eq!(synced["more"], false);
+
+    let mut bodies = Vec::new();
+    while bodies.len() < 39 {
+        let message = bob.recv_type("message").await.unwrap();
+        assert_eq!(message["seq"].as_u64(), Some(bodies.len() as u64 + 1));
+        bodies.push(message["body"].as_str().unwrap().to_owned());
+    }
+    let sent: Vec<String> = (1..=40)
+        .filter(|&i| i != 20)
+        .map(|i| format!("m{i}"))
+        .collect();
+    assert_eq!(bodies, sent, "stored once each, in order");
+}
+
 suite!(
+    a_burst_of_sends_is_answered_in_order_and_stored_before_the_next_frame,
     a_send_repeated_with_its_id_is_acked_as_the_first_and_delivered_once,
     a_message_to_an_offline_user_is_kept_counted_and_delivered_once_on_connect,
     a_client_that_syncs_gets_everything_after_its_cursor_in_order,

@@ -91,8 +91,8 @@ impl<T> StoreEngine for T where
 {
 }
 pub use messages::{
-    Appended, Direct, FrameText, HistoryEntry, InboxEntry, MessageStore, ReadMarker, SENT_IDS_KEPT,
-    SENT_IDS_TTL, Unread, conversation, now_millis,
+    Appended, Appending, Direct, FrameText, HistoryEntry, InboxEntry, MessageStore, ReadMarker,
+    SENT_IDS_KEPT, SENT_IDS_TTL, Unread, conversation, now_millis,
 };
 pub use presence::{ConnId, NodeConnections, Presence, PresenceNode, PresenceState, Swept};
 pub use rooms::{

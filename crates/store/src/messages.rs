@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use chat_protocol::ChatMessage;
@@ -138,6 +139,10 @@ pub struct HistoryEntry {
 /// Unread counters of one user: sender → count.
 pub type Unread = BTreeMap<String, u64>;
 
+/// The outcome of a queued direct message ([`MessageStore::queue_direct`]),
+/// to come.
+pub type Appending = BoxFuture<'static, Result<Appended, StoreError>>;
+
 /// A durable message store.
 ///
 /// Contract (checked by `tests/contract.rs` for every engine):
@@ -159,6 +164,22 @@ pub type Unread = BTreeMap<String, u64>;
 pub trait MessageStore: Send + Sync + 'static {
     /// Stores, counts and publishes a direct message.
     fn append_direct(&self, message: Direct) -> BoxFuture<'static, Result<Appended, StoreError>>;
+
+    /// Takes a direct message in its place in the store's order, and
+    /// resolves once it has that place, to the future of its outcome (what
+    /// [`Self::append_direct`] answers). Of two messages queued one after
+    /// the other, the first is stored first and answered first, so a
+    /// connection may queue its next message while this one is written: a
+    /// store that commits in batches (the embedded one's group commit)
+    /// then writes a client's burst in one transaction instead of one per
+    /// round trip. The default stores the message before it resolves (each
+    /// message has its place only once stored).
+    fn queue_direct(&self, message: Direct) -> BoxFuture<'static, Appending> {
+        Box::pin(
+            self.append_direct(message)
+                .map(|outcome| Box::pin(std::future::ready(outcome)) as Appending),
+        )
+    }
 
     /// Inbox entries after `after`, oldest first, at most `limit`.
     fn inbox_since(

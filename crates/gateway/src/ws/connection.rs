@@ -18,6 +18,38 @@ use super::sync::Replay;
 use super::{direct, lifecycle, rooms, sync, watch};
 use crate::Inner;
 
+/// A message from the client, read ([`Connection::read`]).
+pub(crate) enum Frame {
+    /// A user connection's text frame, and what it decoded to.
+    User(
+        bytestring::ByteString,
+        Result<Inbound, chat_protocol::DecodeError>,
+    ),
+    /// Anything else (the lobby's frames, a binary frame).
+    Other(Message),
+}
+
+impl Frame {
+    /// Whether this frame may be handled while earlier ones are still
+    /// queued in the store: a direct `send` without a file (its answer is
+    /// an `ack` or an `error`, queued behind theirs). Anything else waits
+    /// until they are answered, so frames are answered in order.
+    pub(crate) fn queues(&self) -> bool {
+        matches!(
+            self,
+            Frame::User(
+                _,
+                Ok(Inbound::Typed(ClientFrame::Send {
+                    to: Some(_),
+                    room: None,
+                    media: None,
+                    ..
+                }))
+            )
+        )
+    }
+}
+
 /// One connection's state between frames. Handling a frame takes it and
 /// gives it back ([`Connection::handle`]), so the session can keep writing
 /// to the socket while a handler waits.
@@ -115,12 +147,61 @@ impl Connection {
         (self, outcome)
     }
 
-    /// Handles one message from the client.
-    pub(crate) async fn handle(mut self, message: Message) -> (Self, Outcome) {
+    /// A message from the client, read: a user connection's text decoded
+    /// (once: the session asks [`Frame::queues`] before handling it).
+    pub(crate) fn read(&self, message: Message) -> Frame {
+        match (&self.endpoint, message) {
+            (Endpoint::User(_), Message::Text(text)) => {
+                let decoded = chat_protocol::decode(&text);
+                Frame::User(text, decoded)
+            }
+            (_, message) => Frame::Other(message),
+        }
+    }
+
+    /// Handles one message from the client. `defer`: earlier frames are
+    /// still queued in the store ([`Outcome::Queued`]), so what this one
+    /// answers at once is held back and goes out after their answers.
+    pub(crate) async fn handle(self, frame: Frame, defer: bool) -> (Self, Outcome) {
+        if !defer {
+            return self.handle_now(frame).await;
+        }
+        self.replies.defer();
+        let (this, outcome) = self.handle_now(frame).await;
+        let held = this.replies.take_deferred();
+        if held.is_empty() {
+            return (this, outcome);
+        }
+        let replies = this.replies.clone();
+        let outcome = match outcome {
+            Outcome::Queued(rest) => Outcome::Queued(Box::pin(async move {
+                replies.send_all(held);
+                rest.await;
+            })),
+            Outcome::Continue => Outcome::Queued(Box::pin(async move { replies.send_all(held) })),
+            // Only a `send` is handled while others are queued: it is
+            // answered through the reply queue or closes the connection
+            // (its rate limit), whose goodbye writes what is queued.
+            other => {
+                replies.send_all(held);
+                other
+            }
+        };
+        (this, outcome)
+    }
+
+    async fn handle_now(mut self, frame: Frame) -> (Self, Outcome) {
         self.frames_in.inc();
         if let Some(outcome) = self.rate_limit() {
             return (self, outcome);
         }
+        let message = match frame {
+            Frame::User(text, decoded) => {
+                let outcome = self.user_text(&text, decoded).await;
+                return (self, outcome);
+            }
+            Frame::Other(message) => message,
+        };
         let outcome = match (&self.endpoint, message) {
             // The lobby speaks the seed's raw protocol: no error frames.
             (Endpoint::Lobby, Message::Text(text)) => {
@@ -139,7 +220,8 @@ impl Connection {
                     .await;
                 Outcome::Continue
             }
-            (Endpoint::User(_), Message::Text(text)) => self.user_text(&text).await,
+            // Read as a `Frame::User`.
+            (Endpoint::User(_), Message::Text(_)) => Outcome::Continue,
             (Endpoint::User(_), Message::Binary(_)) => self.replies.error(
                 None,
                 ErrorCode::Unsupported,
@@ -175,7 +257,11 @@ impl Connection {
     }
 
     /// One text frame on `/ws/{user}/`, to its handler.
-    async fn user_text(&mut self, text: &str) -> Outcome {
+    async fn user_text(
+        &mut self,
+        text: &str,
+        decoded: Result<Inbound, chat_protocol::DecodeError>,
+    ) -> Outcome {
         let ctx = Ctx {
             gw: &self.gw,
             replies: &self.replies,
@@ -183,7 +269,7 @@ impl Connection {
             name: self.name.as_deref(),
         };
         let subs = &mut self.subs;
-        match chat_protocol::decode(text) {
+        match decoded {
             Err(e) => ctx.replies.error(e.id.as_deref(), e.code, &e.message),
             Ok(Inbound::Seed(seed)) => direct::seed(&ctx, &seed, text).await,
             Ok(Inbound::Typed(frame)) => match frame {

@@ -4,7 +4,7 @@ use chat_broker::envelope;
 use chat_protocol::{ChatMessage, ErrorCode, MediaInfo, SeedFrame, ServerFrame};
 use chat_store::{Direct, FrameText, ReadMarker};
 
-use super::handler::{Ctx, Kept, Outcome};
+use super::handler::{Ctx, Kept, Outcome, Replies};
 use crate::media::MediaLookupError;
 
 /// Longest client-chosen frame id.
@@ -65,6 +65,11 @@ pub(crate) async fn seed(ctx: &Ctx<'_>, seed: &SeedFrame, text: &str) -> Outcome
 /// published) before the `ack`, which carries the sender's inbox position.
 /// A send repeating one the sender already made (same `id`) is answered
 /// with the first send's `ack` and stored nothing.
+///
+/// A message without a file is queued in the store and answered later
+/// ([`Outcome::Queued`]), so the connection can queue its next `send`
+/// meanwhile; one with a file is answered here, as what was stored decides
+/// whether the file's hold is kept.
 pub(crate) async fn send(
     ctx: &Ctx<'_>,
     id: String,
@@ -78,13 +83,32 @@ pub(crate) async fn send(
         envelope::text_header(),
         reply_to,
     );
-    match ctx.gw.store.append_direct(direct).await {
+    if message.media.is_some() {
+        let outcome = ctx.gw.store.append_direct(direct).await;
+        return answer(ctx.replies, id, message, outcome);
+    }
+    let appending = ctx.gw.store.queue_direct(direct).await;
+    let replies = ctx.replies.clone();
+    let answered = async move {
+        answer(&replies, id, message, appending.await);
+    };
+    (Outcome::Queued(Box::pin(answered)), Kept::Nothing)
+}
+
+/// Answers a stored `send` (its `ack`, or why not) and says what was kept.
+fn answer(
+    replies: &Replies,
+    id: String,
+    message: ChatMessage,
+    outcome: Result<chat_store::Appended, chat_store::StoreError>,
+) -> (Outcome, Kept) {
+    match outcome {
         Ok(appended) => {
             let stored = match appended.repeated {
                 None => message,
                 Some(first) => match serde_json::from_str::<ChatMessage>(&first) {
                     Ok(first) => first,
-                    Err(e) => return (ctx.replies.unavailable(Some(&id), &e), Kept::Unknown),
+                    Err(e) => return (replies.unavailable(Some(&id), &e), Kept::Unknown),
                 },
             };
             let kept = Kept::As(stored.id.clone());
@@ -94,9 +118,9 @@ pub(crate) async fn send(
                 .sender_seq
                 .or(to_self.then_some(appended.receiver_seq));
             let message = ChatMessage { seq, ..stored };
-            (ctx.replies.send(&ServerFrame::Ack { id, message }), kept)
+            (replies.send(&ServerFrame::Ack { id, message }), kept)
         }
-        Err(e) => (ctx.replies.unavailable(Some(&id), &e), Kept::Unknown),
+        Err(e) => (replies.unavailable(Some(&id), &e), Kept::Unknown),
     }
 }
 

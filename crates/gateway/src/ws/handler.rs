@@ -5,6 +5,8 @@ use actix_ws::{CloseCode, CloseReason};
 use chat_broker::envelope::Outbound;
 use chat_protocol::{ErrorCode, ServerFrame};
 
+use futures_util::future::BoxFuture;
+
 use crate::Inner;
 use crate::hub::Conn;
 use crate::metrics::GatewayMetrics;
@@ -36,6 +38,11 @@ pub(crate) enum Outcome {
         room: String,
         until: u64,
     },
+    /// The frame has its place in the store's order; this finishes it (it
+    /// waits for the store and queues the answer). The session runs these
+    /// one after another, in the order of their frames, while it reads and
+    /// queues the next direct `send`s ([`super::session`]).
+    Queued(BoxFuture<'static, ()>),
 }
 
 /// Everything a handler of a user's frame may use.
@@ -79,18 +86,59 @@ impl Ctx<'_> {
 pub(crate) struct Replies {
     conn: Conn,
     metrics: GatewayMetrics,
+    /// Answers held back while earlier frames are still queued in the
+    /// store (`Some` while deferring): they go out after those frames'.
+    deferred: std::sync::Mutex<Option<Vec<String>>>,
+}
+
+impl Clone for Replies {
+    /// The same connection's replies, not deferring.
+    fn clone(&self) -> Self {
+        Self::new(self.conn.clone(), self.metrics.clone())
+    }
 }
 
 impl Replies {
     pub(crate) fn new(conn: Conn, metrics: GatewayMetrics) -> Self {
-        Self { conn, metrics }
+        Self {
+            conn,
+            metrics,
+            deferred: std::sync::Mutex::new(None),
+        }
     }
 
     /// Queues `frame` for this connection only.
     pub(crate) fn send(&self, frame: &ServerFrame) -> Outcome {
-        self.conn
-            .push(Outbound::Text(frame.to_json().into()), &self.metrics);
+        let text = frame.to_json();
+        let mut deferred = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
+        match deferred.as_mut() {
+            Some(held) => held.push(text),
+            None => {
+                self.conn.push(Outbound::Text(text.into()), &self.metrics);
+            }
+        }
         Outcome::Continue
+    }
+
+    /// From now on, holds answers back until [`Self::take_deferred`].
+    pub(crate) fn defer(&self) {
+        *self.deferred.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    }
+
+    /// Stops deferring: the answers held back, in order.
+    pub(crate) fn take_deferred(&self) -> Vec<String> {
+        self.deferred
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_default()
+    }
+
+    /// Queues `frames`, already rendered, in order.
+    pub(crate) fn send_all(&self, frames: Vec<String>) {
+        for text in frames {
+            self.conn.push(Outbound::Text(text.into()), &self.metrics);
+        }
     }
 
     /// Queues an `error` answering frame `id`, counted by code.

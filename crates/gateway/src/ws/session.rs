@@ -12,7 +12,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tracing::debug;
 
-use super::connection::Connection;
+use super::connection::{Connection, Frame};
 use super::handler::Outcome;
 use super::presence::Online;
 use super::socket::{Event, Socket};
@@ -21,13 +21,28 @@ use crate::metrics::GatewayMetrics;
 
 type Work = BoxFuture<'static, (Connection, Outcome)>;
 
+/// How many frames of one connection may wait in the store's queue
+/// ([`Outcome::Queued`]) before the next is read: a client's burst of
+/// direct messages is written together (the embedded store commits them
+/// in one transaction) instead of one per round trip.
+const QUEUED_MAX: usize = 64;
+
 /// Runs the connection to its end. First the catch-up (its frames go out
 /// before anything live queued meanwhile), then one message at a time; the
-/// socket keeps writing deliveries while a message is being handled. At
-/// the end: the work in flight finishes (its answers go out before the
-/// close), the socket closes, the connection is counted out (retried until
-/// it lands), and only then unsubscribed — a message in between is kept
-/// offline and also delivered (a duplicate), never neither.
+/// socket keeps writing deliveries while a message is being handled.
+///
+/// Direct `send`s are the exception: once one has its place in the store
+/// ([`Outcome::Queued`]), the next frame is read, and while it is a direct
+/// `send` too it is handled at once (up to [`QUEUED_MAX`] waiting). Their
+/// answers go out in their frames' order; any other frame, and any control,
+/// waits until every queued one is answered, so frames are still answered
+/// in order and handled after what came before them is stored.
+///
+/// At the end: the queued frames and the work in flight finish (their
+/// answers go out before the close), the socket closes, the connection is
+/// counted out (retried until it lands), and only then unsubscribed — a
+/// message in between is kept offline and also delivered (a duplicate),
+/// never neither.
 pub(crate) async fn run(
     mut socket: Socket,
     connection: Connection,
@@ -49,21 +64,50 @@ pub(crate) async fn run(
     // Controls that came while something was in flight, applied in order
     // before the next client frame is read.
     let mut controls: VecDeque<Control> = VecDeque::new();
+    // Queued frames still to be answered, oldest first, and a frame read
+    // meanwhile that must wait until they are.
+    let mut queued: VecDeque<BoxFuture<'static, ()>> = VecDeque::new();
+    let mut parked: Option<Frame> = None;
     let close = loop {
-        match socket.next(work.as_mut(), hold_outbound).await {
+        let read = idle.is_some() && parked.is_none() && queued.len() < QUEUED_MAX;
+        match socket
+            .next(work.as_mut(), queued.front_mut(), hold_outbound, read)
+            .await
+        {
             Event::Message(message) => {
                 // No work in flight (the socket reads only then): the
                 // connection is idle.
                 let Some(connection) = idle.take() else {
                     break None;
                 };
-                started = Instant::now();
-                timing = true;
-                work = Some(connection.handle(message).boxed());
+                let frame = connection.read(message);
+                if queued.is_empty() || frame.queues() {
+                    started = Instant::now();
+                    timing = true;
+                    let defer = !queued.is_empty();
+                    work = Some(connection.handle(frame, defer).boxed());
+                } else {
+                    parked = Some(frame);
+                    idle = Some(connection);
+                }
+            }
+            Event::Answered => {
+                queued.pop_front();
+                if queued.is_empty()
+                    && let Some((next, frame)) = next_work(&mut idle, &mut controls, &mut parked)
+                {
+                    work = Some(next);
+                    (started, timing) = (Instant::now(), frame);
+                }
             }
             Event::Control(control) => match idle.take() {
-                Some(connection) => work = Some(connection.control(control).boxed()),
-                None => controls.push_back(control),
+                Some(connection) if queued.is_empty() => {
+                    work = Some(connection.control(control).boxed());
+                }
+                connection => {
+                    idle = connection;
+                    controls.push_back(control);
+                }
             },
             Event::Done((connection, outcome)) => {
                 work = None;
@@ -86,9 +130,17 @@ pub(crate) async fn run(
                     hold_outbound = true;
                     continue;
                 }
-                match controls.pop_front() {
-                    Some(control) => work = Some(connection.control(control).boxed()),
-                    None => idle = Some(connection),
+                if let Outcome::Queued(answer) = outcome {
+                    queued.push_back(answer);
+                    idle = Some(connection);
+                    continue;
+                }
+                idle = Some(connection);
+                if queued.is_empty()
+                    && let Some((next, frame)) = next_work(&mut idle, &mut controls, &mut parked)
+                {
+                    work = Some(next);
+                    (started, timing) = (Instant::now(), frame);
                 }
                 if let Err(end) = write(&mut socket, outcome).await {
                     break end;
@@ -98,8 +150,12 @@ pub(crate) async fn run(
         }
     };
     debug!(endpoint, ?close, "connection ending");
-    // The frame in flight finishes, and its answer goes out before the
-    // close: a catch-up may have taken the offline list already.
+    // The queued frames and the frame in flight finish, and their answers
+    // go out before the close: their messages may be stored already, and a
+    // catch-up may have taken the offline list.
+    while let Some(answer) = queued.pop_front() {
+        answer.await;
+    }
     let last = match work.take() {
         Some(work) => {
             let (connection, outcome) = work.await;
@@ -116,13 +172,32 @@ pub(crate) async fn run(
     drop(idle);
 }
 
+/// The idle connection's next work once nothing is queued: a control that
+/// came meanwhile, else the frame that waited (`true`: a client frame).
+/// `None` (the connection stays idle) when there is neither.
+fn next_work(
+    idle: &mut Option<Connection>,
+    controls: &mut VecDeque<Control>,
+    parked: &mut Option<Frame>,
+) -> Option<(Work, bool)> {
+    if controls.is_empty() && parked.is_none() {
+        return None;
+    }
+    let connection = idle.take()?;
+    Some(match controls.pop_front() {
+        Some(control) => (connection.control(control).boxed(), false),
+        None => (connection.handle(parked.take()?, false).boxed(), true),
+    })
+}
+
 /// Writes what a handled frame asks for ([`Outcome`]).
 ///
 /// Errors: how the connection ends (`None`: the socket is gone).
 async fn write(socket: &mut Socket, outcome: Outcome) -> Result<(), Option<CloseReason>> {
     match outcome {
-        // A follow is the session loop's to carry out.
-        Outcome::Continue | Outcome::Follow { .. } => Ok(()),
+        // A follow is the session loop's to carry out, a queued frame's
+        // answer the queue's.
+        Outcome::Continue | Outcome::Follow { .. } | Outcome::Queued(_) => Ok(()),
         Outcome::Close(reason) => Err(Some(reason)),
         written @ (Outcome::Write(_) | Outcome::Followed { .. }) => {
             let frames = last_frames(socket, written);
@@ -146,6 +221,6 @@ fn last_frames(socket: &mut Socket, outcome: Outcome) -> Vec<String> {
             frames
         }
         Outcome::Follow { id, room, .. } => vec![ServerFrame::Joined { id, room }.to_json()],
-        Outcome::Continue | Outcome::Close(_) => Vec::new(),
+        Outcome::Continue | Outcome::Close(_) | Outcome::Queued(_) => Vec::new(),
     }
 }

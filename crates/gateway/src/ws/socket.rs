@@ -2,9 +2,10 @@
 //!
 //! [`Socket::next`] is the connection's one `select!`: shutdown and an
 //! overflowing outbound queue first, then, without bias, the frame being
-//! handled finishing, an outbound frame (written at once), a client frame
-//! (read only when no frame is being handled, so frames are handled in
-//! order), and the heartbeat. While a handler waits on the store or the
+//! handled finishing, the first queued frame answered, an outbound frame
+//! (written at once), a client frame (read only when the session asks:
+//! never while a frame is being handled, so frames are handled in order),
+//! and the heartbeat. While a handler waits on the store or the
 //! media service, deliveries and its own earlier replies keep flowing out:
 //! a healthy client is never closed as a slow reader because its own
 //! `send` was slow.
@@ -58,6 +59,9 @@ pub(crate) enum Event<T> {
     Message(Message),
     /// The work in flight finished.
     Done(T),
+    /// The first of the queued frames ([`super::handler::Outcome::Queued`])
+    /// was answered.
+    Answered,
     /// A change of what the connection follows (its user joined or left a
     /// room elsewhere), for the connection to apply.
     Control(Control),
@@ -71,6 +75,7 @@ enum Wake<T> {
     Shutdown,
     Overflow,
     Done(T),
+    Answered,
     Out(Option<Outbound>),
     In(Option<Result<AggregatedMessage, ProtocolError>>),
     Tick,
@@ -148,11 +153,14 @@ impl Socket {
 
     /// Waits for the next event, writing outbound frames as they come
     /// (unless `hold_outbound`: the catch-up, or a followed room's entries,
-    /// go first). A client frame is read only when no `work` is in flight.
+    /// go first), and finishing the first `queued` frame. A client frame is
+    /// read only when `read` (never while `work` is in flight).
     pub(crate) async fn next<T>(
         &mut self,
         mut work: Option<&mut BoxFuture<'static, T>>,
+        mut queued: Option<&mut BoxFuture<'static, ()>>,
         hold_outbound: bool,
+        read: bool,
     ) -> Event<T> {
         let busy = work.is_some();
         if !busy && !hold_outbound {
@@ -186,6 +194,13 @@ impl Socket {
                     None => std::future::pending().await,
                 }
             };
+            let answered = async {
+                match queued.as_mut() {
+                    Some(queued) => queued.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let read = read && !busy;
             let (stream, outbound, heartbeat) =
                 (&mut self.stream, &mut self.outbound, &mut self.heartbeat);
             let (shutdown, overflow) = (&self.shutdown, &self.overflow);
@@ -196,8 +211,9 @@ impl Socket {
                 wake = async {
                     tokio::select! {
                         done = work_done => Wake::Done(done),
+                        () = answered => Wake::Answered,
                         frame = outbound.recv(), if !hold_outbound => Wake::Out(frame),
-                        message = stream.next(), if !busy => Wake::In(message),
+                        message = stream.next(), if read => Wake::In(message),
                         _ = heartbeat.tick() => Wake::Tick,
                     }
                 } => wake,
@@ -206,6 +222,7 @@ impl Socket {
                 Wake::Shutdown => return Event::End(Some(going_away())),
                 Wake::Overflow => return Event::End(Some(self.slow_consumer())),
                 Wake::Done(done) => return Event::Done(done),
+                Wake::Answered => return Event::Answered,
                 Wake::Out(None) => return Event::End(None),
                 Wake::Out(Some(Outbound::Control(control))) => return Event::Control(control),
                 Wake::Out(Some(frame)) => {

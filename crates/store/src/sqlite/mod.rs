@@ -489,16 +489,27 @@ async fn insert_update(
 
 impl MessageStore for SqliteStore {
     fn append_direct(&self, message: Direct) -> BoxFuture<'static, Result<Appended, StoreError>> {
+        let queued = self.queue_direct(message);
+        async move { queued.await.await }.boxed()
+    }
+
+    /// Queued for the group-commit writer, whose queue is first in, first
+    /// stored: resolves once the message is in that queue (waiting while
+    /// it is full), to its answer after its batch's commit.
+    #[allow(clippy::async_yields_async)] // queued now, its answer to come
+    fn queue_direct(&self, message: Direct) -> BoxFuture<'static, crate::Appending> {
         let appends = self.inner.appends.clone();
         async move {
+            let stopped = || StoreError::Unavailable("the SQLite writer has stopped".into());
             let (reply, answer) = tokio::sync::oneshot::channel();
-            appends
+            if appends
                 .send(PendingAppend { message, reply })
                 .await
-                .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
-            answer
-                .await
-                .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
+                .is_err()
+            {
+                return std::future::ready(Err(stopped())).boxed();
+            }
+            async move { answer.await.map_err(|_| stopped())? }.boxed()
         }
         .boxed()
     }
