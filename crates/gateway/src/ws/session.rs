@@ -69,6 +69,21 @@ pub(crate) async fn run(
     let mut queued: VecDeque<BoxFuture<'static, ()>> = VecDeque::new();
     let mut parked: Option<Frame> = None;
     let close = loop {
+        if queued.is_empty() && (parked.is_some() || !controls.is_empty()) && idle.is_some() {
+            if controls.is_empty() {
+                // The queued sends' answers go out before the frame that
+                // waited for them, as they would before any frame is read
+                // (its answer may be written straight to the socket).
+                match socket.flush().await {
+                    Ok(held) => controls.extend(held),
+                    Err(end) => break end,
+                }
+            }
+            if let Some((next, frame)) = next_work(&mut idle, &mut controls, &mut parked) {
+                work = Some(next);
+                (started, timing) = (Instant::now(), frame);
+            }
+        }
         let read = idle.is_some() && parked.is_none() && queued.len() < QUEUED_MAX;
         match socket
             .next(work.as_mut(), queued.front_mut(), hold_outbound, read)
@@ -93,22 +108,9 @@ pub(crate) async fn run(
             }
             Event::Answered => {
                 queued.pop_front();
-                if queued.is_empty()
-                    && let Some((next, frame)) = next_work(&mut idle, &mut controls, &mut parked)
-                {
-                    work = Some(next);
-                    (started, timing) = (Instant::now(), frame);
-                }
             }
-            Event::Control(control) => match idle.take() {
-                Some(connection) if queued.is_empty() => {
-                    work = Some(connection.control(control).boxed());
-                }
-                connection => {
-                    idle = connection;
-                    controls.push_back(control);
-                }
-            },
+            // Applied at the top of the loop once nothing is in flight.
+            Event::Control(control) => controls.push_back(control),
             Event::Done((connection, outcome)) => {
                 work = None;
                 if timing {
@@ -135,13 +137,9 @@ pub(crate) async fn run(
                     idle = Some(connection);
                     continue;
                 }
+                // The next control, or the frame that waited, starts at
+                // the top of the loop.
                 idle = Some(connection);
-                if queued.is_empty()
-                    && let Some((next, frame)) = next_work(&mut idle, &mut controls, &mut parked)
-                {
-                    work = Some(next);
-                    (started, timing) = (Instant::now(), frame);
-                }
                 if let Err(end) = write(&mut socket, outcome).await {
                     break end;
                 }

@@ -80,8 +80,9 @@ async fn direct_entry(
     let (a, b) = crate::conversation(actor, peer);
     let row = db
         .query_one_raw(stmt(
-            "SELECT pos, message FROM history WHERE a = ? AND b = ? AND id = ?",
-            vec![a.into(), b.into(), id.into()],
+            "SELECT pos, message FROM history INDEXED BY history_message
+               WHERE id = ? AND a = ? AND b = ?",
+            vec![id.into(), a.into(), b.into()],
         ))
         .await?;
     let not_found = || {
