@@ -65,9 +65,9 @@ pub(crate) async fn run(
     // before the next client frame is read.
     let mut controls: VecDeque<Control> = VecDeque::new();
     // Queued frames still to be answered, oldest first, and a frame read
-    // meanwhile that must wait until they are.
+    // meanwhile that must wait until they are (with when it was read).
     let mut queued: VecDeque<BoxFuture<'static, ()>> = VecDeque::new();
-    let mut parked: Option<Frame> = None;
+    let mut parked: Option<(Frame, Instant)> = None;
     let close = loop {
         if queued.is_empty() && (parked.is_some() || !controls.is_empty()) && idle.is_some() {
             if controls.is_empty() {
@@ -79,12 +79,16 @@ pub(crate) async fn run(
                     Err(end) => break end,
                 }
             }
-            if let Some((next, frame)) = next_work(&mut idle, &mut controls, &mut parked) {
+            if let Some((next, read_at)) = next_work(&mut idle, &mut controls, &mut parked) {
                 work = Some(next);
-                (started, timing) = (Instant::now(), frame);
+                (started, timing) = (read_at.unwrap_or_else(Instant::now), read_at.is_some());
             }
         }
-        let read = idle.is_some() && parked.is_none() && queued.len() < QUEUED_MAX;
+        // Waiting controls stop the reading: the queued sends are answered,
+        // then the controls applied (a removal closes the connection), even
+        // when the client keeps sending.
+        let read =
+            idle.is_some() && parked.is_none() && controls.is_empty() && queued.len() < QUEUED_MAX;
         match socket
             .next(work.as_mut(), queued.front_mut(), hold_outbound, read)
             .await
@@ -102,7 +106,7 @@ pub(crate) async fn run(
                     let defer = !queued.is_empty();
                     work = Some(connection.handle(frame, defer).boxed());
                 } else {
-                    parked = Some(frame);
+                    parked = Some((frame, Instant::now()));
                     idle = Some(connection);
                 }
             }
@@ -113,6 +117,17 @@ pub(crate) async fn run(
             Event::Control(control) => controls.push_back(control),
             Event::Done((connection, outcome)) => {
                 work = None;
+                if let Outcome::Queued(answer) = outcome {
+                    // Timed until it is answered.
+                    let handling = metrics.frame_handling.clone();
+                    queued.push_back(Box::pin(async move {
+                        answer.await;
+                        handling.observe(started.elapsed().as_secs_f64());
+                    }));
+                    timing = false;
+                    idle = Some(connection);
+                    continue;
+                }
                 if timing {
                     metrics
                         .frame_handling
@@ -132,11 +147,6 @@ pub(crate) async fn run(
                     hold_outbound = true;
                     continue;
                 }
-                if let Outcome::Queued(answer) = outcome {
-                    queued.push_back(answer);
-                    idle = Some(connection);
-                    continue;
-                }
                 // The next control, or the frame that waited, starts at
                 // the top of the loop.
                 idle = Some(connection);
@@ -148,20 +158,23 @@ pub(crate) async fn run(
         }
     };
     debug!(endpoint, ?close, "connection ending");
-    // The queued frames and the frame in flight finish, and their answers
-    // go out before the close: their messages may be stored already, and a
-    // catch-up may have taken the offline list.
+    // The queued frames, the frame in flight and one that waited finish,
+    // in order, and their answers go out before the close: their messages
+    // may be stored already, and a catch-up may have taken the offline list.
     while let Some(answer) = queued.pop_front() {
         answer.await;
     }
-    let last = match work.take() {
-        Some(work) => {
-            let (connection, outcome) = work.await;
-            idle = Some(connection);
-            last_frames(&mut socket, outcome)
-        }
-        None => Vec::new(),
-    };
+    let mut last = Vec::new();
+    if let Some(work) = work.take() {
+        let (connection, outcome) = work.await;
+        idle = Some(connection);
+        last.extend(finish(&mut socket, outcome).await);
+    }
+    if let (Some((frame, _)), Some(connection)) = (parked.take(), idle.take()) {
+        let (connection, outcome) = connection.handle(frame, false).await;
+        idle = Some(connection);
+        last.extend(finish(&mut socket, outcome).await);
+    }
     gauge.dec();
     socket.close(close, last).await;
     if let Some(online) = online {
@@ -171,21 +184,37 @@ pub(crate) async fn run(
 }
 
 /// The idle connection's next work once nothing is queued: a control that
-/// came meanwhile, else the frame that waited (`true`: a client frame).
+/// came meanwhile, else the frame that waited (with when it was read).
 /// `None` (the connection stays idle) when there is neither.
 fn next_work(
     idle: &mut Option<Connection>,
     controls: &mut VecDeque<Control>,
-    parked: &mut Option<Frame>,
-) -> Option<(Work, bool)> {
+    parked: &mut Option<(Frame, Instant)>,
+) -> Option<(Work, Option<Instant>)> {
     if controls.is_empty() && parked.is_none() {
         return None;
     }
     let connection = idle.take()?;
     Some(match controls.pop_front() {
-        Some(control) => (connection.control(control).boxed(), false),
-        None => (connection.handle(parked.take()?, false).boxed(), true),
+        Some(control) => (connection.control(control).boxed(), None),
+        None => {
+            let (frame, read_at) = parked.take()?;
+            (connection.handle(frame, false).boxed(), Some(read_at))
+        }
     })
+}
+
+/// The frames a handled frame leaves for the goodbye: a queued one's
+/// answer is awaited (it goes through the reply queue, which the close
+/// writes first).
+async fn finish(socket: &mut Socket, outcome: Outcome) -> Vec<String> {
+    match outcome {
+        Outcome::Queued(answer) => {
+            answer.await;
+            Vec::new()
+        }
+        outcome => last_frames(socket, outcome),
+    }
 }
 
 /// Writes what a handled frame asks for ([`Outcome`]).

@@ -423,12 +423,15 @@ impl Lifecycle for SqliteStore {
                 // The write-ahead log still holds the pages as they were
                 // before the delete: fold it into the database (whose
                 // freed space secure_delete zeroed) and empty it.
-                // Best effort: a reader holding the log defers it.
-                let _ = this
-                    .inner
-                    .db
-                    .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
-                    .await;
+                // Best effort: a reader holding the log defers it (the
+                // next checkpoints overwrite it as the log is reused).
+                match this.inner.direct.truncate_wal().await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(
+                        "a deleted message stays in the WAL until it is reused: a reader held it"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "emptying the WAL after a delete"),
+                }
             }
             for (channel, payload) in publishes {
                 // Stored already: a failed live push is recovered by sync.

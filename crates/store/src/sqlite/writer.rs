@@ -29,8 +29,9 @@ pub(super) type Stored = (Appended, Vec<(String, String)>);
 /// The writer's connection, and its write counts.
 pub(super) struct DirectWriter {
     state: Mutex<State>,
-    /// Dropped with the writer, which ends the checkpointer's thread.
-    _checkpointer: std::sync::mpsc::Sender<()>,
+    /// Requests to the checkpointer's thread; dropped with the writer,
+    /// which ends that thread.
+    checkpointer: std::sync::mpsc::Sender<Truncate>,
 }
 
 /// The WAL's size (pages) at which the writer checkpoints itself, if the
@@ -141,18 +142,39 @@ impl DirectWriter {
         .map_err(failed)?;
         conn.set_prepared_statement_cache_capacity(64);
         let checkpoints = Connection::open(path).map_err(failed)?;
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        // A `TRUNCATE` waits this long for readers to leave the log.
+        checkpoints
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(failed)?;
+        let (checkpointer, requests) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || checkpointer(&checkpoints, &stopped))
+            .spawn(move || checkpoint(&checkpoints, &requests))
             .map_err(|e| StoreError::Unavailable(format!("starting the checkpointer: {e}")))?;
         Ok(Self {
             state: Mutex::new(State {
                 conn,
                 writes: Writes::default(),
             }),
-            _checkpointer: stop,
+            checkpointer,
         })
+    }
+
+    /// Copies the whole WAL into the database and empties it (SQLite's
+    /// `TRUNCATE` checkpoint), on the checkpointer's connection, so it never
+    /// meets a checkpoint of the checkpointer's own (SQLite runs one at a
+    /// time, and answers a second `SQLITE_BUSY` at once): whether it
+    /// completed (`false`: a reader still held the log after 5 s).
+    ///
+    /// Errors: the checkpointer has stopped, or SQLite's error.
+    pub(super) async fn truncate_wal(&self) -> Result<bool, String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.checkpointer
+            .send(reply)
+            .map_err(|_| "the checkpointer has stopped".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the checkpointer has stopped".to_owned())?
     }
 
     /// Stores `messages` in one transaction: each one's outcome, once the
@@ -218,17 +240,36 @@ impl DirectWriter {
     }
 }
 
-/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] until `stopped` (its
-/// sender dropped). `PASSIVE`: it copies what is committed and never waits
-/// for the writer or a reader; pages a reader still needs wait for the
-/// next round. A failure is the writer's to cover (it checkpoints itself
-/// past [`WAL_PAGES`]).
-fn checkpointer(conn: &Connection, stopped: &std::sync::mpsc::Receiver<()>) {
+/// A request for a `TRUNCATE` checkpoint, and where its outcome goes.
+type Truncate = tokio::sync::oneshot::Sender<Result<bool, String>>;
+
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`], and runs the
+/// `TRUNCATE`s asked of it, until its requests' sender is dropped.
+/// `PASSIVE`: it copies what is committed and never waits for the writer
+/// or a reader; pages a reader still needs wait for the next round. A
+/// failure is the writer's to cover (it checkpoints itself past
+/// [`WAL_PAGES`]).
+fn checkpoint(conn: &Connection, requests: &std::sync::mpsc::Receiver<Truncate>) {
     use std::sync::mpsc::RecvTimeoutError;
-    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-        let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-        if let Err(e) = done {
-            tracing::debug!(error = %e, "WAL checkpoint");
+    // The pragma's first column: 1 when it could not finish (SQLITE_BUSY).
+    let run = |mode: &str| {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|busy| busy == 0)
+        .map_err(|e| e.to_string())
+    };
+    loop {
+        match requests.recv_timeout(CHECKPOINT_EVERY) {
+            Ok(reply) => {
+                let _ = reply.send(run("TRUNCATE"));
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if let Err(e) = run("PASSIVE") {
+                    tracing::debug!(error = %e, "WAL checkpoint");
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
