@@ -523,6 +523,75 @@ async fn the_presence_binary_serves_the_server_api_beside_gateways() {
     );
 }
 
+/// A user who sends without waiting for acks keeps sends queued in the
+/// embedded store all the time; a disconnect still closes their connection
+/// (4403), after the sends before it are answered.
+#[tokio::test]
+async fn a_user_sending_without_pause_is_still_thrown_out() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let data = tempfile::tempdir().unwrap();
+    let chatd = Service::start(
+        "chatd",
+        &[],
+        &[
+            ("CHAT_DATA_DIR", data.path().to_str().unwrap()),
+            ("CHAT_AUTH", "jwt"),
+            ("CHAT_JWT_SECRET", SECRET),
+            ("CHAT_SERVER_API_KEY", BOOTSTRAP),
+            // Faster than a person: the flood must not be rate limited.
+            ("CHAT_RATE_PER_SEC", "1000000"),
+            ("CHAT_RATE_BURST", "1000000"),
+        ],
+    )
+    .await
+    .unwrap();
+    let addr = chatd.addr().to_owned();
+    let (bouncer, _) = key(&addr, "moderation", &["users"]).await;
+    let bob = WsClient::connect(&addr, &format!("/ws/bob/?token={}", token("bob")))
+        .await
+        .unwrap();
+    let (mut sink, mut stream) = bob.into_silent().split();
+    let flood = tokio::spawn(async move {
+        for n in 0u64.. {
+            let frame =
+                json!({"type": "send", "id": n.to_string(), "to": "alice", "body": "again"});
+            if sink.send(Message::text(frame.to_string())).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut acks = 0;
+    let mut removal = None;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(message) = stream.next().await {
+            match message {
+                Ok(Message::Text(text)) if text.as_str().contains(r#""type":"ack""#) => {
+                    acks += 1;
+                    // Well into the flood: removed while sends are queued.
+                    if acks == 500 {
+                        let (addr, bouncer) = (addr.clone(), bouncer.clone());
+                        removal = Some(tokio::spawn(async move {
+                            let path = "/api/v1/server/users/bob/disconnect";
+                            call(&addr, "POST", path, &bouncer, None).await.0
+                        }));
+                    }
+                }
+                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(_) => {}
+                Err(e) => panic!("the connection broke instead of closing: {e}"),
+            }
+        }
+        None
+    })
+    .await
+    .expect("closed while the client kept sending");
+    flood.abort();
+    assert_eq!(closed, Some(4403), "after {acks} acks");
+    assert_eq!(removal.expect("500 acks came").await.unwrap(), 202);
+}
+
 /// Disconnect closes every connection of the user, on every gateway, with
 /// 4403; the presence and unread counts of any user are readable.
 #[tokio::test]
