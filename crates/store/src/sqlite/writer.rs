@@ -54,8 +54,8 @@ struct State {
 }
 
 /// Writes counted per conversation (histories) and per sender (client
-/// ids), so each is trimmed every [`TRIM_EVERY`] (client ids:
-/// [`SENT_TRIM_EVERY`]) of its own writes. In memory: the one writer is
+/// ids), so each is trimmed once a cycle of its own writes (histories:
+/// [`history_trim_every`]; client ids: [`SENT_TRIM_EVERY`]). In memory: the one writer is
 /// the only one counting. A count starts at a random point of its cycle
 /// (from the message id's random part), so a count lost (to a restart, or
 /// dropped when more than [`Writes::MAX`] are kept) still trims within one
@@ -322,7 +322,8 @@ fn store(
         message.from,
         message.reply_to.map(sql_int),
     ])?;
-    if writes.due("history", &a, &b, &message.id, TRIM_EVERY) {
+    let every = history_trim_every(limits.history_max);
+    if writes.due("history", &a, &b, &message.id, every) {
         txn.prepare_cached(
             "DELETE FROM history WHERE a = ?1 AND b = ?2 AND pos <
                (SELECT pos FROM history WHERE a = ?1 AND b = ?2
@@ -380,6 +381,15 @@ fn store(
         }
     }
     Ok((appended, frames))
+}
+
+/// How many writes of a conversation come between trims of its history:
+/// a 16th of what it keeps, at least [`TRIM_EVERY`], at most 1 024. The
+/// trim walks the kept entries to find where they begin (10 000 by
+/// default), so it is spread over many writes; a history keeps up to a
+/// 16th more than its limit meanwhile.
+fn history_trim_every(history_max: u64) -> i64 {
+    (history_max / 16).clamp(TRIM_EVERY as u64, 1024) as i64
 }
 
 /// A count as SQLite's integer.
@@ -442,7 +452,10 @@ fn insert_inbox(
          VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
     )?
     .execute(params![user, sql_int(seq), frame, i32::from(offline), id])?;
-    if seq > limits.history_max {
+    // Every TRIM_EVERY entries, the ones before the last `history_max` go
+    // together: their rows and index entries sit side by side, so a trim of
+    // 32 writes a few pages where one row a message wrote three each.
+    if seq > limits.history_max && seq.is_multiple_of(TRIM_EVERY as u64) {
         txn.prepare_cached("DELETE FROM inbox WHERE user = ?1 AND seq <= ?2")?
             .execute(params![user, sql_int(seq - limits.history_max)])?;
     }
@@ -497,5 +510,12 @@ mod tests {
         writes.roll_back();
         // The trim due at the cycle's end is still due after the rollback.
         assert_eq!(writes_until_due(&mut writes), TRIM_EVERY);
+    }
+
+    #[test]
+    fn a_history_is_trimmed_a_sixteenth_of_its_length_apart_within_bounds() {
+        assert_eq!(history_trim_every(50), TRIM_EVERY);
+        assert_eq!(history_trim_every(10_000), 625);
+        assert_eq!(history_trim_every(1_000_000), 1024);
     }
 }
