@@ -76,18 +76,20 @@ fn cli(data: &std::path::Path, args: &[&str]) -> String {
 }
 
 async fn chatd(data: &std::path::Path) -> Service {
-    Service::start(
-        "chatd",
-        &[],
-        &[
-            ("CHAT_DATA_DIR", data.to_str().unwrap()),
-            ("CHAT_AUTH", "jwt"),
-            ("CHAT_JWT_SECRET", SECRET),
-            ("CHAT_SERVER_API_KEY", BOOTSTRAP),
-        ],
-    )
-    .await
-    .unwrap()
+    chatd_with(data, &[]).await
+}
+
+/// `chatd` on the data folder `data`, in jwt mode with the bootstrap key,
+/// and `extra` settings.
+async fn chatd_with(data: &std::path::Path, extra: &[(&str, &str)]) -> Service {
+    let mut env = vec![
+        ("CHAT_DATA_DIR", data.to_str().unwrap()),
+        ("CHAT_AUTH", "jwt"),
+        ("CHAT_JWT_SECRET", SECRET),
+        ("CHAT_SERVER_API_KEY", BOOTSTRAP),
+    ];
+    env.extend_from_slice(extra);
+    Service::start("chatd", &[], &env).await.unwrap()
 }
 
 /// `binary` (a gateway, or the presence binary) on `redis`, in jwt mode
@@ -532,21 +534,12 @@ async fn a_user_sending_without_pause_is_still_thrown_out() {
     use tokio_tungstenite::tungstenite::Message;
 
     let data = tempfile::tempdir().unwrap();
-    let chatd = Service::start(
-        "chatd",
-        &[],
-        &[
-            ("CHAT_DATA_DIR", data.path().to_str().unwrap()),
-            ("CHAT_AUTH", "jwt"),
-            ("CHAT_JWT_SECRET", SECRET),
-            ("CHAT_SERVER_API_KEY", BOOTSTRAP),
-            // Faster than a person: the flood must not be rate limited.
-            ("CHAT_RATE_PER_SEC", "1000000"),
-            ("CHAT_RATE_BURST", "1000000"),
-        ],
-    )
-    .await
-    .unwrap();
+    // Faster than a person: the flood must not be rate limited.
+    let unlimited = [
+        ("CHAT_RATE_PER_SEC", "1000000"),
+        ("CHAT_RATE_BURST", "1000000"),
+    ];
+    let chatd = chatd_with(data.path(), &unlimited).await;
     let addr = chatd.addr().to_owned();
     let (bouncer, _) = key(&addr, "moderation", &["users"]).await;
     let bob = WsClient::connect(&addr, &format!("/ws/bob/?token={}", token("bob")))
