@@ -25,8 +25,10 @@ pub(crate) enum Frame {
         bytestring::ByteString,
         Result<Inbound, chat_protocol::DecodeError>,
     ),
-    /// Anything else (the lobby's frames, a binary frame).
-    Other(Message),
+    /// A user connection's binary frame (refused: JSON text only).
+    UserBinary,
+    /// A lobby frame, forwarded as it came.
+    Lobby(Message),
 }
 
 impl Frame {
@@ -155,7 +157,8 @@ impl Connection {
                 let decoded = chat_protocol::decode(&text);
                 Frame::User(text, decoded)
             }
-            (_, message) => Frame::Other(message),
+            (Endpoint::User(_), Message::Binary(_)) => Frame::UserBinary,
+            (Endpoint::Lobby, message) => Frame::Lobby(message),
         }
     }
 
@@ -195,34 +198,18 @@ impl Connection {
         if let Some(outcome) = self.rate_limit() {
             return (self, outcome);
         }
-        let message = match frame {
-            Frame::User(text, decoded) => {
-                let outcome = self.user_text(&text, decoded).await;
-                return (self, outcome);
-            }
-            Frame::Other(message) => message,
-        };
-        let outcome = match (&self.endpoint, message) {
+        let outcome = match frame {
+            Frame::User(text, decoded) => self.user_text(&text, decoded).await,
             // The lobby speaks the seed's raw protocol: no error frames.
-            (Endpoint::Lobby, Message::Text(text)) => {
-                let _ = self
-                    .gw
-                    .hub
-                    .publish(channel::LOBBY, envelope::text(&text))
-                    .await;
+            Frame::Lobby(message) => {
+                let payload = match message {
+                    Message::Text(text) => envelope::text(&text),
+                    Message::Binary(bytes) => envelope::binary(&bytes),
+                };
+                let _ = self.gw.hub.publish(channel::LOBBY, payload).await;
                 Outcome::Continue
             }
-            (Endpoint::Lobby, Message::Binary(bytes)) => {
-                let _ = self
-                    .gw
-                    .hub
-                    .publish(channel::LOBBY, envelope::binary(&bytes))
-                    .await;
-                Outcome::Continue
-            }
-            // Read as a `Frame::User`.
-            (Endpoint::User(_), Message::Text(_)) => Outcome::Continue,
-            (Endpoint::User(_), Message::Binary(_)) => self.replies.error(
+            Frame::UserBinary => self.replies.error(
                 None,
                 ErrorCode::Unsupported,
                 "user connections take JSON text frames",

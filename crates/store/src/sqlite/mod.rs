@@ -10,9 +10,10 @@
 //! skips the live push. Writes are serialised by a lock: SQLite has one
 //! writer anyway, and waiting here beats retrying on `SQLITE_BUSY`.
 //!
-//! Bounds, as on Redis: an inbox keeps its last `history_max` entries, a
-//! conversation's history its last `history_max`, each trimmed every
-//! [`TRIM_EVERY`] messages (Redis trims with every message); an
+//! Bounds, as on Redis: an inbox keeps its last `history_max` entries,
+//! trimmed every [`TRIM_EVERY`] messages, a conversation's history its
+//! last `history_max`, trimmed every 16th of that (Redis trims with every
+//! message); an
 //! offline list its last `offline_max`; a sender's client ids at least
 //! their last [`SENT_IDS_KEPT`], pruned every [`SENT_TRIM_EVERY`] sends.
 

@@ -437,7 +437,8 @@ fn append_inbox(
 }
 
 /// Inserts message `id`'s inbox entry at `seq` and keeps the inbox to
-/// `limits` (as `insert_update` does an update's).
+/// `limits`: its offline list exactly, its length every [`TRIM_EVERY`]
+/// entries.
 fn insert_inbox(
     txn: &Connection,
     limits: Limits,
